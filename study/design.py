@@ -1,0 +1,346 @@
+"""Design files: read a TOML design, validate every key, and describe its tasks and cells.
+
+A design is validated completely before anything is written, and every problem is
+reported as one line naming the key, the value given and what is allowed
+(:class:`DesignError`). The keys are those of DESIGN.md §5.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import re
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .scaling import SCALINGS
+
+MAX_DEGREE = 12
+X_DISTRIBUTIONS = ("uniform", "normal")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+# Every key a design file may hold, with what it must be. Nested tables are dicts.
+_SCHEMA: dict[str, Any] = {
+    "name": "str",
+    "seed": "int",
+    "replications": "int",
+    "block_size": "int",
+    "dgp": {
+        "intercept": "float",
+        "slope": "float",
+        "noise_sd": "float",
+        "x": "table",
+    },
+    "grid": {
+        "m": "list",
+        "degree": "list",
+        "lambda": "list",
+        "scaling": "list",
+        "penalize_intercept": "bool",
+    },
+    "output": {"keep_draws": "int"},
+}
+_X_KEYS = {"uniform": ("distribution", "low", "high"), "normal": ("distribution", "mean", "sd")}
+
+
+class DesignError(ValueError):
+    """A design file or a command-line value that cannot be used; the message is one line."""
+
+
+@dataclass(frozen=True)
+class XDistribution:
+    """Distribution of the input x: uniform on [low, high] or normal(mean, sd)."""
+
+    distribution: str
+    low: float | None = None
+    high: float | None = None
+    mean: float | None = None
+    sd: float | None = None
+
+    @property
+    def center(self) -> float:
+        """Centre of the standardised variable u = (x − center) / scale."""
+        if self.distribution == "uniform":
+            return (self.low + self.high) / 2
+        return self.mean
+
+    @property
+    def scale(self) -> float:
+        """Scale of u = (x − center) / scale: u is uniform on [−1, 1] or standard normal."""
+        if self.distribution == "uniform":
+            return (self.high - self.low) / 2
+        return self.sd
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Design:
+    """A validated simulation design (DESIGN.md §5)."""
+
+    name: str
+    seed: int
+    replications: int
+    block_size: int
+    intercept: float
+    slope: float
+    noise_sd: float
+    x: XDistribution
+    m: tuple[int, ...]
+    degree: tuple[int, ...]
+    lam: tuple[float, ...]
+    scaling: tuple[str, ...]
+    penalize_intercept: bool
+    keep_draws: int
+
+    # --- identity ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The design as the nested mapping of the TOML file (normalised types)."""
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "replications": self.replications,
+            "block_size": self.block_size,
+            "dgp": {
+                "intercept": self.intercept,
+                "slope": self.slope,
+                "noise_sd": self.noise_sd,
+                "x": self.x.to_dict(),
+            },
+            "grid": {
+                "m": list(self.m),
+                "degree": list(self.degree),
+                "lambda": list(self.lam),
+                "scaling": list(self.scaling),
+                "penalize_intercept": self.penalize_intercept,
+            },
+            "output": {"keep_draws": self.keep_draws},
+        }
+
+    @property
+    def hash(self) -> str:
+        """SHA-256 of the canonical JSON of the design: what a checkpoint must match."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    # --- structure ---------------------------------------------------------------------
+    @property
+    def true_coefficients(self) -> tuple[float, float]:
+        """(β0, β1): w* = (β0, β1, 0, …, 0)."""
+        return (self.intercept, self.slope)
+
+    @property
+    def n_blocks(self) -> int:
+        return -(-self.replications // self.block_size)
+
+    def block_length(self, block: int) -> int:
+        """Number of replications in block `block` (the last one may be shorter)."""
+        start = block * self.block_size
+        return min(self.block_size, self.replications - start)
+
+    def tasks(self) -> list[tuple[int, int]]:
+        """Every (m, block) task, largest m first so that long tasks start early."""
+        return [(m, b) for m in sorted(self.m, reverse=True) for b in range(self.n_blocks)]
+
+    def identifiable(self, m: int, degree: int, lam: float) -> bool:
+        """False for λ = 0 with m ≤ degree: fewer points than coefficients."""
+        return lam > 0 or m > degree
+
+
+# --- reading and validation ------------------------------------------------------------
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    return repr(value)
+
+
+class _Checker:
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, key: str, value: Any, allowed: str) -> DesignError:
+        return DesignError(f"{self.source}: key '{key}': got {_fmt(value)}; expected {allowed}")
+
+    def integer(self, key: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+        allowed = f"an integer ≥ {minimum}" if maximum is None else (
+            f"an integer from {minimum} to {maximum}"
+        )
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(key, value, allowed)
+        if value < minimum or (maximum is not None and value > maximum):
+            raise self.fail(key, value, allowed)
+        return value
+
+    def number(self, key: str, value: Any, *, minimum: float | None = None) -> float:
+        allowed = "a finite number" if minimum is None else f"a finite number ≥ {minimum:g}"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(key, value, allowed)
+        value = float(value)
+        if not math.isfinite(value) or (minimum is not None and value < minimum):
+            raise self.fail(key, value, allowed)
+        return value
+
+    def unique_list(self, key: str, value: Any, what: str, check) -> tuple:
+        if not isinstance(value, list) or not value:
+            raise self.fail(key, value, f"a non-empty list of {what}")
+        items = []
+        for item in value:
+            try:
+                items.append(check(item))
+            except DesignError:
+                raise self.fail(key, item, what) from None
+        seen = set()
+        for item in items:
+            if item in seen:
+                raise self.fail(key, value, f"a list of {what} without duplicates ({item!r} repeats)")
+            seen.add(item)
+        return tuple(items)
+
+
+def _check_keys(chk: _Checker, table: dict, schema: dict, prefix: str) -> None:
+    for key in table:
+        if key not in schema:
+            full = prefix + key
+            valid = [prefix + k for k in schema]
+            close = difflib.get_close_matches(full, valid, n=1, cutoff=0.5)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise DesignError(
+                f"{chk.source}: unknown key '{full}'{hint} (allowed here: {', '.join(valid)})"
+            )
+    for key, kind in schema.items():
+        full = prefix + key
+        if key not in table:
+            raise DesignError(f"{chk.source}: missing key '{full}'")
+        if isinstance(kind, dict) or kind == "table":
+            if not isinstance(table[key], dict):
+                raise chk.fail(full, table[key], "a table")
+            if isinstance(kind, dict):
+                _check_keys(chk, table[key], kind, full + ".")
+
+
+def _x_distribution(chk: _Checker, x: dict) -> XDistribution:
+    dist = x.get("distribution")
+    if dist not in X_DISTRIBUTIONS:
+        raise chk.fail("dgp.x.distribution", dist, f"one of {list(X_DISTRIBUTIONS)}")
+    allowed_keys = _X_KEYS[dist]
+    _check_keys(chk, x, {k: "float" for k in allowed_keys}, "dgp.x.")
+    if dist == "uniform":
+        low = chk.number("dgp.x.low", x["low"])
+        high = chk.number("dgp.x.high", x["high"])
+        if not high > low:
+            raise chk.fail("dgp.x.high", high, f"a number greater than dgp.x.low = {low:g}")
+        return XDistribution("uniform", low=low, high=high)
+    mean = chk.number("dgp.x.mean", x["mean"])
+    sd = chk.number("dgp.x.sd", x["sd"])
+    if not sd > 0:
+        raise chk.fail("dgp.x.sd", sd, "a finite number > 0")
+    return XDistribution("normal", mean=mean, sd=sd)
+
+
+def design_from_dict(raw: dict, source: str = "design") -> Design:
+    """Validate a design given as the nested mapping of its TOML file.
+
+    Raises
+    ------
+    DesignError
+        With one line naming the key, the value given and what is allowed.
+    """
+    chk = _Checker(source)
+    _check_keys(chk, raw, _SCHEMA, "")
+    name = raw["name"]
+    if not isinstance(name, str) or not _SAFE_NAME.match(name) or set(name) <= {"."}:
+        raise chk.fail(
+            "name", name, "a safe folder name: letters, digits, '.', '_' or '-', at most 64, "
+            "not starting with '.' or '-'"
+        )
+    seed = chk.integer("seed", raw["seed"], 0)
+    replications = chk.integer("replications", raw["replications"], 2)
+    block_size = chk.integer("block_size", raw["block_size"], 1)
+    dgp, grid, output = raw["dgp"], raw["grid"], raw["output"]
+    intercept = chk.number("dgp.intercept", dgp["intercept"])
+    slope = chk.number("dgp.slope", dgp["slope"])
+    noise_sd = chk.number("dgp.noise_sd", dgp["noise_sd"], minimum=0.0)
+    x = _x_distribution(chk, dgp["x"])
+
+    m = chk.unique_list(
+        "grid.m", grid["m"], "integers ≥ 1", lambda v: chk.integer("grid.m", v, 1)
+    )
+    degree = chk.unique_list(
+        "grid.degree",
+        grid["degree"],
+        f"integers from 1 to {MAX_DEGREE}",
+        lambda v: chk.integer("grid.degree", v, 1, MAX_DEGREE),
+    )
+    lam = chk.unique_list(
+        "grid.lambda",
+        grid["lambda"],
+        "finite numbers ≥ 0",
+        lambda v: chk.number("grid.lambda", v, minimum=0.0),
+    )
+
+    def _scaling(v):
+        if v not in SCALINGS:
+            raise chk.fail("grid.scaling", v, f"one of {list(SCALINGS)}")
+        return v
+
+    scaling = chk.unique_list(
+        "grid.scaling", grid["scaling"], f"scalings among {list(SCALINGS)}", _scaling
+    )
+    penalize_intercept = grid["penalize_intercept"]
+    if not isinstance(penalize_intercept, bool):
+        raise chk.fail("grid.penalize_intercept", penalize_intercept, "true or false")
+    keep_draws = chk.integer("output.keep_draws", output["keep_draws"], 0)
+    if keep_draws > replications:
+        raise chk.fail(
+            "output.keep_draws", keep_draws, f"an integer from 0 to replications = {replications}"
+        )
+    return Design(
+        name=name,
+        seed=seed,
+        replications=replications,
+        block_size=block_size,
+        intercept=intercept,
+        slope=slope,
+        noise_sd=noise_sd,
+        x=x,
+        m=tuple(sorted(m)),
+        degree=tuple(sorted(degree)),
+        lam=tuple(sorted(lam)),
+        scaling=scaling,
+        penalize_intercept=penalize_intercept,
+        keep_draws=keep_draws,
+    )
+
+
+def load_design(path: str | Path) -> Design:
+    """Read and validate a TOML design file.
+
+    Raises
+    ------
+    DesignError
+        If the file cannot be read, is not valid TOML, or any key is missing, unknown
+        or out of range.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DesignError(f"{path}: design file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DesignError(f"{path}: cannot read design file ({exc.__class__.__name__}: {exc})") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DesignError(f"{path}: not valid TOML ({exc})") from None
+    return design_from_dict(raw, source=str(path))

@@ -1,0 +1,231 @@
+"""Polynomial ridge fits from power sums: one factorisation serves every α.
+
+Every fit of the study is a ridge regression in sum form (DESIGN.md §1),
+
+    ŵ = argmin_w Σ_i (φ(x_i)ᵀw − y_i)² + α·wᵀDw,   D = diag(0, 1, …, 1) (or I),
+
+with φ(x) = (1, x, …, x^k) in raw monomials. Raw monomials are ill-conditioned away from
+[−1, 1], so the fit is computed in the standardised variable u = (x − center)/scale, where
+φ(u) = B·φ(x) for a lower-triangular B. With w = Bᵀv the penalty is α·vᵀ(BDBᵀ)v, so the
+problem in u is again a ridge problem, with penalty matrix P = BDBᵀ, and maps back exactly.
+
+Everything a fit needs is in the power sums S_p = Σ u^p (p ≤ 2K) and T_p = Σ u^p·y
+(p ≤ K): G = ΦᵀΦ and b = Φᵀy of every degree k ≤ K are leading blocks of the Hankel
+matrix [S_{i+j}] and of the vector [T_i].
+
+For many α on one data set the generalised eigendecomposition of the pencil (G, P) is
+computed once: with G = LLᵀ and L⁻¹PL⁻ᵀ = QΛQᵀ, W = L⁻ᵀQ satisfies WᵀGW = I and
+WᵀPW = Λ, hence
+
+    (G + αP)⁻¹ = W·diag(1/(1 + αΛ))·Wᵀ,
+
+and the estimate, its conditional mean A⁻¹Gv* and covariance σ²A⁻¹GA⁻¹ are all cheap
+elementwise products for every α.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import comb
+
+import numpy as np
+
+from .scaling import alpha as scaling_alpha
+
+
+def change_of_basis(center: float, scale: float, degree: int) -> np.ndarray:
+    """Matrix B with φ(u) = B·φ(x) for u = (x − center)/scale.
+
+    Parameters
+    ----------
+    center, scale : float
+        Standardisation of x; scale > 0.
+    degree : int
+        Polynomial degree k.
+
+    Returns
+    -------
+    ndarray of shape (k + 1, k + 1)
+        Lower triangular: u^j = Σ_{i≤j} C(j, i)·(−center)^{j−i}·x^i / scale^j.
+    """
+    B = np.zeros((degree + 1, degree + 1))
+    for j in range(degree + 1):
+        for i in range(j + 1):
+            B[j, i] = comb(j, i) * (-center) ** (j - i) / scale**j
+    return B
+
+
+def penalty_matrix(degree: int, *, penalize_intercept: bool = False) -> np.ndarray:
+    """D = diag(0, 1, …, 1), or the identity when the intercept is penalised too."""
+    d = np.ones(degree + 1)
+    if not penalize_intercept:
+        d[0] = 0.0
+    return np.diag(d)
+
+
+def hankel_index(degree: int) -> np.ndarray:
+    """Index array I with G = S[..., I]: I[i, j] = i + j."""
+    r = np.arange(degree + 1)
+    return r[:, None] + r[None, :]
+
+
+def power_sums(u: np.ndarray, y: np.ndarray, max_degree: int) -> tuple[np.ndarray, np.ndarray]:
+    """Power sums S_p = Σ u^p (p ≤ 2K) and T_p = Σ u^p·y (p ≤ K) along the last axis.
+
+    Parameters
+    ----------
+    u, y : ndarray of shape (..., m)
+    max_degree : int
+        K, the largest degree that will be fitted.
+
+    Returns
+    -------
+    S : ndarray of shape (..., 2K + 1)
+    T : ndarray of shape (..., K + 1)
+    """
+    u = np.asarray(u, dtype=float)
+    y = np.asarray(y, dtype=float)
+    S = np.empty(u.shape[:-1] + (2 * max_degree + 1,))
+    T = np.empty(u.shape[:-1] + (max_degree + 1,))
+    S[..., 0] = u.shape[-1]
+    T[..., 0] = y.sum(axis=-1)
+    power = u.copy()
+    for p in range(1, 2 * max_degree + 1):
+        S[..., p] = power.sum(axis=-1)
+        if p <= max_degree:
+            T[..., p] = np.einsum("...i,...i->...", power, y)
+        if p < 2 * max_degree:
+            power *= u
+    return S, T
+
+
+@dataclass
+class PencilFactor:
+    """Generalised eigendecomposition of (G, P) for a stack of data sets.
+
+    Attributes
+    ----------
+    W : ndarray of shape (n, k + 1, k + 1)
+        WᵀGW = I and WᵀPW = diag(eig).
+    eig : ndarray of shape (n, k + 1)
+        Generalised eigenvalues, ≥ 0.
+    """
+
+    W: np.ndarray
+    eig: np.ndarray
+
+    def shrinkage(self, alpha: float) -> np.ndarray:
+        """diag((I + αΛ)⁻¹), shape (n, k + 1)."""
+        return 1.0 / (1.0 + alpha * self.eig)
+
+
+def factorise(G: np.ndarray, P: np.ndarray) -> PencilFactor:
+    """Factorise the pencil (G, P) of each data set; G must be positive definite.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        If any G in the stack is not numerically positive definite.
+    """
+    L = np.linalg.cholesky(G)
+    eye = np.broadcast_to(np.eye(G.shape[-1]), G.shape)
+    Linv = np.linalg.solve(L, eye)  # L⁻¹, triangular but small: a batched solve is fine
+    C = Linv @ P @ np.swapaxes(Linv, -1, -2)
+    C = (C + np.swapaxes(C, -1, -2)) / 2
+    eig, Q = np.linalg.eigh(C)
+    W = np.swapaxes(Linv, -1, -2) @ Q
+    return PencilFactor(W=W, eig=np.clip(eig, 0.0, None))
+
+
+def _solve_one(S: np.ndarray, T: np.ndarray, degree: int, alpha: float, P: np.ndarray):
+    G = S[..., hankel_index(degree)]
+    b = T[..., : degree + 1]
+    try:
+        factor = factorise(G, P)
+    except np.linalg.LinAlgError:
+        # G singular (m ≤ k) or numerically so: solve G + αP directly.
+        return np.linalg.solve(G + alpha * P, b[..., None])[..., 0]
+    z = np.einsum("...ji,...j->...i", factor.W, b) * factor.shrinkage(alpha)
+    return np.einsum("...ij,...j->...i", factor.W, z)
+
+
+def fit_polynomial_ridge(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    degree: int,
+    lam: float,
+    scaling: str = "m",
+    penalize_intercept: bool = False,
+) -> np.ndarray:
+    """Fit a degree-k polynomial by ridge regression with one of the study's scalings.
+
+    Minimises the mean-loss objective of Andrew Ng's course,
+
+        J(w) = (1/2m) Σ_i (φ(x_i)ᵀw − y_i)² + (c/2) Σ_{j≥1} w_j²,
+
+    with c = λ, λ/m, λ/√m or λ/k for ``scaling`` = "none", "m", "sqrt-m" or "k";
+    equivalently the sum-form ridge problem with α = m·c (scikit-learn ``Ridge(alpha=α)``
+    on the features x, …, x^k with ``fit_intercept=True``).
+
+    Parameters
+    ----------
+    x : ndarray of shape (m,)
+        Inputs.
+    y : ndarray of shape (m,)
+        Responses.
+    degree : int
+        Polynomial degree k ≥ 1.
+    lam : float
+        Regularisation parameter λ ≥ 0 as written in the penalty.
+    scaling : {"none", "m", "sqrt-m", "k"}, default="m"
+        How the penalty is divided; "m" is Ng's (λ/2m)·Σw².
+    penalize_intercept : bool, default=False
+        Penalise w_0 as well.
+
+    Returns
+    -------
+    ndarray of shape (degree + 1,)
+        Coefficients of 1, x, …, x^degree.
+
+    Raises
+    ------
+    ValueError
+        On inputs of the wrong shape, non-finite values, λ < 0, an unknown scaling, or
+        λ = 0 with fewer than degree + 1 distinct points (the fit is not identifiable).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([-1.0, 0.0, 1.0]); y = np.array([1.0, 0.0, 1.0])
+    >>> fit_polynomial_ridge(x, y, degree=2, lam=0.0).round(12) + 0.0
+    array([0., 0., 1.])
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if x.ndim != 1 or y.shape != x.shape or x.size == 0:
+        raise ValueError(
+            f"x and y must be 1-d arrays of the same non-zero length. Got shapes {x.shape} "
+            f"and {y.shape} instead."
+        )
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("x and y must be finite. Got NaN or infinity instead.")
+    if isinstance(degree, bool) or not isinstance(degree, int | np.integer) or degree < 1:
+        raise ValueError(f"The 'degree' parameter must be an integer ≥ 1. Got {degree!r} instead.")
+    if not np.isfinite(lam) or lam < 0:
+        raise ValueError(f"The 'lam' parameter must be a finite number ≥ 0. Got {lam!r} instead.")
+    m = x.size
+    a = scaling_alpha(lam, m=m, degree=int(degree), scaling=scaling)
+    if a == 0 and np.unique(x).size <= degree:
+        raise ValueError(
+            f"With lam = 0 a degree-{degree} fit needs at least {degree + 1} distinct x values. "
+            f"Got {np.unique(x).size} instead: the coefficients are not identifiable."
+        )
+    lo, hi = x.min(), x.max()
+    center = (lo + hi) / 2
+    scale = (hi - lo) / 2 if hi > lo else max(abs(center), 1.0)
+    B = change_of_basis(center, scale, degree)
+    P = B @ penalty_matrix(degree, penalize_intercept=penalize_intercept) @ B.T
+    S, T = power_sums((x - center) / scale, y, degree)
+    v = _solve_one(S, T, degree, a, P)
+    return B.T @ v
