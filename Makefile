@@ -1,0 +1,45 @@
+# Every target sets up what it needs: the virtual environment is (re)built from
+# pyproject.toml whenever it is missing or older than pyproject.toml.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.study-installed
+DESIGN ?= simulations/default.toml
+JOBS ?= 2
+NAME = $(shell sed -n 's/^name *= *"\(.*\)".*/\1/p' $(DESIGN))
+RESULTS ?= simulations/results/$(NAME)
+
+.PHONY: help venv simulate test test-all check report bench lint clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+
+$(STAMP): pyproject.toml
+	@if [ ! -x $(PY) ]; then $(PYTHON) -m venv $(VENV); fi
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,report]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## Create or update the virtual environment (.venv) from pyproject.toml
+
+simulate: $(STAMP) ## Run a design (DESIGN=simulations/default.toml JOBS=2); resumes if interrupted
+	$(PY) -m study simulate $(DESIGN) --jobs $(JOBS)
+
+test: $(STAMP) ## Run the test suite (without the tests marked slow)
+	$(PY) -m pytest
+
+test-all: $(STAMP) ## Run every test, the slow ones too
+	$(PY) -m pytest -m ''
+
+lint: $(STAMP) ## ruff check and format check
+	$(PY) -m pip install --quiet ruff
+	$(PY) -m ruff check study tests
+	$(PY) -m ruff format --check study tests
+
+clean: ## Remove the virtual environment, results and rendered report
+	rm -rf $(VENV) simulations/results report/_generated report/_output

@@ -1,0 +1,114 @@
+"""Command line: ``study simulate DESIGN …`` (also ``python -m study``).
+
+Bad input of any kind ends with one line on standard error that names the key or option,
+the value given and what is allowed, exit status 2, and nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .design import DesignError, load_design
+from .paths import RESULTS_ROOT, results_dir
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and still exit status 2)."""
+
+    def error(self, message: str):  # noqa: D102
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"got {text!r}; expected an integer ≥ 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(
+        prog="study",
+        description="Why does Andrew Ng divide the L2 penalty by m? A Monte Carlo study of "
+        "penalty scalings in polynomial ridge regression.",
+    )
+    parser.add_argument("--version", action="version", version=f"study {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sim = sub.add_parser(
+        "simulate",
+        help="run a design file and write its results",
+        description="Run every (m, block) task of a design, fitting all (degree, λ, "
+        "scaling) cells on the same data sets, and write summary.csv, risk.csv, "
+        "draws.npz and manifest.json. Finished tasks are checkpointed: after an "
+        "interruption the same command computes only what is missing.",
+    )
+    sim.add_argument("design", type=Path, help="design file (TOML), e.g. simulations/default.toml")
+    sim.add_argument(
+        "--jobs", "-j", type=_positive_int, default=1, metavar="N",
+        help="parallel workers (default: 1); results do not depend on it",
+    )  # fmt: skip
+    sim.add_argument(
+        "--backend", choices=("loky", "threading"), default="loky",
+        help="joblib backend (default: loky, separate processes); results do not depend on it",
+    )  # fmt: skip
+    sim.add_argument(
+        "--out", type=Path, default=None, metavar="DIR",
+        help=f"results folder (default: {RESULTS_ROOT}/<name of the design>)",
+    )  # fmt: skip
+    sim.add_argument(
+        "--fresh", action="store_true",
+        help="discard checkpoints and results already in the results folder and start over",
+    )  # fmt: skip
+    sim.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    return parser
+
+
+def _simulate(args) -> int:
+    from .simulate import simulate
+
+    design = load_design(args.design)
+    out = args.out if args.out is not None else results_dir(design.name)
+    if out.exists() and not out.is_dir():
+        raise DesignError(f"option '--out': got '{out}'; expected a folder, not a file")
+    try:
+        report = simulate(
+            design, out, jobs=args.jobs, backend=args.backend, fresh=args.fresh,
+            progress=not args.quiet, design_path=str(args.design),
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        print(
+            f"study: interrupted; finished tasks are kept in {out}/checkpoints — run the same "
+            "command again to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    resumed = f", {report.n_resumed} resumed" if report.n_resumed else ""
+    print(
+        f"study: results in {out}/ ({report.n_tasks} tasks{resumed}, {report.n_fits:,} fits) "
+        f"in {report.wall_seconds:.1f} s"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "simulate":
+            return _simulate(args)
+    except DesignError as exc:
+        print(f"study: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    parser.error(f"unknown command {args.command!r}")
+    return EXIT_BAD_INPUT

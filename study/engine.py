@@ -1,0 +1,264 @@
+"""The simulation engine: tasks (m, block) → power sums → batched fits → mergeable moments.
+
+A task draws its block of data sets once (common random numbers) and fits every
+(degree, λ, scaling) cell to the same data. Per degree there is one factorisation of the
+pencil (G, P) per data set, reused for every distinct α (see :mod:`study.fit`); there is
+no Python loop over fits.
+
+Per cell and coefficient j the task keeps the co-moments (:mod:`study.moments`) of
+
+    q = (d, d², e, e², v),   d = ŵ_j − w*_j,  e = E[ŵ_j | X] − w*_j,  v = Var[ŵ_j | X],
+
+and per cell those of (R, R², E[R | X]) for the prediction risk R(ŵ) = (ŵ − w*)ᵀΣ(ŵ − w*).
+The conditional moments are the Rao–Blackwellised estimates of DESIGN.md §2, computed
+from the same factorisation: with W and Λ of the pencil and s = 1/(1 + αΛ),
+
+    v̂ = W(s ∘ Wᵀb),   E[v̂ | X] = W(s ∘ WᵀGv*),   Cov[v̂ | X] = σ²·W diag(s²) Wᵀ.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from .design import Design
+from .dgp import block_power_sums, standardised_moments, true_coefficients_u
+from .fit import (
+    PencilFactor,
+    change_of_basis,
+    factorise,
+    hankel_index,
+    pencil_is_stable,
+    penalty_root,
+)
+from .moments import CoMoments
+from .scaling import alpha as scaling_alpha
+
+COEF_QUANTITIES = ("d", "d2", "e", "e2", "v")
+RISK_QUANTITIES = ("r", "r2", "rb")
+
+
+def alpha_grid(design: Design, m: int, degree: int) -> np.ndarray:
+    """α = m·c(λ) of every (λ, scaling) cell, shape (n_lambda, n_scaling)."""
+    return np.array(
+        [
+            [scaling_alpha(lam, m=m, degree=degree, scaling=s) for s in design.scaling]
+            for lam in design.lam
+        ]
+    )
+
+
+def identifiable_grid(design: Design, m: int, degree: int) -> np.ndarray:
+    """Boolean (n_lambda, n_scaling): False where λ = 0 and m ≤ degree."""
+    ok = np.array([design.identifiable(m, degree, lam) for lam in design.lam])
+    return np.repeat(ok[:, None], len(design.scaling), axis=1)
+
+
+@dataclass
+class _DegreeSetup:
+    """Everything about one degree that does not depend on the data."""
+
+    degree: int
+    B: np.ndarray  # φ(u) = Bφ(x); ŵ = v̂ @ B
+    P: np.ndarray  # penalty in u: B D Bᵀ = F Fᵀ
+    F: np.ndarray
+    use_pencil: bool
+    v_star: np.ndarray
+    w_star: np.ndarray
+    sigma_u: np.ndarray  # E[φ(u)φ(u)ᵀ]
+
+
+def degree_setup(design: Design, degree: int) -> _DegreeSetup:
+    B = change_of_basis(design.x.center, design.x.scale, degree)
+    F = penalty_root(B, penalize_intercept=design.penalize_intercept)
+    mu = standardised_moments(design.x, 2 * degree)
+    w_star = np.zeros(degree + 1)
+    w_star[:2] = design.true_coefficients
+    return _DegreeSetup(
+        degree=degree,
+        B=B,
+        P=F @ F.T,
+        F=F,
+        use_pencil=pencil_is_stable(design.x.center, design.x.scale),
+        v_star=true_coefficients_u(design, degree),
+        w_star=w_star,
+        sigma_u=mu[hankel_index(degree)],
+    )
+
+
+@dataclass
+class _PencilData:
+    """Per data set, the parts of every α's solution that do not depend on α."""
+
+    W: np.ndarray  # (n, k+1, k+1)
+    eig: np.ndarray  # (n, k+1)
+    z: np.ndarray  # Wᵀb
+    z_star: np.ndarray  # WᵀGv*
+    Wr2: np.ndarray  # (BᵀW)², squared entrywise: Var[ŵ_j|X] = σ² Σ_i Wr2[j, i]·s_i²
+    WSW: np.ndarray  # diag(WᵀΣW): tr(Σ Cov[v̂|X]) = σ² Σ_i WSW_i·s_i²
+
+    @classmethod
+    def build(cls, factor: PencilFactor, G, b, setup: _DegreeSetup) -> _PencilData:
+        W = factor.W
+        return cls(
+            W=W,
+            eig=factor.eig,
+            z=np.einsum("nji,nj->ni", W, b),
+            z_star=np.einsum("nji,nj->ni", W, G @ setup.v_star),
+            Wr2=np.einsum("lj,nli->nji", setup.B, W) ** 2,
+            WSW=np.einsum("nli,lk,nki->ni", W, setup.sigma_u, W),
+        )
+
+
+def _quantities_pencil(pd: _PencilData, setup: _DegreeSetup, alpha: float, sigma: float):
+    """Per data set: coefficient quantities (n, k+1, 5) and risk quantities (n, 3)."""
+    s = 1.0 / (1.0 + alpha * pd.eig)
+    v_hat = np.einsum("nij,nj->ni", pd.W, pd.z * s)
+    v_mean = np.einsum("nij,nj->ni", pd.W, pd.z_star * s)
+    s2 = s**2
+    var_w = sigma**2 * np.einsum("nji,ni->nj", pd.Wr2, s2)
+    trace = sigma**2 * np.einsum("ni,ni->n", pd.WSW, s2)
+    return _assemble(v_hat, v_mean, var_w, trace, setup)
+
+
+def _quantities_direct(G, b, setup: _DegreeSetup, alpha: float, sigma: float):
+    """The same quantities by inverting A = G + αP: for G singular (m ≤ k)."""
+    A = G + alpha * setup.P
+    n, p = b.shape
+    rhs = np.concatenate([b[..., None], (G @ setup.v_star)[..., None], np.broadcast_to(
+        np.eye(p), (n, p, p))], axis=-1)  # [b | Gv* | I]
+    X = np.full((n, p, p + 2), np.nan)
+    try:
+        X[:] = np.linalg.solve(A, rhs)
+    except np.linalg.LinAlgError:
+        for i in range(n):  # rare: locate the singular systems, leave them NaN
+            try:
+                X[i] = np.linalg.solve(A[i], rhs[i])
+            except np.linalg.LinAlgError:
+                pass
+    v_hat, v_mean, Ainv = X[..., 0], X[..., 1], X[..., 2:]
+    cov_v = sigma**2 * Ainv @ G @ Ainv
+    var_w = np.einsum("li,nlk,ki->ni", setup.B, cov_v, setup.B)
+    trace = np.einsum("nij,ji->n", cov_v, setup.sigma_u)
+    return _assemble(v_hat, v_mean, var_w, trace, setup)
+
+
+def _assemble(v_hat, v_mean, var_w, trace, setup: _DegreeSetup):
+    d = v_hat @ setup.B - setup.w_star
+    e = v_mean @ setup.B - setup.w_star
+    coef = np.stack([d, d**2, e, e**2, var_w], axis=-1)
+    dv = v_hat - setup.v_star
+    dm = v_mean - setup.v_star
+    r = np.einsum("ni,ij,nj->n", dv, setup.sigma_u, dv)
+    rb = np.einsum("ni,ij,nj->n", dm, setup.sigma_u, dm) + trace
+    risk = np.stack([r, r**2, rb], axis=-1)
+    return coef, risk, d + setup.w_star
+
+
+def run_task(design: Design, m: int, block: int) -> dict[str, np.ndarray]:
+    """Simulate one task and return its summary arrays, keyed ``k{degree}_{name}``.
+
+    For each degree k, with L λ values and C scalings:
+
+    - ``coef_n`` (L, C, k+1), ``coef_mean`` (L, C, k+1, 5), ``coef_M`` (L, C, k+1, 5, 5):
+      co-moments of (d, d², e, e², v);
+    - ``risk_n`` (L, C), ``risk_mean`` (L, C, 3), ``risk_M`` (L, C, 3, 3): of (R, R², E[R|X]);
+    - ``n_failed`` (L, C): data sets whose fit was not finite;
+    - ``draws`` (L, C, keep, k+1): ŵ of the block's replications numbered below keep_draws.
+    """
+    started = time.perf_counter()
+    with threadpool_limits(1):
+        out = _run_task(design, m, block)
+    out["seconds"] = np.array(time.perf_counter() - started)
+    return out
+
+
+def _run_task(design: Design, m: int, block: int) -> dict[str, np.ndarray]:
+    K = max(design.degree)
+    S, T = block_power_sums(design, m, block, K)
+    n = S.shape[0]
+    first = block * design.block_size
+    keep = int(np.clip(design.keep_draws - first, 0, n))
+    L, C = len(design.lam), len(design.scaling)
+    out: dict[str, np.ndarray] = {}
+    for k in design.degree:
+        setup = degree_setup(design, k)
+        G = S[:, hankel_index(k)]
+        b = T[:, : k + 1]
+        alphas = alpha_grid(design, m, k)
+        ident = identifiable_grid(design, m, k)
+        coef = CoMoments.empty((L, C, k + 1), len(COEF_QUANTITIES))
+        risk = CoMoments.empty((L, C), len(RISK_QUANTITIES))
+        n_failed = np.zeros((L, C), dtype=np.int64)
+        draws = np.full((L, C, keep, k + 1), np.nan)
+        pencil = None  # without it: solve G + αP per α (G singular, or pencil unstable)
+        if setup.use_pencil:
+            try:
+                pencil = _PencilData.build(factorise(G, setup.F), G, b, setup)
+            except np.linalg.LinAlgError:
+                pass  # some G singular (m ≤ k)
+        for a in np.unique(alphas[ident]):
+            if pencil is not None:
+                q_coef, q_risk, w_hat = _quantities_pencil(pencil, setup, a, design.noise_sd)
+            else:
+                q_coef, q_risk, w_hat = _quantities_direct(G, b, setup, a, design.noise_sd)
+            ok = np.isfinite(q_coef).all(axis=(1, 2)) & np.isfinite(q_risk).all(axis=1)
+            if ok.all():
+                cm_coef = CoMoments.from_samples(q_coef)
+                cm_risk = CoMoments.from_samples(q_risk)
+            else:
+                cm_coef = CoMoments.from_masked_samples(
+                    q_coef, np.repeat(ok[:, None], k + 1, axis=1)
+                )
+                cm_risk = CoMoments.from_masked_samples(q_risk, ok)
+            cells = (alphas == a) & ident
+            for arr, src in (
+                (coef.n, cm_coef.n),
+                (coef.mean, cm_coef.mean),
+                (coef.M, cm_coef.M),
+                (risk.n, cm_risk.n),
+                (risk.mean, cm_risk.mean),
+                (risk.M, cm_risk.M),
+            ):
+                arr[cells] = src
+            n_failed[cells] = int(n - ok.sum())
+            draws[cells] = np.where(ok[:keep, None], w_hat[:keep], np.nan)
+        prefix = f"k{k}_"
+        out.update(
+            {
+                prefix + "coef_n": coef.n,
+                prefix + "coef_mean": coef.mean,
+                prefix + "coef_M": coef.M,
+                prefix + "risk_n": risk.n,
+                prefix + "risk_mean": risk.mean,
+                prefix + "risk_M": risk.M,
+                prefix + "n_failed": n_failed,
+                prefix + "draws": draws,
+            }
+        )
+    return out
+
+
+def merge_task_results(parts: list[dict[str, np.ndarray]], degree: int):
+    """Merge the task results of one m, in block order, for one degree.
+
+    Returns
+    -------
+    coef : CoMoments of shape (L, C, k+1), risk : CoMoments of shape (L, C),
+    n_failed : ndarray (L, C), draws : ndarray (L, C, keep, k+1)
+    """
+    p = f"k{degree}_"
+    coef = risk = None
+    n_failed = 0
+    draws = []
+    for part in parts:
+        c = CoMoments(part[p + "coef_n"], part[p + "coef_mean"], part[p + "coef_M"])
+        r = CoMoments(part[p + "risk_n"], part[p + "risk_mean"], part[p + "risk_M"])
+        coef = c if coef is None else coef.merge(c)
+        risk = r if risk is None else risk.merge(r)
+        n_failed = n_failed + part[p + "n_failed"]
+        draws.append(part[p + "draws"])
+    return coef, risk, n_failed, np.concatenate(draws, axis=2)

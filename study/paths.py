@@ -1,0 +1,28 @@
+"""Where things live. Every default path of the package comes from here.
+
+Paths are relative to the working directory, which is the repository root when the
+Makefile runs the package; every command that writes takes an option to override them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SIMULATIONS_DIR = Path("simulations")
+RESULTS_ROOT = SIMULATIONS_DIR / "results"
+REPORT_DIR = Path("report")
+GENERATED_DIR = REPORT_DIR / "_generated"
+OUTPUT_DIR = REPORT_DIR / "_output"
+
+SUMMARY_FILE = "summary.csv"
+RISK_FILE = "risk.csv"
+DRAWS_FILE = "draws.npz"
+MANIFEST_FILE = "manifest.json"
+TUNING_FILE = "tuning.csv"
+CHECKPOINT_DIR = "checkpoints"
+RESULT_FILES = (SUMMARY_FILE, RISK_FILE, DRAWS_FILE, MANIFEST_FILE)
+
+
+def results_dir(name: str, root: Path = RESULTS_ROOT) -> Path:
+    """Results folder of the design called ``name``."""
+    return root / name

@@ -1,0 +1,100 @@
+import copy
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SMALL = {
+    "name": "small",
+    "seed": 12345,
+    "replications": 60,
+    "block_size": 20,
+    "dgp": {
+        "intercept": 1.0,
+        "slope": 2.0,
+        "noise_sd": 1.0,
+        "x": {"distribution": "uniform", "low": -1.0, "high": 1.0},
+    },
+    "grid": {
+        "m": [3, 8, 40],
+        "degree": [1, 2, 3],
+        "lambda": [0.0, 0.5],
+        "scaling": ["none", "m", "sqrt-m", "k"],
+        "penalize_intercept": False,
+    },
+    "output": {"keep_draws": 10},
+}
+
+
+def small_design(**changes) -> dict:
+    """A copy of SMALL with dotted-key changes, e.g. small_design(**{"grid.m": [5]})."""
+    d = copy.deepcopy(SMALL)
+    for key, value in changes.items():
+        *path, last = key.split(".")
+        t = d
+        for p in path:
+            t = t[p]
+        t[last] = value
+    return d
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, int | str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(v)
+
+
+def to_toml(d: dict) -> str:
+    lines, tables = [], []
+    for k, v in d.items():
+        (tables if isinstance(v, dict) else lines).append((k, v))
+    out = [f"{k} = {_toml_value(v)}" for k, v in lines]
+    for name, table in tables:
+        out.append(f"\n[{name}]")
+        out += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+    return "\n".join(out) + "\n"
+
+
+def write_design(path: Path, d: dict) -> Path:
+    path.write_text(to_toml(d))
+    return path
+
+
+def run_cli(*args, cwd=None, check=False) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "study", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def smoke_results(tmp_path_factory) -> Path:
+    """The smoke design, simulated once per test session."""
+    out = tmp_path_factory.mktemp("smoke") / "smoke"
+    run_cli("simulate", ROOT / "simulations" / "smoke.toml", "--out", out, "--quiet", check=True)
+    return out

@@ -1,0 +1,259 @@
+"""The engine against independent computations on the same random streams."""
+
+import json
+
+import mpmath
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT, run_cli, small_design, write_design
+from study import fit_polynomial_ridge
+from study.design import design_from_dict
+from study.dgp import draw_block_data
+from study.engine import run_task
+from study.scaling import alpha
+from study.simulate import simulate
+from study.store import CheckpointStore, load_npz
+
+
+def _run(tmp_path, raw, name="run", **kwargs):
+    design = design_from_dict(raw)
+    out = tmp_path / name
+    simulate(design, out, progress=False, **kwargs)
+    return design, out
+
+
+def _files(out):
+    return {f: (out / f).read_bytes() for f in ("summary.csv", "risk.csv", "draws.npz")}
+
+
+def test_summary_equals_direct_numpy_on_all_draws(tmp_path):
+    """With every draw kept, each summary column is a plain NumPy computation on them."""
+    raw = small_design(**{"output.keep_draws": 60})
+    design, out = _run(tmp_path, raw)
+    summary = pd.read_csv(out / "summary.csv")
+    draws = load_npz(out / "draws.npz")
+    R = design.replications
+    checked = 0
+    for i_m, m in enumerate(design.m):
+        for k in design.degree:
+            coefs = draws[f"coef_k{k}"][i_m]  # (L, C, R, k+1)
+            for i_l, lam in enumerate(design.lam):
+                for i_s, scaling in enumerate(design.scaling):
+                    if not design.identifiable(m, k, lam):
+                        continue
+                    w = coefs[i_l, i_s]
+                    true = np.zeros(k + 1)
+                    true[:2] = design.true_coefficients
+                    rows = summary[
+                        (summary.m == m) & (summary.degree == k) & (summary["lambda"] == lam)
+                        & (summary.scaling == scaling)
+                    ].sort_values("coef")  # fmt: skip
+                    err = w - true
+                    dev = w - w.mean(axis=0)
+                    S2 = w.var(axis=0, ddof=1)
+                    m2 = (dev**2).mean(axis=0)
+                    m4 = (dev**4).mean(axis=0)
+                    mse = (err**2).mean(axis=0)
+                    expected = {
+                        "n": np.full(k + 1, R),
+                        "mean": w.mean(axis=0),
+                        "bias": w.mean(axis=0) - true,
+                        "bias_mcse": np.sqrt(S2 / R),
+                        "var": S2,
+                        "var_mcse": np.sqrt((m4 - m2**2) / R),
+                        "sd": np.sqrt(S2),
+                        "sd_mcse": np.sqrt((m4 - m2**2) / R) / (2 * np.sqrt(S2)),
+                        "mse": mse,
+                        "mse_mcse": np.sqrt(((err**2 - mse) ** 2).sum(axis=0) / (R * (R - 1))),
+                        "kurtosis": m4 / m2**2 - 3,
+                    }
+                    for col, value in expected.items():
+                        np.testing.assert_allclose(
+                            rows[col].to_numpy(), value, rtol=1e-7, atol=1e-12, err_msg=col
+                        )
+                    checked += 1
+    assert checked > 50
+
+
+def test_engine_equals_a_loop_over_fit_polynomial_ridge(tmp_path):
+    """Same random streams, fitted one data set at a time with the public function."""
+    raw = small_design(**{"output.keep_draws": 60, "dgp.x": {
+        "distribution": "uniform", "low": 0.0, "high": 10.0}})  # fmt: skip
+    design, out = _run(tmp_path, raw)
+    draws = load_npz(out / "draws.npz")
+    risk = pd.read_csv(out / "risk.csv")
+    for i_m, m in enumerate(design.m):
+        data = [draw_block_data(design, m, b) for b in range(design.n_blocks)]
+        x = np.concatenate([d[0] for d in data])
+        y = np.concatenate([d[1] for d in data])
+        for k in design.degree:
+            for i_l, lam in enumerate(design.lam):
+                for i_s, scaling in enumerate(design.scaling):
+                    if not design.identifiable(m, k, lam):
+                        assert np.isnan(draws[f"coef_k{k}"][i_m, i_l, i_s]).all()
+                        continue
+                    loop = np.array(
+                        [
+                            fit_polynomial_ridge(xi, yi, degree=k, lam=lam, scaling=scaling)
+                            for xi, yi in zip(x, y, strict=True)
+                        ]
+                    )
+                    engine = draws[f"coef_k{k}"][i_m, i_l, i_s]
+                    scale = np.abs(loop).max(axis=0) + 1e-300
+                    # m = k + 1 interpolates: the fit is as ill-conditioned as the design
+                    tol = 1e-5 if m <= k + 1 and lam == 0 else 1e-8
+                    assert np.all(np.abs(engine - loop) <= tol * scale)
+                    # the prediction risk: mean over replications of ∫(f̂ − f)² dx / 10
+                    true = np.zeros(k + 1)
+                    true[:2] = design.true_coefficients
+                    grid = np.linspace(0, 10, 4001)
+                    curves = np.polynomial.polynomial.polyval(grid, (loop - true).T)
+                    r_loop = np.trapezoid(curves**2, grid, axis=-1) / 10
+                    row = risk[
+                        (risk.m == m) & (risk.degree == k) & (risk["lambda"] == lam)
+                        & (risk.scaling == scaling)
+                    ]  # fmt: skip
+                    np.testing.assert_allclose(row.risk.item(), r_loop.mean(), rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "x", [{"distribution": "uniform", "low": 0.0, "high": 10.0},
+          {"distribution": "normal", "mean": 3.0, "sd": 2.0}]
+)  # fmt: skip
+def test_degree_ten_against_high_precision(x):
+    """Degree 10 away from [−1, 1]: engine fits against 50-digit arithmetic."""
+    raw = small_design(**{"grid.m": [200], "grid.degree": [10], "grid.lambda": [0.0, 1.0],
+                          "dgp.x": x, "replications": 4, "block_size": 4,
+                          "output.keep_draws": 4})  # fmt: skip
+    design = design_from_dict(raw)
+    result = run_task(design, 200, 0)
+    xs, ys = draw_block_data(design, 200, 0)
+    mpmath.mp.dps = 50
+    for i_l, lam in enumerate(design.lam):
+        for i_s, scaling in enumerate(design.scaling):
+            a = alpha(lam, m=200, degree=10, scaling=scaling)
+            for r in range(4):
+                phi = mpmath.matrix(np.vander(xs[r], 11, increasing=True).tolist())
+                A = phi.T * phi + mpmath.mpf(a) * mpmath.diag([0] + [1] * 10)
+                ref = np.array(
+                    [float(v) for v in mpmath.lu_solve(A, phi.T * mpmath.matrix(ys[r].tolist()))]
+                )
+                got = result["k10_draws"][i_l, i_s, r]
+                col = np.linalg.norm(np.vander(xs[r], 11, increasing=True), axis=0)
+                err = np.linalg.norm(col * (got - ref)) / np.linalg.norm(col * ref)
+                assert err < 1e-7, (lam, scaling, r, err)
+
+
+def test_bit_identical_for_jobs_and_backends(tmp_path):
+    raw = small_design()
+    _, one = _run(tmp_path, raw, "one", jobs=1)
+    _, two = _run(tmp_path, raw, "two", jobs=2)
+    _, thr = _run(tmp_path, raw, "thr", jobs=2, backend="threading")
+    assert _files(one) == _files(two) == _files(thr)
+
+
+def test_chunk_size_does_not_change_results(tmp_path, monkeypatch):
+    raw = small_design()
+    _, a = _run(tmp_path, raw, "a")
+    monkeypatch.setattr("study.dgp.CHUNK_ELEMENTS", 7)
+    _, b = _run(tmp_path, raw, "b")
+    assert _files(a) == _files(b)
+
+
+def test_adding_an_m_leaves_other_cells_unchanged(tmp_path):
+    _, a = _run(tmp_path, small_design(**{"grid.m": [8, 40]}), "a")
+    _, b = _run(tmp_path, small_design(**{"grid.m": [5, 8, 40, 100]}), "b")
+    for f in ("summary.csv", "risk.csv"):
+        fa = pd.read_csv(a / f)
+        fb = pd.read_csv(b / f)
+        fb = fb[fb.m.isin([8, 40])].reset_index(drop=True)
+        pd.testing.assert_frame_equal(fa, fb, check_exact=True)
+
+
+def test_resume_after_losing_tasks_is_byte_identical(tmp_path):
+    raw = small_design()
+    design, full = _run(tmp_path, raw, "full")
+    _, partial = _run(tmp_path, raw, "partial")
+    store = CheckpointStore(partial, design)
+    for i, (m, b) in enumerate(design.tasks()):
+        if i % 2:
+            store.path(m, b).unlink()
+    for f in ("summary.csv", "risk.csv", "draws.npz"):
+        (partial / f).unlink()
+    simulate(design, partial, progress=False)
+    assert _files(full) == _files(partial)
+    run = json.loads((partial / "manifest.json").read_text())["run"]
+    assert run["tasks_resumed"] == len(design.tasks()) - run["tasks_computed_this_run"]
+
+
+def test_kill_9_then_resume_is_byte_identical(tmp_path):
+    """A real process killed with SIGKILL mid-run, then the same command again."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    raw = small_design(**{"replications": 2000, "block_size": 50, "grid.m": [400, 2000]})
+    path = write_design(tmp_path / "d.toml", raw)
+    ref = tmp_path / "ref"
+    run_cli("simulate", path, "--out", ref, "--quiet", check=True)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "study", "simulate", str(path), "--out", str(out), "--quiet"],
+        start_new_session=True,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(out.glob("checkpoints/m*.npz"))) < 3:
+        time.sleep(0.01)
+    os_killpg = __import__("os").killpg
+    os_killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n_saved = len(list(out.glob("checkpoints/m*.npz")))
+    assert 0 < n_saved < 80, "the run must be interrupted part-way"
+    assert not (out / "summary.csv").exists()
+    proc = run_cli("simulate", path, "--out", out, "--quiet", check=True)
+    assert "resumed" in proc.stdout
+    assert _files(ref) == _files(out)
+
+
+def test_checkpoints_of_another_design_are_refused(tmp_path):
+    path = write_design(tmp_path / "d.toml", small_design())
+    out = tmp_path / "out"
+    run_cli("simulate", path, "--out", out, "--quiet", check=True)
+    write_design(path, small_design(seed=99))
+    before = _files(out)
+    proc = run_cli("simulate", path, "--out", out, "--quiet")
+    assert proc.returncode == 2
+    assert "different design" in proc.stderr and "--fresh" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert _files(out) == before
+    proc = run_cli("simulate", path, "--out", out, "--quiet", "--fresh")
+    assert proc.returncode == 0
+    assert _files(out) != before
+
+
+def test_not_identifiable_cells_are_reported(smoke_results):
+    summary = pd.read_csv(smoke_results / "summary.csv")
+    bad = summary[(summary["lambda"] == 0) & (summary.m <= summary.degree)]
+    assert len(bad) > 0
+    assert (bad.status == "not identifiable").all()
+    assert (bad.n == 0).all() and bad.bias.isna().all()
+    good = summary.drop(bad.index)
+    assert (good.status == "ok").all() and good.bias.notna().all()
+
+
+def test_smoke_results_have_the_documented_columns(smoke_results):
+    summary = pd.read_csv(smoke_results / "summary.csv")
+    assert list(summary.columns[:17]) == (
+        "m degree lambda scaling alpha coef true n mean bias bias_mcse var var_mcse sd "
+        "sd_mcse mse mse_mcse".split()
+    )
+    risk = pd.read_csv(smoke_results / "risk.csv")
+    assert list(risk.columns[:9]) == (
+        "m degree lambda scaling alpha n risk risk_mcse n_failed".split()
+    )
+    manifest = json.loads((smoke_results / "manifest.json").read_text())
+    assert manifest["design"]["name"] == "smoke" and manifest["replications"] == 400
+    assert (ROOT / "simulations" / "default.toml").exists()
