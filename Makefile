@@ -30,6 +30,9 @@ venv: $(STAMP) ## Create or update the virtual environment (.venv) from pyprojec
 simulate: $(STAMP) ## Run a design (DESIGN=simulations/default.toml JOBS=2); resumes if interrupted
 	$(PY) -m study simulate $(DESIGN) --jobs $(JOBS)
 
+check: $(STAMP) ## Compare simulation and theory for RESULTS (default: the DESIGN's results)
+	$(PY) -m study check $(RESULTS) --brief
+
 test: $(STAMP) ## Run the test suite (without the tests marked slow)
 	$(PY) -m pytest
 

@@ -173,8 +173,10 @@ class _Checker:
         return DesignError(f"{self.source}: key '{key}': got {_fmt(value)}; expected {allowed}")
 
     def integer(self, key: str, value: Any, minimum: int, maximum: int | None = None) -> int:
-        allowed = f"an integer ≥ {minimum}" if maximum is None else (
-            f"an integer from {minimum} to {maximum}"
+        allowed = (
+            f"an integer ≥ {minimum}"
+            if maximum is None
+            else (f"an integer from {minimum} to {maximum}")
         )
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(key, value, allowed)
@@ -203,7 +205,9 @@ class _Checker:
         seen = set()
         for item in items:
             if item in seen:
-                raise self.fail(key, value, f"a list of {what} without duplicates ({item!r} repeats)")
+                raise self.fail(
+                    key, value, f"a list of {what} without duplicates ({item!r} repeats)"
+                )
             seen.add(item)
         return tuple(items)
 
@@ -261,8 +265,10 @@ def design_from_dict(raw: dict, source: str = "design") -> Design:
     name = raw["name"]
     if not isinstance(name, str) or not _SAFE_NAME.match(name) or set(name) <= {"."}:
         raise chk.fail(
-            "name", name, "a safe folder name: letters, digits, '.', '_' or '-', at most 64, "
-            "not starting with '.' or '-'"
+            "name",
+            name,
+            "a safe folder name: letters, digits, '.', '_' or '-', at most 64, "
+            "not starting with '.' or '-'",
         )
     seed = chk.integer("seed", raw["seed"], 0)
     replications = chk.integer("replications", raw["replications"], 2)
@@ -273,9 +279,7 @@ def design_from_dict(raw: dict, source: str = "design") -> Design:
     noise_sd = chk.number("dgp.noise_sd", dgp["noise_sd"], minimum=0.0)
     x = _x_distribution(chk, dgp["x"])
 
-    m = chk.unique_list(
-        "grid.m", grid["m"], "integers ≥ 1", lambda v: chk.integer("grid.m", v, 1)
-    )
+    m = chk.unique_list("grid.m", grid["m"], "integers ≥ 1", lambda v: chk.integer("grid.m", v, 1))
     degree = chk.unique_list(
         "grid.degree",
         grid["degree"],
@@ -338,7 +342,9 @@ def load_design(path: str | Path) -> Design:
     except FileNotFoundError:
         raise DesignError(f"{path}: design file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise DesignError(f"{path}: cannot read design file ({exc.__class__.__name__}: {exc})") from None
+        raise DesignError(
+            f"{path}: cannot read design file ({exc.__class__.__name__}: {exc})"
+        ) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -21,11 +21,15 @@ from .design import Design, XDistribution
 CHUNK_ELEMENTS = 1 << 16
 
 
-def block_streams(seed: int, m: int, block: int) -> tuple[np.random.Generator, np.random.Generator]:
+def block_streams(
+    seed: int, m: int, block: int
+) -> tuple[np.random.Generator, np.random.Generator]:
     """Independent generators for x and for the noise of task (m, block)."""
     root = np.random.SeedSequence(seed, spawn_key=(m, block))
     x_seq, noise_seq = root.spawn(2)
-    return np.random.Generator(np.random.PCG64(x_seq)), np.random.Generator(np.random.PCG64(noise_seq))
+    return np.random.Generator(np.random.PCG64(x_seq)), np.random.Generator(
+        np.random.PCG64(noise_seq)
+    )
 
 
 def draw_u(rng: np.random.Generator, x: XDistribution, size) -> np.ndarray:
@@ -102,7 +106,11 @@ def block_power_sums(
                 power *= u
     # y = β0 + β1·x + σε with x = center + scale·u, so Σu^p·y follows from S and E.
     shift = design.intercept + design.slope * design.x.center
-    T = shift * S[:, : K + 1] + design.slope * design.x.scale * S[:, 1 : K + 2] + design.noise_sd * E
+    T = (
+        shift * S[:, : K + 1]
+        + design.slope * design.x.scale * S[:, 1 : K + 2]
+        + design.noise_sd * E
+    )
     return S, T
 
 

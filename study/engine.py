@@ -31,8 +31,8 @@ from .fit import (
     change_of_basis,
     factorise,
     hankel_index,
-    pencil_is_stable,
     penalty_root,
+    pencil_is_stable,
 )
 from .moments import CoMoments
 from .scaling import alpha as scaling_alpha
@@ -128,8 +128,10 @@ def _quantities_direct(G, b, setup: _DegreeSetup, alpha: float, sigma: float):
     """The same quantities by inverting A = G + αP: for G singular (m ≤ k)."""
     A = G + alpha * setup.P
     n, p = b.shape
-    rhs = np.concatenate([b[..., None], (G @ setup.v_star)[..., None], np.broadcast_to(
-        np.eye(p), (n, p, p))], axis=-1)  # [b | Gv* | I]
+    rhs = np.concatenate(
+        [b[..., None], (G @ setup.v_star)[..., None], np.broadcast_to(np.eye(p), (n, p, p))],
+        axis=-1,
+    )  # [b | Gv* | I]
     X = np.full((n, p, p + 2), np.nan)
     try:
         X[:] = np.linalg.solve(A, rhs)

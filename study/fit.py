@@ -158,8 +158,9 @@ def factorise(G: np.ndarray, F: np.ndarray) -> PencilFactor:
     return PencilFactor(W=W, eig=eig)
 
 
-def _solve_one(S, T, degree: int, alpha: float, B: np.ndarray, *, penalize_intercept: bool,
-               use_pencil: bool) -> np.ndarray:
+def _solve_one(
+    S, T, degree: int, alpha: float, B: np.ndarray, *, penalize_intercept: bool, use_pencil: bool
+) -> np.ndarray:
     """The dispatcher for one α: pencil where it is stable, else a direct solve."""
     G = S[..., hankel_index(degree)]
     b = T[..., : degree + 1]

@@ -74,9 +74,10 @@ class CoMoments:
     def cov(self) -> np.ndarray:
         """Sample covariance with denominator n − 1 (NaN where n < 2)."""
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where((self.n >= 2)[..., None, None], self.M, np.nan) / (
-                self.n - 1
-            )[..., None, None]
+            return (
+                np.where((self.n >= 2)[..., None, None], self.M, np.nan)
+                / (self.n - 1)[..., None, None]
+            )
 
 
 def merge_all(parts: list[CoMoments]) -> CoMoments:

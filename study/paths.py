@@ -19,6 +19,8 @@ RISK_FILE = "risk.csv"
 DRAWS_FILE = "draws.npz"
 MANIFEST_FILE = "manifest.json"
 TUNING_FILE = "tuning.csv"
+TRANSFER_FILE = "transfer.csv"
+CHECK_FILE = "check.csv"
 CHECKPOINT_DIR = "checkpoints"
 RESULT_FILES = (SUMMARY_FILE, RISK_FILE, DRAWS_FILE, MANIFEST_FILE)
 

@@ -23,9 +23,17 @@ from joblib import Parallel, delayed, parallel_config
 
 from .design import Design
 from .engine import run_task
-from .paths import DRAWS_FILE, MANIFEST_FILE, RISK_FILE, SUMMARY_FILE
+from .paths import (
+    DRAWS_FILE,
+    MANIFEST_FILE,
+    RISK_FILE,
+    SUMMARY_FILE,
+    TRANSFER_FILE,
+    TUNING_FILE,
+)
 from .store import CheckpointStore, atomic_write_bytes, atomic_write_text, npz_bytes
-from .summary import summarise, to_csv
+from .summary import add_theory, summarise, to_csv
+from .tuning import transfer_table, tuning_table
 
 BACKENDS = ("loky", "threading")
 
@@ -123,11 +131,16 @@ def simulate(
         bar.close()
 
     summary, risk, draws = summarise(design, store)
+    summary, risk = add_theory(design, summary, risk)
+    tuning = tuning_table(design)
+    transfer = transfer_table(design, tuning)
     n_fits, n_points = count_fits(design)
     wall = time.perf_counter() - started
     atomic_write_text(results_dir / SUMMARY_FILE, to_csv(summary))
     atomic_write_text(results_dir / RISK_FILE, to_csv(risk))
     atomic_write_bytes(results_dir / DRAWS_FILE, npz_bytes(draws))
+    atomic_write_text(results_dir / TUNING_FILE, to_csv(tuning))
+    atomic_write_text(results_dir / TRANSFER_FILE, to_csv(transfer))
     manifest = {
         "design": design.to_dict(),
         "design_file": design_path,

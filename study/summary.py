@@ -103,6 +103,43 @@ def summarise(design: Design, store: CheckpointStore):
     return summary, risk, out
 
 
+THEORY_COLUMNS = ["finite_moments", "bias_asym", "var_asym"]
+RISK_THEORY_COLUMNS = ["finite_moments", "risk_asym"]
+
+
+def add_theory(design: Design, summary: pd.DataFrame, risk: pd.DataFrame):
+    """Append the large-m theory and the order of finite moments to both tables.
+
+    ``finite_moments`` is the order r below which E|ŵ|^r is finite (inf with a penalty;
+    see :func:`study.theory.finite_moment_order`). Theory is left empty in cells that are
+    not identifiable.
+    """
+    from .theory import asymptotic_risk_table, asymptotic_table, finite_moment_order
+
+    kw = dict(
+        x=design.x, intercept=design.intercept, slope=design.slope,
+        noise_sd=design.noise_sd, penalize_intercept=design.penalize_intercept,
+    )  # fmt: skip
+    grid = (list(design.m), list(design.degree), list(design.lam), list(design.scaling))
+    keys = ["m", "degree", "lambda", "scaling"]
+    asym = asymptotic_table(*grid, **kw)[keys + ["coef", "bias_asym", "var_asym"]]
+    asym_risk = asymptotic_risk_table(*grid, **kw)[keys + ["risk_asym"]]
+    out = []
+    for frame, theory, on in ((summary, asym, keys + ["coef"]), (risk, asym_risk, keys)):
+        merged = frame.merge(theory, on=on, how="left", validate="one_to_one")
+        merged.insert(
+            len(frame.columns),
+            "finite_moments",
+            [finite_moment_order(m, k, lam) for m, k, lam in
+             zip(merged.m, merged.degree, merged["lambda"], strict=True)],
+        )  # fmt: skip
+        unidentifiable = merged.status == STATUS_NOT_IDENTIFIABLE
+        cols = [c for c in ("bias_asym", "var_asym", "risk_asym") if c in merged]
+        merged.loc[unidentifiable, cols] = np.nan
+        out.append(merged)
+    return out[0], out[1]
+
+
 def to_csv(frame: pd.DataFrame) -> str:
     """CSV text with floats written in full (shortest round-trip repr): stable bytes."""
     return frame.to_csv(index=False, lineterminator="\n")

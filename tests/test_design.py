@@ -5,9 +5,10 @@ import math
 
 import pytest
 
-from conftest import ROOT, run_cli, small_design, to_toml
 from study.cli import main
 from study.design import load_design
+
+from conftest import ROOT, run_cli, small_design, to_toml
 
 X_UNIFORM = {"distribution": "uniform", "low": -1.0, "high": 1.0}
 

@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, run_cli, small_design, write_design
 from study import fit_polynomial_ridge
 from study.design import design_from_dict
 from study.dgp import draw_block_data
@@ -15,6 +14,8 @@ from study.engine import run_task
 from study.scaling import alpha
 from study.simulate import simulate
 from study.store import CheckpointStore, load_npz
+
+from conftest import ROOT, run_cli, small_design, write_design
 
 
 def _run(tmp_path, raw, name="run", **kwargs):

@@ -1,0 +1,142 @@
+"""Does the simulation agree with theory? ``study check RESULTS_DIR``.
+
+Two comparisons, cell by cell:
+
+1. Monte Carlo against Rao–Blackwell (the exact conditional moments averaged over the
+   same simulated designs): z = (MC − RB) / SE(MC − RB) for the bias and the variance of
+   every coefficient and for the risk. Both estimates come from the same data sets, so
+   SE is the standard error of their difference (README, ``*_diff_mcse``). If the engine is
+   right, the z are standard normal: none beyond 5, about 5 % beyond 2.
+2. Rao–Blackwell against the large-m theory at the largest m: the relative gap, accepted
+   within 2 % or 3 standard errors, whichever is larger.
+
+Cells whose estimator lacks the moments a comparison needs are flagged and left out of
+the criteria (their Monte Carlo averages never settle, whatever the number of
+replications): the bias needs a finite variance (``finite_moments`` > 2), the variance
+and the risk a finite fourth moment (> 4). See :func:`study.theory.finite_moment_order`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .paths import CHECK_FILE, RISK_FILE, SUMMARY_FILE
+
+Z_MAX = 5.0
+SHARE_BEYOND_2_MAX = 0.10  # expected 4.6 %; z of one design are correlated across cells
+REL_TOL = 0.02
+SE_TOL = 3.0
+KEYS = ["m", "degree", "lambda", "scaling", "coef"]
+CHECK_COLUMNS = KEYS + [
+    "measure", "mc", "rb", "rb_mcse", "z", "asym", "rel_gap_asym", "se_gap_asym",
+    "finite_moments", "flag",
+]  # fmt: skip
+
+
+@dataclass
+class CheckResult:
+    table: pd.DataFrame
+    n_z: int
+    max_abs_z: float
+    share_beyond_2: float
+    n_flagged: int
+    n_asym: int
+    n_asym_fail: int
+    largest_m: int
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.n_z > 0
+            and self.max_abs_z <= Z_MAX
+            and self.share_beyond_2 <= SHARE_BEYOND_2_MAX
+            and self.n_asym_fail == 0
+        )
+
+    def summary_line(self) -> str:
+        verdict = "PASS" if self.ok else "FAIL"
+        return (
+            f"{verdict}: {self.n_z} z-values (MC vs Rao–Blackwell), max |z| = "
+            f"{self.max_abs_z:.2f} (limit {Z_MAX:g}), {100 * self.share_beyond_2:.1f} % beyond 2 "
+            f"(limit {100 * SHARE_BEYOND_2_MAX:g} %); {self.n_flagged} comparisons left out "
+            f"for infinite moments; at m = {self.largest_m}, {self.n_asym - self.n_asym_fail} "
+            f"of {self.n_asym} Rao–Blackwell vs large-m comparisons within "
+            f"{100 * REL_TOL:g} % or {SE_TOL:g} SE"
+        )
+
+
+def _rows(frame, measure, mc, rb, se, asym, needed, coef=True):
+    z = (frame[mc] - frame[rb]) / frame[se].where(frame[se] > 0)
+    gap = frame[rb] - frame[asym]
+    out = frame[KEYS].copy() if coef else frame[KEYS[:-1]].assign(coef=-1)
+    out["measure"] = measure
+    out["mc"] = frame[mc]
+    out["rb"] = frame[rb]
+    out["rb_mcse"] = frame[f"{rb}_mcse"]
+    out["z"] = z
+    out["asym"] = frame[asym]
+    out["rel_gap_asym"] = gap / frame[asym].abs()
+    out["se_gap_asym"] = gap / frame[f"{rb}_mcse"].where(frame[f"{rb}_mcse"] > 0)
+    out["finite_moments"] = frame["finite_moments"]
+    flag = np.where(frame["finite_moments"] > needed, "", f"moments of order {needed} infinite")
+    out["flag"] = np.where(frame["status"] == "ok", flag, frame["status"])
+    return out
+
+
+def check(results_dir: Path) -> CheckResult:
+    """Compare Monte Carlo, Rao–Blackwell and large-m theory in a results folder."""
+    summary = pd.read_csv(results_dir / SUMMARY_FILE)
+    risk = pd.read_csv(results_dir / RISK_FILE)
+    table = pd.concat(
+        [
+            _rows(summary, "bias", "bias", "bias_rb", "bias_diff_mcse", "bias_asym", 2),
+            _rows(summary, "var", "var", "var_rb", "var_diff_mcse", "var_asym", 4),
+            _rows(risk, "risk", "risk", "risk_rb", "risk_diff_mcse", "risk_asym", 4, coef=False),
+        ],
+        ignore_index=True,
+    )[CHECK_COLUMNS]
+    # λ = 0 is one cell under every scaling: count each comparison once
+    unique = ~table.duplicated(["m", "degree", "coef", "measure", "mc", "rb"])
+    usable = (table.flag == "") & table.z.notna() & unique
+    z = table.z[usable].abs()
+    largest = int(table.m.max())
+    at_largest = usable & (table.m == largest) & table.asym.notna()
+    gap = (table.rb - table.asym)[at_largest].abs()
+    allowed = np.maximum(
+        REL_TOL * table.asym[at_largest].abs(), SE_TOL * table.rb_mcse[at_largest].fillna(0)
+    )
+    fails = int((gap > allowed + 1e-15).sum())
+    return CheckResult(
+        table=table,
+        n_z=int(z.size),
+        max_abs_z=float(z.max()) if z.size else float("nan"),
+        share_beyond_2=float((z > 2).mean()) if z.size else float("nan"),
+        n_flagged=int((table.flag != "").sum()),
+        n_asym=int(at_largest.sum()),
+        n_asym_fail=fails,
+        largest_m=largest,
+    )
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """Every comparison, one line each, aligned."""
+    shown = table.copy()
+    shown["coef"] = shown["coef"].map(lambda c: "-" if c < 0 else str(c))
+    return shown.to_string(
+        index=False,
+        float_format=lambda v: f"{v:.4g}",
+        na_rep="",
+    )
+
+
+def write_check(result: CheckResult, results_dir: Path) -> Path:
+    from .store import atomic_write_text
+    from .summary import to_csv
+
+    path = results_dir / CHECK_FILE
+    atomic_write_text(path, to_csv(result.table))
+    return path

@@ -1,0 +1,115 @@
+"""The tuned λ across m: where the prediction risk is smallest, under each scaling.
+
+For each degree and m, α*(m) minimises the expected prediction risk, (a) exactly given the
+design, averaged over simulated designs (the first block's data sets, from the same random
+streams as the simulation), and (b) by the large-m formula. The risk depends on α only, so
+λ* under each scaling is the λ that gives α*: λ* = α*/m under `none`, α* under `m`.
+
+The transfer table answers the practical question: tune λ once at m₀, keep it, and fit at
+another m. Under `m` the α it implies stays put; under `none` it grows like m. The ratio
+of the risk at that λ to the risk at the best λ for m says what keeping λ costs.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+
+import numpy as np
+import pandas as pd
+
+from .design import Design
+from .dgp import block_power_sums
+from .fit import hankel_index
+from .scaling import alpha as scaling_alpha
+from .scaling import lam_from_alpha
+from .theory import (
+    conditional_risk,
+    optimal_alpha_limit,
+    optimal_lambda_asymptotic,
+    optimal_lambda_conditional,
+    standard_basis,
+)
+
+TUNING_COLUMNS = [
+    "m", "degree", "scaling", "method", "lambda_opt", "alpha_opt", "risk_opt", "boundary",
+    "alpha_limit",
+]  # fmt: skip
+TRANSFER_COLUMNS = ["m0", "m", "degree", "scaling", "lambda", "alpha", "risk", "risk_opt",
+                    "risk_ratio"]  # fmt: skip
+DESIGNS_FOR_TUNING = 400
+
+
+@functools.lru_cache(maxsize=256)
+def design_grams(design: Design, m: int, degree: int, n: int = DESIGNS_FOR_TUNING) -> np.ndarray:
+    """Gram matrices G_u of the first n simulated designs of size m (block 0, then 1, …)."""
+    grams = []
+    block = 0
+    while sum(g.shape[0] for g in grams) < n and block < design.n_blocks:
+        S, _ = block_power_sums(design, m, block, degree)
+        grams.append(S[:, hankel_index(degree)])
+        block += 1
+    return np.concatenate(grams)[:n]
+
+
+def _kw(design: Design) -> dict:
+    return dict(
+        x=design.x, intercept=design.intercept, slope=design.slope,
+        noise_sd=design.noise_sd, penalize_intercept=design.penalize_intercept,
+    )  # fmt: skip
+
+
+def tuning_table(design: Design) -> pd.DataFrame:
+    """λ*(m), α*(m) and the minimal risk for every m, degree and scaling, both methods."""
+    rows = []
+    for k in design.degree:
+        limit = optimal_alpha_limit(k, **_kw(design))
+        for m in design.m:
+            cond = optimal_lambda_conditional(design_grams(design, m, k), m, k, "m", **_kw(design))
+            asym = optimal_lambda_asymptotic(m, k, "m", **_kw(design))
+            for method, tuned in (("conditional", cond), ("asymptotic", asym)):
+                for s in design.scaling:
+                    rows.append({
+                        "m": m, "degree": k, "scaling": s, "method": method,
+                        "lambda_opt": lam_from_alpha(tuned.alpha, m=m, degree=k, scaling=s),
+                        "alpha_opt": tuned.alpha, "risk_opt": tuned.risk,
+                        "boundary": tuned.boundary or "", "alpha_limit": limit,
+                    })  # fmt: skip
+    return pd.DataFrame(rows, columns=TUNING_COLUMNS)
+
+
+def transfer_table(design: Design, tuning: pd.DataFrame) -> pd.DataFrame:
+    """Risk at every m of the λ tuned at each m0 (conditional method), relative to the best.
+
+    Designs with m ≤ degree + 2 are left out: there the unpenalised risk is infinite and the
+    comparison says nothing about scaling.
+    """
+    rows = []
+    cond = tuning[tuning.method == "conditional"]
+    for k in design.degree:
+        basis = standard_basis(
+            design.x, k, intercept=design.intercept, slope=design.slope,
+            penalize_intercept=design.penalize_intercept,
+        )  # fmt: skip
+        for m0, s in itertools.product(design.m, design.scaling):
+            if m0 <= k + 2:
+                continue
+            ref = cond[(cond.m == m0) & (cond.degree == k) & (cond.scaling == s)]
+            if ref.empty:
+                continue
+            lam0 = float(ref.lambda_opt.iloc[0])
+            for m in design.m:
+                if m <= k + 2:
+                    continue
+                a = scaling_alpha(lam0, m=m, degree=k, scaling=s)
+                risk = conditional_risk(
+                    design_grams(design, m, k), np.array([a]), basis=basis,
+                    noise_sd=design.noise_sd,
+                )[0]  # fmt: skip
+                best = cond[(cond.m == m) & (cond.degree == k) & (cond.scaling == s)]
+                risk_opt = float(best.risk_opt.iloc[0])
+                rows.append({
+                    "m0": m0, "m": m, "degree": k, "scaling": s, "lambda": lam0, "alpha": a,
+                    "risk": risk, "risk_opt": risk_opt, "risk_ratio": risk / risk_opt,
+                })  # fmt: skip
+    return pd.DataFrame(rows, columns=TRANSFER_COLUMNS)

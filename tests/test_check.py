@@ -1,0 +1,142 @@
+"""Simulation against theory: Monte Carlo vs Rao–Blackwell vs large m, and the tuned λ."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from study.check import check
+from study.design import design_from_dict, load_design
+from study.simulate import simulate
+from study.theory import finite_moment_order
+
+from conftest import ROOT, run_cli, small_design
+
+
+@pytest.fixture(scope="module")
+def large_m_results(tmp_path_factory):
+    """m up to 10,000, every scaling: the large-m theory must hold at the largest m."""
+    raw = small_design(**{
+        "name": "large-m", "replications": 2000, "block_size": 500,
+        "grid.m": [200, 2000, 10000], "grid.degree": [1, 2, 3],
+        "grid.lambda": [0.0, 0.1, 1.0], "output.keep_draws": 0,
+    })  # fmt: skip
+    out = tmp_path_factory.mktemp("large") / "large-m"
+    simulate(design_from_dict(raw), out, jobs=2, progress=False)
+    return out
+
+
+def test_monte_carlo_agrees_with_rao_blackwell(smoke_results):
+    result = check(smoke_results)
+    assert result.n_z > 500
+    assert result.max_abs_z <= 5
+    assert result.share_beyond_2 <= 0.10
+    assert result.ok, result.summary_line()
+
+
+def test_rao_blackwell_agrees_with_large_m_theory(large_m_results):
+    result = check(large_m_results)
+    assert result.largest_m == 10000
+    assert result.n_asym >= 3 * 3 * 4 * 3  # degrees × λ × scalings × measures, at least
+    assert result.n_asym_fail == 0, result.summary_line()
+    assert result.ok
+
+
+def test_check_fails_when_the_simulation_is_wrong(tmp_path, smoke_results):
+    """Shift one cell's Monte Carlo bias by 6 standard errors: the check must notice."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in ("summary.csv", "risk.csv"):
+        (broken / f).write_bytes((smoke_results / f).read_bytes())
+    summary = pd.read_csv(broken / "summary.csv")
+    i = summary.index[(summary.m == 100) & (summary.degree == 2) & (summary.coef == 1)][0]
+    summary.loc[i, "bias"] += 6 * summary.loc[i, "bias_diff_mcse"]
+    summary.to_csv(broken / "summary.csv", index=False)
+    proc = run_cli("check", broken, "--brief")
+    assert proc.returncode == 1
+    assert proc.stdout.strip().splitlines()[-1].startswith("FAIL")
+
+
+def test_check_cli_prints_every_comparison(smoke_results):
+    proc = run_cli("check", smoke_results)
+    assert proc.returncode == 0, proc.stdout[-500:]
+    table = pd.read_csv(smoke_results / "check.csv")
+    assert len(proc.stdout.splitlines()) >= len(table)
+    assert proc.stdout.strip().splitlines()[-1].startswith("PASS")
+
+
+def test_check_cli_refuses_a_folder_without_results(tmp_path):
+    proc = run_cli("check", tmp_path)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "summary.csv" in proc.stderr
+
+
+def test_infinite_moment_cells_are_flagged_and_heavy_tailed(smoke_results):
+    summary = pd.read_csv(smoke_results / "summary.csv")
+    ok = summary[summary.status == "ok"]
+    order = np.array([finite_moment_order(m, k, lam) for m, k, lam in
+                      zip(ok.m, ok.degree, ok["lambda"], strict=True)])  # fmt: skip
+    np.testing.assert_array_equal(ok.finite_moments.to_numpy(), order)
+    # no finite variance: the sample kurtosis is huge; plenty of moments: it is small
+    assert (ok["kurtosis"][order <= 2] > 20).all()
+    assert (ok["kurtosis"][order >= 9].abs() < 3).all()
+    table = check(smoke_results).table
+    flagged = table[table.flag.str.startswith("moments")]
+    assert set(flagged.finite_moments) == {o for o in set(order) if o <= 4}
+
+
+def test_finite_moment_order_examples():
+    assert finite_moment_order(3, 2, 0.0) == 1  # three-point parabola: no mean
+    assert finite_moment_order(3, 1, 0.0) == 2  # the slope of three points: no variance
+    assert finite_moment_order(10, 5, 0.0) == pytest.approx(1.8)  # clustering at one point
+    assert finite_moment_order(10, 5, 0.1) == math.inf
+
+
+def _theory_rows(results, scaling, coef, degree=2, lam=1.0):
+    s = pd.read_csv(results / "summary.csv")
+    return s[(s.scaling == scaling) & (s.coef == coef) & (s.degree == degree)
+             & (s["lambda"] == lam)].sort_values("m")  # fmt: skip
+
+
+def test_bias_regimes_in_the_simulation(large_m_results):
+    """Under `m` bias·m settles and |bias|/SD → 0; under `none`/`k` bias → its limit;
+    under `sqrt-m` |bias|/SD settles — each against the theory columns."""
+    for scaling in ("m", "none", "k", "sqrt-m"):
+        rows = _theory_rows(large_m_results, scaling, coef=1)
+        # simulated bias within 4 MCSE of the large-m theory at the two largest m
+        big = rows[rows.m >= 2000]
+        assert (
+            abs(big.bias - big.bias_asym) <= 4 * big.bias_mcse + 0.02 * big.bias_asym.abs()
+        ).all()
+    m_rows = _theory_rows(large_m_results, "m", coef=1)
+    ratio = (m_rows.bias.abs() / m_rows.sd).to_numpy()
+    assert ratio[-1] < ratio[0] / 3
+    none = _theory_rows(large_m_results, "none", coef=1)
+    assert abs(none.bias.iloc[-1]) > 50 * none.bias_mcse.iloc[-1]  # bias does not vanish
+    sq = _theory_rows(large_m_results, "sqrt-m", coef=1)
+    r = (sq.bias.abs() / sq.sd).to_numpy()
+    r_theory = (sq.bias_asym.abs() / np.sqrt(sq.var_asym)).to_numpy()
+    np.testing.assert_allclose(r[-2:], r_theory[-2:], rtol=0.15)
+
+
+def test_tuned_lambda_table(large_m_results):
+    tuning = pd.read_csv(large_m_results / "tuning.csv")
+    design = load_design(ROOT / "simulations" / "smoke.toml")
+    assert set(tuning.scaling) == set(design.scaling)
+    for _, row in tuning.iterrows():
+        c = {"none": row.m, "m": 1.0, "sqrt-m": math.sqrt(row.m), "k": row.m / row.degree}
+        assert row.lambda_opt * c[row.scaling] == pytest.approx(row.alpha_opt, rel=1e-12)
+    asym = tuning[(tuning.method == "asymptotic") & (tuning.degree == 2)]
+    spread = asym.groupby("scaling").lambda_opt.agg(lambda v: v.max() / v.min())
+    assert spread["m"] < 1.2 < 10 < spread["none"]  # λ* stays put under m, falls like 1/m
+    cond = tuning[(tuning.method == "conditional") & (tuning.m == 10000)]
+    np.testing.assert_allclose(cond.alpha_opt, cond.alpha_limit, rtol=0.1)
+
+
+def test_transfer_table(large_m_results):
+    transfer = pd.read_csv(large_m_results / "transfer.csv")
+    t = transfer[(transfer.m0 == 200) & (transfer.m == 10000) & (transfer.degree == 2)]
+    ratio = t.set_index("scaling").risk_ratio
+    assert ratio["m"] < 1.05 and ratio["none"] > 1.3
+    assert (transfer.risk_ratio >= 1 - 1e-6).all()

@@ -1,0 +1,503 @@
+"""Tests of study.theory against independent references.
+
+References are numerical integration (scipy.integrate.quad), brute-force Monte Carlo fits by
+least squares on an augmented system, and closed forms computed here in the raw basis on
+well-conditioned ranges. No expected value is copied from the module's own output.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+from study import theory
+from study.design import XDistribution
+from study.fit import fit_polynomial_ridge
+
+UNIT = XDistribution("uniform", low=-1.0, high=1.0)
+LINE = {"intercept": 1.0, "slope": 2.0}
+
+
+# --- independent helpers ------------------------------------------------------------------
+
+
+def quad_moments(x: XDistribution, n_max: int) -> np.ndarray:
+    """E[xⁿ] by numerical integration of xⁿ·pdf(x)."""
+    if x.distribution == "uniform":
+        pdf = stats.uniform(loc=x.low, scale=x.high - x.low).pdf
+        lo, hi = x.low, x.high
+    else:
+        pdf = stats.norm(loc=x.mean, scale=x.sd).pdf
+        lo, hi = x.mean - 40 * x.sd, x.mean + 40 * x.sd
+    return np.array(
+        [
+            integrate.quad(
+                lambda t, n=n: t**n * pdf(t), lo, hi, epsabs=1e-13, epsrel=1e-12, limit=200
+            )[0]
+            for n in range(n_max + 1)
+        ]
+    )
+
+
+def uniform_sigma(low: float, high: float, degree: int) -> np.ndarray:
+    """Raw Σ_ij = (b^{i+j+1} − a^{i+j+1}) / ((i+j+1)(b − a)) from the closed form."""
+    r = np.arange(degree + 1)
+    n = r[:, None] + r[None, :]
+    return (high ** (n + 1) - low ** (n + 1)) / ((n + 1) * (high - low))
+
+
+def d_matrix(degree: int, penalize_intercept: bool = False) -> np.ndarray:
+    d = np.ones(degree + 1)
+    d[0] = 1.0 if penalize_intercept else 0.0
+    return np.diag(d)
+
+
+def w_true(degree: int) -> np.ndarray:
+    w = np.zeros(degree + 1)
+    w[:2] = LINE["intercept"], LINE["slope"]
+    return w
+
+
+def design_matrix(xs: np.ndarray, degree: int) -> np.ndarray:
+    return xs[..., None] ** np.arange(degree + 1)
+
+
+def ridge_lstsq(Phi: np.ndarray, Y: np.ndarray, alpha: float, D: np.ndarray) -> np.ndarray:
+    """Ridge fits for the columns of Y by least squares on [Φ; √α·D] (no normal equations)."""
+    aug = np.vstack([Phi, math.sqrt(alpha) * D])
+    rhs = np.vstack([Y, np.zeros((D.shape[0], Y.shape[1]))])
+    return np.linalg.lstsq(aug, rhs, rcond=None)[0]
+
+
+def var_mcse(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sample variance and its kurtosis-robust MCSE (DESIGN.md §3), along axis 0."""
+    R = samples.shape[0]
+    dev = samples - samples.mean(axis=0)
+    m2 = np.mean(dev**2, axis=0)
+    m4 = np.mean(dev**4, axis=0)
+    return dev.var(axis=0, ddof=1), np.sqrt((m4 - m2**2) / R)
+
+
+# --- moments ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_uniform_moments_match_quadrature(seed):
+    rng = np.random.default_rng(seed)
+    low = rng.uniform(-5, 5)
+    x = XDistribution("uniform", low=low, high=low + rng.uniform(0.2, 6))
+    np.testing.assert_allclose(
+        theory.raw_moments(x, 12), quad_moments(x, 12), rtol=1e-9, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize(("mean", "sd"), [(0.0, 1.0), (1.5, 0.7), (-2.0, 3.0)])
+def test_normal_moments_match_quadrature(mean, sd):
+    x = XDistribution("normal", mean=mean, sd=sd)
+    np.testing.assert_allclose(
+        theory.raw_moments(x, 10), quad_moments(x, 10), rtol=1e-8, atol=1e-10
+    )
+
+
+def test_moment_matrix_and_standard_basis_are_consistent_far_from_unit_interval():
+    x = XDistribution("uniform", low=0.0, high=10.0)
+    degree = 4
+    sigma = theory.moment_matrix(x, degree)
+    np.testing.assert_allclose(sigma, uniform_sigma(0.0, 10.0, degree), rtol=1e-12)
+    basis = theory.standard_basis(x, degree, **LINE)
+    # Σ_u = BΣBᵀ is the moment matrix of u uniform on [−1, 1]; P = BDBᵀ; w* = Bᵀv*.
+    np.testing.assert_allclose(
+        basis.B @ sigma @ basis.B.T, uniform_sigma(-1, 1, degree), atol=1e-9
+    )
+    np.testing.assert_allclose(basis.sigma, uniform_sigma(-1, 1, degree), atol=1e-15)
+    np.testing.assert_allclose(basis.penalty, basis.B @ d_matrix(degree) @ basis.B.T)
+    np.testing.assert_allclose(basis.to_raw(basis.v_star), w_true(degree), atol=1e-12)
+    # The fourth-moment matrix E[φφᵀ(φᵀb)²] against quadrature.
+    b = np.array([0.3, -1.0, 0.5, 0.2, -0.1])
+
+    def entry(i, j):
+        f = lambda u: u ** (i + j) * np.polyval(b[::-1], u) ** 2 / 2  # noqa: E731
+        return integrate.quad(f, -1, 1, epsabs=0, epsrel=1e-12)[0]
+
+    ref = np.array([[entry(i, j) for j in range(5)] for i in range(5)])
+    np.testing.assert_allclose(basis.fourth_moment(b), ref, rtol=1e-10, atol=1e-13)
+
+
+# --- exact conditional moments -----------------------------------------------------------------
+
+
+def test_conditional_moments_match_noise_draws_on_fixed_design():
+    rng = np.random.default_rng(1)
+    m, degree, alpha, sigma = 25, 3, 2.5, 0.8
+    xs = rng.uniform(-1, 1, m)
+    Phi = design_matrix(xs, degree)
+    D = d_matrix(degree)
+    w = w_true(degree)
+    R = 20000
+    Y = (Phi @ w)[:, None] + sigma * rng.standard_normal((m, R))
+    fits = ridge_lstsq(Phi, Y, alpha, D).T  # (R, p)
+    mean, cov = theory.conditional_moments(Phi.T @ Phi, alpha=alpha, w_star=w, noise_sd=sigma)
+    z_mean = (fits.mean(axis=0) - mean) / (fits.std(axis=0, ddof=1) / math.sqrt(R))
+    assert np.all(np.abs(z_mean) < 5), z_mean
+    var, se = var_mcse(fits)
+    z_var = (var - np.diag(cov)) / se
+    assert np.all(np.abs(z_var) < 5), z_var
+    # An off-diagonal covariance as well: Cov(ŵ_1, ŵ_3), by its own MCSE.
+    prod = (fits[:, 1] - fits[:, 1].mean()) * (fits[:, 3] - fits[:, 3].mean())
+    assert abs(prod.mean() - cov[1, 3]) < 5 * prod.std() / math.sqrt(R)
+    # The package's fitter agrees with the least-squares fit on one data set.
+    lam = alpha / m  # scaling "none": α = m·λ
+    np.testing.assert_allclose(
+        fit_polynomial_ridge(xs, Y[:, 0], degree=degree, lam=lam, scaling="none"),
+        fits[0],
+        rtol=1e-8,
+        atol=1e-10,
+    )
+
+
+def test_conditional_moments_standardised_basis_maps_back():
+    x = XDistribution("uniform", low=0.0, high=3.0)
+    degree, alpha = 3, 4.0
+    basis = theory.standard_basis(x, degree, **LINE, penalize_intercept=True)
+    xs = np.random.default_rng(2).uniform(0, 3, 40)
+    G = design_matrix(xs, degree).T @ design_matrix(xs, degree)
+    G_u = basis.B @ G @ basis.B.T
+    mean_u, cov_u = theory.conditional_moments(
+        G_u, alpha=alpha, w_star=basis.v_star, noise_sd=1.0, penalty=basis.penalty
+    )
+    mean, cov = theory.conditional_moments(
+        G, alpha=alpha, w_star=w_true(degree), noise_sd=1.0, penalize_intercept=True
+    )
+    np.testing.assert_allclose(basis.to_raw(mean_u), mean, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(basis.cov_to_raw(cov_u), cov, rtol=1e-7, atol=1e-10)
+    # A stack with one α per design.
+    means, covs = theory.conditional_moments(
+        np.stack([G, G]),
+        alpha=np.array([alpha, 0.0]),
+        w_star=w_true(degree),
+        noise_sd=1.0,
+        penalize_intercept=True,
+    )
+    np.testing.assert_allclose(means[0], mean)
+    np.testing.assert_allclose(means[1], w_true(degree), atol=1e-9)
+
+
+# --- large-m theory against Monte Carlo ------------------------------------------------------
+
+
+def simulate_fits(m, R, degree, alpha, rng, sigma=1.0):
+    xs = rng.uniform(-1, 1, (R, m))
+    ys = LINE["intercept"] + LINE["slope"] * xs + sigma * rng.standard_normal((R, m))
+    Phi = design_matrix(xs, degree)  # (R, m, p)
+    G = np.einsum("rmi,rmj->rij", Phi, Phi)
+    b = np.einsum("rmi,rm->ri", Phi, ys)
+    return np.linalg.solve(G + alpha * d_matrix(degree), b[..., None])[..., 0]
+
+
+@pytest.mark.parametrize("scaling", ["none", "m"])
+def test_large_m_bias_variance_and_risk_match_monte_carlo(scaling):
+    m, R, degree, lam = 2000, 3000, 2, 1.0
+    rng = np.random.default_rng(20230218 + len(scaling))
+    th = theory.asymptotic_moments(m, degree, lam, scaling, x=UNIT, **LINE, noise_sd=1.0)
+    assert th.alpha == (m * lam if scaling == "none" else lam)
+    fits = simulate_fits(m, R, degree, th.alpha, rng)
+    w = w_true(degree)
+    err = fits - w
+    z_bias = (err.mean(axis=0) - th.bias) / (err.std(axis=0, ddof=1) / math.sqrt(R))
+    assert np.all(np.abs(z_bias) < 5), z_bias
+    var, se = var_mcse(fits)
+    z_var = (var - th.var) / se
+    assert np.all(np.abs(z_var) < 5), z_var
+    sigma_x = uniform_sigma(-1, 1, degree)
+    risk = np.einsum("ri,ij,rj->r", err, sigma_x, err)
+    assert abs(risk.mean() - th.risk) < 5 * risk.std(ddof=1) / math.sqrt(R)
+    # The table functions give the same numbers.
+    tab = theory.asymptotic_table([m], [degree], [lam], [scaling], x=UNIT, **LINE, noise_sd=1.0)
+    np.testing.assert_allclose(tab["bias_asym"], th.bias, atol=1e-15)
+    np.testing.assert_allclose(tab["var_asym"], th.var, rtol=1e-12)
+    np.testing.assert_array_equal(tab["true"], w)
+    rtab = theory.asymptotic_risk_table(
+        [m], [degree], [lam], [scaling], x=UNIT, **LINE, noise_sd=1.0
+    )
+    assert rtab["risk_asym"].iloc[0] == pytest.approx(th.risk, rel=1e-12)
+    if scaling == "none":
+        # Without the sandwich term (noise only) the variance is far off: independent formula.
+        S = sigma_x + lam * d_matrix(degree)
+        Sinv = np.linalg.inv(S)
+        naive = np.diag(Sinv @ sigma_x @ Sinv) / m
+        z_naive = (var - naive) / se
+        assert np.max(np.abs(z_naive)) > 20, z_naive
+        assert np.max(np.abs(var / naive - 1)) > 0.3
+
+
+def test_var_at_lambda_zero_is_inverse_moment_matrix():
+    degree, m = 3, 500
+    tab = theory.asymptotic_table(
+        [m], [degree], [0.0], ["none", "m"], x=UNIT, **LINE, noise_sd=2.0
+    )
+    ref = 4.0 * np.diag(np.linalg.inv(uniform_sigma(-1, 1, degree))) / m
+    for s in ("none", "m"):
+        sub = tab[tab.scaling == s]
+        np.testing.assert_allclose(sub["var_asym"], ref, rtol=1e-10)
+        np.testing.assert_allclose(sub["bias_asym"], 0.0, atol=1e-15)
+
+
+# --- regimes of the scalings --------------------------------------------------------------------
+
+
+def test_scaling_m_bias_times_m_converges_to_first_order_term():
+    x = XDistribution("uniform", low=0.0, high=2.0)
+    degree, lam = 3, 1.5
+    sigma = uniform_sigma(0.0, 2.0, degree)
+    D = d_matrix(degree)
+    target = -lam * np.linalg.solve(sigma, D @ w_true(degree))
+    ms = [100, 10_000, 1_000_000, 10**8]
+    tab = theory.asymptotic_table(ms, [degree], [lam], ["m"], x=x, **LINE, noise_sd=1.0)
+    errs = []
+    for m in ms:
+        scaled = m * tab.loc[tab.m == m, "bias_asym"].to_numpy()
+        errs.append(np.max(np.abs(scaled - target)))
+    # The remainder is O(1/m): it shrinks a hundredfold per hundredfold m.
+    assert errs[-1] < 1e-4 * np.max(np.abs(target))
+    for a, b in zip(errs[1:-1], errs[2:], strict=True):
+        assert 50 < a / b < 200
+    # Consistent: |bias|/SD → 0 like 1/√m.
+    big = tab[tab.m == ms[-1]]
+    assert np.max(np.abs(big.bias_asym) / np.sqrt(big.var_asym)) < 0.01
+
+
+@pytest.mark.parametrize(
+    ("scaling", "rho_of"), [("none", lambda lam, k: lam), ("k", lambda lam, k: lam / k)]
+)
+def test_fixed_rho_scalings_keep_a_bias(scaling, rho_of):
+    degree, lam = 3, 1.0
+    for x, lo, hi in [(UNIT, -1.0, 1.0), (XDistribution("uniform", low=0.0, high=2.0), 0.0, 2.0)]:
+        sigma = uniform_sigma(lo, hi, degree)
+        D = d_matrix(degree)
+        rho = rho_of(lam, degree)
+        ref = np.linalg.solve(sigma + rho * D, sigma @ w_true(degree)) - w_true(degree)
+        limit = theory.bias_limit(degree, scaling, lam, x=x, **LINE)
+        np.testing.assert_allclose(limit, ref, atol=1e-10)
+        tab = theory.asymptotic_table(
+            [1000, 10**6], [degree], [lam], [scaling], x=x, **LINE, noise_sd=1.0
+        )
+        for m in (1000, 10**6):
+            np.testing.assert_allclose(tab.loc[tab.m == m, "bias_asym"], ref, atol=1e-10)
+        assert abs(ref[1]) > 0.1  # the slope is shrunk however large m is
+        if lo == -1.0:
+            assert ref[3] > 0.01  # the odd x³ coefficient compensates
+            assert abs(ref[2]) < 1e-12
+        else:
+            assert abs(ref[2]) > 0.01  # on an asymmetric range the even ones are biased too
+    assert np.all(theory.bias_limit(degree, "m", lam, x=UNIT, **LINE) == 0)
+    assert np.all(theory.bias_limit(degree, "sqrt-m", lam, x=UNIT, **LINE) == 0)
+
+
+def test_sqrt_m_bias_to_sd_ratio_tends_to_constant():
+    degree, lam, sigma_noise = 2, 2.0, 1.5
+    sigma = uniform_sigma(-1, 1, degree)
+    Sinv = np.linalg.inv(sigma)
+    limit = (
+        lam
+        * np.abs(Sinv @ d_matrix(degree) @ w_true(degree))
+        / (sigma_noise * np.sqrt(np.diag(Sinv)))
+    )
+    assert limit[1] > 0.5
+    ms = [100, 10_000, 10**8]
+    tab = theory.asymptotic_table(
+        ms, [degree], [lam], ["sqrt-m"], x=UNIT, **LINE, noise_sd=sigma_noise
+    )
+    ratios = [(np.abs(g.bias_asym) / np.sqrt(g.var_asym)).to_numpy() for _, g in tab.groupby("m")]
+    np.testing.assert_allclose(ratios[-1], limit, rtol=1e-3, atol=1e-12)
+    assert np.max(np.abs(ratios[0] - limit)) > np.max(np.abs(ratios[1] - limit))
+
+
+# --- tuned penalty ---------------------------------------------------------------------------
+
+
+def test_optimal_alpha_limit_degree_2_unit_interval():
+    # Σ⁻¹ for [−1, 1], k = 2: (Σ⁻¹)_11 = 3, (Σ⁻¹)_22 = 45/4; t = 57/4, q = β1²·3 = 12.
+    got = theory.optimal_alpha_limit(2, x=UNIT, **LINE, noise_sd=1.0)
+    assert got == pytest.approx(1.1875, rel=1e-12)
+
+
+def test_optimal_alpha_limit_general_formula():
+    x = XDistribution("uniform", low=0.5, high=3.0)
+    degree, sd = 3, 0.7
+    D = d_matrix(degree, penalize_intercept=True)
+    Sinv = np.linalg.inv(uniform_sigma(0.5, 3.0, degree))
+    Dw = D @ w_true(degree)
+    ref = sd**2 * np.trace(Sinv @ D) / (Dw @ Sinv @ Dw)
+    got = theory.optimal_alpha_limit(degree, x=x, **LINE, noise_sd=sd, penalize_intercept=True)
+    assert got == pytest.approx(ref, rel=1e-8)
+
+
+def test_optimal_lambda_large_m_converges_to_limit():
+    a_inf = theory.optimal_alpha_limit(2, x=UNIT, **LINE, noise_sd=1.0)
+    m_big = 10**7
+    opt_m = theory.optimal_lambda_asymptotic(m_big, 2, "m", x=UNIT, **LINE, noise_sd=1.0)
+    assert opt_m.boundary is None
+    assert opt_m.lam == pytest.approx(a_inf, rel=0.02)
+    gaps = []
+    for m in (100, 10_000, m_big):
+        opt = theory.optimal_lambda_asymptotic(m, 2, "none", x=UNIT, **LINE, noise_sd=1.0)
+        assert opt.alpha == pytest.approx(m * opt.lam, rel=1e-12)
+        gaps.append(abs(m * opt.lam - a_inf))
+    assert gaps[-1] < 0.02 * a_inf
+    assert gaps[0] > gaps[1] > gaps[2]
+
+
+def test_optimal_lambda_asymptotic_is_a_minimum_of_the_risk_table():
+    x = XDistribution("uniform", low=0.0, high=10.0)
+    for m, degree, scaling in [(20, 3, "m"), (500, 5, "none"), (50, 2, "k")]:
+        opt = theory.optimal_lambda_asymptotic(m, degree, scaling, x=x, **LINE, noise_sd=1.0)
+        lams = [opt.lam * f for f in (0.8, 0.95, 1.0, 1.05, 1.25)]
+        tab = theory.asymptotic_risk_table(
+            [m], [degree], lams, [scaling], x=x, **LINE, noise_sd=1.0
+        )
+        r = tab["risk_asym"].to_numpy()
+        assert np.argmin(r) == 2
+        assert r[2] == pytest.approx(opt.risk, rel=1e-9)
+
+
+def test_optimal_lambda_boundaries():
+    noiseless = theory.optimal_lambda_asymptotic(100, 2, "m", x=UNIT, **LINE, noise_sd=0.0)
+    assert noiseless.boundary == "lower" and noiseless.alpha == 0.0
+    flat = {"intercept": 1.0, "slope": 0.0}  # Dw* = 0: the penalty never adds bias
+    assert theory.optimal_alpha_limit(2, x=UNIT, **flat, noise_sd=1.0) == math.inf
+    up = theory.optimal_lambda_asymptotic(100, 2, "m", x=UNIT, **flat, noise_sd=1.0)
+    assert up.boundary == "upper" and up.lam == math.inf
+
+
+def independent_conditional_risk(Gs, alpha, degree, sigma_noise):
+    """mean_r (E[ŵ|X_r] − w*)ᵀΣ(…) + σ² tr(Σ A⁻¹GA⁻¹), raw basis on [−1, 1], direct solves."""
+    Sig = uniform_sigma(-1, 1, degree)
+    w = w_true(degree)
+    out = []
+    for G in Gs:
+        A = G + alpha * d_matrix(degree)
+        d = np.linalg.solve(A, G @ w) - w
+        Ainv = np.linalg.inv(A)
+        out.append(d @ Sig @ d + sigma_noise**2 * np.trace(Sig @ Ainv @ G @ Ainv))
+    return float(np.mean(out))
+
+
+def test_optimal_lambda_conditional_minimises_exact_conditional_risk():
+    rng = np.random.default_rng(7)
+    m, degree, R = 30, 3, 200
+    V = design_matrix(rng.uniform(-1, 1, (R, m)), degree)
+    Gs = np.einsum("rmi,rmj->rij", V, V)
+    opt = theory.optimal_lambda_conditional(Gs, m, degree, "none", x=UNIT, **LINE, noise_sd=1.0)
+    assert opt.boundary is None
+    assert opt.alpha == pytest.approx(m * opt.lam, rel=1e-12)
+    basis = theory.standard_basis(UNIT, degree, **LINE)
+    grid = opt.alpha * np.array([0.5, 0.9, 1.0, 1.1, 2.0])
+    ref = np.array([independent_conditional_risk(Gs, a, degree, 1.0) for a in grid])
+    got = theory.conditional_risk(Gs, grid, basis=basis, noise_sd=1.0)
+    np.testing.assert_allclose(got, ref, rtol=1e-9)
+    assert np.argmin(ref) == 2
+    assert opt.risk == pytest.approx(ref[2], rel=1e-9)
+
+
+def test_optimal_lambda_conditional_agrees_with_large_m_theory():
+    rng = np.random.default_rng(8)
+    m, degree, R = 2000, 2, 100
+    V = design_matrix(rng.uniform(-1, 1, (R, m)), degree)
+    Gs = np.einsum("rmi,rmj->rij", V, V)
+    cond = theory.optimal_lambda_conditional(Gs, m, degree, "m", x=UNIT, **LINE, noise_sd=1.0)
+    asym = theory.optimal_lambda_asymptotic(m, degree, "m", x=UNIT, **LINE, noise_sd=1.0)
+    assert cond.lam == pytest.approx(asym.lam, rel=0.05)
+
+
+def test_conditional_risk_handles_singular_designs():
+    # m = 2 < k + 1: G is singular; α > 0 is still fine, α = 0 is not identifiable.
+    basis = theory.standard_basis(UNIT, 2, **LINE)
+    xs = np.array([[-0.5, 0.5]])
+    V = design_matrix(xs, 2)
+    Gs = np.einsum("rmi,rmj->rij", V, V)
+    r = theory.conditional_risk(Gs, np.array([0.0, 1.0]), basis=basis, noise_sd=1.0)
+    assert r[0] == math.inf
+    assert r[1] == pytest.approx(independent_conditional_risk(Gs, 1.0, 2, 1.0), rel=1e-9)
+
+
+def test_fourth_moment_normal_matches_quadrature():
+    x = XDistribution("normal", mean=0.5, sd=2.0)
+    basis = theory.standard_basis(x, 2, **LINE)
+    b = np.array([0.2, -0.7, 0.4])
+    pdf = stats.norm.pdf
+
+    def entry(i, j):
+        f = lambda u: u ** (i + j) * np.polyval(b[::-1], u) ** 2 * pdf(u)  # noqa: E731
+        return integrate.quad(f, -40, 40, epsabs=1e-13, epsrel=1e-12, limit=200)[0]
+
+    ref = np.array([[entry(i, j) for j in range(3)] for i in range(3)])
+    np.testing.assert_allclose(basis.fourth_moment(b), ref, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(basis.sigma, [[1, 0, 1], [0, 1, 0], [1, 0, 3]], atol=0)
+
+
+def test_degree_1_conditional_optimum_is_noise_over_slope_squared():
+    # For a line with unpenalised intercept, E[R|X] = σ²/m + Var(x)·MSE(ŵ1|X) and
+    # MSE(ŵ1|X) = (σ²Sxx + α²β1²)/(Sxx + α)² is minimised at α = σ²/β1² for every design.
+    x = XDistribution("uniform", low=0.0, high=3.0)
+    sd, m = 1.5, 7
+    u = (np.random.default_rng(9).uniform(0.0, 3.0, (50, m)) - x.center) / x.scale
+    V = design_matrix(u, 1)
+    Gs = np.einsum("rmi,rmj->rij", V, V)
+    opt = theory.optimal_lambda_conditional(Gs, m, 1, "m", x=x, **LINE, noise_sd=sd)
+    assert opt.alpha == pytest.approx(sd**2 / LINE["slope"] ** 2, rel=1e-6)
+    lim = theory.optimal_alpha_limit(1, x=x, **LINE, noise_sd=sd)
+    assert lim == pytest.approx(sd**2 / LINE["slope"] ** 2, rel=1e-12)
+
+
+def test_optimal_lambda_conditional_interior_despite_ill_conditioned_designs():
+    # m = 10 points for a degree-7 fit: the risk at α = 0 is huge, the optimum interior.
+    rng = np.random.default_rng(10)
+    m, degree = 10, 7
+    V = design_matrix(rng.uniform(-1, 1, (300, m)), degree)
+    Gs = np.einsum("rmi,rmj->rij", V, V)
+    opt = theory.optimal_lambda_conditional(Gs, m, degree, "m", x=UNIT, **LINE, noise_sd=1.0)
+    assert opt.boundary is None and 0.01 < opt.alpha < 100
+    grid = np.logspace(-3, 6, 91)
+    ref = [independent_conditional_risk(Gs, a, degree, 1.0) for a in grid[::10]]
+    assert opt.risk <= min(ref) * (1 + 1e-9)
+
+
+@pytest.mark.parametrize(("low", "high", "degree"), [(0.0, 10.0, 10), (4.2, 4.6, 5)])
+def test_large_m_theory_far_from_unit_interval_matches_high_precision(low, high, degree):
+    # The raw-basis sandwich formula evaluated in 60-digit arithmetic: Σ here has a condition
+    # number far beyond double precision, so this checks the standardised-basis numerics.
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 60
+    a, b = mp.mpf(low), mp.mpf(high)
+    mu = [(b ** (n + 1) - a ** (n + 1)) / ((n + 1) * (b - a)) for n in range(4 * degree + 1)]
+    p = degree + 1
+    S = mp.matrix([[mu[i + j] for j in range(p)] for i in range(p)])
+    w = mp.matrix([1, 2] + [0] * (p - 2))
+    m, lam, sd = 1000, 1.0, 1.0  # scaling "none": ρ = λ
+    A = S + lam * mp.diag([0] + [1] * degree)
+    Ainv = A**-1
+    bias = Ainv * (S * w) - w
+    q2 = [
+        mp.fsum(bias[k] * bias[n - k] for k in range(max(0, n - degree), min(n, degree) + 1))
+        for n in range(2 * degree + 1)
+    ]
+    E4 = mp.matrix(
+        [
+            [mp.fsum(q2[n] * mu[i + j + n] for n in range(2 * degree + 1)) for j in range(p)]
+            for i in range(p)
+        ]
+    )
+    Sb = S * bias
+    meat = sd**2 * S + E4 - Sb * Sb.T
+    cov = Ainv * meat * Ainv / m
+    risk = (bias.T * S * bias)[0] + mp.fsum((S * cov)[i, i] for i in range(p))
+    x = XDistribution("uniform", low=low, high=high)
+    th = theory.asymptotic_moments(m, degree, lam, "none", x=x, **LINE, noise_sd=sd)
+    ref_bias = np.array([float(v) for v in bias])
+    ref_var = np.array([float(cov[i, i]) for i in range(p)])
+    np.testing.assert_allclose(th.bias, ref_bias, rtol=1e-6, atol=1e-7 * np.abs(ref_bias).max())
+    np.testing.assert_allclose(th.var, ref_var, rtol=1e-5)
+    assert th.risk == pytest.approx(float(risk), rel=1e-8)
