@@ -14,7 +14,10 @@ JOBS ?= 2
 NAME = $(shell sed -n 's/^name *= *"\(.*\)".*/\1/p' $(DESIGN))
 RESULTS ?= simulations/results/$(NAME)
 
-.PHONY: help venv simulate test test-all check report bench lint clean
+.PHONY: help venv simulate test test-all check report assets bench lint clean
+
+ASSETS := report/_generated/.built
+OUTPUTS := report/_output/report.html report/_output/report.pdf
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -29,6 +32,21 @@ venv: $(STAMP) ## Create or update the virtual environment (.venv) from pyprojec
 
 simulate: $(STAMP) ## Run a design (DESIGN=simulations/default.toml JOBS=2); resumes if interrupted
 	$(PY) -m study simulate $(DESIGN) --jobs $(JOBS)
+
+# make report rebuilds only what is stale: results → assets → rendered documents.
+$(RESULTS)/manifest.json: $(DESIGN) | $(STAMP)
+	$(PY) -m study simulate $(DESIGN) --jobs $(JOBS)
+
+$(ASSETS): $(RESULTS)/manifest.json $(wildcard study/*.py) | $(STAMP)
+	$(PY) -m study report $(RESULTS) --no-render
+	@touch $@
+
+$(OUTPUTS) &: $(ASSETS) report/report.qmd report/_quarto.yml
+	$(PY) -m study render report
+
+assets: $(ASSETS) ## Write the report's figures, tables and numbers from RESULTS
+
+report: $(STAMP) $(OUTPUTS) ## Render report/_output/report.html and .pdf (simulates first if needed)
 
 check: $(STAMP) ## Compare simulation and theory for RESULTS (default: the DESIGN's results)
 	$(PY) -m study check $(RESULTS) --brief

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from .design import DesignError, load_design
-from .paths import RESULTS_ROOT, results_dir
+from .paths import GENERATED_DIR, REPORT_DIR, RESULTS_ROOT, results_dir
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -87,7 +87,63 @@ def build_parser() -> argparse.ArgumentParser:
         "--brief", action="store_true",
         help="print only the 20 largest |z| and the summary, not every comparison",
     )  # fmt: skip
+
+    rep = sub.add_parser(
+        "report",
+        help="write the report's figures, tables and numbers from results, then render it",
+        description="Write report/_generated/ (figures as SVG and PNG, tables as Markdown) and "
+        "report/_variables.yml from a results folder, then render report/ to "
+        "report/_output/report.html and report.pdf: with quarto when it is on PATH, else with "
+        "the pandoc + typst fallback (PyPI packages). Says which renderer it used.",
+    )
+    rep.add_argument("results", type=Path, help="results folder, e.g. simulations/results/default")
+    rep.add_argument("--no-render", action="store_true", help="write the assets only")
+    rep.add_argument(
+        "--renderer", choices=("auto", "quarto", "fallback"), default="auto",
+        help="auto (default): quarto if installed, else the fallback",
+    )  # fmt: skip
+
+    ren = sub.add_parser(
+        "render",
+        help="render the Quarto project (report/) to HTML and PDF",
+        description="Render a Quarto project to <project>/_output/: with quarto when it is on "
+        "PATH, else with the pandoc + typst fallback. The assets must exist (study report).",
+    )
+    ren.add_argument("project", type=Path, nargs="?", default=REPORT_DIR,
+                     help=f"the Quarto project folder (default: {REPORT_DIR})")  # fmt: skip
+    ren.add_argument("--renderer", choices=("auto", "quarto", "fallback"), default="auto",
+                     help="auto (default): quarto if installed, else the fallback")  # fmt: skip
     return parser
+
+
+def _render(project: Path, renderer: str) -> int:
+    import time
+
+    from .render import RenderError, render
+
+    started = time.perf_counter()
+    try:
+        result = render(project, renderer=renderer)
+    except RenderError as exc:
+        print(f"study: error: {exc}", file=sys.stderr)
+        return 1
+    for warning in result.warnings:
+        print(f"study: warning: {warning}", file=sys.stderr)
+    sizes = ", ".join(f"{p} ({p.stat().st_size / 1e6:.1f} MB)" for p in (result.html, result.pdf))
+    print(
+        f"study: rendered with {result.renderer} in {time.perf_counter() - started:.1f} s: {sizes}"
+    )
+    return 0
+
+
+def _report(args) -> int:
+    from .report import build_assets
+
+    names = build_assets(_results_folder(args.results))
+    print(f"study: wrote {len(names)} report assets to {GENERATED_DIR}/ and {REPORT_DIR}/")
+    if args.no_render:
+        return 0
+    return _render(REPORT_DIR, args.renderer)
 
 
 def _simulate(args) -> int:
@@ -151,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
             return _simulate(args)
         if args.command == "check":
             return _check(args)
+        if args.command == "report":
+            return _report(args)
+        if args.command == "render":
+            return _render(args.project, args.renderer)
     except DesignError as exc:
         print(f"study: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

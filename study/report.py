@@ -1,0 +1,263 @@
+"""Report assets: figures, Markdown tables and the variables file, from a results folder.
+
+``study report RESULTS_DIR`` writes ``report/_generated/`` (figures as SVG, which both the
+HTML and the PDF embed, and PNG; tables as Markdown) and ``report/_variables.yml`` (every
+number the text quotes), then renders the Quarto project. The report never simulates and
+no number in it is typed by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from . import figures, tables  # noqa: E402
+from .check import check  # noqa: E402
+from .design import design_from_dict  # noqa: E402
+from .paths import (  # noqa: E402
+    DRAWS_FILE,
+    GENERATED_DIR,
+    MANIFEST_FILE,
+    REPORT_DIR,
+    RISK_FILE,
+    SUMMARY_FILE,
+    TRANSFER_FILE,
+    TUNING_FILE,
+)
+from .scaling import alpha as scaling_alpha  # noqa: E402
+from .store import atomic_write_bytes, atomic_write_text, load_npz  # noqa: E402
+from .tables import fmt  # noqa: E402
+
+VARIABLES_FILE = "_variables.yml"
+FOCUS = {"degree": 3, "lam": 1.0, "coef": 1}
+
+
+def _g(value: float) -> str:
+    """A design parameter as written in a design file: 1, 0.01, −1."""
+    return f"{value:g}".replace("-", "−")
+
+
+def _pick(values, wanted):
+    """The element of values closest to wanted on a log scale."""
+    values = sorted(values)
+    return min(values, key=lambda v: abs(math.log(v) - math.log(wanted)))
+
+
+def risk_curves(design, *, degree: int, ms: list[int], lams: np.ndarray) -> pd.DataFrame:
+    """Expected prediction risk on a fine λ grid: exact given the design, averaged over the
+    first simulated designs of each m (the same streams as the simulation)."""
+    from .theory import conditional_risk, standard_basis
+    from .tuning import design_grams
+
+    basis = standard_basis(
+        design.x, degree, intercept=design.intercept, slope=design.slope,
+        penalize_intercept=design.penalize_intercept,
+    )  # fmt: skip
+    rows = []
+    for m in ms:
+        grams = design_grams(design, m, degree)
+        for scaling in design.scaling:
+            alphas = np.array([scaling_alpha(lam, m=m, degree=degree, scaling=scaling)
+                               for lam in lams])  # fmt: skip
+            risk = conditional_risk(grams, alphas, basis=basis, noise_sd=design.noise_sd)
+            rows += [{"m": m, "degree": degree, "scaling": scaling, "lambda": lam, "risk": r}
+                     for lam, r in zip(lams, risk, strict=True)]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _yaml(data: dict, indent: int = 0) -> str:
+    """YAML for nested dicts of strings: every value quoted so that it renders verbatim."""
+    lines = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            lines.append(" " * indent + f"{key}:")
+            lines.append(_yaml(value, indent + 2))
+        else:
+            lines.append(" " * indent + f"{key}: {json.dumps(str(value), ensure_ascii=False)}")
+    return "\n".join(lines)
+
+
+def _row(frame, **where):
+    sel = frame
+    for key, value in where.items():
+        sel = sel[sel[key] == value]
+    if len(sel) != 1:
+        raise ValueError(f"expected one row for {where}, found {len(sel)}")
+    return sel.iloc[0]
+
+
+def build_variables(design, summary, risk, tuning, transfer, draws, result, manifest) -> dict:
+    """Every number the report's text quotes, formatted."""
+    k, lam, j = FOCUS["degree"], FOCUS["lam"], FOCUS["coef"]
+    if k not in design.degree:
+        k = design.degree[len(design.degree) // 2]
+    if lam not in design.lam:
+        lam = max(design.lam)
+    m_max, m_min = max(design.m), min(design.m)
+    at = dict(m=m_max, degree=k, coef=j)
+    r_none = _row(summary, scaling="none", **{"lambda": lam}, **at)
+    r_m = _row(summary, scaling="m", **{"lambda": lam}, **at)
+
+    t = tuning[(tuning.method == "conditional") & (tuning.m > tuning.degree + 2)]
+    spread = t.groupby(["degree", "scaling"]).lambda_opt.agg(lambda v: v.max() / v.min())
+
+    finite = summary[(summary.finite_moments > 2) & (summary.status == "ok")]
+    worst = finite.loc[finite.bias_mcse.idxmax()]
+    m100 = finite[finite.m >= 100].bias_mcse.max()
+
+    m0 = _pick(design.m, 100)
+    tr = transfer[(transfer.m0 == m0) & (transfer.m == m_max) & (transfer.degree == k)]
+    extra = tr.set_index("scaling").risk_ratio - 1
+
+    # the three-point parabola: kept draws of ŵ₂ at m = 3, degree 2, λ = 0
+    tail = {"share_big": "–", "threshold": "10"}
+    if 2 in design.degree and 3 in design.m and 0.0 in design.lam:
+        w2 = draws["coef_k2"][list(design.m).index(3), list(design.lam).index(0.0), 0, :, 2]
+        tail["share_big"] = f"{100 * np.mean(np.abs(w2) > 10):.1f} %"
+
+    d = design
+    return {
+        "design": {
+            "replications": f"{d.replications:,}",
+            "m_list": ", ".join(f"{m:,}" for m in d.m),
+            "m_max": f"{m_max:,}",
+            "m_min": f"{m_min:,}",
+            "degrees": ", ".join(map(str, d.degree)),
+            "lambdas": ", ".join(_g(v) for v in d.lam),
+            "n_cells": f"{len(d.m) * len(d.degree) * len(d.lam) * len(d.scaling):,}",
+            "seed": str(d.seed),
+        },
+        "dgp": {
+            "low": _g(d.x.low) if d.x.low is not None else "–",
+            "high": _g(d.x.high) if d.x.high is not None else "–",
+            "intercept": _g(d.intercept),
+            "slope": _g(d.slope),
+            "noise_sd": _g(d.noise_sd),
+        },
+        "focus": {
+            "degree": str(k),
+            "lam": _g(lam),
+            "bias_none_max": fmt(r_none.bias, 3),
+            "bias_m_max": fmt(r_m.bias, 2),
+            "bias_none_limit": fmt(r_none.bias_asym),
+        },
+        "tuning": {
+            "spread_none_focus": fmt(spread[(k, "none")], 2),
+            "spread_m_focus": fmt(spread[(k, "m")], 2),
+            "alpha_limit_2": fmt(
+                _row(
+                    tuning[tuning.method == "conditional"], m=m_max, degree=2, scaling="m"
+                ).alpha_limit,
+                5,
+            )
+            if 2 in d.degree
+            else "–",
+        },  # fmt: skip
+        "transfer": {
+            "m0": f"{m0:,}",
+            "m": f"{m_max:,}",
+            "degree": str(k),
+            "extra_m": f"{100 * extra.get('m', float('nan')):.1f} %",
+            "extra_none": f"{100 * extra.get('none', float('nan')):.0f} %",
+        },
+        "mcse": {
+            "bias_max": fmt(worst.bias_mcse, 2),
+            "bias_max_m": f"{int(worst.m):,}",
+            "bias_max_degree": str(int(worst.degree)),
+            "bias_max_m100": fmt(m100, 2),
+        },
+        "check": {
+            "n_z": f"{result.n_z:,}",
+            "max_z": fmt(result.max_abs_z, 3),
+            "share_2": f"{100 * result.share_beyond_2:.1f} %",
+            "n_flagged": f"{result.n_flagged:,}",
+            "summary": result.summary_line(),
+        },
+        "curves": {"m_small": "10", "m_large": f"{_pick(d.m, 1000):,}", "degree": str(k)},
+        "tail": tail,
+        "run": {
+            "wall": f"{manifest['run']['wall_seconds']:.0f} s",
+            "cores": str(manifest["run"]["cores"]),
+        },
+    }
+
+
+def _save_figure(fig, out_dir: Path, name: str) -> None:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    for ext in ("svg", "png"):
+        buffer = io.BytesIO()
+        kwargs = {"metadata": {"Date": None}} if ext == "svg" else {"dpi": 200}
+        fig.savefig(buffer, format=ext, bbox_inches="tight", **kwargs)
+        atomic_write_bytes(out_dir / f"{name}.{ext}", buffer.getvalue())
+    plt.close(fig)
+
+
+def build_assets(
+    results_dir: Path, *, out_dir: Path = GENERATED_DIR, report_dir: Path = REPORT_DIR
+) -> list[str]:
+    """Write every figure, table and the variables file; return the names written."""
+    summary = pd.read_csv(results_dir / SUMMARY_FILE)
+    risk = pd.read_csv(results_dir / RISK_FILE)
+    tuning = pd.read_csv(results_dir / TUNING_FILE, keep_default_na=False,
+                         na_values=[""])  # fmt: skip
+    transfer = pd.read_csv(results_dir / TRANSFER_FILE)
+    draws = load_npz(results_dir / DRAWS_FILE)
+    manifest = json.loads((results_dir / MANIFEST_FILE).read_text())
+    design = design_from_dict(manifest["design"])
+    result = check(results_dir)
+    variables = build_variables(design, summary, risk, tuning, transfer, draws, result, manifest)
+    k = int(variables["focus"]["degree"])
+    lam = FOCUS["lam"] if FOCUS["lam"] in design.lam else max(design.lam)
+    m_small, m_large = _pick(design.m, 10), _pick(design.m, 1000)
+    variables["curves"]["m_small"] = f"{m_small:,}"
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ms_curves = sorted({_pick(design.m, v) for v in (20, 100, 1000, 10000)})
+    curves = risk_curves(design, degree=k, ms=ms_curves, lams=np.logspace(-5, 3, 81))
+    x_range = (design.x.low, design.x.high) if design.x.low is not None else (
+        design.x.mean - 2 * design.x.sd, design.x.mean + 2 * design.x.sd)  # fmt: skip
+    line = dict(intercept=design.intercept, slope=design.slope)
+    made = {
+        "fig-curves": figures.fig_fitted_curves(
+            draws, degree=k, m_small=m_small, m_large=m_large, lam=lam, x_range=x_range, **line
+        ),
+        "fig-tail": figures.fig_parabola_tail(draws, lam=lam, x_range=x_range, **line),
+        "fig-bias": figures.fig_bias(summary, degree=k, lam=lam),
+        "fig-variance": figures.fig_variance(summary, degree=k, lam=lam),
+        "fig-mse": figures.fig_mse_split(summary, degree=k, lam=lam),
+        "fig-bias-sd": figures.fig_bias_over_sd(summary, degree=k, lam=lam),
+        "fig-distributions": figures.fig_sampling_distributions(draws, degree=k, lam=lam),
+        "fig-risk-lambda": figures.fig_risk_vs_lambda(curves, risk, tuning, degree=k),
+        "fig-tuned": figures.fig_tuned_lambda(tuning),
+    }
+    for name, fig in made.items():
+        _save_figure(fig, out_dir, name)
+
+    ms_table = [m for m in design.m if m in (10, 100, 1000, 10000)] or list(design.m)[-4:]
+    md = {
+        "tbl-scalings": tables.table_scalings(),
+        "tbl-conventions": tables.table_conventions(),
+        "tbl-check": tables.table_check(result.table, result),
+        "tbl-measures": tables.table_measures(summary, degree=k, lam=lam,
+                                              coef=FOCUS["coef"], ms=ms_table),
+        "tbl-tuning": tables.table_tuning(tuning),
+        "tbl-transfer": tables.table_transfer(
+            transfer, m0=_pick(design.m, 100),
+            ms=sorted({_pick(design.m, v) for v in (20, 1000, 10000)})),
+        "tbl-provenance": tables.table_provenance(manifest),
+    }  # fmt: skip
+    for name, text in md.items():
+        atomic_write_text(out_dir / f"{name}.md", text)
+    atomic_write_text(report_dir / VARIABLES_FILE, _yaml(variables) + "\n")
+    return sorted(made) + sorted(md) + [VARIABLES_FILE]

@@ -1,0 +1,215 @@
+"""Markdown tables for the report: pure functions from result tables to text.
+
+Pipe tables with a Quarto caption line (``: Caption {#tbl-…}``) after them, so that both the
+HTML and the PDF render them as real, cross-referenced tables.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .scaling import ALPHA_FORMULA, PENALTY_AS_WRITTEN, SCALINGS
+
+
+def fmt(value: float, digits: int = 3) -> str:
+    """A number in `digits` significant figures, without exponent noise where avoidable."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if value == 0:
+        return "0"
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    exponent = math.floor(math.log10(abs(value)))
+    if -4 <= exponent < 6:
+        decimals = max(0, digits - 1 - exponent)
+        return f"{value:,.{decimals}f}".replace("-", "−")
+    mantissa = value / 10**exponent
+    return f"{mantissa:.{digits - 1}f}·10^{exponent}^".replace("-", "−")
+
+
+def with_se(value: float, se: float) -> str:
+    """'value (se)' with the value rounded to the precision its standard error allows."""
+    if se is None or math.isnan(se) or se <= 0 or math.isnan(value):
+        return fmt(value)
+    decimals = max(0, 1 - math.floor(math.log10(se)))
+    if decimals > 8:
+        return f"{fmt(value)} ({fmt(se, 2)})"
+    return f"{value:.{decimals}f} ({se:.{decimals}f})".replace("-", "−")
+
+
+def markdown_table(
+    header: list[str], rows: list[list[str]], caption: str, label: str, align: str | None = None
+) -> str:
+    """A pipe table followed by its Quarto caption line."""
+    # a bare * (as in λ*) would open emphasis and swallow the {#tbl-…} label
+    caption = caption.replace("*", "\\*")
+    header = [h.replace("*", "\\*") for h in header]
+    align = align or "l" + "r" * (len(header) - 1)
+    rule = ["---:" if a == "r" else ":---" if a == "l" else ":---:" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + f"\n\n: {caption} {{#{label}}}\n"
+
+
+def table_measures(
+    summary: pd.DataFrame, *, degree: int, lam: float, coef: int, ms: list[int]
+) -> str:
+    """Bias, SD and MSE (MCSE in brackets) of one coefficient at selected m, per scaling."""
+    sel = summary[(summary.degree == degree) & (summary["lambda"] == lam)
+                  & (summary.coef == coef) & summary.m.isin(ms)]  # fmt: skip
+    rows = []
+    for scaling in SCALINGS:
+        for _, r in sel[sel.scaling == scaling].sort_values("m").iterrows():
+            rows.append([
+                f"`{scaling}`", f"{r.m:,}", fmt(r.alpha), with_se(r.bias, r.bias_mcse),
+                with_se(r.sd, r.sd_mcse), with_se(r.mse, r.mse_mcse),
+            ])  # fmt: skip
+    header = ["scaling", "m", "α", f"bias of ŵ{_sub(coef)}", "SD", "MSE"]
+    caption = (
+        f"Bias, standard deviation and mean squared error of ŵ{_sub(coef)} (the coefficient "
+        f"of x^{coef}^), degree {degree}, λ = {fmt(lam)}; Monte Carlo standard errors in "
+        "brackets."
+    )
+    return markdown_table(header, rows, caption, "tbl-measures")
+
+
+def _sub(j: int) -> str:
+    return str(j).translate(str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉"))
+
+
+def table_check(table: pd.DataFrame, result) -> str:
+    """Agreement of Monte Carlo with Rao–Blackwell (z) and of Rao–Blackwell with large m."""
+    unique = ~table.duplicated(["m", "degree", "coef", "measure", "mc", "rb"])
+    rows = []
+    for measure in ("bias", "var", "risk"):
+        t = table[(table.measure == measure) & unique]
+        used = t[(t.flag == "") & t.z.notna()]
+        z = used.z.abs()
+        big = used[(used.m == result.largest_m) & used.asym.notna()]
+        rel = ((big.rb - big.asym).abs() / big.asym.abs()).replace(math.inf, math.nan)
+        rows.append([
+            {"bias": "bias", "var": "variance", "risk": "prediction risk"}[measure],
+            f"{len(z):,}", fmt(z.max(), 2), f"{100 * (z > 2).mean():.1f} %",
+            f"{(t.flag.str.startswith('moments')).sum():,}", fmt(rel.median(), 2),
+        ])  # fmt: skip
+    header = ["measure", "compared", "max ∣z∣", "∣z∣ > 2", "left out",
+              f"gap to theory, m = {result.largest_m:,}"]  # fmt: skip
+    caption = (
+        "Monte Carlo against the Rao–Blackwellised estimates from the same data sets "
+        "(z = difference / its standard error; about 5 % beyond 2 is expected); cells left "
+        "out because the estimator lacks the moments the comparison needs; and the median "
+        "relative gap between Rao–Blackwell and the large-m theory at the largest m."
+    )
+    return markdown_table(header, rows, caption, "tbl-check")
+
+
+# Each row: library or text, penalty as written, α of the sum form, intercept penalised.
+CONVENTIONS = [
+    ("scikit-learn `Ridge(alpha=a)`", "‖y − Xw‖² + a‖w‖²", "a (`m`)", "no"),
+    ("scikit-learn `LogisticRegression(C=C)`", "C·Σ log-loss + ½‖w‖²", "1/C (`m`)", "no"),
+    ("scikit-learn `Lasso`, `ElasticNet(alpha=a)`", "(1/2m)‖y − Xw‖² + a·penalty",
+     "m·a (`none`)", "no"),
+    ("scikit-learn `SGDRegressor(alpha=a)`", "mean loss + (a/2)‖w‖²", "m·a (`none`)", "no"),
+    ("glmnet (R) `lambda`", "(1/2m)Σ loss + λ·penalty", "m·λ (`none`)", "no"),
+    ("statsmodels `fit_regularized(alpha=a, L1_wt=0)`", "(1/2m)‖y − Xw‖² + (a/2)‖w‖²",
+     "m·a (`none`)", "yes"),
+    ("Keras `regularizers.L2(l2)`", "mean loss + l2·Σw²", "2m·l2 (`none`)", "weights only"),
+    ("PyTorch `SGD(weight_decay=d)`", "mean loss + (d/2)‖w‖² (gradient + d·w)", "m·d (`none`)",
+     "all parameters"),
+    ("Andrew Ng, *Machine Learning*", "(1/2m)Σ loss + (λ/2m)Σw²", "λ (`m`)", "no"),
+    ("Bishop (2006), eq. 3.27", "½Σ loss + (λ/2)‖w‖²", "λ (`m`)", "no (in the text)"),
+    ("Hastie, Tibshirani & Friedman, ESL eq. 3.41", "Σ loss + λ‖w‖²", "λ (`m`)", "no"),
+    ("Goodfellow, Bengio & Courville §7.1", "mean loss + (α/2)‖w‖²", "m·α (`none`)",
+     "weights only"),
+    ("Bayesian MAP, w ~ N(0, τ²I), ε ~ N(0, σ²)", "Σ loss/(2σ²) + ‖w‖²/(2τ²)", "σ²/τ² (`m`)",
+     "as the prior says"),
+]  # fmt: skip
+
+
+def table_conventions() -> str:
+    """Who writes the penalty how, and the sum-form α it amounts to."""
+    rows = [[a, b, c, d] for a, b, c, d in CONVENTIONS]
+    header = ["library or text", "objective as written", "α of the sum form (scaling)",
+              "intercept penalised"]  # fmt: skip
+    caption = (
+        "Conventions. Every objective is, up to a constant factor, the sum form "
+        "Σ(ŷ − y)² + α‖w‖²; the scaling says how α depends on m for a fixed parameter."
+    )
+    return markdown_table(header, rows, caption, "tbl-conventions", align="llll")
+
+
+def table_scalings() -> str:
+    """The four scalings of the study."""
+    rows = [[f"`{s}`", PENALTY_AS_WRITTEN[s], ALPHA_FORMULA[s]] for s in SCALINGS]
+    return markdown_table(
+        ["scaling", "penalty as written", "α = m·c"],
+        rows,
+        "The four penalty scalings: the same objective, (1/2m)Σ(ŷ − y)² + (c/2)Σ_{j≥1} w_j², "
+        "with a different c.",
+        "tbl-scalings",
+        align="lll",
+    )
+
+
+def table_tuning(tuning: pd.DataFrame) -> str:
+    """How many-fold λ* varies across m under each scaling, per degree."""
+    t = tuning[(tuning.method == "conditional") & (tuning.m > tuning.degree + 2)]
+    rows = []
+    for degree, g in t.groupby("degree"):
+        spread = g.groupby("scaling").lambda_opt.agg(lambda v: v.max() / v.min())
+        last = g[(g.m == g.m.max()) & (g.scaling == "m")].iloc[0]
+        rows.append([str(degree)] + [f"{fmt(spread[s], 2)}×" for s in SCALINGS]
+                    + [fmt(last.alpha_opt), fmt(last.alpha_limit)])  # fmt: skip
+    header = ["degree"] + [f"`{s}`" for s in SCALINGS] + [
+        f"α* at m = {int(t.m.max()):,}", "α*∞"]  # fmt: skip
+    caption = (
+        "How many-fold the risk-optimal λ* varies over the design's m (above degree + 2; "
+        "max/min) under each scaling, from the exact conditional risk averaged over simulated "
+        "designs; and α* at the largest m beside its limit α*∞ = σ²·tr(Σ⁻¹D)/(w*ᵀDΣ⁻¹Dw*)."
+    )
+    return markdown_table(header, rows, caption, "tbl-tuning")
+
+
+def table_transfer(transfer: pd.DataFrame, *, m0: int, ms: list[int]) -> str:
+    """Extra risk from keeping the λ tuned at m0 at other m."""
+    t = transfer[(transfer.m0 == m0) & transfer.m.isin(ms)]
+    rows = []
+    for degree, g in t.groupby("degree"):
+        for m, gm in g.groupby("m"):
+            r = gm.set_index("scaling").risk_ratio
+            rows.append(
+                [str(degree), f"{m:,}"]
+                + [f"{100 * (r[s] - 1):.1f} %" if s in r else "–" for s in SCALINGS]
+            )
+    header = ["degree", "m"] + [f"`{s}`" for s in SCALINGS]
+    caption = (
+        f"Extra prediction risk from tuning λ once at m = {m0} and keeping it: risk at that λ "
+        "over the risk at the best λ for m, minus one."
+    )
+    return markdown_table(header, rows, caption, "tbl-transfer")
+
+
+def table_provenance(manifest: dict) -> str:
+    d = manifest["design"]
+    run = manifest["run"]
+    v = manifest["versions"]
+    rows = [
+        ["design", f"`{d['name']}` (`{manifest.get('design_file') or ''}`), hash "
+                   f"`{manifest['design_hash'][:12]}`"],
+        ["seed", str(manifest["seed"])],
+        ["replications per cell", f"{manifest['replications']:,} in blocks of "
+                                  f"{d['block_size']:,}"],
+        ["cells", f"{len(d['grid']['m'])} m × {len(d['grid']['degree'])} degrees × "
+                  f"{len(d['grid']['lambda'])} λ × {len(d['grid']['scaling'])} scalings"],
+        ["fits", f"{manifest['counts']['fits']:,} on {manifest['counts']['data_points']:,} "
+                 "data points"],
+        ["noise", manifest.get("noise_draw", "plain")],
+        ["run", f"{run['wall_seconds']:.1f} s wall, {run['jobs']} jobs ({run['backend']}), "
+                f"{run['cores']} cores, {run['platform']}"],
+        ["versions", ", ".join(f"{k} {val}" for k, val in sorted(v.items()))],
+    ]  # fmt: skip
+    return markdown_table(
+        ["", ""], rows, "Provenance of the results.", "tbl-provenance", align="ll"
+    )

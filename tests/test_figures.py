@@ -1,0 +1,473 @@
+"""Tests for study.figures: each figure is built from the smoke results, draws what the
+data say (one marker per finite Monte Carlo cell, in its scaling's colour), tolerates
+missing theory columns and writes nothing."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib.colors as mcolors
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from study import figures as F
+from study.scaling import PENALTY_AS_WRITTEN, SCALINGS
+from study.scaling import alpha as scaling_alpha
+from study.theory import finite_moment_order
+
+# --- inputs ------------------------------------------------------------------------------
+
+
+THEORY = ["bias_asym", "var_asym"]
+
+
+@pytest.fixture(scope="module")
+def summary_theory(smoke_results) -> pd.DataFrame:
+    """summary.csv with the theory columns (stand-ins if the results do not have them)."""
+    s = pd.read_csv(smoke_results / "summary.csv")
+    if not set(THEORY) <= set(s.columns):
+        s["bias_asym"] = s["bias_rb"] * 1.01
+        s["var_asym"] = s["var_rb"] * 1.01
+    return s
+
+
+@pytest.fixture(scope="module")
+def summary(summary_theory) -> pd.DataFrame:
+    """summary.csv without any theory column (as before the theory is merged in)."""
+    return summary_theory.drop(columns=[*THEORY, "finite_moments"], errors="ignore")
+
+
+@pytest.fixture(scope="module")
+def risk(smoke_results) -> pd.DataFrame:
+    return pd.read_csv(smoke_results / "risk.csv")
+
+
+@pytest.fixture(scope="module")
+def draws(smoke_results) -> dict[str, np.ndarray]:
+    with np.load(smoke_results / "draws.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+DEGREE = 3
+LAMS = np.geomspace(1e-4, 1e2, 61)
+
+
+@pytest.fixture(scope="module")
+def risk_curves(summary) -> pd.DataFrame:
+    """A made-up convex risk in α (the figure only draws what it is given)."""
+    rows = []
+    for m in sorted(summary["m"].unique()):
+        for s in SCALINGS:
+            for lam in LAMS:
+                a = scaling_alpha(lam, m=int(m), degree=DEGREE, scaling=s)
+                risk = 4 / m * (1 - 0.5 * a / (a + 1)) + (a / m) ** 2
+                rows.append(
+                    {"m": int(m), "degree": DEGREE, "scaling": s, "lambda": lam, "risk": risk}
+                )
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def tuning_made_up(risk_curves) -> pd.DataFrame:
+    rows = []
+    for (m, s), d in risk_curves.groupby(["m", "scaling"]):
+        i = int(np.argmin(d["risk"].to_numpy()))
+        lam = float(d["lambda"].iloc[i])
+        a = scaling_alpha(lam, m=int(m), degree=DEGREE, scaling=s)
+        for method, f in (("asymptotic", 1.0), ("conditional", 1.2)):
+            rows.append(
+                {
+                    "m": int(m),
+                    "degree": DEGREE,
+                    "scaling": s,
+                    "method": method,
+                    "lambda_opt": lam * f,
+                    "alpha_opt": a * f,
+                    "risk_opt": float(d["risk"].iloc[i]),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def tuning(smoke_results, tuning_made_up) -> pd.DataFrame:
+    path = smoke_results / "tuning.csv"
+    if path.exists():
+        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    return tuning_made_up
+
+
+def lines_by_gid(fig: Figure, prefix: str) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            gid = line.get_gid()
+            if gid and gid.startswith(prefix):
+                out.setdefault(gid, []).append(line)
+    return out
+
+
+def expected_cells(summary, *, degree, lam, scaling, coef, col="bias", order=2):
+    d = summary[
+        (summary["degree"] == degree)
+        & np.isclose(summary["lambda"], lam)
+        & (summary["scaling"] == scaling)
+        & (summary["coef"] == coef)
+    ]
+    d = d[(d["status"] == "ok") & np.isfinite(d[col])]
+    finite = np.array([finite_moment_order(m, degree, lam) for m in d["m"]])
+    return d[finite > order].sort_values("m")
+
+
+def same_color(a, b) -> bool:
+    return np.allclose(mcolors.to_rgb(a), mcolors.to_rgb(b))
+
+
+# --- shared conventions ------------------------------------------------------------------
+
+
+def test_every_scaling_has_a_distinct_colour_marker_and_label():
+    assert list(F.SCALING_COLORS) == list(SCALINGS)
+    assert len({mcolors.to_hex(c) for c in F.SCALING_COLORS.values()}) == len(SCALINGS)
+    assert len(set(F.SCALING_MARKERS.values())) == len(SCALINGS)
+    for s in SCALINGS:
+        assert F.SCALING_LABELS[s] == f"{s}: {PENALTY_AS_WRITTEN[s]}"
+
+
+def test_usable_cells_follow_the_order_of_finite_moments(summary, summary_theory):
+    # With and without the finite_moments column the same rows are usable.
+    for order in (2, 4):
+        np.testing.assert_array_equal(
+            F.usable_cells(summary, order), F.usable_cells(summary_theory, order)
+        )
+    rows = pd.DataFrame(
+        {
+            "m": [3, 10, 10, 3],
+            "degree": [2, 2, 3, 3],
+            "lambda": [0.0, 0.0, 0.0, 0.1],
+            "status": ["ok", "ok", "ok", "ok"],
+        }
+    )
+    # Three points and a parabola: no mean; degree 3 at m = 10: a variance but no fourth
+    # moment; any penalty: every moment.
+    np.testing.assert_array_equal(F.usable_cells(rows, 2), [False, True, True, True])
+    np.testing.assert_array_equal(F.usable_cells(rows, 4), [False, True, False, True])
+    rows["status"] = "not identifiable"
+    assert not F.usable_cells(rows, 0).any()
+
+
+def test_coef_symbol():
+    assert F.coef_symbol(2) == "ŵ₂"
+    assert F.coef_symbol(10, hat=False) == "w₁₀"
+
+
+# --- bias, variance, MSE, |bias|/SD ------------------------------------------------------
+
+
+@pytest.mark.parametrize("lam, degree", [(1.0, 3), (0.0, 2), (0.1, 1)])
+def test_fig_bias_one_marker_per_finite_cell_in_the_scaling_colour(summary_theory, lam, degree):
+    coefs = list(range(degree + 1))
+    fig = F.fig_bias(summary_theory, degree=degree, coefs=coefs, lam=lam)
+    assert isinstance(fig, Figure)
+    assert fig.get_size_inches()[0] == pytest.approx(F.FIGURE_WIDTH)
+    assert len(fig.axes) == len(coefs) * len(SCALINGS)
+    mc = lines_by_gid(fig, "mc:")
+    assert len(mc) == len(coefs) * len(SCALINGS)
+    for s in SCALINGS:
+        for j in coefs:
+            (line,) = mc[f"mc:{s}:{j}"]
+            want = expected_cells(summary_theory, degree=degree, lam=lam, scaling=s, coef=j)
+            np.testing.assert_array_equal(line.get_xdata(), want["m"])
+            np.testing.assert_allclose(line.get_ydata(), want["bias"])
+            assert same_color(line.get_color(), F.SCALING_COLORS[s])
+            assert line.get_marker() == F.SCALING_MARKERS[s]
+            (rb,) = lines_by_gid(fig, f"rb:{s}:{j}")[f"rb:{s}:{j}"]
+            np.testing.assert_allclose(rb.get_ydata(), want["bias_rb"])
+            (th,) = lines_by_gid(fig, f"theory:{s}:{j}")[f"theory:{s}:{j}"]
+            np.testing.assert_allclose(th.get_ydata(), want["bias_asym"])
+
+
+def test_figures_leave_out_cells_without_the_moments_they_need(summary):
+    # λ = 0, degree 3: m = 3 is not identifiable; m = 10 has a variance (order 3) but no
+    # fourth moment, so it has a bias point and no variance point.
+    bias = F.fig_bias(summary, degree=3, coefs=[3], lam=0.0)
+    var = F.fig_variance(summary, degree=3, coefs=[3], lam=0.0)
+    for s in SCALINGS:
+        (b,) = lines_by_gid(bias, f"mc:{s}:3")[f"mc:{s}:3"]
+        np.testing.assert_array_equal(b.get_xdata(), [10, 100, 1000])
+        (v,) = lines_by_gid(var, f"mc:{s}:3")[f"mc:{s}:3"]
+        np.testing.assert_array_equal(v.get_xdata(), [100, 1000])
+    for ax in bias.axes:
+        for line in ax.get_lines():
+            assert 3 not in set(np.asarray(line.get_xdata(), dtype=float))
+
+
+@pytest.mark.parametrize("func", [F.fig_bias, F.fig_variance, F.fig_mse_split, F.fig_bias_over_sd])
+def test_missing_theory_columns_are_tolerated(summary, summary_theory, func):
+    assert not set(THEORY) & set(summary.columns)
+    without = func(summary)
+    assert lines_by_gid(without, "theory:") == {}
+    assert lines_by_gid(without, "mc:")
+    if func in (F.fig_bias, F.fig_variance, F.fig_bias_over_sd):
+        assert lines_by_gid(func(summary_theory), "theory:")
+    # Without the Rao–Blackwell columns too.
+    bare = summary.drop(columns=[c for c in summary.columns if c.endswith("_rb")])
+    assert lines_by_gid(func(bare), "rb:") == {}
+
+
+@pytest.mark.parametrize("sd", [False, True])
+def test_fig_variance_log_log_with_theory_and_guide(summary_theory, sd):
+    fig = F.fig_variance(summary_theory, sd=sd, coefs=(1, 3))
+    col = "sd" if sd else "var"
+    for ax in fig.axes:
+        assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    for s in SCALINGS:
+        want = expected_cells(
+            summary_theory, degree=3, lam=1.0, scaling=s, coef=3, col=col, order=4
+        )
+        (line,) = lines_by_gid(fig, f"mc:{s}:3")[f"mc:{s}:3"]
+        np.testing.assert_allclose(line.get_ydata(), want[col])
+        (th,) = lines_by_gid(fig, f"theory:{s}:3")[f"theory:{s}:3"]
+        expect = np.sqrt(want["var_asym"]) if sd else want["var_asym"]
+        np.testing.assert_allclose(th.get_ydata(), expect)
+    guides = lines_by_gid(fig, "guide")["guide"]
+    assert len(guides) == 2 * len(SCALINGS)
+    x, y = guides[0].get_xdata(), guides[0].get_ydata()
+    slope = np.polyfit(np.log(x), np.log(y), 1)[0]
+    assert slope == pytest.approx(-0.5 if sd else -1.0)
+
+
+def test_fig_mse_split_parts_add_up(summary):
+    fig = F.fig_mse_split(summary, coefs=(1,))
+    for s in SCALINGS:
+        want = expected_cells(summary, degree=3, lam=1.0, scaling=s, coef=1, col="mse", order=4)
+        (mse,) = lines_by_gid(fig, f"mc:{s}:1")[f"mc:{s}:1"]
+        (b2,) = lines_by_gid(fig, f"bias2:{s}:1")[f"bias2:{s}:1"]
+        (var,) = lines_by_gid(fig, f"var:{s}:1")[f"var:{s}:1"]
+        n = want["n"].to_numpy()
+        # MSE = bias² + (n − 1)/n · S², exactly, from the same replications.
+        np.testing.assert_allclose(
+            mse.get_ydata(), b2.get_ydata() + (n - 1) / n * var.get_ydata(), rtol=1e-9
+        )
+        assert same_color(mse.get_color(), F.SCALING_COLORS[s])
+
+
+def test_fig_bias_over_sd_ratio(summary_theory):
+    fig = F.fig_bias_over_sd(summary_theory, coefs=(1, 3))
+    assert len(fig.axes) == 2
+    for s in SCALINGS:
+        want = expected_cells(summary_theory, degree=3, lam=1.0, scaling=s, coef=1)
+        (line,) = lines_by_gid(fig, f"mc:{s}:1")[f"mc:{s}:1"]
+        np.testing.assert_allclose(line.get_ydata(), want["bias"].abs() / want["sd"])
+        (th,) = lines_by_gid(fig, f"theory:{s}:1")[f"theory:{s}:1"]
+        assert same_color(th.get_color(), F.SCALING_COLORS[s])
+    # The story of the study on the smoke data: at the largest m the ratio is smallest
+    # under "m" and largest under "none".
+    last = {s: lines_by_gid(fig, f"mc:{s}:1")[f"mc:{s}:1"][0].get_ydata()[-1] for s in SCALINGS}
+    assert last["m"] < last["sqrt-m"] < last["none"]
+
+
+# --- draws ---------------------------------------------------------------------------------
+
+
+def test_fig_fitted_curves(draws):
+    fig = F.fig_fitted_curves(draws, degree=3, m_small=10, m_large=1000, lam=1.0, n_curves=7)
+    assert len(fig.axes) == 2 * (1 + len(SCALINGS))
+    fits = lines_by_gid(fig, "fit:")
+    assert set(fits) == {f"fit:{c}:{m}" for c in ["lambda0", *SCALINGS] for m in (10, 1000)}
+    assert all(len(v) == 7 for v in fits.values())
+    for s in SCALINGS:
+        assert all(
+            same_color(line.get_color(), F.SCALING_COLORS[s])
+            for m in (10, 1000)
+            for line in fits[f"fit:{s}:{m}"]
+        )
+    assert len(lines_by_gid(fig, "truth")["truth"]) == 2 * (1 + len(SCALINGS))
+    # A fitted curve is the polynomial of a kept draw.
+    w = draws["coef_k3"][
+        list(draws["m"]).index(10),
+        list(draws["lambda"]).index(1.0),
+        list(draws["scaling"]).index("none"),
+        0,
+    ]
+    line = fits["fit:none:10"][0]
+    np.testing.assert_allclose(
+        line.get_ydata(), np.polynomial.polynomial.polyval(line.get_xdata(), w)
+    )
+
+
+def test_fig_fitted_curves_not_identifiable_panel(draws):
+    fig = F.fig_fitted_curves(draws, degree=3, m_small=3, m_large=100)
+    assert "fit:lambda0:3" not in lines_by_gid(fig, "fit:")
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert "not identifiable" in texts
+
+
+def test_fig_parabola_tail(draws):
+    fig = F.fig_parabola_tail(draws, m=3, degree=2, lam=1.0, m_many=100)
+    tails = lines_by_gid(fig, "tail:")
+    assert set(tails) == {"tail:lambda0:3", "tail:lambda0:100"} | {f"tail:{s}:3" for s in SCALINGS}
+    keep = draws["coef_k2"].shape[3]
+    t0 = tails["tail:lambda0:3"][0]
+    assert t0.get_ydata().min() == pytest.approx(1 / keep)
+    # No penalty, no finite mean: the unpenalised tail reaches farther than any penalised one.
+    for s in SCALINGS:
+        (ts,) = tails[f"tail:{s}:3"]
+        assert same_color(ts.get_color(), F.SCALING_COLORS[s])
+        assert np.max(ts.get_xdata()) < np.max(t0.get_xdata())
+    ax_tail = t0.axes
+    assert ax_tail.get_xscale() == "log" and ax_tail.get_yscale() == "log"
+
+
+def test_fig_sampling_distributions(draws):
+    fig = F.fig_sampling_distributions(
+        draws, degree=3, coefs=(2, 3), lam=1.0, ms=(3, 10, 100, 1000, 10000)
+    )
+    assert len(fig.axes) == 2 * (1 + len(SCALINGS))
+    bodies = {}
+    for ax in fig.axes:
+        for coll in ax.collections:
+            if coll.get_gid() and coll.get_gid().startswith("violin:"):
+                bodies[coll.get_gid()] = coll
+    # 10000 is not in the smoke design; λ = 0 with m = 3 < 4 coefficients is not identifiable.
+    want = {
+        f"violin:{c}:{j}:{m}"
+        for c in ["lambda0", *SCALINGS]
+        for j in (2, 3)
+        for m in (3, 10, 100, 1000)
+    } - {"violin:lambda0:2:3", "violin:lambda0:3:3"}
+    assert set(bodies) == want
+    edge = bodies["violin:m:3:100"].get_edgecolor()[0]
+    assert same_color(edge[:3], F.SCALING_COLORS["m"])
+    # The mean bar sits at the mean of all kept draws.
+    (bar,) = lines_by_gid(fig, "mean:none:3:1000")["mean:none:3:1000"]
+    w = draws["coef_k3"][
+        list(draws["m"]).index(1000),
+        list(draws["lambda"]).index(1.0),
+        list(draws["scaling"]).index("none"),
+        :,
+        3,
+    ]
+    assert bar.get_ydata()[0] == pytest.approx(w.mean())
+
+
+# --- risk and tuning -----------------------------------------------------------------------
+
+
+def test_fig_risk_vs_lambda(risk_curves, risk, tuning):
+    ms = (10, 100, 1000, 10000)
+    fig = F.fig_risk_vs_lambda(risk_curves, risk, tuning, degree=DEGREE, ms=ms)
+    assert len(fig.axes) == len(SCALINGS)
+    have = (10, 100, 1000)  # 10000 has no curve
+    assert set(lines_by_gid(fig, "curve:")) == {f"curve:{s}:{m}" for s in SCALINGS for m in have}
+    opts = lines_by_gid(fig, "opt:")
+    for s in SCALINGS:
+        for m in have:
+            (o,) = opts[f"opt:{s}:{m}"]
+            t = tuning[
+                (tuning["scaling"] == s)
+                & (tuning["m"] == m)
+                & (tuning["method"] == "conditional")
+                & (tuning["degree"] == DEGREE)
+            ]
+            lam_opt = t["lambda_opt"].iloc[0]
+            assert 0 < lam_opt < np.inf
+            assert o.get_xdata()[0] == pytest.approx(lam_opt)
+            # Simulated points: the λ > 0 cells of risk.csv.
+            (mc,) = lines_by_gid(fig, f"mc:{s}:{m}")[f"mc:{s}:{m}"]
+            r = risk[
+                (risk["scaling"] == s)
+                & (risk["m"] == m)
+                & (risk["degree"] == DEGREE)
+                & (risk["lambda"] > 0)
+            ]
+            np.testing.assert_allclose(np.asarray(mc.get_ydata(), dtype=float), r["risk"])
+    # Without the optional inputs: optimum from the curve itself, no simulated points.
+    bare = F.fig_risk_vs_lambda(risk_curves, degree=DEGREE, ms=ms)
+    assert lines_by_gid(bare, "mc:") == {}
+    assert len(lines_by_gid(bare, "opt:")) == len(SCALINGS) * len(have)
+
+
+@pytest.mark.parametrize(
+    "limit",
+    [0.98, {3: 0.98}, pd.Series({3: 0.98}), pd.DataFrame({"degree": [3], "alpha_limit": [0.98]})],
+)
+def test_fig_tuned_lambda(tuning, limit):
+    fig = F.fig_tuned_lambda(tuning, limit, degree=DEGREE)
+    assert len(fig.axes) == 2
+    lam_lines = lines_by_gid(fig, "lambda:")
+    assert set(lam_lines) == {
+        f"lambda:{meth}:{s}" for meth in ("asymptotic", "conditional") for s in SCALINGS
+    }
+    for s in SCALINGS:
+        (line,) = lam_lines[f"lambda:asymptotic:{s}"]
+        t = tuning[
+            (tuning["scaling"] == s)
+            & (tuning["method"] == "asymptotic")
+            & (tuning["degree"] == DEGREE)
+        ].sort_values("m")
+        np.testing.assert_allclose(line.get_ydata(), t["lambda_opt"])
+        assert same_color(line.get_color(), F.SCALING_COLORS[s])
+    # α* does not depend on the scaling: one line per method.
+    assert set(lines_by_gid(fig, "alpha:")) == {"alpha:asymptotic:all", "alpha:conditional:all"}
+    (lim,) = lines_by_gid(fig, "alpha_limit")["alpha_limit"]
+    assert lim.get_ydata()[0] == pytest.approx(0.98)
+
+
+def test_fig_tuned_lambda_without_limit_and_with_disagreeing_alphas(tuning):
+    t = tuning.drop(columns="alpha_limit", errors="ignore")
+    t.loc[t["scaling"] == "none", "alpha_opt"] *= 2
+    fig = F.fig_tuned_lambda(t, None, degree=DEGREE, methods=("asymptotic",))
+    assert lines_by_gid(fig, "alpha_limit") == {}
+    assert set(lines_by_gid(fig, "alpha:")) == {f"alpha:asymptotic:{s}" for s in SCALINGS}
+
+
+# --- purity and errors ---------------------------------------------------------------------
+
+
+def test_figures_write_no_files(
+    tmp_path, monkeypatch, summary_theory, risk, draws, risk_curves, tuning
+):
+    empty = tmp_path / "cwd"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    figs = [
+        F.fig_fitted_curves(draws),
+        F.fig_parabola_tail(draws),
+        F.fig_bias(summary_theory),
+        F.fig_variance(summary_theory),
+        F.fig_mse_split(summary_theory),
+        F.fig_bias_over_sd(summary_theory),
+        F.fig_sampling_distributions(draws),
+        F.fig_risk_vs_lambda(risk_curves, risk, tuning),
+        F.fig_tuned_lambda(tuning, 0.98),
+    ]
+    for fig in figs:
+        assert isinstance(fig, Figure)
+        fig.canvas.draw()  # layout and text are computed without writing anything
+    assert os.listdir(empty) == []
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda s, d: F.fig_bias(s, lam=0.5), "'lam' parameter"),
+        (lambda s, d: F.fig_bias(s, degree=9), "'degree' parameter"),
+        (lambda s, d: F.fig_variance(s, coefs=(5,)), "'coefs' parameter"),
+        (lambda s, d: F.fig_bias_over_sd(s, scalings=("mean",)), "'scalings' parameter"),
+        (lambda s, d: F.fig_fitted_curves(d, degree=5), "'degree' parameter"),
+        (lambda s, d: F.fig_fitted_curves(d, m_small=7), "'m' parameter"),
+        (lambda s, d: F.fig_sampling_distributions(d, ms=(7,)), "'ms' parameter"),
+    ],
+)
+def test_bad_arguments_name_the_parameter(summary, draws, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(summary, draws)
+
+
+def test_fig_tuned_lambda_takes_the_limit_from_the_tuning_table(tuning_made_up):
+    t = tuning_made_up.assign(alpha_limit=0.5)
+    (lim,) = lines_by_gid(F.fig_tuned_lambda(t, degree=DEGREE), "alpha_limit")["alpha_limit"]
+    assert lim.get_ydata()[0] == pytest.approx(0.5)

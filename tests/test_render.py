@@ -1,0 +1,399 @@
+"""Tests for study.render: the pandoc + typst fallback renderer and the renderer choice."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pypandoc", reason="report extra (pypandoc-binary) not installed")
+pytest.importorskip("typst", reason="report extra (typst) not installed")
+pytest.importorskip("yaml", reason="report extra (PyYAML) not installed")
+
+from study import render as render_mod  # noqa: E402
+from study.render import RenderError, expand_shortcodes, render  # noqa: E402
+
+QUARTO_YML = """\
+project:
+  type: default
+  output-dir: _output
+toc: true
+number-sections: true
+format:
+  html:
+    embed-resources: true
+  typst:
+    papersize: a4
+"""
+
+VARIABLES_YML = """\
+n_reps: 1234
+study:
+  seed: 98765
+  alpha: "0.050"
+  flag: true
+"""
+
+TABLE_MD = """\
+| Scaling | n = 20 | n = 100 |
+|:--------|-------:|--------:|
+| lambda/m | 0.8123 | 0.4417 |
+| lambda | 0.9551 | 0.6302 |
+
+: Mean squared error by scaling {#tbl-mse}
+"""
+
+METHODS_QMD = """\
+We ran {{< var n_reps >}} replications with seed {{< var study.seed >}}.
+INCLUDED-METHODS-TEXT, see @tbl-mse.
+
+{{< include tables/mse.md >}}
+"""
+
+REPORT_QMD = """\
+---
+title: "Penalty scalings"
+subtitle: "A tiny test report"
+author: "Test Author"
+date: "2025-01-15"
+---
+
+## Aims {#sec-aims}
+
+Compare @fig-curve with @fig-bars at level {{< var study.alpha >}} (flag {{< var study.flag >}}).
+Inline math $\\hat\\beta_\\lambda = (X^\\top X + \\lambda I)^{-1} X^\\top y$ and a literal
+{{{< var not.a.key >}}} shortcode.
+
+::: {.callout-note}
+## Plain answer
+Divide by $m$ (see -@fig-curve).
+:::
+
+## Methods {#sec-methods}
+
+{{< include _methods.qmd >}}
+
+$$
+\\mathrm{MSE}(\\lambda) = \\sum_{j=1}^p \\frac{\\sigma^2 d_j^2}{(d_j^2+\\lambda)^2}
+$$ {#eq-mse}
+
+By @eq-mse and @sec-aims, the answer follows.
+
+## Results
+
+![A smooth curve.](figures/curve.svg){#fig-curve}
+
+![Some bars.](figures/bars.png){#fig-bars}
+"""
+
+
+def _figures(directory: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([0, 1, 2], [0, 1, 4])
+    fig.savefig(directory / "curve.svg")
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.bar(["a", "b"], [1, 2])
+    fig.savefig(directory / "bars.png", dpi=60)
+    plt.close(fig)
+
+
+def make_project(root: Path, report: str = REPORT_QMD) -> Path:
+    project = root / "report"
+    (project / "tables").mkdir(parents=True)
+    _figures(project / "figures")
+    (project / "_quarto.yml").write_text(QUARTO_YML)
+    (project / "_variables.yml").write_text(VARIABLES_YML)
+    (project / "tables" / "mse.md").write_text(TABLE_MD)
+    (project / "_methods.qmd").write_text(METHODS_QMD)
+    (project / "report.qmd").write_text(report)
+    return project
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.replace("\u00a0", " ").split())
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    project = make_project(tmp_path_factory.mktemp("render"))
+    result = render(project, renderer="fallback")
+    return project, result
+
+
+@pytest.fixture(scope="module")
+def html(rendered) -> str:
+    return rendered[1].html.read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------ outputs
+
+
+def test_fallback_writes_both_outputs(rendered):
+    project, result = rendered
+    assert result.renderer == "fallback"
+    assert result.html == project.resolve() / "_output" / "report.html"
+    assert result.pdf == project.resolve() / "_output" / "report.pdf"
+    assert result.html.stat().st_size > 1000
+    assert result.pdf.read_bytes().startswith(b"%PDF")
+    leftovers = [p.name for p in (project / "_output").iterdir()]
+    assert sorted(leftovers) == ["report.html", "report.pdf"]
+
+
+def test_html_is_self_contained(html):
+    sources = re.findall(r'\bsrc="([^"]*)"', html)
+    assert len(sources) == 2
+    assert all(s.startswith("data:image/") for s in sources), sources
+    assert "data:image/svg+xml" in html and "data:image/png" in html
+    assert not re.search(r'<link[^>]+href="(?!#)', html)
+    assert not re.search(r'href="(?!#|https?:|mailto:)', html)
+    assert "<math" in html  # MathML, no external MathJax
+    assert "<script" not in html
+
+
+def test_html_numbers_and_resolves_references(html):
+    text = _norm(html)
+    assert "Figure 1: A smooth curve." in text
+    assert "Figure 2: Some bars." in text
+    assert "Table 1: Mean squared error by scaling" in text
+    assert '<a href="#fig-curve">Figure 1</a>' in text
+    assert '<a href="#fig-bars">Figure 2</a>' in text
+    assert '<a href="#tbl-mse">Table 1</a>' in text
+    assert '<a href="#eq-mse">Equation 1</a>' in text
+    assert '<a href="#sec-aims">Section 1</a>' in text
+    assert '(see <a href="#fig-curve">1</a>)' in text  # -@fig suppresses the prefix
+    assert 'class="eq-number">(1)<' in text
+    assert not re.search(r"@(fig|tbl|sec|eq)-", html)
+
+
+def test_html_expands_shortcodes(html):
+    text = _norm(html)
+    assert "We ran 1234 replications with seed 98765." in text
+    assert "INCLUDED-METHODS-TEXT" in text
+    assert "at level 0.050 (flag true)" in text
+    assert "{{&lt; var not.a.key &gt;}}" in text  # escaped shortcode stays literal
+    assert "{{<" not in html
+    assert "0.8123" in text and "0.6302" in text
+
+
+def test_html_has_title_toc_callout_and_sections(html):
+    text = _norm(html)
+    assert '<h1 class="title">Penalty scalings</h1>' in text
+    assert "A tiny test report" in text and "Test Author" in text
+    assert 'nav id="TOC"' in text
+    assert 'class="callout callout-note"' in text
+    assert "Plain answer" in text
+    assert '<span class="header-section-number">2</span> Methods' in text
+
+
+def test_pdf_pages_and_text(rendered):
+    pypdf = pytest.importorskip("pypdf")
+    reader = pypdf.PdfReader(rendered[1].pdf)
+    assert 1 <= len(reader.pages) <= 3
+    text = _norm(" ".join(page.extract_text() for page in reader.pages))
+    assert "Penalty scalings" in text
+    for expected in (
+        "Figure 1",
+        "Figure 2",
+        "Table 1",
+        "Equation 1",
+        "Section 1",
+        "Figure 1: A smooth curve.",
+        "Table 1: Mean squared error",
+        "0.8123",
+        "0.4417",
+        "0.9551",
+        "0.6302",
+        "1234",
+        "98765",
+        "INCLUDED-METHODS-TEXT",
+        "Plain answer",
+    ):
+        assert expected in text, expected
+    assert "@fig-" not in text and "@tbl-" not in text
+    assert text.count("{{<") == 1  # only the escaped literal one
+    assert len(reader.pages[-1].images) + len(reader.pages[0].images) >= 1  # the PNG
+
+
+def test_rendering_is_deterministic(rendered):
+    project, result = rendered
+    html, pdf = result.html.read_bytes(), result.pdf.read_bytes()
+    again = render(project, renderer="fallback")
+    assert again.html.read_bytes() == html
+    assert again.pdf.read_bytes() == pdf
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+def _expect_failure(project: Path, pattern: str) -> None:
+    with pytest.raises(RenderError, match=pattern) as info:
+        render(project, renderer="fallback")
+    assert "\n" not in str(info.value)
+    output = project / "_output"
+    assert not output.exists() or not any(p.name.startswith(".build") for p in output.iterdir())
+
+
+def test_unknown_variable_is_an_error(tmp_path):
+    project = make_project(tmp_path, REPORT_QMD.replace("study.alpha", "study.beta"))
+    _expect_failure(project, r"report\.qmd:\d+: unknown variable .*'study\.beta'")
+
+
+def test_missing_include_is_an_error(tmp_path):
+    project = make_project(tmp_path)
+    (project / "tables" / "mse.md").unlink()
+    _expect_failure(project, r"_methods\.qmd:\d+: included file not found: tables/mse\.md")
+
+
+def test_dangling_reference_is_an_error(tmp_path):
+    project = make_project(tmp_path, REPORT_QMD + "\nSee @fig-nope and @tbl-gone.\n")
+    _expect_failure(project, r"unresolved cross-reference\(s\): @fig-nope, @tbl-gone")
+
+
+def test_missing_image_is_an_error(tmp_path):
+    project = make_project(tmp_path)
+    (project / "figures" / "bars.png").unlink()
+    _expect_failure(project, r"image not found: figures/bars\.png")
+
+
+def test_duplicate_label_is_an_error(tmp_path):
+    report = REPORT_QMD + "\n![Again.](figures/bars.png){#fig-bars}\n"
+    _expect_failure(make_project(tmp_path, report), "duplicate label #fig-bars")
+
+
+def test_typst_failure_is_reported(tmp_path):
+    report = REPORT_QMD + "\n```{=typst}\n#nosuchfunction()\n```\n"
+    _expect_failure(
+        make_project(tmp_path, report), r"typst failed: unknown variable: nosuchfunction"
+    )
+
+
+def test_failure_keeps_previous_outputs(tmp_path):
+    project = make_project(tmp_path)
+    result = render(project, renderer="fallback")
+    before = result.html.read_bytes(), result.pdf.read_bytes()
+    (project / "report.qmd").write_text(REPORT_QMD + "\n@fig-nope\n")
+    _expect_failure(project, "@fig-nope")
+    assert (result.html.read_bytes(), result.pdf.read_bytes()) == before
+
+
+def test_caption_before_table_and_figure_without_caption(tmp_path):
+    report = """---
+title: Small
+---
+
+: Caption above {#tbl-first}
+
+| a | b |
+|---|---|
+| 11 | 22 |
+
+![](figures/bars.png){#fig-bare}
+
+@fig-bare and @tbl-first.
+"""
+    result = render(make_project(tmp_path, report), renderer="fallback")
+    text = _norm(result.html.read_text(encoding="utf-8"))
+    assert "<caption>Table 1: Caption above</caption>" in text
+    assert "<figcaption>Figure 1</figcaption>" in text
+    assert '<a href="#fig-bare">Figure 1</a> and <a href="#tbl-first">Table 1</a>' in text
+
+
+def test_not_a_project(tmp_path):
+    with pytest.raises(RenderError, match="no _quarto.yml"):
+        render(tmp_path)
+
+
+def test_unknown_renderer(tmp_path):
+    with pytest.raises(RenderError, match="unknown renderer"):
+        render(make_project(tmp_path), renderer="latex")
+
+
+# ------------------------------------------------------------------------------ shortcodes
+
+
+def test_expand_shortcodes_nested_include_and_escape(tmp_path):
+    (tmp_path / "sub" / "deeper").mkdir(parents=True)
+    (tmp_path / "main.qmd").write_text(
+        "A {{< var a.b >}}\n\n{{< include sub/one.md >}}\n\nZ {{{< var x >}}}\n"
+    )
+    (tmp_path / "sub" / "one.md").write_text(
+        "---\nignored: 1\n---\nONE\n{{< include deeper/two.md >}}\n"
+    )
+    (tmp_path / "sub" / "deeper" / "two.md").write_text("TWO {{< var c >}}\n")
+    text, files = expand_shortcodes(
+        tmp_path / "main.qmd", project_dir=tmp_path, variables={"a": {"b": 1.5}, "c": False}
+    )
+    assert text == "A 1.5\n\n\nONE\n\nTWO false\n\n\nZ {{< var x >}}\n"
+    assert [f.name for f in files] == ["main.qmd", "one.md", "two.md"]
+
+
+def test_expand_shortcodes_errors(tmp_path):
+    (tmp_path / "a.md").write_text("{{< include b.md >}}\n")
+    (tmp_path / "b.md").write_text("{{< include a.md >}}\n")
+    with pytest.raises(RenderError, match="include cycle: a.md -> b.md -> a.md"):
+        expand_shortcodes(tmp_path / "a.md", project_dir=tmp_path, variables={})
+    (tmp_path / "c.md").write_text("x {{< var a >}}\n")
+    with pytest.raises(RenderError, match="'a' is a dict, not a value"):
+        expand_shortcodes(tmp_path / "c.md", project_dir=tmp_path, variables={"a": {"b": 1}})
+    with pytest.raises(RenderError, match="no _variables.yml"):
+        expand_shortcodes(tmp_path / "c.md", project_dir=tmp_path, variables=None)
+    (tmp_path / "d.md").write_text("{{< video x.mp4 >}}\n")
+    with pytest.raises(RenderError, match="d.md:1: unsupported shortcode 'video'"):
+        expand_shortcodes(tmp_path / "d.md", project_dir=tmp_path, variables={})
+
+
+# ------------------------------------------------------------------------------ renderer choice
+
+
+def test_auto_uses_fallback_without_quarto(tmp_path, monkeypatch):
+    monkeypatch.setattr(render_mod.shutil, "which", lambda name: None)
+    result = render(make_project(tmp_path), renderer="auto")
+    assert result.renderer == "fallback"
+    assert result.html.is_file() and result.pdf.is_file()
+
+
+def test_quarto_requested_but_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(render_mod.shutil, "which", lambda name: None)
+    with pytest.raises(RenderError, match="quarto is not on PATH"):
+        render(make_project(tmp_path), renderer="quarto")
+
+
+def test_auto_uses_quarto_when_found(tmp_path, monkeypatch):
+    project = make_project(tmp_path)
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append((cmd, kwargs))
+        out = project / "_output"
+        out.mkdir(exist_ok=True)
+        (out / "report.html").write_text("<html></html>")
+        (out / "report.pdf").write_bytes(b"%PDF-1.7")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(render_mod.shutil, "which", lambda name: "/opt/quarto/bin/quarto")
+    monkeypatch.setattr(render_mod.subprocess, "run", fake_run)
+    result = render(project)
+    assert result.renderer == "quarto"
+    assert calls[0][0] == ["/opt/quarto/bin/quarto", "render", str(project.resolve())]
+    assert result.html == project.resolve() / "_output" / "report.html"
+
+
+def test_quarto_failure_is_reported(tmp_path, monkeypatch):
+    project = make_project(tmp_path)
+
+    def fake_run(cmd, **kwargs):
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: something broke\n")
+
+    monkeypatch.setattr(render_mod.shutil, "which", lambda name: "/usr/bin/quarto")
+    monkeypatch.setattr(render_mod.subprocess, "run", fake_run)
+    with pytest.raises(RenderError, match="quarto render failed: ERROR: something broke"):
+        render(project, renderer="quarto")

@@ -1,0 +1,135 @@
+"""The report: assets from results, both renderings, no hand-typed results, conventions."""
+
+import re
+import shutil
+
+import numpy as np
+import pytest
+from sklearn.linear_model import ElasticNet, Ridge
+
+from study import fit_polynomial_ridge
+from study.render import render
+from study.report import build_assets
+
+from conftest import ROOT, run_cli
+
+FIGURES = ["fig-curves", "fig-tail", "fig-bias", "fig-variance", "fig-mse", "fig-bias-sd",
+           "fig-distributions", "fig-risk-lambda", "fig-tuned"]  # fmt: skip
+TABLES = ["tbl-scalings", "tbl-conventions", "tbl-check", "tbl-measures", "tbl-tuning",
+          "tbl-transfer", "tbl-provenance"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def rendered(smoke_results, tmp_path_factory):
+    project = tmp_path_factory.mktemp("report")
+    for name in ("report.qmd", "_quarto.yml"):
+        shutil.copy(ROOT / "report" / name, project / name)
+    names = build_assets(smoke_results, out_dir=project / "_generated", report_dir=project)
+    result = render(project, renderer="fallback")
+    return project, names, result
+
+
+def test_assets_are_built_from_results(rendered):
+    project, names, _ = rendered
+    for fig in FIGURES:
+        assert (project / "_generated" / f"{fig}.svg").stat().st_size > 1000
+        assert (project / "_generated" / f"{fig}.png").stat().st_size > 1000
+    for tbl in TABLES:
+        text = (project / "_generated" / f"{tbl}.md").read_text()
+        assert f"{{#{tbl}}}" in text and text.count("|") > 10
+    assert "_variables.yml" in names
+
+
+def test_every_figure_table_and_reference_in_the_qmd_exists():
+    qmd = (ROOT / "report" / "report.qmd").read_text()
+    assert sorted(re.findall(r"\{#(fig-[a-z-]+)\}", qmd)) == sorted(FIGURES)
+    assert sorted(re.findall(r"_generated/(tbl-[a-z-]+)\.md", qmd)) == sorted(TABLES)
+    for ref in set(re.findall(r"@((?:fig|tbl)-[a-z-]+)", qmd)):
+        assert ref in FIGURES + TABLES, ref
+
+
+def test_html_is_complete_and_self_contained(rendered):
+    _, _, result = rendered
+    assert result.renderer == "fallback"
+    html = result.html.read_text()
+    assert "{{<" not in html and "_generated/" not in html
+    assert not re.search(r"@(fig|tbl|sec)-", html)
+    for n in range(1, len(FIGURES) + 1):
+        assert f"Figure&nbsp;{n}" in html or f"Figure\u00a0{n}" in html
+    assert html.count("<table") == len(TABLES)
+    assert html.count("<svg") + html.count("data:image") >= len(FIGURES)
+    assert not re.search(r'<img[^>]+src="(?!data:)', html)
+
+
+def test_pdf_has_every_figure_and_table(rendered):
+    from pypdf import PdfReader
+
+    _, _, result = rendered
+    reader = PdfReader(result.pdf)
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    assert len(reader.pages) >= 5
+    for n in range(1, len(FIGURES) + 1):
+        assert re.search(rf"Figure\s*{n}:", text), n
+    for n in range(1, len(TABLES) + 1):
+        assert re.search(rf"Table\s*{n}:", text), n
+    assert "{{<" not in text and "@fig-" not in text
+
+
+def test_no_result_is_typed_into_the_text():
+    """Numbers in the prose come from variables: none with a decimal point or two digits,
+    apart from citation years and constants of the design or the method (λ = 0, m = 3,
+    ±1.96·MCSE, the 30 curves of a figure)."""
+    qmd = (ROOT / "report" / "report.qmd").read_text()
+    prose = re.sub(r"^---.*?---", "", qmd, flags=re.S)
+    prose = re.sub(r"\$\$.*?\$\$|\$[^$]*\$", "", prose, flags=re.S)  # maths
+    prose = re.sub(r"\{\{<.*?>\}\}|\{#[^}]*\}|\]\([^)]*\)", "", prose)  # shortcodes, labels
+    numbers = re.findall(r"\d+(?:[.,]\d+)*", prose)
+    constants = {"0", "1", "2", "3", "5", "30", "1.96"}  # λ = 0, m = 3, 1.96·MCSE, …
+    allowed = constants | {n for n in numbers if re.fullmatch(r"(19|20)\d\d", n)}
+    assert set(numbers) <= allowed, set(numbers) - allowed
+
+
+def test_variables_are_all_defined(rendered):
+    project, _, _ = rendered
+    import yaml
+
+    variables = yaml.safe_load((project / "_variables.yml").read_text())
+    qmd = (ROOT / "report" / "report.qmd").read_text()
+    for key in re.findall(r"\{\{< var ([a-z_.0-9]+) >\}\}", qmd):
+        value = variables
+        for part in key.split("."):
+            value = value[part]
+        assert isinstance(value, str) and value and value != "nan", key
+
+
+def test_report_cli_refuses_missing_results(tmp_path):
+    proc = run_cli("report", tmp_path / "nothing")
+    assert proc.returncode == 2 and "summary.csv" in proc.stderr
+
+
+# --- the conventions table, row by row, where the library is installable ----------------
+
+
+def _data(m=40, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, m)
+    return x, 1 + 2 * x + rng.normal(size=m)
+
+
+def test_convention_ridge_is_the_m_scaling():
+    x, y = _data()
+    feats = np.vander(x, 4, increasing=True)[:, 1:]
+    for a in (0.01, 1.0, 30.0):
+        ridge = Ridge(alpha=a).fit(feats, y)
+        w = fit_polynomial_ridge(x, y, degree=3, lam=a, scaling="m")
+        np.testing.assert_allclose(w, np.r_[ridge.intercept_, ridge.coef_], rtol=1e-8)
+
+
+def test_convention_elastic_net_is_the_none_scaling():
+    """ElasticNet(l1_ratio=0): (1/2m)‖y − Xw‖² + (a/2)‖w‖², i.e. λ = a undivided."""
+    x, y = _data()
+    feats = np.vander(x, 3, increasing=True)[:, 1:]
+    for a in (0.01, 0.1):
+        net = ElasticNet(alpha=a, l1_ratio=0.0, tol=1e-14, max_iter=1_000_000).fit(feats, y)
+        w = fit_polynomial_ridge(x, y, degree=2, lam=a, scaling="none")
+        np.testing.assert_allclose(w, np.r_[net.intercept_, net.coef_], rtol=1e-6)
