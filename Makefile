@@ -64,3 +64,6 @@ lint: $(STAMP) ## ruff check and format check
 
 clean: ## Remove the virtual environment, results and rendered report
 	rm -rf $(VENV) simulations/results report/_generated report/_output
+
+bench: $(STAMP) ## Benchmark the engine against scikit-learn, NumPy loops and the floor
+	$(PY) bench/bench.py

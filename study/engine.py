@@ -69,6 +69,7 @@ class _DegreeSetup:
     v_star: np.ndarray
     w_star: np.ndarray
     sigma_u: np.ndarray  # E[φ(u)φ(u)ᵀ]
+    B_is_identity: bool
 
 
 def degree_setup(design: Design, degree: int) -> _DegreeSetup:
@@ -86,6 +87,7 @@ def degree_setup(design: Design, degree: int) -> _DegreeSetup:
         v_star=true_coefficients_u(design, degree),
         w_star=w_star,
         sigma_u=mu[hankel_index(degree)],
+        B_is_identity=bool(np.array_equal(B, np.eye(degree + 1))),
     )
 
 
@@ -122,6 +124,46 @@ def _quantities_pencil(pd: _PencilData, setup: _DegreeSetup, alpha: float, sigma
     var_w = sigma**2 * np.einsum("nji,ni->nj", pd.Wr2, s2)
     trace = sigma**2 * np.einsum("ni,ni->n", pd.WSW, s2)
     return _assemble(v_hat, v_mean, var_w, trace, setup)
+
+
+def _quantities_all_alphas(
+    pd: _PencilData, setup: _DegreeSetup, alphas: np.ndarray, alpha0: float, sigma: float
+):
+    """Every α at once from one factorisation of the pencil (G + α₀P, P).
+
+    With Ĝ = G + α₀P = W⁻ᵀW⁻¹ and WᵀPW = Λ, A = G + αP = W⁻ᵀ(I + (α − α₀)Λ)W⁻¹, and
+    WᵀGW = I − α₀Λ, so with s = 1/(1 + (α − α₀)Λ): v̂ = W(s∘Wᵀb), E[v̂|X] = W(s∘WᵀGv*) and
+    Cov[v̂|X] = σ²·W diag(s²(1 − α₀Λ)) Wᵀ. The shift α₀ > 0 lets one factorisation serve
+    designs whose G is singular (m ≤ k), where only α ≥ α₀ > 0 is asked for.
+
+    Returns arrays over (n data sets, A values of α): coefficient quantities (n, A, p, 5),
+    risk quantities (n, A, 3) and ŵ (n, A, p).
+    """
+    n, p = pd.z.shape
+    s = 1.0 / (1.0 + (alphas[None, :, None] - alpha0) * pd.eig[:, None, :])  # (n, A, p)
+    WT = np.swapaxes(pd.W, -1, -2)
+    v_hat = (pd.z[:, None, :] * s) @ WT
+    v_mean = (pd.z_star[:, None, :] * s) @ WT
+    s *= s
+    s *= (1.0 - alpha0 * pd.eig)[:, None, :]  # now s²(1 − α₀Λ)
+    coef = np.empty((n, alphas.size, p, 5))
+    B, S_u = setup.B, setup.sigma_u
+    # ŵ = Bᵀv̂ (B = I on [−1, 1]: skip the product)
+    w_hat = v_hat if setup.B_is_identity else v_hat @ B
+    np.subtract(w_hat, setup.w_star, out=coef[..., 0])
+    np.multiply(coef[..., 0], coef[..., 0], out=coef[..., 1])
+    np.subtract(v_mean if setup.B_is_identity else v_mean @ B, setup.w_star, out=coef[..., 2])
+    np.multiply(coef[..., 2], coef[..., 2], out=coef[..., 3])
+    np.matmul(s, np.swapaxes(pd.Wr2, -1, -2), out=coef[..., 4])
+    coef[..., 4] *= sigma**2
+    risk = np.empty((n, alphas.size, 3))
+    v_hat -= setup.v_star
+    v_mean -= setup.v_star
+    risk[..., 0] = ((v_hat @ S_u) * v_hat).sum(axis=-1)
+    np.multiply(risk[..., 0], risk[..., 0], out=risk[..., 1])
+    risk[..., 2] = ((v_mean @ S_u) * v_mean).sum(axis=-1)
+    risk[..., 2] += sigma**2 * (s * pd.WSW[:, None, :]).sum(axis=-1)
+    return coef, risk, coef[..., 0] + setup.w_star
 
 
 def _quantities_direct(G, b, setup: _DegreeSetup, alpha: float, sigma: float):
@@ -196,38 +238,34 @@ def _run_task(design: Design, m: int, block: int) -> dict[str, np.ndarray]:
         risk = CoMoments.empty((L, C), len(RISK_QUANTITIES))
         n_failed = np.zeros((L, C), dtype=np.int64)
         draws = np.full((L, C, keep, k + 1), np.nan)
-        pencil = None  # without it: solve G + αP per α (G singular, or pencil unstable)
-        if setup.use_pencil:
-            try:
-                pencil = _PencilData.build(factorise(G, setup.F), G, b, setup)
-            except np.linalg.LinAlgError:
-                pass  # some G singular (m ≤ k)
-        for a in np.unique(alphas[ident]):
-            if pencil is not None:
-                q_coef, q_risk, w_hat = _quantities_pencil(pencil, setup, a, design.noise_sd)
-            else:
-                q_coef, q_risk, w_hat = _quantities_direct(G, b, setup, a, design.noise_sd)
-            ok = np.isfinite(q_coef).all(axis=(1, 2)) & np.isfinite(q_risk).all(axis=1)
+        unique = np.unique(alphas[ident])
+        if unique.size == 0:
+            q_coef = q_risk = w_hat = None
+        else:
+            q_coef, q_risk, w_hat = _quantities(G, b, setup, unique, design.noise_sd)
+        if q_coef is not None:
+            ok = np.isfinite(q_coef).all(axis=(2, 3)) & np.isfinite(q_risk).all(axis=2)  # (n, A)
             if ok.all():
                 cm_coef = CoMoments.from_samples(q_coef)
                 cm_risk = CoMoments.from_samples(q_risk)
             else:
                 cm_coef = CoMoments.from_masked_samples(
-                    q_coef, np.repeat(ok[:, None], k + 1, axis=1)
+                    q_coef, np.repeat(ok[:, :, None], k + 1, axis=2)
                 )
                 cm_risk = CoMoments.from_masked_samples(q_risk, ok)
-            cells = (alphas == a) & ident
-            for arr, src in (
-                (coef.n, cm_coef.n),
-                (coef.mean, cm_coef.mean),
-                (coef.M, cm_coef.M),
-                (risk.n, cm_risk.n),
-                (risk.mean, cm_risk.mean),
-                (risk.M, cm_risk.M),
-            ):
-                arr[cells] = src
-            n_failed[cells] = int(n - ok.sum())
-            draws[cells] = np.where(ok[:keep, None], w_hat[:keep], np.nan)
+            for i_a, a in enumerate(unique):
+                cells = (alphas == a) & ident
+                for arr, src in (
+                    (coef.n, cm_coef.n),
+                    (coef.mean, cm_coef.mean),
+                    (coef.M, cm_coef.M),
+                    (risk.n, cm_risk.n),
+                    (risk.mean, cm_risk.mean),
+                    (risk.M, cm_risk.M),
+                ):
+                    arr[cells] = src[i_a]
+                n_failed[cells] = int(n - ok[:, i_a].sum())
+                draws[cells] = np.where(ok[:keep, i_a, None], w_hat[:keep, i_a], np.nan)
         prefix = f"k{k}_"
         out.update(
             {
@@ -242,6 +280,22 @@ def _run_task(design: Design, m: int, block: int) -> dict[str, np.ndarray]:
             }
         )
     return out
+
+
+def _quantities(G, b, setup: _DegreeSetup, alphas: np.ndarray, sigma: float):
+    """The dispatcher: every α from one shifted pencil where it is stable and factorises;
+    otherwise a direct solve per α (x range far from 0, or a singular system)."""
+    if setup.use_pencil:
+        alpha0 = 0.0 if alphas[0] == 0 else float(alphas[0])
+        try:
+            factor = factorise(G + alpha0 * setup.P, setup.F)
+        except np.linalg.LinAlgError:
+            factor = None  # a numerically singular system: solved per α below
+        if factor is not None:
+            pencil = _PencilData.build(factor, G, b, setup)
+            return _quantities_all_alphas(pencil, setup, alphas, alpha0, sigma)
+    parts = [_quantities_direct(G, b, setup, a, sigma) for a in alphas]
+    return tuple(np.stack([p[i] for p in parts], axis=1) for i in range(3))
 
 
 def merge_task_results(parts: list[dict[str, np.ndarray]], degree: int):

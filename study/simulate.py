@@ -87,6 +87,7 @@ def simulate(
     fresh: bool = False,
     progress: bool = True,
     design_path: str | None = None,
+    theory: bool = True,
 ) -> RunReport:
     """Run every missing task of ``design`` and write the results to ``results_dir``.
 
@@ -96,6 +97,9 @@ def simulate(
         If ``results_dir`` holds checkpoints of another design and ``fresh`` is False.
     KeyboardInterrupt
         Passed on after the finished tasks are safely on disk.
+
+    With ``theory=False`` the large-m columns, tuning.csv and transfer.csv are not
+    computed (the benchmark times the engine alone).
     """
     started = time.perf_counter()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -131,16 +135,18 @@ def simulate(
         bar.close()
 
     summary, risk, draws = summarise(design, store)
-    summary, risk = add_theory(design, summary, risk)
-    tuning = tuning_table(design)
-    transfer = transfer_table(design, tuning)
+    if theory:
+        summary, risk = add_theory(design, summary, risk)
+        tuning = tuning_table(design)
+        transfer = transfer_table(design, tuning)
     n_fits, n_points = count_fits(design)
     wall = time.perf_counter() - started
     atomic_write_text(results_dir / SUMMARY_FILE, to_csv(summary))
     atomic_write_text(results_dir / RISK_FILE, to_csv(risk))
     atomic_write_bytes(results_dir / DRAWS_FILE, npz_bytes(draws))
-    atomic_write_text(results_dir / TUNING_FILE, to_csv(tuning))
-    atomic_write_text(results_dir / TRANSFER_FILE, to_csv(transfer))
+    if theory:
+        atomic_write_text(results_dir / TUNING_FILE, to_csv(tuning))
+        atomic_write_text(results_dir / TRANSFER_FILE, to_csv(transfer))
     manifest = {
         "design": design.to_dict(),
         "design_file": design_path,

@@ -1,0 +1,268 @@
+"""Benchmark: the engine against a scikit-learn loop, a NumPy loop and the floor.
+
+    python bench/bench.py [--designs fit data] [--repeats 3] [--out bench/results]
+
+For each bench design (simulations/bench-fit.toml: the cost is in the solves;
+simulations/bench-data.toml: the cost is in drawing the data) it prints one table and writes
+one JSON file with, for each contender, wall time (median, min, max over the repeats), fits
+per second, data points per second and peak memory:
+
+- engine: ``study.simulate.simulate`` (without the theory step) with 1 and 2 jobs;
+- scikit-learn loop: ``Ridge(alpha=α)`` per data set and cell on the monomial features,
+  timed on a random subsample of the fits and scaled to the whole design;
+- NumPy loop: one Gram matrix per data set and degree, one ``np.linalg.solve`` per fit, the
+  way a careful user would write it (subsample, scaled);
+- floor: drawing the same random numbers (every x and every noise value, same streams and
+  chunks) in the same process, with 1 and with 2 jobs.
+
+Peak memory is the largest resident set of the whole process tree (main process and
+workers) of a separate run, sampled from /proc every 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from study.design import load_design  # noqa: E402
+from study.dgp import block_streams, chunk_rows, draw_block_data, draw_u  # noqa: E402
+from study.scaling import alpha as scaling_alpha  # noqa: E402
+from study.simulate import count_fits, simulate  # noqa: E402
+
+DESIGNS = {"fit": "simulations/bench-fit.toml", "data": "simulations/bench-data.toml"}
+
+
+# --- contenders --------------------------------------------------------------------------
+
+
+def run_engine(design, jobs: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        simulate(design, Path(tmp) / "r", jobs=jobs, progress=False, theory=False)
+        return time.perf_counter() - started
+
+
+def _draw_task(design, m: int, block: int) -> float:
+    """Draw what task (m, block) draws, exactly as the engine does, and nothing else."""
+    n = design.block_length(block)
+    rng_x, rng_noise = block_streams(design.seed, m, block)
+    rows = chunk_rows(m)
+    total = 0.0
+    for start in range(0, n, rows):
+        size = (min(n, start + rows) - start, m)
+        u = draw_u(rng_x, design.x, size)
+        eps = rng_noise.standard_normal(size)
+        total += u[0, 0] + eps[0, 0]  # keep the draws from being optimised away
+    return total
+
+
+def run_floor(design, jobs: int) -> float:
+    started = time.perf_counter()
+    if jobs == 1:
+        for m, b in design.tasks():
+            _draw_task(design, m, b)
+    else:
+        from joblib import Parallel, delayed
+
+        Parallel(n_jobs=jobs)(delayed(_draw_task)(design, m, b) for m, b in design.tasks())
+    return time.perf_counter() - started
+
+
+def _sample_fits(design, n_fits: int, seed: int = 0):
+    """A random subsample of the design's fits: (x, y, degree, α) with their data sets."""
+    rng = np.random.default_rng(seed)
+    data = {m: draw_block_data(design, m, 0) for m in design.m}
+    fits = []
+    for _ in range(n_fits):
+        m = int(rng.choice(design.m))
+        k = int(rng.choice(design.degree))
+        lam = float(rng.choice([v for v in design.lam if v > 0 or m > k]))
+        scaling = str(rng.choice(design.scaling))
+        i = int(rng.integers(data[m][0].shape[0]))
+        fits.append((data[m][0][i], data[m][1][i], k,
+                     scaling_alpha(lam, m=m, degree=k, scaling=scaling)))  # fmt: skip
+    return fits
+
+
+def time_sklearn_per_fit(design, n_fits: int) -> float:
+    from sklearn.linear_model import Ridge
+
+    fits = _sample_fits(design, n_fits)
+    started = time.perf_counter()
+    for x, y, k, a in fits:
+        Ridge(alpha=a).fit(np.vander(x, k + 1, increasing=True)[:, 1:], y)
+    return (time.perf_counter() - started) / n_fits
+
+
+def time_numpy_per_fit(design, n_sets: int) -> float:
+    """Per data set and degree one Gram matrix; per (λ, scaling) one solve."""
+    rng = np.random.default_rng(1)
+    data = {m: draw_block_data(design, m, 0) for m in design.m}
+    n_fits = 0
+    started = time.perf_counter()
+    for _ in range(n_sets):
+        m = int(rng.choice(design.m))
+        i = int(rng.integers(data[m][0].shape[0]))
+        x, y = data[m][0][i], data[m][1][i]
+        for k in design.degree:
+            phi = np.vander(x, k + 1, increasing=True)
+            G, b = phi.T @ phi, phi.T @ y
+            D = np.eye(k + 1)
+            D[0, 0] = 0.0
+            for lam in design.lam:
+                if lam == 0 and m <= k:
+                    continue
+                for scaling in design.scaling:
+                    np.linalg.solve(G + scaling_alpha(lam, m=m, degree=k, scaling=scaling) * D, b)
+                    n_fits += 1
+    return (time.perf_counter() - started) / n_fits
+
+
+def peak_memory_mib(design_path: str, jobs: int) -> float:
+    """Peak resident memory of a separate engine run, summed over its process tree."""
+    code = (
+        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
+        "from study.design import load_design; from study.simulate import simulate;"
+        "simulate(load_design(sys.argv[2]), Path(sys.argv[3]), jobs=int(sys.argv[4]),"
+        " progress=False, theory=False)"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(ROOT), design_path, str(Path(tmp) / "r"), str(jobs)]
+        )
+        peak = 0
+        stop = threading.Event()
+
+        def sample():
+            nonlocal peak
+            while not stop.is_set():
+                peak = max(peak, _tree_rss(proc.pid))
+                time.sleep(0.02)
+
+        thread = threading.Thread(target=sample)
+        thread.start()
+        proc.wait()
+        stop.set()
+        thread.join()
+    return peak / 2**20
+
+
+def _tree_rss(root: int) -> int:
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            ppid, pages = int(fields[1]), int(fields[21])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+        rss[int(entry)] = pages * os.sysconf("SC_PAGE_SIZE")
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+# --- the run -----------------------------------------------------------------------------
+
+
+def _stats(times: list[float]) -> dict:
+    return {"median": statistics.median(times), "min": min(times), "max": max(times)}
+
+
+def bench_design(key: str, repeats: int) -> dict:
+    path = DESIGNS[key]
+    design = load_design(ROOT / path)
+    fits, points = count_fits(design)
+    result = {"design": path, "fits": fits, "data_points": points, "cores": os.cpu_count(),
+              "repeats": repeats, "contenders": {}}  # fmt: skip
+    contenders = result["contenders"]
+
+    def record(name, times, *, memory=None, note=""):
+        st = _stats(times)
+        contenders[name] = {
+            "wall_seconds": st,
+            "fits_per_second": fits / st["median"],
+            "points_per_second": points / st["median"],
+            "peak_memory_mib": memory,
+            "note": note,
+        }
+
+    run_engine(design, 2)  # warm up: imports, the loky workers
+    for jobs in (1, 2):
+        times = [run_engine(design, jobs) for _ in range(repeats)]
+        record(f"engine, {jobs} job{'s' * (jobs > 1)}", times,
+               memory=peak_memory_mib(str(ROOT / path), jobs))  # fmt: skip
+    for jobs in (1, 2):
+        times = [run_floor(design, jobs) for _ in range(repeats)]
+        record(f"floor (draws only), {jobs} job{'s' * (jobs > 1)}", times)
+    per_fit = [time_sklearn_per_fit(design, 300) for _ in range(repeats)]
+    record("scikit-learn loop", [t * fits for t in per_fit],
+           note="Ridge per fit, 300 sampled fits, scaled to the design")  # fmt: skip
+    per_fit = [time_numpy_per_fit(design, 200) for _ in range(repeats)]
+    record("NumPy loop", [t * fits for t in per_fit],
+           note="Gram per data set and degree, solve per fit; 200 sampled data sets, scaled")
+    e1 = contenders["engine, 1 job"]["wall_seconds"]["median"]
+    e2 = contenders["engine, 2 jobs"]["wall_seconds"]["median"]
+    result["ratios"] = {
+        "scikit-learn / engine (per fit, 1 job)":
+            contenders["scikit-learn loop"]["wall_seconds"]["median"] / e1,
+        "NumPy loop / engine (per fit, 1 job)":
+            contenders["NumPy loop"]["wall_seconds"]["median"] / e1,
+        "engine / floor, 1 job": e1 / contenders["floor (draws only), 1 job"]["wall_seconds"]["median"],
+        "engine / floor, 2 jobs": e2 / contenders["floor (draws only), 2 jobs"]["wall_seconds"]["median"],
+        "speed-up, 2 jobs over 1": e1 / e2,
+    }  # fmt: skip
+    return result
+
+
+def print_table(result: dict) -> None:
+    print(f"\n{result['design']}: {result['fits']:,} fits, {result['data_points']:,} data points, "
+          f"{result['cores']} cores, median of {result['repeats']} (min–max)")  # fmt: skip
+    print(f"{'contender':<28} {'wall s':>22} {'fits/s':>12} {'points/s':>12} {'peak MiB':>9}")
+    for name, c in result["contenders"].items():
+        w = c["wall_seconds"]
+        mem = f"{c['peak_memory_mib']:.0f}" if c["peak_memory_mib"] else "–"
+        print(f"{name:<28} {w['median']:>9.3f} ({w['min']:.2f}–{w['max']:.2f}) "
+              f"{c['fits_per_second']:>12.3g} {c['points_per_second']:>12.3g} {mem:>9}")  # fmt: skip
+    for name, value in result["ratios"].items():
+        print(f"  {name}: {value:.2f}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--designs", nargs="+", choices=sorted(DESIGNS), default=["fit", "data"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for key in args.designs:
+        result = bench_design(key, args.repeats)
+        print_table(result)
+        path = args.out / f"bench-{key}.json"
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"  → {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
