@@ -59,8 +59,8 @@ test-all: $(STAMP) ## Run every test, the slow ones too
 
 lint: $(STAMP) ## ruff check and format check
 	$(PY) -m pip install --quiet ruff
-	$(PY) -m ruff check study tests
-	$(PY) -m ruff format --check study tests
+	$(PY) -m ruff check study tests bench
+	$(PY) -m ruff format --check study tests bench
 
 clean: ## Remove the virtual environment, results and rendered report
 	rm -rf $(VENV) simulations/results report/_generated report/_output

@@ -219,19 +219,23 @@ def bench_design(key: str, repeats: int) -> dict:
     record("scikit-learn loop", [t * fits for t in per_fit],
            note="Ridge per fit, 300 sampled fits, scaled to the design")  # fmt: skip
     per_fit = [time_numpy_per_fit(design, 200) for _ in range(repeats)]
-    record("NumPy loop", [t * fits for t in per_fit],
-           note="Gram per data set and degree, solve per fit; 200 sampled data sets, scaled")
-    e1 = contenders["engine, 1 job"]["wall_seconds"]["median"]
-    e2 = contenders["engine, 2 jobs"]["wall_seconds"]["median"]
+    record(
+        "NumPy loop",
+        [t * fits for t in per_fit],
+        note="Gram per data set and degree, solve per fit; 200 sampled data sets, scaled",
+    )
+
+    def median(name):
+        return contenders[name]["wall_seconds"]["median"]
+
+    e1, e2 = median("engine, 1 job"), median("engine, 2 jobs")
     result["ratios"] = {
-        "scikit-learn / engine (per fit, 1 job)":
-            contenders["scikit-learn loop"]["wall_seconds"]["median"] / e1,
-        "NumPy loop / engine (per fit, 1 job)":
-            contenders["NumPy loop"]["wall_seconds"]["median"] / e1,
-        "engine / floor, 1 job": e1 / contenders["floor (draws only), 1 job"]["wall_seconds"]["median"],
-        "engine / floor, 2 jobs": e2 / contenders["floor (draws only), 2 jobs"]["wall_seconds"]["median"],
+        "scikit-learn / engine (per fit, 1 job)": median("scikit-learn loop") / e1,
+        "NumPy loop / engine (per fit, 1 job)": median("NumPy loop") / e1,
+        "engine / floor, 1 job": e1 / median("floor (draws only), 1 job"),
+        "engine / floor, 2 jobs": e2 / median("floor (draws only), 2 jobs"),
         "speed-up, 2 jobs over 1": e1 / e2,
-    }  # fmt: skip
+    }
     return result
 
 
@@ -242,19 +246,56 @@ def print_table(result: dict) -> None:
     for name, c in result["contenders"].items():
         w = c["wall_seconds"]
         mem = f"{c['peak_memory_mib']:.0f}" if c["peak_memory_mib"] else "–"
-        print(f"{name:<28} {w['median']:>9.3f} ({w['min']:.2f}–{w['max']:.2f}) "
-              f"{c['fits_per_second']:>12.3g} {c['points_per_second']:>12.3g} {mem:>9}")  # fmt: skip
+        wall = f"{w['median']:.3f} ({w['min']:.2f}–{w['max']:.2f})"
+        rates = f"{c['fits_per_second']:>12.3g} {c['points_per_second']:>12.3g}"
+        print(f"{name:<28} {wall:>22} {rates} {mem:>9}")
     for name, value in result["ratios"].items():
         print(f"  {name}: {value:.2f}")
+
+
+def bench_memory(factor: int, jobs: int = 2) -> dict:
+    """Peak memory of the default design, and of the same with `factor` times the
+    replications: merged moments mean memory should not grow with the replications."""
+    import re
+
+    text = (ROOT / "simulations" / "default.toml").read_text()
+    reps = int(re.search(r"^replications = (\d+)", text, re.M).group(1))
+    result = {"jobs": jobs, "runs": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in (1, factor):
+            path = Path(tmp) / f"default-x{f}.toml"
+            path.write_text(re.sub(r"^replications = \d+", f"replications = {reps * f}", text,
+                                   flags=re.M))  # fmt: skip
+            started = time.perf_counter()
+            peak = peak_memory_mib(str(path), jobs)
+            result["runs"][f"{reps * f} replications"] = {
+                "peak_memory_mib": peak,
+                "wall_seconds": time.perf_counter() - started,
+            }
+    peaks = [r["peak_memory_mib"] for r in result["runs"].values()]
+    result["growth"] = peaks[1] / peaks[0]
+    return result
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--designs", nargs="+", choices=sorted(DESIGNS), default=["fit", "data"])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument(
+        "--memory", action="store_true",
+        help="also measure the peak memory of the default design with 1× and 10× the "
+        "replications (about two minutes more)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.memory:
+        mem = bench_memory(10)
+        print("\nsimulations/default.toml, peak memory of the whole process tree, 2 jobs")
+        for name, run in mem["runs"].items():
+            print(f"  {name:>22}: {run['peak_memory_mib']:.0f} MiB ({run['wall_seconds']:.0f} s)")
+        print(f"  growth with 10× the replications: {mem['growth']:.3f}×")
+        (args.out / "bench-memory.json").write_text(json.dumps(mem, indent=2) + "\n")
     for key in args.designs:
         result = bench_design(key, args.repeats)
         print_table(result)

@@ -34,6 +34,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_renderer(parser: argparse.ArgumentParser) -> None:
+    from .render import RENDERERS
+
+    parser.add_argument(
+        "--renderer", choices=RENDERERS, default="auto",
+        help="auto (default): quarto if it is on PATH, else the pandoc + typst fallback",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -98,10 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("results", type=Path, help="results folder, e.g. simulations/results/default")
     rep.add_argument("--no-render", action="store_true", help="write the assets only")
-    rep.add_argument(
-        "--renderer", choices=("auto", "quarto", "fallback"), default="auto",
-        help="auto (default): quarto if installed, else the fallback",
-    )  # fmt: skip
+    _add_renderer(rep)
 
     ren = sub.add_parser(
         "render",
@@ -111,8 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ren.add_argument("project", type=Path, nargs="?", default=REPORT_DIR,
                      help=f"the Quarto project folder (default: {REPORT_DIR})")  # fmt: skip
-    ren.add_argument("--renderer", choices=("auto", "quarto", "fallback"), default="auto",
-                     help="auto (default): quarto if installed, else the fallback")  # fmt: skip
+    _add_renderer(ren)
     return parser
 
 

@@ -146,8 +146,8 @@ def table_scalings() -> str:
     return markdown_table(
         ["scaling", "penalty as written", "α = m·c"],
         rows,
-        "The four penalty scalings: the same objective, (1/2m)Σ(ŷ − y)² + (c/2)Σ_{j≥1} w_j², "
-        "with a different c.",
+        "The four penalty scalings: the same objective, (1/2m)Σ(ŷ − y)² + (c/2)·Σ w_j² over "
+        "j ≥ 1, with a different c.",
         "tbl-scalings",
         align="lll",
     )

@@ -86,30 +86,28 @@ def transfer_table(design: Design, tuning: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     cond = tuning[tuning.method == "conditional"]
+    best = cond.set_index(["m", "degree", "scaling"])
     for k in design.degree:
         basis = standard_basis(
             design.x, k, intercept=design.intercept, slope=design.slope,
             penalize_intercept=design.penalize_intercept,
         )  # fmt: skip
-        for m0, s in itertools.product(design.m, design.scaling):
-            if m0 <= k + 2:
+        pairs = [(m0, s) for m0, s in itertools.product(design.m, design.scaling) if m0 > k + 2]
+        for m in design.m:
+            if m <= k + 2 or not pairs:
                 continue
-            ref = cond[(cond.m == m0) & (cond.degree == k) & (cond.scaling == s)]
-            if ref.empty:
-                continue
-            lam0 = float(ref.lambda_opt.iloc[0])
-            for m in design.m:
-                if m <= k + 2:
-                    continue
-                a = scaling_alpha(lam0, m=m, degree=k, scaling=s)
-                risk = conditional_risk(
-                    design_grams(design, m, k), np.array([a]), basis=basis,
-                    noise_sd=design.noise_sd,
-                )[0]  # fmt: skip
-                best = cond[(cond.m == m) & (cond.degree == k) & (cond.scaling == s)]
-                risk_opt = float(best.risk_opt.iloc[0])
+            lams = [float(best.loc[(m0, k, s), "lambda_opt"]) for m0, s in pairs]
+            alphas = np.array([scaling_alpha(lam, m=m, degree=k, scaling=s)
+                               for lam, (_, s) in zip(lams, pairs, strict=True)])  # fmt: skip
+            # every (m0, scaling) at this m in one batched evaluation
+            risks = conditional_risk(
+                design_grams(design, m, k), alphas, basis=basis, noise_sd=design.noise_sd
+            )
+            for (m0, s), lam, a, risk in zip(pairs, lams, alphas, risks, strict=True):
+                risk_opt = float(best.loc[(m, k, s), "risk_opt"])
                 rows.append({
-                    "m0": m0, "m": m, "degree": k, "scaling": s, "lambda": lam0, "alpha": a,
+                    "m0": m0, "m": m, "degree": k, "scaling": s, "lambda": lam, "alpha": a,
                     "risk": risk, "risk_opt": risk_opt, "risk_ratio": risk / risk_opt,
                 })  # fmt: skip
+    rows.sort(key=lambda r: (r["degree"], r["scaling"], r["m0"], r["m"]))
     return pd.DataFrame(rows, columns=TRANSFER_COLUMNS)

@@ -206,12 +206,12 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path):
         start_new_session=True,
     )
     deadline = time.time() + 60
-    while time.time() < deadline and len(list(out.glob("checkpoints/m*.npz"))) < 3:
+    while time.time() < deadline and len(list(out.glob("checkpoints/m*.ckpt"))) < 3:
         time.sleep(0.01)
     os_killpg = __import__("os").killpg
     os_killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    n_saved = len(list(out.glob("checkpoints/m*.npz")))
+    n_saved = len(list(out.glob("checkpoints/m*.ckpt")))
     assert 0 < n_saved < 80, "the run must be interrupted part-way"
     assert not (out / "summary.csv").exists()
     proc = run_cli("simulate", path, "--out", out, "--quiet", check=True)
@@ -283,3 +283,16 @@ def test_all_alpha_pencil_equals_per_alpha_solves(m, degree):
         # relative to each quantity's scale over all cells (e is ~1e-16 at λ = 0)
         scale = np.abs(ref).max(axis=tuple(range(ref.ndim - 1)) if i < 2 else None)
         assert np.all(np.abs(fast[i] - ref) <= 1e-8 * scale), i
+
+
+def test_checkpoint_packing_round_trips():
+    from study.store import pack_arrays, unpack_arrays
+
+    rng = np.random.default_rng(0)
+    arrays = {"a": rng.normal(size=(3, 4, 5)), "n": np.arange(7, dtype=np.int64),
+              "s": np.array(1.5), "empty": np.zeros((2, 0, 3))}  # fmt: skip
+    back = unpack_arrays(pack_arrays(arrays))
+    assert back.keys() == arrays.keys()
+    for key in arrays:
+        assert back[key].dtype == arrays[key].dtype and back[key].shape == arrays[key].shape
+        np.testing.assert_array_equal(back[key], arrays[key])
