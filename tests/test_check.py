@@ -140,3 +140,14 @@ def test_transfer_table(large_m_results):
     ratio = t.set_index("scaling").risk_ratio
     assert ratio["m"] < 1.05 and ratio["none"] > 1.3
     assert (transfer.risk_ratio >= 1 - 1e-6).all()
+
+
+@pytest.mark.slow
+def test_default_design_agrees_with_theory(tmp_path):
+    """The study the report is built from: tens of thousands of comparisons must pass."""
+    out = tmp_path / "default"
+    run_cli("simulate", ROOT / "simulations" / "default.toml", "--out", out, "--jobs", "2",
+            "--quiet", check=True)  # fmt: skip
+    result = check(out)
+    assert result.n_z > 5000
+    assert result.ok, result.summary_line()
