@@ -31,14 +31,17 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## Create or update the virtual environment (.venv) from pyproject.toml
 
 simulate: $(STAMP) ## Run a design (DESIGN=simulations/default.toml JOBS=2); resumes if interrupted
-	$(PY) -m study simulate $(DESIGN) --jobs $(JOBS)
+	$(PY) -m study simulate $(DESIGN) --jobs $(JOBS) --out $(RESULTS)
 
-# make report rebuilds only what is stale: results → assets → rendered documents.
-$(RESULTS)/manifest.json: $(DESIGN) | $(STAMP)
-	$(PY) -m study simulate $(DESIGN) --jobs $(JOBS)
+# make report rebuilds only what is stale: results → assets → rendered documents. Results
+# are recomputed (resuming from checkpoints) when the design or the code behind them changes.
+ENGINE_SOURCES := $(addprefix study/,design.py dgp.py fit.py engine.py moments.py measures.py \
+	summary.py theory.py tuning.py scaling.py store.py simulate.py)
+$(RESULTS)/manifest.json: $(DESIGN) $(ENGINE_SOURCES) | $(STAMP)
+	$(PY) -m study simulate $(DESIGN) --jobs $(JOBS) --out $(RESULTS)
 
 $(ASSETS): $(RESULTS)/manifest.json $(wildcard study/*.py) | $(STAMP)
-	$(PY) -m study report $(RESULTS) --no-render
+	$(PY) -m study report $(RESULTS) --no-render --project report
 	@touch $@
 
 $(OUTPUTS) &: $(ASSETS) report/report.qmd report/_quarto.yml
@@ -63,7 +66,7 @@ lint: $(STAMP) ## ruff check and format check
 	$(PY) -m ruff format --check study tests bench
 
 clean: ## Remove the virtual environment, results and rendered report
-	rm -rf $(VENV) simulations/results report/_generated report/_output
+	rm -rf $(VENV) simulations/results report/_generated report/_output report/_variables.yml
 
 bench: $(STAMP) ## Benchmark the engine against scikit-learn, NumPy loops and the floor
 	$(PY) bench/bench.py

@@ -115,7 +115,7 @@ def check(results_dir: Path) -> CheckResult:
         n_z=int(z.size),
         max_abs_z=float(z.max()) if z.size else float("nan"),
         share_beyond_2=float((z > 2).mean()) if z.size else float("nan"),
-        n_flagged=int((table.flag != "").sum()),
+        n_flagged=int((table.flag.str.startswith("moments") & unique).sum()),
         n_asym=int(at_largest.sum()),
         n_asym_fail=fails,
         largest_m=largest,

@@ -7,6 +7,7 @@ the value given and what is allowed, exit status 2, and nothing written.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -24,13 +25,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
 
 
+MAX_JOBS = max(64, 4 * (os.cpu_count() or 1))
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"got {text!r}; expected an integer ≥ 1")
+    if not 1 <= value <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"got {text!r}; expected an integer from 1 to {MAX_JOBS}")
     return value
 
 
@@ -107,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("results", type=Path, help="results folder, e.g. simulations/results/default")
     rep.add_argument("--no-render", action="store_true", help="write the assets only")
+    rep.add_argument(
+        "--project", type=Path, default=REPORT_DIR, metavar="DIR",
+        help=f"the Quarto project to write into and render (default: {REPORT_DIR})",
+    )  # fmt: skip
     _add_renderer(rep)
 
     ren = sub.add_parser(
@@ -126,6 +134,11 @@ def _render(project: Path, renderer: str) -> int:
 
     from .render import RenderError, render
 
+    if not (project / "_quarto.yml").is_file():
+        raise DesignError(
+            f"argument PROJECT: got '{project}'; expected a Quarto project folder with _quarto.yml"
+        )
+
     started = time.perf_counter()
     try:
         result = render(project, renderer=renderer)
@@ -144,11 +157,20 @@ def _render(project: Path, renderer: str) -> int:
 def _report(args) -> int:
     from .report import build_assets
 
-    names = build_assets(_results_folder(args.results))
-    print(f"study: wrote {len(names)} report assets to {GENERATED_DIR}/ and {REPORT_DIR}/")
+    project = args.project
+    if not (project / "_quarto.yml").is_file():
+        raise DesignError(
+            f"option '--project': got '{project}'; expected a Quarto project folder with "
+            "_quarto.yml"
+        )
+    generated = project / GENERATED_DIR.name
+    names = build_assets(
+        _results_folder(args.results, for_report=True), out_dir=generated, report_dir=project
+    )
+    print(f"study: wrote {len(names)} report assets to {generated}/ and {project}/")
     if args.no_render:
         return 0
-    return _render(REPORT_DIR, args.renderer)
+    return _render(project, args.renderer)
 
 
 def _simulate(args) -> int:
@@ -158,6 +180,9 @@ def _simulate(args) -> int:
     out = args.out if args.out is not None else results_dir(design.name)
     if out.exists() and not out.is_dir():
         raise DesignError(f"option '--out': got '{out}'; expected a folder, not a file")
+    parent = next(p for p in (out, *out.parents) if p.exists())
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise DesignError(f"option '--out': got '{out}'; expected a folder that can be written")
     try:
         report = simulate(
             design, out, jobs=args.jobs, backend=args.backend, fresh=args.fresh,
@@ -178,14 +203,38 @@ def _simulate(args) -> int:
     return 0
 
 
-def _results_folder(path: Path) -> Path:
-    from .paths import RISK_FILE, SUMMARY_FILE
+def _results_folder(path: Path, *, for_report: bool = False) -> Path:
+    """Check that a results folder holds what a command reads, before anything is written."""
+    import pandas as pd
 
-    for name in (SUMMARY_FILE, RISK_FILE):
+    from .paths import (
+        DRAWS_FILE,
+        MANIFEST_FILE,
+        RISK_FILE,
+        SUMMARY_FILE,
+        TRANSFER_FILE,
+        TUNING_FILE,
+    )
+
+    needed = [SUMMARY_FILE, RISK_FILE]
+    if for_report:
+        needed += [TUNING_FILE, TRANSFER_FILE, DRAWS_FILE, MANIFEST_FILE]
+    for name in needed:
         if not (path / name).is_file():
             raise DesignError(
                 f"argument RESULTS: got '{path}'; expected a results folder with {name} "
                 "(run `study simulate` first)"
+            )
+    columns = {SUMMARY_FILE: "bias_asym", RISK_FILE: "risk_asym"}
+    for name, column in columns.items():
+        try:
+            header = pd.read_csv(path / name, nrows=0).columns
+        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
+            header = []
+        if column not in header:
+            raise DesignError(
+                f"argument RESULTS: '{path / name}' has no column {column}; expected the "
+                "results of `study simulate` (a complete run writes it)"
             )
     return path
 
@@ -219,5 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     except DesignError as exc:
         print(f"study: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as exc:  # a full disk, a folder without write permission, …
+        print(f"study: error: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
+        return 1
     parser.error(f"unknown command {args.command!r}")
     return EXIT_BAD_INPUT

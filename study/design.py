@@ -20,6 +20,8 @@ from typing import Any
 from .scaling import SCALINGS
 
 MAX_DEGREE = 12
+MAX_BLOCK_SIZE = 100_000
+MAX_KEEP_DRAWS = 10_000
 X_DISTRIBUTIONS = ("uniform", "normal")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -272,7 +274,8 @@ def design_from_dict(raw: dict, source: str = "design") -> Design:
         )
     seed = chk.integer("seed", raw["seed"], 0)
     replications = chk.integer("replications", raw["replications"], 2)
-    block_size = chk.integer("block_size", raw["block_size"], 1)
+    # bounded so that a task's arrays stay small: blocks beyond this gain nothing
+    block_size = chk.integer("block_size", raw["block_size"], 1, MAX_BLOCK_SIZE)
     dgp, grid, output = raw["dgp"], raw["grid"], raw["output"]
     intercept = chk.number("dgp.intercept", dgp["intercept"])
     slope = chk.number("dgp.slope", dgp["slope"])
@@ -305,9 +308,12 @@ def design_from_dict(raw: dict, source: str = "design") -> Design:
     if not isinstance(penalize_intercept, bool):
         raise chk.fail("grid.penalize_intercept", penalize_intercept, "true or false")
     keep_draws = chk.integer("output.keep_draws", output["keep_draws"], 0)
-    if keep_draws > replications:
+    if keep_draws > min(replications, MAX_KEEP_DRAWS):
         raise chk.fail(
-            "output.keep_draws", keep_draws, f"an integer from 0 to replications = {replications}"
+            "output.keep_draws",
+            keep_draws,
+            f"an integer from 0 to {min(replications, MAX_KEEP_DRAWS):,} (the replications, "
+            f"at most {MAX_KEEP_DRAWS:,}: every kept draw of every cell is held in memory)",
         )
     return Design(
         name=name,

@@ -19,6 +19,8 @@ from .design import Design, XDistribution
 
 # Elements per chunk of (data sets × points): three float arrays of this size stay in cache.
 CHUNK_ELEMENTS = 1 << 16
+# Points drawn at once within one data set: bounds memory for any m (8 MiB per array).
+MAX_PIECE = 1 << 20
 
 
 def block_streams(
@@ -63,6 +65,22 @@ def chunk_rows(m: int) -> int:
     return max(1, CHUNK_ELEMENTS // m)
 
 
+def _partial_sums(u: np.ndarray, eps: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """Σu^p (p ≤ 2K) and Σu^p·ε (p ≤ K) along the rows of u and ε."""
+    S = np.empty((u.shape[0], 2 * K + 1))
+    E = np.empty((u.shape[0], K + 1))
+    S[:, 0] = u.shape[1]
+    E[:, 0] = eps.sum(axis=1)
+    power = u.copy()
+    for p in range(1, 2 * K + 1):
+        S[:, p] = power.sum(axis=1)
+        if p <= K:
+            E[:, p] = np.einsum("ij,ij->i", power, eps)
+        if p < 2 * K:
+            power *= u
+    return S, E
+
+
 def block_power_sums(
     design: Design, m: int, block: int, max_degree: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -93,17 +111,22 @@ def block_power_sums(
     rows = chunk_rows(m)
     for start in range(0, n, rows):
         stop = min(n, start + rows)
-        u = draw_u(rng_x, design.x, (stop - start, m))
-        eps = rng_noise.standard_normal((stop - start, m))
-        S[start:stop, 0] = m
-        E[start:stop, 0] = eps.sum(axis=1)
-        power = u.copy()
-        for p in range(1, 2 * K + 1):
-            S[start:stop, p] = power.sum(axis=1)
-            if p <= K:
-                E[start:stop, p] = np.einsum("ij,ij->i", power, eps)
-            if p < 2 * K:
-                power *= u
+        if m <= MAX_PIECE:
+            u = draw_u(rng_x, design.x, (stop - start, m))
+            eps = rng_noise.standard_normal((stop - start, m))
+            S[start:stop], E[start:stop] = _partial_sums(u, eps, K)
+            continue
+        # a data set larger than MAX_PIECE points: draw it piece by piece (the streams are
+        # sequential, so the numbers are the same) and add up the pieces' sums
+        for row in range(start, stop):
+            S[row], E[row] = 0.0, 0.0
+            for done in range(0, m, MAX_PIECE):
+                width = min(MAX_PIECE, m - done)
+                u = draw_u(rng_x, design.x, (1, width))
+                eps = rng_noise.standard_normal((1, width))
+                s_part, e_part = _partial_sums(u, eps, K)
+                S[row] += s_part[0]
+                E[row] += e_part[0]
     # y = β0 + β1·x + σε with x = center + scale·u, so Σu^p·y follows from S and E.
     shift = design.intercept + design.slope * design.x.center
     T = (

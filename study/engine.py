@@ -239,20 +239,10 @@ def _run_task(design: Design, m: int, block: int) -> dict[str, np.ndarray]:
         n_failed = np.zeros((L, C), dtype=np.int64)
         draws = np.full((L, C, keep, k + 1), np.nan)
         unique = np.unique(alphas[ident])
-        if unique.size == 0:
-            q_coef = q_risk = w_hat = None
-        else:
-            q_coef, q_risk, w_hat = _quantities(G, b, setup, unique, design.noise_sd)
-        if q_coef is not None:
-            ok = np.isfinite(q_coef).all(axis=(2, 3)) & np.isfinite(q_risk).all(axis=2)  # (n, A)
-            if ok.all():
-                cm_coef = CoMoments.from_samples(q_coef)
-                cm_risk = CoMoments.from_samples(q_risk)
-            else:
-                cm_coef = CoMoments.from_masked_samples(
-                    q_coef, np.repeat(ok[:, :, None], k + 1, axis=2)
-                )
-                cm_risk = CoMoments.from_masked_samples(q_risk, ok)
+        if unique.size:
+            cm_coef, cm_risk, ok_count, kept = _fit_in_batches(
+                G, b, setup, unique, design.noise_sd, keep
+            )
             for i_a, a in enumerate(unique):
                 cells = (alphas == a) & ident
                 for arr, src in (
@@ -264,8 +254,8 @@ def _run_task(design: Design, m: int, block: int) -> dict[str, np.ndarray]:
                     (risk.M, cm_risk.M),
                 ):
                     arr[cells] = src[i_a]
-                n_failed[cells] = int(n - ok[:, i_a].sum())
-                draws[cells] = np.where(ok[:keep, i_a, None], w_hat[:keep, i_a], np.nan)
+                n_failed[cells] = int(n - ok_count[i_a])
+                draws[cells] = kept[:, i_a]
         prefix = f"k{k}_"
         out.update(
             {
@@ -280,6 +270,39 @@ def _run_task(design: Design, m: int, block: int) -> dict[str, np.ndarray]:
             }
         )
     return out
+
+
+# Data sets fitted at once: bounds the per-replication arrays (data sets × α × coefficients
+# × 5 quantities) whatever the block size. Part of the arithmetic: changing it changes
+# the last bits of the merged moments.
+FIT_BATCH = 1000
+
+
+def _fit_in_batches(G, b, setup: _DegreeSetup, alphas: np.ndarray, sigma: float, keep: int):
+    """Fit every α to the data sets of a block, FIT_BATCH at a time, and merge the moments
+    in order. Returns the co-moments of the coefficient and risk quantities (leading axis
+    α), the number of finite fits per α, and ŵ of the first ``keep`` data sets (NaN where
+    a fit failed)."""
+    cm_coef = cm_risk = None
+    ok_count = np.zeros(alphas.size, dtype=np.int64)
+    kept = []
+    for start in range(0, G.shape[0], FIT_BATCH):
+        part = slice(start, start + FIT_BATCH)
+        q_coef, q_risk, w_hat = _quantities(G[part], b[part], setup, alphas, sigma)
+        ok = np.isfinite(q_coef).all(axis=(2, 3)) & np.isfinite(q_risk).all(axis=2)  # (n, A)
+        if ok.all():
+            c, r = CoMoments.from_samples(q_coef), CoMoments.from_samples(q_risk)
+        else:
+            c = CoMoments.from_masked_samples(
+                q_coef, np.repeat(ok[:, :, None], q_coef.shape[2], 2)
+            )
+            r = CoMoments.from_masked_samples(q_risk, ok)
+        cm_coef = c if cm_coef is None else cm_coef.merge(c)
+        cm_risk = r if cm_risk is None else cm_risk.merge(r)
+        ok_count += ok.sum(axis=0)
+        n_keep = max(0, min(keep - start, ok.shape[0]))
+        kept.append(np.where(ok[:n_keep, :, None], w_hat[:n_keep], np.nan))
+    return cm_coef, cm_risk, ok_count, np.concatenate(kept, axis=0)
 
 
 def _quantities(G, b, setup: _DegreeSetup, alphas: np.ndarray, sigma: float):

@@ -159,21 +159,13 @@ def factorise(G: np.ndarray, F: np.ndarray) -> PencilFactor:
     return PencilFactor(W=W, eig=eig)
 
 
-def _solve_one(
-    S, T, degree: int, alpha: float, B: np.ndarray, *, penalize_intercept: bool, use_pencil: bool
-) -> np.ndarray:
-    """The dispatcher for one α: pencil where it is stable, else a direct solve."""
+def _solve_one(S, T, degree: int, alpha: float, B: np.ndarray, *, penalize_intercept: bool):
+    """One fit from power sums. For a single α a factorisation of the pencil buys nothing,
+    and on a singular G (m ≤ k) a Cholesky factor can come out numerically "successful"
+    and wrong, so this solves A = G + αFFᵀ directly (LU with pivoting)."""
     G = S[..., hankel_index(degree)]
     b = T[..., : degree + 1]
     F = penalty_root(B, penalize_intercept=penalize_intercept)
-    if use_pencil:
-        try:
-            factor = factorise(G, F)
-        except np.linalg.LinAlgError:
-            pass  # G singular (m ≤ k) or numerically so
-        else:
-            z = np.einsum("...ji,...j->...i", factor.W, b) * factor.shrinkage(alpha)
-            return np.einsum("...ij,...j->...i", factor.W, z)
     # v = (G + αFFᵀ)⁻¹ b
     return np.linalg.solve(G + alpha * (F @ F.T), b[..., None])[..., 0]
 
@@ -255,8 +247,5 @@ def fit_polynomial_ridge(
     scale = (hi - lo) / 2 if hi > lo else max(abs(center), 1.0)
     B = change_of_basis(center, scale, degree)
     S, T = power_sums((x - center) / scale, y, degree)
-    v = _solve_one(
-        S, T, degree, a, B, penalize_intercept=penalize_intercept,
-        use_pencil=pencil_is_stable(center, scale),
-    )  # fmt: skip
+    v = _solve_one(S, T, degree, a, B, penalize_intercept=penalize_intercept)
     return B.T @ v

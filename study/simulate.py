@@ -123,7 +123,8 @@ def simulate(
     )
     try:
         if todo:
-            with parallel_config(backend=backend, n_jobs=jobs):
+            # never more workers than tasks: each worker is a process with its own memory
+            with parallel_config(backend=backend, n_jobs=min(jobs, len(todo))):
                 results = Parallel(return_as="generator_unordered")(
                     delayed(_task)(design, m, b) for (m, b) in todo
                 )

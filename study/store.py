@@ -76,6 +76,10 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
 
 _PACK_MAGIC = b"STUDYCKPT1\n"
 
+# Bump whenever a change to the engine changes what a task computes: checkpoints written
+# by another engine version are refused, never merged with new ones.
+ENGINE_VERSION = 2
+
 
 def pack_arrays(arrays: dict[str, np.ndarray]) -> bytes:
     """One header line of JSON (name, dtype, shape, offset) and the raw bytes of every array.
@@ -138,9 +142,16 @@ class CheckpointStore:
         identity = self._identity_file()
         if identity.exists():
             try:
-                recorded = json.loads(identity.read_text()).get("design_hash")
+                info = json.loads(identity.read_text())
             except (OSError, ValueError):
-                recorded = None
+                info = {}
+            recorded = info.get("design_hash")
+            if info.get("engine_version") != ENGINE_VERSION and recorded == self.design.hash:
+                raise DesignError(
+                    f"{self.dir}: checkpoints were written by engine version "
+                    f"{info.get('engine_version')}, this is version {ENGINE_VERSION}; rerun "
+                    "with --fresh to discard them"
+                )
             if recorded != self.design.hash:
                 raise DesignError(
                     f"{self.dir}: checkpoints are from a different design "
@@ -152,7 +163,11 @@ class CheckpointStore:
         atomic_write_text(
             identity,
             json.dumps(
-                {"design_hash": self.design.hash, "design": self.design.to_dict()},
+                {
+                    "design_hash": self.design.hash,
+                    "engine_version": ENGINE_VERSION,
+                    "design": self.design.to_dict(),
+                },
                 indent=2,
                 sort_keys=True,
             )

@@ -802,12 +802,23 @@ def conditional_risk(
         if not ok.any():
             continue
         A = G_u[None] + a[ok, None, None, None] * P  # (n, R, p, p)
-        X = np.linalg.solve(A, np.broadcast_to(rhs, A.shape[:2] + rhs.shape[1:]))
+        try:
+            X = np.linalg.solve(A, np.broadcast_to(rhs, A.shape[:2] + rhs.shape[1:]))
+        except np.linalg.LinAlgError:
+            # some A singular (a tiny α on a singular design, or σ = 0 pushing the search
+            # to the ends of its range): that α gets an infinite risk, the others are kept
+            X = np.full(A.shape[:2] + rhs.shape[1:], np.nan)
+            for i in range(A.shape[0]):
+                try:
+                    X[i] = np.linalg.solve(A[i], rhs)
+                except np.linalg.LinAlgError:
+                    pass
         M, Ainv = X[..., :p], X[..., p:]  # A⁻¹G and A⁻¹
         d = M @ vs - vs
         bias = np.einsum("nri,ij,nrj->nr", d, Sig, d)
         var = noise_sd**2 * np.einsum("ij,nrjk,nrki->nr", Sig, M, Ainv)
-        out[start : start + chunk][ok] = (bias + var).mean(axis=1)
+        risk = (bias + var).mean(axis=1)
+        out[start : start + chunk][ok] = np.where(np.isfinite(risk), risk, math.inf)
     return out
 
 

@@ -31,7 +31,12 @@ BAD_DESIGNS = {
     "duplicate lambda": ({"grid.lambda": [1, 1.0]}, ["grid.lambda", "duplicates"]),
     "duplicate scaling": ({"grid.scaling": ["m", "m"]}, ["grid.scaling", "duplicates"]),
     "replications < 2": ({"replications": 1}, ["replications", "1", "≥ 2"]),
-    "block_size < 1": ({"block_size": 0}, ["block_size", "0", "≥ 1"]),
+    "block_size < 1": ({"block_size": 0}, ["block_size", "0", "from 1 to 100000"]),
+    "block_size huge": ({"block_size": 10**7}, ["block_size", "10000000"]),
+    "keep_draws huge": (
+        {"replications": 10**6, "output.keep_draws": 10**5},
+        ["output.keep_draws", "100000", "at most 10,000"],
+    ),
     "noise_sd < 0": ({"dgp.noise_sd": -1.0}, ["dgp.noise_sd", "-1.0", "≥ 0"]),
     "nan intercept": ({"dgp.intercept": math.nan}, ["dgp.intercept", "nan", "finite"]),
     "inf slope": ({"dgp.slope": -math.inf}, ["dgp.slope", "-inf", "finite"]),
@@ -102,7 +107,8 @@ def test_unreadable_file(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
-        (["--jobs", "0"], ["--jobs", "'0'", "integer ≥ 1"]),
+        (["--jobs", "0"], ["--jobs", "'0'", "an integer from 1 to"]),
+        (["--jobs", "100000"], ["--jobs", "'100000'", "an integer from 1 to"]),
         (["--jobs", "two"], ["--jobs", "'two'"]),
         (["--backend", "dask"], ["--backend", "'dask'", "loky"]),
         (["--frsh"], ["--frsh"]),

@@ -78,10 +78,12 @@ def test_summary_equals_direct_numpy_on_all_draws(tmp_path):
     assert checked > 50
 
 
-def test_engine_equals_a_loop_over_fit_polynomial_ridge(tmp_path):
-    """Same random streams, fitted one data set at a time with the public function."""
+@pytest.mark.parametrize("low, high", [(-1.0, 1.0), (0.0, 10.0), (2.0, 3.0)])
+def test_engine_equals_a_loop_over_fit_polynomial_ridge(tmp_path, low, high):
+    """Same random streams, fitted one data set at a time with the public function: the
+    pencil path ([−1, 1], [0, 10]) and the direct path ([2, 3]) of the engine, m ≤ k included."""
     raw = small_design(**{"output.keep_draws": 60, "dgp.x": {
-        "distribution": "uniform", "low": 0.0, "high": 10.0}})  # fmt: skip
+        "distribution": "uniform", "low": low, "high": high}})  # fmt: skip
     design, out = _run(tmp_path, raw)
     draws = load_npz(out / "draws.npz")
     risk = pd.read_csv(out / "risk.csv")
@@ -109,9 +111,9 @@ def test_engine_equals_a_loop_over_fit_polynomial_ridge(tmp_path):
                     # the prediction risk: mean over replications of ∫(f̂ − f)² dx / 10
                     true = np.zeros(k + 1)
                     true[:2] = design.true_coefficients
-                    grid = np.linspace(0, 10, 4001)
+                    grid = np.linspace(low, high, 4001)
                     curves = np.polynomial.polynomial.polyval(grid, (loop - true).T)
-                    r_loop = np.trapezoid(curves**2, grid, axis=-1) / 10
+                    r_loop = np.trapezoid(curves**2, grid, axis=-1) / (high - low)
                     row = risk[
                         (risk.m == m) & (risk.degree == k) & (risk["lambda"] == lam)
                         & (risk.scaling == scaling)
@@ -296,3 +298,34 @@ def test_checkpoint_packing_round_trips():
     for key in arrays:
         assert back[key].dtype == arrays[key].dtype and back[key].shape == arrays[key].shape
         np.testing.assert_array_equal(back[key], arrays[key])
+
+
+def test_huge_data_sets_are_drawn_in_pieces_with_the_same_numbers(monkeypatch):
+    """m above MAX_PIECE: the same random numbers, drawn piece by piece; the power sums
+    equal those of the whole data set."""
+    from study.dgp import block_power_sums
+
+    raw = small_design(
+        **{"grid.m": [50], "replications": 6, "output.keep_draws": 0, "block_size": 3}
+    )
+    design = design_from_dict(raw)
+    monkeypatch.setattr("study.dgp.MAX_PIECE", 7)
+    S, T = block_power_sums(design, 50, 1, 3)
+    x, y = draw_block_data(design, 50, 1)
+    u = (x - design.x.center) / design.x.scale
+    np.testing.assert_allclose(S, np.stack([(u**p).sum(1) for p in range(7)], 1), rtol=1e-12)
+    np.testing.assert_allclose(T, np.stack([(u**p * y).sum(1) for p in range(4)], 1),
+                               rtol=1e-11, atol=1e-11)  # fmt: skip
+
+
+def test_fit_batches_merge_to_the_same_moments(monkeypatch, tmp_path):
+    """Blocks larger than FIT_BATCH are fitted in batches whose moments are merged."""
+    raw = small_design(**{"output.keep_draws": 30})
+    _, whole = _run(tmp_path, raw, "whole")
+    monkeypatch.setattr("study.engine.FIT_BATCH", 7)
+    _, batched = _run(tmp_path, raw, "batched")
+    a, b = pd.read_csv(whole / "summary.csv"), pd.read_csv(batched / "summary.csv")
+    num = a.select_dtypes("number").columns
+    np.testing.assert_allclose(a[num].to_numpy(), b[num].to_numpy(), rtol=1e-9, atol=1e-13)
+    np.testing.assert_array_equal(load_npz(whole / "draws.npz")["coef_k2"],
+                                  load_npz(batched / "draws.npz")["coef_k2"])  # fmt: skip

@@ -85,6 +85,25 @@ def test_matches_augmented_least_squares(seed, penalize_intercept):
     assert _scaled_error(w, ref, x) <= max(1e-8, 1e-14 * cond**2)
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_fewer_points_than_coefficients_matches_sklearn(seed):
+    """λ > 0 with m ≤ degree: G is singular, the penalty makes the fit unique."""
+    rng = np.random.default_rng(seed)
+    degree = int(rng.integers(2, 9))
+    m = int(rng.integers(1, degree + 1))
+    low = rng.uniform(-2, 1)
+    x = rng.uniform(low, low + rng.uniform(0.5, 3), m)
+    y = 1 + 2 * x + rng.normal(size=m)
+    lam = float(rng.choice([0.01, 1.0, 10.0]))
+    scaling = str(rng.choice(SCALINGS))
+    a = alpha(lam, m=m, degree=degree, scaling=scaling)
+    w = fit_polynomial_ridge(x, y, degree=degree, lam=lam, scaling=scaling)
+    phi = np.vander(x, degree + 1, increasing=True)
+    ridge = Ridge(alpha=a, fit_intercept=True, solver="svd").fit(phi[:, 1:], y)
+    ref = np.r_[ridge.intercept_, ridge.coef_]
+    np.testing.assert_allclose(w, ref, rtol=1e-7, atol=1e-9 * np.abs(ref).max())
+
+
 def test_penalize_intercept_against_sklearn_without_intercept():
     rng = np.random.default_rng(7)
     x = rng.uniform(-1, 1, 200)

@@ -133,3 +133,9 @@ def test_convention_elastic_net_is_the_none_scaling():
         net = ElasticNet(alpha=a, l1_ratio=0.0, tol=1e-14, max_iter=1_000_000).fit(feats, y)
         w = fit_polynomial_ridge(x, y, degree=2, lam=a, scaling="none")
         np.testing.assert_allclose(w, np.r_[net.intercept_, net.coef_], rtol=1e-6)
+
+
+def test_render_cli_refuses_a_folder_without_quarto_project(tmp_path):
+    proc = run_cli("render", tmp_path)
+    assert proc.returncode == 2 and "_quarto.yml" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
