@@ -125,7 +125,7 @@ def simulate(
         if todo:
             # never more workers than tasks: each worker is a process with its own memory
             with parallel_config(backend=backend, n_jobs=min(jobs, len(todo))):
-                results = Parallel(return_as="generator_unordered")(
+                results = Parallel(return_as="generator_unordered", batch_size=1)(
                     delayed(_task)(design, m, b) for (m, b) in todo
                 )
                 for m, b, result in results:
