@@ -115,17 +115,6 @@ class _PencilData:
         )
 
 
-def _quantities_pencil(pd: _PencilData, setup: _DegreeSetup, alpha: float, sigma: float):
-    """Per data set: coefficient quantities (n, k+1, 5) and risk quantities (n, 3)."""
-    s = 1.0 / (1.0 + alpha * pd.eig)
-    v_hat = np.einsum("nij,nj->ni", pd.W, pd.z * s)
-    v_mean = np.einsum("nij,nj->ni", pd.W, pd.z_star * s)
-    s2 = s**2
-    var_w = sigma**2 * np.einsum("nji,ni->nj", pd.Wr2, s2)
-    trace = sigma**2 * np.einsum("ni,ni->n", pd.WSW, s2)
-    return _assemble(v_hat, v_mean, var_w, trace, setup)
-
-
 def _quantities_all_alphas(
     pd: _PencilData, setup: _DegreeSetup, alphas: np.ndarray, alpha0: float, sigma: float
 ):

@@ -114,10 +114,6 @@ class PencilFactor:
     W: np.ndarray
     eig: np.ndarray
 
-    def shrinkage(self, alpha: float) -> np.ndarray:
-        """diag((I + αΛ)⁻¹), shape (n, k + 1)."""
-        return 1.0 / (1.0 + alpha * self.eig)
-
 
 def penalty_root(B: np.ndarray, *, penalize_intercept: bool = False) -> np.ndarray:
     """F with P = BDBᵀ = FFᵀ: the columns of B whose coefficient is penalised."""

@@ -79,11 +79,3 @@ class CoMoments:
                 np.where((self.n >= 2)[..., None, None], self.M, np.nan)
                 / (self.n - 1)[..., None, None]
             )
-
-
-def merge_all(parts: list[CoMoments]) -> CoMoments:
-    """Merge summaries left to right; the fixed order makes the result reproducible."""
-    total = parts[0]
-    for part in parts[1:]:
-        total = total.merge(part)
-    return total
