@@ -757,6 +757,41 @@ def optimal_lambda_asymptotic(
     )
 
 
+def _conditional_risk_pencil(G_u, alphas, *, basis: StandardBasis, noise_sd: float):
+    """:func:`conditional_risk` from one factorisation of the pencil (G, P) per design, as
+    in the engine: with WᵀGW = I, WᵀPW = Λ and s = 1/(1 + αΛ), E[v̂|X] = W(s∘WᵀGv*) and
+    tr(Σ Cov[v̂|X]) = σ²·Σ_i s_i²(WᵀΣW)_ii. Ten times faster than a solve per α; used only
+    where the pencil is accurate (x range touching 0) and every G is positive definite.
+    Returns None otherwise."""
+    from .fit import factorise
+
+    B = basis.B
+    if basis.degree < 1 or abs(B[1, 0]) > 1.0:  # B[1, 0] = −center/scale
+        return None
+    d = np.diag(np.linalg.solve(B, np.linalg.solve(B, basis.penalty).T))
+    F = B[:, d > 0.5]
+    # a Cholesky factor of a singular G can come out "successful" and wrong: check the rank
+    if np.any(np.linalg.matrix_rank(G_u, hermitian=True) < G_u.shape[-1]):
+        return None
+    try:
+        factor = factorise(G_u, F)
+    except np.linalg.LinAlgError:
+        return None  # a singular design (m ≤ k): the direct solves handle α = 0 there
+    W, eig = factor.W, factor.eig
+    z_star = np.einsum("rji,rj->ri", W, G_u @ basis.v_star)
+    wsw = np.einsum("rli,lk,rki->ri", W, basis.sigma, W)
+    out = np.empty(alphas.shape)
+    chunk = max(1, 400_000 // (G_u.shape[0] * G_u.shape[1]))
+    for start in range(0, alphas.size, chunk):
+        a = alphas[start : start + chunk]
+        s = 1.0 / (1.0 + a[:, None, None] * eig[None])  # (A, R, p)
+        dev = np.einsum("rij,arj->ari", W, s * z_star[None]) - basis.v_star
+        bias = np.einsum("ari,ij,arj->ar", dev, basis.sigma, dev)
+        var = noise_sd**2 * (s**2 * wsw[None]).sum(axis=-1)
+        out[start : start + chunk] = (bias + var).mean(axis=1)
+    return out
+
+
 def conditional_risk(
     G_u: np.ndarray,
     alphas: np.ndarray,
@@ -789,6 +824,9 @@ def conditional_risk(
     if G_u.ndim == 2:
         G_u = G_u[None]
     alphas = np.atleast_1d(np.asarray(alphas, dtype=float))
+    fast = _conditional_risk_pencil(G_u, alphas, basis=basis, noise_sd=noise_sd)
+    if fast is not None:
+        return fast
     Sig, P, vs = basis.sigma, basis.penalty, basis.v_star
     R, p = G_u.shape[0], G_u.shape[-1]
     singular = bool(np.any(np.linalg.matrix_rank(G_u, hermitian=True) < p))
