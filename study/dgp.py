@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .design import Design, XDistribution
+from .fit import power_sums
 
 # Elements per chunk of (data sets × points): three float arrays of this size stay in cache.
 CHUNK_ELEMENTS = 1 << 16
@@ -65,22 +66,6 @@ def chunk_rows(m: int) -> int:
     return max(1, CHUNK_ELEMENTS // m)
 
 
-def _partial_sums(u: np.ndarray, eps: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
-    """Σu^p (p ≤ 2K) and Σu^p·ε (p ≤ K) along the rows of u and ε."""
-    S = np.empty((u.shape[0], 2 * K + 1))
-    E = np.empty((u.shape[0], K + 1))
-    S[:, 0] = u.shape[1]
-    E[:, 0] = eps.sum(axis=1)
-    power = u.copy()
-    for p in range(1, 2 * K + 1):
-        S[:, p] = power.sum(axis=1)
-        if p <= K:
-            E[:, p] = np.einsum("ij,ij->i", power, eps)
-        if p < 2 * K:
-            power *= u
-    return S, E
-
-
 def block_power_sums(
     design: Design, m: int, block: int, max_degree: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +99,7 @@ def block_power_sums(
         if m <= MAX_PIECE:
             u = draw_u(rng_x, design.x, (stop - start, m))
             eps = rng_noise.standard_normal((stop - start, m))
-            S[start:stop], E[start:stop] = _partial_sums(u, eps, K)
+            S[start:stop], E[start:stop] = power_sums(u, eps, K)
             continue
         # a data set larger than MAX_PIECE points: draw it piece by piece (the streams are
         # sequential, so the numbers are the same) and add up the pieces' sums
@@ -124,7 +109,7 @@ def block_power_sums(
                 width = min(MAX_PIECE, m - done)
                 u = draw_u(rng_x, design.x, (1, width))
                 eps = rng_noise.standard_normal((1, width))
-                s_part, e_part = _partial_sums(u, eps, K)
+                s_part, e_part = power_sums(u, eps, K)
                 S[row] += s_part[0]
                 E[row] += e_part[0]
     # y = β0 + β1·x + σε with x = center + scale·u, so Σu^p·y follows from S and E.
