@@ -26,6 +26,7 @@ $(STAMP): pyproject.toml
 	@if [ ! -x $(PY) ]; then $(PYTHON) -m venv $(VENV); fi
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,report]'
+	$(PY) -m study.kernel
 	@touch $(STAMP)
 
 venv: $(STAMP) ## Create or update the virtual environment (.venv) from pyproject.toml
@@ -35,7 +36,7 @@ simulate: $(STAMP) ## Run a design (DESIGN=simulations/default.toml JOBS=2); res
 
 # make report rebuilds only what is stale: results → assets → rendered documents. Results
 # are recomputed (resuming from checkpoints) when the design or the code behind them changes.
-ENGINE_SOURCES := $(addprefix study/,design.py dgp.py fit.py engine.py moments.py measures.py \
+ENGINE_SOURCES := $(addprefix study/,design.py dgp.py fit.py engine.py kernel.py moments.py measures.py \
 	summary.py theory.py tuning.py scaling.py store.py simulate.py)
 $(RESULTS)/manifest.json: $(DESIGN) $(ENGINE_SOURCES) | $(STAMP)
 	$(PY) -m study simulate $(DESIGN) --jobs $(JOBS) --out $(RESULTS)

@@ -219,8 +219,6 @@ def _run_task(design: Design, m: int, block: int) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for k in design.degree:
         setup = degree_setup(design, k)
-        G = S[:, hankel_index(k)]
-        b = T[:, : k + 1]
         alphas = alpha_grid(design, m, k)
         ident = identifiable_grid(design, m, k)
         coef = CoMoments.empty((L, C, k + 1), len(COEF_QUANTITIES))
@@ -230,7 +228,7 @@ def _run_task(design: Design, m: int, block: int) -> dict[str, np.ndarray]:
         unique = np.unique(alphas[ident])
         if unique.size:
             cm_coef, cm_risk, ok_count, kept = _fit_in_batches(
-                G, b, setup, unique, design.noise_sd, keep
+                S, T, setup, unique, design.noise_sd, keep
             )
             for i_a, a in enumerate(unique):
                 cells = (alphas == a) & ident
@@ -262,43 +260,90 @@ def _run_task(design: Design, m: int, block: int) -> dict[str, np.ndarray]:
 
 
 # Data sets fitted at once: bounds the per-replication arrays (data sets × α × coefficients
-# × 5 quantities) whatever the block size. Part of the arithmetic: changing it changes
-# the last bits of the merged moments.
-FIT_BATCH = 1000
+# × 5 quantities) whatever the block size, and keeps the compiled kernel's working set in
+# cache. Part of the arithmetic: changing it changes the last bits of the merged moments.
+FIT_BATCH = 500
 
 
-def _fit_in_batches(G, b, setup: _DegreeSetup, alphas: np.ndarray, sigma: float, keep: int):
+def _fit_in_batches(S, T, setup: _DegreeSetup, alphas: np.ndarray, sigma: float, keep: int):
     """Fit every α to the data sets of a block, FIT_BATCH at a time, and merge the moments
     in order. Returns the co-moments of the coefficient and risk quantities (leading axis
     α), the number of finite fits per α, and ŵ of the first ``keep`` data sets (NaN where
-    a fit failed)."""
+    a fit failed).
+
+    Each batch goes through the compiled kernel (:mod:`study.kernel`) where the pencil is
+    stable; a batch the kernel refuses (a numerically singular system, a non-finite
+    quantity) and designs where the pencil is not stable take the NumPy path, which
+    handles failed data sets one by one."""
+    k = setup.degree
+    G_index = hankel_index(k)
     cm_coef = cm_risk = None
     ok_count = np.zeros(alphas.size, dtype=np.int64)
     kept = []
-    for start in range(0, G.shape[0], FIT_BATCH):
+    for start in range(0, S.shape[0], FIT_BATCH):
         part = slice(start, start + FIT_BATCH)
-        q_coef, q_risk, w_hat = _quantities(G[part], b[part], setup, alphas, sigma)
-        ok = np.isfinite(q_coef).all(axis=(2, 3)) & np.isfinite(q_risk).all(axis=2)  # (n, A)
-        if ok.all():
-            c, r = CoMoments.from_samples(q_coef), CoMoments.from_samples(q_risk)
-        else:
-            c = CoMoments.from_masked_samples(
-                q_coef, np.repeat(ok[:, :, None], q_coef.shape[2], 2)
-            )
-            r = CoMoments.from_masked_samples(q_risk, ok)
+        n_keep = max(0, min(keep - start, S[part].shape[0]))
+        fitted = _fit_compiled(S[part], T[part], setup, alphas, sigma, n_keep)
+        if fitted is None:
+            fitted = _fit_numpy(S[part][:, G_index], T[part][:, : k + 1], setup, alphas, sigma,
+                                n_keep)  # fmt: skip
+        c, r, ok, w_kept = fitted
         cm_coef = c if cm_coef is None else cm_coef.merge(c)
         cm_risk = r if cm_risk is None else cm_risk.merge(r)
-        ok_count += ok.sum(axis=0)
-        n_keep = max(0, min(keep - start, ok.shape[0]))
-        kept.append(np.where(ok[:n_keep, :, None], w_hat[:n_keep], np.nan))
+        ok_count += ok
+        kept.append(w_kept)
     return cm_coef, cm_risk, ok_count, np.concatenate(kept, axis=0)
+
+
+def _fit_compiled(S, T, setup: _DegreeSetup, alphas: np.ndarray, sigma: float, n_keep: int):
+    """One batch through :func:`study.kernel.pencil_moments`; None where it declines."""
+    if not setup.use_pencil:
+        return None
+    from .kernel import OK, pencil_moments
+
+    k, A = setup.degree, alphas.size
+    p, n = k + 1, S.shape[0]
+    coef_mean, coef_M = np.empty((A, p, 5)), np.empty((A, p, 5, 5))
+    risk_mean, risk_M = np.empty((A, 3)), np.empty((A, 3, 3))
+    w_keep = np.empty((n_keep, A, p))
+    c = np.ascontiguousarray  # one set of argument types: a single compiled version
+    status = pencil_moments(
+        c(S[:, : 2 * k + 1].T), c(T[:, :p].T), _shift(alphas), c(alphas, dtype=float),
+        c(setup.P), c(setup.F), c(setup.B), bool(setup.B_is_identity), c(setup.v_star),
+        c(setup.w_star), c(setup.sigma_u), float(sigma), int(n_keep),
+        coef_mean, coef_M, risk_mean, risk_M, w_keep,
+    )  # fmt: skip
+    if status != OK:
+        return None
+    coef = CoMoments(n=np.full((A, p), float(n)), mean=coef_mean, M=coef_M)
+    risk = CoMoments(n=np.full(A, float(n)), mean=risk_mean, M=risk_M)
+    return coef, risk, np.full(A, n, dtype=np.int64), w_keep
+
+
+def _fit_numpy(G, b, setup: _DegreeSetup, alphas: np.ndarray, sigma: float, n_keep: int):
+    """One batch in NumPy: masks the data sets whose fit is not finite."""
+    q_coef, q_risk, w_hat = _quantities(G, b, setup, alphas, sigma)
+    ok = np.isfinite(q_coef).all(axis=(2, 3)) & np.isfinite(q_risk).all(axis=2)  # (n, A)
+    if ok.all():
+        c, r = CoMoments.from_samples(q_coef), CoMoments.from_samples(q_risk)
+    else:
+        c = CoMoments.from_masked_samples(q_coef, np.repeat(ok[:, :, None], q_coef.shape[2], 2))
+        r = CoMoments.from_masked_samples(q_risk, ok)
+    kept = np.where(ok[:n_keep, :, None], w_hat[:n_keep], np.nan)
+    return c, r, ok.sum(axis=0), kept
+
+
+def _shift(alphas: np.ndarray) -> float:
+    """α₀ of the shifted pencil: 0 when λ = 0 is asked for (G is then non-singular), else
+    the smallest α, so that one factorisation also serves a singular G (m ≤ k)."""
+    return 0.0 if alphas[0] == 0 else float(alphas[0])
 
 
 def _quantities(G, b, setup: _DegreeSetup, alphas: np.ndarray, sigma: float):
     """The dispatcher: every α from one shifted pencil where it is stable and factorises;
     otherwise a direct solve per α (x range far from 0, or a singular system)."""
     if setup.use_pencil:
-        alpha0 = 0.0 if alphas[0] == 0 else float(alphas[0])
+        alpha0 = _shift(alphas)
         try:
             factor = factorise(G + alpha0 * setup.P, setup.F)
         except np.linalg.LinAlgError:

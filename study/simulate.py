@@ -63,6 +63,7 @@ def count_fits(design: Design) -> tuple[int, int]:
 
 def _versions() -> dict[str, str]:
     import joblib
+    import numba
     import pandas
     import scipy
 
@@ -75,6 +76,7 @@ def _versions() -> dict[str, str]:
         "scipy": scipy.__version__,
         "pandas": pandas.__version__,
         "joblib": joblib.__version__,
+        "numba": numba.__version__,
     }
 
 

@@ -78,7 +78,7 @@ _PACK_MAGIC = b"STUDYCKPT1\n"
 
 # Bump whenever a change to the engine changes what a task computes: checkpoints written
 # by another engine version are refused, never merged with new ones.
-ENGINE_VERSION = 2
+ENGINE_VERSION = 3
 
 
 def pack_arrays(arrays: dict[str, np.ndarray]) -> bytes:

@@ -1,0 +1,137 @@
+"""The compiled kernel against LAPACK and against the engine's NumPy path on the same data."""
+
+import numpy as np
+import pytest
+
+from study.design import design_from_dict
+from study.dgp import block_power_sums
+from study.engine import (
+    _fit_compiled,
+    _fit_in_batches,
+    _fit_numpy,
+    _quantities_direct,
+    _shift,
+    alpha_grid,
+    degree_setup,
+)
+from study.fit import hankel_index
+from study.kernel import NOT_FINITE, NOT_POSITIVE_DEFINITE, OK, _jacobi, pencil_moments
+from study.moments import CoMoments
+
+from conftest import small_design
+
+
+def _symmetric_batch(rng, p, n):
+    """Positive semi-definite matrices with the hard cases: rank-deficient, repeated
+    eigenvalues, already diagonal, and eigenvalues spread over twelve decades."""
+    Q = np.linalg.qr(rng.standard_normal((n, p, p)))[0]
+    lam = 10.0 ** rng.uniform(-12, 0, (n, p))
+    lam[0::4, 0] = 0.0  # a zero eigenvalue (the unpenalised intercept)
+    lam[1::4, :] = 0.5  # all equal
+    lam[2::4, : p // 2] = 2.0  # a repeated one
+    C = np.einsum("nij,nj,nkj->nik", Q, lam, Q)
+    C[3] = np.diag(np.arange(p, dtype=float))  # diagonal: nothing to rotate
+    return (C + np.swapaxes(C, 1, 2)) / 2
+
+
+@pytest.mark.parametrize("p", [1, 2, 3, 5, 8, 13])
+def test_jacobi_eigendecomposition_matches_lapack(p):
+    rng = np.random.default_rng(p)
+    C = _symmetric_batch(rng, p, 40)
+    work = np.ascontiguousarray(np.moveaxis(C, 0, -1))  # (p, p, n): data sets last
+    V = np.empty_like(work)
+    _jacobi(work, V, np.empty((3, C.shape[0])))
+    eig = np.einsum("iin->ni", work)
+    V = np.moveaxis(V, -1, 0)
+    ref = np.linalg.eigh(C)[0]
+    scale = np.abs(ref).max(axis=1, keepdims=True)
+    assert np.all(np.abs(np.sort(eig, axis=1) - ref) <= 1e-14 * scale + 1e-300)
+    # C V = V Λ and VᵀV = I
+    resid = np.einsum("nij,njk->nik", C, V) - V * eig[:, None, :]
+    assert np.abs(resid).max(axis=(1, 2)).max() <= 1e-14 * scale.max()
+    eye = np.broadcast_to(np.eye(p), C.shape)
+    np.testing.assert_allclose(np.einsum("nji,njk->nik", V, V), eye, atol=1e-13)
+
+
+CASES = [
+    # (x distribution, m, degree, penalize_intercept)
+    ({"distribution": "uniform", "low": -1.0, "high": 1.0}, 40, 3, False),
+    ({"distribution": "uniform", "low": -1.0, "high": 1.0}, 4, 7, False),  # m ≤ k: shifted
+    ({"distribution": "uniform", "low": 0.0, "high": 10.0}, 25, 10, False),  # B ≠ I
+    ({"distribution": "uniform", "low": -3.0, "high": 1.0}, 12, 5, True),
+    ({"distribution": "normal", "mean": 0.5, "sd": 2.0}, 30, 4, False),
+    ({"distribution": "uniform", "low": -1.0, "high": 1.0}, 200, 1, True),
+]
+
+
+@pytest.mark.parametrize(("x", "m", "degree", "pen"), CASES)
+def test_kernel_equals_direct_solves(x, m, degree, pen):
+    """Means and co-moment sums of every quantity, and the kept ŵ, against an LU solve of
+    (G + αP) per α on the same data, summarised by CoMoments.from_samples."""
+    raw = small_design(**{"dgp.x": x, "grid.m": [m], "grid.degree": [degree],
+                          "grid.penalize_intercept": pen, "replications": 300,
+                          "block_size": 300,
+                          "grid.lambda": [0.0, 0.003, 0.1, 1.0, 30.0]})  # fmt: skip
+    design = design_from_dict(raw)
+    S, T = block_power_sums(design, m, 0, degree)
+    setup = degree_setup(design, degree)
+    assert setup.use_pencil
+    alphas = np.unique(alpha_grid(design, m, degree))
+    if m <= degree:
+        alphas = alphas[alphas > 0]
+    fast = _fit_compiled(S, T, setup, alphas, design.noise_sd, 9)
+    assert fast is not None
+    G, b = S[:, hankel_index(degree)], T[:, : degree + 1]
+    parts = [_quantities_direct(G, b, setup, a, design.noise_sd) for a in alphas]
+    coef, risk, w_hat = (np.stack([q[i] for q in parts], axis=1) for i in range(3))
+    for f, q in ((fast[0], coef), (fast[1], risk)):
+        ref = CoMoments.from_samples(q)
+        np.testing.assert_array_equal(f.n, ref.n)
+        cells = tuple(range(ref.mean.ndim - 1))
+        # each quantity relative to its scale over all cells (e is ~1e-16 at λ = 0); the
+        # co-moment sums relative to √(M_aa·M_bb). 1e-7: degree 10 on [0, 10] is this
+        # ill-conditioned (the kernel is at 4e-8 there, the other cases at 1e-10 or below)
+        scale = np.abs(ref.mean).max(axis=cells)
+        assert np.all(np.abs(f.mean - ref.mean) <= 1e-7 * scale)
+        sd = np.sqrt(np.diagonal(ref.M, axis1=-2, axis2=-1).max(axis=cells))
+        assert np.all(np.abs(f.M - ref.M) <= 1e-7 * np.outer(sd, sd))
+    np.testing.assert_array_equal(fast[2], np.full(alphas.size, S.shape[0]))
+    np.testing.assert_allclose(fast[3], w_hat[:9], rtol=1e-7, atol=1e-7 * np.abs(w_hat).max())
+
+
+def _kernel_status(S, T, setup, alphas):
+    k, A, p = setup.degree, alphas.size, setup.degree + 1
+    return pencil_moments(
+        np.ascontiguousarray(S[:, : 2 * k + 1].T), np.ascontiguousarray(T[:, :p].T),
+        _shift(alphas), alphas, setup.P, np.ascontiguousarray(setup.F), setup.B,
+        setup.B_is_identity, setup.v_star, setup.w_star, setup.sigma_u, 1.0, 0,
+        np.empty((A, p, 5)), np.empty((A, p, 5, 5)), np.empty((A, 3)), np.empty((A, 3, 3)),
+        np.empty((0, A, p)),
+    )  # fmt: skip
+
+
+def test_kernel_declines_and_the_numpy_path_takes_over():
+    """A singular G (all x equal, λ = 0 asked for) and a non-finite sum are reported, and
+    the batch is then fitted by the NumPy path, which masks the failed data sets."""
+    raw = small_design(**{"grid.m": [10], "grid.degree": [2], "replications": 20,
+                          "block_size": 20})  # fmt: skip
+    design = design_from_dict(raw)
+    S, T = block_power_sums(design, 10, 0, 2)
+    setup = degree_setup(design, 2)
+    alphas = np.unique(alpha_grid(design, 10, 2))
+    assert alphas[0] == 0 and _kernel_status(S, T, setup, alphas) == OK
+
+    singular = S.copy()
+    singular[3] = 10.0 * 0.3 ** np.arange(S.shape[1])  # ten points at u = 0.3
+    assert _kernel_status(singular, T, setup, alphas) == NOT_POSITIVE_DEFINITE
+    infinite = T.copy()
+    infinite[5, 1] = np.inf
+    assert _kernel_status(S, infinite, setup, alphas) == NOT_FINITE
+
+    for S_, T_ in ((singular, T), (S, infinite)):
+        coef, risk, ok_count, kept = _fit_in_batches(S_, T_, setup, alphas, 1.0, 6)
+        ref = _fit_numpy(S_[:, hankel_index(2)], T_[:, :3], setup, alphas, 1.0, 6)
+        np.testing.assert_array_equal(coef.mean, ref[0].mean)
+        np.testing.assert_array_equal(risk.M, ref[1].M)
+        np.testing.assert_array_equal(ok_count, ref[2])
+        assert ok_count[0] == 19  # the failed data set is left out, the others kept
