@@ -18,11 +18,12 @@ from the same factorisation: with W and Λ of the pencil and s = 1/(1 + αΛ),
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from .design import Design
 from .dgp import block_power_sums, standardised_moments, true_coefficients_u
@@ -203,10 +204,17 @@ def run_task(design: Design, m: int, block: int) -> dict[str, np.ndarray]:
     - ``draws`` (L, C, keep, k+1): ŵ of the block's replications numbered below keep_draws.
     """
     started = time.perf_counter()
-    with threadpool_limits(1):
+    with _thread_pools().limit(limits=1):  # no BLAS threads inside a worker
         out = _run_task(design, m, block)
     out["seconds"] = np.array(time.perf_counter() - started)
     return out
+
+
+@functools.cache
+def _thread_pools() -> ThreadpoolController:
+    """The process's BLAS/OpenMP pools, found once (finding them costs more than a task's
+    worth of small fits)."""
+    return ThreadpoolController()
 
 
 def _run_task(design: Design, m: int, block: int) -> dict[str, np.ndarray]:
@@ -262,7 +270,7 @@ def _run_task(design: Design, m: int, block: int) -> dict[str, np.ndarray]:
 # Data sets fitted at once: bounds the per-replication arrays (data sets × α × coefficients
 # × 5 quantities) whatever the block size, and keeps the compiled kernel's working set in
 # cache. Part of the arithmetic: changing it changes the last bits of the merged moments.
-FIT_BATCH = 500
+FIT_BATCH = 256
 
 
 def _fit_in_batches(S, T, setup: _DegreeSetup, alphas: np.ndarray, sigma: float, keep: int):
@@ -364,14 +372,13 @@ def merge_task_results(parts: list[dict[str, np.ndarray]], degree: int):
     n_failed : ndarray (L, C), draws : ndarray (L, C, keep, k+1)
     """
     p = f"k{degree}_"
-    coef = risk = None
-    n_failed = 0
-    draws = []
-    for part in parts:
-        c = CoMoments(part[p + "coef_n"], part[p + "coef_mean"], part[p + "coef_M"])
-        r = CoMoments(part[p + "risk_n"], part[p + "risk_mean"], part[p + "risk_M"])
-        coef = c if coef is None else coef.merge(c)
-        risk = r if risk is None else risk.merge(r)
-        n_failed = n_failed + part[p + "n_failed"]
-        draws.append(part[p + "draws"])
-    return coef, risk, n_failed, np.concatenate(draws, axis=2)
+
+    def combined(name):
+        return CoMoments.combine(
+            [CoMoments(x[f"{p}{name}_n"], x[f"{p}{name}_mean"], x[f"{p}{name}_M"]) for x in parts]
+        )
+
+    coef, risk = combined("coef"), combined("risk")
+    n_failed = sum(part[p + "n_failed"] for part in parts)
+    draws = np.concatenate([part[p + "draws"] for part in parts], axis=2)
+    return coef, risk, n_failed, draws

@@ -6,9 +6,10 @@ Two summaries merge exactly (Chan, Golub & LeVeque 1979):
     δ = q̄_B − q̄_A,  n = n_A + n_B,  q̄ = q̄_A + δ·n_B/n,  M = M_A + M_B + δδᵀ·n_A·n_B/n,
 
 so memory does not grow with the number of replications, and merging in a fixed order
-keeps results bit-identical. Because the quantities include squares (d and d² for the
-error d = ŵ − w*), the central moments up to the fourth that the Monte Carlo standard
-errors of DESIGN.md §3 need follow from these co-moments.
+keeps results bit-identical (:meth:`CoMoments.combine` merges many at once). Because the
+quantities include squares (d and d² for the error d = ŵ − w*), the central moments up to
+the fourth that the Monte Carlo standard errors of DESIGN.md §3 need follow from these
+co-moments.
 """
 
 from __future__ import annotations
@@ -71,6 +72,23 @@ class CoMoments:
         weight = (self.n * other.n / safe)[..., None, None]
         M = self.M + other.M + delta[..., :, None] * delta[..., None, :] * weight
         return CoMoments(n=n, mean=mean, M=M)
+
+    @classmethod
+    def combine(cls, parts: list[CoMoments]) -> CoMoments:
+        """Exact merge of many summaries of disjoint sets of replications, all at once:
+
+            n = Σ n_b,  q̄ = Σ n_b q̄_b / n,  M = Σ M_b + Σ n_b (q̄_b − q̄)(q̄_b − q̄)ᵀ,
+
+        the closed form of merging them one by one (Chan et al.), in one vectorised pass.
+        Parts with n_b = 0 contribute nothing.
+        """
+        n_b = np.stack([p.n for p in parts])
+        mean_b = np.stack([p.mean for p in parts])
+        n = n_b.sum(axis=0)
+        mean = (n_b[..., None] * mean_b).sum(axis=0) / np.where(n > 0, n, 1.0)[..., None]
+        dev = (mean_b - mean) * np.sqrt(n_b)[..., None]
+        M = sum(p.M for p in parts) + np.einsum("b...i,b...j->...ij", dev, dev)
+        return cls(n=n, mean=mean, M=M)
 
     def cov(self) -> np.ndarray:
         """Sample covariance with denominator n − 1 (NaN where n < 2)."""

@@ -128,11 +128,10 @@ def simulate(
             # never more workers than tasks: each worker is a process with its own memory
             with parallel_config(backend=backend, n_jobs=min(jobs, len(todo))):
                 results = Parallel(return_as="generator_unordered", batch_size=1)(
-                    delayed(_task)(design, m, b) for (m, b) in todo
+                    delayed(_task)(design, results_dir, m, b) for (m, b) in todo
                 )
-                for m, b, result in results:
-                    store.save(m, b, result)
-                    compute_seconds += float(result["seconds"])
+                for seconds in results:
+                    compute_seconds += seconds
                     bar.update(1)
     finally:
         bar.close()
@@ -184,5 +183,9 @@ def simulate(
     )
 
 
-def _task(design: Design, m: int, block: int):
-    return m, block, run_task(design, m, block)
+def _task(design: Design, results_dir: Path, m: int, block: int) -> float:
+    """Run one task and checkpoint it where it ran: only its compute time travels back
+    (the results are read from the checkpoints by :func:`study.summary.summarise`)."""
+    result = run_task(design, m, block)
+    CheckpointStore(results_dir, design).save(m, block, result)
+    return float(result["seconds"])

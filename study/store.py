@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -109,7 +110,7 @@ def unpack_arrays(data: bytes) -> dict[str, np.ndarray]:
     out = {}
     for name, dtype, shape, offset in index:
         dt = np.dtype(dtype)
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)
         out[name] = (
             np.frombuffer(body, dtype=dt, count=count, offset=offset).reshape(tuple(shape)).copy()
         )
