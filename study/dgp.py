@@ -67,8 +67,9 @@ def chunk_rows(m: int) -> int:
 
 
 def block_power_sums(
-    design: Design, m: int, block: int, max_degree: int
-) -> tuple[np.ndarray, np.ndarray]:
+    design: Design, m: int, block: int, max_degree: int, *, first: int | None = None,
+    noise: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
     """Draw the data sets of one block and reduce each to its power sums.
 
     Parameters
@@ -80,38 +81,53 @@ def block_power_sums(
         Block index; the block holds ``design.block_length(block)`` data sets.
     max_degree : int
         K, the largest degree fitted.
+    first : int, optional
+        Only the block's first ``first`` data sets: the same numbers as theirs in the whole
+        block, since both streams are drawn in order.
+    noise : bool, default True
+        With False, only S, from the x stream: the designs without their responses (the
+        noise is not drawn) and T is None.
 
     Returns
     -------
     S : ndarray of shape (n, 2K + 1)
         Σ u^p per data set.
-    T : ndarray of shape (n, K + 1)
+    T : ndarray of shape (n, K + 1), or None
         Σ u^p·y per data set.
     """
     n = design.block_length(block)
+    if first is not None:
+        n = min(n, first)
     rng_x, rng_noise = block_streams(design.seed, m, block)
     K = max_degree
     S = np.empty((n, 2 * K + 1))
-    E = np.empty((n, K + 1))  # Σ u^p·ε
+    E = np.empty((n, K + 1)) if noise else None  # Σ u^p·ε
     rows = chunk_rows(m)
     for start in range(0, n, rows):
         stop = min(n, start + rows)
         if m <= MAX_PIECE:
             u = draw_u(rng_x, design.x, (stop - start, m))
-            eps = rng_noise.standard_normal((stop - start, m))
-            S[start:stop], E[start:stop] = power_sums(u, eps, K)
+            eps = rng_noise.standard_normal((stop - start, m)) if noise else None
+            S[start:stop], e_sums = power_sums(u, eps, K)
+            if noise:
+                E[start:stop] = e_sums
             continue
         # a data set larger than MAX_PIECE points: draw it piece by piece (the streams are
         # sequential, so the numbers are the same) and add up the pieces' sums
         for row in range(start, stop):
-            S[row], E[row] = 0.0, 0.0
+            S[row] = 0.0
+            if noise:
+                E[row] = 0.0
             for done in range(0, m, MAX_PIECE):
                 width = min(MAX_PIECE, m - done)
                 u = draw_u(rng_x, design.x, (1, width))
-                eps = rng_noise.standard_normal((1, width))
+                eps = rng_noise.standard_normal((1, width)) if noise else None
                 s_part, e_part = power_sums(u, eps, K)
                 S[row] += s_part[0]
-                E[row] += e_part[0]
+                if noise:
+                    E[row] += e_part[0]
+    if not noise:
+        return S, None
     # y = β0 + β1·x + σε with x = center + scale·u, so Σu^p·y follows from S and E.
     shift = design.intercept + design.slope * design.x.center
     T = (

@@ -69,30 +69,35 @@ def hankel_index(degree: int) -> np.ndarray:
     return r[:, None] + r[None, :]
 
 
-def power_sums(u: np.ndarray, y: np.ndarray, max_degree: int) -> tuple[np.ndarray, np.ndarray]:
+def power_sums(
+    u: np.ndarray, y: np.ndarray | None, max_degree: int
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Power sums S_p = Σ u^p (p ≤ 2K) and T_p = Σ u^p·y (p ≤ K) along the last axis.
 
     Parameters
     ----------
-    u, y : ndarray of shape (..., m)
+    u : ndarray of shape (..., m)
+    y : ndarray of shape (..., m), or None for S alone
     max_degree : int
         K, the largest degree that will be fitted.
 
     Returns
     -------
     S : ndarray of shape (..., 2K + 1)
-    T : ndarray of shape (..., K + 1)
+    T : ndarray of shape (..., K + 1), or None when y is None
     """
     u = np.asarray(u, dtype=float)
-    y = np.asarray(y, dtype=float)
     S = np.empty(u.shape[:-1] + (2 * max_degree + 1,))
-    T = np.empty(u.shape[:-1] + (max_degree + 1,))
     S[..., 0] = u.shape[-1]
-    T[..., 0] = y.sum(axis=-1)
+    T = None
+    if y is not None:
+        y = np.asarray(y, dtype=float)
+        T = np.empty(u.shape[:-1] + (max_degree + 1,))
+        T[..., 0] = y.sum(axis=-1)
     power = u.copy()
     for p in range(1, 2 * max_degree + 1):
         S[..., p] = power.sum(axis=-1)
-        if p <= max_degree:
+        if T is not None and p <= max_degree:
             T[..., p] = np.einsum("...i,...i->...", power, y)
         if p < 2 * max_degree:
             power *= u

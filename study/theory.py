@@ -757,12 +757,12 @@ def optimal_lambda_asymptotic(
     )
 
 
-def _conditional_risk_pencil(G_u, alphas, *, basis: StandardBasis, noise_sd: float):
-    """:func:`conditional_risk` from one factorisation of the pencil (G, P) per design, as
-    in the engine: with WᵀGW = I, WᵀPW = Λ and s = 1/(1 + αΛ), E[v̂|X] = W(s∘WᵀGv*) and
-    tr(Σ Cov[v̂|X]) = σ²·Σ_i s_i²(WᵀΣW)_ii. Ten times faster than a solve per α; used only
-    where the pencil is accurate (x range touching 0) and every G is positive definite.
-    Returns None otherwise."""
+def _pencil_risk(G_u, *, basis: StandardBasis, noise_sd: float):
+    """:func:`conditional_risk_function` from one factorisation of the pencil (G, P) per
+    design, as in the engine: with WᵀGW = I, WᵀPW = Λ and s = 1/(1 + αΛ),
+    E[v̂|X] = W(s∘WᵀGv*) and tr(Σ Cov[v̂|X]) = σ²·Σ_i s_i²(WᵀΣW)_ii. Ten times faster than a
+    solve per α; used only where the pencil is accurate (x range touching 0) and every G is
+    positive definite. Returns None otherwise."""
     from .fit import factorise
 
     B = basis.B
@@ -780,16 +780,72 @@ def _conditional_risk_pencil(G_u, alphas, *, basis: StandardBasis, noise_sd: flo
     W, eig = factor.W, factor.eig
     z_star = np.einsum("rji,rj->ri", W, G_u @ basis.v_star)
     wsw = np.einsum("rli,lk,rki->ri", W, basis.sigma, W)
-    out = np.empty(alphas.shape)
     chunk = max(1, 400_000 // (G_u.shape[0] * G_u.shape[1]))
-    for start in range(0, alphas.size, chunk):
-        a = alphas[start : start + chunk]
-        s = 1.0 / (1.0 + a[:, None, None] * eig[None])  # (A, R, p)
-        dev = np.einsum("rij,arj->ari", W, s * z_star[None]) - basis.v_star
-        bias = np.einsum("ari,ij,arj->ar", dev, basis.sigma, dev)
-        var = noise_sd**2 * (s**2 * wsw[None]).sum(axis=-1)
-        out[start : start + chunk] = (bias + var).mean(axis=1)
-    return out
+
+    def risk(alphas: np.ndarray) -> np.ndarray:
+        out = np.empty(alphas.shape)
+        for start in range(0, alphas.size, chunk):
+            a = alphas[start : start + chunk]
+            s = 1.0 / (1.0 + a[:, None, None] * eig[None])  # (A, R, p)
+            dev = np.einsum("rij,arj->ari", W, s * z_star[None]) - basis.v_star
+            bias = np.einsum("ari,ij,arj->ar", dev, basis.sigma, dev)
+            var = noise_sd**2 * (s**2 * wsw[None]).sum(axis=-1)
+            out[start : start + chunk] = (bias + var).mean(axis=1)
+        return out
+
+    return risk
+
+
+def _direct_risk(G_u, *, basis: StandardBasis, noise_sd: float):
+    """:func:`conditional_risk_function` by batched solves of A = G_u + αP per α."""
+    Sig, P, vs = basis.sigma, basis.penalty, basis.v_star
+    R, p = G_u.shape[0], G_u.shape[-1]
+    singular = bool(np.any(np.linalg.matrix_rank(G_u, hermitian=True) < p))
+    rhs = np.concatenate([G_u, np.broadcast_to(np.eye(p), G_u.shape)], axis=-1)  # [G | I]
+    chunk = max(1, 200_000 // (R * p * p))
+
+    def risk(alphas: np.ndarray) -> np.ndarray:
+        out = np.empty(alphas.shape)
+        for start in range(0, alphas.size, chunk):
+            a = alphas[start : start + chunk]
+            ok = ~((a == 0.0) & singular)
+            out[start : start + chunk][~ok] = math.inf
+            if not ok.any():
+                continue
+            A = G_u[None] + a[ok, None, None, None] * P  # (n, R, p, p)
+            try:
+                X = np.linalg.solve(A, np.broadcast_to(rhs, A.shape[:2] + rhs.shape[1:]))
+            except np.linalg.LinAlgError:
+                # some A singular (a tiny α on a singular design, or σ = 0 pushing the
+                # search to the ends of its range): that α gets an infinite risk
+                X = np.full(A.shape[:2] + rhs.shape[1:], np.nan)
+                for i in range(A.shape[0]):
+                    try:
+                        X[i] = np.linalg.solve(A[i], rhs)
+                    except np.linalg.LinAlgError:
+                        pass
+            M, Ainv = X[..., :p], X[..., p:]  # A⁻¹G and A⁻¹
+            d = M @ vs - vs
+            bias = np.einsum("nri,ij,nrj->nr", d, Sig, d)
+            var = noise_sd**2 * np.einsum("ij,nrjk,nrki->nr", Sig, M, Ainv)
+            mean = (bias + var).mean(axis=1)
+            out[start : start + chunk][ok] = np.where(np.isfinite(mean), mean, math.inf)
+        return out
+
+    return risk
+
+
+def conditional_risk_function(G_u: np.ndarray, *, basis: StandardBasis, noise_sd: float):
+    """The function α ↦ :func:`conditional_risk` for one stack of designs, with everything
+    that does not depend on α (a factorisation per design, the rank check) done once:
+    the tuning evaluates it a few hundred times."""
+    G_u = np.asarray(G_u, dtype=float)
+    if G_u.ndim == 2:
+        G_u = G_u[None]
+    risk = _pencil_risk(G_u, basis=basis, noise_sd=noise_sd) or _direct_risk(
+        G_u, basis=basis, noise_sd=noise_sd
+    )
+    return lambda alphas: risk(np.atleast_1d(np.asarray(alphas, dtype=float)))
 
 
 def conditional_risk(
@@ -802,9 +858,11 @@ def conditional_risk(
     """Exact expected prediction risk given the design, averaged over a stack of designs.
 
     E[R | X] = (E[v̂|X] − v*)ᵀΣ_u(E[v̂|X] − v*) + σ²·tr(Σ_u A⁻¹G_uA⁻¹), A = G_u + αP, by
-    direct batched solves (accurate on every x range; the generalised-eigenvalue shortcut
-    loses accuracy far from the origin). If any G_u is (numerically) rank-deficient, as
-    when m ≤ k, the risk at α = 0 is inf (not identifiable).
+    direct batched solves (accurate on every x range), or from one factorisation of the
+    pencil per design where that is as accurate (x range touching the origin; the
+    generalised-eigenvalue shortcut loses accuracy far from it). If any G_u is
+    (numerically) rank-deficient, as when m ≤ k, the risk at α = 0 is inf (not
+    identifiable).
 
     Parameters
     ----------
@@ -820,44 +878,7 @@ def conditional_risk(
     ndarray of shape (n,)
         The mean over designs of E[R | X], for each α.
     """
-    G_u = np.asarray(G_u, dtype=float)
-    if G_u.ndim == 2:
-        G_u = G_u[None]
-    alphas = np.atleast_1d(np.asarray(alphas, dtype=float))
-    fast = _conditional_risk_pencil(G_u, alphas, basis=basis, noise_sd=noise_sd)
-    if fast is not None:
-        return fast
-    Sig, P, vs = basis.sigma, basis.penalty, basis.v_star
-    R, p = G_u.shape[0], G_u.shape[-1]
-    singular = bool(np.any(np.linalg.matrix_rank(G_u, hermitian=True) < p))
-    rhs = np.concatenate([G_u, np.broadcast_to(np.eye(p), G_u.shape)], axis=-1)  # [G | I]
-    out = np.empty(alphas.shape)
-    chunk = max(1, 200_000 // (R * p * p))
-    for start in range(0, alphas.size, chunk):
-        a = alphas[start : start + chunk]
-        ok = ~((a == 0.0) & singular)
-        out[start : start + chunk][~ok] = math.inf
-        if not ok.any():
-            continue
-        A = G_u[None] + a[ok, None, None, None] * P  # (n, R, p, p)
-        try:
-            X = np.linalg.solve(A, np.broadcast_to(rhs, A.shape[:2] + rhs.shape[1:]))
-        except np.linalg.LinAlgError:
-            # some A singular (a tiny α on a singular design, or σ = 0 pushing the search
-            # to the ends of its range): that α gets an infinite risk, the others are kept
-            X = np.full(A.shape[:2] + rhs.shape[1:], np.nan)
-            for i in range(A.shape[0]):
-                try:
-                    X[i] = np.linalg.solve(A[i], rhs)
-                except np.linalg.LinAlgError:
-                    pass
-        M, Ainv = X[..., :p], X[..., p:]  # A⁻¹G and A⁻¹
-        d = M @ vs - vs
-        bias = np.einsum("nri,ij,nrj->nr", d, Sig, d)
-        var = noise_sd**2 * np.einsum("ij,nrjk,nrki->nr", Sig, M, Ainv)
-        risk = (bias + var).mean(axis=1)
-        out[start : start + chunk][ok] = np.where(np.isfinite(risk), risk, math.inf)
-    return out
+    return conditional_risk_function(G_u, basis=basis, noise_sd=noise_sd)(alphas)
 
 
 def optimal_lambda_conditional(
@@ -899,10 +920,8 @@ def optimal_lambda_conditional(
         raise ValueError(
             f"G_stack_u must have shape (R, {degree + 1}, {degree + 1}). Got {G.shape} instead."
         )
-    r0 = conditional_risk(G, np.array([0.0]), basis=basis, noise_sd=noise_sd)[0]
-
-    def risk(a: np.ndarray) -> np.ndarray:
-        return conditional_risk(G, a, basis=basis, noise_sd=noise_sd)
+    risk = conditional_risk_function(G, basis=basis, noise_sd=noise_sd)
+    r0 = risk(np.array([0.0]))[0]
 
     a_star, r_star, boundary = _minimise_log_alpha(risk, float(r0), *_log_alpha_range(float(m)))
     lam = lam_from_alpha(a_star, m=int(m), degree=degree, scaling=scaling)

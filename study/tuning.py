@@ -42,14 +42,16 @@ DESIGNS_FOR_TUNING = 400
 
 @functools.lru_cache(maxsize=256)
 def design_grams(design: Design, m: int, degree: int, n: int = DESIGNS_FOR_TUNING) -> np.ndarray:
-    """Gram matrices G_u of the first n simulated designs of size m (block 0, then 1, …)."""
+    """Gram matrices G_u of the first n simulated designs of size m (block 0, then 1, …):
+    the simulation's own designs, drawn again from the x stream alone."""
     grams = []
-    block = 0
-    while sum(g.shape[0] for g in grams) < n and block < design.n_blocks:
-        S, _ = block_power_sums(design, m, block, degree)
+    block = got = 0
+    while got < n and block < design.n_blocks:
+        S, _ = block_power_sums(design, m, block, degree, first=n - got, noise=False)
         grams.append(S[:, hankel_index(degree)])
+        got += S.shape[0]
         block += 1
-    return np.concatenate(grams)[:n]
+    return np.concatenate(grams)
 
 
 def _kw(design: Design) -> dict:
@@ -86,7 +88,9 @@ def transfer_table(design: Design, tuning: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     cond = tuning[tuning.method == "conditional"]
-    best = cond.set_index(["m", "degree", "scaling"])
+    keys = zip(cond.m, cond.degree, cond.scaling, strict=True)
+    best = {key: (lam, risk) for key, lam, risk in zip(keys, cond.lambda_opt, cond.risk_opt,
+                                                        strict=True)}  # fmt: skip
     for k in design.degree:
         basis = standard_basis(
             design.x, k, intercept=design.intercept, slope=design.slope,
@@ -96,7 +100,7 @@ def transfer_table(design: Design, tuning: pd.DataFrame) -> pd.DataFrame:
         for m in design.m:
             if m <= k + 2 or not pairs:
                 continue
-            lams = [float(best.loc[(m0, k, s), "lambda_opt"]) for m0, s in pairs]
+            lams = [float(best[(m0, k, s)][0]) for m0, s in pairs]
             alphas = np.array([scaling_alpha(lam, m=m, degree=k, scaling=s)
                                for lam, (_, s) in zip(lams, pairs, strict=True)])  # fmt: skip
             # every (m0, scaling) at this m in one batched evaluation
@@ -104,7 +108,7 @@ def transfer_table(design: Design, tuning: pd.DataFrame) -> pd.DataFrame:
                 design_grams(design, m, k), alphas, basis=basis, noise_sd=design.noise_sd
             )
             for (m0, s), lam, a, risk in zip(pairs, lams, alphas, risks, strict=True):
-                risk_opt = float(best.loc[(m, k, s), "risk_opt"])
+                risk_opt = float(best[(m, k, s)][1])
                 rows.append({
                     "m0": m0, "m": m, "degree": k, "scaling": s, "lambda": lam, "alpha": a,
                     "risk": risk, "risk_opt": risk_opt, "risk_ratio": risk / risk_opt,

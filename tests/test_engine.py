@@ -329,3 +329,23 @@ def test_fit_batches_merge_to_the_same_moments(monkeypatch, tmp_path):
     np.testing.assert_allclose(a[num].to_numpy(), b[num].to_numpy(), rtol=1e-9, atol=1e-13)
     np.testing.assert_array_equal(load_npz(whole / "draws.npz")["coef_k2"],
                                   load_npz(batched / "draws.npz")["coef_k2"])  # fmt: skip
+
+
+@pytest.mark.parametrize("x", [{"distribution": "uniform", "low": 0.0, "high": 3.0},
+                               {"distribution": "normal", "mean": 1.0, "sd": 2.0}])  # fmt: skip
+def test_designs_alone_are_the_simulations_designs(x, monkeypatch):
+    """The tuning's designs (the first data sets of a block, x stream only, no noise drawn)
+    are bit for bit those the simulation fitted, also when drawn in pieces."""
+    from study.dgp import block_power_sums
+
+    design = design_from_dict(small_design(**{"dgp.x": x, "replications": 60,
+                                              "block_size": 30}))  # fmt: skip
+    monkeypatch.setattr("study.dgp.CHUNK_ELEMENTS", 50)  # several chunks per block
+    for m, first in ((8, 11), (40, 30), (40, 100)):
+        S_all, _ = block_power_sums(design, m, 1, 3)
+        S, T = block_power_sums(design, m, 1, 3, first=first, noise=False)
+        assert T is None and S.shape[0] == min(first, 30)
+        np.testing.assert_array_equal(S, S_all[:first])
+    monkeypatch.setattr("study.dgp.MAX_PIECE", 7)
+    S, _ = block_power_sums(design, 40, 0, 3, first=4, noise=False)
+    np.testing.assert_allclose(S, block_power_sums(design, 40, 0, 3)[0][:4], rtol=1e-13)

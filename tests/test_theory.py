@@ -505,7 +505,7 @@ def test_large_m_theory_far_from_unit_interval_matches_high_precision(low, high,
 
 @pytest.mark.parametrize(("low", "high", "degree", "m"), [(-1, 1, 3, 20), (0, 10, 5, 50),
                                                            (-1, 3, 2, 200)])  # fmt: skip
-def test_conditional_risk_pencil_equals_direct_solves(monkeypatch, low, high, degree, m):
+def test_conditional_risk_pencil_equals_direct_solves(low, high, degree, m):
     """The fast path of conditional_risk (one factorisation per design) against the direct
     solve per α that it replaces."""
     x = XDistribution("uniform", low=float(low), high=float(high))
@@ -515,20 +515,22 @@ def test_conditional_risk_pencil_equals_direct_solves(monkeypatch, low, high, de
     V = u[..., None] ** np.arange(degree + 1)
     G = np.einsum("rmi,rmj->rij", V, V)
     alphas = np.logspace(-4, 4, 30)
-    fast = theory._conditional_risk_pencil(G, alphas, basis=basis, noise_sd=1.0)
+    fast = theory._pencil_risk(G, basis=basis, noise_sd=1.0)
     assert fast is not None
-    monkeypatch.setattr(theory, "_conditional_risk_pencil", lambda *a, **k: None)
-    direct = theory.conditional_risk(G, alphas, basis=basis, noise_sd=1.0)
-    np.testing.assert_allclose(fast, direct, rtol=1e-9)
+    direct = theory._direct_risk(G, basis=basis, noise_sd=1.0)
+    np.testing.assert_allclose(fast(alphas), direct(alphas), rtol=1e-9)
+    # and conditional_risk takes the fast path
+    np.testing.assert_array_equal(theory.conditional_risk(G, alphas, basis=basis, noise_sd=1.0),
+                                  fast(alphas))  # fmt: skip
 
 
 def test_conditional_risk_pencil_declines_where_it_is_inaccurate():
     far = theory.standard_basis(XDistribution("uniform", low=4.0, high=5.0), 3,
                                 intercept=1.0, slope=2.0)  # fmt: skip
     G = np.tile(np.eye(4), (5, 1, 1))
-    assert theory._conditional_risk_pencil(G, np.ones(2), basis=far, noise_sd=1.0) is None
+    assert theory._pencil_risk(G, basis=far, noise_sd=1.0) is None
     near = theory.standard_basis(XDistribution("uniform", low=-1.0, high=1.0), 3,
                                  intercept=1.0, slope=2.0)  # fmt: skip
     singular = np.zeros((5, 4, 4))
     singular[:, 0, 0] = 2.0  # m ≤ k: G singular
-    assert theory._conditional_risk_pencil(singular, np.ones(2), basis=near, noise_sd=1.0) is None
+    assert theory._pencil_risk(singular, basis=near, noise_sd=1.0) is None
