@@ -3,7 +3,9 @@
 A task draws its block of data sets once (common random numbers) and fits every
 (degree, λ, scaling) cell to the same data. Per degree there is one factorisation of the
 pencil (G, P) per data set, reused for every distinct α (see :mod:`study.fit`); there is
-no Python loop over fits.
+no Python loop over fits. The work is done by the compiled kernel (:mod:`study.kernel`),
+batch by batch; the NumPy functions below compute the same quantities and take over the
+batches the kernel declines (and the x ranges where the pencil is not accurate).
 
 Per cell and coefficient j the task keeps the co-moments (:mod:`study.moments`) of
 
