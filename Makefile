@@ -9,6 +9,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.study-installed
+KERNEL := $(VENV)/.study-kernel
+SETUP := $(STAMP) $(KERNEL)
 DESIGN ?= simulations/default.toml
 JOBS ?= 2
 NAME = $(shell sed -n 's/^name *= *"\(.*\)".*/\1/p' $(DESIGN))
@@ -26,22 +28,27 @@ $(STAMP): pyproject.toml
 	@if [ ! -x $(PY) ]; then $(PYTHON) -m venv $(VENV); fi
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,report]'
-	$(PY) -m study.kernel
 	@touch $(STAMP)
 
-venv: $(STAMP) ## Create or update the virtual environment (.venv) from pyproject.toml
+# numba compiles the engine's kernel once (about ten seconds) into its cache, so that runs
+# and their workers only load it; again whenever the kernel's source changes
+$(KERNEL): study/kernel.py $(STAMP)
+	$(PY) -m study.kernel
+	@touch $(KERNEL)
 
-simulate: $(STAMP) ## Run a design (DESIGN=simulations/default.toml JOBS=2); resumes if interrupted
+venv: $(SETUP) ## Create or update the virtual environment (.venv) from pyproject.toml
+
+simulate: $(SETUP) ## Run a design (DESIGN=simulations/default.toml JOBS=2); resumes if interrupted
 	$(PY) -m study simulate $(DESIGN) --jobs $(JOBS) --out $(RESULTS)
 
 # make report rebuilds only what is stale: results → assets → rendered documents. Results
 # are recomputed (resuming from checkpoints) when the design or the code behind them changes.
 ENGINE_SOURCES := $(addprefix study/,design.py dgp.py fit.py engine.py kernel.py moments.py measures.py \
 	summary.py theory.py tuning.py scaling.py store.py simulate.py)
-$(RESULTS)/manifest.json: $(DESIGN) $(ENGINE_SOURCES) | $(STAMP)
+$(RESULTS)/manifest.json: $(DESIGN) $(ENGINE_SOURCES) | $(SETUP)
 	$(PY) -m study simulate $(DESIGN) --jobs $(JOBS) --out $(RESULTS)
 
-$(ASSETS): $(RESULTS)/manifest.json $(wildcard study/*.py) | $(STAMP)
+$(ASSETS): $(RESULTS)/manifest.json $(wildcard study/*.py) | $(SETUP)
 	$(PY) -m study report $(RESULTS) --no-render --project report
 	@touch $@
 
@@ -50,18 +57,18 @@ $(OUTPUTS) &: $(ASSETS) report/report.qmd report/_quarto.yml
 
 assets: $(ASSETS) ## Write the report's figures, tables and numbers from RESULTS
 
-report: $(STAMP) $(OUTPUTS) ## Render report/_output/report.html and .pdf (simulates first if needed)
+report: $(SETUP) $(OUTPUTS) ## Render report/_output/report.html and .pdf (simulates first if needed)
 
-check: $(STAMP) ## Compare simulation and theory for RESULTS (default: the DESIGN's results)
+check: $(SETUP) ## Compare simulation and theory for RESULTS (default: the DESIGN's results)
 	$(PY) -m study check $(RESULTS) --brief
 
-test: $(STAMP) ## Run the test suite (without the tests marked slow)
+test: $(SETUP) ## Run the test suite (without the tests marked slow)
 	$(PY) -m pytest
 
-test-all: $(STAMP) ## Run every test, the slow ones too
+test-all: $(SETUP) ## Run every test, the slow ones too
 	$(PY) -m pytest -m ''
 
-lint: $(STAMP) ## ruff check and format check
+lint: $(SETUP) ## ruff check and format check
 	$(PY) -m pip install --quiet ruff
 	$(PY) -m ruff check study tests bench
 	$(PY) -m ruff format --check study tests bench
@@ -69,5 +76,5 @@ lint: $(STAMP) ## ruff check and format check
 clean: ## Remove the virtual environment, results and rendered report
 	rm -rf $(VENV) simulations/results report/_generated report/_output report/_variables.yml
 
-bench: $(STAMP) ## Benchmark the engine against scikit-learn, NumPy loops and the floor
+bench: $(SETUP) ## Benchmark the engine against scikit-learn, NumPy loops and the floor
 	$(PY) bench/bench.py

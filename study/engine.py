@@ -20,7 +20,9 @@ from the same factorisation: with W and Λ of the pencil and s = 1/(1 + αΛ),
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 import time
 from dataclasses import dataclass
 
@@ -206,10 +208,18 @@ def run_task(design: Design, m: int, block: int) -> dict[str, np.ndarray]:
     - ``draws`` (L, C, keep, k+1): ŵ of the block's replications numbered below keep_draws.
     """
     started = time.perf_counter()
-    with _thread_pools().limit(limits=1):  # no BLAS threads inside a worker
+    # no BLAS threads inside a worker process; tasks in threads (the threading backend)
+    # share the pools of the process, which the caller limits once (one_blas_thread)
+    in_thread = threading.current_thread() is not threading.main_thread()
+    with contextlib.nullcontext() if in_thread else one_blas_thread():
         out = _run_task(design, m, block)
     out["seconds"] = np.array(time.perf_counter() - started)
     return out
+
+
+def one_blas_thread():
+    """Context manager: the process's BLAS/OpenMP pools limited to one thread."""
+    return _thread_pools().limit(limits=1)
 
 
 @functools.cache

@@ -21,6 +21,7 @@ from run to run on one machine.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 
@@ -28,15 +29,17 @@ import numpy as np
 from numba import njit
 
 # Reassociation lets the sums over data sets (and only those) use SIMD lanes. Everything
-# else is strict IEEE arithmetic, so a data set's fit does not depend on its position in
-# the batch; no assumption about NaN or infinity is made anywhere.
+# else is strict IEEE arithmetic, so a data set's numbers do not depend on its position in
+# the batch (they can on its companions, by a few units in the last place, through the
+# number of Jacobi sweeps the batch needs); no assumption about NaN or infinity is made.
 _SUM_FLAGS = {"reassoc", "nsz"}
 
-OK, NOT_POSITIVE_DEFINITE, NOT_FINITE = 0, 1, 2
+OK, NOT_POSITIVE_DEFINITE, NOT_FINITE, NOT_CONVERGED = 0, 1, 2, 3
 
 # Jacobi sweeps stop when the off-diagonal mass is below this fraction of the total in
-# every data set of the batch (about machine precision on the eigenvalues); 30 sweeps are
-# never needed on matrices of degree ≤ 12 (quadratic convergence after the first few).
+# every data set of the batch (about machine precision on the eigenvalues). Designs of
+# degree ≤ 12 need at most a dozen sweeps (quadratic convergence after the first few);
+# a batch still off after _JACOBI_MAX_SWEEPS is reported and goes to the NumPy path.
 _JACOBI_TOL = 1e-30
 _JACOBI_MAX_SWEEPS = 30
 
@@ -44,12 +47,14 @@ _JACOBI_MAX_SWEEPS = 30
 @njit(cache=True, nogil=True)
 def _jacobi(C, V, tmp):
     """Eigendecomposition of the symmetric matrices C[:, :, r] (overwritten: the diagonal
-    ends up holding the eigenvalues) with eigenvectors V[:, :, r]."""
+    ends up holding the eigenvalues) with eigenvectors V[:, :, r]. The caller scales each
+    C to entries of order 1, so that the squares in the convergence test neither overflow
+    nor underflow. Returns whether every data set converged."""
     p, _, n = C.shape
     for i in range(p):
         for j in range(p):
             V[i, j, :] = 1.0 if i == j else 0.0
-    for _sweep in range(_JACOBI_MAX_SWEEPS):
+    for _sweep in range(_JACOBI_MAX_SWEEPS + 1):
         converged = True
         for r in range(n):
             off = 0.0
@@ -59,11 +64,13 @@ def _jacobi(C, V, tmp):
                 for j in range(i + 1, p):
                     off += 2.0 * C[i, j, r] * C[i, j, r]
             total += off
-            if off > _JACOBI_TOL * total:
+            if not off <= _JACOBI_TOL * total:
                 converged = False
                 break
         if converged:
-            return
+            return True
+        if _sweep == _JACOBI_MAX_SWEEPS:
+            return False
         for i in range(p - 1):
             for j in range(i + 1, p):
                 c_ = tmp[0]
@@ -190,14 +197,29 @@ def _factorise(St, Tt, alpha0, P, F, B, v_star, sigma_u):
                     cij[r] += hia[r] * hja[r]
             if i != j:
                 C[j, i, :] = cij
+    # scale each C by a power of 2 (exact) to a largest entry in [1/2, 1): C is positive
+    # semi-definite, so its largest entry is on the diagonal
+    scale = np.ones(n)
+    for r in range(n):
+        top = 0.0
+        for i in range(p):
+            top = max(top, C[i, i, r])
+        if top > 0.0:
+            scale[r] = math.ldexp(1.0, -math.frexp(top)[1])
+    for i in range(p):
+        for j in range(p):
+            cij = C[i, j]
+            for r in range(n):
+                cij[r] *= scale[r]
     U = np.empty((p, p, n))
-    _jacobi(C, U, np.empty((3, n)))
+    if not _jacobi(C, U, np.empty((3, n))):
+        return NOT_CONVERGED, L[0], L, L[0], L[0], L, L[0]
     eig = np.empty((p, n))
     for i in range(p):
         ci = C[i, i]
         ei = eig[i]
         for r in range(n):
-            ei[r] = max(ci[r], 0.0)
+            ei[r] = max(ci[r], 0.0) / scale[r]
     # W = L⁻ᵀU: W[a, c] = Σ_{b ≥ a} Linv[b, a]·U[b, c]
     W = np.zeros((p, p, n))
     for a in range(p):
@@ -304,12 +326,15 @@ def pencil_moments(
     Returns
     -------
     int
-        OK; NOT_POSITIVE_DEFINITE if some Ĝ has no Cholesky factor, or NOT_FINITE if
-        some quantity is not finite. In both failure cases nothing is valid, and the
-        caller falls back to the NumPy path, which treats such data sets one by one.
+        OK; NOT_POSITIVE_DEFINITE if some Ĝ has no Cholesky factor, NOT_FINITE if some
+        power sum or quantity is not finite, NOT_CONVERGED if the Jacobi sweeps did not
+        converge. In every failure case nothing is valid, and the caller falls back to
+        the NumPy path, which treats such data sets one by one.
     """
     p = P.shape[0]
     n = St.shape[1]
+    if not (np.isfinite(St).all() and np.isfinite(Tt).all()):
+        return NOT_FINITE
     status, eig, W, z, z_star, WB2, WSW = _factorise(St, Tt, alpha0, P, F, B, v_star, sigma_u)
     if status != OK:
         return status

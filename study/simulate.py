@@ -14,6 +14,7 @@ import os
 import platform
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np
 from joblib import Parallel, delayed, parallel_config
 
 from .design import Design
-from .engine import run_task
+from .engine import one_blas_thread, run_task
 from .paths import (
     DRAWS_FILE,
     MANIFEST_FILE,
@@ -105,6 +106,9 @@ def simulate(
     """
     started = time.perf_counter()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    # absolute: workers save the checkpoints, and a reused worker process keeps the working
+    # directory it started in
+    results_dir = Path(results_dir).resolve()
     store = CheckpointStore(results_dir, design)
     store.prepare(fresh=fresh)
     tasks = design.tasks()
@@ -126,7 +130,9 @@ def simulate(
     try:
         if todo:
             # never more workers than tasks: each worker is a process with its own memory
-            with parallel_config(backend=backend, n_jobs=min(jobs, len(todo))):
+            # threads share the process's BLAS pools: limit them here, once, not per task
+            pools = nullcontext() if backend == "loky" else one_blas_thread()
+            with pools, parallel_config(backend=backend, n_jobs=min(jobs, len(todo))):
                 results = Parallel(return_as="generator_unordered", batch_size=1)(
                     delayed(_task)(design, results_dir, m, b) for (m, b) in todo
                 )

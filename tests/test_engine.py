@@ -1,6 +1,7 @@
 """The engine against independent computations on the same random streams."""
 
 import json
+from pathlib import Path
 
 import mpmath
 import numpy as np
@@ -358,7 +359,8 @@ def test_compiled_kernel_gives_the_numpy_paths_results(tmp_path, monkeypatch, x)
     it replaced: every column of summary.csv and risk.csv, and the kept draws."""
     import study.engine
 
-    raw = small_design(**{"dgp.x": x, "grid.degree": [1, 2, 5], "output.keep_draws": 25})
+    raw = small_design(**{"dgp.x": x, "grid.degree": [1, 2, 5], "output.keep_draws": 25,
+                          "dgp.noise_sd": 0.7})  # fmt: skip
     compiled, batches = study.engine._fit_compiled, []
 
     def spy(*args):
@@ -390,3 +392,46 @@ def test_compiled_kernel_gives_the_numpy_paths_results(tmp_path, monkeypatch, x)
             np.testing.assert_allclose(da[key], db[key], rtol=1e-8, atol=1e-10)
         else:
             np.testing.assert_array_equal(da[key], db[key])
+
+
+def test_relative_results_folder_after_a_change_of_directory(tmp_path, monkeypatch):
+    """Workers write the checkpoints and outlive a run; a relative results folder must
+    still mean the caller's folder at the time of each run."""
+    raw = small_design(**{"grid.m": [3, 8], "replications": 40})
+    design = design_from_dict(raw)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / name)
+        simulate(design, Path("res"), jobs=2, progress=False, theory=False)
+    a, b = tmp_path / "a" / "res", tmp_path / "b" / "res"
+    assert sorted(p.name for p in (a / "checkpoints").iterdir()) == sorted(
+        p.name for p in (b / "checkpoints").iterdir()
+    )
+    assert _files(a) == _files(b)
+
+
+def test_threading_backend_leaves_the_blas_pools_as_they_were(tmp_path, monkeypatch):
+    """Threads share the process's BLAS pools, and a limit set and restored from several
+    threads at once can end up left in place: only the main thread may set it."""
+    import threading
+
+    from threadpoolctl import ThreadpoolController, threadpool_limits
+
+    import study.engine
+    import study.simulate
+
+    callers = []
+
+    def spy():
+        callers.append(threading.current_thread() is threading.main_thread())
+        return study.engine._thread_pools().limit(limits=1)
+
+    monkeypatch.setattr(study.engine, "one_blas_thread", spy)
+    monkeypatch.setattr(study.simulate, "one_blas_thread", spy)
+    raw = small_design(**{"replications": 80})
+    with threadpool_limits(2, user_api="blas"):
+        before = [p["num_threads"] for p in ThreadpoolController().info()]
+        _run(tmp_path, raw, jobs=2, backend="threading")
+        after = [p["num_threads"] for p in ThreadpoolController().info()]
+    assert after == before
+    assert callers and all(callers)

@@ -54,3 +54,16 @@ def test_to_csv_writes_what_pandas_writes():
     assert to_csv(frame) == frame.to_csv(index=False, lineterminator="\n")
     back = pd.read_csv(io.StringIO(to_csv(frame)))
     np.testing.assert_array_equal(back["x"].to_numpy(), x)  # round trip, NaN included
+
+
+def test_to_csv_leaves_other_kinds_of_column_to_pandas():
+    frame = pd.DataFrame(
+        {
+            "mixed": np.array([0.0, -0.0, True, 1, None, "x"], dtype=object),
+            "f32": np.arange(6, dtype=np.float32) / 3,
+            "nullable": pd.array([1, None, 3, 4, 5, 6], dtype="Int64"),
+        }
+    )
+    for cols in (["mixed", "f32"], ["f32", "nullable"], ["mixed"], ["nullable"]):
+        part = frame[cols]
+        assert to_csv(part) == part.to_csv(index=False, lineterminator="\n")
