@@ -63,8 +63,9 @@ def count_fits(design: Design) -> tuple[int, int]:
 
 
 def _versions() -> dict[str, str]:
+    from importlib.metadata import version
+
     import joblib
-    import numba
     import pandas
     import scipy
 
@@ -77,7 +78,7 @@ def _versions() -> dict[str, str]:
         "scipy": scipy.__version__,
         "pandas": pandas.__version__,
         "joblib": joblib.__version__,
-        "numba": numba.__version__,
+        "numba": version("numba"),  # without importing it: the main process needs no LLVM
     }
 
 
