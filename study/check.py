@@ -18,13 +18,14 @@ and the risk a finite fourth moment (> 4). See :func:`study.theory.finite_moment
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .paths import CHECK_FILE, RISK_FILE, SUMMARY_FILE
+from .summary import STATUS_NEGATIVE_VARIANCE, STATUS_NON_FINITE
 
 Z_MAX = 5.0
 SHARE_BEYOND_2_MAX = 0.10  # expected 4.6 %; z of one design are correlated across cells
@@ -47,11 +48,13 @@ class CheckResult:
     n_asym: int
     n_asym_fail: int
     largest_m: int
+    impossible: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return (
             self.n_z > 0
+            and not self.impossible
             and self.max_abs_z <= Z_MAX
             and self.share_beyond_2 <= SHARE_BEYOND_2_MAX
             and self.n_asym_fail == 0
@@ -66,6 +69,12 @@ class CheckResult:
             f"for infinite moments; at m = {self.largest_m}, {self.n_asym - self.n_asym_fail} "
             f"of {self.n_asym} Rao–Blackwell vs large-m comparisons within "
             f"{100 * REL_TOL:g} % or {SE_TOL:g} SE"
+            + (
+                f"; {len(self.impossible)} cells with non-finite or impossible values, e.g. "
+                f"{self.impossible[0]}"
+                if self.impossible
+                else ""
+            )
         )
 
 
@@ -110,6 +119,11 @@ def check(results_dir: Path) -> CheckResult:
         REL_TOL * table.asym[at_largest].abs(), SE_TOL * table.rb_mcse[at_largest].fillna(0)
     )
     fails = int((gap > allowed + 1e-15).sum())
+    bad = table[table.flag.isin([STATUS_NON_FINITE, STATUS_NEGATIVE_VARIANCE])]
+    impossible = [
+        f"m = {m}, degree {k}, λ = {lam:g}, {s} ({flag})"
+        for (m, k, lam, s), flag in bad.groupby(KEYS[:-1], sort=True).flag.first().items()
+    ]
     return CheckResult(
         table=table,
         n_z=int(z.size),
@@ -119,6 +133,7 @@ def check(results_dir: Path) -> CheckResult:
         n_asym=int(at_largest.sum()),
         n_asym_fail=fails,
         largest_m=largest,
+        impossible=impossible,
     )
 
 

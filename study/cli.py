@@ -1,21 +1,54 @@
 """Command line: ``study simulate DESIGN …`` (also ``python -m study``).
 
 Bad input of any kind ends with one line on standard error that names the key or option,
-the value given and what is allowed, exit status 2, and nothing written.
+the value given and what is allowed, exit status 2, and nothing written. Any other failure
+is one line too, exit status 1; an unexpected one also names a log file that holds its
+traceback (``--debug`` shows the traceback instead). Interrupted runs exit with 128 + the
+signal: 130 (Ctrl-C), 143 (SIGTERM), 129 (SIGHUP).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import tempfile
+import time
+import traceback
 from pathlib import Path
 
 from .design import DesignError, load_design
 from .paths import GENERATED_DIR, REPORT_DIR, RESULTS_ROOT, results_dir
 
+EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, handled like Ctrl-C: finished tasks kept, workers stopped."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _signals_as_interrupts():
+    """SIGTERM and SIGHUP raise Interrupted in the main thread for the duration."""
+    caught = (signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in caught}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run every (m, block) task of a design, fitting all (degree, λ, "
         "scaling) cells on the same data sets, and write summary.csv, risk.csv, "
         "draws.npz and manifest.json. Finished tasks are checkpointed: after an "
-        "interruption the same command computes only what is missing.",
+        "interruption the same command computes only what is missing. The results folder "
+        "must be new, empty or one that study created; one run at a time may use it.",
     )
     sim.add_argument("design", type=Path, help="design file (TOML), e.g. simulations/default.toml")
     sim.add_argument(
@@ -76,14 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="joblib backend (default: loky, separate processes); results do not depend on it",
     )  # fmt: skip
     sim.add_argument(
-        "--out", type=Path, default=None, metavar="DIR",
+        "--out", default=None, metavar="DIR",  # a str: Path("") would be "."
         help=f"results folder (default: {RESULTS_ROOT}/<name of the design>)",
     )  # fmt: skip
     sim.add_argument(
         "--fresh", action="store_true",
-        help="discard checkpoints and results already in the results folder and start over",
+        help="remove what study wrote in the results folder (checkpoints, result files) and "
+        "start over; nothing else is touched",
     )  # fmt: skip
-    sim.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    sim.add_argument("--quiet", "-q", action="store_true", help="no estimate, no progress bar")
+    sim.add_argument(
+        "--dry-run", action="store_true",
+        help="print the estimate of tasks, files, disk, memory and time, and exit; nothing is "
+        "written",
+    )  # fmt: skip
 
     chk = sub.add_parser(
         "check",
@@ -92,8 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
         "for bias, variance and risk, and the gap between Rao–Blackwell and the large-m "
         "theory at the largest m. Writes check.csv to the results folder. Exit status 1 "
         "when any |z| > 5, more than 10 % of |z| exceed 2, or a large-m comparison is off "
-        "by more than 2 % and 3 standard errors. Cells whose moments are infinite are "
-        "flagged and left out.",
+        "by more than 2 % and 3 standard errors, or when a cell holds non-finite or "
+        "impossible values. Cells whose moments are infinite are flagged and left out. The "
+        "folder's files must match the sizes and checksums its manifest.json records.",
     )
     chk.add_argument("results", type=Path, help="results folder, e.g. simulations/results/default")
     chk.add_argument(
@@ -126,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("project", type=Path, nargs="?", default=REPORT_DIR,
                      help=f"the Quarto project folder (default: {REPORT_DIR})")  # fmt: skip
     _add_renderer(ren)
+    for command in (sim, chk, rep, ren):
+        command.add_argument(
+            "--debug", action="store_true",
+            help="show the traceback of an unexpected error instead of writing it to a log file",
+        )  # fmt: skip
     return parser
 
 
@@ -164,9 +210,10 @@ def _report(args) -> int:
             "_quarto.yml"
         )
     generated = project / GENERATED_DIR.name
-    names = build_assets(
-        _results_folder(args.results, for_report=True), out_dir=generated, report_dir=project
-    )
+    from .folder import reading
+
+    with reading(args.results, _needed_files(for_report=True)):
+        names = build_assets(args.results, out_dir=generated, report_dir=project)
     print(f"study: wrote {len(names)} report assets to {generated}/ and {project}/")
     if args.no_render:
         return 0
@@ -174,27 +221,54 @@ def _report(args) -> int:
 
 
 def _simulate(args) -> int:
-    from .simulate import simulate
+    from . import budget
+    from .folder import check_out_path, refuse_foreign
+    from .simulate import WorkerDied, simulate
 
     design = load_design(args.design)
-    out = args.out if args.out is not None else results_dir(design.name)
-    if out.exists() and not out.is_dir():
-        raise DesignError(f"option '--out': got '{out}'; expected a folder, not a file")
+    out = check_out_path(args.out if args.out is not None else results_dir(design.name))
+    refuse_foreign(out)
     parent = next(p for p in (out, *out.parents) if p.exists())
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+    if not os.access(parent, os.W_OK | os.X_OK):
         raise DesignError(f"option '--out': got '{out}'; expected a folder that can be written")
+
+    available_memory, free_disk = budget.machine_limits(out)
+    estimate = budget.estimate(design, jobs=args.jobs)
+    refusal = budget.refusal(design, estimate, jobs=args.jobs,
+                             available_memory=available_memory, free_disk=free_disk)  # fmt: skip
+    if refusal is not None:
+        raise DesignError(f"{args.design}: {refusal}")
+    jobs = min(args.jobs, budget.max_jobs_for_memory(estimate, available_memory))
+    if jobs < args.jobs:
+        estimate = budget.estimate(design, jobs=jobs)
+    if args.dry_run or not args.quiet:
+        capped = f" (--jobs {args.jobs} capped to {jobs} by memory)" if jobs < args.jobs else ""
+        print(f"study: {estimate.line()}{capped}",
+              file=sys.stdout if args.dry_run else sys.stderr)  # fmt: skip
+    if args.dry_run:
+        return 0
+
+    def rejected(path, moved_to, reason):
+        print(f"study: warning: checkpoint '{path}' rejected ({reason}); moved to "
+              f"'{moved_to}', its task is computed again", file=sys.stderr)  # fmt: skip
+
     try:
-        report = simulate(
-            design, out, jobs=args.jobs, backend=args.backend, fresh=args.fresh,
-            progress=not args.quiet, design_path=str(args.design),
-        )  # fmt: skip
-    except KeyboardInterrupt:
+        with _signals_as_interrupts():
+            report = simulate(
+                design, out, jobs=jobs, backend=args.backend, fresh=args.fresh,
+                progress=not args.quiet, design_path=str(args.design), on_reject=rejected,
+            )  # fmt: skip
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         print(
-            f"study: interrupted; finished tasks are kept in {out}/checkpoints — run the same "
-            "command again to resume",
+            f"study: interrupted ({signal.Signals(signum).name}); finished tasks are kept in "
+            f"{out}/checkpoints — run the same command again to resume",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
+        return 128 + signum
+    except WorkerDied as exc:
+        print(f"study: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     resumed = f", {report.n_resumed} resumed" if report.n_resumed else ""
     print(
         f"study: results in {out}/ ({report.n_tasks} tasks{resumed}, {report.n_fits:,} fits) "
@@ -203,51 +277,26 @@ def _simulate(args) -> int:
     return 0
 
 
-def _results_folder(path: Path, *, for_report: bool = False) -> Path:
-    """Check that a results folder holds what a command reads, before anything is written."""
-    import pandas as pd
+def _needed_files(*, for_report: bool = False) -> tuple[str, ...]:
+    from .paths import DRAWS_FILE, RISK_FILE, SUMMARY_FILE, TRANSFER_FILE, TUNING_FILE
 
-    from .paths import (
-        DRAWS_FILE,
-        MANIFEST_FILE,
-        RISK_FILE,
-        SUMMARY_FILE,
-        TRANSFER_FILE,
-        TUNING_FILE,
-    )
-
-    needed = [SUMMARY_FILE, RISK_FILE]
+    needed = (SUMMARY_FILE, RISK_FILE)
     if for_report:
-        needed += [TUNING_FILE, TRANSFER_FILE, DRAWS_FILE, MANIFEST_FILE]
-    for name in needed:
-        if not (path / name).is_file():
-            raise DesignError(
-                f"argument RESULTS: got '{path}'; expected a results folder with {name} "
-                "(run `study simulate` first)"
-            )
-    columns = {SUMMARY_FILE: "bias_asym", RISK_FILE: "risk_asym"}
-    for name, column in columns.items():
-        try:
-            header = pd.read_csv(path / name, nrows=0).columns
-        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
-            header = []
-        if column not in header:
-            raise DesignError(
-                f"argument RESULTS: '{path / name}' has no column {column}; expected the "
-                "results of `study simulate` (a complete run writes it)"
-            )
-    return path
+        needed += (TUNING_FILE, TRANSFER_FILE, DRAWS_FILE)
+    return needed
 
 
 def _check(args) -> int:
     from .check import check, format_table, write_check
+    from .folder import reading
 
-    result = check(_results_folder(args.results))
+    with reading(args.results, _needed_files()):
+        result = check(args.results)
+        path = write_check(result, args.results)
     table = result.table
     if args.brief:
         table = table.reindex(table.z.abs().sort_values(ascending=False).index).head(20)
     print(format_table(table))
-    path = write_check(result, args.results)
     print(f"(every comparison: {path})")
     print(result.summary_line())
     return 0 if result.ok else 1
@@ -256,20 +305,39 @@ def _check(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    commands = {"simulate": _simulate, "check": _check, "report": _report,
+                "render": lambda a: _render(a.project, a.renderer)}  # fmt: skip
     try:
-        if args.command == "simulate":
-            return _simulate(args)
-        if args.command == "check":
-            return _check(args)
-        if args.command == "report":
-            return _report(args)
-        if args.command == "render":
-            return _render(args.project, args.renderer)
+        return commands[args.command](args)
     except DesignError as exc:
         print(f"study: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:  # a full disk, a folder without write permission, …
-        print(f"study: error: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
-        return 1
-    parser.error(f"unknown command {args.command!r}")
-    return EXIT_BAD_INPUT
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"study: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("study: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if args.debug:
+            raise
+        log = _write_traceback()
+        print(f"study: error: {exc.__class__.__name__}: {_one_line(exc)} (traceback in {log}; "
+              "--debug shows it here)", file=sys.stderr)  # fmt: skip
+        return EXIT_FAILURE
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] + ("…" if len(text) > 300 else "")
+
+
+def _write_traceback() -> str:
+    """Write the current traceback to a new log file in the temporary folder; its path."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    fd, path = tempfile.mkstemp(prefix=f"study-error-{stamp}-", suffix=".log")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"study {' '.join(sys.argv[1:])}\n\n")
+        traceback.print_exc(file=fh)
+    return path

@@ -3,8 +3,9 @@ finishes, then write the result files.
 
 Results are bit-identical for any number of jobs, either backend and any completion
 order: each task has its own random stream, and the summaries merge blocks in block
-order from the checkpoints. An interrupted run (Ctrl-C, ``kill -9``) keeps every finished
-task; the same command computes only what is missing.
+order from the checkpoints. An interrupted run (Ctrl-C, SIGTERM, SIGHUP, ``kill -9``)
+keeps every finished task; the same command computes only what is missing. The results
+folder is owned, locked and committed as :mod:`study.folder` describes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import platform
 import sys
 import time
+import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,9 +24,11 @@ from pathlib import Path
 import numpy as np
 from joblib import Parallel, delayed, parallel_config
 
+from . import folder as results_folder
 from .design import Design
 from .engine import one_blas_thread, run_task
 from .paths import (
+    CHECK_FILE,
     DRAWS_FILE,
     MANIFEST_FILE,
     RISK_FILE,
@@ -32,11 +36,21 @@ from .paths import (
     TRANSFER_FILE,
     TUNING_FILE,
 )
-from .store import CheckpointStore, atomic_write_bytes, atomic_write_text, npz_bytes
+from .store import (
+    ENGINE_VERSION,
+    CheckpointStore,
+    atomic_write_bytes,
+    atomic_write_text,
+    npz_bytes,
+)
 from .summary import add_theory, summarise, to_csv
 from .tuning import transfer_table, tuning_table
 
 BACKENDS = ("loky", "threading")
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended abruptly (killed, out of memory); finished tasks are kept."""
 
 
 @dataclass
@@ -92,94 +106,87 @@ def simulate(
     progress: bool = True,
     design_path: str | None = None,
     theory: bool = True,
+    on_reject=None,
 ) -> RunReport:
     """Run every missing task of ``design`` and write the results to ``results_dir``.
 
+    ``on_reject(path, moved_to, reason)`` is called for every checkpoint that does not
+    verify (it is moved aside and its task computed again). With ``theory=False`` the
+    large-m columns, tuning.csv and transfer.csv are not computed (the benchmark times the
+    engine alone).
+
     Raises
     ------
-    DesignError
-        If ``results_dir`` holds checkpoints of another design and ``fresh`` is False.
+    FolderError
+        If ``results_dir`` is not the tool's, is locked by another run, or holds results of
+        another design or engine version and ``fresh`` is False (see :mod:`study.folder`).
+    WorkerDied
+        If a worker process died; the finished tasks are on disk.
     KeyboardInterrupt
         Passed on after the finished tasks are safely on disk.
-
-    With ``theory=False`` the large-m columns, tuning.csv and transfer.csv are not
-    computed (the benchmark times the engine alone).
     """
     started = time.perf_counter()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    # absolute: workers save the checkpoints, and a reused worker process keeps the working
-    # directory it started in
-    results_dir = Path(results_dir).resolve()
-    store = CheckpointStore(results_dir, design)
-    store.prepare(fresh=fresh)
-    tasks = design.tasks()
-    done = store.done()
-    todo = [t for t in tasks if t not in done]
-    compute_seconds = 0.0
+    # absolute (writing() resolves it): workers save the checkpoints, and a reused worker
+    # process keeps the working directory it started in
+    with results_folder.writing(
+        results_dir, design_hash=design.hash, engine_version=ENGINE_VERSION, fresh=fresh
+    ) as results_dir:
+        store = CheckpointStore(results_dir, design)
+        tasks = design.tasks()
+        done = store.done(on_reject=on_reject)
+        todo = [t for t in tasks if t not in done]
+        compute_seconds = _run_tasks(design, results_dir, todo, len(tasks), len(done),
+                                     jobs=jobs, backend=backend, progress=progress)  # fmt: skip
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(
-        total=len(tasks),
-        initial=len(done),
-        unit="task",
-        desc=design.name,
-        disable=not progress,
-        dynamic_ncols=True,
-        file=sys.stderr,
-    )
-    try:
-        if todo:
-            # never more workers than tasks: each worker is a process with its own memory
-            # threads share the process's BLAS pools: limit them here, once, not per task
-            pools = nullcontext() if backend == "loky" else one_blas_thread()
-            with pools, parallel_config(backend=backend, n_jobs=min(jobs, len(todo))):
-                results = Parallel(return_as="generator_unordered", batch_size=1)(
-                    delayed(_task)(design, results_dir, m, b) for (m, b) in todo
-                )
-                for seconds in results:
-                    compute_seconds += seconds
-                    bar.update(1)
-    finally:
-        bar.close()
-
-    summary, risk, draws = summarise(design, store)
-    if theory:
-        summary, risk = add_theory(design, summary, risk)
-        tuning = tuning_table(design)
-        transfer = transfer_table(design, tuning)
-    n_fits, n_points = count_fits(design)
-    wall = time.perf_counter() - started
-    atomic_write_text(results_dir / SUMMARY_FILE, to_csv(summary))
-    atomic_write_text(results_dir / RISK_FILE, to_csv(risk))
-    atomic_write_bytes(results_dir / DRAWS_FILE, npz_bytes(draws))
-    if theory:
-        atomic_write_text(results_dir / TUNING_FILE, to_csv(tuning))
-        atomic_write_text(results_dir / TRANSFER_FILE, to_csv(transfer))
-    manifest = {
-        "design": design.to_dict(),
-        "design_file": design_path,
-        "design_hash": design.hash,
-        "versions": _versions(),
-        "seed": design.seed,
-        "replications": design.replications,
-        "noise_draw": "plain",
-        "counts": {"tasks": len(tasks), "fits": n_fits, "data_points": n_points},
-        "run": {
-            "started": started_at,
-            "wall_seconds": round(wall, 3),
-            "compute_seconds_this_run": round(compute_seconds, 3),
-            "tasks_computed_this_run": len(todo),
-            "tasks_resumed": len(done),
-            "jobs": jobs,
-            "backend": backend,
-            "cores": os.cpu_count(),
-            "platform": platform.platform(),
-        },
-    }
-    atomic_write_text(
-        results_dir / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-    )
+        summary, risk, draws = summarise(design, store)
+        outputs = {SUMMARY_FILE: None, RISK_FILE: None, DRAWS_FILE: None}
+        if theory:
+            summary, risk = add_theory(design, summary, risk)
+            tuning = tuning_table(design)
+            transfer = transfer_table(design, tuning)
+        n_fits, n_points = count_fits(design)
+        results_folder.uncommit(results_dir)
+        atomic_write_text(results_dir / SUMMARY_FILE, to_csv(summary))
+        atomic_write_text(results_dir / RISK_FILE, to_csv(risk))
+        atomic_write_bytes(results_dir / DRAWS_FILE, npz_bytes(draws))
+        if theory:
+            atomic_write_text(results_dir / TUNING_FILE, to_csv(tuning))
+            atomic_write_text(results_dir / TRANSFER_FILE, to_csv(transfer))
+            outputs.update({TUNING_FILE: None, TRANSFER_FILE: None})
+        # files of an earlier run that this one does not rewrite (check.csv checked them)
+        for name in (TUNING_FILE, TRANSFER_FILE, CHECK_FILE):
+            if name not in outputs:
+                (results_dir / name).unlink(missing_ok=True)
+        wall = time.perf_counter() - started
+        manifest = {
+            "design": design.to_dict(),
+            "design_file": design_path,
+            "design_hash": design.hash,
+            "engine_version": ENGINE_VERSION,
+            "files": {name: results_folder.file_digest(results_dir / name) for name in outputs},
+            "versions": _versions(),
+            "seed": design.seed,
+            "replications": design.replications,
+            "noise_draw": "plain",
+            "counts": {"tasks": len(tasks), "fits": n_fits, "data_points": n_points},
+            "run": {
+                "id": uuid.uuid4().hex,
+                "started": started_at,
+                "wall_seconds": round(wall, 3),
+                "compute_seconds_this_run": round(compute_seconds, 3),
+                "tasks_computed_this_run": len(todo),
+                "tasks_resumed": len(done),
+                "jobs": jobs,
+                "backend": backend,
+                "cores": os.cpu_count(),
+                "platform": platform.platform(),
+            },
+        }
+        # written last: the commit point of the run (study.folder.reading checks it)
+        atomic_write_text(
+            results_dir / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+        )
     return RunReport(
         results_dir=results_dir,
         n_tasks=len(tasks),
@@ -190,9 +197,62 @@ def simulate(
     )
 
 
-def _task(design: Design, results_dir: Path, m: int, block: int) -> float:
-    """Run one task and checkpoint it where it ran: only its compute time travels back
-    (the results are read from the checkpoints by :func:`study.summary.summarise`)."""
+def _run_tasks(design, results_dir, todo, n_tasks, n_done, *, jobs, backend, progress) -> float:
+    """Run ``todo`` in parallel, each task checkpointed by the worker that ran it; returns
+    the summed compute time. A dead worker raises WorkerDied naming the unfinished tasks."""
+    from joblib.externals.loky.process_executor import BrokenProcessPool
+    from tqdm.auto import tqdm
+
+    compute_seconds = 0.0
+    bar = tqdm(total=n_tasks, initial=n_done, unit="task", desc=design.name,
+               disable=not progress, dynamic_ncols=True, file=sys.stderr)  # fmt: skip
+    # joblib pulls tasks from this generator as it dispatches them (at most `jobs` ahead):
+    # what was pulled and has not come back is what was running when a worker died
+    pulled: list[tuple[int, int]] = []
+    finished: set[tuple[int, int]] = set()
+
+    def calls():
+        for m, b in todo:
+            pulled.append((m, b))
+            yield delayed(_task)(design, results_dir, m, b)
+
+    try:
+        if todo:
+            # never more workers than tasks: each worker is a process with its own memory
+            # threads share the process's BLAS pools: limit them here, once, not per task
+            n_jobs = min(jobs, len(todo))
+            pools = nullcontext() if backend == "loky" else one_blas_thread()
+            with pools, parallel_config(backend=backend, n_jobs=n_jobs):
+                parallel = Parallel(return_as="generator_unordered", batch_size=1,
+                                    pre_dispatch="n_jobs")  # fmt: skip
+                for task, seconds in parallel(calls()):
+                    finished.add(task)
+                    compute_seconds += seconds
+                    bar.update(1)
+    except BrokenProcessPool as exc:  # TerminatedWorkerError and its kin
+        running = [t for t in pulled if t not in finished]
+        names = ", ".join(f"m = {m} block {b}" for m, b in running[: max(jobs, 1)]) or "?"
+        raise WorkerDied(
+            f"a worker process died ({_exit_codes(exc)}) while running {names}; the "
+            f"{n_done + len(finished)} finished tasks are kept: run the same command to resume"
+        ) from None
+    finally:
+        bar.close()
+    return compute_seconds
+
+
+def _exit_codes(exc: BaseException) -> str:
+    """What joblib says of how a worker ended, e.g. 'SIGKILL(-9)'."""
+    import re
+
+    hit = re.search(r"exit codes of the workers are \{([^}]*)\}", str(exc))
+    return f"exit {hit[1]}" if hit else exc.__class__.__name__
+
+
+def _task(design: Design, results_dir: Path, m: int, block: int):
+    """Run one task and checkpoint it where it ran: only its identity and compute time
+    travel back (the results are read from the checkpoints by
+    :func:`study.summary.summarise`)."""
     result = run_task(design, m, block)
     CheckpointStore(results_dir, design).save(m, block, result)
-    return float(result["seconds"])
+    return (m, block), float(result["seconds"])

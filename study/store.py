@@ -1,27 +1,30 @@
-"""Results on disk: atomic writes, deterministic .npz files, and task checkpoints.
+"""Results on disk: atomic, durable writes, deterministic .npz files, and task checkpoints
+that prove where they come from.
 
-Every file is written to a temporary file in the same folder and renamed into place, so
-an interrupted run never leaves a half-written file. A finished task is saved at once as
-``checkpoints/m<m>-b<block>.ckpt`` (see :func:`pack_arrays`); ``checkpoints/design.json``
-records the hash of the design the checkpoints belong to, and a run with another design
-refuses them.
+Every file is written to a temporary file in the same folder, flushed to the disk
+(``fsync``), renamed into place, and the folder is flushed too: an interrupted run or a
+power cut leaves either the old file or the new one, never half of one. A finished task is
+saved at once as ``checkpoints/m<m>-b<block>.ckpt`` (see :func:`pack_checkpoint`): the
+arrays, the design hash, the engine version, the task and a SHA-256 of all of it. A
+checkpoint that is truncated, damaged, or from another design, engine version or task is
+refused on resume (:class:`CheckpointError`) and its task computed again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
 import os
-import shutil
 import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .design import Design, DesignError
-from .paths import CHECKPOINT_DIR, RESULT_FILES
+from .design import Design
+from .paths import CHECKPOINT_DIR
 
 
 def _current_umask() -> int:
@@ -34,18 +37,45 @@ _UMASK = _current_umask()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    """Write ``data`` to ``path`` durably: a temporary file, fsync, rename, fsync the folder.
+
+    Raises
+    ------
+    OSError
+        Naming ``path`` (not the temporary file) when the write fails, e.g. on a full disk.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        tmp = None
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems do not fsync folders; the rename itself is atomic
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -75,18 +105,27 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
-_PACK_MAGIC = b"STUDYCKPT1\n"
-
 # Bump whenever a change to the engine changes what a task computes: checkpoints written
 # by another engine version are refused, never merged with new ones.
 ENGINE_VERSION = 3
 
+_MAGIC = b"STUDYCKPT2\n"
+_DIGEST = hashlib.sha256().digest_size
 
-def pack_arrays(arrays: dict[str, np.ndarray]) -> bytes:
-    """One header line of JSON (name, dtype, shape, offset) and the raw bytes of every array.
 
-    A checkpoint holds some sixty small arrays; as .npz members each costs a header parse on
-    load, which made reading the checkpoints a fifth of a fit-bound run.
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be trusted; the message says why in a few words."""
+
+
+def pack_checkpoint(
+    arrays: dict[str, np.ndarray], *, design_hash: str, task: tuple[int, int]
+) -> bytes:
+    """A self-verifying checkpoint: magic line, one JSON header line (design hash, engine
+    version, task, and for every array its name, dtype, shape and offset), the raw bytes of
+    the arrays, and the SHA-256 of everything before it.
+
+    Raw bytes rather than .npz members: a checkpoint holds some sixty small arrays, and an
+    .npz header parse each made reading checkpoints a fifth of a fit-bound run.
     """
     index, chunks, offset = [], [], 0
     for name in sorted(arrays):
@@ -96,94 +135,125 @@ def pack_arrays(arrays: dict[str, np.ndarray]) -> bytes:
         index.append([name, a.dtype.str, list(a.shape), offset])
         chunks.append(a.tobytes())
         offset += a.nbytes
-    header = json.dumps(index, separators=(",", ":")).encode() + b"\n"
-    return _PACK_MAGIC + header + b"".join(chunks)
+    header = {
+        "design_hash": design_hash,
+        "engine_version": ENGINE_VERSION,
+        "task": [int(task[0]), int(task[1])],
+        "payload_bytes": offset,
+        "index": index,
+    }
+    head = _MAGIC + json.dumps(header, separators=(",", ":")).encode() + b"\n"
+    body = head + b"".join(chunks)
+    return body + hashlib.sha256(body).digest()
 
 
-def unpack_arrays(data: bytes) -> dict[str, np.ndarray]:
-    """Inverse of :func:`pack_arrays`."""
-    if not data.startswith(_PACK_MAGIC):
-        raise ValueError("not a study checkpoint")
-    end = data.index(b"\n", len(_PACK_MAGIC))
-    index = json.loads(data[len(_PACK_MAGIC) : end])
-    body = memoryview(data)[end + 1 :]
+def unpack_checkpoint(
+    data: bytes, *, design_hash: str, task: tuple[int, int]
+) -> dict[str, np.ndarray]:
+    """Inverse of :func:`pack_checkpoint`, after proving the data are whole and belong to
+    ``task`` of the design ``design_hash`` under this engine version.
+
+    Raises
+    ------
+    CheckpointError
+        Empty, truncated or damaged (checksum), not a checkpoint, or from another design,
+        engine version or task.
+    """
+    if not data:
+        raise CheckpointError("empty")
+    if len(data) <= len(_MAGIC) + _DIGEST or not data.startswith(_MAGIC[:-1]):
+        raise CheckpointError("not a checkpoint of this version of study, or truncated")
+    body, digest = data[:-_DIGEST], data[-_DIGEST:]
+    if hashlib.sha256(body).digest() != digest:
+        raise CheckpointError("truncated or damaged (SHA-256 mismatch)")
+    if not body.startswith(_MAGIC):
+        raise CheckpointError("written by another version of study")
+    end = body.index(b"\n", len(_MAGIC))
+    header = json.loads(body[len(_MAGIC) : end])
+    if header["design_hash"] != design_hash:
+        raise CheckpointError(f"from another design (hash {header['design_hash'][:12]}…)")
+    if header["engine_version"] != ENGINE_VERSION:
+        raise CheckpointError(f"from engine version {header['engine_version']}")
+    if tuple(header["task"]) != tuple(task):
+        raise CheckpointError(f"of another task (m = {header['task'][0]}, block "
+                              f"{header['task'][1]})")  # fmt: skip
+    payload = memoryview(body)[end + 1 :]
+    if len(payload) != header["payload_bytes"]:
+        raise CheckpointError("inconsistent length")
     out = {}
-    for name, dtype, shape, offset in index:
+    for name, dtype, shape, offset in header["index"]:
         dt = np.dtype(dtype)
         count = math.prod(shape)
         out[name] = (
-            np.frombuffer(body, dtype=dt, count=count, offset=offset).reshape(tuple(shape)).copy()
+            np.frombuffer(payload, dtype=dt, count=count, offset=offset)
+            .reshape(tuple(shape))
+            .copy()
         )
     return out
 
 
 class CheckpointStore:
-    """The checkpoints of one results folder."""
+    """The task checkpoints of one results folder (see :mod:`study.folder` for the folder)."""
 
     def __init__(self, results_dir: Path, design: Design):
         self.results_dir = Path(results_dir)
         self.dir = self.results_dir / CHECKPOINT_DIR
         self.design = design
 
-    def _identity_file(self) -> Path:
-        return self.dir / "design.json"
-
-    def prepare(self, *, fresh: bool) -> None:
-        """Make the folder ready; refuse checkpoints of another design unless ``fresh``.
-
-        Raises
-        ------
-        DesignError
-            When the checkpoints belong to a different design and ``fresh`` is False.
-        """
-        if fresh:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            for name in RESULT_FILES:
-                (self.results_dir / name).unlink(missing_ok=True)
-        identity = self._identity_file()
-        if identity.exists():
-            try:
-                info = json.loads(identity.read_text())
-            except (OSError, ValueError):
-                info = {}
-            recorded = info.get("design_hash")
-            if info.get("engine_version") != ENGINE_VERSION and recorded == self.design.hash:
-                raise DesignError(
-                    f"{self.dir}: checkpoints were written by engine version "
-                    f"{info.get('engine_version')}, this is version {ENGINE_VERSION}; rerun "
-                    "with --fresh to discard them"
-                )
-            if recorded != self.design.hash:
-                raise DesignError(
-                    f"{self.dir}: checkpoints are from a different design "
-                    f"(hash {str(recorded)[:12]}…, this design {self.design.hash[:12]}…); "
-                    "rerun with --fresh to discard them, or use --out for another folder"
-                )
-            return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(
-            identity,
-            json.dumps(
-                {
-                    "design_hash": self.design.hash,
-                    "engine_version": ENGINE_VERSION,
-                    "design": self.design.to_dict(),
-                },
-                indent=2,
-                sort_keys=True,
-            )
-            + "\n",
-        )
-
     def path(self, m: int, block: int) -> Path:
         return self.dir / f"m{m}-b{block}.ckpt"
 
-    def done(self) -> set[tuple[int, int]]:
-        """Tasks of the design whose checkpoint is on disk."""
-        return {(m, b) for (m, b) in self.design.tasks() if self.path(m, b).exists()}
-
     def save(self, m: int, block: int, result: dict[str, np.ndarray]) -> None:
-        atomic_write_bytes(self.path(m, block), pack_arrays(result))
+        data = pack_checkpoint(result, design_hash=self.design.hash, task=(m, block))
+        atomic_write_bytes(self.path(m, block), data)
 
     def load(self, m: int, block: int) -> dict[str, np.ndarray]:
-        return unpack_arrays(self.path(m, block).read_bytes())
+        """The arrays of one task.
+
+        Raises
+        ------
+        CheckpointError
+            With the file named, when the checkpoint cannot be trusted.
+        """
+        path = self.path(m, block)
+        try:
+            return unpack_checkpoint(
+                path.read_bytes(), design_hash=self.design.hash, task=(m, block)
+            )
+        except CheckpointError as exc:
+            raise CheckpointError(f"checkpoint '{path}' {exc}") from None
+
+    def done(self, *, on_reject=None) -> set[tuple[int, int]]:
+        """Tasks of the design with a checkpoint that verifies.
+
+        Every other checkpoint of the design's tasks is moved to ``checkpoints/rejected/``
+        (its task will be computed again) and ``on_reject(path, reason)`` is called.
+        """
+        done = set()
+        for m, b in self.design.tasks():
+            path = self.path(m, b)
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            try:
+                unpack_checkpoint(data, design_hash=self.design.hash, task=(m, b))
+            except (CheckpointError, ValueError, KeyError, TypeError) as exc:
+                target = self._reject(path)
+                if on_reject is not None:
+                    on_reject(path, target, str(exc) or exc.__class__.__name__)
+                continue
+            done.add((m, b))
+        return done
+
+    def _reject(self, path: Path) -> Path:
+        folder = self.dir / "rejected"
+        folder.mkdir(exist_ok=True)
+        target = folder / path.name
+        n = 0
+        while target.exists():
+            n += 1
+            target = folder / f"{path.name}.{n}"
+        os.replace(path, target)
+        _fsync_dir(self.dir)
+        return target

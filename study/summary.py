@@ -28,6 +28,15 @@ RISK_COLUMNS = [
 
 STATUS_OK = "ok"
 STATUS_NOT_IDENTIFIABLE = "not identifiable"
+STATUS_NON_FINITE = "non-finite"
+STATUS_NEGATIVE_VARIANCE = "negative variance"
+# what must be a finite number in an identifiable cell with n ≥ 2, and what must not be < 0
+_FINITE = {
+    "summary": ["alpha", "mean", "bias", "bias_mcse", "var", "var_mcse", "sd", "mse",
+                "bias_rb", "bias_rb_mcse", "var_rb"],
+    "risk": ["alpha", "risk", "risk_mcse", "risk_rb"],
+}  # fmt: skip
+_NON_NEGATIVE = {"summary": ["var", "var_rb", "mse"], "risk": ["risk", "risk_rb"]}
 
 
 def summarise(design: Design, store: CheckpointStore):
@@ -93,6 +102,8 @@ def summarise(design: Design, store: CheckpointStore):
     for frame in (summary, risk):
         frame["n"] = frame["n"].astype(np.int64)
         frame["n_failed"] = frame["n_failed"].astype(np.int64)
+    _flag_impossible(summary, "summary")
+    _flag_impossible(risk, "risk")
     out = {key: np.stack(value) for key, value in draws.items()}
     out.update(
         m=np.array(design.m),
@@ -101,6 +112,18 @@ def summarise(design: Design, store: CheckpointStore):
         **{"lambda": np.array(design.lam)},
     )
     return summary, risk, out
+
+
+def _flag_impossible(frame: pd.DataFrame, kind: str) -> None:
+    """Give rows whose measures are not finite, or whose variance is negative, a status
+    other than ok, so that nothing impossible is ever reported as a result (round-off
+    beyond what a design's validation foresaw; ``study check`` fails on them)."""
+    counted = (frame["status"] == STATUS_OK) & (frame["n"] >= 2)
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(frame[_FINITE[kind]].to_numpy(dtype=float)).all(axis=1)
+        negative = (frame[_NON_NEGATIVE[kind]].to_numpy(dtype=float) < 0).any(axis=1)
+    frame.loc[counted & negative, "status"] = STATUS_NEGATIVE_VARIANCE
+    frame.loc[counted & ~finite, "status"] = STATUS_NON_FINITE
 
 
 THEORY_COLUMNS = ["finite_moments", "bias_asym", "var_asym"]

@@ -1,6 +1,8 @@
 """Simulation against theory: Monte Carlo vs Rao–Blackwell vs large m, and the tuned λ."""
 
+import json
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -8,7 +10,9 @@ import pytest
 
 from study.check import check
 from study.design import design_from_dict
+from study.folder import file_digest
 from study.simulate import simulate
+from study.summary import to_csv
 from study.theory import finite_moment_order
 
 from conftest import ROOT, run_cli, small_design
@@ -43,16 +47,20 @@ def test_rao_blackwell_agrees_with_large_m_theory(large_m_results):
     assert result.ok
 
 
-def test_check_fails_when_the_simulation_is_wrong(tmp_path, smoke_results):
-    """Shift one cell's Monte Carlo bias by 6 standard errors: the check must notice."""
+@pytest.mark.parametrize("sign", [1, -1])
+def test_check_fails_when_the_simulation_is_wrong(tmp_path, smoke_results, sign):
+    """Shift one cell's Monte Carlo bias by 6 standard errors, up or down: the check must
+    notice. The folder is committed as a run would commit it (the manifest records the
+    shifted file), so this is the check's verdict, not the folder's integrity test."""
     broken = tmp_path / "broken"
-    broken.mkdir()
-    for f in ("summary.csv", "risk.csv"):
-        (broken / f).write_bytes((smoke_results / f).read_bytes())
+    shutil.copytree(smoke_results, broken)
     summary = pd.read_csv(broken / "summary.csv")
     i = summary.index[(summary.m == 100) & (summary.degree == 2) & (summary.coef == 1)][0]
-    summary.loc[i, "bias"] += 6 * summary.loc[i, "bias_diff_mcse"]
-    summary.to_csv(broken / "summary.csv", index=False)
+    summary.loc[i, "bias"] += sign * 6 * summary.loc[i, "bias_diff_mcse"]
+    (broken / "summary.csv").write_text(to_csv(summary))
+    manifest = json.loads((broken / "manifest.json").read_text())
+    manifest["files"]["summary.csv"] = file_digest(broken / "summary.csv")
+    (broken / "manifest.json").write_text(json.dumps(manifest))
     proc = run_cli("check", broken, "--brief")
     assert proc.returncode == 1
     assert proc.stdout.strip().splitlines()[-1].startswith("FAIL")
@@ -69,7 +77,7 @@ def test_check_cli_prints_every_comparison(smoke_results):
 def test_check_cli_refuses_a_folder_without_results(tmp_path):
     proc = run_cli("check", tmp_path)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert "summary.csv" in proc.stderr
+    assert "not a study results folder" in proc.stderr
 
 
 def test_infinite_moment_cells_are_flagged_and_heavy_tailed(smoke_results):

@@ -289,12 +289,17 @@ def test_all_alpha_pencil_equals_per_alpha_solves(m, degree):
 
 
 def test_checkpoint_packing_round_trips():
-    from study.store import pack_arrays, unpack_arrays
+    from study.store import CheckpointError, pack_checkpoint, unpack_checkpoint
 
     rng = np.random.default_rng(0)
     arrays = {"a": rng.normal(size=(3, 4, 5)), "n": np.arange(7, dtype=np.int64),
               "s": np.array(1.5), "empty": np.zeros((2, 0, 3))}  # fmt: skip
-    back = unpack_arrays(pack_arrays(arrays))
+    data = pack_checkpoint(arrays, design_hash="ab" * 32, task=(10, 2))
+    back = unpack_checkpoint(data, design_hash="ab" * 32, task=(10, 2))
+    for wrong in ({"design_hash": "cd" * 32, "task": (10, 2)},
+                  {"design_hash": "ab" * 32, "task": (10, 3)}):  # fmt: skip
+        with pytest.raises(CheckpointError):
+            unpack_checkpoint(data, **wrong)
     assert back.keys() == arrays.keys()
     for key in arrays:
         assert back[key].dtype == arrays[key].dtype and back[key].shape == arrays[key].shape

@@ -104,7 +104,7 @@ def test_variables_are_all_defined(rendered):
 
 def test_report_cli_refuses_missing_results(tmp_path):
     proc = run_cli("report", tmp_path / "nothing")
-    assert proc.returncode == 2 and "summary.csv" in proc.stderr
+    assert proc.returncode == 2 and "expected a results folder" in proc.stderr
 
 
 # --- the conventions table, row by row, where the library is installable ----------------

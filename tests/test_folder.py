@@ -1,0 +1,632 @@
+"""The results folder is the tool's: ownership, --fresh, locking, self-verifying
+checkpoints, committed result files, signals and crashes. Every case runs the real command
+line in a temporary folder, on processes the test started."""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from study import cli
+from study import store as store_module
+from study.design import design_from_dict
+from study.folder import LOCK, MARKER, check_out_path
+from study.store import CheckpointStore, pack_checkpoint
+from study.summary import to_csv
+
+from conftest import ROOT, run_cli, small_design, write_design
+
+RESULTS = ("summary.csv", "risk.csv", "draws.npz", "tuning.csv", "transfer.csv")
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every file below ``folder`` (links as links) with the SHA-256 of its bytes."""
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        rel = str(path.relative_to(folder))
+        if path.is_symlink():
+            out[rel] = "link -> " + os.readlink(path)
+        elif path.is_file():
+            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def results(folder: Path) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in RESULTS}
+
+
+def one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def design_file(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("design")
+    # 70 replications in blocks of 20: the last block is partial
+    raw = small_design(**{"replications": 70, "grid.m": [5, 2000], "output.keep_draws": 5})
+    return write_design(folder / "d.toml", raw)
+
+
+@pytest.fixture(scope="module")
+def reference(design_file, tmp_path_factory) -> Path:
+    """A finished run of ``design_file``, never modified by the tests."""
+    out = tmp_path_factory.mktemp("ref") / "out"
+    run_cli("simulate", design_file, "--out", out, "--quiet", check=True)
+    return out
+
+
+def copy_of(reference: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "copy"
+    shutil.copytree(reference, out, symlinks=True)
+    return out
+
+
+# --- ownership ---------------------------------------------------------------------------
+
+
+def user_folder(tmp_path: Path) -> Path:
+    user = tmp_path / "user"
+    (user / "checkpoints" / "epoch_10").mkdir(parents=True)
+    (user / "checkpoints" / "epoch_10" / "model.pt").write_bytes(b"\x00weights" * 100)
+    (user / "manifest.json").write_text('{"mine": true}\n')
+    (user / "check.csv").write_text("a,b\n1,2\n")
+    (user / "src").mkdir()
+    (user / "src" / "train.py").write_text("print('hi')\n")
+    return user
+
+
+@pytest.mark.parametrize("fresh", [False, True])
+def test_a_folder_study_did_not_create_is_never_touched(tmp_path, design_file, fresh):
+    user = user_folder(tmp_path)
+    before = tree(user)
+    args = ["simulate", design_file, "--out", user, "--quiet"] + (["--fresh"] if fresh else [])
+    proc = run_cli(*args)
+    assert proc.returncode == 2
+    line = one_line(proc.stderr)
+    assert str(user) in line and "'check.csv'" in line  # the first foreign entry by name
+    assert tree(user) == before
+    assert not (user / LOCK).exists() and not (user / MARKER).exists()
+
+
+@pytest.mark.parametrize("name", ["summary.csv", "manifest.json", "checkpoints"])
+def test_a_single_file_with_a_tool_name_is_foreign_without_the_marker(tmp_path, design_file, name):
+    user = tmp_path / "user"
+    user.mkdir()
+    if name == "checkpoints":
+        (user / name).mkdir()
+        (user / name / "m5-b0.ckpt").write_bytes(b"not ours")
+    else:
+        (user / name).write_text("my own file\n")
+    before = tree(user)
+    proc = run_cli("simulate", design_file, "--out", user, "--quiet")
+    assert proc.returncode == 2 and f"'{name}'" in one_line(proc.stderr)
+    assert tree(user) == before
+
+
+def test_fresh_removes_only_what_study_wrote(tmp_path, reference, design_file):
+    out = copy_of(reference, tmp_path)
+    (out / "notes.txt").write_text("keep me\n")
+    (out / "checkpoints" / "notes.txt").write_text("keep me too\n")
+    (out / "checkpoints" / "epoch_10").mkdir()
+    (out / "checkpoints" / "epoch_10" / "model.pt").write_bytes(b"weights")
+    outside = tmp_path / "outside.csv"
+    outside.write_text("the user's own table\n")
+    (out / "check.csv").unlink(missing_ok=True)
+    (out / "check.csv").symlink_to(outside)  # a link with a tool name: never followed
+    foreign = {k: v for k, v in tree(out).items() if "notes" in k or "epoch" in k}
+    proc = run_cli("simulate", design_file, "--out", out, "--quiet", "--fresh")
+    assert proc.returncode == 0, proc.stderr
+    after = tree(out)
+    assert {k: after[k] for k in foreign} == foreign
+    assert outside.read_text() == "the user's own table\n"
+    assert results(out) == results(reference)
+
+
+def test_symbolic_links_and_empty_paths_are_refused(tmp_path, design_file):
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "precious.txt").write_text("x")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    proc = run_cli("simulate", design_file, "--out", link, "--quiet", "--fresh")
+    assert proc.returncode == 2 and "symbolic link" in one_line(proc.stderr)
+    proc = run_cli("simulate", design_file, "--out", "", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 2 and "got ''" in one_line(proc.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]
+    assert tree(target) == {"precious.txt": hashlib.sha256(b"x").hexdigest()}
+
+
+def test_a_checkpoints_link_out_of_the_folder_is_refused(tmp_path, reference, design_file):
+    out = copy_of(reference, tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(out / "checkpoints", elsewhere)
+    (out / "checkpoints").symlink_to(elsewhere)
+    before = tree(elsewhere)
+    proc = run_cli("simulate", design_file, "--out", out, "--quiet", "--fresh")
+    assert proc.returncode == 2 and "symbolic link" in one_line(proc.stderr)
+    assert tree(elsewhere) == before
+
+
+def test_the_home_folder_is_refused(tmp_path, design_file):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".bashrc").write_text("# mine\n")
+    env = {**os.environ, "HOME": str(home)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "study", "simulate", str(design_file), "--out", str(home),
+         "--fresh", "--quiet"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "home folder" in one_line(proc.stderr)
+    assert [p.name for p in home.iterdir()] == [".bashrc"]
+
+
+def test_the_forbidden_folders_are_the_root_home_and_repository():
+    from study.folder import _forbidden_targets
+
+    forbidden = _forbidden_targets()
+    assert Path("/") in forbidden and Path.home().resolve() in forbidden
+    assert ROOT.resolve() in forbidden
+
+
+def test_a_folder_path_that_is_a_file_is_refused(tmp_path):
+    path = tmp_path / "file"
+    path.write_text("x")
+    with pytest.raises(cli.DesignError, match="not a file"):
+        check_out_path(path)
+
+
+def test_deleting_the_marker_makes_the_folder_foreign(tmp_path, reference, design_file):
+    out = copy_of(reference, tmp_path)
+    (out / MARKER).unlink()
+    before = tree(out)
+    proc = run_cli("simulate", design_file, "--out", out, "--quiet", "--fresh")
+    assert proc.returncode == 2 and "not one that study created" in one_line(proc.stderr)
+    assert tree(out) == before
+
+
+def test_another_design_is_refused_then_replaced_with_fresh(tmp_path, reference, design_file):
+    out = copy_of(reference, tmp_path)
+    other = write_design(tmp_path / "other.toml", small_design(seed=99))
+    before = tree(out)
+    proc = run_cli("simulate", other, "--out", out, "--quiet")
+    assert proc.returncode == 2 and "different design" in one_line(proc.stderr)
+    assert tree(out) == before
+    proc = run_cli("simulate", other, "--out", out, "--quiet", "--fresh")
+    assert proc.returncode == 0, proc.stderr
+    assert results(out) != results(reference)
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+
+
+def _damage(kind: str, path: Path, tmp_path: Path, design_file: Path) -> None:
+    data = path.read_bytes()
+    if kind == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "garbled":
+        middle = len(data) // 2
+        path.write_bytes(data[:middle] + bytes(b ^ 0x5A for b in data[middle : middle + 64])
+                         + data[middle + 64 :])  # fmt: skip
+    elif kind == "other task":
+        sibling = sorted(p for p in path.parent.glob("m2000-b*.ckpt") if p != path)[0]
+        path.write_bytes(sibling.read_bytes())
+    elif kind == "other design":
+        raw = small_design(**{"replications": 70, "grid.m": [5, 2000], "seed": 7,
+                              "output.keep_draws": 5})  # fmt: skip
+        other = tmp_path / "other"
+        run_cli("simulate", write_design(tmp_path / "o.toml", raw), "--out", other, "--quiet",
+                check=True)  # fmt: skip
+        path.write_bytes((other / "checkpoints" / path.name).read_bytes())
+    elif kind == "other engine version":
+        raw = json.loads((path.parent.parent / "manifest.json").read_text())["design"]
+        design = design_from_dict(raw)
+        arrays = CheckpointStore(path.parent.parent, design).load(2000, 1)
+        version = store_module.ENGINE_VERSION
+        store_module.ENGINE_VERSION = version - 1
+        try:
+            path.write_bytes(pack_checkpoint(arrays, design_hash=design.hash, task=(2000, 1)))
+        finally:
+            store_module.ENGINE_VERSION = version
+
+
+KINDS = ["truncated", "empty", "garbled", "other task", "other design", "other engine version"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_damaged_checkpoint_is_rejected_and_recomputed(tmp_path, reference, design_file, kind):
+    out = copy_of(reference, tmp_path)
+    target = out / "checkpoints" / "m2000-b1.ckpt"
+    _damage(kind, target, tmp_path, design_file)
+    damaged = target.read_bytes()
+    proc = run_cli("simulate", design_file, "--out", out, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    line = one_line(proc.stderr)
+    assert "warning" in line and "m2000-b1.ckpt" in line and "rejected" in line
+    assert (out / "checkpoints" / "rejected" / "m2000-b1.ckpt").read_bytes() == damaged
+    assert results(out) == results(reference)
+    assert "7 resumed" in proc.stdout  # 2 values of m × 4 blocks, one computed again
+
+
+def test_stale_temporary_files_are_removed_and_foreign_ones_kept(tmp_path, reference, design_file):
+    out = copy_of(reference, tmp_path)
+    stale = [out / ".summary.csv.k2j3h4.tmp", out / "checkpoints" / ".m5-b0.ckpt.abc_12.tmp"]
+    for path in stale:
+        path.write_bytes(b"half")
+    mine = out / ".mine.tmp"
+    mine.write_text("user")
+    proc = run_cli("simulate", design_file, "--out", out, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert not any(p.exists() for p in stale)
+    assert mine.read_text() == "user"
+
+
+# --- one writer at a time ------------------------------------------------------------------
+
+
+def _session_processes(sid: int) -> list[int]:
+    """Processes of the session ``sid`` (a test starts each run in a new session)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z" and int(fields[3]) == sid:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _start(design_file, out, *extra) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "study", "simulate", str(design_file), "--out", str(out),
+         "--quiet", *map(str, extra)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+
+
+def _wait_for_checkpoints(out: Path, n: int, proc: subprocess.Popen, timeout=120) -> None:
+    deadline = time.time() + timeout
+    while len(list(out.glob("checkpoints/m*.ckpt"))) < n:
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "the run made no progress"
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def long_design(tmp_path_factory) -> tuple[Path, Path]:
+    """A design of a few seconds in many tasks, and its results from a lone run."""
+    folder = tmp_path_factory.mktemp("long")
+    raw = small_design(**{"replications": 3000, "block_size": 50, "grid.m": [400, 2000]})
+    path = write_design(folder / "long.toml", raw)
+    ref = folder / "ref"
+    run_cli("simulate", path, "--out", ref, "--quiet", check=True)
+    return path, ref
+
+
+def test_a_second_run_on_a_locked_folder_is_refused_at_once(tmp_path, long_design, design_file):
+    path, ref = long_design
+    out = tmp_path / "out"
+    first = _start(path, out, "--jobs", "2")
+    try:
+        _wait_for_checkpoints(out, 2, first)
+        started = time.time()
+        second = run_cli("simulate", design_file, "--out", out, "--quiet", "--fresh")
+        assert time.time() - started < 30
+        assert second.returncode == 2
+        assert f"process {first.pid}" in one_line(second.stderr)
+        assert "locked" in second.stderr
+    finally:
+        stdout, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    assert results(out) == results(ref)
+
+
+def test_readers_refuse_a_folder_being_written(tmp_path, reference):
+    """While a writer holds the lock (here: this test process), check reads nothing."""
+    import fcntl
+
+    out = copy_of(reference, tmp_path)
+    fd = os.open(out / LOCK, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        proc = run_cli("check", out)
+        assert proc.returncode == 2 and "PASS" not in proc.stdout
+        assert f"process {os.getpid()}" in one_line(proc.stderr)
+        assert (
+            not (out / "check.csv").exists()
+            or (out / "check.csv").read_bytes() == (reference / "check.csv").read_bytes()
+        )
+    finally:
+        os.close(fd)
+    assert run_cli("check", out).returncode == 0
+
+
+# --- signals and crashes -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_keeps_finished_tasks_and_leaves_no_process(tmp_path, long_design, sig):
+    path, ref = long_design
+    out = tmp_path / "out"
+    proc = _start(path, out, "--jobs", "2")
+    _wait_for_checkpoints(out, 3, proc)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig
+    assert "interrupted" in one_line(stderr) and "resume" in stderr
+    deadline = time.time() + 5
+    while _session_processes(proc.pid) and time.time() < deadline:
+        time.sleep(0.05)
+    assert _session_processes(proc.pid) == [], "worker processes outlived the run"
+    assert not (out / "manifest.json").exists()
+    done = run_cli("simulate", path, "--out", out, "--quiet", check=True)
+    assert "resumed" in done.stdout
+    assert results(out) == results(ref)
+
+
+def test_a_killed_worker_ends_the_run_with_one_line(tmp_path, long_design):
+    path, ref = long_design
+    out = tmp_path / "out"
+    proc = _start(path, out, "--jobs", "2")
+    _wait_for_checkpoints(out, 2, proc)
+    workers = [
+        pid for pid in _session_processes(proc.pid)
+        if b"popen_loky_posix" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]  # fmt: skip
+    assert len(workers) == 2, "the two loky workers were not found"
+    os.kill(workers[0], signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    line = one_line(stderr)
+    assert "worker process died" in line and "block" in line and "resume" in line
+    deadline = time.time() + 5
+    while _session_processes(proc.pid) and time.time() < deadline:
+        time.sleep(0.05)
+    assert _session_processes(proc.pid) == []
+    run_cli("simulate", path, "--out", out, "--quiet", check=True)
+    assert results(out) == results(ref)
+
+
+def test_an_unexpected_error_is_one_line_and_a_log(tmp_path, design_file, monkeypatch, capsys):
+    import study.simulate
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something\nunforeseen")
+
+    monkeypatch.setattr(study.simulate, "summarise", broken)
+    out = tmp_path / "out"
+    code = cli.main(["simulate", str(design_file), "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    line = one_line(err)
+    assert "RuntimeError: something unforeseen" in line
+    log = Path(line.split("traceback in ")[1].split(";")[0])
+    try:
+        assert "Traceback" in log.read_text() and "broken" in log.read_text()
+    finally:
+        log.unlink()
+    with pytest.raises(RuntimeError):
+        cli.main(["simulate", str(design_file), "--out", str(out), "--quiet", "--debug"])
+
+
+def test_a_failed_write_names_the_result_file(tmp_path, monkeypatch):
+    from study.store import atomic_write_text
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    target = tmp_path / "summary.csv"
+    with pytest.raises(OSError) as info:
+        atomic_write_text(target, "x" * 100)
+    assert info.value.filename == str(target)
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []  # no temporary file left behind
+
+
+# --- readers ---------------------------------------------------------------------------------
+
+
+def test_check_refuses_folders_whose_files_disagree(tmp_path, reference, design_file):
+    assert run_cli("check", reference, "--brief").returncode == 0
+    cases = {}
+    out = copy_of(reference, tmp_path / "truncated")
+    data = (out / "summary.csv").read_bytes()
+    (out / "summary.csv").write_bytes(data[: len(data) // 2])
+    cases["truncated"] = out
+    out = copy_of(reference, tmp_path / "mixed")
+    other = tmp_path / "other"
+    run_cli("simulate", write_design(tmp_path / "o.toml", small_design(seed=5)), "--out", other,
+            "--quiet", check=True)  # fmt: skip
+    shutil.copy(other / "risk.csv", out / "risk.csv")
+    cases["mixed"] = out
+    out = copy_of(reference, tmp_path / "no-manifest")
+    (out / "manifest.json").unlink()
+    cases["no manifest"] = out
+    out = copy_of(reference, tmp_path / "garbled")
+    (out / "manifest.json").write_bytes(b"{\x00garbage")
+    cases["garbled manifest"] = out
+    out = copy_of(reference, tmp_path / "foreign")
+    (out / MARKER).unlink()
+    cases["no marker"] = out
+    for case, folder in cases.items():
+        proc = run_cli("check", folder)
+        assert proc.returncode == 2, case
+        assert "PASS" not in proc.stdout, case
+        line = one_line(proc.stderr)
+        assert str(folder) in line, (case, line)
+
+
+def test_report_refuses_a_mixed_folder(tmp_path, reference):
+    out = copy_of(reference, tmp_path)
+    tuning = (out / "tuning.csv").read_text().splitlines()
+    (out / "tuning.csv").write_text("\n".join(tuning[:3]) + "\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "_quarto.yml").write_text((ROOT / "report" / "_quarto.yml").read_text())
+    proc = run_cli("report", out, "--no-render", "--project", project)
+    assert proc.returncode == 2 and "tuning.csv" in one_line(proc.stderr)
+    assert sorted(p.name for p in project.iterdir()) == ["_quarto.yml"]
+
+
+def test_check_fails_on_cells_with_impossible_values(tmp_path, reference):
+    """A cell that holds a non-finite or negative variance fails the check, named."""
+    import pandas as pd
+
+    from study.check import check
+
+    out = copy_of(reference, tmp_path)
+    summary = pd.read_csv(out / "summary.csv")
+    row = summary.index[(summary.m == 2000) & (summary.degree == 2) & (summary["lambda"] == 0.5)
+                        & (summary.scaling == "k") & (summary.coef == 1)][0]  # fmt: skip
+    summary.loc[row, "status"] = "negative variance"
+    (out / "summary.csv").write_text(to_csv(summary))
+    result = check(out)
+    assert not result.ok
+    assert result.impossible == ["m = 2000, degree 2, λ = 0.5, k (negative variance)"]
+    assert "negative variance" in result.summary_line()
+
+
+def test_impossible_values_get_a_status_other_than_ok():
+    import numpy as np
+    import pandas as pd
+
+    from study.summary import _flag_impossible
+
+    frame = pd.DataFrame(
+        {"status": ["ok", "ok", "ok", "not identifiable", "ok"], "n": [10, 10, 10, 0, 1],
+         "alpha": [1.0, np.inf, 1.0, 1.0, 1.0], "risk": [0.1, 0.1, -1e-3, np.nan, np.nan],
+         "risk_mcse": 0.01, "risk_rb": [0.1, 0.1, 0.1, np.nan, np.nan]}
+    )  # fmt: skip
+    _flag_impossible(frame, "risk")
+    assert frame.status.tolist() == [
+        "ok", "non-finite", "negative variance", "not identifiable", "ok",
+    ]  # fmt: skip
+
+
+# --- any damage: recovered byte-identically or refused in one line ---------------------------
+
+
+def _cli(capsys, *args) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def mutation_base(tmp_path_factory) -> tuple[Path, Path, tuple[int, str]]:
+    """A tiny design, its finished results, and the exit status and verdict line of
+    `study check` on them."""
+    folder = tmp_path_factory.mktemp("mutation")
+    raw = small_design(**{"replications": 30, "block_size": 20, "grid.m": [6, 30],
+                          "grid.degree": [1, 2], "output.keep_draws": 3})  # fmt: skip
+    path = write_design(folder / "tiny.toml", raw)
+    out = folder / "ref"
+    run_cli("simulate", path, "--out", out, "--quiet", check=True)
+    proc = run_cli("check", out, "--brief")
+    return path, out, (proc.returncode, proc.stdout.splitlines()[-1])
+
+
+def _mutation_test(tmp_path, capsys, mutation_base, data) -> None:
+    path, ref, verdict = mutation_base
+    out = tmp_path / f"case{time.monotonic_ns()}"
+    shutil.copytree(ref, out)
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != LOCK)
+    target = data.draw(st.sampled_from(files), label="file")
+    original = target.read_bytes()
+    size = max(len(original), 1)
+    positions = data.draw(st.lists(st.integers(0, size - 1), min_size=1, max_size=8))
+    damaged = bytearray(original)
+    for pos in positions:
+        if pos < len(damaged):
+            damaged[pos] ^= data.draw(st.integers(1, 255))
+    if data.draw(st.booleans(), label="truncate"):
+        damaged = damaged[: data.draw(st.integers(0, len(damaged)))]
+    if bytes(damaged) == original:
+        damaged = damaged + b"\x00"
+    target.write_bytes(bytes(damaged))
+    rel = str(target.relative_to(out))
+
+    code, stdout, stderr = _cli(capsys, "check", out, "--brief")
+    assert "Traceback" not in stderr
+    if rel in ("summary.csv", "risk.csv", "manifest.json", MARKER):
+        assert code == 2 and "PASS" not in stdout, (rel, stdout, stderr)
+        one_line(stderr)
+    else:  # a checkpoint or a file check does not read: the verdict on whole results
+        assert (code, stdout.splitlines()[-1]) == verdict, (rel, stderr)
+
+    code, stdout, stderr = _cli(capsys, "simulate", path, "--out", out, "--quiet")
+    assert "Traceback" not in stderr
+    if code == 0:
+        assert results(out) == results(ref), rel
+        lines = stderr.strip().splitlines()
+        assert all(line.startswith("study: warning: checkpoint") for line in lines), stderr
+    else:  # only a damaged marker makes the folder another's
+        assert rel == MARKER and code == 2, (rel, stderr)
+        one_line(stderr)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_damaged_files_are_recovered_or_refused(tmp_path, capsys, mutation_base, data):
+    _mutation_test(tmp_path, capsys, mutation_base, data)
+
+
+# --- what cannot fit is refused before anything is written -----------------------------------
+
+BOMBS = {
+    "replications": ({"replications": 10**12}, "replications"),
+    "many lambdas": ({"grid.lambda": [i / 1000 for i in range(100_000)]}, "grid.lambda"),
+    "tiny blocks": ({"replications": 4000, "block_size": 1}, "block_size"),
+    "huge lambda": ({"grid.lambda": [0.0, 1e308]}, "grid.lambda"),
+    "far x range": ({"dgp.x": {"distribution": "uniform", "low": 1e6, "high": 1e6 + 1}},
+                    "dgp.x"),
+    "extreme x range": ({"dgp.x": {"distribution": "uniform", "low": -1.7e308,
+                                   "high": 1.7e308}}, "dgp.x"),
+    "huge noise": ({"dgp.noise_sd": 1e200}, "dgp.noise_sd"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BOMBS)
+def test_designs_that_cannot_fit_are_refused_at_once(tmp_path, capsys, case):
+    changes, key = BOMBS[case]
+    path = write_design(tmp_path / "bomb.toml", small_design(**changes))
+    out = tmp_path / "out"
+    started = time.monotonic()
+    code, stdout, stderr = _cli(capsys, "simulate", path, "--out", out, "--jobs", 2)
+    assert time.monotonic() - started < 5
+    assert code == 2 and key in one_line(stderr), stderr
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.toml"]
+
+
+def test_dry_run_prints_the_estimate_and_writes_nothing(tmp_path, capsys):
+    path = write_design(tmp_path / "big.toml", small_design(**{"grid.m": [10, 10**9]}))
+    out = tmp_path / "out"
+    code, stdout, stderr = _cli(capsys, "simulate", path, "--out", out, "--dry-run")
+    assert code == 0 and stderr == ""
+    line = one_line(stdout)
+    assert line.startswith("study: estimate: 6 tasks")
+    assert re.search(r"~[0-9.]+ (h|d) with 1 job", line), line  # 6e10 points: hours
+    assert not out.exists()
