@@ -2,7 +2,7 @@
 
 A design is validated completely before anything is written, and every problem is
 reported as one line naming the key, the value given and what is allowed
-(:class:`DesignError`). The keys are those of DESIGN.md §5.
+(:class:`DesignError`). The keys are documented in docs/design-files.md.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class XDistribution:
 
 @dataclass(frozen=True)
 class Design:
-    """A validated simulation design (DESIGN.md §5)."""
+    """A validated simulation design (docs/design-files.md)."""
 
     name: str
     seed: int

@@ -1,4 +1,4 @@
-"""The data-generating process: the noisy line y = β0 + β1·x + ε (DESIGN.md §1).
+"""The data-generating process: the noisy line y = β0 + β1·x + ε (docs/model.md).
 
 Each task (m, block) owns the random stream ``SeedSequence(seed, spawn_key=(m, block))``,
 keyed by the value of m rather than its position, so results do not depend on the number

@@ -12,7 +12,7 @@ Per cell and coefficient j the task keeps the co-moments (:mod:`study.moments`) 
     q = (d, d², e, e², v),   d = ŵ_j − w*_j,  e = E[ŵ_j | X] − w*_j,  v = Var[ŵ_j | X],
 
 and per cell those of (R, R², E[R | X]) for the prediction risk R(ŵ) = (ŵ − w*)ᵀΣ(ŵ − w*).
-The conditional moments are the Rao–Blackwellised estimates of DESIGN.md §2, computed
+The conditional moments are the Rao–Blackwellised estimates of docs/theory.md, computed
 from the same factorisation: with W and Λ of the pencil and s = 1/(1 + αΛ),
 
     v̂ = W(s ∘ Wᵀb),   E[v̂ | X] = W(s ∘ WᵀGv*),   Cov[v̂ | X] = σ²·W diag(s²) Wᵀ.

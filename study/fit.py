@@ -1,6 +1,6 @@
 """Polynomial ridge fits from power sums: one factorisation serves every α.
 
-Every fit of the study is a ridge regression in sum form (DESIGN.md §1),
+Every fit of the study is a ridge regression in sum form (docs/model.md),
 
     ŵ = argmin_w Σ_i (φ(x_i)ᵀw − y_i)² + α·wᵀDw,   D = diag(0, 1, …, 1) (or I),
 

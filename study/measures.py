@@ -1,4 +1,4 @@
-"""Performance measures and their Monte Carlo standard errors (DESIGN.md §3).
+"""Performance measures and their Monte Carlo standard errors (docs/results.md).
 
 Every measure follows from the merged co-moments of the per-replication quantities
 (see :mod:`study.engine`): for a coefficient, q = (d, d², e, e², v) with d = ŵ − w*,

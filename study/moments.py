@@ -8,7 +8,7 @@ Two summaries merge exactly (Chan, Golub & LeVeque 1979):
 so memory does not grow with the number of replications, and merging in a fixed order
 keeps results bit-identical (:meth:`CoMoments.combine` merges many at once). Because the
 quantities include squares (d and d² for the error d = ŵ − w*), the central moments up to
-the fourth that the Monte Carlo standard errors of DESIGN.md §3 need follow from these
+the fourth that the Monte Carlo standard errors of docs/results.md need follow from these
 co-moments.
 """
 

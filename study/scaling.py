@@ -1,4 +1,4 @@
-"""The four penalty scalings of the study (DESIGN.md §1).
+"""The four penalty scalings of the study (docs/model.md).
 
 Every scaling writes the penalty of the mean-loss objective
 

@@ -1,6 +1,6 @@
 """Theory of the study: moments, large-m bias and variance, conditional moments, tuned λ.
 
-Everything here is pure mathematics (DESIGN.md §2); nothing is simulated.
+Everything here is pure mathematics (docs/theory.md); nothing is simulated.
 
 Conventions
 -----------
@@ -332,7 +332,7 @@ def asymptotic_moments(
     penalize_intercept: bool = False,
     sandwich: bool = True,
 ) -> AsymptoticMoments:
-    """Large-m mean, bias, covariance and risk of ŵ for one cell (DESIGN.md §2).
+    """Large-m mean, bias, covariance and risk of ŵ for one cell (docs/theory.md).
 
     ŵ is an M-estimator of the mean loss (1/m)Σ(φᵀw − y)² + ρ·wᵀDw, whose population
     minimiser is w∞ = (Σ + ρD)⁻¹Σw*. Its score at w∞ is ψ = φ(φᵀb∞ − ε) + ρDw∞ =

@@ -73,7 +73,7 @@ def ridge_lstsq(Phi: np.ndarray, Y: np.ndarray, alpha: float, D: np.ndarray) -> 
 
 
 def var_mcse(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sample variance and its kurtosis-robust MCSE (DESIGN.md §3), along axis 0."""
+    """Sample variance and its kurtosis-robust MCSE (docs/results.md), along axis 0."""
     R = samples.shape[0]
     dev = samples - samples.mean(axis=0)
     m2 = np.mean(dev**2, axis=0)
