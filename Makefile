@@ -68,8 +68,8 @@ test: $(SETUP) ## Run the test suite (without the tests marked slow)
 test-all: $(SETUP) ## Run every test, the slow ones too
 	$(PY) -m pytest -m ''
 
-lint: $(SETUP) ## ruff check and format check
-	$(PY) -m pip install --quiet ruff
+lint: $(SETUP) ## ruff check and format check (installs the dev extra)
+	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -m ruff check study tests bench
 	$(PY) -m ruff format --check study tests bench
 

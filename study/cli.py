@@ -82,6 +82,7 @@ def _add_renderer(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .check import REL_TOL, SE_TOL, SHARE_BEYOND_2_MAX, Z_MAX
 
     parser = _Parser(
         prog="study",
@@ -131,8 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="For every cell: z = (Monte Carlo − Rao–Blackwell) / SE of the difference "
         "for bias, variance and risk, and the gap between Rao–Blackwell and the large-m "
         "theory at the largest m. Writes check.csv to the results folder. Exit status 1 "
-        "when any |z| > 5, more than 10 % of |z| exceed 2, or a large-m comparison is off "
-        "by more than 2 % and 3 standard errors, or when a cell holds non-finite or "
+        f"when any |z| > {Z_MAX:g}, more than {100 * SHARE_BEYOND_2_MAX:g} % of |z| exceed 2, "
+        f"or a large-m comparison is off by more than {100 * REL_TOL:g} % and {SE_TOL:g} "
+        "standard errors, or when a cell holds non-finite or "
         "impossible values. Cells whose moments are infinite are flagged and left out. The "
         "folder's files must match the sizes and checksums its manifest.json records.",
     )
