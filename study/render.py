@@ -16,7 +16,8 @@ and handles the subset of Quarto the report uses:
 
 It writes ``<output-dir>/<name>.html`` (one self-contained file, MathML, images embedded) and
 ``<output-dir>/<name>.pdf`` (pandoc -> typst source -> typst).  Both are written to a temporary
-build directory first and moved into place only when both succeeded.
+build directory first and moved into place only when both succeeded.  The pandoc Lua filter,
+the HTML stylesheet and the typst header are package data in ``study/templates/``.
 """
 
 from __future__ import annotations
@@ -27,17 +28,23 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RENDERERS", "RenderError", "RenderResult", "expand_shortcodes", "main", "render"]
+__all__ = ["RENDERERS", "RenderError", "RenderResult", "expand_shortcodes", "render"]
 
 RENDERERS = ("auto", "quarto", "fallback")
 DEFAULT_OUTPUT_DIR = "_output"
 VARIABLES_FILE = "_variables.yml"
+
+# Package data in study/templates/ that the fallback copies into its build directory.
+_LUA_FILTER = "pandoc-filter.lua"  # callouts, numbering, cross-references, image checks
+_HTML_CSS = "report.css"  # stylesheet embedded in the HTML
+_TYPST_HEADER = "typst-header.typ"  # table/figure style, title block, callout box
+_TEMPLATES = (_LUA_FILTER, _HTML_CSS, _TYPST_HEADER)
 
 
 class RenderError(RuntimeError):
@@ -148,25 +155,6 @@ def render(project_dir: Path | str, *, renderer: str = "auto") -> RenderResult:
     if renderer in ("auto", "quarto") and quarto is not None:
         return _render_quarto(quarto, project)
     return _render_fallback(project)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m study.render [PROJECT_DIR] [--renderer auto|quarto|fallback]``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m study.render", description=__doc__)
-    parser.add_argument("project_dir", nargs="?", default="report", type=Path)
-    parser.add_argument("--renderer", choices=RENDERERS, default="auto")
-    args = parser.parse_args(argv)
-    try:
-        result = render(args.project_dir, renderer=args.renderer)
-    except RenderError as exc:
-        print(f"render failed: {exc}", file=sys.stderr)
-        return 1
-    for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    print(f"rendered with {result.renderer}: {result.html} {result.pdf}")
-    return 0
 
 
 # --------------------------------------------------------------------------- quarto
@@ -306,22 +294,10 @@ def _rel(path: Path, base: Path) -> str:
 
 # Keys of _quarto.yml (top level or per format) that the fallback hands to pandoc as metadata.
 # Front-matter keys reach pandoc directly (document metadata wins over --metadata-file).
-_PANDOC_META = {
-    "title",
-    "subtitle",
-    "author",
-    "date",
-    "abstract",
-    "abstract-title",
-    "lang",
-    "toc-title",
-    "papersize",
-    "margin",
-    "mainfont",
-    "fontsize",
-    "linestretch",
-    "linkcolor",
-}
+_PANDOC_META = frozenset(
+    "title subtitle author date abstract abstract-title lang toc-title papersize margin "
+    "mainfont fontsize linestretch linkcolor".split()
+)
 
 
 def _format_options(config: dict[str, Any], fmt: str) -> dict[str, Any]:
@@ -404,18 +380,17 @@ def _render_fallback(project: _Project) -> RenderResult:
         stem = project.qmd.stem
         source = build / f"{stem}.md"
         source.write_text(text, encoding="utf-8")
-        (build / "study-render.lua").write_text(_LUA_FILTER, encoding="utf-8")
+        for name in _TEMPLATES:
+            (build / name).write_text(_template(name), encoding="utf-8")
 
         html_tmp = build / f"{stem}.html"
-        css = build / "study-render.css"
-        css.write_text(_CSS, encoding="utf-8")
+        css = build / _HTML_CSS
         html_args = ["-t", "html5", "--mathml", "--embed-resources", "--css", str(css)]
         opts = _options(project.config, front, "html")
         warnings += _run_pandoc(pandoc, project, build, source, html_tmp, "html", opts, html_args)
 
         typ = build / f"{stem}.typ"
-        header = build / "study-render-header.typ"
-        header.write_text(_TYPST_HEADER, encoding="utf-8")
+        header = build / _TYPST_HEADER
         typst_args = ["-t", "typst", "--include-in-header", str(header)]
         opts = _options(project.config, front, "typst")
         warnings += _run_pandoc(pandoc, project, build, source, typ, "typst", opts, typst_args)
@@ -442,6 +417,14 @@ def _render_fallback(project: _Project) -> RenderResult:
     return RenderResult("fallback", project.html, project.pdf, tuple(warnings))
 
 
+def _template(name: str) -> str:
+    """The text of ``study/templates/<name>`` (package data, also in a non-editable install)."""
+    try:
+        return (resources.files("study") / "templates" / name).read_text(encoding="utf-8")
+    except OSError as exc:  # pragma: no cover - a broken installation
+        raise RenderError(f"study is installed without its template {name}: {exc}") from exc
+
+
 def _timestamp(sources: list[Path]) -> int:
     """SOURCE_DATE_EPOCH if set, else the newest source's mtime: stable across reruns."""
     env = os.environ.get("SOURCE_DATE_EPOCH")
@@ -466,24 +449,11 @@ def _run_pandoc(
     meta_file = build / f"meta-{what}.json"
     meta_file.write_text(json.dumps(meta, default=str, sort_keys=True), encoding="utf-8")
 
-    args = [
-        pandoc,
-        str(source),
-        "-f",
-        "markdown",
-        "-s",
-        "-o",
-        str(output),
-        "--metadata-file",
-        str(meta_file),
-        "--lua-filter",
-        str(build / "study-render.lua"),
-        "--resource-path",
-        str(project.qmd.parent),
-        "-M",
-        f"study-number-sections={'true' if opts.get('number-sections') else 'false'}",
-        *extra,
-    ]
+    number_sections = "true" if opts.get("number-sections") else "false"
+    args = [pandoc, str(source), "-f", "markdown", "-s", "-o", str(output)]
+    args += ["--metadata-file", str(meta_file), "--lua-filter", str(build / _LUA_FILTER)]
+    args += ["--resource-path", str(project.qmd.parent)]
+    args += ["-M", f"study-number-sections={number_sections}", *extra]
     if opts.get("toc"):
         args += ["--toc", f"--toc-depth={int(opts.get('toc-depth', 3))}"]
         args += ["-M", f"toc-title={opts.get('toc-title', 'Table of contents')}"]
@@ -519,401 +489,3 @@ def _tool_message(stderr: str) -> str:
 def _one_line(text: str, limit: int = 400) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# --------------------------------------------------------------------------- assets
-
-_LUA_FILTER = r"""
--- study.render: Quarto-style callouts, numbering and cross-references for pandoc.
-local IS_TYPST = FORMAT:match('typst') ~= nil
-local NBSP = '\u{a0}'
-local KIND = {fig = 'Figure', tbl = 'Table', sec = 'Section', eq = 'Equation'}
-local CALLOUT = {note = 'Note', tip = 'Tip', warning = 'Warning',
-                 important = 'Important', caution = 'Caution'}
-
-local function fail(msg) error('study-render: ' .. msg, 0) end
-
-local function typst_inline(inlines)
-  local out = pandoc.write(pandoc.Pandoc({pandoc.Plain(inlines)}), 'typst')
-  return (out:gsub('%s+$', ''))
-end
-
--- callouts -------------------------------------------------------------------------------
-local function callout(div)
-  local kind
-  for _, c in ipairs(div.classes) do
-    local k = c:match('^callout%-(%a+)$')
-    if k and CALLOUT[k] then kind = k end
-  end
-  if not kind then return nil end
-  local body = pandoc.Blocks(div.content)
-  local title
-  if div.attributes.title then
-    title = pandoc.utils.blocks_to_inlines(pandoc.read(div.attributes.title, 'markdown').blocks)
-  elseif #body > 0 and body[1].t == 'Header' then
-    title = body[1].content
-    body:remove(1)
-  else
-    title = pandoc.Inlines{pandoc.Str(CALLOUT[kind])}
-  end
-  if IS_TYPST then
-    local out = pandoc.Blocks{pandoc.RawBlock('typst',
-      '#callout(kind: "' .. kind .. '", title: [' .. typst_inline(title) .. '])[')}
-    out:extend(body)
-    out:insert(pandoc.RawBlock('typst', ']'))
-    return out
-  end
-  return pandoc.Div({
-    pandoc.Div(pandoc.Plain(title), pandoc.Attr('', {'callout-title'})),
-    pandoc.Div(body, pandoc.Attr('', {'callout-body'})),
-  }, pandoc.Attr(div.identifier, {'callout', 'callout-' .. kind}))
-end
-
--- numbering --------------------------------------------------------------------------------
-local numbers = {}
-local counts = {fig = 0, tbl = 0, eq = 0}
-
-local function register(id, kind, n)
-  if numbers[id] then fail('duplicate label #' .. id) end
-  numbers[id] = {kind = kind, n = n}
-end
-
-local function prefix_caption(caption, label)
-  local long = caption.long
-  if #long == 0 then
-    caption.long = pandoc.Blocks{pandoc.Plain{pandoc.Str(label)}}
-    return caption
-  end
-  local first = long[1]
-  if first.t == 'Plain' or first.t == 'Para' then
-    first.content:insert(1, pandoc.Space())
-    first.content:insert(1, pandoc.Str(label .. ':'))
-  else
-    long:insert(1, pandoc.Plain{pandoc.Str(label .. ':')})
-  end
-  caption.long = long
-  return caption
-end
-
-local function number_float(el, kind)
-  local id = el.identifier
-  if not id:match('^' .. kind .. '%-') then return el end
-  counts[kind] = counts[kind] + 1
-  local n = tostring(counts[kind])
-  register(id, kind, n)
-  el.caption = prefix_caption(el.caption, KIND[kind] .. NBSP .. n)
-  return el
-end
-
-local function equation(math, id)
-  counts.eq = counts.eq + 1
-  local n = tostring(counts.eq)
-  register(id, 'eq', n)
-  if IS_TYPST then
-    local m = typst_inline({math})
-    return pandoc.RawInline('typst',
-      '#[#set math.equation(numbering: _ => "(' .. n .. ')")\n' .. m .. ' <' .. id .. '>]')
-  end
-  return pandoc.Span({math, pandoc.Span({pandoc.Str('(' .. n .. ')')},
-                                        pandoc.Attr('', {'eq-number'}))},
-                     pandoc.Attr(id, {'equation'}))
-end
-
-local function equations(inlines)
-  local out = pandoc.Inlines{}
-  local i = 1
-  while i <= #inlines do
-    local el = inlines[i]
-    if el.t == 'Math' and el.mathtype == 'DisplayMath' then
-      local j = i + 1
-      while j <= #inlines and (inlines[j].t == 'Space' or inlines[j].t == 'SoftBreak') do
-        j = j + 1
-      end
-      local label = j <= #inlines and inlines[j].t == 'Str' and
-                    inlines[j].text:match('^{#(eq%-[^}%s]+)}$')
-      if label then
-        out:insert(equation(el, label))
-        i = j + 1
-      else
-        out:insert(el)
-        i = i + 1
-      end
-    else
-      out:insert(el)
-      i = i + 1
-    end
-  end
-  return out
-end
-
-local function lone_fig_image(para)
-  if #para.content ~= 1 or para.content[1].t ~= 'Image' then return nil end
-  local img = para.content[1]
-  if not img.identifier:match('^fig%-') then return nil end
-  local id = img.identifier
-  img.identifier = ''
-  return pandoc.Figure({pandoc.Plain{img}}, pandoc.Caption(img.caption), pandoc.Attr(id))
-end
-
-local function min_header_level(doc)
-  local lvl = 99
-  doc.blocks:walk{Header = function(h)
-    if not h.classes:includes('unnumbered') and h.level < lvl then lvl = h.level end
-  end}
-  return lvl
-end
-
-local function number_everything(doc, number_sections)
-  local base = min_header_level(doc)
-  local sec = {}
-  return doc:walk{
-    traverse = 'topdown',
-    Header = function(h)
-      if h.classes:includes('unnumbered') then return nil end
-      local depth = h.level - base + 1
-      sec[depth] = (sec[depth] or 0) + 1
-      for k = depth + 1, #sec do sec[k] = nil end
-      local parts = {}
-      for k = 1, depth do parts[k] = tostring(sec[k] or 0) end
-      local n = table.concat(parts, '.')
-      if h.identifier ~= '' then register(h.identifier, 'sec', n) end
-      if number_sections then
-        h.content:insert(1, pandoc.Space())
-        h.content:insert(1, pandoc.Span({pandoc.Str(n)},
-                                        pandoc.Attr('', {'header-section-number'})))
-      end
-      return h
-    end,
-    Figure = function(f) return number_float(f, 'fig') end,
-    Table = function(t)
-      -- content-based column widths: pandoc's dash-proportional widths for long pipe-table
-      -- rows squeeze numeric columns
-      for i, spec in ipairs(t.colspecs) do t.colspecs[i] = {spec[1], nil} end
-      return number_float(t, 'tbl')
-    end,
-    Para = function(p)
-      local fig = lone_fig_image(p)
-      if fig then return number_float(fig, 'fig') end
-      p.content = equations(p.content)
-      return p
-    end,
-    Plain = function(p)
-      p.content = equations(p.content)
-      return p
-    end,
-  }
-end
-
--- references -------------------------------------------------------------------------------
-local unresolved, seen = pandoc.List{}, {}
-
-local function xref_kind(id)
-  local prefix, rest = id:match('^(%a+)%-(.+)$')
-  if prefix and KIND[prefix:lower()] then return prefix:lower(), prefix:lower() .. '-' .. rest end
-  return nil
-end
-
-local function cite(c)
-  local any = false
-  for _, citation in ipairs(c.citations) do
-    if xref_kind(citation.id) then any = true end
-  end
-  if not any then return nil end
-  local out = pandoc.Inlines{}
-  for i, citation in ipairs(c.citations) do
-    local kind, id = xref_kind(citation.id)
-    local entry = kind and numbers[id]
-    if not entry or entry.kind ~= kind then
-      if not seen[citation.id] then
-        unresolved:insert('@' .. citation.id)
-        seen[citation.id] = true
-      end
-    else
-      if i > 1 then out:extend{pandoc.Str(','), pandoc.Space()} end
-      if #citation.prefix > 0 then
-        out:extend(citation.prefix)
-        out:insert(pandoc.Space())
-      end
-      local text = entry.n
-      if citation.mode ~= 'SuppressAuthor' then text = KIND[kind] .. NBSP .. entry.n end
-      out:insert(pandoc.Link({pandoc.Str(text)}, '#' .. id))
-      out:extend(citation.suffix)
-    end
-  end
-  return out
-end
-
--- images -----------------------------------------------------------------------------------
-local cwd = pandoc.system.get_working_directory()
-
-local function image(img)
-  local src = img.src
-  if src:match('^%a[%w+.-]*:') and not src:match('^%a:[/\\]') then return nil end
-  local path = pandoc.path.is_absolute(src) and src or pandoc.path.join{cwd, src}
-  local f = io.open(path, 'rb')
-  if not f then fail('image not found: ' .. src) end
-  f:close()
-  if IS_TYPST then
-    img.src = path:gsub('\\', '/')
-    return img
-  end
-  return nil
-end
-
-function Pandoc(doc)
-  local number_sections = doc.meta['study-number-sections'] == true
-  doc.meta['study-number-sections'] = nil
-  doc = doc:walk{Div = callout}
-  doc = number_everything(doc, number_sections)
-  doc = doc:walk{Cite = cite, Image = image}
-  if #unresolved > 0 then
-    fail('unresolved cross-reference(s): ' .. table.concat(unresolved, ', '))
-  end
-  return doc
-end
-"""
-
-_CSS = """\
-:root {
-  --fg: #1f2328; --muted: #57606a; --accent: #0b5cad; --border: #d0d7de;
-  --zebra: #f6f8fa; --head: #eaeef2;
-}
-html { font-size: 17px; }
-body {
-  max-width: 46rem; margin: 2.5rem auto; padding: 0 1.25rem; color: var(--fg);
-  font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
-  line-height: 1.6; text-rendering: optimizeLegibility;
-}
-header#title-block-header { margin-bottom: 2rem; }
-h1.title { font-size: 2rem; line-height: 1.2; margin: 0 0 .3rem; }
-p.subtitle { font-size: 1.25rem; color: var(--muted); margin: 0 0 .8rem; }
-p.author, p.date { margin: .1rem 0; color: var(--muted); }
-h1, h2, h3, h4 { line-height: 1.25; margin: 2.2rem 0 .8rem; }
-h2 { border-bottom: 1px solid var(--border); padding-bottom: .25rem; }
-.header-section-number { color: var(--muted); margin-right: .2rem; }
-a { color: var(--accent); text-decoration: none; }
-a:hover { text-decoration: underline; }
-nav#TOC {
-  border: 1px solid var(--border); border-radius: 6px; background: #fbfcfd;
-  padding: .8rem 1.4rem; margin: 1.5rem 0 2.5rem;
-}
-nav#TOC > h2 { border: 0; font-size: 1.05rem; margin: 0 0 .4rem; }
-nav#TOC ul { margin: .1rem 0; padding-left: 1.2rem; list-style: none; }
-nav#TOC > ul { padding-left: 0; }
-figure { margin: 2rem 0; text-align: center; }
-figure img, figure svg, p > img { max-width: 100%; height: auto; }
-figcaption { font-size: .92rem; color: var(--muted); margin-top: .5rem; text-align: left; }
-table {
-  border-collapse: collapse; margin: 1.8rem auto; font-size: .92rem;
-  font-variant-numeric: tabular-nums;
-}
-caption { caption-side: top; text-align: left; color: var(--muted); padding-bottom: .5rem; }
-th, td { border: 1px solid var(--border); padding: .35rem .7rem; vertical-align: top; }
-thead th { background: var(--head); }
-tbody tr:nth-child(even) { background: var(--zebra); }
-code {
-  font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .88em;
-  background: #f3f4f6; padding: .1em .3em; border-radius: 3px;
-}
-pre { background: var(--zebra); padding: .8rem 1rem; overflow-x: auto; border-radius: 6px; }
-pre code { background: none; padding: 0; }
-math[display="block"] { overflow-x: auto; margin: 1rem 0; }
-.equation { display: flex; align-items: center; }
-.equation math { flex: 1; }
-.eq-number { margin-left: 1rem; }
-blockquote { margin: 1rem 0; padding: 0 1rem; color: var(--muted);
-  border-left: 4px solid var(--border); }
-.callout {
-  --c: #0b5cad; border: 1px solid var(--border); border-left: 5px solid var(--c);
-  border-radius: 5px; padding: .6rem 1rem; margin: 1.5rem 0; background: #fcfcfd;
-}
-.callout-title { font-weight: 600; color: var(--c); margin-bottom: .2rem; }
-.callout-body > :first-child { margin-top: 0; }
-.callout-body > :last-child { margin-bottom: 0; }
-.callout-tip { --c: #1a7f37; }
-.callout-warning { --c: #bc4c00; }
-.callout-important { --c: #cf222e; }
-.callout-caution { --c: #9a6700; }
-@media print { body { max-width: none; margin: 0; } }
-"""
-
-_TYPST_HEADER = """\
-// study.render: numbering is done by the pandoc filter, so typst must not add its own.
-#set figure(numbering: none)
-#show figure: set block(breakable: false)
-#show figure.caption: set text(size: 0.9em)
-#set table(
-  inset: (x: 6pt, y: 4pt),
-  stroke: (x, y) => (
-    top: if y == 0 { 0.8pt } else if y == 1 { 0.5pt } else { 0pt },
-    bottom: 0.8pt,
-    left: 0pt, right: 0pt,
-  ),
-  fill: (x, y) => if y > 0 and calc.even(y) { luma(244) },
-)
-#show table: set text(size: 0.9em, number-width: "tabular")
-#show table.cell.where(y: 0): set text(weight: "bold")
-#show link: set text(fill: rgb("#0b5cad"))
-// Replaces the title block of pandoc's default template (same arguments, tighter layout).
-#let conf(..args) = {
-  let a = args.named()
-  let doc = args.pos().last()
-  let plain(x) = if type(x) == str { x } else if x == none { "" } else if x.has("text") {
-    x.text
-  } else if x.has("children") { x.children.map(plain).join("") } else if x.has("body") {
-    plain(x.body)
-  } else { " " }
-  let title = a.at("title", default: none)
-  let subtitle = a.at("subtitle", default: none)
-  let authors = a.at("authors", default: ())
-  let date = a.at("date", default: none)
-  let abstract = a.at("abstract", default: none)
-  set document(title: plain(title)) if title != none
-  set document(author: authors.map(x => plain(x.name))) if authors.len() > 0
-  set page(
-    paper: a.at("paper", default: "us-letter"),
-    margin: a.at("margin", default: (x: 1.25in, y: 1.25in)),
-    numbering: a.at("pagenumbering", default: "1"),
-    columns: a.at("cols", default: 1),
-  )
-  set par(justify: true, leading: a.at("linestretch", default: 1) * 0.65em)
-  set text(lang: a.at("lang", default: "en"), region: a.at("region", default: "US"),
-           size: a.at("fontsize", default: 11pt))
-  set text(font: a.at("font")) if a.at("font", default: none) != none
-  show math.equation: set text(font: a.at("mathfont")) if a.at("mathfont", default: none) != none
-  show raw: set text(font: a.at("codefont")) if a.at("codefont", default: none) != none
-  set heading(numbering: a.at("sectionnumbering", default: none))
-  show heading: set block(above: 1.4em, below: 0.8em)
-  if title != none {
-    align(center, block(width: 100%, below: 1.6em)[
-      #text(weight: "bold", size: 1.6em, hyphenate: false, title)
-      #if subtitle != none { block(above: 0.9em, text(size: 1.2em, hyphenate: false, subtitle)) }
-      #if authors.len() > 0 { block(above: 1.2em, authors.map(x => x.name).join(", ")) }
-      #if date != none { block(above: 0.6em, date) }
-    ])
-  }
-  if abstract != none {
-    block(inset: (x: 2em), below: 1.5em)[
-      #text(weight: "semibold")[#a.at("abstract-title", default: [Abstract])] #h(1em) #abstract
-    ]
-  }
-  doc
-}
-#let callout(kind: "note", title: none, body) = {
-  let color = (
-    note: rgb("#0b5cad"), tip: rgb("#1a7f37"), warning: rgb("#bc4c00"),
-    important: rgb("#cf222e"), caution: rgb("#9a6700"),
-  ).at(kind, default: rgb("#0b5cad"))
-  block(
-    width: 100%, inset: (x: 10pt, y: 8pt), radius: 3pt, breakable: true,
-    fill: color.lighten(94%), stroke: (left: 3pt + color, rest: 0.5pt + color.lighten(60%)),
-  )[
-    #if title != none { text(weight: "bold", fill: color)[#title]; v(-0.3em) }
-    #body
-  ]
-}
-"""
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

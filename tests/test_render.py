@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tomllib
+from fnmatch import fnmatch
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,8 @@ pytest.importorskip("yaml", reason="report extra (PyYAML) not installed")
 
 from study import render as render_mod  # noqa: E402
 from study.render import RenderError, expand_shortcodes, render  # noqa: E402
+
+from conftest import ROOT  # noqa: E402
 
 QUARTO_YML = """\
 project:
@@ -229,6 +234,50 @@ def test_rendering_is_deterministic(rendered):
     again = render(project, renderer="fallback")
     assert again.html.read_bytes() == html
     assert again.pdf.read_bytes() == pdf
+
+
+# ------------------------------------------------------------------------------ templates
+
+# The fallback's pandoc filter, HTML stylesheet and typst header: package data in study/templates/.
+TEMPLATES = ("pandoc-filter.lua", "report.css", "typst-header.typ")
+
+
+def _package_template(name: str) -> str:
+    return (resources.files("study") / "templates" / name).read_text(encoding="utf-8")
+
+
+def test_templates_are_package_data():
+    assert sorted(render_mod._TEMPLATES) == sorted(TEMPLATES)
+    for name in TEMPLATES:
+        assert resources.files("study").joinpath("templates", name).is_file(), name
+        assert len(_package_template(name).splitlines()) > 50, name
+    # declared as package data, so a wheel (non-editable install) carries them too
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    globs = setuptools["package-data"]["study"]
+    for name in TEMPLATES:
+        assert any(fnmatch(f"templates/{name}", glob) for glob in globs), name
+
+
+def test_renderer_uses_the_template_files(tmp_path, monkeypatch):
+    real_run = subprocess.run
+    passed: dict[str, list[str]] = {}
+
+    def spy(cmd, **kwargs):  # read the build-directory copies before they are deleted
+        for option in ("--lua-filter", "--css", "--include-in-header"):
+            if option in cmd:
+                path = Path(cmd[cmd.index(option) + 1])
+                assert path.is_file(), path
+                passed.setdefault(path.name, []).append(path.read_text(encoding="utf-8"))
+        return real_run(cmd, **kwargs)
+
+    monkeypatch.setattr(render_mod.subprocess, "run", spy)
+    result = render(make_project(tmp_path), renderer="fallback")
+    assert sorted(passed) == sorted(TEMPLATES)
+    assert len(passed["pandoc-filter.lua"]) == 2  # HTML and typst
+    for name, copies in passed.items():
+        assert all(text == _package_template(name) for text in copies), name
+    css = _package_template("report.css")
+    assert css.splitlines()[-1] in result.html.read_text(encoding="utf-8")  # embedded
 
 
 # ------------------------------------------------------------------------------ errors
