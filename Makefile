@@ -43,7 +43,7 @@ simulate: $(SETUP) ## Run a design (DESIGN=simulations/default.toml JOBS=2); res
 
 # make report rebuilds only what is stale: results → assets → rendered documents. Results
 # are recomputed (resuming from checkpoints) when the design or the code behind them changes.
-ENGINE_SOURCES := $(addprefix study/,design.py dgp.py fit.py engine.py kernel.py moments.py measures.py \
+ENGINE_SOURCES := $(addprefix study/,design.py basis.py dgp.py fit.py engine.py kernel.py moments.py measures.py \
 	summary.py theory.py tuning.py scaling.py store.py simulate.py)
 $(RESULTS)/manifest.json: $(DESIGN) $(ENGINE_SOURCES) | $(SETUP)
 	$(PY) -m study simulate $(DESIGN) --jobs $(JOBS) --out $(RESULTS)

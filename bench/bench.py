@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from study.design import load_design  # noqa: E402
-from study.dgp import block_streams, chunk_rows, draw_block_data, draw_u  # noqa: E402
+from study.dgp import block_chunks, draw_block_data  # noqa: E402
 from study.scaling import alpha as scaling_alpha  # noqa: E402
 from study.simulate import count_fits, simulate  # noqa: E402
 
@@ -57,15 +57,9 @@ def run_engine(design, jobs: int) -> float:
 
 def _draw_task(design, m: int, block: int) -> float:
     """Draw what task (m, block) draws, exactly as the engine does, and nothing else."""
-    n = design.block_length(block)
-    rng_x, rng_noise = block_streams(design.seed, m, block)
-    rows = chunk_rows(m)
     total = 0.0
-    for start in range(0, n, rows):
-        size = (min(n, start + rows) - start, m)
-        u = draw_u(rng_x, design.x, size)
-        eps = rng_noise.standard_normal(size)
-        total += u[0, 0] + eps[0, 0]  # keep the draws from being optimised away
+    for chunk in block_chunks(design, m, block):
+        total += chunk.u[0, 0] + chunk.eps[0, 0]  # keep the draws from being optimised away
     return total
 
 

@@ -5,7 +5,7 @@ The public entry point for one fit is :func:`fit_polynomial_ridge`; the command 
 """
 
 from .fit import fit_polynomial_ridge
-from .scaling import SCALINGS, alpha, penalty_factor
+from .scaling import SCALINGS, alpha
 
 __version__ = "0.1.0"
-__all__ = ["fit_polynomial_ridge", "alpha", "penalty_factor", "SCALINGS", "__version__"]
+__all__ = ["fit_polynomial_ridge", "alpha", "SCALINGS", "__version__"]

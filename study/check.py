@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .numbers import percent, significant
 from .paths import CHECK_FILE, RISK_FILE, SUMMARY_FILE
-from .summary import STATUS_NEGATIVE_VARIANCE, STATUS_NON_FINITE
+from .summary import STATUS_NEGATIVE_VARIANCE, STATUS_NON_FINITE, usable_cells
 
 Z_MAX = 5.0
 SHARE_BEYOND_2_MAX = 0.10  # expected 4.6 %; z of one design are correlated across cells
@@ -64,7 +65,7 @@ class CheckResult:
         verdict = "PASS" if self.ok else "FAIL"
         return (
             f"{verdict}: {self.n_z} z-values (MC vs Rao–Blackwell), max |z| = "
-            f"{self.max_abs_z:.2f} (limit {Z_MAX:g}), {100 * self.share_beyond_2:.1f} % beyond 2 "
+            f"{self.max_abs_z:.2f} (limit {Z_MAX:g}), {percent(self.share_beyond_2)} beyond 2 "
             f"(limit {100 * SHARE_BEYOND_2_MAX:g} %); {self.n_flagged} comparisons left out "
             f"for infinite moments; at m = {self.largest_m}, {self.n_asym - self.n_asym_fail} "
             f"of {self.n_asym} Rao–Blackwell vs large-m comparisons within "
@@ -91,9 +92,20 @@ def _rows(frame, measure, mc, rb, se, asym, needed, coef=True):
     out["rel_gap_asym"] = gap / frame[asym].abs()
     out["se_gap_asym"] = gap / frame[f"{rb}_mcse"].where(frame[f"{rb}_mcse"] > 0)
     out["finite_moments"] = frame["finite_moments"]
-    flag = np.where(frame["finite_moments"] > needed, "", f"moments of order {needed} infinite")
-    out["flag"] = np.where(frame["status"] == "ok", flag, frame["status"])
+    flag = np.where(usable_cells(frame, needed), "", f"moments of order {needed} infinite")
+    out["flag"] = np.where(usable_cells(frame), flag, frame["status"])
     return out
+
+
+def unique_comparisons(table: pd.DataFrame) -> pd.Series:
+    """Mask of the first of equal comparisons: λ = 0 is one cell under every scaling, and
+    is counted once."""
+    return ~table.duplicated(["m", "degree", "coef", "measure", "mc", "rb"])
+
+
+def counted_comparisons(table: pd.DataFrame) -> pd.Series:
+    """Mask of the comparisons the criteria count: not flagged, with a z, each once."""
+    return (table.flag == "") & table.z.notna() & unique_comparisons(table)
 
 
 def check(results_dir: Path) -> CheckResult:
@@ -108,9 +120,8 @@ def check(results_dir: Path) -> CheckResult:
         ],
         ignore_index=True,
     )[CHECK_COLUMNS]
-    # λ = 0 is one cell under every scaling: count each comparison once
-    unique = ~table.duplicated(["m", "degree", "coef", "measure", "mc", "rb"])
-    usable = (table.flag == "") & table.z.notna() & unique
+    unique = unique_comparisons(table)
+    usable = counted_comparisons(table)
     z = table.z[usable].abs()
     largest = int(table.m.max())
     at_largest = usable & (table.m == largest) & table.asym.notna()
@@ -143,7 +154,7 @@ def format_table(table: pd.DataFrame) -> str:
     shown["coef"] = shown["coef"].map(lambda c: "-" if c < 0 else str(c))
     return shown.to_string(
         index=False,
-        float_format=lambda v: f"{v:.4g}",
+        float_format=lambda v: significant(v, 4),
         na_rep="",
     )
 

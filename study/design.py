@@ -17,9 +17,13 @@ import stat
 import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .scaling import SCALINGS, alpha
+from .basis import true_coefficients
+from .scaling import SCALINGS, alpha, check_scaling
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_DEGREE = 12
 MAX_BLOCK_SIZE = 100_000
@@ -140,10 +144,12 @@ class Design:
         return hashlib.sha256(text.encode()).hexdigest()
 
     # --- structure ---------------------------------------------------------------------
-    @property
-    def true_coefficients(self) -> tuple[float, float]:
-        """(β0, β1): w* = (β0, β1, 0, …, 0)."""
-        return (self.intercept, self.slope)
+    def true_coefficients_of(self, degree: int, *, standardised: bool = False) -> np.ndarray:
+        """w* = (β0, β1, 0, …, 0) of a degree-``degree`` fit, or with ``standardised`` its
+        coefficients v* in u = (x − center)/scale (:func:`study.basis.true_coefficients`)."""
+        return true_coefficients(
+            degree, intercept=self.intercept, slope=self.slope, x=self.x if standardised else None
+        )
 
     @property
     def n_blocks(self) -> int:
@@ -306,9 +312,10 @@ def design_from_dict(raw: dict, source: str = "design") -> Design:
     )
 
     def _scaling(v):
-        if v not in SCALINGS:
-            raise chk.fail("grid.scaling", v, f"one of {list(SCALINGS)}")
-        return v
+        try:
+            return check_scaling(v)
+        except ValueError:
+            raise chk.fail("grid.scaling", v, f"one of {list(SCALINGS)}") from None
 
     scaling = chk.unique_list(
         "grid.scaling", grid["scaling"], f"scalings among {list(SCALINGS)}", _scaling

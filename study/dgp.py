@@ -13,6 +13,9 @@ in the standardised variable u = (x − center)/scale, uniform on [−1, 1] or s
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import NamedTuple
+
 import numpy as np
 
 from .design import Design, XDistribution
@@ -42,28 +45,62 @@ def draw_u(rng: np.random.Generator, x: XDistribution, size) -> np.ndarray:
     return rng.standard_normal(size)
 
 
-def standardised_moments(x: XDistribution, n_max: int) -> np.ndarray:
-    """E[u^n] for n = 0, …, n_max: 1/(n + 1) or (n − 1)!! for even n, 0 for odd n."""
-    mu = np.zeros(n_max + 1)
-    for n in range(0, n_max + 1, 2):
-        if x.distribution == "uniform":
-            mu[n] = 1.0 / (n + 1)
-        else:
-            mu[n] = float(np.prod(np.arange(n - 1, 0, -2))) if n else 1.0
-    return mu
-
-
-def true_coefficients_u(design: Design, degree: int) -> np.ndarray:
-    """v* with φ(u)ᵀv* = β0 + β1·x: (β0 + β1·center, β1·scale, 0, …, 0)."""
-    v = np.zeros(degree + 1)
-    v[0] = design.intercept + design.slope * design.x.center
-    v[1] = design.slope * design.x.scale
-    return v
-
-
 def chunk_rows(m: int) -> int:
     """Data sets per chunk for data sets of m points."""
     return max(1, CHUNK_ELEMENTS // m)
+
+
+class Chunk(NamedTuple):
+    """A part of a block's random numbers, in drawing order (see :func:`block_chunks`)."""
+
+    rows: slice  # the block's data sets it belongs to
+    offset: int  # index of its first point within those data sets (0 unless in pieces)
+    u: np.ndarray  # standardised inputs, shape (rows, width)
+    eps: np.ndarray | None  # standard normal noise, same shape; None without noise
+
+
+def block_chunks(
+    design: Design, m: int, block: int, *, first: int | None = None, noise: bool = True
+) -> Iterator[Chunk]:
+    """Draw the data sets of one block chunk by chunk: the one drawing loop of the package.
+
+    The chunks hold ``chunk_rows(m)`` whole data sets of m points (width m), except for data
+    sets of more than MAX_PIECE points, which come one at a time in pieces of at most
+    MAX_PIECE points (offset > 0 after the first piece). The x stream and the noise stream
+    are each drawn in order, so the numbers do not depend on the chunking.
+
+    Parameters
+    ----------
+    design : Design
+    m : int
+        Points per data set.
+    block : int
+        Block index; the block holds ``design.block_length(block)`` data sets.
+    first : int, optional
+        Only the block's first ``first`` data sets (the same numbers as in the whole block).
+    noise : bool, default True
+        With False only the x stream is drawn and ``eps`` is None.
+    """
+    n = design.block_length(block)
+    if first is not None:
+        n = min(n, first)
+    rng_x, rng_noise = block_streams(design.seed, m, block)
+    rows = chunk_rows(m)
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        if m <= MAX_PIECE:
+            u = draw_u(rng_x, design.x, (stop - start, m))
+            eps = rng_noise.standard_normal((stop - start, m)) if noise else None
+            yield Chunk(slice(start, stop), 0, u, eps)
+            continue
+        # a data set larger than MAX_PIECE points: drawn piece by piece (the streams are
+        # sequential, so the numbers are the same)
+        for row in range(start, stop):
+            for done in range(0, m, MAX_PIECE):
+                width = min(MAX_PIECE, m - done)
+                u = draw_u(rng_x, design.x, (1, width))
+                eps = rng_noise.standard_normal((1, width)) if noise else None
+                yield Chunk(slice(row, row + 1), done, u, eps)
 
 
 def block_power_sums(
@@ -98,34 +135,24 @@ def block_power_sums(
     n = design.block_length(block)
     if first is not None:
         n = min(n, first)
-    rng_x, rng_noise = block_streams(design.seed, m, block)
     K = max_degree
     S = np.empty((n, 2 * K + 1))
     E = np.empty((n, K + 1)) if noise else None  # Σ u^p·ε
-    rows = chunk_rows(m)
-    for start in range(0, n, rows):
-        stop = min(n, start + rows)
-        if m <= MAX_PIECE:
-            u = draw_u(rng_x, design.x, (stop - start, m))
-            eps = rng_noise.standard_normal((stop - start, m)) if noise else None
-            S[start:stop], e_sums = power_sums(u, eps, K)
+    for chunk in block_chunks(design, m, block, first=first, noise=noise):
+        s_part, e_part = power_sums(chunk.u, chunk.eps, K)
+        if chunk.u.shape[1] == m:  # whole data sets
+            S[chunk.rows] = s_part
             if noise:
-                E[start:stop] = e_sums
+                E[chunk.rows] = e_part
             continue
-        # a data set larger than MAX_PIECE points: draw it piece by piece (the streams are
-        # sequential, so the numbers are the same) and add up the pieces' sums
-        for row in range(start, stop):
-            S[row] = 0.0
+        # a piece of a data set: add up the pieces' sums
+        if chunk.offset == 0:
+            S[chunk.rows] = 0.0
             if noise:
-                E[row] = 0.0
-            for done in range(0, m, MAX_PIECE):
-                width = min(MAX_PIECE, m - done)
-                u = draw_u(rng_x, design.x, (1, width))
-                eps = rng_noise.standard_normal((1, width)) if noise else None
-                s_part, e_part = power_sums(u, eps, K)
-                S[row] += s_part[0]
-                if noise:
-                    E[row] += e_part[0]
+                E[chunk.rows] = 0.0
+        S[chunk.rows] += s_part
+        if noise:
+            E[chunk.rows] += e_part
     if not noise:
         return S, None
     # y = β0 + β1·x + σε with x = center + scale·u, so Σu^p·y follows from S and E.
@@ -144,14 +171,12 @@ def draw_block_data(design: Design, m: int, block: int) -> tuple[np.ndarray, np.
     For tests and small examples only: the engine never holds a block's data in memory.
     """
     n = design.block_length(block)
-    rng_x, rng_noise = block_streams(design.seed, m, block)
     u = np.empty((n, m))
     eps = np.empty((n, m))
-    rows = chunk_rows(m)
-    for start in range(0, n, rows):
-        stop = min(n, start + rows)
-        u[start:stop] = draw_u(rng_x, design.x, (stop - start, m))
-        eps[start:stop] = rng_noise.standard_normal((stop - start, m))
+    for chunk in block_chunks(design, m, block):
+        width = chunk.u.shape[1]
+        u[chunk.rows, chunk.offset : chunk.offset + width] = chunk.u
+        eps[chunk.rows, chunk.offset : chunk.offset + width] = chunk.eps
     x = design.x.center + design.x.scale * u
     y = design.intercept + design.slope * x + design.noise_sd * eps
     return x, y

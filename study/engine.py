@@ -29,15 +29,16 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from .basis import hankel_index, standard_moments
 from .design import Design
-from .dgp import block_power_sums, standardised_moments, true_coefficients_u
+from .dgp import block_power_sums
 from .fit import (
     PencilFactor,
     change_of_basis,
     factorise,
-    hankel_index,
     penalty_root,
     pencil_is_stable,
+    solve_or_nan,
 )
 from .moments import CoMoments
 from .scaling import alpha as scaling_alpha
@@ -80,17 +81,15 @@ class _DegreeSetup:
 def degree_setup(design: Design, degree: int) -> _DegreeSetup:
     B = change_of_basis(design.x.center, design.x.scale, degree)
     F = penalty_root(B, penalize_intercept=design.penalize_intercept)
-    mu = standardised_moments(design.x, 2 * degree)
-    w_star = np.zeros(degree + 1)
-    w_star[:2] = design.true_coefficients
+    mu = standard_moments(design.x.distribution, 2 * degree)
     return _DegreeSetup(
         degree=degree,
         B=B,
         P=F @ F.T,
         F=F,
         use_pencil=pencil_is_stable(design.x.center, design.x.scale),
-        v_star=true_coefficients_u(design, degree),
-        w_star=w_star,
+        v_star=design.true_coefficients_of(degree, standardised=True),
+        w_star=design.true_coefficients_of(degree),
         sigma_u=mu[hankel_index(degree)],
         B_is_identity=bool(np.array_equal(B, np.eye(degree + 1))),
     )
@@ -168,15 +167,7 @@ def _quantities_direct(G, b, setup: _DegreeSetup, alpha: float, sigma: float):
         [b[..., None], (G @ setup.v_star)[..., None], np.broadcast_to(np.eye(p), (n, p, p))],
         axis=-1,
     )  # [b | Gv* | I]
-    X = np.full((n, p, p + 2), np.nan)
-    try:
-        X[:] = np.linalg.solve(A, rhs)
-    except np.linalg.LinAlgError:
-        for i in range(n):  # rare: locate the singular systems, leave them NaN
-            try:
-                X[i] = np.linalg.solve(A[i], rhs[i])
-            except np.linalg.LinAlgError:
-                pass
+    X = solve_or_nan(A, rhs)  # a singular system (rare) leaves its data set NaN
     v_hat, v_mean, Ainv = X[..., 0], X[..., 1], X[..., 2:]
     cov_v = sigma**2 * Ainv @ G @ Ainv
     var_w = np.einsum("li,nlk,ki->ni", setup.B, cov_v, setup.B)

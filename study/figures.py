@@ -30,7 +30,6 @@ large-m theory and so on (see each function).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import matplotlib as mpl
@@ -41,9 +40,10 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .scaling import PENALTY_AS_WRITTEN, SCALINGS
+from .numbers import alpha_label, compact, significant, subscript, superscript
+from .scaling import PENALTY_AS_WRITTEN, SCALINGS, check_scaling
 from .scaling import alpha as scaling_alpha
-from .theory import finite_moment_order
+from .summary import usable_cells
 
 __all__ = [
     "SCALING_COLORS",
@@ -105,8 +105,6 @@ _RC = {
     "figure.dpi": 100,
 }
 
-_SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
-_SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 _M_LABEL = "m (training points)"
 
 
@@ -115,51 +113,7 @@ _M_LABEL = "m (training points)"
 
 def coef_symbol(j: int, *, hat: bool = True) -> str:
     """``"ŵ₂"`` (the estimate) or ``"w₂"`` for the coefficient of x^j."""
-    return ("ŵ" if hat else "w") + str(int(j)).translate(_SUBSCRIPTS)
-
-
-def usable_cells(rows: pd.DataFrame, order: float) -> np.ndarray:
-    """Mask of the rows that are identifiable and whose moments below ``order`` exist.
-
-    Uses the column ``finite_moments`` when the table has it and
-    :func:`study.theory.finite_moment_order` otherwise.
-
-    Parameters
-    ----------
-    rows : DataFrame
-        Rows of ``summary.csv`` or ``risk.csv`` (columns ``m, degree, lambda``, ``status``).
-    order : float
-        2 for a bias (its MCSE needs the variance), 4 for a variance or MSE.
-
-    Returns
-    -------
-    ndarray of bool, shape (len(rows),)
-    """
-    if "finite_moments" in rows.columns:
-        finite = rows["finite_moments"].to_numpy(dtype=float)
-    else:
-        finite = np.array(
-            [
-                finite_moment_order(int(m), int(k), float(lam))
-                for m, k, lam in zip(rows["m"], rows["degree"], rows["lambda"], strict=True)
-            ]
-        )
-    return _ok(rows).to_numpy() & (finite > order)
-
-
-def _fmt_num(v: float) -> str:
-    """Compact number for labels: 1, 0.1, 1e-04 → 10⁻⁴, 10000 → 10⁴."""
-    v = float(v)
-    if v == 0:
-        return "0"
-    e = math.log10(abs(v))
-    if abs(e - round(e)) < 1e-9 and abs(e) >= 4:
-        return "10" + str(int(round(e))).translate(_SUPERSCRIPTS)
-    return f"{v:g}"
-
-
-def _fmt_alpha(a: float) -> str:
-    return f"{a:.0f}" if a >= 100 else f"{a:.3g}"
+    return ("ŵ" if hat else "w") + subscript(int(j))
 
 
 def _check_member(name: str, value, allowed, what: str = "") -> None:
@@ -178,7 +132,7 @@ def _check_member(name: str, value, allowed, what: str = "") -> None:
 def _check_scalings(scalings: Sequence[str]) -> list[str]:
     scalings = list(scalings)
     for s in scalings:
-        _check_member("scalings", s, SCALINGS)
+        check_scaling(s, name="scalings")
     if not scalings:
         raise ValueError("The 'scalings' parameter must name at least one scaling. Got [].")
     return scalings
@@ -207,12 +161,6 @@ def _cell_rows(summary: pd.DataFrame, degree: int, lam: float) -> pd.DataFrame:
     )
     sel = (summary["degree"] == degree) & np.isclose(summary["lambda"], lam)
     return summary.loc[sel]
-
-
-def _ok(rows: pd.DataFrame) -> pd.Series:
-    if "status" in rows.columns:
-        return rows["status"].eq("ok")
-    return pd.Series(True, index=rows.index)
 
 
 def _log_m_axis(ax, ms) -> None:
@@ -418,7 +366,7 @@ def fig_fitted_curves(
             title = (
                 "λ = 0\n(every scaling)"
                 if col == "lambda0"
-                else (f"{col}: {PENALTY_AS_WRITTEN[col]}\nλ = {_fmt_num(lam_c)}")
+                else (f"{col}: {PENALTY_AS_WRITTEN[col]}\nλ = {compact(lam_c)}")
             )
             axes[0, c].set_title(title, color=color)
             for r, m in enumerate(row_ms):
@@ -431,7 +379,7 @@ def fig_fitted_curves(
                 ax.text(
                     0.04,
                     0.96,
-                    f"α = {_fmt_alpha(a)}",
+                    f"α = {alpha_label(a)}",
                     transform=ax.transAxes,
                     ha="left",
                     va="top",
@@ -610,7 +558,7 @@ def fig_parabola_tail(
                 color=SCALING_COLORS[s],
                 linewidth=1.1,
                 gid=f"tail:{s}:{m}",
-                label=f"{SCALING_LABELS[s]}, λ = {_fmt_num(lam)}, m = {m}",
+                label=f"{SCALING_LABELS[s]}, λ = {compact(lam)}, m = {m}",
             )
         ax_tail.set_xscale("log")
         ax_tail.set_yscale("log")
@@ -641,8 +589,7 @@ def fig_parabola_tail(
         ax_tail.set_xlabel(f"t (threshold on |{sym}|, dimensionless)")
         ax_tail.set_ylabel(f"P(|{sym}| > t)  (fraction of data sets)")
         ax_tail.set_title(
-            f"Tail of the x{str(coef).translate(_SUPERSCRIPTS)} coefficient, "
-            f"degree {degree}, m = {m}"
+            f"Tail of the x{superscript(coef)} coefficient, degree {degree}, m = {m}"
         )
         _every_decade(ax_tail.xaxis)
         _every_decade(ax_tail.yaxis)
@@ -747,7 +694,7 @@ def fig_bias(
         if "bias_asym" in rows:
             handles.append(_theory_handle())
         _style_legend(fig, handles)
-        fig.suptitle(f"Bias, degree {degree}, λ = {_fmt_num(lam)}", fontsize=8)
+        fig.suptitle(f"Bias, degree {degree}, λ = {compact(lam)}", fontsize=8)
     return fig
 
 
@@ -850,7 +797,7 @@ def fig_variance(
             )
         )
         _style_legend(fig, handles)
-        fig.suptitle(f"{what.capitalize()}, degree {degree}, λ = {_fmt_num(lam)}", fontsize=8)
+        fig.suptitle(f"{what.capitalize()}, degree {degree}, λ = {compact(lam)}", fontsize=8)
     return fig
 
 
@@ -939,7 +886,7 @@ def fig_mse_split(
             Line2D([], [], color="0.3", linestyle=(0, (1, 1.2)), linewidth=1.3, label="variance"),
         ]
         _style_legend(fig, handles)
-        fig.suptitle(f"MSE = bias² + variance, degree {degree}, λ = {_fmt_num(lam)}", fontsize=8)
+        fig.suptitle(f"MSE = bias² + variance, degree {degree}, λ = {compact(lam)}", fontsize=8)
     return fig
 
 
@@ -1011,7 +958,7 @@ def fig_bias_over_sd(
                         linewidth=0.9,
                         gid=f"theory:{s}:{j}",
                     )
-            ax.set_title(f"{coef_symbol(j)} (coefficient of x{str(j).translate(_SUPERSCRIPTS)})")
+            ax.set_title(f"{coef_symbol(j)} (coefficient of x{superscript(j)})")
             ax.set_xlabel(_M_LABEL)
         axes[0].set_ylabel("|bias| / SD  (dimensionless)")
         handles = [
@@ -1038,7 +985,7 @@ def fig_bias_over_sd(
             )
         _style_legend(fig, handles, ncols=3 if len(handles) > 4 else len(handles))
         fig.suptitle(
-            f"Bias relative to the standard deviation, degree {degree}, λ = {_fmt_num(lam)}",
+            f"Bias relative to the standard deviation, degree {degree}, λ = {compact(lam)}",
             fontsize=8,
         )
     return fig
@@ -1184,7 +1131,7 @@ def fig_sampling_distributions(
                                 )
                 if ylim is not None:
                     ax.set_ylim(*ylim)
-                ax.set_xticks(pos, [_fmt_num(m) for m in ms])
+                ax.set_xticks(pos, [compact(m) for m in ms])
                 ax.set_xlim(-0.6, len(ms) - 0.4)
                 ax.grid(axis="x", visible=False)
                 if r == len(coefs) - 1:
@@ -1193,12 +1140,10 @@ def fig_sampling_distributions(
                     title = (
                         "λ = 0\n(every scaling)"
                         if col == "lambda0"
-                        else (f"{col}: {PENALTY_AS_WRITTEN[col]}\nλ = {_fmt_num(lam_c)}")
+                        else (f"{col}: {PENALTY_AS_WRITTEN[col]}\nλ = {compact(lam_c)}")
                     )
                     ax.set_title(title, color=color)
-            axes[r, 0].set_ylabel(
-                f"{coef_symbol(j)} (coefficient of x{str(j).translate(_SUPERSCRIPTS)})"
-            )
+            axes[r, 0].set_ylabel(f"{coef_symbol(j)} (coefficient of x{superscript(j)})")
         handles = [
             Line2D([], [], color="black", linewidth=1.2, label="mean of the kept draws"),
             Line2D([], [], color="0.5", linewidth=0.6, label="true value 0"),
@@ -1331,7 +1276,7 @@ def fig_risk_vs_lambda(
                 lam_left = float(d["lambda"].iloc[0])
                 if opt is None or opt[0] > lam_left * 10**2.5:
                     ax.annotate(
-                        f"m = {_fmt_num(m)}",
+                        f"m = {compact(m)}",
                         (lam_left, d["risk"].iloc[0]),
                         xytext=(2, 2),
                         textcoords="offset points",
@@ -1513,7 +1458,7 @@ def fig_tuned_lambda(
                     gid=gid,
                 )
             ax_a.annotate(
-                rf"$\alpha^*_\infty$ = {a_inf:.3g}",
+                rf"$\alpha^*_\infty$ = {significant(a_inf, 3)}",
                 (1.0, a_inf),
                 xycoords=("axes fraction", "data"),
                 xytext=(-2, 3),

@@ -30,6 +30,7 @@ from math import comb
 
 import numpy as np
 
+from .basis import hankel_index
 from .scaling import alpha as scaling_alpha
 
 
@@ -61,12 +62,6 @@ def penalty_matrix(degree: int, *, penalize_intercept: bool = False) -> np.ndarr
     if not penalize_intercept:
         d[0] = 0.0
     return np.diag(d)
-
-
-def hankel_index(degree: int) -> np.ndarray:
-    """Index array I with G = S[..., I]: I[i, j] = i + j."""
-    r = np.arange(degree + 1)
-    return r[:, None] + r[None, :]
 
 
 def power_sums(
@@ -158,6 +153,35 @@ def factorise(G: np.ndarray, F: np.ndarray) -> PencilFactor:
     eig = np.clip(eig, 0.0, None)
     W = np.swapaxes(Linv, -1, -2) @ U
     return PencilFactor(W=W, eig=eig)
+
+
+def solve_or_nan(A: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Solve a stack of systems A[i]·X[i] = rhs[i], leaving NaN where one is singular.
+
+    One batched solve; should any system of the stack be singular (rare), each is solved
+    on its own and those that fail stay NaN, so that one bad system does not lose the rest.
+
+    Parameters
+    ----------
+    A : ndarray of shape (n, ..., p, p)
+    rhs : ndarray of shape (n, ..., p, q)
+        With the leading axes of A (broadcast it first if it is shared).
+
+    Returns
+    -------
+    ndarray of the shape of rhs
+        NaN in the entries X[i] of the systems i that failed.
+    """
+    try:
+        return np.linalg.solve(A, rhs)
+    except np.linalg.LinAlgError:
+        X = np.full(rhs.shape, np.nan)
+        for i in range(A.shape[0]):
+            try:
+                X[i] = np.linalg.solve(A[i], rhs[i])
+            except np.linalg.LinAlgError:
+                pass
+        return X
 
 
 def _solve_one(S, T, degree: int, alpha: float, B: np.ndarray, *, penalize_intercept: bool):

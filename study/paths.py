@@ -12,7 +12,6 @@ SIMULATIONS_DIR = Path("simulations")
 RESULTS_ROOT = SIMULATIONS_DIR / "results"
 REPORT_DIR = Path("report")
 GENERATED_DIR = REPORT_DIR / "_generated"
-OUTPUT_DIR = REPORT_DIR / "_output"
 
 SUMMARY_FILE = "summary.csv"
 RISK_FILE = "risk.csv"

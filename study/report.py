@@ -22,6 +22,7 @@ import pandas as pd  # noqa: E402
 from . import figures, tables  # noqa: E402
 from .check import check  # noqa: E402
 from .design import design_from_dict  # noqa: E402
+from .numbers import as_written, fmt, percent  # noqa: E402
 from .paths import (  # noqa: E402
     DRAWS_FILE,
     GENERATED_DIR,
@@ -34,15 +35,10 @@ from .paths import (  # noqa: E402
 )
 from .scaling import alpha as scaling_alpha  # noqa: E402
 from .store import atomic_write_bytes, atomic_write_text, load_npz  # noqa: E402
-from .tables import fmt  # noqa: E402
+from .summary import usable_cells  # noqa: E402
 
 VARIABLES_FILE = "_variables.yml"
 FOCUS = {"degree": 3, "lam": 1.0, "coef": 1}
-
-
-def _g(value: float) -> str:
-    """A design parameter as written in a design file: 1, 0.01, −1."""
-    return f"{value:g}".replace("-", "−")
 
 
 def _pick(values, wanted):
@@ -109,7 +105,7 @@ def build_variables(design, summary, risk, tuning, transfer, draws, result, mani
     t = tuning[(tuning.method == "conditional") & (tuning.m > tuning.degree + 2)]
     spread = t.groupby(["degree", "scaling"]).lambda_opt.agg(lambda v: v.max() / v.min())
 
-    finite = summary[(summary.finite_moments > 2) & (summary.status == "ok")]
+    finite = summary[usable_cells(summary, 2)]
     worst = finite.loc[finite.bias_mcse.idxmax()]
     m100 = finite[finite.m >= 100].bias_mcse.max()
 
@@ -121,7 +117,7 @@ def build_variables(design, summary, risk, tuning, transfer, draws, result, mani
     tail = {"share_big": "–", "threshold": "10"}
     if 2 in design.degree and 3 in design.m and 0.0 in design.lam:
         w2 = draws["coef_k2"][list(design.m).index(3), list(design.lam).index(0.0), 0, :, 2]
-        tail["share_big"] = f"{100 * np.mean(np.abs(w2) > 10):.1f} %"
+        tail["share_big"] = percent(np.mean(np.abs(w2) > 10))
 
     d = design
     return {
@@ -131,20 +127,20 @@ def build_variables(design, summary, risk, tuning, transfer, draws, result, mani
             "m_max": f"{m_max:,}",
             "m_min": f"{m_min:,}",
             "degrees": ", ".join(map(str, d.degree)),
-            "lambdas": ", ".join(_g(v) for v in d.lam),
+            "lambdas": ", ".join(as_written(v) for v in d.lam),
             "n_cells": f"{len(d.m) * len(d.degree) * len(d.lam) * len(d.scaling):,}",
             "seed": str(d.seed),
         },
         "dgp": {
-            "low": _g(d.x.low) if d.x.low is not None else "–",
-            "high": _g(d.x.high) if d.x.high is not None else "–",
-            "intercept": _g(d.intercept),
-            "slope": _g(d.slope),
-            "noise_sd": _g(d.noise_sd),
+            "low": as_written(d.x.low) if d.x.low is not None else "–",
+            "high": as_written(d.x.high) if d.x.high is not None else "–",
+            "intercept": as_written(d.intercept),
+            "slope": as_written(d.slope),
+            "noise_sd": as_written(d.noise_sd),
         },
         "focus": {
             "degree": str(k),
-            "lam": _g(lam),
+            "lam": as_written(lam),
             "bias_none_max": fmt(r_none.bias, 3),
             "bias_m_max": fmt(r_m.bias, 2),
             "bias_none_limit": fmt(r_none.bias_asym),
@@ -165,8 +161,8 @@ def build_variables(design, summary, risk, tuning, transfer, draws, result, mani
             "m0": f"{m0:,}",
             "m": f"{m_max:,}",
             "degree": str(k),
-            "extra_m": f"{100 * extra.get('m', float('nan')):.1f} %",
-            "extra_none": f"{100 * extra.get('none', float('nan')):.0f} %",
+            "extra_m": percent(extra.get("m", float("nan"))),
+            "extra_none": percent(extra.get("none", float("nan")), 0),
         },
         "mcse": {
             "bias_max": fmt(worst.bias_mcse, 2),
@@ -177,7 +173,7 @@ def build_variables(design, summary, risk, tuning, transfer, draws, result, mani
         "check": {
             "n_z": f"{result.n_z:,}",
             "max_z": fmt(result.max_abs_z, 3),
-            "share_2": f"{100 * result.share_beyond_2:.1f} %",
+            "share_2": percent(result.share_beyond_2),
             "n_flagged": f"{result.n_flagged:,}",
             "summary": result.summary_line(),
         },

@@ -31,40 +31,26 @@ ALPHA_FORMULA: dict[str, str] = {
 }
 
 
-def _check_scaling(scaling: str) -> None:
-    if scaling not in SCALINGS:
-        raise ValueError(
-            f"The 'scaling' parameter must be one of {list(SCALINGS)}. Got {scaling!r} instead."
-        )
-
-
-def penalty_factor(lam: float, *, m: int, degree: int, scaling: str) -> float:
-    """Factor c of the mean-loss penalty (c/2)·Σw² for one scaling.
+def check_scaling(scaling: str, *, name: str = "scaling") -> str:
+    """The one check of a scaling's name: return it, or raise the one-line error.
 
     Parameters
     ----------
-    lam : float
-        The regularisation parameter λ as the user writes it.
-    m : int
-        Number of training samples.
-    degree : int
-        Degree k of the polynomial (the number of penalised weights).
-    scaling : {"none", "m", "sqrt-m", "k"}
-        Which convention divides λ.
+    scaling : str
+        The name to check.
+    name : str, default "scaling"
+        The parameter's name in the message.
 
-    Returns
-    -------
-    float
-        c = λ, λ/m, λ/√m or λ/k.
+    Raises
+    ------
+    ValueError
+        "The '<name>' parameter must be one of [...]. Got <scaling> instead."
     """
-    _check_scaling(scaling)
-    if scaling == "none":
-        return float(lam)
-    if scaling == "m":
-        return lam / m
-    if scaling == "sqrt-m":
-        return lam / math.sqrt(m)
-    return lam / degree
+    if scaling not in SCALINGS:
+        raise ValueError(
+            f"The '{name}' parameter must be one of {list(SCALINGS)}. Got {scaling!r} instead."
+        )
+    return scaling
 
 
 def alpha(lam: float, *, m: int, degree: int, scaling: str) -> float:
@@ -77,7 +63,7 @@ def alpha(lam: float, *, m: int, degree: int, scaling: str) -> float:
     >>> alpha(0.1, m=100, degree=2, scaling="none")
     10.0
     """
-    _check_scaling(scaling)
+    check_scaling(scaling)
     # Written out per scaling rather than as m·c so that `m` returns λ exactly.
     if scaling == "none":
         return m * float(lam)
@@ -90,7 +76,7 @@ def alpha(lam: float, *, m: int, degree: int, scaling: str) -> float:
 
 def lam_from_alpha(alpha_value: float, *, m: int, degree: int, scaling: str) -> float:
     """Inverse of :func:`alpha`: the λ that gives sum-form α under a scaling."""
-    _check_scaling(scaling)
+    check_scaling(scaling)
     if scaling == "none":
         return alpha_value / m
     if scaling == "m":

@@ -39,6 +39,49 @@ _FINITE = {
 _NON_NEGATIVE = {"summary": ["var", "var_rb", "mse"], "risk": ["risk", "risk_rb"]}
 
 
+def usable_cells(rows: pd.DataFrame, order: float | None = None) -> np.ndarray:
+    """Mask of the rows that count as results: the one rule of the package.
+
+    A row counts if its status is ok (identifiable, nothing non-finite or impossible) and,
+    given an ``order``, if the moments of the estimator below that order exist: with λ = 0
+    the least-squares coefficients have moments only below
+    :func:`study.theory.finite_moment_order`, and sample moments of higher order never
+    settle. A bias needs order 2 (its MCSE needs the variance), a variance, MSE or risk
+    order 4.
+
+    Parameters
+    ----------
+    rows : DataFrame
+        Rows of ``summary.csv`` or ``risk.csv``, or of a table built from them. Without a
+        ``status`` column every row has status ok; without ``finite_moments`` the order is
+        computed from the columns ``m, degree, lambda``.
+    order : float, optional
+        Moments needed; None for the status alone.
+
+    Returns
+    -------
+    ndarray of bool, shape (len(rows),)
+    """
+    if "status" in rows.columns:
+        ok = rows["status"].eq(STATUS_OK).to_numpy()
+    else:
+        ok = np.ones(len(rows), dtype=bool)
+    if order is None:
+        return ok
+    if "finite_moments" in rows.columns:
+        finite = rows["finite_moments"].to_numpy(dtype=float)
+    else:
+        from .theory import finite_moment_order
+
+        finite = np.array(
+            [
+                finite_moment_order(int(m), int(k), float(lam))
+                for m, k, lam in zip(rows["m"], rows["degree"], rows["lambda"], strict=True)
+            ]
+        )
+    return ok & (finite > order)
+
+
 def summarise(design: Design, store: CheckpointStore):
     """Build the result tables from the checkpoints of a complete run.
 
@@ -64,8 +107,7 @@ def summarise(design: Design, store: CheckpointStore):
             draws[f"coef_k{k}"].append(kept)
 
             cm = coefficient_measures(coef)
-            true = np.zeros(k + 1)
-            true[:2] = design.true_coefficients
+            true = design.true_coefficients_of(k)
 
             def cell(a, k=k):  # (L, C) → (L, C, k+1), flattened
                 return np.repeat(np.asarray(a)[..., None], k + 1, axis=-1).ravel()
@@ -118,16 +160,12 @@ def _flag_impossible(frame: pd.DataFrame, kind: str) -> None:
     """Give rows whose measures are not finite, or whose variance is negative, a status
     other than ok, so that nothing impossible is ever reported as a result (round-off
     beyond what a design's validation foresaw; ``study check`` fails on them)."""
-    counted = (frame["status"] == STATUS_OK) & (frame["n"] >= 2)
+    counted = usable_cells(frame) & (frame["n"] >= 2).to_numpy()
     with np.errstate(invalid="ignore"):
         finite = np.isfinite(frame[_FINITE[kind]].to_numpy(dtype=float)).all(axis=1)
         negative = (frame[_NON_NEGATIVE[kind]].to_numpy(dtype=float) < 0).any(axis=1)
     frame.loc[counted & negative, "status"] = STATUS_NEGATIVE_VARIANCE
     frame.loc[counted & ~finite, "status"] = STATUS_NON_FINITE
-
-
-THEORY_COLUMNS = ["finite_moments", "bias_asym", "var_asym"]
-RISK_THEORY_COLUMNS = ["finite_moments", "risk_asym"]
 
 
 def add_theory(design: Design, summary: pd.DataFrame, risk: pd.DataFrame):

@@ -10,33 +10,9 @@ import math
 
 import pandas as pd
 
+from .check import counted_comparisons, unique_comparisons
+from .numbers import fmt, percent, subscript, with_se
 from .scaling import ALPHA_FORMULA, PENALTY_AS_WRITTEN, SCALINGS
-
-
-def fmt(value: float, digits: int = 3) -> str:
-    """A number in `digits` significant figures, without exponent noise where avoidable."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if value == 0:
-        return "0"
-    if math.isinf(value):
-        return "∞" if value > 0 else "−∞"
-    exponent = math.floor(math.log10(abs(value)))
-    if -4 <= exponent < 6:
-        decimals = max(0, digits - 1 - exponent)
-        return f"{value:,.{decimals}f}".replace("-", "−")
-    mantissa = value / 10**exponent
-    return f"{mantissa:.{digits - 1}f}·10^{exponent}^".replace("-", "−")
-
-
-def with_se(value: float, se: float) -> str:
-    """'value (se)' with the value rounded to the precision its standard error allows."""
-    if se is None or math.isnan(se) or se <= 0 or math.isnan(value):
-        return fmt(value)
-    decimals = max(0, 1 - math.floor(math.log10(se)))
-    if decimals > 8:
-        return f"{fmt(value)} ({fmt(se, 2)})"
-    return f"{value:.{decimals}f} ({se:.{decimals}f})".replace("-", "−")
 
 
 def markdown_table(
@@ -66,32 +42,28 @@ def table_measures(
                 f"`{scaling}`", f"{r.m:,}", fmt(r.alpha), with_se(r.bias, r.bias_mcse),
                 with_se(r.sd, r.sd_mcse), with_se(r.mse, r.mse_mcse),
             ])  # fmt: skip
-    header = ["scaling", "m", "α", f"bias of ŵ{_sub(coef)}", "SD", "MSE"]
+    header = ["scaling", "m", "α", f"bias of ŵ{subscript(coef)}", "SD", "MSE"]
     caption = (
-        f"Bias, standard deviation and mean squared error of ŵ{_sub(coef)} (the coefficient "
+        f"Bias, standard deviation and mean squared error of ŵ{subscript(coef)} (the coefficient "
         f"of x^{coef}^), degree {degree}, λ = {fmt(lam)}; Monte Carlo standard errors in "
         "brackets."
     )
     return markdown_table(header, rows, caption, "tbl-measures")
 
 
-def _sub(j: int) -> str:
-    return str(j).translate(str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉"))
-
-
 def table_check(table: pd.DataFrame, result) -> str:
     """Agreement of Monte Carlo with Rao–Blackwell (z) and of Rao–Blackwell with large m."""
-    unique = ~table.duplicated(["m", "degree", "coef", "measure", "mc", "rb"])
+    unique, counted = unique_comparisons(table), counted_comparisons(table)
     rows = []
     for measure in ("bias", "var", "risk"):
         t = table[(table.measure == measure) & unique]
-        used = t[(t.flag == "") & t.z.notna()]
+        used = table[(table.measure == measure) & counted]
         z = used.z.abs()
         big = used[(used.m == result.largest_m) & used.asym.notna()]
         rel = ((big.rb - big.asym).abs() / big.asym.abs()).replace(math.inf, math.nan)
         rows.append([
             {"bias": "bias", "var": "variance", "risk": "prediction risk"}[measure],
-            f"{len(z):,}", fmt(z.max(), 2), f"{100 * (z > 2).mean():.1f} %",
+            f"{len(z):,}", fmt(z.max(), 2), percent((z > 2).mean()),
             f"{(t.flag.str.startswith('moments')).sum():,}", fmt(rel.median(), 2),
         ])  # fmt: skip
     header = ["measure", "compared", "max ∣z∣", "∣z∣ > 2", "left out",
@@ -180,8 +152,7 @@ def table_transfer(transfer: pd.DataFrame, *, m0: int, ms: list[int]) -> str:
         for m, gm in g.groupby("m"):
             r = gm.set_index("scaling").risk_ratio
             rows.append(
-                [str(degree), f"{m:,}"]
-                + [f"{100 * (r[s] - 1):.1f} %" if s in r else "–" for s in SCALINGS]
+                [str(degree), f"{m:,}"] + [percent(r[s] - 1) if s in r else "–" for s in SCALINGS]
             )
     header = ["degree", "m"] + [f"`{s}`" for s in SCALINGS]
     caption = (

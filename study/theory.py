@@ -1,6 +1,7 @@
-"""Theory of the study: moments, large-m bias and variance, conditional moments, tuned λ.
+"""Theory of the study: large-m bias, variance and risk, the exact conditional risk, tuned λ.
 
-Everything here is pure mathematics (docs/theory.md); nothing is simulated.
+Everything here is pure mathematics (docs/theory.md); nothing is simulated. The moments of
+u and the true coefficients come from :mod:`study.basis`.
 
 Conventions
 -----------
@@ -38,113 +39,28 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
+from .basis import hankel_index, standard_moments, true_coefficients
 from .design import XDistribution
-from .fit import change_of_basis, penalty_matrix
-from .scaling import SCALINGS, lam_from_alpha
+from .fit import change_of_basis, penalty_matrix, solve_or_nan
 from .scaling import alpha as scaling_alpha
+from .scaling import lam_from_alpha
 
 __all__ = [
-    "AsymptoticMoments",
     "StandardBasis",
     "TunedPenalty",
-    "asymptotic_moments",
     "asymptotic_risk_table",
     "asymptotic_table",
-    "bias_limit",
-    "conditional_moments",
     "conditional_risk",
-    "moment_matrix",
+    "conditional_risk_function",
+    "finite_moment_order",
     "optimal_alpha_limit",
     "optimal_lambda_asymptotic",
     "optimal_lambda_conditional",
-    "raw_moments",
     "standard_basis",
-    "standard_moments",
 ]
 
 
-# --- moments -----------------------------------------------------------------------------
-
-
-def standard_moments(distribution: str, n_max: int) -> np.ndarray:
-    """Moments E[uⁿ], n = 0, …, n_max, of the standardised variable u.
-
-    Parameters
-    ----------
-    distribution : {"uniform", "normal"}
-        u is uniform on [−1, 1] (E[uⁿ] = 1/(n + 1) for even n) or standard normal
-        (E[uⁿ] = (n − 1)!! for even n); odd moments are 0.
-    n_max : int
-        Highest order, ≥ 0.
-
-    Returns
-    -------
-    ndarray of shape (n_max + 1,)
-    """
-    if n_max < 0:
-        raise ValueError(f"The 'n_max' parameter must be ≥ 0. Got {n_max!r} instead.")
-    n = np.arange(n_max + 1)
-    mu = np.zeros(n_max + 1)
-    even = n % 2 == 0
-    if distribution == "uniform":
-        mu[even] = 1.0 / (n[even] + 1)
-    elif distribution == "normal":
-        # (n − 1)!! for even n: 1, 1, 3, 15, 105, …
-        mu[even] = np.cumprod(np.concatenate([[1.0], np.arange(1, n_max, 2, dtype=float)]))[
-            : even.sum()
-        ]
-    else:
-        raise ValueError(
-            f"The 'distribution' parameter must be 'uniform' or 'normal'. Got {distribution!r} "
-            "instead."
-        )
-    return mu
-
-
-def raw_moments(x: XDistribution, n_max: int) -> np.ndarray:
-    """Raw moments μ_n = E[xⁿ], n = 0, …, n_max.
-
-    Computed as E[(center + scale·u)ⁿ] = Σ_i C(n, i)·centerⁿ⁻ⁱ·scaleⁱ·E[uⁱ]. For the uniform
-    on [a, b] this equals (b^{n+1} − a^{n+1}) / ((n + 1)(b − a)); since the odd moments of u
-    vanish, every term of the sum has the same sign and there is no cancellation (the
-    closed form cancels badly on narrow ranges far from 0). For the normal it is exact.
-
-    Parameters
-    ----------
-    x : XDistribution
-        Distribution of x.
-    n_max : int
-        Highest order, ≥ 0.
-
-    Returns
-    -------
-    ndarray of shape (n_max + 1,)
-    """
-    mu_u = standard_moments(x.distribution, n_max)
-    c, s = float(x.center), float(x.scale)
-    out = np.empty(n_max + 1)
-    for n in range(n_max + 1):
-        i = np.arange(n + 1)
-        binom = np.array([math.comb(n, int(k)) for k in i], dtype=float)
-        out[n] = np.sum(binom * c ** (n - i) * s**i * mu_u[: n + 1])
-    return out
-
-
-def _hankel(mu: np.ndarray, degree: int) -> np.ndarray:
-    r = np.arange(degree + 1)
-    return mu[r[:, None] + r[None, :]]
-
-
-def moment_matrix(x: XDistribution, degree: int) -> np.ndarray:
-    """Population moment matrix Σ_ij = μ_{i+j} = E[φ(x)φ(x)ᵀ]_ij of the raw monomials.
-
-    Ill-conditioned away from [−1, 1]; use :func:`standard_basis` for linear algebra.
-
-    Returns
-    -------
-    ndarray of shape (degree + 1, degree + 1)
-    """
-    return _hankel(raw_moments(x, 2 * degree), degree)
+# --- the standardised basis --------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -231,19 +147,14 @@ def standard_basis(
     B = change_of_basis(c, s, degree)
     D = penalty_matrix(degree, penalize_intercept=penalize_intercept)
     mu = standard_moments(x.distribution, 4 * degree)
-    sigma = _hankel(mu, degree)
-    w_star = np.zeros(degree + 1)
-    w_star[:2] = intercept, slope
-    v_star = np.zeros(degree + 1)
-    v_star[:2] = intercept + slope * c, slope * s
     return StandardBasis(
         degree=degree,
         B=B,
-        sigma=sigma,
+        sigma=mu[hankel_index(degree)],
         penalty=B @ D @ B.T,
         mu=mu,
-        v_star=v_star,
-        w_star=w_star,
+        v_star=true_coefficients(degree, intercept=intercept, slope=slope, x=x),
+        w_star=true_coefficients(degree, intercept=intercept, slope=slope),
     )
 
 
@@ -291,134 +202,6 @@ def _large_m(basis: StandardBasis, rho, m, noise_sd: float, *, sandwich: bool = 
     return _LargeM(v_inf=v_inf, b_u=b, cov_u=cov, bias_risk=bias_risk, excess_var_risk=excess)
 
 
-@dataclass(frozen=True)
-class AsymptoticMoments:
-    """Large-m approximation for one cell, in raw coefficients.
-
-    Attributes
-    ----------
-    alpha : float
-        Sum-form α = m·c.
-    mean : ndarray of shape (k + 1,)
-        w∞ = (Σ + ρD)⁻¹Σw*.
-    bias : ndarray of shape (k + 1,)
-        b∞ = w∞ − w*.
-    cov : ndarray of shape (k + 1, k + 1)
-        The sandwich covariance (1/m)(Σ + ρD)⁻¹[σ²Σ + E[φφᵀ(φᵀb∞)²] − Σb∞b∞ᵀΣ](Σ + ρD)⁻¹.
-    var : ndarray of shape (k + 1,)
-        Its diagonal.
-    risk : float
-        b∞ᵀΣb∞ + tr(Σ·cov), the expected prediction risk.
-    """
-
-    alpha: float
-    mean: np.ndarray
-    bias: np.ndarray
-    cov: np.ndarray
-    var: np.ndarray
-    risk: float
-
-
-def asymptotic_moments(
-    m: int,
-    degree: int,
-    lam: float,
-    scaling: str,
-    *,
-    x: XDistribution,
-    intercept: float,
-    slope: float,
-    noise_sd: float,
-    penalize_intercept: bool = False,
-    sandwich: bool = True,
-) -> AsymptoticMoments:
-    """Large-m mean, bias, covariance and risk of ŵ for one cell (docs/theory.md).
-
-    ŵ is an M-estimator of the mean loss (1/m)Σ(φᵀw − y)² + ρ·wᵀDw, whose population
-    minimiser is w∞ = (Σ + ρD)⁻¹Σw*. Its score at w∞ is ψ = φ(φᵀb∞ − ε) + ρDw∞ =
-    φφᵀb∞ − φε − Σb∞ (since ρDw∞ = −Σb∞), with variance σ²Σ + E[φφᵀ(φᵀb∞)²] − Σb∞b∞ᵀΣ;
-    the Jacobian is Σ + ρD, hence the sandwich covariance. The E[φφᵀ(φᵀb∞)²] term needs
-    moments up to order 4k and is computed exactly from them in the standardised basis.
-
-    Parameters
-    ----------
-    m : int
-        Sample size.
-    degree : int
-        Polynomial degree k.
-    lam : float
-        λ ≥ 0 as written in the penalty.
-    scaling : {"none", "m", "sqrt-m", "k"}
-        Penalty scaling; α = m·c(λ).
-    x : XDistribution
-        Distribution of x.
-    intercept, slope, noise_sd : float
-        β0, β1 and σ.
-    penalize_intercept : bool, default=False
-        Penalise w_0 as well.
-    sandwich : bool, default=True
-        Include the design-randomness terms E[φφᵀ(φᵀb∞)²] − Σb∞b∞ᵀΣ (set False only to
-        show how much they matter).
-
-    Returns
-    -------
-    AsymptoticMoments
-    """
-    basis = standard_basis(
-        x, degree, intercept=intercept, slope=slope, penalize_intercept=penalize_intercept
-    )
-    a = scaling_alpha(lam, m=m, degree=degree, scaling=scaling)
-    res = _large_m(basis, a / m, m, noise_sd, sandwich=sandwich)
-    cov = basis.cov_to_raw(res.cov_u[0])
-    return AsymptoticMoments(
-        alpha=float(a),
-        mean=basis.to_raw(res.v_inf[0]),
-        bias=basis.to_raw(res.b_u[0]),
-        cov=cov,
-        var=np.diagonal(cov).copy(),
-        risk=float(noise_sd**2 * (degree + 1) / m + res.bias_risk[0] + res.excess_var_risk[0]),
-    )
-
-
-def _limit_rho(degree: int, scaling: str, lam: float) -> float:
-    if scaling not in SCALINGS:
-        raise ValueError(
-            f"The 'scaling' parameter must be one of {list(SCALINGS)}. Got {scaling!r} instead."
-        )
-    if scaling in ("m", "sqrt-m"):
-        return 0.0
-    return float(lam) if scaling == "none" else float(lam) / degree
-
-
-def bias_limit(
-    degree: int,
-    scaling: str,
-    lam: float,
-    *,
-    x: XDistribution,
-    intercept: float,
-    slope: float,
-    penalize_intercept: bool = False,
-) -> np.ndarray:
-    """The m → ∞ limit of the bias of ŵ, per raw coefficient.
-
-    Zero for "m" and "sqrt-m" (ρ → 0); ((Σ + ρD)⁻¹Σ − I)w* ≠ 0 for "none" (ρ = λ) and
-    "k" (ρ = λ/k), whose ρ does not depend on m.
-
-    Returns
-    -------
-    ndarray of shape (degree + 1,)
-    """
-    rho = _limit_rho(degree, scaling, lam)
-    basis = standard_basis(
-        x, degree, intercept=intercept, slope=slope, penalize_intercept=penalize_intercept
-    )
-    if rho == 0.0:
-        return np.zeros(degree + 1)
-    res = _large_m(basis, rho, 1.0, 0.0, sandwich=False)
-    return basis.to_raw(res.b_u[0])
-
-
 def _cells(ms, lams, scalings, degree):
     cells = list(itertools.product(ms, lams, scalings))
     alphas = np.array(
@@ -441,11 +224,19 @@ def asymptotic_table(
     noise_sd: float,
     penalize_intercept: bool = False,
 ) -> pd.DataFrame:
-    """Large-m bias and variance of every coefficient over a grid of cells.
+    """Large-m bias and variance of every coefficient over a grid of cells (docs/theory.md).
 
-    See :func:`asymptotic_moments` for the formulas. The approximation holds for large m;
-    for λ = 0 with m ≤ k the fit does not exist, and the row still holds the formula's value
-    (σ²Σ⁻¹/m), which callers should not report for such cells.
+    ŵ is an M-estimator of the mean loss (1/m)Σ(φᵀw − y)² + ρ·wᵀDw, ρ = α/m, whose
+    population minimiser is w∞ = (Σ + ρD)⁻¹Σw*, with bias b∞ = w∞ − w*. Its score at w∞ is
+    ψ = φ(φᵀb∞ − ε) + ρDw∞ = φφᵀb∞ − φε − Σb∞ (since ρDw∞ = −Σb∞), with variance
+    σ²Σ + E[φφᵀ(φᵀb∞)²] − Σb∞b∞ᵀΣ; the Jacobian is Σ + ρD, hence the sandwich covariance
+
+        (1/m)(Σ + ρD)⁻¹[σ²Σ + E[φφᵀ(φᵀb∞)²] − Σb∞b∞ᵀΣ](Σ + ρD)⁻¹,
+
+    whose diagonal is ``var_asym``. The E[φφᵀ(φᵀb∞)²] term needs moments up to order 4k
+    and is computed exactly from them in the standardised basis. The approximation holds
+    for large m; for λ = 0 with m ≤ k the fit does not exist, and the row still holds the
+    formula's value (σ²Σ⁻¹/m), which callers should not report for such cells.
 
     Returns
     -------
@@ -537,60 +328,6 @@ def _order(df, ms, degrees, lams, scalings, extra) -> pd.DataFrame:
         order[e] = df[e]
     idx = order.sort_values(list(order.columns), kind="stable").index
     return df.loc[idx].reset_index(drop=True)
-
-
-# --- exact conditional moments ------------------------------------------------------------
-
-
-def conditional_moments(
-    G: np.ndarray,
-    *,
-    alpha: float | np.ndarray,
-    w_star: np.ndarray,
-    noise_sd: float,
-    penalize_intercept: bool = False,
-    penalty: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact mean and covariance of ŵ given the design: A⁻¹Gw* and σ²A⁻¹GA⁻¹, A = G + αD.
-
-    A reference implementation (direct solves, no tricks). The formulas hold in any basis:
-    pass the raw Gram matrix G = ΦᵀΦ with raw w* (D from ``penalize_intercept``), or the
-    standardised one G_u = B G Bᵀ with v* and ``penalty=P`` (:attr:`StandardBasis.penalty`),
-    which is what to do away from [−1, 1].
-
-    Parameters
-    ----------
-    G : ndarray of shape (..., p, p)
-        Gram matrix (or a stack of them).
-    alpha : float or ndarray broadcastable to G.shape[:-2]
-        Sum-form ridge parameter(s).
-    w_star : ndarray of shape (p,)
-        True coefficients in the basis of G.
-    noise_sd : float
-        σ.
-    penalize_intercept : bool, default=False
-        Used only when ``penalty`` is None: D = I or diag(0, 1, …, 1).
-    penalty : ndarray of shape (p, p), optional
-        Penalty matrix in the basis of G; overrides ``penalize_intercept``.
-
-    Returns
-    -------
-    mean : ndarray of shape (..., p)
-    cov : ndarray of shape (..., p, p)
-    """
-    G = np.asarray(G, dtype=float)
-    p = G.shape[-1]
-    Pm = (
-        penalty_matrix(p - 1, penalize_intercept=penalize_intercept)
-        if penalty is None
-        else (np.asarray(penalty, dtype=float))
-    )
-    a = np.asarray(alpha, dtype=float)[..., None, None]
-    A = G + a * Pm
-    Ainv = np.linalg.inv(A)
-    mean = np.einsum("...ij,...j->...i", Ainv @ G, np.asarray(w_star, dtype=float))
-    cov = noise_sd**2 * Ainv @ G @ Ainv
-    return mean, (cov + np.swapaxes(cov, -1, -2)) / 2
 
 
 # --- tuned penalty ---------------------------------------------------------------------------
@@ -813,17 +550,9 @@ def _direct_risk(G_u, *, basis: StandardBasis, noise_sd: float):
             if not ok.any():
                 continue
             A = G_u[None] + a[ok, None, None, None] * P  # (n, R, p, p)
-            try:
-                X = np.linalg.solve(A, np.broadcast_to(rhs, A.shape[:2] + rhs.shape[1:]))
-            except np.linalg.LinAlgError:
-                # some A singular (a tiny α on a singular design, or σ = 0 pushing the
-                # search to the ends of its range): that α gets an infinite risk
-                X = np.full(A.shape[:2] + rhs.shape[1:], np.nan)
-                for i in range(A.shape[0]):
-                    try:
-                        X[i] = np.linalg.solve(A[i], rhs)
-                    except np.linalg.LinAlgError:
-                        pass
+            # some A singular (a tiny α on a singular design, or σ = 0 pushing the search
+            # to the ends of its range): that α's solutions are NaN, its risk infinite
+            X = solve_or_nan(A, np.broadcast_to(rhs, A.shape[:2] + rhs.shape[1:]))
             M, Ainv = X[..., :p], X[..., p:]  # A⁻¹G and A⁻¹
             d = M @ vs - vs
             bias = np.einsum("nri,ij,nrj->nr", d, Sig, d)

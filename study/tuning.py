@@ -18,9 +18,9 @@ import itertools
 import numpy as np
 import pandas as pd
 
+from .basis import hankel_index
 from .design import Design
 from .dgp import block_power_sums
-from .fit import hankel_index
 from .scaling import alpha as scaling_alpha
 from .scaling import lam_from_alpha
 from .theory import (

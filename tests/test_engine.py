@@ -46,8 +46,7 @@ def test_summary_equals_direct_numpy_on_all_draws(tmp_path):
                     if not design.identifiable(m, k, lam):
                         continue
                     w = coefs[i_l, i_s]
-                    true = np.zeros(k + 1)
-                    true[:2] = design.true_coefficients
+                    true = design.true_coefficients_of(k)
                     rows = summary[
                         (summary.m == m) & (summary.degree == k) & (summary["lambda"] == lam)
                         & (summary.scaling == scaling)
@@ -110,8 +109,7 @@ def test_engine_equals_a_loop_over_fit_polynomial_ridge(tmp_path, low, high):
                     tol = 1e-5 if m <= k + 1 and lam == 0 else 1e-8
                     assert np.all(np.abs(engine - loop) <= tol * scale)
                     # the prediction risk: mean over replications of ∫(f̂ − f)² dx / 10
-                    true = np.zeros(k + 1)
-                    true[:2] = design.true_coefficients
+                    true = design.true_coefficients_of(k)
                     grid = np.linspace(low, high, 4001)
                     curves = np.polynomial.polynomial.polyval(grid, (loop - true).T)
                     r_loop = np.trapezoid(curves**2, grid, axis=-1) / (high - low)
@@ -267,8 +265,8 @@ def test_smoke_results_have_the_documented_columns(smoke_results):
 def test_all_alpha_pencil_equals_per_alpha_solves(m, degree):
     """The optimised path (one shifted factorisation for every α) against a direct solve of
     (G + αP) per α, on the same data: every per-replication quantity."""
+    from study.basis import hankel_index
     from study.engine import _quantities, _quantities_direct, alpha_grid, degree_setup
-    from study.fit import hankel_index
 
     raw = small_design(**{"grid.m": [m], "grid.degree": [degree],
                           "grid.lambda": [0.0, 0.003, 0.1, 1.0, 30.0]})  # fmt: skip

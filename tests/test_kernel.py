@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from study.basis import hankel_index
 from study.design import design_from_dict
 from study.dgp import block_power_sums
 from study.engine import (
@@ -14,7 +15,6 @@ from study.engine import (
     alpha_grid,
     degree_setup,
 )
-from study.fit import hankel_index
 from study.kernel import (
     NOT_FINITE,
     NOT_POSITIVE_DEFINITE,

@@ -17,6 +17,8 @@ from study import theory
 from study.design import XDistribution
 from study.fit import fit_polynomial_ridge
 
+import oracles
+
 UNIT = XDistribution("uniform", low=-1.0, high=1.0)
 LINE = {"intercept": 1.0, "slope": 2.0}
 
@@ -90,7 +92,7 @@ def test_uniform_moments_match_quadrature(seed):
     low = rng.uniform(-5, 5)
     x = XDistribution("uniform", low=low, high=low + rng.uniform(0.2, 6))
     np.testing.assert_allclose(
-        theory.raw_moments(x, 12), quad_moments(x, 12), rtol=1e-9, atol=1e-12
+        oracles.raw_moments(x, 12), quad_moments(x, 12), rtol=1e-9, atol=1e-12
     )
 
 
@@ -98,14 +100,14 @@ def test_uniform_moments_match_quadrature(seed):
 def test_normal_moments_match_quadrature(mean, sd):
     x = XDistribution("normal", mean=mean, sd=sd)
     np.testing.assert_allclose(
-        theory.raw_moments(x, 10), quad_moments(x, 10), rtol=1e-8, atol=1e-10
+        oracles.raw_moments(x, 10), quad_moments(x, 10), rtol=1e-8, atol=1e-10
     )
 
 
 def test_moment_matrix_and_standard_basis_are_consistent_far_from_unit_interval():
     x = XDistribution("uniform", low=0.0, high=10.0)
     degree = 4
-    sigma = theory.moment_matrix(x, degree)
+    sigma = oracles.moment_matrix(x, degree)
     np.testing.assert_allclose(sigma, uniform_sigma(0.0, 10.0, degree), rtol=1e-12)
     basis = theory.standard_basis(x, degree, **LINE)
     # Σ_u = BΣBᵀ is the moment matrix of u uniform on [−1, 1]; P = BDBᵀ; w* = Bᵀv*.
@@ -139,7 +141,7 @@ def test_conditional_moments_match_noise_draws_on_fixed_design():
     R = 20000
     Y = (Phi @ w)[:, None] + sigma * rng.standard_normal((m, R))
     fits = ridge_lstsq(Phi, Y, alpha, D).T  # (R, p)
-    mean, cov = theory.conditional_moments(Phi.T @ Phi, alpha=alpha, w_star=w, noise_sd=sigma)
+    mean, cov = oracles.conditional_moments(Phi.T @ Phi, alpha=alpha, w_star=w, noise_sd=sigma)
     z_mean = (fits.mean(axis=0) - mean) / (fits.std(axis=0, ddof=1) / math.sqrt(R))
     assert np.all(np.abs(z_mean) < 5), z_mean
     var, se = var_mcse(fits)
@@ -165,16 +167,16 @@ def test_conditional_moments_standardised_basis_maps_back():
     xs = np.random.default_rng(2).uniform(0, 3, 40)
     G = design_matrix(xs, degree).T @ design_matrix(xs, degree)
     G_u = basis.B @ G @ basis.B.T
-    mean_u, cov_u = theory.conditional_moments(
+    mean_u, cov_u = oracles.conditional_moments(
         G_u, alpha=alpha, w_star=basis.v_star, noise_sd=1.0, penalty=basis.penalty
     )
-    mean, cov = theory.conditional_moments(
+    mean, cov = oracles.conditional_moments(
         G, alpha=alpha, w_star=w_true(degree), noise_sd=1.0, penalize_intercept=True
     )
     np.testing.assert_allclose(basis.to_raw(mean_u), mean, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(basis.cov_to_raw(cov_u), cov, rtol=1e-7, atol=1e-10)
     # A stack with one α per design.
-    means, covs = theory.conditional_moments(
+    means, covs = oracles.conditional_moments(
         np.stack([G, G]),
         alpha=np.array([alpha, 0.0]),
         w_star=w_true(degree),
@@ -201,7 +203,7 @@ def simulate_fits(m, R, degree, alpha, rng, sigma=1.0):
 def test_large_m_bias_variance_and_risk_match_monte_carlo(scaling):
     m, R, degree, lam = 2000, 3000, 2, 1.0
     rng = np.random.default_rng(20230218 + len(scaling))
-    th = theory.asymptotic_moments(m, degree, lam, scaling, x=UNIT, **LINE, noise_sd=1.0)
+    th = oracles.asymptotic_moments(m, degree, lam, scaling, x=UNIT, **LINE, noise_sd=1.0)
     assert th.alpha == (m * lam if scaling == "none" else lam)
     fits = simulate_fits(m, R, degree, th.alpha, rng)
     w = w_true(degree)
@@ -279,7 +281,7 @@ def test_fixed_rho_scalings_keep_a_bias(scaling, rho_of):
         D = d_matrix(degree)
         rho = rho_of(lam, degree)
         ref = np.linalg.solve(sigma + rho * D, sigma @ w_true(degree)) - w_true(degree)
-        limit = theory.bias_limit(degree, scaling, lam, x=x, **LINE)
+        limit = oracles.bias_limit(degree, scaling, lam, x=x, **LINE)
         np.testing.assert_allclose(limit, ref, atol=1e-10)
         tab = theory.asymptotic_table(
             [1000, 10**6], [degree], [lam], [scaling], x=x, **LINE, noise_sd=1.0
@@ -292,8 +294,8 @@ def test_fixed_rho_scalings_keep_a_bias(scaling, rho_of):
             assert abs(ref[2]) < 1e-12
         else:
             assert abs(ref[2]) > 0.01  # on an asymmetric range the even ones are biased too
-    assert np.all(theory.bias_limit(degree, "m", lam, x=UNIT, **LINE) == 0)
-    assert np.all(theory.bias_limit(degree, "sqrt-m", lam, x=UNIT, **LINE) == 0)
+    assert np.all(oracles.bias_limit(degree, "m", lam, x=UNIT, **LINE) == 0)
+    assert np.all(oracles.bias_limit(degree, "sqrt-m", lam, x=UNIT, **LINE) == 0)
 
 
 def test_sqrt_m_bias_to_sd_ratio_tends_to_constant():
@@ -495,7 +497,7 @@ def test_large_m_theory_far_from_unit_interval_matches_high_precision(low, high,
     cov = Ainv * meat * Ainv / m
     risk = (bias.T * S * bias)[0] + mp.fsum((S * cov)[i, i] for i in range(p))
     x = XDistribution("uniform", low=low, high=high)
-    th = theory.asymptotic_moments(m, degree, lam, "none", x=x, **LINE, noise_sd=sd)
+    th = oracles.asymptotic_moments(m, degree, lam, "none", x=x, **LINE, noise_sd=sd)
     ref_bias = np.array([float(v) for v in bias])
     ref_var = np.array([float(cov[i, i]) for i in range(p)])
     np.testing.assert_allclose(th.bias, ref_bias, rtol=1e-6, atol=1e-7 * np.abs(ref_bias).max())
