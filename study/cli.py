@@ -82,7 +82,6 @@ def _add_renderer(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .check import REL_TOL, SE_TOL, SHARE_BEYOND_2_MAX, Z_MAX
 
     parser = _Parser(
         prog="study",
@@ -92,6 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"study {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    commands = [_simulate_parser(sub), _check_parser(sub), *_report_parsers(sub)]
+    for command in commands:
+        command.add_argument(
+            "--debug", action="store_true",
+            help="show the traceback of an unexpected error instead of writing it to a log file",
+        )  # fmt: skip
+    return parser
+
+
+def _simulate_parser(sub) -> argparse.ArgumentParser:
     sim = sub.add_parser(
         "simulate",
         help="run a design file and write its results",
@@ -125,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the estimate of tasks, files, disk, memory and time, and exit; nothing is "
         "written",
     )  # fmt: skip
+    return sim
+
+
+def _check_parser(sub) -> argparse.ArgumentParser:
+    from .check import REL_TOL, SE_TOL, SHARE_BEYOND_2_MAX, Z_MAX
 
     chk = sub.add_parser(
         "check",
@@ -143,7 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--brief", action="store_true",
         help="print only the 20 largest |z| and the summary, not every comparison",
     )  # fmt: skip
+    return chk
 
+
+def _report_parsers(sub) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     rep = sub.add_parser(
         "report",
         help="write the report's figures, tables and numbers from results, then render it",
@@ -169,12 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("project", type=Path, nargs="?", default=REPORT_DIR,
                      help=f"the Quarto project folder (default: {REPORT_DIR})")  # fmt: skip
     _add_renderer(ren)
-    for command in (sim, chk, rep, ren):
-        command.add_argument(
-            "--debug", action="store_true",
-            help="show the traceback of an unexpected error instead of writing it to a log file",
-        )  # fmt: skip
-    return parser
+    return rep, ren
 
 
 def _render(project: Path, renderer: str) -> int:

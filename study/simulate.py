@@ -139,49 +139,33 @@ def simulate(
         compute_seconds = _run_tasks(design, results_dir, todo, len(tasks), len(done),
                                      jobs=jobs, backend=backend, progress=progress)  # fmt: skip
 
-        summary, risk, draws = summarise(design, store)
-        outputs = {SUMMARY_FILE: None, RISK_FILE: None, DRAWS_FILE: None}
-        if theory:
-            summary, risk = add_theory(design, summary, risk)
-            tuning = tuning_table(design)
-            transfer = transfer_table(design, tuning)
+        files = _write_results(design, results_dir, store, theory=theory)
         n_fits, n_points = count_fits(design)
-        results_folder.uncommit(results_dir)
-        atomic_write_text(results_dir / SUMMARY_FILE, to_csv(summary))
-        atomic_write_text(results_dir / RISK_FILE, to_csv(risk))
-        atomic_write_bytes(results_dir / DRAWS_FILE, npz_bytes(draws))
-        if theory:
-            atomic_write_text(results_dir / TUNING_FILE, to_csv(tuning))
-            atomic_write_text(results_dir / TRANSFER_FILE, to_csv(transfer))
-            outputs.update({TUNING_FILE: None, TRANSFER_FILE: None})
-        # files of an earlier run that this one does not rewrite (check.csv checked them)
-        for name in (TUNING_FILE, TRANSFER_FILE, CHECK_FILE):
-            if name not in outputs:
-                (results_dir / name).unlink(missing_ok=True)
         wall = time.perf_counter() - started
+        run = {
+            "id": uuid.uuid4().hex,
+            "started": started_at,
+            "wall_seconds": round(wall, 3),
+            "compute_seconds_this_run": round(compute_seconds, 3),
+            "tasks_computed_this_run": len(todo),
+            "tasks_resumed": len(done),
+            "jobs": jobs,
+            "backend": backend,
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+        }
         manifest = {
             "design": design.to_dict(),
             "design_file": design_path,
             "design_hash": design.hash,
             "engine_version": ENGINE_VERSION,
-            "files": {name: results_folder.file_digest(results_dir / name) for name in outputs},
+            "files": files,
             "versions": _versions(),
             "seed": design.seed,
             "replications": design.replications,
             "noise_draw": "plain",
             "counts": {"tasks": len(tasks), "fits": n_fits, "data_points": n_points},
-            "run": {
-                "id": uuid.uuid4().hex,
-                "started": started_at,
-                "wall_seconds": round(wall, 3),
-                "compute_seconds_this_run": round(compute_seconds, 3),
-                "tasks_computed_this_run": len(todo),
-                "tasks_resumed": len(done),
-                "jobs": jobs,
-                "backend": backend,
-                "cores": os.cpu_count(),
-                "platform": platform.platform(),
-            },
+            "run": run,
         }
         # written last: the commit point of the run (study.folder.reading checks it)
         atomic_write_text(
@@ -195,6 +179,31 @@ def simulate(
         n_points=n_points,
         wall_seconds=wall,
     )
+
+
+def _write_results(design: Design, results_dir: Path, store, *, theory: bool) -> dict:
+    """Summarise the checkpoints (and add the theory), write the result files of an
+    uncommitted folder, and return the size and SHA-256 of each for the manifest."""
+    summary, risk, draws = summarise(design, store)
+    texts = {}
+    if theory:
+        summary, risk = add_theory(design, summary, risk)
+        tuning = tuning_table(design)
+        texts = {
+            TUNING_FILE: to_csv(tuning),
+            TRANSFER_FILE: to_csv(transfer_table(design, tuning)),
+        }
+    outputs = {SUMMARY_FILE: to_csv(summary), RISK_FILE: to_csv(risk), **texts}
+    results_folder.uncommit(results_dir)
+    for name, text in outputs.items():
+        atomic_write_text(results_dir / name, text)
+    atomic_write_bytes(results_dir / DRAWS_FILE, npz_bytes(draws))
+    # files of an earlier run that this one does not rewrite (check.csv checked them)
+    for name in (TUNING_FILE, TRANSFER_FILE, CHECK_FILE):
+        if name not in outputs:
+            (results_dir / name).unlink(missing_ok=True)
+    names = [SUMMARY_FILE, RISK_FILE, DRAWS_FILE, *texts]
+    return {name: results_folder.file_digest(results_dir / name) for name in names}
 
 
 def _run_tasks(design, results_dir, todo, n_tasks, n_done, *, jobs, backend, progress) -> float:
