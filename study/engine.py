@@ -306,11 +306,22 @@ def _fit_in_batches(S, T, setup: _DegreeSetup, alphas: np.ndarray, sigma: float,
     return cm_coef, cm_risk, ok_count, np.concatenate(kept, axis=0)
 
 
+@functools.cache
+def _kernel():
+    """The compiled kernel, imported once per process, loaded from numba's cache (compiled
+    into it first if need be: see :func:`study.kernel.ensure_cached`)."""
+    from . import kernel
+
+    kernel.ensure_cached()
+    return kernel
+
+
 def _fit_compiled(S, T, setup: _DegreeSetup, alphas: np.ndarray, sigma: float, n_keep: int):
     """One batch through :func:`study.kernel.pencil_moments`; None where it declines."""
     if not setup.use_pencil:
         return None
-    from .kernel import OK, pencil_moments
+    kernel = _kernel()
+    OK, pencil_moments = kernel.OK, kernel.pencil_moments
 
     k, A = setup.degree, alphas.size
     p, n = k + 1, S.shape[0]

@@ -178,3 +178,49 @@ def test_kernel_is_exact_under_scaling_by_powers_of_two(power):
     assert plain[0] == scaled[0] == OK
     np.testing.assert_array_equal(scaled[1] * f, plain[1])  # eigenvalues
     np.testing.assert_array_equal(scaled[2] * np.sqrt(f), plain[2])  # W
+
+
+def test_a_missing_cache_is_filled_by_a_separate_process(monkeypatch):
+    """With no cached kernel, ensure_cached compiles it in a child process (so that this
+    process then loads it from the cache); with one, it does nothing."""
+    from study import kernel
+
+    calls = []
+    monkeypatch.setattr(kernel.subprocess, "run", lambda args, **kw: calls.append(args))
+    monkeypatch.setattr(kernel, "_is_cached", lambda: True)
+    kernel.ensure_cached()
+    assert calls == []
+    monkeypatch.setattr(kernel, "_is_cached", lambda: False)
+    kernel.ensure_cached()
+    assert len(calls) == 1 and "compile_kernel()" in calls[0][-1]
+
+
+def test_the_cache_check_sees_the_kernel_make_venv_compiled():
+    """Else every run would compile the kernel again (numba's internals changed?)."""
+    from study import kernel
+
+    assert kernel._is_cached()
+
+
+@pytest.mark.slow
+def test_a_run_that_compiles_the_kernel_equals_one_that_loads_it(tmp_path):
+    """A first run on a machine (empty numba cache) gives the same bytes as later runs."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    outs = {}
+    for name, cache in (("cold", tmp_path / "cache"), ("warm", None)):
+        env = dict(os.environ)
+        if cache is not None:
+            env["NUMBA_CACHE_DIR"] = str(cache)
+        outs[name] = tmp_path / name
+        subprocess.run(
+            [sys.executable, "-m", "study", "simulate", str(ROOT / "simulations" / "smoke.toml"),
+             "--out", str(outs[name]), "--quiet", "--jobs", "2"],
+            env=env, check=True,
+        )  # fmt: skip
+    for f in ("summary.csv", "risk.csv", "draws.npz"):
+        assert (outs["cold"] / f).read_bytes() == (outs["warm"] / f).read_bytes(), f
