@@ -42,17 +42,18 @@ simulate: $(SETUP) ## Run a design (DESIGN=simulations/default.toml JOBS=2); res
 	$(PY) -m study simulate $(DESIGN) --jobs $(JOBS) --out $(RESULTS)
 
 # make report rebuilds only what is stale: results → assets → rendered documents. Results
-# are recomputed (resuming from checkpoints) when the design or the code behind them changes.
-ENGINE_SOURCES := $(addprefix study/,design.py basis.py dgp.py fit.py engine.py kernel.py moments.py measures.py \
-	summary.py theory.py tuning.py scaling.py store.py simulate.py)
-$(RESULTS)/manifest.json: $(DESIGN) $(ENGINE_SOURCES) | $(SETUP)
+# are recomputed (resuming from checkpoints) when the design or the code behind them changes;
+# which code that is, study/sources.py reads from the imports (no list kept by hand).
+sources = $(shell $(PYTHON) study/sources.py $(1))
+$(RESULTS)/manifest.json: $(DESIGN) $(call sources,study/simulate.py) | $(SETUP)
 	$(PY) -m study simulate $(DESIGN) --jobs $(JOBS) --out $(RESULTS)
 
-$(ASSETS): $(RESULTS)/manifest.json $(wildcard study/*.py) | $(SETUP)
+$(ASSETS): $(RESULTS)/manifest.json $(call sources,study/report.py) | $(SETUP)
 	$(PY) -m study report $(RESULTS) --no-render --project report
 	@touch $@
 
-$(OUTPUTS) &: $(ASSETS) report/report.qmd report/_quarto.yml
+$(OUTPUTS) &: $(ASSETS) report/report.qmd report/_quarto.yml $(call sources,study/render.py) \
+		$(wildcard study/templates/*)
 	$(PY) -m study render report
 
 assets: $(ASSETS) ## Write the report's figures, tables and numbers from RESULTS

@@ -1,0 +1,69 @@
+"""The source files a module of the package depends on, for the Makefile's prerequisites.
+
+    python3 study/sources.py study/simulate.py   # prints the files, one line, sorted
+
+Reads the imports of each file with :mod:`ast` (nothing is imported or run, so the system
+Python suffices before the virtual environment exists) and follows those inside the
+package, however deep, so that no list of files is kept by hand.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+def _module_file(parts: list[str]) -> Path | None:
+    """The file of the package module ``study.<parts>``, or None if there is none."""
+    base = PACKAGE.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(path: Path) -> set[Path]:
+    """Package files that ``path`` imports (relatively or as ``study.…``)."""
+    here = list(path.relative_to(PACKAGE).parent.parts)
+    modules: list[list[str]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            named = (node.module or "").split(".") if node.module else []
+            if node.level:
+                module = here[: len(here) - node.level + 1] + named
+            elif named[:1] == ["study"]:
+                module = named[1:]
+            else:
+                continue
+            modules.append(module)
+            # `from . import kernel` names a module; a name that is not one finds no file
+            modules.extend([*module, alias.name] for alias in node.names)
+        elif isinstance(node, ast.Import):
+            modules.extend(
+                alias.name.split(".")[1:]
+                for alias in node.names
+                if alias.name.split(".")[0] == "study"
+            )
+    return {f for f in map(_module_file, modules) if f is not None}
+
+
+def sources(*roots: Path) -> list[Path]:
+    """Every package file reachable from ``roots`` through imports, ``roots`` included."""
+    seen: set[Path] = set()
+    todo = [Path(r).resolve() for r in roots]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        todo.extend(_imports(path) - seen)
+    return sorted(seen)
+
+
+if __name__ == "__main__":
+    root = Path.cwd()
+    files = sources(*sys.argv[1:])
+    print(" ".join(str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in files))
