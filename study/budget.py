@@ -8,136 +8,51 @@ design key to change. Every quantity is a closed form over the grid (m, degree, 
 scaling): no task or replication is ever enumerated, so a design of 10¹² replications is
 estimated in microseconds, in Python integers (no overflow).
 
-Sizes are exact where they can be: the arrays of a task checkpoint follow from their
-shapes (see :func:`task_payload_bytes`). Memory and time are models whose constants were
-measured on the development machine (2 cores, Linux, CPython 3.11, NumPy 2, numba); they
-aim at a factor of about 2, and the time only at a factor of about 3.
-
-How the constants were measured
--------------------------------
-- Process baselines: ``VmHWM`` in ``/proc/<pid>/status``, polled every 0.1 s, of the main
-  process and of the two loky workers of ``study simulate`` on a design of four tasks of two
-  data sets each (nothing but the imports and the compiled kernel loaded from numba's
-  cache): workers 220 MB (215 MiB), main 118 MB; the main process of the default design
-  peaked at 214 MB, its workers at 228 MB.
-- Per-unit memory: ``tracemalloc`` peaks of ``engine._fit_numpy`` (12.5 floats per data
-  set × α × coefficient, rounded up to 16) and of ``engine._fit_compiled``, and of
-  ``engine.run_task`` followed by ``store.pack_checkpoint`` (tests/test_budget.py checks the
-  model against the latter on small designs).
-- Time: the best of 3-5 timings of ``dgp.block_power_sums`` (m = 10 to 10⁵, K = 1 to 12)
-  and of ``engine._fit_in_batches`` on 2,048 data sets per degree with 1 and 41 values of
-  α (the difference gives the cost per α, the rest the factorisation), in one process with
-  one BLAS thread; the tail from timing ``summary.summarise``, ``summary.add_theory``,
-  ``tuning.tuning_table``/``transfer_table``, ``summary.to_csv`` and ``store.npz_bytes`` on
-  the default design's checkpoints, and the fixed cost from ``study simulate`` of a design
-  of four tiny tasks with 2 jobs (4.9 to 7.1 s from the shell). Checked against whole runs
-  of six designs (tiny; m = 10⁵; degree 12 with 20 λ; 2,000 tasks; degrees 2-6 with 1,000
-  kept draws; the default): estimated/measured wall time 0.85 to 1.16 on a quiet machine,
-  down to 0.5 while other processes took the cores. The default design ran in 17.5 to
-  18 s from the shell with 2 jobs (14.5 s inside ``simulate``; 22 s on a busy machine).
+The sizes, the measured constants and the per-unit model of memory and time are in
+:mod:`study.costs`; they aim at a factor of about 2, the time only at a factor of about 3.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
+from .costs import (
+    MAIN_BASELINE_BYTES,
+    RESULT_FILE_COUNT,
+    WORKER_BASELINE_BYTES,
+    block_keep,
+    checkpoint_index_bytes,
+    footprint,
+    run_seconds,
+    task_checkpoint_bytes,
+    task_payload_bytes,
+)
 from .design import MAX_BLOCK_SIZE, Design
-from .dgp import CHUNK_ELEMENTS, MAX_PIECE
-from .engine import FIT_BATCH
+
+__all__ = [
+    "MAIN_BASELINE_BYTES",
+    "MAX_TASK_FILES",
+    "RESULT_FILE_COUNT",
+    "WORKER_BASELINE_BYTES",
+    "Estimate",
+    "block_keep",
+    "checkpoint_index_bytes",
+    "estimate",
+    "format_bytes",
+    "format_seconds",
+    "machine_limits",
+    "max_jobs_for_memory",
+    "refusal",
+    "task_checkpoint_bytes",
+    "task_memory_bytes",
+    "task_payload_bytes",
+]
 
 MAX_TASK_FILES = 10_000
-
-KiB, MiB = 1 << 10, 1 << 20
-
-# --- memory ------------------------------------------------------------------------------
-# A worker process after its first task: Python, NumPy, pandas/SciPy (imported with
-# study.simulate to unpickle the task), numba/llvmlite and the compiled kernel loaded from
-# the cache. Measured 215 MiB (VmHWM of both loky workers); rounded up.
-WORKER_BASELINE_BYTES = 224 * MiB
-# The main process with every module of a run imported (no numba: it never fits):
-# measured 110 MiB after the imports, 115 MiB peak over a run of four tiny tasks.
-MAIN_BASELINE_BYTES = 128 * MiB
-# Small allocations of a task besides its arrays (Python objects, NumPy scratch).
-TASK_SLACK_BYTES = 256 * KiB
-# Working set of the NumPy path per data set × α × coefficient (12.5 float64 measured),
-# and per data set × coefficient² (the factorisation W, its products).
-NUMPY_FLOATS_PER_FIT = 16
-NUMPY_FLOATS_PER_FACTOR = 8
-# Arrays alive while a task's arrays are packed into a checkpoint: the arrays, their bytes,
-# the joined payload and the final checkpoint.
-PACK_COPIES = 4
-# The main process per row of summary.csv and of risk.csv while the frames are built,
-# merged with the theory and written as CSV (columns of Python strings before the join).
-SUMMARY_ROW_MEMORY = 4 * KiB
-RISK_ROW_MEMORY = 2 * KiB
-# Kept draws in the main process: the per-m lists, their stack, then the .npz members.
-DRAW_COPIES = 3
-
-# --- disk --------------------------------------------------------------------------------
-# Per checkpoint besides the arrays and their JSON index: the magic line, the header of
-# the self-verifying format (design hash, engine version, task, payload size) and the
-# 32-byte SHA-256; measured 188 to 190 bytes, up to about 230 with the longest m, block
-# and payload numbers.
-CHECKPOINT_FRAME_BYTES = 256
-# summary.csv measured 406 bytes a row with the theory columns, risk.csv 178.
-SUMMARY_ROW_BYTES = 420
-RISK_ROW_BYTES = 200
-TUNING_ROW_BYTES = 160
-TRANSFER_ROW_BYTES = 160
-# manifest.json, the folder's marker and lock, headers of the .npz members.
-SMALL_FILES_BYTES = 16 * KiB
-# summary.csv, risk.csv, draws.npz, tuning.csv, transfer.csv, manifest.json, the marker
-# file and the lock.
-RESULT_FILE_COUNT = 8
-
-# --- time (seconds) ----------------------------------------------------------------------
-# Drawing and reducing data: per point a + b·K for the largest degree K (K = 1: 20 ns,
-# K = 12: 39 ns, measured on m = 10⁵), per data set a + b·K (m = 10: 0.4 to 1 µs).
-SECONDS_PER_POINT = (18e-9, 1.7e-9)
-SECONDS_PER_DATA_SET = (0.3e-6, 0.06e-6)
-# Per data set and degree k (index k − 1): the factorisation of the pencil, smoothed from
-# 0.59, 0.75, 1.33, 2.09, 2.97, 5.17, 7.26, 11.8, 11.4, 14.9, 27.8, 31.1 µs.
-FACTOR_SECONDS = tuple(
-    x * 1e-6 for x in (0.6, 0.8, 1.3, 2.1, 3.0, 5.0, 7.3, 10.0, 12.0, 16.0, 24.0, 32.0)
-)
-# Per data set, degree k and distinct α: the solution and its moments (0.04 to 0.57 µs).
-ALPHA_SECONDS = tuple(
-    x * 1e-6 for x in (0.04, 0.055, 0.07, 0.1, 0.13, 0.15, 0.18, 0.2, 0.24, 0.28, 0.34, 0.45)
-)
-# Per task: dispatch, setup, packing and the durable write of the checkpoint; per distinct
-# α and degree, the Python loop spreading a fit to its cells (and per cell of that loop).
-TASK_SECONDS = 5e-3
-BOOKKEEPING_SECONDS_PER_ALPHA = 15e-6
-BOOKKEEPING_SECONDS_PER_CELL = 3e-9
-# Fixed: the main process's imports (1.4 s), each worker's start, imports and first task
-# (kernel load, BLAS pools: 2.3 s), the manifest; a run of four tiny tasks took 4.9 s.
-STARTUP_SECONDS = 4.5
-# The serial tail: reading checkpoints (per byte and per file), per (m, degree) the merge
-# and the tuned λ (about 0.08 s, which draws 400 designs), per degree ≥ 9 the large-m
-# limit (0.8 to 1.8 s), per summary row the frames, theory and CSV (about 60 µs), and the
-# deflated draws.npz (24 MB/s).
-READ_SECONDS_PER_BYTE = 1e-9
-READ_SECONDS_PER_FILE = 1e-3
-TAIL_SECONDS_PER_M_DEGREE = 0.09
-TUNING_LIMIT_SECONDS = {9: 0.8, 10: 0.9, 11: 1.3, 12: 1.8}
-TAIL_SECONDS_PER_ROW = 60e-6
-TUNING_POINTS = 400  # tuning.DESIGNS_FOR_TUNING
-NPZ_SECONDS_PER_BYTE = 1 / 24e6
-
-# Above this many (m, degree, λ, scaling) cells the distinct α of each (m, degree) are not
-# counted (that is O(grid) NumPy work) but bounded by the number of cells.
-_EXACT_ALPHA_CELLS = 200_000
-
-# Fields of a task's arrays per degree k, in the order of their shapes (see run_task).
-_FIELDS = ("coef_M", "coef_mean", "coef_n", "draws", "n_failed", "risk_M", "risk_mean",
-           "risk_n")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -204,248 +119,6 @@ def format_seconds(s: float) -> str:
     return f"{s:.1f} s" if s < 9.95 else f"{s:.0f} s"
 
 
-# --- sizes -------------------------------------------------------------------------------
-
-
-def task_payload_bytes(design: Design, keep: int, *, n_lambda: int | None = None) -> int:
-    """Bytes of the arrays of one task that keeps ``keep`` draws: exactly what
-    :func:`study.engine.run_task` returns (float64 and int64 arrays and ``seconds``).
-
-    Per degree k with L λ values, C scalings and p = k + 1: coef_n p, coef_mean 5p,
-    coef_M 25p, risk_n 1, risk_mean 3, risk_M 9, n_failed 1 and draws keep·p values per
-    cell, 8 bytes each.
-    """
-    cells = (len(design.lam) if n_lambda is None else n_lambda) * len(design.scaling)
-    return 8 + sum(8 * cells * ((31 + keep) * (k + 1) + 14) for k in design.degree)
-
-
-def _shapes(design: Design, keep: int, n_lambda: int) -> dict[str, tuple[tuple[int, ...], str]]:
-    L, C = n_lambda, len(design.scaling)
-    f8, i8 = np.dtype(np.float64).str, np.dtype(np.int64).str
-    out = {"seconds": ((), f8)}
-    for k in design.degree:
-        p = k + 1
-        shapes = {
-            "coef_M": (L, C, p, 5, 5), "coef_mean": (L, C, p, 5), "coef_n": (L, C, p),
-            "draws": (L, C, keep, p), "n_failed": (L, C), "risk_M": (L, C, 3, 3),
-            "risk_mean": (L, C, 3), "risk_n": (L, C),
-        }  # fmt: skip
-        for name in _FIELDS:
-            out[f"k{k}_{name}"] = (shapes[name], i8 if name == "n_failed" else f8)
-    return out
-
-
-def checkpoint_index_bytes(design: Design, keep: int, *, n_lambda: int | None = None) -> int:
-    """Exact length of the JSON index of a checkpoint (:mod:`study.store`: name, dtype,
-    shape and offset of every array, in sorted order) for a task keeping ``keep`` draws."""
-    L = len(design.lam) if n_lambda is None else n_lambda
-    index, offset = [], 0
-    for name, (shape, dtype) in sorted(_shapes(design, keep, L).items()):
-        index.append([name, dtype, list(shape), offset])
-        offset += 8 * math.prod(shape)
-    return len(json.dumps(index, separators=(",", ":")).encode())
-
-
-def task_checkpoint_bytes(design: Design, keep: int, *, n_lambda: int | None = None) -> int:
-    """Size of the checkpoint of one task that keeps ``keep`` draws: the arrays (exact),
-    their JSON index (exact) and the frame (magic, header, checksum: CHECKPOINT_FRAME_BYTES,
-    an upper bound)."""
-    return (
-        task_payload_bytes(design, keep, n_lambda=n_lambda)
-        + checkpoint_index_bytes(design, keep, n_lambda=n_lambda)
-        + CHECKPOINT_FRAME_BYTES
-    )
-
-
-def block_keep(design: Design, block: int) -> int:
-    """Draws kept by task (m, block): its replications numbered below keep_draws."""
-    first = block * design.block_size
-    return max(0, min(design.keep_draws - first, design.block_length(block)))
-
-
-@dataclass(frozen=True)
-class _Footprint:
-    n_tasks: int
-    checkpoint_bytes: int
-    result_bytes: int
-    worker_bytes: int  # without the baseline
-    main_bytes: int  # without the baseline
-    summary_rows: int
-    risk_rows: int
-    draws_bytes: int
-
-    def disk(self) -> int:
-        return self.checkpoint_bytes + self.result_bytes
-
-    def memory(self, workers: int = 1) -> int:
-        return (
-            workers * (WORKER_BASELINE_BYTES + self.worker_bytes)
-            + MAIN_BASELINE_BYTES
-            + self.main_bytes
-        )
-
-
-def _footprint(
-    design: Design,
-    *,
-    replications: int | None = None,
-    block_size: int | None = None,
-    n_lambda: int | None = None,
-    keep_draws: int | None = None,
-) -> _Footprint:
-    """Sizes of a run, O(m × degree), for the design or the design with one key changed
-    (L λ values stand for the first L of the design's; every cell counts as identifiable)."""
-    R = design.replications if replications is None else replications
-    bs = design.block_size if block_size is None else block_size
-    L = len(design.lam) if n_lambda is None else n_lambda
-    keep_total = min(design.keep_draws if keep_draws is None else keep_draws, R)
-    d = replace(design, replications=R, block_size=bs, keep_draws=keep_total)
-    C, M = len(d.scaling), len(d.m)
-    n_blocks = d.n_blocks
-    cells = L * C
-    sum_p = sum(k + 1 for k in d.degree)
-
-    # checkpoints: every block's moments, and keep_total draws per m spread over the blocks
-    keep0 = block_keep(d, 0)  # the block with the most draws
-    per_task_fixed = task_payload_bytes(d, 0, n_lambda=L)
-    per_draw = 8 * cells * sum_p
-    index = max(checkpoint_index_bytes(d, k, n_lambda=L) for k in {0, keep0})
-    per_m = n_blocks * (per_task_fixed + index + CHECKPOINT_FRAME_BYTES) + keep_total * per_draw
-    checkpoint_bytes = M * per_m
-
-    # result files
-    summary_rows = M * cells * sum_p
-    risk_rows = M * cells * len(d.degree)
-    draws_bytes = M * keep_total * per_draw  # raw float64; deflate only helps
-    tuning_rows = 2 * M * len(d.degree) * C
-    transfer_rows = M * M * len(d.degree) * C
-    result_bytes = (
-        summary_rows * SUMMARY_ROW_BYTES
-        + risk_rows * RISK_ROW_BYTES
-        + draws_bytes
-        + tuning_rows * TUNING_ROW_BYTES
-        + transfer_rows * TRANSFER_ROW_BYTES
-        + SMALL_FILES_BYTES
-    )
-
-    # a worker: the task with the most draws, the largest m (drawing) and degree (fitting)
-    n0 = d.block_length(0)
-    K = max(d.degree)
-    payload0 = task_payload_bytes(d, keep0, n_lambda=L)
-    sums = 8 * n0 * (2 * K + 1 + 5 * (K + 1))  # S, E, T and T's temporaries
-    m_max = max(d.m)
-    chunk = 4 * 8 * max(min(m_max, MAX_PIECE), min(CHUNK_ELEMENTS, m_max * n0))
-    batch = min(n0, FIT_BATCH)
-    fit = 0
-    for k in d.degree:
-        p = k + 1
-        A = cells  # distinct α ≤ cells
-        numpy_path = 8 * batch * p * (A * NUMPY_FLOATS_PER_FIT + p * NUMPY_FLOATS_PER_FACTOR)
-        moments = 3 * 8 * A * p * 31 + 8 * A * p * min(keep0, batch)
-        kept = 2 * 8 * keep0 * A * p  # the batches' draws and their concatenation
-        fit = max(fit, numpy_path + moments + kept)
-    worker_bytes = TASK_SLACK_BYTES + max(sums + chunk + payload0 + fit, PACK_COPIES * payload0)
-
-    # the main process: one m's checkpoints at once (and their merge), every kept draw,
-    # the tables
-    one_m = n_blocks * per_task_fixed + keep_total * per_draw
-    main_bytes = (
-        2 * one_m
-        + DRAW_COPIES * draws_bytes
-        + summary_rows * SUMMARY_ROW_MEMORY
-        + risk_rows * RISK_ROW_MEMORY
-        + (transfer_rows + tuning_rows) * RISK_ROW_MEMORY
-    )
-    return _Footprint(
-        n_tasks=M * n_blocks,
-        checkpoint_bytes=checkpoint_bytes,
-        result_bytes=result_bytes,
-        worker_bytes=worker_bytes,
-        main_bytes=main_bytes,
-        summary_rows=summary_rows,
-        risk_rows=risk_rows,
-        draws_bytes=draws_bytes,
-    )
-
-
-# --- time --------------------------------------------------------------------------------
-
-
-def _distinct_alphas(design: Design, m: int, k: int) -> int:
-    """Distinct α of the identifiable cells of (m, k), as :func:`study.engine.run_task`
-    fits them; bounded by the number of cells on very large grids."""
-    L, C = len(design.lam), len(design.scaling)
-    # λ = 0 with m ≤ k is not fitted; λ is sorted and unique, so only the first can be 0
-    n_ident = L - (1 if m <= k and design.lam[0] == 0 else 0)
-    if len(design.m) * len(design.degree) * L * C > _EXACT_ALPHA_CELLS:
-        return n_ident * C
-    try:
-        fm = float(m)
-        lam = np.array([x for x in design.lam if design.identifiable(m, k, x)], dtype=float)
-        with np.errstate(over="ignore", invalid="ignore"):
-            per = {
-                "none": fm * lam,
-                "m": lam,
-                "sqrt-m": math.sqrt(fm) * lam,
-                "k": fm * lam / k,
-            }
-        values = np.concatenate([per[s] for s in design.scaling])
-    except OverflowError:
-        return n_ident * C
-    return int(np.unique(values).size)
-
-
-def _task_seconds(design: Design, m: int, n: int, alphas: dict[int, int]) -> float:
-    """A task of n data sets of m points, with ``alphas[k]`` distinct α per degree k."""
-    K = max(design.degree)
-    L, C = len(design.lam), len(design.scaling)
-    draw = n * (
-        SECONDS_PER_DATA_SET[0]
-        + SECONDS_PER_DATA_SET[1] * K
-        + m * (SECONDS_PER_POINT[0] + SECONDS_PER_POINT[1] * K)
-    )
-    fit = 0.0
-    for k in design.degree:
-        A = alphas[k]
-        if A == 0:
-            continue
-        fit += n * (FACTOR_SECONDS[k - 1] + A * ALPHA_SECONDS[k - 1])
-        fit += A * (BOOKKEEPING_SECONDS_PER_ALPHA + L * C * BOOKKEEPING_SECONDS_PER_CELL)
-    return TASK_SECONDS + draw + fit
-
-
-def _usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-def _run_seconds(design: Design, fp: _Footprint, workers: int) -> float:
-    n_blocks = design.n_blocks
-    last = design.block_length(n_blocks - 1)
-    full = design.block_length(0)
-    total = longest = 0.0
-    for m in design.m:
-        alphas = {k: _distinct_alphas(design, m, k) for k in design.degree}
-        t_full = _task_seconds(design, m, full, alphas)
-        t_last = _task_seconds(design, m, last, alphas)
-        total += (n_blocks - 1) * t_full + t_last
-        longest = max(longest, t_full)
-    parallel = max(total / max(1, min(workers, _usable_cores())), longest)
-    M, K = len(design.m), len(design.degree)
-    tail = (
-        fp.checkpoint_bytes * READ_SECONDS_PER_BYTE
-        + fp.n_tasks * READ_SECONDS_PER_FILE
-        + M * K * TAIL_SECONDS_PER_M_DEGREE
-        + sum(TUNING_LIMIT_SECONDS.get(k, 0.0) for k in design.degree)
-        + min(TUNING_POINTS, design.replications) * sum(design.m) * K * SECONDS_PER_POINT[0]
-        + (fp.summary_rows + fp.risk_rows) * TAIL_SECONDS_PER_ROW
-        + fp.draws_bytes * NPZ_SECONDS_PER_BYTE
-    )
-    return STARTUP_SECONDS + parallel + tail
-
-
 # --- the estimate ------------------------------------------------------------------------
 
 
@@ -456,10 +129,10 @@ def estimate(design: Design, *, jobs: int) -> Estimate:
     time), whatever the number of replications: tasks are never enumerated.
     """
     jobs = max(1, int(jobs))
-    fp = _footprint(design)
+    fp = footprint(design)
     workers = max(1, min(jobs, fp.n_tasks))
     try:
-        seconds = _run_seconds(design, fp, workers)
+        seconds = run_seconds(design, fp, workers)
     except OverflowError:  # counts beyond a float (10³⁰⁸): it will not finish
         seconds = math.inf
     return Estimate(
@@ -478,7 +151,7 @@ def estimate(design: Design, *, jobs: int) -> Estimate:
 def task_memory_bytes(design: Design) -> int:
     """Peak memory of the largest task of ``design`` beyond a worker's baseline: running
     it and packing its checkpoint (what a worker of :func:`study.simulate.simulate` does)."""
-    return _footprint(design).worker_bytes
+    return footprint(design).worker_bytes
 
 
 # --- the machine -------------------------------------------------------------------------
@@ -606,7 +279,7 @@ def _memory_refusal(design: Design, est: Estimate, available: int) -> str | None
         return None
 
     def memory(**change) -> int:
-        return _footprint(design, **change).memory(1)
+        return footprint(design, **change).memory(1)
 
     def fits(**change) -> bool:
         return memory(**change) <= available
@@ -648,7 +321,7 @@ def _disk_refusal(design: Design, est: Estimate, free: int) -> str | None:
         return None
 
     def disk(**change) -> int:
-        return _footprint(design, **change).disk()
+        return footprint(design, **change).disk()
 
     def fits(**change) -> bool:
         return disk(**change) <= free

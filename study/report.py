@@ -50,8 +50,8 @@ def _pick(values, wanted):
 def risk_curves(design, *, degree: int, ms: list[int], lams: np.ndarray) -> pd.DataFrame:
     """Expected prediction risk on a fine λ grid: exact given the design, averaged over the
     first simulated designs of each m (the same streams as the simulation)."""
-    from .theory import conditional_risk, standard_basis
-    from .tuning import design_grams
+    from .theory import standard_basis
+    from .tuning import conditional_risk, design_grams
 
     basis = standard_basis(
         design.x, degree, intercept=design.intercept, slope=design.slope,
@@ -92,97 +92,137 @@ def _row(frame, **where):
 
 def build_variables(design, summary, risk, tuning, transfer, draws, result, manifest) -> dict:
     """Every number the report's text quotes, formatted."""
-    k, lam, j = FOCUS["degree"], FOCUS["lam"], FOCUS["coef"]
-    if k not in design.degree:
-        k = design.degree[len(design.degree) // 2]
-    if lam not in design.lam:
-        lam = max(design.lam)
-    m_max, m_min = max(design.m), min(design.m)
-    at = dict(m=m_max, degree=k, coef=j)
-    r_none = _row(summary, scaling="none", **{"lambda": lam}, **at)
-    r_m = _row(summary, scaling="m", **{"lambda": lam}, **at)
-
-    t = tuning[(tuning.method == "conditional") & (tuning.m > tuning.degree + 2)]
-    spread = t.groupby(["degree", "scaling"]).lambda_opt.agg(lambda v: v.max() / v.min())
-
-    finite = summary[usable_cells(summary, 2)]
-    worst = finite.loc[finite.bias_mcse.idxmax()]
-    m100 = finite[finite.m >= 100].bias_mcse.max()
-
-    m0 = _pick(design.m, 100)
-    tr = transfer[(transfer.m0 == m0) & (transfer.m == m_max) & (transfer.degree == k)]
-    extra = tr.set_index("scaling").risk_ratio - 1
-
-    # the three-point parabola: kept draws of ŵ₂ at m = 3, degree 2, λ = 0
-    tail = {"share_big": "–", "threshold": "10"}
-    if 2 in design.degree and 3 in design.m and 0.0 in design.lam:
-        w2 = draws["coef_k2"][list(design.m).index(3), list(design.lam).index(0.0), 0, :, 2]
-        tail["share_big"] = percent(np.mean(np.abs(w2) > 10))
-
-    d = design
+    k, lam = _focus_cell(design)
+    focus = _focus_variables(design, summary, k, lam)
+    tuning_vars = _tuning_variables(design, tuning, k)
+    mcse = _mcse_variables(summary)
+    transfer_vars = _transfer_variables(design, transfer, k)
+    tail = _tail_variables(design, draws)
     return {
-        "design": {
-            "replications": f"{d.replications:,}",
-            "m_list": ", ".join(f"{m:,}" for m in d.m),
-            "m_max": f"{m_max:,}",
-            "m_min": f"{m_min:,}",
-            "degrees": ", ".join(map(str, d.degree)),
-            "lambdas": ", ".join(as_written(v) for v in d.lam),
-            "n_cells": f"{len(d.m) * len(d.degree) * len(d.lam) * len(d.scaling):,}",
-            "seed": str(d.seed),
-        },
-        "dgp": {
-            "low": as_written(d.x.low) if d.x.low is not None else "–",
-            "high": as_written(d.x.high) if d.x.high is not None else "–",
-            "intercept": as_written(d.intercept),
-            "slope": as_written(d.slope),
-            "noise_sd": as_written(d.noise_sd),
-        },
-        "focus": {
-            "degree": str(k),
-            "lam": as_written(lam),
-            "bias_none_max": fmt(r_none.bias, 3),
-            "bias_m_max": fmt(r_m.bias, 2),
-            "bias_none_limit": fmt(r_none.bias_asym),
-        },
-        "tuning": {
-            "spread_none_focus": fmt(spread[(k, "none")], 2),
-            "spread_m_focus": fmt(spread[(k, "m")], 2),
-            "alpha_limit_2": fmt(
-                _row(
-                    tuning[tuning.method == "conditional"], m=m_max, degree=2, scaling="m"
-                ).alpha_limit,
-                5,
-            )
-            if 2 in d.degree
-            else "–",
-        },  # fmt: skip
-        "transfer": {
-            "m0": f"{m0:,}",
-            "m": f"{m_max:,}",
-            "degree": str(k),
-            "extra_m": percent(extra.get("m", float("nan"))),
-            "extra_none": percent(extra.get("none", float("nan")), 0),
-        },
-        "mcse": {
-            "bias_max": fmt(worst.bias_mcse, 2),
-            "bias_max_m": f"{int(worst.m):,}",
-            "bias_max_degree": str(int(worst.degree)),
-            "bias_max_m100": fmt(m100, 2),
-        },
-        "check": {
-            "n_z": f"{result.n_z:,}",
-            "max_z": fmt(result.max_abs_z, 3),
-            "share_2": percent(result.share_beyond_2),
-            "n_flagged": f"{result.n_flagged:,}",
-            "summary": result.summary_line(),
-        },
-        "curves": {"m_small": "10", "m_large": f"{_pick(d.m, 1000):,}", "degree": str(k)},
+        "design": _design_variables(design),
+        "dgp": _dgp_variables(design),
+        "focus": focus,
+        "tuning": tuning_vars,
+        "transfer": transfer_vars,
+        "mcse": mcse,
+        "check": _check_variables(result),
+        "curves": {"m_small": "10", "m_large": f"{_pick(design.m, 1000):,}", "degree": str(k)},
         "tail": tail,
         "run": {
             "wall": f"{manifest['run']['wall_seconds']:.0f} s",
             "cores": str(manifest["run"]["cores"]),
         },
+    }
+
+
+def _focus_cell(design) -> tuple[int, float]:
+    """The degree and λ the text focuses on: FOCUS's where the design has them."""
+    k, lam = FOCUS["degree"], FOCUS["lam"]
+    if k not in design.degree:
+        k = design.degree[len(design.degree) // 2]
+    if lam not in design.lam:
+        lam = max(design.lam)
+    return k, lam
+
+
+def _design_variables(d) -> dict:
+    return {
+        "replications": f"{d.replications:,}",
+        "m_list": ", ".join(f"{m:,}" for m in d.m),
+        "m_max": f"{max(d.m):,}",
+        "m_min": f"{min(d.m):,}",
+        "degrees": ", ".join(map(str, d.degree)),
+        "lambdas": ", ".join(as_written(v) for v in d.lam),
+        "n_cells": f"{len(d.m) * len(d.degree) * len(d.lam) * len(d.scaling):,}",
+        "seed": str(d.seed),
+    }
+
+
+def _dgp_variables(d) -> dict:
+    return {
+        "low": as_written(d.x.low) if d.x.low is not None else "–",
+        "high": as_written(d.x.high) if d.x.high is not None else "–",
+        "intercept": as_written(d.intercept),
+        "slope": as_written(d.slope),
+        "noise_sd": as_written(d.noise_sd),
+    }
+
+
+def _focus_variables(design, summary, k: int, lam: float) -> dict:
+    """The bias of the focus coefficient at the largest m, under `none` and `m`."""
+    at = dict(m=max(design.m), degree=k, coef=FOCUS["coef"])
+    r_none = _row(summary, scaling="none", **{"lambda": lam}, **at)
+    r_m = _row(summary, scaling="m", **{"lambda": lam}, **at)
+    return {
+        "degree": str(k),
+        "lam": as_written(lam),
+        "bias_none_max": fmt(r_none.bias, 3),
+        "bias_m_max": fmt(r_m.bias, 2),
+        "bias_none_limit": fmt(r_none.bias_asym),
+    }
+
+
+def _tuning_variables(design, tuning, k: int) -> dict:
+    """How far the tuned λ moves across m (max/min) under `none` and `m`, and α*_∞."""
+    t = tuning[(tuning.method == "conditional") & (tuning.m > tuning.degree + 2)]
+    spread = t.groupby(["degree", "scaling"]).lambda_opt.agg(lambda v: v.max() / v.min())
+    return {
+        "spread_none_focus": fmt(spread[(k, "none")], 2),
+        "spread_m_focus": fmt(spread[(k, "m")], 2),
+        "alpha_limit_2": fmt(
+            _row(
+                tuning[tuning.method == "conditional"], m=max(design.m), degree=2, scaling="m"
+            ).alpha_limit,
+            5,
+        )
+        if 2 in design.degree
+        else "–",
+    }  # fmt: skip
+
+
+def _mcse_variables(summary) -> dict:
+    """The largest Monte Carlo standard error of a bias, overall and from m = 100 on."""
+    finite = summary[usable_cells(summary, 2)]
+    worst = finite.loc[finite.bias_mcse.idxmax()]
+    m100 = finite[finite.m >= 100].bias_mcse.max()
+    return {
+        "bias_max": fmt(worst.bias_mcse, 2),
+        "bias_max_m": f"{int(worst.m):,}",
+        "bias_max_degree": str(int(worst.degree)),
+        "bias_max_m100": fmt(m100, 2),
+    }
+
+
+def _transfer_variables(design, transfer, k: int) -> dict:
+    """The extra risk at the largest m of keeping the λ tuned at m0 ≈ 100."""
+    m0, m_max = _pick(design.m, 100), max(design.m)
+    tr = transfer[(transfer.m0 == m0) & (transfer.m == m_max) & (transfer.degree == k)]
+    extra = tr.set_index("scaling").risk_ratio - 1
+    return {
+        "m0": f"{m0:,}",
+        "m": f"{m_max:,}",
+        "degree": str(k),
+        "extra_m": percent(extra.get("m", float("nan"))),
+        "extra_none": percent(extra.get("none", float("nan")), 0),
+    }
+
+
+def _tail_variables(design, draws) -> dict:
+    """The three-point parabola: kept draws of ŵ₂ at m = 3, degree 2, λ = 0."""
+    tail = {"share_big": "–", "threshold": "10"}
+    if 2 in design.degree and 3 in design.m and 0.0 in design.lam:
+        w2 = draws["coef_k2"][list(design.m).index(3), list(design.lam).index(0.0), 0, :, 2]
+        tail["share_big"] = percent(np.mean(np.abs(w2) > 10))
+    return tail
+
+
+def _check_variables(result) -> dict:
+    return {
+        "n_z": f"{result.n_z:,}",
+        "max_z": fmt(result.max_abs_z, 3),
+        "share_2": percent(result.share_beyond_2),
+        "n_flagged": f"{result.n_flagged:,}",
+        "summary": result.summary_line(),
     }
 
 

@@ -1,4 +1,9 @@
-"""The tuned λ across m: where the prediction risk is smallest, under each scaling.
+"""The tuned λ: the risk-optimal penalty, and where it lies across m under each scaling.
+
+The risk-optimal α (docs/theory.md) is found three ways: its limit as m → ∞
+(:func:`optimal_alpha_limit`), the minimiser of the large-m risk of :mod:`study.theory`
+(:func:`optimal_lambda_asymptotic`), and the minimiser of the exact expected risk given the
+design, averaged over designs (:func:`conditional_risk`, :func:`optimal_lambda_conditional`).
 
 For each degree and m, α*(m) minimises the expected prediction risk, (a) exactly given the
 design, averaged over simulated designs (the first block's data sets, from the same random
@@ -14,22 +19,20 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+from scipy import optimize
 
 from .basis import hankel_index
-from .design import Design
+from .design import Design, XDistribution
 from .dgp import block_power_sums
+from .fit import solve_or_nan
 from .scaling import alpha as scaling_alpha
 from .scaling import lam_from_alpha
-from .theory import (
-    conditional_risk,
-    optimal_alpha_limit,
-    optimal_lambda_asymptotic,
-    optimal_lambda_conditional,
-    standard_basis,
-)
+from .theory import StandardBasis, _large_m, standard_basis
 
 TUNING_COLUMNS = [
     "m", "degree", "scaling", "method", "lambda_opt", "alpha_opt", "risk_opt", "boundary",
@@ -38,6 +41,336 @@ TUNING_COLUMNS = [
 TRANSFER_COLUMNS = ["m0", "m", "degree", "scaling", "lambda", "alpha", "risk", "risk_opt",
                     "risk_ratio"]  # fmt: skip
 DESIGNS_FOR_TUNING = 400
+
+
+# --- the risk-optimal penalty ----------------------------------------------------------
+
+
+class TunedPenalty(NamedTuple):
+    """A risk-minimising penalty.
+
+    Attributes
+    ----------
+    lam : float
+        λ* under the requested scaling (0.0 or inf at a boundary).
+    alpha : float
+        α* = m·c(λ*).
+    risk : float
+        The minimised expected prediction risk.
+    boundary : str or None
+        None for an interior minimum; "lower" if the risk is smallest as α → 0 (e.g. σ = 0),
+        "upper" if it is smallest as α → ∞ (e.g. Dw* = 0).
+    """
+
+    lam: float
+    alpha: float
+    risk: float
+    boundary: str | None
+
+
+def optimal_alpha_limit(
+    degree: int,
+    *,
+    x: XDistribution,
+    intercept: float,
+    slope: float,
+    noise_sd: float,
+    penalize_intercept: bool = False,
+) -> float:
+    """Limit as m → ∞ of the prediction-risk-optimal sum-form α.
+
+        α*_∞ = σ²·tr(Σ⁻¹D) / (w*ᵀDΣ⁻¹Dw*).
+
+    Derivation. With ρ = α/m → 0, (Σ + ρD)⁻¹Σ = I − ρΣ⁻¹D + O(ρ²), so
+    b∞ = −ρΣ⁻¹Dw* + O(ρ²) and the squared-bias risk is b∞ᵀΣb∞ = ρ²·w*ᵀDΣ⁻¹Dw* + O(ρ³).
+    The noise part of the variance risk is (σ²/m)·tr(M²) with M = Σ(Σ + ρD)⁻¹ =
+    I − ρDΣ⁻¹ + O(ρ²), i.e. (σ²/m)(k + 1 − 2ρ·tr(Σ⁻¹D)) + O(ρ²/m); the sandwich terms
+    are O(ρ²/m) since b∞ = O(ρ). With q = w*ᵀDΣ⁻¹Dw* and t = tr(Σ⁻¹D),
+
+        R(α) = σ²(k + 1)/m − 2σ²t·α/m² + q·α²/m² + O(α²/m³),
+
+    whose minimiser over α is σ²t/q + O(1/m). The quantities are basis-free
+    (Σ⁻¹D ↦ B⁻ᵀΣ⁻¹DBᵀ), so they are computed with Σ_u and P. For degree 2 on
+    uniform[−1, 1] with β0 = 1, β1 = 2, σ = 1: t = 3 + 45/4 and q = 4·3, α*_∞ = 1.1875.
+
+    Returns
+    -------
+    float
+        α*_∞ (inf if Dw* = 0, 0 if σ = 0).
+    """
+    basis = standard_basis(
+        x, degree, intercept=intercept, slope=slope, penalize_intercept=penalize_intercept
+    )
+    Sinv = np.linalg.inv(basis.sigma)
+    t = np.trace(Sinv @ basis.penalty)
+    Pv = basis.penalty @ basis.v_star
+    q = Pv @ Sinv @ Pv
+    if q <= 0:
+        return math.inf
+    return float(noise_sd**2 * t / q)
+
+
+def _minimise_log_alpha(
+    objective,
+    f0: float,
+    log_lo: float,
+    log_hi: float,
+    n_grid: int = 201,
+    rel_tol: float = 1e-6,
+    depth: int = 0,
+):
+    """Minimise objective(α) over log α: grid search, then a bounded Brent refinement.
+
+    ``objective`` maps an array of α to the risk (or the risk minus a constant); ``f0`` is
+    its value at α = 0 (inf if not identifiable). Values within ``rel_tol``·|min| of the
+    grid minimum count as ties (rounding noise where the risk is flat). If α = 0 ties with
+    the minimum the result is the lower boundary; if the top of the grid ties, the upper
+    boundary (α = ∞); if the bottom grid point is the minimum but not α = 0, the grid is
+    extended downwards (a few times at most). Returns (α*, objective(α*), boundary).
+    """
+    grid = np.linspace(log_lo, log_hi, n_grid)
+    vals = objective(np.exp(grid))
+    i = int(np.nanargmin(vals))
+    vmin = float(vals[i])
+    tol = rel_tol * abs(vmin)
+    if f0 <= vmin + tol:
+        return 0.0, float(f0), "lower"
+    if vals[-1] <= vmin + tol:
+        return math.inf, float(vals[-1]), "upper"
+    if i == 0:
+        if depth >= 3:
+            return float(math.exp(grid[0])), vmin, "lower"
+        width = log_hi - log_lo
+        return _minimise_log_alpha(
+            objective, f0, log_lo - width, log_lo + 1.0, n_grid, rel_tol, depth + 1
+        )
+    res = optimize.minimize_scalar(
+        lambda t: float(objective(np.array([math.exp(t)]))[0]),
+        bounds=(grid[i - 1], grid[i + 1]),
+        method="bounded",
+        options={"xatol": 1e-10},
+    )
+    if res.fun <= vmin:
+        return float(math.exp(res.x)), float(res.fun), None
+    return float(math.exp(grid[i])), vmin, None
+
+
+def _log_alpha_range(m: float) -> tuple[float, float]:
+    """Search range of log α: α from 1e-8 to min(1e12, 1e6·m), i.e. ρ = α/m ≤ 1e6.
+
+    Beyond ρ = 1e6 the penalised directions are numerically frozen and Σ_u + ρP is too
+    ill-conditioned for the risk to be resolved; a minimum there is reported as α = ∞.
+    """
+    return math.log(1e-8), math.log(min(1e12, 1e6 * max(m, 1.0)))
+
+
+def optimal_lambda_asymptotic(
+    m: int,
+    degree: int,
+    scaling: str,
+    *,
+    x: XDistribution,
+    intercept: float,
+    slope: float,
+    noise_sd: float,
+    penalize_intercept: bool = False,
+) -> TunedPenalty:
+    """λ* minimising the large-m expected prediction risk (with sandwich) at sample size m.
+
+    The risk is minimised over log α (a grid over α = 1e-8 … min(1e12, 1e6·m), then bounded
+    Brent between the neighbours of the best grid point); λ* = α*/(m·c(1)) under ``scaling``. The
+    α-dependent part of the risk is computed without cancellation, so the optimum is
+    accurate even for m = 1e7, where it is a 1e-7 relative change of the risk.
+
+    Returns
+    -------
+    TunedPenalty
+        (λ*, α*, risk, boundary); see :class:`TunedPenalty` for the boundary cases.
+    """
+    basis = standard_basis(
+        x, degree, intercept=intercept, slope=slope, penalize_intercept=penalize_intercept
+    )
+    mf = float(m)
+
+    def excess(a: np.ndarray) -> np.ndarray:
+        res = _large_m(basis, a / mf, mf, noise_sd)
+        return res.bias_risk + res.excess_var_risk
+
+    # The α-dependent part (risk − σ²(k+1)/m) is computed without cancellation; it is 0 at α = 0.
+    a_star, exc, boundary = _minimise_log_alpha(excess, 0.0, *_log_alpha_range(mf))
+    lam = lam_from_alpha(a_star, m=int(m), degree=degree, scaling=scaling)
+    return TunedPenalty(
+        lam=float(lam),
+        alpha=float(a_star),
+        risk=float(noise_sd**2 * (degree + 1) / mf + exc),
+        boundary=boundary,
+    )
+
+
+def _pencil_risk(G_u, *, basis: StandardBasis, noise_sd: float):
+    """:func:`conditional_risk_function` from one factorisation of the pencil (G, P) per
+    design, as in the engine: with WᵀGW = I, WᵀPW = Λ and s = 1/(1 + αΛ),
+    E[v̂|X] = W(s∘WᵀGv*) and tr(Σ Cov[v̂|X]) = σ²·Σ_i s_i²(WᵀΣW)_ii. Ten times faster than a
+    solve per α; used only where the pencil is accurate (x range touching 0) and every G is
+    positive definite. Returns None otherwise."""
+    from .fit import factorise
+
+    B = basis.B
+    if basis.degree < 1 or abs(B[1, 0]) > 1.0:  # B[1, 0] = −center/scale
+        return None
+    d = np.diag(np.linalg.solve(B, np.linalg.solve(B, basis.penalty).T))
+    F = B[:, d > 0.5]
+    # a Cholesky factor of a singular G can come out "successful" and wrong: check the rank
+    if np.any(np.linalg.matrix_rank(G_u, hermitian=True) < G_u.shape[-1]):
+        return None
+    try:
+        factor = factorise(G_u, F)
+    except np.linalg.LinAlgError:
+        return None  # a singular design (m ≤ k): the direct solves handle α = 0 there
+    W, eig = factor.W, factor.eig
+    z_star = np.einsum("rji,rj->ri", W, G_u @ basis.v_star)
+    wsw = np.einsum("rli,lk,rki->ri", W, basis.sigma, W)
+    chunk = max(1, 400_000 // (G_u.shape[0] * G_u.shape[1]))
+
+    def risk(alphas: np.ndarray) -> np.ndarray:
+        out = np.empty(alphas.shape)
+        for start in range(0, alphas.size, chunk):
+            a = alphas[start : start + chunk]
+            s = 1.0 / (1.0 + a[:, None, None] * eig[None])  # (A, R, p)
+            dev = np.einsum("rij,arj->ari", W, s * z_star[None]) - basis.v_star
+            bias = np.einsum("ari,ij,arj->ar", dev, basis.sigma, dev)
+            var = noise_sd**2 * (s**2 * wsw[None]).sum(axis=-1)
+            out[start : start + chunk] = (bias + var).mean(axis=1)
+        return out
+
+    return risk
+
+
+def _direct_risk(G_u, *, basis: StandardBasis, noise_sd: float):
+    """:func:`conditional_risk_function` by batched solves of A = G_u + αP per α."""
+    Sig, P, vs = basis.sigma, basis.penalty, basis.v_star
+    R, p = G_u.shape[0], G_u.shape[-1]
+    singular = bool(np.any(np.linalg.matrix_rank(G_u, hermitian=True) < p))
+    rhs = np.concatenate([G_u, np.broadcast_to(np.eye(p), G_u.shape)], axis=-1)  # [G | I]
+    chunk = max(1, 200_000 // (R * p * p))
+
+    def risk(alphas: np.ndarray) -> np.ndarray:
+        out = np.empty(alphas.shape)
+        for start in range(0, alphas.size, chunk):
+            a = alphas[start : start + chunk]
+            ok = ~((a == 0.0) & singular)
+            out[start : start + chunk][~ok] = math.inf
+            if not ok.any():
+                continue
+            A = G_u[None] + a[ok, None, None, None] * P  # (n, R, p, p)
+            # some A singular (a tiny α on a singular design, or σ = 0 pushing the search
+            # to the ends of its range): that α's solutions are NaN, its risk infinite
+            X = solve_or_nan(A, np.broadcast_to(rhs, A.shape[:2] + rhs.shape[1:]))
+            M, Ainv = X[..., :p], X[..., p:]  # A⁻¹G and A⁻¹
+            d = M @ vs - vs
+            bias = np.einsum("nri,ij,nrj->nr", d, Sig, d)
+            var = noise_sd**2 * np.einsum("ij,nrjk,nrki->nr", Sig, M, Ainv)
+            mean = (bias + var).mean(axis=1)
+            out[start : start + chunk][ok] = np.where(np.isfinite(mean), mean, math.inf)
+        return out
+
+    return risk
+
+
+def conditional_risk_function(G_u: np.ndarray, *, basis: StandardBasis, noise_sd: float):
+    """The function α ↦ :func:`conditional_risk` for one stack of designs, with everything
+    that does not depend on α (a factorisation per design, the rank check) done once:
+    the tuning evaluates it a few hundred times."""
+    G_u = np.asarray(G_u, dtype=float)
+    if G_u.ndim == 2:
+        G_u = G_u[None]
+    risk = _pencil_risk(G_u, basis=basis, noise_sd=noise_sd) or _direct_risk(
+        G_u, basis=basis, noise_sd=noise_sd
+    )
+    return lambda alphas: risk(np.atleast_1d(np.asarray(alphas, dtype=float)))
+
+
+def conditional_risk(
+    G_u: np.ndarray,
+    alphas: np.ndarray,
+    *,
+    basis: StandardBasis,
+    noise_sd: float,
+) -> np.ndarray:
+    """Exact expected prediction risk given the design, averaged over a stack of designs.
+
+    E[R | X] = (E[v̂|X] − v*)ᵀΣ_u(E[v̂|X] − v*) + σ²·tr(Σ_u A⁻¹G_uA⁻¹), A = G_u + αP, by
+    direct batched solves (accurate on every x range), or from one factorisation of the
+    pencil per design where that is as accurate (x range touching the origin; the
+    generalised-eigenvalue shortcut loses accuracy far from it). If any G_u is
+    (numerically) rank-deficient, as when m ≤ k, the risk at α = 0 is inf (not
+    identifiable).
+
+    Parameters
+    ----------
+    G_u : ndarray of shape (R, p, p)
+        Gram matrices Σ_i φ(u_i)φ(u_i)ᵀ in the standardised basis u = (x − center)/scale.
+    alphas : ndarray of shape (n,)
+        Sum-form ridge parameters.
+    basis : StandardBasis
+    noise_sd : float
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        The mean over designs of E[R | X], for each α.
+    """
+    return conditional_risk_function(G_u, basis=basis, noise_sd=noise_sd)(alphas)
+
+
+def optimal_lambda_conditional(
+    G_stack_u: np.ndarray,
+    m: int,
+    degree: int,
+    scaling: str,
+    *,
+    x: XDistribution,
+    intercept: float,
+    slope: float,
+    noise_sd: float,
+    penalize_intercept: bool = False,
+) -> TunedPenalty:
+    """λ* minimising the exact conditional expected risk averaged over given designs.
+
+    The objective is :func:`conditional_risk` (exact given each design; the average over the
+    stack estimates the unconditional risk at sample size m). Minimised over log α as in
+    :func:`optimal_lambda_asymptotic`.
+
+    Parameters
+    ----------
+    G_stack_u : ndarray of shape (R, k + 1, k + 1)
+        Gram matrices Σ_i φ(u_i)φ(u_i)ᵀ with u = (x − x.center)/x.scale, one per design.
+    m : int
+        Sample size of each design (to convert α to λ).
+    degree, scaling, x, intercept, slope, noise_sd, penalize_intercept
+        As in :func:`optimal_lambda_asymptotic`.
+
+    Returns
+    -------
+    TunedPenalty
+    """
+    basis = standard_basis(
+        x, degree, intercept=intercept, slope=slope, penalize_intercept=penalize_intercept
+    )
+    G = np.asarray(G_stack_u, dtype=float)
+    if G.shape[-2:] != (degree + 1, degree + 1):
+        raise ValueError(
+            f"G_stack_u must have shape (R, {degree + 1}, {degree + 1}). Got {G.shape} instead."
+        )
+    risk = conditional_risk_function(G, basis=basis, noise_sd=noise_sd)
+    r0 = risk(np.array([0.0]))[0]
+
+    a_star, r_star, boundary = _minimise_log_alpha(risk, float(r0), *_log_alpha_range(float(m)))
+    lam = lam_from_alpha(a_star, m=int(m), degree=degree, scaling=scaling)
+    return TunedPenalty(lam=float(lam), alpha=float(a_star), risk=float(r_star), boundary=boundary)
+
+
+# --- the tables across m ---------------------------------------------------------------
 
 
 @functools.lru_cache(maxsize=256)

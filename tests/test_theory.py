@@ -1,4 +1,5 @@
-"""Tests of study.theory against independent references.
+"""Tests of study.theory, and of the risk-optimal penalty in study.tuning, against
+independent references.
 
 References are numerical integration (scipy.integrate.quad), brute-force Monte Carlo fits by
 least squares on an augmented system, and closed forms computed here in the raw basis on
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from study import theory
+from study import theory, tuning
 from study.design import XDistribution
 from study.fit import fit_polynomial_ridge
 
@@ -322,7 +323,7 @@ def test_sqrt_m_bias_to_sd_ratio_tends_to_constant():
 
 def test_optimal_alpha_limit_degree_2_unit_interval():
     # Σ⁻¹ for [−1, 1], k = 2: (Σ⁻¹)_11 = 3, (Σ⁻¹)_22 = 45/4; t = 57/4, q = β1²·3 = 12.
-    got = theory.optimal_alpha_limit(2, x=UNIT, **LINE, noise_sd=1.0)
+    got = tuning.optimal_alpha_limit(2, x=UNIT, **LINE, noise_sd=1.0)
     assert got == pytest.approx(1.1875, rel=1e-12)
 
 
@@ -333,19 +334,19 @@ def test_optimal_alpha_limit_general_formula():
     Sinv = np.linalg.inv(uniform_sigma(0.5, 3.0, degree))
     Dw = D @ w_true(degree)
     ref = sd**2 * np.trace(Sinv @ D) / (Dw @ Sinv @ Dw)
-    got = theory.optimal_alpha_limit(degree, x=x, **LINE, noise_sd=sd, penalize_intercept=True)
+    got = tuning.optimal_alpha_limit(degree, x=x, **LINE, noise_sd=sd, penalize_intercept=True)
     assert got == pytest.approx(ref, rel=1e-8)
 
 
 def test_optimal_lambda_large_m_converges_to_limit():
-    a_inf = theory.optimal_alpha_limit(2, x=UNIT, **LINE, noise_sd=1.0)
+    a_inf = tuning.optimal_alpha_limit(2, x=UNIT, **LINE, noise_sd=1.0)
     m_big = 10**7
-    opt_m = theory.optimal_lambda_asymptotic(m_big, 2, "m", x=UNIT, **LINE, noise_sd=1.0)
+    opt_m = tuning.optimal_lambda_asymptotic(m_big, 2, "m", x=UNIT, **LINE, noise_sd=1.0)
     assert opt_m.boundary is None
     assert opt_m.lam == pytest.approx(a_inf, rel=0.02)
     gaps = []
     for m in (100, 10_000, m_big):
-        opt = theory.optimal_lambda_asymptotic(m, 2, "none", x=UNIT, **LINE, noise_sd=1.0)
+        opt = tuning.optimal_lambda_asymptotic(m, 2, "none", x=UNIT, **LINE, noise_sd=1.0)
         assert opt.alpha == pytest.approx(m * opt.lam, rel=1e-12)
         gaps.append(abs(m * opt.lam - a_inf))
     assert gaps[-1] < 0.02 * a_inf
@@ -355,7 +356,7 @@ def test_optimal_lambda_large_m_converges_to_limit():
 def test_optimal_lambda_asymptotic_is_a_minimum_of_the_risk_table():
     x = XDistribution("uniform", low=0.0, high=10.0)
     for m, degree, scaling in [(20, 3, "m"), (500, 5, "none"), (50, 2, "k")]:
-        opt = theory.optimal_lambda_asymptotic(m, degree, scaling, x=x, **LINE, noise_sd=1.0)
+        opt = tuning.optimal_lambda_asymptotic(m, degree, scaling, x=x, **LINE, noise_sd=1.0)
         lams = [opt.lam * f for f in (0.8, 0.95, 1.0, 1.05, 1.25)]
         tab = theory.asymptotic_risk_table(
             [m], [degree], lams, [scaling], x=x, **LINE, noise_sd=1.0
@@ -366,11 +367,11 @@ def test_optimal_lambda_asymptotic_is_a_minimum_of_the_risk_table():
 
 
 def test_optimal_lambda_boundaries():
-    noiseless = theory.optimal_lambda_asymptotic(100, 2, "m", x=UNIT, **LINE, noise_sd=0.0)
+    noiseless = tuning.optimal_lambda_asymptotic(100, 2, "m", x=UNIT, **LINE, noise_sd=0.0)
     assert noiseless.boundary == "lower" and noiseless.alpha == 0.0
     flat = {"intercept": 1.0, "slope": 0.0}  # Dw* = 0: the penalty never adds bias
-    assert theory.optimal_alpha_limit(2, x=UNIT, **flat, noise_sd=1.0) == math.inf
-    up = theory.optimal_lambda_asymptotic(100, 2, "m", x=UNIT, **flat, noise_sd=1.0)
+    assert tuning.optimal_alpha_limit(2, x=UNIT, **flat, noise_sd=1.0) == math.inf
+    up = tuning.optimal_lambda_asymptotic(100, 2, "m", x=UNIT, **flat, noise_sd=1.0)
     assert up.boundary == "upper" and up.lam == math.inf
 
 
@@ -392,13 +393,13 @@ def test_optimal_lambda_conditional_minimises_exact_conditional_risk():
     m, degree, R = 30, 3, 200
     V = design_matrix(rng.uniform(-1, 1, (R, m)), degree)
     Gs = np.einsum("rmi,rmj->rij", V, V)
-    opt = theory.optimal_lambda_conditional(Gs, m, degree, "none", x=UNIT, **LINE, noise_sd=1.0)
+    opt = tuning.optimal_lambda_conditional(Gs, m, degree, "none", x=UNIT, **LINE, noise_sd=1.0)
     assert opt.boundary is None
     assert opt.alpha == pytest.approx(m * opt.lam, rel=1e-12)
     basis = theory.standard_basis(UNIT, degree, **LINE)
     grid = opt.alpha * np.array([0.5, 0.9, 1.0, 1.1, 2.0])
     ref = np.array([independent_conditional_risk(Gs, a, degree, 1.0) for a in grid])
-    got = theory.conditional_risk(Gs, grid, basis=basis, noise_sd=1.0)
+    got = tuning.conditional_risk(Gs, grid, basis=basis, noise_sd=1.0)
     np.testing.assert_allclose(got, ref, rtol=1e-9)
     assert np.argmin(ref) == 2
     assert opt.risk == pytest.approx(ref[2], rel=1e-9)
@@ -409,8 +410,8 @@ def test_optimal_lambda_conditional_agrees_with_large_m_theory():
     m, degree, R = 2000, 2, 100
     V = design_matrix(rng.uniform(-1, 1, (R, m)), degree)
     Gs = np.einsum("rmi,rmj->rij", V, V)
-    cond = theory.optimal_lambda_conditional(Gs, m, degree, "m", x=UNIT, **LINE, noise_sd=1.0)
-    asym = theory.optimal_lambda_asymptotic(m, degree, "m", x=UNIT, **LINE, noise_sd=1.0)
+    cond = tuning.optimal_lambda_conditional(Gs, m, degree, "m", x=UNIT, **LINE, noise_sd=1.0)
+    asym = tuning.optimal_lambda_asymptotic(m, degree, "m", x=UNIT, **LINE, noise_sd=1.0)
     assert cond.lam == pytest.approx(asym.lam, rel=0.05)
 
 
@@ -420,7 +421,7 @@ def test_conditional_risk_handles_singular_designs():
     xs = np.array([[-0.5, 0.5]])
     V = design_matrix(xs, 2)
     Gs = np.einsum("rmi,rmj->rij", V, V)
-    r = theory.conditional_risk(Gs, np.array([0.0, 1.0]), basis=basis, noise_sd=1.0)
+    r = tuning.conditional_risk(Gs, np.array([0.0, 1.0]), basis=basis, noise_sd=1.0)
     assert r[0] == math.inf
     assert r[1] == pytest.approx(independent_conditional_risk(Gs, 1.0, 2, 1.0), rel=1e-9)
 
@@ -448,9 +449,9 @@ def test_degree_1_conditional_optimum_is_noise_over_slope_squared():
     u = (np.random.default_rng(9).uniform(0.0, 3.0, (50, m)) - x.center) / x.scale
     V = design_matrix(u, 1)
     Gs = np.einsum("rmi,rmj->rij", V, V)
-    opt = theory.optimal_lambda_conditional(Gs, m, 1, "m", x=x, **LINE, noise_sd=sd)
+    opt = tuning.optimal_lambda_conditional(Gs, m, 1, "m", x=x, **LINE, noise_sd=sd)
     assert opt.alpha == pytest.approx(sd**2 / LINE["slope"] ** 2, rel=1e-6)
-    lim = theory.optimal_alpha_limit(1, x=x, **LINE, noise_sd=sd)
+    lim = tuning.optimal_alpha_limit(1, x=x, **LINE, noise_sd=sd)
     assert lim == pytest.approx(sd**2 / LINE["slope"] ** 2, rel=1e-12)
 
 
@@ -460,7 +461,7 @@ def test_optimal_lambda_conditional_interior_despite_ill_conditioned_designs():
     m, degree = 10, 7
     V = design_matrix(rng.uniform(-1, 1, (300, m)), degree)
     Gs = np.einsum("rmi,rmj->rij", V, V)
-    opt = theory.optimal_lambda_conditional(Gs, m, degree, "m", x=UNIT, **LINE, noise_sd=1.0)
+    opt = tuning.optimal_lambda_conditional(Gs, m, degree, "m", x=UNIT, **LINE, noise_sd=1.0)
     assert opt.boundary is None and 0.01 < opt.alpha < 100
     grid = np.logspace(-3, 6, 91)
     ref = [independent_conditional_risk(Gs, a, degree, 1.0) for a in grid[::10]]
@@ -517,12 +518,12 @@ def test_conditional_risk_pencil_equals_direct_solves(low, high, degree, m):
     V = u[..., None] ** np.arange(degree + 1)
     G = np.einsum("rmi,rmj->rij", V, V)
     alphas = np.logspace(-4, 4, 30)
-    fast = theory._pencil_risk(G, basis=basis, noise_sd=1.0)
+    fast = tuning._pencil_risk(G, basis=basis, noise_sd=1.0)
     assert fast is not None
-    direct = theory._direct_risk(G, basis=basis, noise_sd=1.0)
+    direct = tuning._direct_risk(G, basis=basis, noise_sd=1.0)
     np.testing.assert_allclose(fast(alphas), direct(alphas), rtol=1e-9)
     # and conditional_risk takes the fast path
-    np.testing.assert_array_equal(theory.conditional_risk(G, alphas, basis=basis, noise_sd=1.0),
+    np.testing.assert_array_equal(tuning.conditional_risk(G, alphas, basis=basis, noise_sd=1.0),
                                   fast(alphas))  # fmt: skip
 
 
@@ -530,9 +531,9 @@ def test_conditional_risk_pencil_declines_where_it_is_inaccurate():
     far = theory.standard_basis(XDistribution("uniform", low=4.0, high=5.0), 3,
                                 intercept=1.0, slope=2.0)  # fmt: skip
     G = np.tile(np.eye(4), (5, 1, 1))
-    assert theory._pencil_risk(G, basis=far, noise_sd=1.0) is None
+    assert tuning._pencil_risk(G, basis=far, noise_sd=1.0) is None
     near = theory.standard_basis(XDistribution("uniform", low=-1.0, high=1.0), 3,
                                  intercept=1.0, slope=2.0)  # fmt: skip
     singular = np.zeros((5, 4, 4))
     singular[:, 0, 0] = 2.0  # m ≤ k: G singular
-    assert theory._pencil_risk(singular, basis=near, noise_sd=1.0) is None
+    assert tuning._pencil_risk(singular, basis=near, noise_sd=1.0) is None

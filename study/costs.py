@@ -1,0 +1,403 @@
+"""The cost model of a run: the measured constants, the exact sizes and the per-unit model.
+
+:mod:`study.budget` turns these into an estimate and a refusal. Every quantity is a closed
+form over the grid (m, degree, λ, scaling), in Python integers (no overflow).
+
+Sizes are exact where they can be: the arrays of a task checkpoint follow from their
+shapes (see :func:`task_payload_bytes`). Memory and time are models whose constants were
+measured on the development machine (2 cores, Linux, CPython 3.11, NumPy 2, numba); they
+aim at a factor of about 2, and the time only at a factor of about 3.
+
+How the constants were measured
+-------------------------------
+- Process baselines: ``VmHWM`` in ``/proc/<pid>/status``, polled every 0.1 s, of the main
+  process and of the two loky workers of ``study simulate`` on a design of four tasks of two
+  data sets each (nothing but the imports and the compiled kernel loaded from numba's
+  cache): workers 220 MB (215 MiB), main 118 MB; the main process of the default design
+  peaked at 214 MB, its workers at 228 MB.
+- Per-unit memory: ``tracemalloc`` peaks of ``engine._fit_numpy`` (12.5 floats per data
+  set × α × coefficient, rounded up to 16) and of ``engine._fit_compiled``, and of
+  ``engine.run_task`` followed by ``store.pack_checkpoint`` (tests/test_budget.py checks the
+  model against the latter on small designs).
+- Time: the best of 3-5 timings of ``dgp.block_power_sums`` (m = 10 to 10⁵, K = 1 to 12)
+  and of ``engine._fit_in_batches`` on 2,048 data sets per degree with 1 and 41 values of
+  α (the difference gives the cost per α, the rest the factorisation), in one process with
+  one BLAS thread; the tail from timing ``summary.summarise``, ``summary.add_theory``,
+  ``tuning.tuning_table``/``transfer_table``, ``summary.to_csv`` and ``store.npz_bytes`` on
+  the default design's checkpoints, and the fixed cost from ``study simulate`` of a design
+  of four tiny tasks with 2 jobs (4.9 to 7.1 s from the shell). Checked against whole runs
+  of six designs (tiny; m = 10⁵; degree 12 with 20 λ; 2,000 tasks; degrees 2-6 with 1,000
+  kept draws; the default): estimated/measured wall time 0.85 to 1.16 on a quiet machine,
+  down to 0.5 while other processes took the cores. The default design ran in 17.5 to
+  18 s from the shell with 2 jobs (14.5 s inside ``simulate``; 22 s on a busy machine).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .design import Design
+from .dgp import CHUNK_ELEMENTS, MAX_PIECE
+from .engine import FIT_BATCH
+
+KiB, MiB = 1 << 10, 1 << 20
+
+# --- memory ------------------------------------------------------------------------------
+# A worker process after its first task: Python, NumPy, pandas/SciPy (imported with
+# study.simulate to unpickle the task), numba/llvmlite and the compiled kernel loaded from
+# the cache. Measured 215 MiB (VmHWM of both loky workers); rounded up.
+WORKER_BASELINE_BYTES = 224 * MiB
+# The main process with every module of a run imported (no numba: it never fits):
+# measured 110 MiB after the imports, 115 MiB peak over a run of four tiny tasks.
+MAIN_BASELINE_BYTES = 128 * MiB
+# Small allocations of a task besides its arrays (Python objects, NumPy scratch).
+TASK_SLACK_BYTES = 256 * KiB
+# Working set of the NumPy path per data set × α × coefficient (12.5 float64 measured),
+# and per data set × coefficient² (the factorisation W, its products).
+NUMPY_FLOATS_PER_FIT = 16
+NUMPY_FLOATS_PER_FACTOR = 8
+# Arrays alive while a task's arrays are packed into a checkpoint: the arrays, their bytes,
+# the joined payload and the final checkpoint.
+PACK_COPIES = 4
+# The main process per row of summary.csv and of risk.csv while the frames are built,
+# merged with the theory and written as CSV (columns of Python strings before the join).
+SUMMARY_ROW_MEMORY = 4 * KiB
+RISK_ROW_MEMORY = 2 * KiB
+# Kept draws in the main process: the per-m lists, their stack, then the .npz members.
+DRAW_COPIES = 3
+
+# --- disk --------------------------------------------------------------------------------
+# Per checkpoint besides the arrays and their JSON index: the magic line, the header of
+# the self-verifying format (design hash, engine version, task, payload size) and the
+# 32-byte SHA-256; measured 188 to 190 bytes, up to about 230 with the longest m, block
+# and payload numbers.
+CHECKPOINT_FRAME_BYTES = 256
+# summary.csv measured 406 bytes a row with the theory columns, risk.csv 178.
+SUMMARY_ROW_BYTES = 420
+RISK_ROW_BYTES = 200
+TUNING_ROW_BYTES = 160
+TRANSFER_ROW_BYTES = 160
+# manifest.json, the folder's marker and lock, headers of the .npz members.
+SMALL_FILES_BYTES = 16 * KiB
+# summary.csv, risk.csv, draws.npz, tuning.csv, transfer.csv, manifest.json, the marker
+# file and the lock.
+RESULT_FILE_COUNT = 8
+
+# --- time (seconds) ----------------------------------------------------------------------
+# Drawing and reducing data: per point a + b·K for the largest degree K (K = 1: 20 ns,
+# K = 12: 39 ns, measured on m = 10⁵), per data set a + b·K (m = 10: 0.4 to 1 µs).
+SECONDS_PER_POINT = (18e-9, 1.7e-9)
+SECONDS_PER_DATA_SET = (0.3e-6, 0.06e-6)
+# Per data set and degree k (index k − 1): the factorisation of the pencil, smoothed from
+# 0.59, 0.75, 1.33, 2.09, 2.97, 5.17, 7.26, 11.8, 11.4, 14.9, 27.8, 31.1 µs.
+FACTOR_SECONDS = tuple(
+    x * 1e-6 for x in (0.6, 0.8, 1.3, 2.1, 3.0, 5.0, 7.3, 10.0, 12.0, 16.0, 24.0, 32.0)
+)
+# Per data set, degree k and distinct α: the solution and its moments (0.04 to 0.57 µs).
+ALPHA_SECONDS = tuple(
+    x * 1e-6 for x in (0.04, 0.055, 0.07, 0.1, 0.13, 0.15, 0.18, 0.2, 0.24, 0.28, 0.34, 0.45)
+)
+# Per task: dispatch, setup, packing and the durable write of the checkpoint; per distinct
+# α and degree, the Python loop spreading a fit to its cells (and per cell of that loop).
+TASK_SECONDS = 5e-3
+BOOKKEEPING_SECONDS_PER_ALPHA = 15e-6
+BOOKKEEPING_SECONDS_PER_CELL = 3e-9
+# Fixed: the main process's imports (1.4 s), each worker's start, imports and first task
+# (kernel load, BLAS pools: 2.3 s), the manifest; a run of four tiny tasks took 4.9 s.
+STARTUP_SECONDS = 4.5
+# The serial tail: reading checkpoints (per byte and per file), per (m, degree) the merge
+# and the tuned λ (about 0.08 s, which draws 400 designs), per degree ≥ 9 the large-m
+# limit (0.8 to 1.8 s), per summary row the frames, theory and CSV (about 60 µs), and the
+# deflated draws.npz (24 MB/s).
+READ_SECONDS_PER_BYTE = 1e-9
+READ_SECONDS_PER_FILE = 1e-3
+TAIL_SECONDS_PER_M_DEGREE = 0.09
+TUNING_LIMIT_SECONDS = {9: 0.8, 10: 0.9, 11: 1.3, 12: 1.8}
+TAIL_SECONDS_PER_ROW = 60e-6
+TUNING_POINTS = 400  # tuning.DESIGNS_FOR_TUNING
+NPZ_SECONDS_PER_BYTE = 1 / 24e6
+
+# Above this many (m, degree, λ, scaling) cells the distinct α of each (m, degree) are not
+# counted (that is O(grid) NumPy work) but bounded by the number of cells.
+_EXACT_ALPHA_CELLS = 200_000
+
+# Fields of a task's arrays per degree k, in the order of their shapes (see run_task).
+_FIELDS = ("coef_M", "coef_mean", "coef_n", "draws", "n_failed", "risk_M", "risk_mean",
+           "risk_n")  # fmt: skip
+
+
+# --- sizes -------------------------------------------------------------------------------
+
+
+def task_payload_bytes(design: Design, keep: int, *, n_lambda: int | None = None) -> int:
+    """Bytes of the arrays of one task that keeps ``keep`` draws: exactly what
+    :func:`study.engine.run_task` returns (float64 and int64 arrays and ``seconds``).
+
+    Per degree k with L λ values, C scalings and p = k + 1: coef_n p, coef_mean 5p,
+    coef_M 25p, risk_n 1, risk_mean 3, risk_M 9, n_failed 1 and draws keep·p values per
+    cell, 8 bytes each.
+    """
+    cells = (len(design.lam) if n_lambda is None else n_lambda) * len(design.scaling)
+    return 8 + sum(8 * cells * ((31 + keep) * (k + 1) + 14) for k in design.degree)
+
+
+def _shapes(design: Design, keep: int, n_lambda: int) -> dict[str, tuple[tuple[int, ...], str]]:
+    L, C = n_lambda, len(design.scaling)
+    f8, i8 = np.dtype(np.float64).str, np.dtype(np.int64).str
+    out = {"seconds": ((), f8)}
+    for k in design.degree:
+        p = k + 1
+        shapes = {
+            "coef_M": (L, C, p, 5, 5), "coef_mean": (L, C, p, 5), "coef_n": (L, C, p),
+            "draws": (L, C, keep, p), "n_failed": (L, C), "risk_M": (L, C, 3, 3),
+            "risk_mean": (L, C, 3), "risk_n": (L, C),
+        }  # fmt: skip
+        for name in _FIELDS:
+            out[f"k{k}_{name}"] = (shapes[name], i8 if name == "n_failed" else f8)
+    return out
+
+
+def checkpoint_index_bytes(design: Design, keep: int, *, n_lambda: int | None = None) -> int:
+    """Exact length of the JSON index of a checkpoint (:mod:`study.store`: name, dtype,
+    shape and offset of every array, in sorted order) for a task keeping ``keep`` draws."""
+    L = len(design.lam) if n_lambda is None else n_lambda
+    index, offset = [], 0
+    for name, (shape, dtype) in sorted(_shapes(design, keep, L).items()):
+        index.append([name, dtype, list(shape), offset])
+        offset += 8 * math.prod(shape)
+    return len(json.dumps(index, separators=(",", ":")).encode())
+
+
+def task_checkpoint_bytes(design: Design, keep: int, *, n_lambda: int | None = None) -> int:
+    """Size of the checkpoint of one task that keeps ``keep`` draws: the arrays (exact),
+    their JSON index (exact) and the frame (magic, header, checksum: CHECKPOINT_FRAME_BYTES,
+    an upper bound)."""
+    return (
+        task_payload_bytes(design, keep, n_lambda=n_lambda)
+        + checkpoint_index_bytes(design, keep, n_lambda=n_lambda)
+        + CHECKPOINT_FRAME_BYTES
+    )
+
+
+def block_keep(design: Design, block: int) -> int:
+    """Draws kept by task (m, block): its replications numbered below keep_draws."""
+    first = block * design.block_size
+    return max(0, min(design.keep_draws - first, design.block_length(block)))
+
+
+# --- the footprint of a run --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Sizes of a run (see :func:`footprint`); memory without the process baselines."""
+
+    n_tasks: int
+    checkpoint_bytes: int
+    result_bytes: int
+    worker_bytes: int  # without the baseline
+    main_bytes: int  # without the baseline
+    summary_rows: int
+    risk_rows: int
+    draws_bytes: int
+
+    def disk(self) -> int:
+        return self.checkpoint_bytes + self.result_bytes
+
+    def memory(self, workers: int = 1) -> int:
+        return (
+            workers * (WORKER_BASELINE_BYTES + self.worker_bytes)
+            + MAIN_BASELINE_BYTES
+            + self.main_bytes
+        )
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Rows of the result tables."""
+
+    summary: int
+    risk: int
+    tuning: int
+    transfer: int
+
+
+def footprint(
+    design: Design,
+    *,
+    replications: int | None = None,
+    block_size: int | None = None,
+    n_lambda: int | None = None,
+    keep_draws: int | None = None,
+) -> Footprint:
+    """Sizes of a run, O(m × degree), for the design or the design with one key changed
+    (L λ values stand for the first L of the design's; every cell counts as identifiable)."""
+    R = design.replications if replications is None else replications
+    bs = design.block_size if block_size is None else block_size
+    L = len(design.lam) if n_lambda is None else n_lambda
+    keep_total = min(design.keep_draws if keep_draws is None else keep_draws, R)
+    d = replace(design, replications=R, block_size=bs, keep_draws=keep_total)
+    # bytes of one kept draw of every cell
+    per_draw = 8 * L * len(d.scaling) * sum(k + 1 for k in d.degree)
+    rows = _result_rows(d, L)
+    draws_bytes = len(d.m) * keep_total * per_draw  # raw float64; deflate only helps
+    return Footprint(
+        n_tasks=len(d.m) * d.n_blocks,
+        checkpoint_bytes=_checkpoint_bytes(d, L, per_draw),
+        result_bytes=_result_bytes(rows, draws_bytes),
+        worker_bytes=_worker_bytes(d, L),
+        main_bytes=_main_bytes(d, L, per_draw, rows, draws_bytes),
+        summary_rows=rows.summary,
+        risk_rows=rows.risk,
+        draws_bytes=draws_bytes,
+    )
+
+
+def _checkpoint_bytes(d: Design, L: int, per_draw: int) -> int:
+    """Every block's moments, and the design's kept draws per m spread over the blocks."""
+    keep0 = block_keep(d, 0)  # the block with the most draws
+    per_task_fixed = task_payload_bytes(d, 0, n_lambda=L)
+    index = max(checkpoint_index_bytes(d, k, n_lambda=L) for k in {0, keep0})
+    per_m = (
+        d.n_blocks * (per_task_fixed + index + CHECKPOINT_FRAME_BYTES) + d.keep_draws * per_draw
+    )
+    return len(d.m) * per_m
+
+
+def _result_rows(d: Design, L: int) -> _Rows:
+    M, C = len(d.m), len(d.scaling)
+    return _Rows(
+        summary=M * L * C * sum(k + 1 for k in d.degree),
+        risk=M * L * C * len(d.degree),
+        tuning=2 * M * len(d.degree) * C,
+        transfer=M * M * len(d.degree) * C,
+    )
+
+
+def _result_bytes(rows: _Rows, draws_bytes: int) -> int:
+    return (
+        rows.summary * SUMMARY_ROW_BYTES
+        + rows.risk * RISK_ROW_BYTES
+        + draws_bytes
+        + rows.tuning * TUNING_ROW_BYTES
+        + rows.transfer * TRANSFER_ROW_BYTES
+        + SMALL_FILES_BYTES
+    )
+
+
+def _worker_bytes(d: Design, L: int) -> int:
+    """A worker: the task with the most draws, the largest m (drawing) and degree (fitting)."""
+    keep0 = block_keep(d, 0)
+    n0 = d.block_length(0)
+    K = max(d.degree)
+    payload0 = task_payload_bytes(d, keep0, n_lambda=L)
+    sums = 8 * n0 * (2 * K + 1 + 5 * (K + 1))  # S, E, T and T's temporaries
+    m_max = max(d.m)
+    chunk = 4 * 8 * max(min(m_max, MAX_PIECE), min(CHUNK_ELEMENTS, m_max * n0))
+    batch = min(n0, FIT_BATCH)
+    fit = 0
+    for k in d.degree:
+        p = k + 1
+        A = L * len(d.scaling)  # distinct α ≤ cells
+        numpy_path = 8 * batch * p * (A * NUMPY_FLOATS_PER_FIT + p * NUMPY_FLOATS_PER_FACTOR)
+        moments = 3 * 8 * A * p * 31 + 8 * A * p * min(keep0, batch)
+        kept = 2 * 8 * keep0 * A * p  # the batches' draws and their concatenation
+        fit = max(fit, numpy_path + moments + kept)
+    return TASK_SLACK_BYTES + max(sums + chunk + payload0 + fit, PACK_COPIES * payload0)
+
+
+def _main_bytes(d: Design, L: int, per_draw: int, rows: _Rows, draws_bytes: int) -> int:
+    """The main process: one m's checkpoints at once (and their merge), every kept draw,
+    the tables."""
+    one_m = d.n_blocks * task_payload_bytes(d, 0, n_lambda=L) + d.keep_draws * per_draw
+    return (
+        2 * one_m
+        + DRAW_COPIES * draws_bytes
+        + rows.summary * SUMMARY_ROW_MEMORY
+        + rows.risk * RISK_ROW_MEMORY
+        + (rows.transfer + rows.tuning) * RISK_ROW_MEMORY
+    )
+
+
+# --- time --------------------------------------------------------------------------------
+
+
+def _distinct_alphas(design: Design, m: int, k: int) -> int:
+    """Distinct α of the identifiable cells of (m, k), as :func:`study.engine.run_task`
+    fits them; bounded by the number of cells on very large grids."""
+    L, C = len(design.lam), len(design.scaling)
+    # λ = 0 with m ≤ k is not fitted; λ is sorted and unique, so only the first can be 0
+    n_ident = L - (1 if m <= k and design.lam[0] == 0 else 0)
+    if len(design.m) * len(design.degree) * L * C > _EXACT_ALPHA_CELLS:
+        return n_ident * C
+    try:
+        fm = float(m)
+        lam = np.array([x for x in design.lam if design.identifiable(m, k, x)], dtype=float)
+        with np.errstate(over="ignore", invalid="ignore"):
+            per = {
+                "none": fm * lam,
+                "m": lam,
+                "sqrt-m": math.sqrt(fm) * lam,
+                "k": fm * lam / k,
+            }
+        values = np.concatenate([per[s] for s in design.scaling])
+    except OverflowError:
+        return n_ident * C
+    return int(np.unique(values).size)
+
+
+def _task_seconds(design: Design, m: int, n: int, alphas: dict[int, int]) -> float:
+    """A task of n data sets of m points, with ``alphas[k]`` distinct α per degree k."""
+    K = max(design.degree)
+    L, C = len(design.lam), len(design.scaling)
+    draw = n * (
+        SECONDS_PER_DATA_SET[0]
+        + SECONDS_PER_DATA_SET[1] * K
+        + m * (SECONDS_PER_POINT[0] + SECONDS_PER_POINT[1] * K)
+    )
+    fit = 0.0
+    for k in design.degree:
+        A = alphas[k]
+        if A == 0:
+            continue
+        fit += n * (FACTOR_SECONDS[k - 1] + A * ALPHA_SECONDS[k - 1])
+        fit += A * (BOOKKEEPING_SECONDS_PER_ALPHA + L * C * BOOKKEEPING_SECONDS_PER_CELL)
+    return TASK_SECONDS + draw + fit
+
+
+def _usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def run_seconds(design: Design, fp: Footprint, workers: int) -> float:
+    """Wall time of a run with ``workers`` processes: startup, the tasks, the serial tail."""
+    n_blocks = design.n_blocks
+    last = design.block_length(n_blocks - 1)
+    full = design.block_length(0)
+    total = longest = 0.0
+    for m in design.m:
+        alphas = {k: _distinct_alphas(design, m, k) for k in design.degree}
+        t_full = _task_seconds(design, m, full, alphas)
+        t_last = _task_seconds(design, m, last, alphas)
+        total += (n_blocks - 1) * t_full + t_last
+        longest = max(longest, t_full)
+    parallel = max(total / max(1, min(workers, _usable_cores())), longest)
+    M, K = len(design.m), len(design.degree)
+    tail = (
+        fp.checkpoint_bytes * READ_SECONDS_PER_BYTE
+        + fp.n_tasks * READ_SECONDS_PER_FILE
+        + M * K * TAIL_SECONDS_PER_M_DEGREE
+        + sum(TUNING_LIMIT_SECONDS.get(k, 0.0) for k in design.degree)
+        + min(TUNING_POINTS, design.replications) * sum(design.m) * K * SECONDS_PER_POINT[0]
+        + (fp.summary_rows + fp.risk_rows) * TAIL_SECONDS_PER_ROW
+        + fp.draws_bytes * NPZ_SECONDS_PER_BYTE
+    )
+    return STARTUP_SECONDS + parallel + tail
