@@ -13,6 +13,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from study import figures as F
+from study.figures import measures
 from study.scaling import PENALTY_AS_WRITTEN, SCALINGS
 from study.scaling import alpha as scaling_alpha
 from study.theory import finite_moment_order
@@ -267,6 +268,58 @@ def test_fig_bias_over_sd_ratio(summary_theory):
     # under "m" and largest under "none".
     last = {s: lines_by_gid(fig, f"mc:{s}:1")[f"mc:{s}:1"][0].get_ydata()[-1] for s in SCALINGS}
     assert last["m"] < last["sqrt-m"] < last["none"]
+
+
+def test_every_public_name_is_exported():
+    for name in F.__all__:
+        assert getattr(F, name) is not None
+    assert F.fig_measure is measures.fig_measure
+
+
+@pytest.mark.parametrize("overlay", [False, True])
+def test_fig_measure_draws_any_measure_in_either_layout(summary_theory, overlay):
+    # A measure the report does not draw: the Rao–Blackwellised bias, with the Monte Carlo
+    # bias as a trace; the same function lays out grid and overlay.
+    rb = measures.Measure(
+        title="Rao–Blackwell bias",
+        ylabel="RB bias of {sym}",
+        estimate=lambda d, z: (d["bias_rb"], z * d["bias_rb_mcse"]),
+        order=2,
+        traces=(
+            measures.Trace(
+                "plain", lambda d: d["bias"], {"linewidth": 0.5}, {"label": "bias"}, ("bias",)
+            ),
+            measures.Trace("absent", lambda d: d["nope"], {}, {"label": "x"}, ("nope",)),
+        ),
+        overlay=overlay,
+    )
+    coefs = (1, 3)
+    fig = F.fig_measure(summary_theory, rb, coefs=coefs)
+    assert len(fig.axes) == (len(coefs) if overlay else len(coefs) * len(SCALINGS))
+    for s in SCALINGS:
+        for j in coefs:
+            want = expected_cells(summary_theory, degree=3, lam=1.0, scaling=s, coef=j)
+            (mc,) = lines_by_gid(fig, f"mc:{s}:{j}")[f"mc:{s}:{j}"]
+            np.testing.assert_allclose(mc.get_ydata(), want["bias_rb"])
+            (plain,) = lines_by_gid(fig, f"plain:{s}:{j}")[f"plain:{s}:{j}"]
+            assert same_color(plain.get_color(), F.SCALING_COLORS[s])
+    assert lines_by_gid(fig, "absent:") == {}
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "bias" in labels and "x" not in labels
+    if not overlay:
+        assert fig.axes[0].get_ylabel() == "RB bias of " + F.coef_symbol(1)
+
+
+def test_the_four_measure_figures_are_the_one_grid(summary_theory):
+    for func, measure in [
+        (F.fig_bias, measures.BIAS),
+        (F.fig_mse_split, measures.MSE),
+        (F.fig_bias_over_sd, measures.BIAS_OVER_SD),
+    ]:
+        a, b = func(summary_theory), F.fig_measure(summary_theory, measure)
+        assert sorted(lines_by_gid(a, "")) == sorted(lines_by_gid(b, ""))
+    sd = F.fig_variance(summary_theory, sd=True)
+    assert sd.get_suptitle() == F.fig_measure(summary_theory, measures.SD).get_suptitle()
 
 
 # --- draws ---------------------------------------------------------------------------------

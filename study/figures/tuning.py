@@ -1,0 +1,412 @@
+"""Figures of the tuned penalty: the prediction risk against λ, and the risk-optimal λ*(m)
+and α*(m)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from ..numbers import compact, significant
+from ..scaling import SCALINGS
+from ..summary import usable_cells
+from ._select import check_scalings
+from ._style import (
+    DASHED,
+    M_LABEL,
+    RC,
+    SCALING_COLORS,
+    SCALING_LABELS,
+    SCALING_MARKERS,
+    THEORY_COLOR,
+    every_decade,
+    log_m_axis,
+    new_figure,
+    shade,
+    style_legend,
+    theory_handle,
+)
+
+# --- risk against λ -----------------------------------------------------------------------
+
+
+def fig_risk_vs_lambda(
+    risk_curves: pd.DataFrame,
+    risk: pd.DataFrame | None = None,
+    tuning: pd.DataFrame | None = None,
+    *,
+    degree: int = 3,
+    ms: Sequence[int] | None = None,
+    scalings: Sequence[str] = SCALINGS,
+    method: str = "conditional",
+    z: float = 1.96,
+    curve_label: str = "expected risk",
+) -> Figure:
+    """Expected prediction risk against λ at several m, one panel per scaling.
+
+    Lines: the risk on a fine λ grid (``risk_curves``), darker for larger m, labelled with
+    m at their left end (except where the optimum sits there). Circles with a black edge:
+    the optimum λ*(m) of ``tuning`` (rows of ``method``), placed on the curve; the minimum
+    of the curve itself if ``tuning`` has no such row. Open markers with ±z·MCSE bars: the
+    simulated risk of ``risk.csv`` at the grid λ > 0 (λ = 0 has no place on a log axis;
+    cells without a finite fourth moment are left out). Under ``m`` the optima line up at
+    one λ; under ``none`` they move left like 1/m.
+
+    Parameters
+    ----------
+    risk_curves : DataFrame
+        Columns ``m, degree, scaling, lambda, risk``.
+    risk : DataFrame, optional
+        ``risk.csv`` (columns ``m, degree, lambda, scaling, risk, risk_mcse``, ``status``).
+    tuning : DataFrame, optional
+        Columns ``m, degree, scaling, method, lambda_opt, risk_opt``.
+    degree : int, default=3
+    ms : sequence of int or None, default=None
+        The m values to draw (those without a curve are skipped); None for every m of
+        ``risk_curves``.
+    scalings : sequence of str
+    method : str, default="conditional"
+        Which tuning rows mark the optimum: the one the curves were computed by (the exact
+        risk averaged over simulated designs is ``"conditional"``).
+    z : float, default=1.96
+    curve_label : str, default="expected risk"
+        Legend entry of the curves.
+
+    Returns
+    -------
+    Figure
+        gids ``"curve:<scaling>:<m>"``, ``"opt:<scaling>:<m>"``, ``"mc:<scaling>:<m>"``.
+    """
+    scalings = check_scalings(scalings)
+    rc, ms = _curves_at(risk_curves, degree, ms)
+    with mpl.rc_context(RC):
+        fig = new_figure(3.4)
+        axes = fig.subplots(1, len(scalings), sharex=True, sharey=True, squeeze=False)[0]
+        shades = np.linspace(0.35, 1.0, len(ms)) if len(ms) > 1 else [1.0]
+        for ax, s in zip(axes, scalings, strict=True):
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(SCALING_LABELS[s], color=SCALING_COLORS[s])
+            for m, t in zip(ms, shades, strict=True):
+                color = shade(SCALING_COLORS[s], t) if t < 1 else SCALING_COLORS[s]
+                color = tuple(0.85 * np.asarray(to_rgb(color)))  # a little darker for print
+                d = rc[(rc["scaling"] == s) & (rc["m"] == m)].sort_values("lambda")
+                d = d[(d["lambda"] > 0) & np.isfinite(d["risk"])]
+                if d.empty:
+                    continue
+                lam_opt = _optimum(d, tuning, degree=degree, scaling=s, m=m, method=method)
+                _risk_curve(ax, d, lam_opt, color=color, key=f"{s}:{m}", m=m)
+                if risk is not None:
+                    _risk_points(ax, risk, color=color, degree=degree, scaling=s, m=m, z=z)
+            every_decade(ax.yaxis)
+            ax.set_xlabel("λ as written")
+        axes[0].set_ylabel("expected prediction risk E[R(ŵ)]\n(squared units of y)")
+        style_legend(fig, _risk_handles(curve_label, z if risk is not None else None))
+        fig.suptitle(f"Prediction risk against λ, degree {degree} (darker: larger m)", fontsize=8)
+    return fig
+
+
+def _curves_at(risk_curves: pd.DataFrame, degree: int, ms) -> tuple[pd.DataFrame, list[int]]:
+    """The risk curves of one degree and the m values to draw (checked)."""
+    rc = risk_curves[risk_curves["degree"] == degree]
+    if rc.empty:
+        raise ValueError(
+            f"The 'degree' parameter must be one of {sorted(risk_curves['degree'].unique())} "
+            f"(the degrees in risk_curves). Got {degree!r} instead."
+        )
+    have = sorted(set(rc["m"].astype(int)))
+    ms = have if ms is None else [int(m) for m in ms if int(m) in have]
+    if not ms:
+        raise ValueError(
+            f"The 'ms' parameter must name m values among {sorted(rc['m'].unique())}. Got none."
+        )
+    return rc, ms
+
+
+def _optimum(d: pd.DataFrame, tuning, *, degree, scaling, m, method) -> float:
+    """λ* of ``tuning`` (rows of ``method``) if finite and > 0, else the curve's minimum."""
+    if tuning is not None:
+        tu = tuning[
+            (tuning["degree"] == degree)
+            & (tuning["scaling"] == scaling)
+            & (tuning["m"] == m)
+            & (tuning["method"] == method)
+        ]
+        lam_t = tu["lambda_opt"].to_numpy(dtype=float)
+        if len(lam_t) and np.isfinite(lam_t[0]) and lam_t[0] > 0:
+            return float(lam_t[0])
+    return float(d["lambda"].iloc[int(np.argmin(d["risk"].to_numpy()))])
+
+
+def _risk_curve(ax, d: pd.DataFrame, lam_opt: float, *, color, key: str, m: int) -> None:
+    """One risk curve, labelled with m, and its optimum on it (if within the curve)."""
+    ax.plot(d["lambda"], d["risk"], color=color, linewidth=1.1, gid=f"curve:{key}")
+    opt = None
+    if d["lambda"].min() <= lam_opt <= d["lambda"].max():
+        # On the curve, so that the marker sits on the line it belongs to.
+        log_risk = np.interp(np.log(lam_opt), np.log(d["lambda"]), np.log(d["risk"]))
+        opt = (lam_opt, float(np.exp(log_risk)))
+    # Label the curve at its left end, unless its optimum is there (the label spans about
+    # two decades of λ); the levels are the same in every panel.
+    lam_left = float(d["lambda"].iloc[0])
+    if opt is None or opt[0] > lam_left * 10**2.5:
+        ax.annotate(
+            f"m = {compact(m)}",
+            (lam_left, d["risk"].iloc[0]),
+            xytext=(2, 2),
+            textcoords="offset points",
+            ha="left",
+            va="bottom",
+            fontsize=6.5,
+            color=color,
+        )
+    if opt is not None:
+        ax.plot(
+            *opt,
+            marker="o",
+            markersize=5,
+            color=color,
+            markeredgecolor="black",
+            markeredgewidth=0.8,
+            linestyle="none",
+            zorder=5,
+            gid=f"opt:{key}",
+        )
+
+
+def _risk_points(ax, risk: pd.DataFrame, *, color, degree, scaling, m, z) -> None:
+    """The simulated risk at the grid λ > 0, open markers with ±z·MCSE bars."""
+    rr = risk[
+        (risk["degree"] == degree)
+        & (risk["scaling"] == scaling)
+        & (risk["m"] == m)
+        & (risk["lambda"] > 0)
+    ]
+    rr = rr[usable_cells(rr, 4) & np.isfinite(rr["risk"]).to_numpy()]
+    if len(rr):
+        cont = ax.errorbar(
+            rr["lambda"],
+            rr["risk"],
+            yerr=z * rr["risk_mcse"],
+            color=color,
+            marker=SCALING_MARKERS[scaling],
+            markersize=3.5,
+            markerfacecolor="white",
+            linestyle="none",
+            elinewidth=0.8,
+            zorder=4,
+        )
+        cont.lines[0].set_gid(f"mc:{scaling}:{m}")
+
+
+def _risk_handles(curve_label: str, z: float | None) -> list[Line2D]:
+    """Legend: the curves, the optimum and (with z) the simulated points."""
+    handles = [
+        Line2D([], [], color="0.3", label=curve_label),
+        Line2D(
+            [],
+            [],
+            color="0.6",
+            marker="o",
+            markeredgecolor="black",
+            markersize=5,
+            linestyle="none",
+            label="optimum λ*",
+        ),
+    ]
+    if z is not None:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="0.3",
+                marker="o",
+                markerfacecolor="white",
+                linestyle="none",
+                label=f"Monte Carlo ± {z:g} MCSE",
+            )
+        )
+    return handles
+
+
+# --- the tuned λ* and α* ------------------------------------------------------------------
+
+
+def fig_tuned_lambda(
+    tuning: pd.DataFrame,
+    alpha_limit=None,
+    *,
+    degree: int = 3,
+    scalings: Sequence[str] = SCALINGS,
+    methods: Sequence[str] = ("asymptotic", "conditional"),
+) -> Figure:
+    """The risk-optimal λ*(m) per scaling (left) and α*(m) (right), against m.
+
+    The sum-form α* depends on m only, not on the scaling (the scalings reparametrise the
+    same fits), so the right panel draws it once when the scalings agree (to 1e-6) and per
+    scaling otherwise, with the limit α*_∞ as a horizontal line. λ* = α*/(m·c(1)): constant
+    in the limit under ``m``, ∝ 1/√m under ``sqrt-m``, ∝ 1/m under ``none`` and ``k``.
+    Lines: the first of ``methods`` (default the large-m theory); markers: the others (the
+    exact conditional risk averaged over simulated designs). Boundary optima (λ* = 0 or ∞)
+    are left out.
+
+    Parameters
+    ----------
+    tuning : DataFrame
+        Columns ``m, degree, scaling, method, lambda_opt, alpha_opt``.
+    alpha_limit : float, Series or mapping indexed by degree, DataFrame, or None
+        α*_∞; a DataFrame needs columns ``degree, alpha_limit``. None: the column
+        ``alpha_limit`` of ``tuning`` if it has one, else no limit line.
+    degree : int, default=3
+    scalings : sequence of str
+    methods : sequence of str
+        Methods to draw (those absent from ``tuning`` are skipped).
+
+    Returns
+    -------
+    Figure
+        gids ``"lambda:<method>:<scaling>"``, ``"alpha:<method>:<scaling or all>"`` and
+        ``"alpha_limit"``.
+    """
+    scalings = check_scalings(scalings)
+    tu = tuning[tuning["degree"] == degree]
+    if tu.empty:
+        raise ValueError(
+            f"The 'degree' parameter must be one of {sorted(tuning['degree'].unique())} "
+            f"(the degrees in tuning). Got {degree!r} instead."
+        )
+    methods = [m for m in methods if m in set(tu["method"])]
+    if alpha_limit is None and "alpha_limit" in tu.columns:
+        alpha_limit = float(tu["alpha_limit"].iloc[0])
+    a_inf = _scalar_alpha_limit(alpha_limit, degree)
+    if a_inf is not None and not np.isfinite(a_inf):
+        a_inf = None
+    with mpl.rc_context(RC):
+        fig = new_figure(3.0)
+        ax_l, ax_a = fig.subplots(1, 2, sharex=True)
+        for ax in (ax_l, ax_a):
+            log_m_axis(ax, tu["m"])
+            ax.set_xlabel(M_LABEL)
+        ax_l.set_yscale("log")
+        every_decade(ax_l.yaxis)
+        for i, meth in enumerate(methods):
+            _tuned_method(ax_l, ax_a, tu, meth, line=i == 0, scalings=scalings)
+        if a_inf is not None:
+            _limit_lines(ax_l, ax_a, a_inf, lambda_too="m" in scalings)
+        ax_a.set_ylim(bottom=0)
+        ax_l.set_ylabel("optimal λ* as written (dimensionless)")
+        ax_a.set_ylabel("optimal sum-form α* = m·c(λ*)\n(dimensionless)")
+        ax_l.set_title("λ*(m): what to set under each scaling")
+        ax_a.set_title("α*(m): the same for every scaling")
+        handles = _tuned_handles(scalings, methods, limit=a_inf is not None)
+        style_legend(fig, handles, ncols=3 if len(handles) > 4 else len(handles))
+        fig.suptitle(f"Risk-optimal penalty, degree {degree}", fontsize=8)
+    return fig
+
+
+def _scalar_alpha_limit(alpha_limit, degree: int) -> float | None:
+    if alpha_limit is None:
+        return None
+    if isinstance(alpha_limit, pd.DataFrame):
+        d = alpha_limit.set_index("degree")["alpha_limit"]
+        return float(d.loc[degree]) if degree in d.index else None
+    if isinstance(alpha_limit, pd.Series | Mapping):
+        return float(alpha_limit[degree]) if degree in alpha_limit else None
+    return float(alpha_limit)
+
+
+def _series(tu: pd.DataFrame, meth: str, s: str, col: str):
+    """m and the finite, positive ``col`` of one method and scaling, by m."""
+    d = tu[(tu["method"] == meth) & (tu["scaling"] == s)].sort_values("m")
+    d = d[np.isfinite(d[col]) & (d[col] > 0)]
+    return d["m"].to_numpy(), d[col].to_numpy()
+
+
+def _tuned_method(ax_l, ax_a, tu, meth: str, *, line: bool, scalings) -> None:
+    """λ* per scaling and α* of one method: lines for the first method, else markers."""
+    style = (
+        dict(linestyle="-", marker=None)
+        if line
+        else dict(linestyle="none", markerfacecolor="white", markersize=4)
+    )
+    for s in scalings:
+        x, y = _series(tu, meth, s, "lambda_opt")
+        ax_l.plot(
+            x,
+            y,
+            color=SCALING_COLORS[s],
+            linewidth=1.2,
+            **({"marker": SCALING_MARKERS[s], **style} if not line else style),
+            gid=f"lambda:{meth}:{s}",
+        )
+    # α* is the same for every scaling: one line unless the table says otherwise.
+    curves = {s: _series(tu, meth, s, "alpha_opt") for s in scalings}
+    ref_x, ref_y = next(iter(curves.values()))
+    same = all(
+        len(x) == len(ref_x) and np.allclose(y, ref_y, rtol=1e-6) for x, y in curves.values()
+    )
+    targets = (
+        {"all": (ref_x, ref_y, "0.2")}
+        if same
+        else {s: (*curves[s], SCALING_COLORS[s]) for s in scalings}
+    )
+    for key, (x, y, color) in targets.items():
+        kw = style if line else {**style, "marker": "o"}
+        ax_a.plot(x, y, color=color, linewidth=1.2, gid=f"alpha:{meth}:{key}", **kw)
+
+
+def _limit_lines(ax_l, ax_a, a_inf: float, *, lambda_too: bool) -> None:
+    """α*_∞ as a dashed line on the α* panel (and on the λ* panel, where it is the limit of
+    λ* under ``m``), labelled on the α* panel."""
+    for ax, gid in ((ax_a, "alpha_limit"), (ax_l, "lambda_limit_m")):
+        if ax is ax_l and not lambda_too:
+            continue
+        ax.axhline(a_inf, color=THEORY_COLOR, linestyle=DASHED, linewidth=0.9, zorder=1, gid=gid)
+    ax_a.annotate(
+        rf"$\alpha^*_\infty$ = {significant(a_inf, 3)}",
+        (1.0, a_inf),
+        xycoords=("axes fraction", "data"),
+        xytext=(-2, 3),
+        textcoords="offset points",
+        ha="right",
+        va="bottom",
+        fontsize=7,
+    )
+
+
+_METHOD_NAMES = {
+    "asymptotic": "large-m theory",
+    "conditional": "exact risk over simulated designs",
+}
+
+
+def _tuned_handles(scalings, methods, *, limit: bool) -> list[Line2D]:
+    """Legend: the scalings' colours, the methods (lines, then markers), the limit."""
+    handles = [
+        Line2D([], [], color=SCALING_COLORS[s], linewidth=1.2, label=SCALING_LABELS[s])
+        for s in scalings
+    ]
+    for i, meth in enumerate(methods):
+        name = _METHOD_NAMES.get(meth, meth)
+        if i == 0:
+            handles.append(Line2D([], [], color="0.2", label=f"{name} (lines)"))
+        else:
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color="0.2",
+                    marker="o",
+                    markerfacecolor="white",
+                    linestyle="none",
+                    label=f"{name} (markers)",
+                )
+            )
+    if limit:
+        handles.append(theory_handle(r"limit $\alpha^*_\infty$ as m → ∞"))
+    return handles
