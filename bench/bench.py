@@ -86,8 +86,8 @@ def _sample_fits(design, n_fits: int, seed: int = 0):
         lam = float(rng.choice([v for v in design.lam if v > 0 or m > k]))
         scaling = str(rng.choice(design.scaling))
         i = int(rng.integers(data[m][0].shape[0]))
-        fits.append((data[m][0][i], data[m][1][i], k,
-                     scaling_alpha(lam, m=m, degree=k, scaling=scaling)))  # fmt: skip
+        x, y = data[m][0][i], data[m][1][i]
+        fits.append((x, y, k, scaling_alpha(lam, m=m, degree=k, scaling=scaling)))
     return fits
 
 
@@ -187,8 +187,14 @@ def bench_design(key: str, repeats: int) -> dict:
     path = DESIGNS[key]
     design = load_design(ROOT / path)
     fits, points = count_fits(design)
-    result = {"design": path, "fits": fits, "data_points": points, "cores": os.cpu_count(),
-              "repeats": repeats, "contenders": {}}  # fmt: skip
+    result = {
+        "design": path,
+        "fits": fits,
+        "data_points": points,
+        "cores": os.cpu_count(),
+        "repeats": repeats,
+        "contenders": {},
+    }
     contenders = result["contenders"]
 
     def record(name, times, *, memory=None, note=""):
@@ -205,14 +211,17 @@ def bench_design(key: str, repeats: int) -> dict:
         run_engine(design, jobs)
     for jobs in (1, 2):
         times = [run_engine(design, jobs) for _ in range(repeats)]
-        record(f"engine, {jobs} job{'s' * (jobs > 1)}", times,
-               memory=peak_memory_mib(str(ROOT / path), jobs))  # fmt: skip
+        memory = peak_memory_mib(str(ROOT / path), jobs)
+        record(f"engine, {jobs} job{'s' * (jobs > 1)}", times, memory=memory)
     for jobs in (1, 2):
         times = [run_floor(design, jobs) for _ in range(repeats)]
         record(f"floor (draws only), {jobs} job{'s' * (jobs > 1)}", times)
     per_fit = [time_sklearn_per_fit(design, 300) for _ in range(repeats)]
-    record("scikit-learn loop", [t * fits for t in per_fit],
-           note="Ridge per fit, 300 sampled fits, scaled to the design")  # fmt: skip
+    record(
+        "scikit-learn loop",
+        [t * fits for t in per_fit],
+        note="Ridge per fit, 300 sampled fits, scaled to the design",
+    )
     per_fit = [time_numpy_per_fit(design, 200) for _ in range(repeats)]
     record(
         "NumPy loop",
@@ -235,8 +244,10 @@ def bench_design(key: str, repeats: int) -> dict:
 
 
 def print_table(result: dict) -> None:
-    print(f"\n{result['design']}: {result['fits']:,} fits, {result['data_points']:,} data points, "
-          f"{result['cores']} cores, median of {result['repeats']} (min–max)")  # fmt: skip
+    print(
+        f"\n{result['design']}: {result['fits']:,} fits, {result['data_points']:,} data points, "
+        f"{result['cores']} cores, median of {result['repeats']} (min–max)"
+    )
     print(f"{'contender':<28} {'wall s':>22} {'fits/s':>12} {'points/s':>12} {'peak MiB':>9}")
     for name, c in result["contenders"].items():
         w = c["wall_seconds"]
@@ -259,8 +270,9 @@ def bench_memory(factor: int, jobs: int = 2) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for f in (1, factor):
             path = Path(tmp) / f"default-x{f}.toml"
-            path.write_text(re.sub(r"^replications = \d+", f"replications = {reps * f}", text,
-                                   flags=re.M))  # fmt: skip
+            path.write_text(
+                re.sub(r"^replications = \d+", f"replications = {reps * f}", text, flags=re.M)
+            )
             started = time.perf_counter()
             peak = peak_memory_mib(str(path), jobs)
             result["runs"][f"{reps * f} replications"] = {
@@ -278,10 +290,11 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument(
-        "--memory", action="store_true",
+        "--memory",
+        action="store_true",
         help="also measure the peak memory of the default design with 1× and 10× the "
         "replications (about two minutes more)",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.memory:

@@ -33,10 +33,11 @@ SHARE_BEYOND_2_MAX = 0.10  # expected 4.6 %; z of one design are correlated acro
 REL_TOL = 0.02
 SE_TOL = 3.0
 KEYS = ["m", "degree", "lambda", "scaling", "coef"]
-CHECK_COLUMNS = KEYS + [
-    "measure", "mc", "rb", "rb_mcse", "z", "asym", "rel_gap_asym", "se_gap_asym",
-    "finite_moments", "flag",
-]  # fmt: skip
+CHECK_COLUMNS = (
+    KEYS
+    + ["measure", "mc", "rb", "rb_mcse", "z"]
+    + ["asym", "rel_gap_asym", "se_gap_asym", "finite_moments", "flag"]
+)
 
 
 @dataclass

@@ -54,7 +54,8 @@ def _signals_as_interrupts():
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and still exit status 2)."""
 
-    def error(self, message: str):  # noqa: D102
+    def error(self, message: str):
+        """Exit with status 2 and the message on one line."""
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
 
 
@@ -75,9 +76,11 @@ def _add_renderer(parser: argparse.ArgumentParser) -> None:
     from .render import RENDERERS
 
     parser.add_argument(
-        "--renderer", choices=RENDERERS, default="auto",
+        "--renderer",
+        choices=RENDERERS,
+        default="auto",
         help="auto (default): quarto if it is on PATH, else the pandoc + typst fallback",
-    )  # fmt: skip
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,9 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = [_simulate_parser(sub), _check_parser(sub), *_report_parsers(sub)]
     for command in commands:
         command.add_argument(
-            "--debug", action="store_true",
+            "--debug",
+            action="store_true",
             help="show the traceback of an unexpected error instead of writing it to a log file",
-        )  # fmt: skip
+        )
     return parser
 
 
@@ -112,28 +116,38 @@ def _simulate_parser(sub) -> argparse.ArgumentParser:
     )
     sim.add_argument("design", type=Path, help="design file (TOML), e.g. simulations/default.toml")
     sim.add_argument(
-        "--jobs", "-j", type=_positive_int, default=1, metavar="N",
+        "--jobs",
+        "-j",
+        type=_positive_int,
+        default=1,
+        metavar="N",
         help="parallel workers (default: 1); results do not depend on it",
-    )  # fmt: skip
+    )
     sim.add_argument(
-        "--backend", choices=("loky", "threading"), default="loky",
+        "--backend",
+        choices=("loky", "threading"),
+        default="loky",
         help="joblib backend (default: loky, separate processes); results do not depend on it",
-    )  # fmt: skip
+    )
     sim.add_argument(
-        "--out", default=None, metavar="DIR",  # a str: Path("") would be "."
+        "--out",
+        default=None,
+        metavar="DIR",  # a str: Path("") would be "."
         help=f"results folder (default: {RESULTS_ROOT}/<name of the design>)",
-    )  # fmt: skip
+    )
     sim.add_argument(
-        "--fresh", action="store_true",
+        "--fresh",
+        action="store_true",
         help="remove what study wrote in the results folder (checkpoints, result files) and "
         "start over; nothing else is touched",
-    )  # fmt: skip
+    )
     sim.add_argument("--quiet", "-q", action="store_true", help="no estimate, no progress bar")
     sim.add_argument(
-        "--dry-run", action="store_true",
+        "--dry-run",
+        action="store_true",
         help="print the estimate of tasks, files, disk, memory and time, and exit; nothing is "
         "written",
-    )  # fmt: skip
+    )
     return sim
 
 
@@ -154,9 +168,10 @@ def _check_parser(sub) -> argparse.ArgumentParser:
     )
     chk.add_argument("results", type=Path, help="results folder, e.g. simulations/results/default")
     chk.add_argument(
-        "--brief", action="store_true",
+        "--brief",
+        action="store_true",
         help="print only the 20 largest |z| and the summary, not every comparison",
-    )  # fmt: skip
+    )
     return chk
 
 
@@ -172,9 +187,12 @@ def _report_parsers(sub) -> tuple[argparse.ArgumentParser, argparse.ArgumentPars
     rep.add_argument("results", type=Path, help="results folder, e.g. simulations/results/default")
     rep.add_argument("--no-render", action="store_true", help="write the assets only")
     rep.add_argument(
-        "--project", type=Path, default=REPORT_DIR, metavar="DIR",
+        "--project",
+        type=Path,
+        default=REPORT_DIR,
+        metavar="DIR",
         help=f"the Quarto project to write into and render (default: {REPORT_DIR})",
-    )  # fmt: skip
+    )
     _add_renderer(rep)
 
     ren = sub.add_parser(
@@ -183,8 +201,13 @@ def _report_parsers(sub) -> tuple[argparse.ArgumentParser, argparse.ArgumentPars
         description="Render a Quarto project to <project>/_output/: with quarto when it is on "
         "PATH, else with the pandoc + typst fallback. The assets must exist (study report).",
     )
-    ren.add_argument("project", type=Path, nargs="?", default=REPORT_DIR,
-                     help=f"the Quarto project folder (default: {REPORT_DIR})")  # fmt: skip
+    ren.add_argument(
+        "project",
+        type=Path,
+        nargs="?",
+        default=REPORT_DIR,
+        help=f"the Quarto project folder (default: {REPORT_DIR})",
+    )
     _add_renderer(ren)
     return rep, ren
 
@@ -248,8 +271,9 @@ def _simulate(args) -> int:
 
     available_memory, free_disk = budget.machine_limits(out)
     estimate = budget.estimate(design, jobs=args.jobs)
-    refusal = budget.refusal(design, estimate, jobs=args.jobs,
-                             available_memory=available_memory, free_disk=free_disk)  # fmt: skip
+    refusal = budget.refusal(
+        design, estimate, jobs=args.jobs, available_memory=available_memory, free_disk=free_disk
+    )
     if refusal is not None:
         raise DesignError(f"{args.design}: {refusal}")
     jobs = min(args.jobs, budget.max_jobs_for_memory(estimate, available_memory))
@@ -257,21 +281,22 @@ def _simulate(args) -> int:
         estimate = budget.estimate(design, jobs=jobs)
     if args.dry_run or not args.quiet:
         capped = f" (--jobs {args.jobs} capped to {jobs} by memory)" if jobs < args.jobs else ""
-        print(f"study: {estimate.line()}{capped}",
-              file=sys.stdout if args.dry_run else sys.stderr)  # fmt: skip
+        print(f"study: {estimate.line()}{capped}", file=sys.stdout if args.dry_run else sys.stderr)
     if args.dry_run:
         return 0
 
     def rejected(path, moved_to, reason):
-        print(f"study: warning: checkpoint '{path}' rejected ({reason}); moved to "
-              f"'{moved_to}', its task is computed again", file=sys.stderr)  # fmt: skip
+        print(
+            f"study: warning: checkpoint '{path}' rejected ({reason}); moved to "
+            f"'{moved_to}', its task is computed again",
+            file=sys.stderr,
+        )
 
+    options = dict(jobs=jobs, backend=args.backend, fresh=args.fresh, progress=not args.quiet)
+    options |= dict(design_path=str(args.design), on_reject=rejected)
     try:
         with _signals_as_interrupts():
-            report = simulate(
-                design, out, jobs=jobs, backend=args.backend, fresh=args.fresh,
-                progress=not args.quiet, design_path=str(args.design), on_reject=rejected,
-            )  # fmt: skip
+            report = simulate(design, out, **options)
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         print(
@@ -319,8 +344,12 @@ def _check(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    commands = {"simulate": _simulate, "check": _check, "report": _report,
-                "render": lambda a: _render(a.project, a.renderer)}  # fmt: skip
+    commands = {
+        "simulate": _simulate,
+        "check": _check,
+        "report": _report,
+        "render": lambda a: _render(a.project, a.renderer),
+    }
     try:
         return commands[args.command](args)
     except DesignError as exc:
@@ -337,8 +366,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         log = _write_traceback()
-        print(f"study: error: {exc.__class__.__name__}: {_one_line(exc)} (traceback in {log}; "
-              "--debug shows it here)", file=sys.stderr)  # fmt: skip
+        print(
+            f"study: error: {exc.__class__.__name__}: {_one_line(exc)} (traceback in {log}; "
+            "--debug shows it here)",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
 
 

@@ -127,8 +127,7 @@ NPZ_SECONDS_PER_BYTE = 1 / 24e6
 _EXACT_ALPHA_CELLS = 200_000
 
 # Fields of a task's arrays per degree k, in the order of their shapes (see run_task).
-_FIELDS = ("coef_M", "coef_mean", "coef_n", "draws", "n_failed", "risk_M", "risk_mean",
-           "risk_n")  # fmt: skip
+_FIELDS = ("coef_M", "coef_mean", "coef_n", "draws", "n_failed", "risk_M", "risk_mean", "risk_n")
 
 
 # --- sizes -------------------------------------------------------------------------------
@@ -153,10 +152,15 @@ def _shapes(design: Design, keep: int, n_lambda: int) -> dict[str, tuple[tuple[i
     for k in design.degree:
         p = k + 1
         shapes = {
-            "coef_M": (L, C, p, 5, 5), "coef_mean": (L, C, p, 5), "coef_n": (L, C, p),
-            "draws": (L, C, keep, p), "n_failed": (L, C), "risk_M": (L, C, 3, 3),
-            "risk_mean": (L, C, 3), "risk_n": (L, C),
-        }  # fmt: skip
+            "coef_M": (L, C, p, 5, 5),
+            "coef_mean": (L, C, p, 5),
+            "coef_n": (L, C, p),
+            "draws": (L, C, keep, p),
+            "n_failed": (L, C),
+            "risk_M": (L, C, 3, 3),
+            "risk_mean": (L, C, 3),
+            "risk_n": (L, C),
+        }
         for name in _FIELDS:
             out[f"k{k}_{name}"] = (shapes[name], i8 if name == "n_failed" else f8)
     return out

@@ -104,9 +104,14 @@ def block_chunks(
 
 
 def block_power_sums(
-    design: Design, m: int, block: int, max_degree: int, *, first: int | None = None,
+    design: Design,
+    m: int,
+    block: int,
+    max_degree: int,
+    *,
+    first: int | None = None,
     noise: bool = True,
-) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Draw the data sets of one block and reduce each to its power sums.
 
     Parameters
@@ -136,33 +141,33 @@ def block_power_sums(
     if first is not None:
         n = min(n, first)
     K = max_degree
-    S = np.empty((n, 2 * K + 1))
+    sums = np.empty((n, 2 * K + 1))  # S: Σ u^p
     E = np.empty((n, K + 1)) if noise else None  # Σ u^p·ε
     for chunk in block_chunks(design, m, block, first=first, noise=noise):
         s_part, e_part = power_sums(chunk.u, chunk.eps, K)
         if chunk.u.shape[1] == m:  # whole data sets
-            S[chunk.rows] = s_part
+            sums[chunk.rows] = s_part
             if noise:
                 E[chunk.rows] = e_part
             continue
         # a piece of a data set: add up the pieces' sums
         if chunk.offset == 0:
-            S[chunk.rows] = 0.0
+            sums[chunk.rows] = 0.0
             if noise:
                 E[chunk.rows] = 0.0
-        S[chunk.rows] += s_part
+        sums[chunk.rows] += s_part
         if noise:
             E[chunk.rows] += e_part
     if not noise:
-        return S, None
+        return sums, None
     # y = β0 + β1·x + σε with x = center + scale·u, so Σu^p·y follows from S and E.
     shift = design.intercept + design.slope * design.x.center
     T = (
-        shift * S[:, : K + 1]
-        + design.slope * design.x.scale * S[:, 1 : K + 2]
+        shift * sums[:, : K + 1]
+        + design.slope * design.x.scale * sums[:, 1 : K + 2]
         + design.noise_sd * E
     )
-    return S, T
+    return sums, T
 
 
 def draw_block_data(design: Design, m: int, block: int) -> tuple[np.ndarray, np.ndarray]:

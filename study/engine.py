@@ -120,7 +120,7 @@ class _PencilData:
 
 
 def _quantities_all_alphas(
-    pd: _PencilData, setup: _DegreeSetup, alphas: np.ndarray, alpha0: float, sigma: float
+    pd: _PencilData, setup: _DegreeSetup, alphas: np.ndarray, alpha0: float, noise_sd: float
 ):
     """Every α at once from one factorisation of the pencil (G + α₀P, P).
 
@@ -140,7 +140,7 @@ def _quantities_all_alphas(
     s *= s
     s *= (1.0 - alpha0 * pd.eig)[:, None, :]  # now s²(1 − α₀Λ)
     coef = np.empty((n, alphas.size, p, 5))
-    B, S_u = setup.B, setup.sigma_u
+    B, sigma_u = setup.B, setup.sigma_u
     # ŵ = Bᵀv̂ (B = I on [−1, 1]: skip the product)
     w_hat = v_hat if setup.B_is_identity else v_hat @ B
     np.subtract(w_hat, setup.w_star, out=coef[..., 0])
@@ -148,18 +148,18 @@ def _quantities_all_alphas(
     np.subtract(v_mean if setup.B_is_identity else v_mean @ B, setup.w_star, out=coef[..., 2])
     np.multiply(coef[..., 2], coef[..., 2], out=coef[..., 3])
     np.matmul(s, np.swapaxes(pd.Wr2, -1, -2), out=coef[..., 4])
-    coef[..., 4] *= sigma**2
+    coef[..., 4] *= noise_sd**2
     risk = np.empty((n, alphas.size, 3))
     v_hat -= setup.v_star
     v_mean -= setup.v_star
-    risk[..., 0] = ((v_hat @ S_u) * v_hat).sum(axis=-1)
+    risk[..., 0] = ((v_hat @ sigma_u) * v_hat).sum(axis=-1)
     np.multiply(risk[..., 0], risk[..., 0], out=risk[..., 1])
-    risk[..., 2] = ((v_mean @ S_u) * v_mean).sum(axis=-1)
-    risk[..., 2] += sigma**2 * (s * pd.WSW[:, None, :]).sum(axis=-1)
+    risk[..., 2] = ((v_mean @ sigma_u) * v_mean).sum(axis=-1)
+    risk[..., 2] += noise_sd**2 * (s * pd.WSW[:, None, :]).sum(axis=-1)
     return coef, risk, coef[..., 0] + setup.w_star
 
 
-def _quantities_direct(G, b, setup: _DegreeSetup, alpha: float, sigma: float):
+def _quantities_direct(G, b, setup: _DegreeSetup, alpha: float, noise_sd: float):
     """The same quantities by inverting A = G + αP: for G singular (m ≤ k)."""
     A = G + alpha * setup.P
     n, p = b.shape
@@ -169,7 +169,7 @@ def _quantities_direct(G, b, setup: _DegreeSetup, alpha: float, sigma: float):
     )  # [b | Gv* | I]
     X = solve_or_nan(A, rhs)  # a singular system (rare) leaves its data set NaN
     v_hat, v_mean, Ainv = X[..., 0], X[..., 1], X[..., 2:]
-    cov_v = sigma**2 * Ainv @ G @ Ainv
+    cov_v = noise_sd**2 * Ainv @ G @ Ainv
     var_w = np.einsum("li,nlk,ki->ni", setup.B, cov_v, setup.B)
     trace = np.einsum("nij,ji->n", cov_v, setup.sigma_u)
     return _assemble(v_hat, v_mean, var_w, trace, setup)
@@ -222,8 +222,8 @@ def _thread_pools() -> ThreadpoolController:
 
 def _run_task(design: Design, m: int, block: int) -> dict[str, np.ndarray]:
     K = max(design.degree)
-    S, T = block_power_sums(design, m, block, K)
-    n = S.shape[0]
+    power_sums, T = block_power_sums(design, m, block, K)
+    n = power_sums.shape[0]
     first = block * design.block_size
     keep = int(np.clip(design.keep_draws - first, 0, n))
     L, C = len(design.lam), len(design.scaling)
@@ -239,7 +239,7 @@ def _run_task(design: Design, m: int, block: int) -> dict[str, np.ndarray]:
         unique = np.unique(alphas[ident])
         if unique.size:
             cm_coef, cm_risk, ok_count, kept = _fit_in_batches(
-                S, T, setup, unique, design.noise_sd, keep
+                power_sums, T, setup, unique, design.noise_sd, keep
             )
             for i_a, a in enumerate(unique):
                 cells = (alphas == a) & ident
@@ -276,7 +276,9 @@ def _run_task(design: Design, m: int, block: int) -> dict[str, np.ndarray]:
 FIT_BATCH = 256
 
 
-def _fit_in_batches(S, T, setup: _DegreeSetup, alphas: np.ndarray, sigma: float, keep: int):
+def _fit_in_batches(
+    power_sums, T, setup: _DegreeSetup, alphas: np.ndarray, noise_sd: float, keep: int
+):
     """Fit every α to the data sets of a block, FIT_BATCH at a time, and merge the moments
     in order. Returns the co-moments of the coefficient and risk quantities (leading axis
     α), the number of finite fits per α, and ŵ of the first ``keep`` data sets (NaN where
@@ -291,13 +293,13 @@ def _fit_in_batches(S, T, setup: _DegreeSetup, alphas: np.ndarray, sigma: float,
     cm_coef = cm_risk = None
     ok_count = np.zeros(alphas.size, dtype=np.int64)
     kept = []
-    for start in range(0, S.shape[0], FIT_BATCH):
+    for start in range(0, power_sums.shape[0], FIT_BATCH):
         part = slice(start, start + FIT_BATCH)
-        n_keep = max(0, min(keep - start, S[part].shape[0]))
-        fitted = _fit_compiled(S[part], T[part], setup, alphas, sigma, n_keep)
+        n_keep = max(0, min(keep - start, power_sums[part].shape[0]))
+        fitted = _fit_compiled(power_sums[part], T[part], setup, alphas, noise_sd, n_keep)
         if fitted is None:
-            fitted = _fit_numpy(S[part][:, G_index], T[part][:, : k + 1], setup, alphas, sigma,
-                                n_keep)  # fmt: skip
+            G, b = power_sums[part][:, G_index], T[part][:, : k + 1]
+            fitted = _fit_numpy(G, b, setup, alphas, noise_sd, n_keep)
         c, r, ok, w_kept = fitted
         cm_coef = c if cm_coef is None else cm_coef.merge(c)
         cm_risk = r if cm_risk is None else cm_risk.merge(r)
@@ -316,7 +318,9 @@ def _kernel():
     return kernel
 
 
-def _fit_compiled(S, T, setup: _DegreeSetup, alphas: np.ndarray, sigma: float, n_keep: int):
+def _fit_compiled(
+    power_sums, T, setup: _DegreeSetup, alphas: np.ndarray, noise_sd: float, n_keep: int
+):
     """One batch through :func:`study.kernel.pencil_moments`; None where it declines."""
     if not setup.use_pencil:
         return None
@@ -324,17 +328,17 @@ def _fit_compiled(S, T, setup: _DegreeSetup, alphas: np.ndarray, sigma: float, n
     OK, pencil_moments = kernel.OK, kernel.pencil_moments
 
     k, A = setup.degree, alphas.size
-    p, n = k + 1, S.shape[0]
+    p, n = k + 1, power_sums.shape[0]
     coef_mean, coef_M = np.empty((A, p, 5)), np.empty((A, p, 5, 5))
     risk_mean, risk_M = np.empty((A, 3)), np.empty((A, 3, 3))
     w_keep = np.empty((n_keep, A, p))
     c = np.ascontiguousarray  # one set of argument types: a single compiled version
-    status = pencil_moments(
-        c(S[:, : 2 * k + 1].T), c(T[:, :p].T), _shift(alphas), c(alphas, dtype=float),
-        c(setup.P), c(setup.F), c(setup.B), bool(setup.B_is_identity), c(setup.v_star),
-        c(setup.w_star), c(setup.sigma_u), float(sigma), int(n_keep),
-        coef_mean, coef_M, risk_mean, risk_M, w_keep,
-    )  # fmt: skip
+    sums = (c(power_sums[:, : 2 * k + 1].T), c(T[:, :p].T))
+    penalty = (_shift(alphas), c(alphas, dtype=float), c(setup.P), c(setup.F))
+    basis = (c(setup.B), bool(setup.B_is_identity))
+    dgp = (c(setup.v_star), c(setup.w_star), c(setup.sigma_u), float(noise_sd))
+    out = (coef_mean, coef_M, risk_mean, risk_M, w_keep)
+    status = pencil_moments(*sums, *penalty, *basis, *dgp, int(n_keep), *out)
     if status != OK:
         return None
     coef = CoMoments(n=np.full((A, p), float(n)), mean=coef_mean, M=coef_M)
@@ -342,9 +346,9 @@ def _fit_compiled(S, T, setup: _DegreeSetup, alphas: np.ndarray, sigma: float, n
     return coef, risk, np.full(A, n, dtype=np.int64), w_keep
 
 
-def _fit_numpy(G, b, setup: _DegreeSetup, alphas: np.ndarray, sigma: float, n_keep: int):
+def _fit_numpy(G, b, setup: _DegreeSetup, alphas: np.ndarray, noise_sd: float, n_keep: int):
     """One batch in NumPy: masks the data sets whose fit is not finite."""
-    q_coef, q_risk, w_hat = _quantities(G, b, setup, alphas, sigma)
+    q_coef, q_risk, w_hat = _quantities(G, b, setup, alphas, noise_sd)
     ok = np.isfinite(q_coef).all(axis=(2, 3)) & np.isfinite(q_risk).all(axis=2)  # (n, A)
     if ok.all():
         c, r = CoMoments.from_samples(q_coef), CoMoments.from_samples(q_risk)
@@ -361,7 +365,7 @@ def _shift(alphas: np.ndarray) -> float:
     return 0.0 if alphas[0] == 0 else float(alphas[0])
 
 
-def _quantities(G, b, setup: _DegreeSetup, alphas: np.ndarray, sigma: float):
+def _quantities(G, b, setup: _DegreeSetup, alphas: np.ndarray, noise_sd: float):
     """The dispatcher: every α from one shifted pencil where it is stable and factorises;
     otherwise a direct solve per α (x range far from 0, or a singular system)."""
     if setup.use_pencil:
@@ -372,8 +376,8 @@ def _quantities(G, b, setup: _DegreeSetup, alphas: np.ndarray, sigma: float):
             factor = None  # a numerically singular system: solved per α below
         if factor is not None:
             pencil = _PencilData.build(factor, G, b, setup)
-            return _quantities_all_alphas(pencil, setup, alphas, alpha0, sigma)
-    parts = [_quantities_direct(G, b, setup, a, sigma) for a in alphas]
+            return _quantities_all_alphas(pencil, setup, alphas, alpha0, noise_sd)
+    parts = [_quantities_direct(G, b, setup, a, noise_sd) for a in alphas]
     return tuple(np.stack([p[i] for p in parts], axis=1) for i in range(3))
 
 

@@ -82,8 +82,8 @@ def power_sums(
     T : ndarray of shape (..., K + 1), or None when y is None
     """
     u = np.asarray(u, dtype=float)
-    S = np.empty(u.shape[:-1] + (2 * max_degree + 1,))
-    S[..., 0] = u.shape[-1]
+    sums = np.empty(u.shape[:-1] + (2 * max_degree + 1,))  # S_p = Σ u^p
+    sums[..., 0] = u.shape[-1]
     T = None
     if y is not None:
         y = np.asarray(y, dtype=float)
@@ -91,12 +91,12 @@ def power_sums(
         T[..., 0] = y.sum(axis=-1)
     power = u.copy()
     for p in range(1, 2 * max_degree + 1):
-        S[..., p] = power.sum(axis=-1)
+        sums[..., p] = power.sum(axis=-1)
         if T is not None and p <= max_degree:
             T[..., p] = np.einsum("...i,...i->...", power, y)
         if p < 2 * max_degree:
             power *= u
-    return S, T
+    return sums, T
 
 
 @dataclass
@@ -184,11 +184,11 @@ def solve_or_nan(A: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         return X
 
 
-def _solve_one(S, T, degree: int, alpha: float, B: np.ndarray, *, penalize_intercept: bool):
+def _solve_one(sums, T, degree: int, alpha: float, B: np.ndarray, *, penalize_intercept: bool):
     """One fit from power sums. For a single α a factorisation of the pencil buys nothing,
     and on a singular G (m ≤ k) a Cholesky factor can come out numerically "successful"
     and wrong, so this solves A = G + αFFᵀ directly (LU with pivoting)."""
-    G = S[..., hankel_index(degree)]
+    G = sums[..., hankel_index(degree)]
     b = T[..., : degree + 1]
     F = penalty_root(B, penalize_intercept=penalize_intercept)
     # v = (G + αFFᵀ)⁻¹ b
@@ -271,6 +271,6 @@ def fit_polynomial_ridge(
     center = (lo + hi) / 2
     scale = (hi - lo) / 2 if hi > lo else max(abs(center), 1.0)
     B = change_of_basis(center, scale, degree)
-    S, T = power_sums((x - center) / scale, y, degree)
-    v = _solve_one(S, T, degree, a, B, penalize_intercept=penalize_intercept)
+    sums, T = power_sums((x - center) / scale, y, degree)
+    v = _solve_one(sums, T, degree, a, B, penalize_intercept=penalize_intercept)
     return B.T @ v

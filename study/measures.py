@@ -28,10 +28,11 @@ R, R2, RB = range(3)
 
 
 def _delta_se(cm: CoMoments, grad: np.ndarray) -> np.ndarray:
-    """√(gᵀ S g / n): standard error of a smooth function of the means with gradient g."""
-    S = cm.cov()
+    """√(gᵀ C g / n): standard error of a smooth function of the means with gradient g,
+    C the sample covariance of the quantities (the delta method)."""
+    cov = cm.cov()
     with np.errstate(invalid="ignore", divide="ignore"):
-        var = np.einsum("...i,...ij,...j->...", grad, S, grad) / cm.n
+        var = np.einsum("...i,...ij,...j->...", grad, cov, grad) / cm.n
     return np.sqrt(np.clip(var, 0.0, None))
 
 

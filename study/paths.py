@@ -22,8 +22,14 @@ TRANSFER_FILE = "transfer.csv"
 CHECK_FILE = "check.csv"
 CHECKPOINT_DIR = "checkpoints"
 RESULT_FILES = (
-    SUMMARY_FILE, RISK_FILE, DRAWS_FILE, MANIFEST_FILE, TUNING_FILE, TRANSFER_FILE, CHECK_FILE
-)  # fmt: skip
+    SUMMARY_FILE,
+    RISK_FILE,
+    DRAWS_FILE,
+    MANIFEST_FILE,
+    TUNING_FILE,
+    TRANSFER_FILE,
+    CHECK_FILE,
+)
 
 
 def results_dir(name: str, root: Path = RESULTS_ROOT) -> Path:

@@ -12,18 +12,14 @@ import json
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from . import figures, tables  # noqa: E402
-from .check import check  # noqa: E402
-from .design import design_from_dict  # noqa: E402
-from .numbers import as_written, fmt, percent  # noqa: E402
-from .paths import (  # noqa: E402
+from . import figures, tables
+from .check import check
+from .design import design_from_dict
+from .numbers import as_written, fmt, percent
+from .paths import (
     DRAWS_FILE,
     GENERATED_DIR,
     MANIFEST_FILE,
@@ -33,9 +29,9 @@ from .paths import (  # noqa: E402
     TRANSFER_FILE,
     TUNING_FILE,
 )
-from .scaling import alpha as scaling_alpha  # noqa: E402
-from .store import atomic_write_bytes, atomic_write_text, load_npz  # noqa: E402
-from .summary import usable_cells  # noqa: E402
+from .scaling import alpha as scaling_alpha
+from .store import atomic_write_bytes, atomic_write_text, load_npz
+from .summary import usable_cells
 
 VARIABLES_FILE = "_variables.yml"
 FOCUS = {"degree": 3, "lam": 1.0, "coef": 1}
@@ -53,19 +49,20 @@ def risk_curves(design, *, degree: int, ms: list[int], lams: np.ndarray) -> pd.D
     from .theory import standard_basis
     from .tuning import conditional_risk, design_grams
 
-    basis = standard_basis(
-        design.x, degree, intercept=design.intercept, slope=design.slope,
-        penalize_intercept=design.penalize_intercept,
-    )  # fmt: skip
+    line = dict(intercept=design.intercept, slope=design.slope)
+    basis = standard_basis(design.x, degree, **line, penalize_intercept=design.penalize_intercept)
     rows = []
     for m in ms:
         grams = design_grams(design, m, degree)
         for scaling in design.scaling:
-            alphas = np.array([scaling_alpha(lam, m=m, degree=degree, scaling=scaling)
-                               for lam in lams])  # fmt: skip
+            alphas = np.array(
+                [scaling_alpha(lam, m=m, degree=degree, scaling=scaling) for lam in lams]
+            )
             risk = conditional_risk(grams, alphas, basis=basis, noise_sd=design.noise_sd)
-            rows += [{"m": m, "degree": degree, "scaling": scaling, "lambda": lam, "risk": r}
-                     for lam, r in zip(lams, risk, strict=True)]  # fmt: skip
+            rows += [
+                {"m": m, "degree": degree, "scaling": scaling, "lambda": lam, "risk": r}
+                for lam, r in zip(lams, risk, strict=True)
+            ]
     return pd.DataFrame(rows)
 
 
@@ -166,18 +163,15 @@ def _tuning_variables(design, tuning, k: int) -> dict:
     """How far the tuned λ moves across m (max/min) under `none` and `m`, and α*_∞."""
     t = tuning[(tuning.method == "conditional") & (tuning.m > tuning.degree + 2)]
     spread = t.groupby(["degree", "scaling"]).lambda_opt.agg(lambda v: v.max() / v.min())
+    alpha_limit_2 = "–"
+    if 2 in design.degree:
+        cond = tuning[tuning.method == "conditional"]
+        alpha_limit_2 = fmt(_row(cond, m=max(design.m), degree=2, scaling="m").alpha_limit, 5)
     return {
         "spread_none_focus": fmt(spread[(k, "none")], 2),
         "spread_m_focus": fmt(spread[(k, "m")], 2),
-        "alpha_limit_2": fmt(
-            _row(
-                tuning[tuning.method == "conditional"], m=max(design.m), degree=2, scaling="m"
-            ).alpha_limit,
-            5,
-        )
-        if 2 in design.degree
-        else "–",
-    }  # fmt: skip
+        "alpha_limit_2": alpha_limit_2,
+    }
 
 
 def _mcse_variables(summary) -> dict:
@@ -227,16 +221,16 @@ def _check_variables(result) -> dict:
 
 
 def _save_figure(fig, out_dir: Path, name: str) -> None:
+    """The figure as SVG and PNG. The figures are plain :class:`~matplotlib.figure.Figure`
+    objects, not pyplot's: savefig picks the SVG or Agg canvas by format, no backend is
+    selected and nothing needs closing."""
     import io
-
-    import matplotlib.pyplot as plt
 
     for ext in ("svg", "png"):
         buffer = io.BytesIO()
         kwargs = {"metadata": {"Date": None}} if ext == "svg" else {"dpi": 200}
         fig.savefig(buffer, format=ext, bbox_inches="tight", **kwargs)
         atomic_write_bytes(out_dir / f"{name}.{ext}", buffer.getvalue())
-    plt.close(fig)
 
 
 def build_assets(
@@ -245,8 +239,7 @@ def build_assets(
     """Write every figure, table and the variables file; return the names written."""
     summary = pd.read_csv(results_dir / SUMMARY_FILE)
     risk = pd.read_csv(results_dir / RISK_FILE)
-    tuning = pd.read_csv(results_dir / TUNING_FILE, keep_default_na=False,
-                         na_values=[""])  # fmt: skip
+    tuning = pd.read_csv(results_dir / TUNING_FILE, keep_default_na=False, na_values=[""])
     transfer = pd.read_csv(results_dir / TRANSFER_FILE)
     draws = load_npz(results_dir / DRAWS_FILE)
     manifest = json.loads((results_dir / MANIFEST_FILE).read_text())
@@ -261,8 +254,11 @@ def build_assets(
     out_dir.mkdir(parents=True, exist_ok=True)
     ms_curves = sorted({_pick(design.m, v) for v in (20, 100, 1000, 10000)})
     curves = risk_curves(design, degree=k, ms=ms_curves, lams=np.logspace(-5, 3, 81))
-    x_range = (design.x.low, design.x.high) if design.x.low is not None else (
-        design.x.mean - 2 * design.x.sd, design.x.mean + 2 * design.x.sd)  # fmt: skip
+    x_range = (
+        (design.x.low, design.x.high)
+        if design.x.low is not None
+        else (design.x.mean - 2 * design.x.sd, design.x.mean + 2 * design.x.sd)
+    )
     line = dict(intercept=design.intercept, slope=design.slope)
     made = {
         "fig-curves": figures.fig_fitted_curves(
@@ -281,18 +277,19 @@ def build_assets(
         _save_figure(fig, out_dir, name)
 
     ms_table = [m for m in design.m if m in (10, 100, 1000, 10000)] or list(design.m)[-4:]
+    m0_transfer = _pick(design.m, 100)
+    ms_transfer = sorted({_pick(design.m, v) for v in (20, 1000, 10000)})
     md = {
         "tbl-scalings": tables.table_scalings(),
         "tbl-conventions": tables.table_conventions(),
         "tbl-check": tables.table_check(result.table, result),
-        "tbl-measures": tables.table_measures(summary, degree=k, lam=lam,
-                                              coef=FOCUS["coef"], ms=ms_table),
+        "tbl-measures": tables.table_measures(
+            summary, degree=k, lam=lam, coef=FOCUS["coef"], ms=ms_table
+        ),
         "tbl-tuning": tables.table_tuning(tuning),
-        "tbl-transfer": tables.table_transfer(
-            transfer, m0=_pick(design.m, 100),
-            ms=sorted({_pick(design.m, v) for v in (20, 1000, 10000)})),
+        "tbl-transfer": tables.table_transfer(transfer, m0=m0_transfer, ms=ms_transfer),
         "tbl-provenance": tables.table_provenance(manifest),
-    }  # fmt: skip
+    }
     for name, text in md.items():
         atomic_write_text(out_dir / f"{name}.md", text)
     atomic_write_text(report_dir / VARIABLES_FILE, _yaml(variables) + "\n")

@@ -136,8 +136,8 @@ def simulate(
         tasks = design.tasks()
         done = store.done(on_reject=on_reject)
         todo = [t for t in tasks if t not in done]
-        compute_seconds = _run_tasks(design, results_dir, todo, len(tasks), len(done),
-                                     jobs=jobs, backend=backend, progress=progress)  # fmt: skip
+        options = dict(jobs=jobs, backend=backend, progress=progress)
+        compute_seconds = _run_tasks(design, results_dir, todo, len(tasks), len(done), **options)
 
         files = _write_results(design, results_dir, store, theory=theory)
         n_fits, n_points = count_fits(design)
@@ -213,8 +213,8 @@ def _run_tasks(design, results_dir, todo, n_tasks, n_done, *, jobs, backend, pro
     from tqdm.auto import tqdm
 
     compute_seconds = 0.0
-    bar = tqdm(total=n_tasks, initial=n_done, unit="task", desc=design.name,
-               disable=not progress, dynamic_ncols=True, file=sys.stderr)  # fmt: skip
+    display = dict(unit="task", desc=design.name, dynamic_ncols=True, file=sys.stderr)
+    bar = tqdm(total=n_tasks, initial=n_done, disable=not progress, **display)
     # joblib pulls tasks from this generator as it dispatches them (at most `jobs` ahead):
     # what was pulled and has not come back is what was running when a worker died
     pulled: list[tuple[int, int]] = []
@@ -232,8 +232,9 @@ def _run_tasks(design, results_dir, todo, n_tasks, n_done, *, jobs, backend, pro
             n_jobs = min(jobs, len(todo))
             pools = nullcontext() if backend == "loky" else one_blas_thread()
             with pools, parallel_config(backend=backend, n_jobs=n_jobs):
-                parallel = Parallel(return_as="generator_unordered", batch_size=1,
-                                    pre_dispatch="n_jobs")  # fmt: skip
+                parallel = Parallel(
+                    return_as="generator_unordered", batch_size=1, pre_dispatch="n_jobs"
+                )
                 for task, seconds in parallel(calls()):
                     finished.add(task)
                     compute_seconds += seconds

@@ -175,8 +175,9 @@ def unpack_checkpoint(
     if header["engine_version"] != ENGINE_VERSION:
         raise CheckpointError(f"from engine version {header['engine_version']}")
     if tuple(header["task"]) != tuple(task):
-        raise CheckpointError(f"of another task (m = {header['task'][0]}, block "
-                              f"{header['task'][1]})")  # fmt: skip
+        raise CheckpointError(
+            f"of another task (m = {header['task'][0]}, block {header['task'][1]})"
+        )
     payload = memoryview(body)[end + 1 :]
     if len(payload) != header["payload_bytes"]:
         raise CheckpointError("inconsistent length")

@@ -15,16 +15,17 @@ from .engine import alpha_grid, identifiable_grid, merge_task_results
 from .measures import coefficient_measures, risk_measures
 from .store import CheckpointStore
 
-SUMMARY_COLUMNS = [
-    "m", "degree", "lambda", "scaling", "alpha", "coef", "true", "n", "mean",
-    "bias", "bias_mcse", "var", "var_mcse", "sd", "sd_mcse", "mse", "mse_mcse",
-    "n_failed", "status", "kurtosis",
-    "bias_rb", "bias_rb_mcse", "var_rb", "var_rb_mcse", "bias_diff_mcse", "var_diff_mcse",
-]  # fmt: skip
-RISK_COLUMNS = [
-    "m", "degree", "lambda", "scaling", "alpha", "n", "risk", "risk_mcse", "n_failed",
-    "status", "risk_kurtosis", "risk_rb", "risk_rb_mcse", "risk_diff_mcse",
-]  # fmt: skip
+SUMMARY_COLUMNS = (
+    ["m", "degree", "lambda", "scaling", "alpha", "coef", "true", "n", "mean"]
+    + ["bias", "bias_mcse", "var", "var_mcse", "sd", "sd_mcse", "mse", "mse_mcse"]
+    + ["n_failed", "status", "kurtosis"]
+    + ["bias_rb", "bias_rb_mcse", "var_rb", "var_rb_mcse", "bias_diff_mcse", "var_diff_mcse"]
+)
+RISK_COLUMNS = (
+    ["m", "degree", "lambda", "scaling", "alpha", "n"]
+    + ["risk", "risk_mcse", "n_failed", "status", "risk_kurtosis"]
+    + ["risk_rb", "risk_rb_mcse", "risk_diff_mcse"]
+)
 
 STATUS_OK = "ok"
 STATUS_NOT_IDENTIFIABLE = "not identifiable"
@@ -32,10 +33,12 @@ STATUS_NON_FINITE = "non-finite"
 STATUS_NEGATIVE_VARIANCE = "negative variance"
 # what must be a finite number in an identifiable cell with n ≥ 2, and what must not be < 0
 _FINITE = {
-    "summary": ["alpha", "mean", "bias", "bias_mcse", "var", "var_mcse", "sd", "mse",
-                "bias_rb", "bias_rb_mcse", "var_rb"],
+    "summary": (
+        ["alpha", "mean", "bias", "bias_mcse", "var", "var_mcse", "sd", "mse"]
+        + ["bias_rb", "bias_rb_mcse", "var_rb"]
+    ),
     "risk": ["alpha", "risk", "risk_mcse", "risk_rb"],
-}  # fmt: skip
+}
 _NON_NEGATIVE = {"summary": ["var", "var_rb", "mse"], "risk": ["risk", "risk_rb"]}
 
 
@@ -178,9 +181,12 @@ def add_theory(design: Design, summary: pd.DataFrame, risk: pd.DataFrame):
     from .theory import asymptotic_risk_table, asymptotic_table, finite_moment_order
 
     kw = dict(
-        x=design.x, intercept=design.intercept, slope=design.slope,
-        noise_sd=design.noise_sd, penalize_intercept=design.penalize_intercept,
-    )  # fmt: skip
+        x=design.x,
+        intercept=design.intercept,
+        slope=design.slope,
+        noise_sd=design.noise_sd,
+        penalize_intercept=design.penalize_intercept,
+    )
     grid = (list(design.m), list(design.degree), list(design.lam), list(design.scaling))
     keys = ["m", "degree", "lambda", "scaling"]
     asym = asymptotic_table(*grid, **kw)[keys + ["coef", "bias_asym", "var_asym"]]
@@ -191,9 +197,11 @@ def add_theory(design: Design, summary: pd.DataFrame, risk: pd.DataFrame):
         merged.insert(
             len(frame.columns),
             "finite_moments",
-            [finite_moment_order(m, k, lam) for m, k, lam in
-             zip(merged.m, merged.degree, merged["lambda"], strict=True)],
-        )  # fmt: skip
+            [
+                finite_moment_order(m, k, lam)
+                for m, k, lam in zip(merged.m, merged.degree, merged["lambda"], strict=True)
+            ],
+        )
         unidentifiable = merged.status == STATUS_NOT_IDENTIFIABLE
         cols = [c for c in ("bias_asym", "var_asym", "risk_asym") if c in merged]
         merged.loc[unidentifiable, cols] = np.nan

@@ -33,15 +33,17 @@ def table_measures(
     summary: pd.DataFrame, *, degree: int, lam: float, coef: int, ms: list[int]
 ) -> str:
     """Bias, SD and MSE (MCSE in brackets) of one coefficient at selected m, per scaling."""
-    sel = summary[(summary.degree == degree) & (summary["lambda"] == lam)
-                  & (summary.coef == coef) & summary.m.isin(ms)]  # fmt: skip
+    sel = summary[
+        (summary.degree == degree)
+        & (summary["lambda"] == lam)
+        & (summary.coef == coef)
+        & summary.m.isin(ms)
+    ]
     rows = []
     for scaling in SCALINGS:
         for _, r in sel[sel.scaling == scaling].sort_values("m").iterrows():
-            rows.append([
-                f"`{scaling}`", f"{r.m:,}", fmt(r.alpha), with_se(r.bias, r.bias_mcse),
-                with_se(r.sd, r.sd_mcse), with_se(r.mse, r.mse_mcse),
-            ])  # fmt: skip
+            measures = [with_se(r[col], r[f"{col}_mcse"]) for col in ("bias", "sd", "mse")]
+            rows.append([f"`{scaling}`", f"{r.m:,}", fmt(r.alpha), *measures])
     header = ["scaling", "m", "α", f"bias of ŵ{subscript(coef)}", "SD", "MSE"]
     caption = (
         f"Bias, standard deviation and mean squared error of ŵ{subscript(coef)} (the coefficient "
@@ -61,13 +63,12 @@ def table_check(table: pd.DataFrame, result) -> str:
         z = used.z.abs()
         big = used[(used.m == result.largest_m) & used.asym.notna()]
         rel = ((big.rb - big.asym).abs() / big.asym.abs()).replace(math.inf, math.nan)
-        rows.append([
-            {"bias": "bias", "var": "variance", "risk": "prediction risk"}[measure],
-            f"{len(z):,}", fmt(z.max(), 2), percent((z > 2).mean()),
-            f"{(t.flag.str.startswith('moments')).sum():,}", fmt(rel.median(), 2),
-        ])  # fmt: skip
-    header = ["measure", "compared", "max ∣z∣", "∣z∣ > 2", "left out",
-              f"gap to theory, m = {result.largest_m:,}"]  # fmt: skip
+        name = {"bias": "bias", "var": "variance", "risk": "prediction risk"}[measure]
+        left_out = t.flag.str.startswith("moments").sum()
+        counts = [f"{len(z):,}", fmt(z.max(), 2), percent((z > 2).mean()), f"{left_out:,}"]
+        rows.append([name, *counts, fmt(rel.median(), 2)])
+    gap = f"gap to theory, m = {result.largest_m:,}"
+    header = ["measure", "compared", "max ∣z∣", "∣z∣ > 2", "left out", gap]
     caption = (
         "Monte Carlo against the Rao–Blackwellised estimates from the same data sets "
         "(z = difference / its standard error; about 5 % beyond 2 is expected); cells left "
@@ -81,30 +82,54 @@ def table_check(table: pd.DataFrame, result) -> str:
 CONVENTIONS = [
     ("scikit-learn `Ridge(alpha=a)`", "‖y − Xw‖² + a‖w‖²", "a (`m`)", "no"),
     ("scikit-learn `LogisticRegression(C=C)`", "C·Σ log-loss + ½‖w‖²", "1/C (`m`)", "no"),
-    ("scikit-learn `Lasso`, `ElasticNet(alpha=a)`", "(1/2m)‖y − Xw‖² + a·penalty",
-     "m·a (`none`)", "no"),
+    (
+        "scikit-learn `Lasso`, `ElasticNet(alpha=a)`",
+        "(1/2m)‖y − Xw‖² + a·penalty",
+        "m·a (`none`)",
+        "no",
+    ),
     ("scikit-learn `SGDRegressor(alpha=a)`", "mean loss + (a/2)‖w‖²", "m·a (`none`)", "no"),
     ("glmnet (R) `lambda`", "(1/2m)Σ loss + λ·penalty", "m·λ (`none`)", "no"),
-    ("statsmodels `fit_regularized(alpha=a, L1_wt=0)`", "(1/2m)‖y − Xw‖² + (a/2)‖w‖²",
-     "m·a (`none`)", "yes"),
+    (
+        "statsmodels `fit_regularized(alpha=a, L1_wt=0)`",
+        "(1/2m)‖y − Xw‖² + (a/2)‖w‖²",
+        "m·a (`none`)",
+        "yes",
+    ),
     ("Keras `regularizers.L2(l2)`", "mean loss + l2·Σw²", "2m·l2 (`none`)", "weights only"),
-    ("PyTorch `SGD(weight_decay=d)`", "mean loss + (d/2)‖w‖² (gradient + d·w)", "m·d (`none`)",
-     "all parameters"),
+    (
+        "PyTorch `SGD(weight_decay=d)`",
+        "mean loss + (d/2)‖w‖² (gradient + d·w)",
+        "m·d (`none`)",
+        "all parameters",
+    ),
     ("Andrew Ng, *Machine Learning*", "(1/2m)Σ loss + (λ/2m)Σw²", "λ (`m`)", "no"),
     ("Bishop (2006), eq. 3.27", "½Σ loss + (λ/2)‖w‖²", "λ (`m`)", "no (in the text)"),
     ("Hastie, Tibshirani & Friedman, ESL eq. 3.41", "Σ loss + λ‖w‖²", "λ (`m`)", "no"),
-    ("Goodfellow, Bengio & Courville §7.1", "mean loss + (α/2)‖w‖²", "m·α (`none`)",
-     "weights only"),
-    ("Bayesian MAP, w ~ N(0, τ²I), ε ~ N(0, σ²)", "Σ loss/(2σ²) + ‖w‖²/(2τ²)", "σ²/τ² (`m`)",
-     "as the prior says"),
-]  # fmt: skip
+    (
+        "Goodfellow, Bengio & Courville §7.1",
+        "mean loss + (α/2)‖w‖²",
+        "m·α (`none`)",
+        "weights only",
+    ),
+    (
+        "Bayesian MAP, w ~ N(0, τ²I), ε ~ N(0, σ²)",
+        "Σ loss/(2σ²) + ‖w‖²/(2τ²)",
+        "σ²/τ² (`m`)",
+        "as the prior says",
+    ),
+]
 
 
 def table_conventions() -> str:
     """Who writes the penalty how, and the sum-form α it amounts to."""
     rows = [[a, b, c, d] for a, b, c, d in CONVENTIONS]
-    header = ["library or text", "objective as written", "α of the sum form (scaling)",
-              "intercept penalised"]  # fmt: skip
+    header = [
+        "library or text",
+        "objective as written",
+        "α of the sum form (scaling)",
+        "intercept penalised",
+    ]
     caption = (
         "Conventions. Every objective is, up to a constant factor, the sum form "
         "Σ(ŷ − y)² + α‖w‖²; the scaling says how α depends on m for a fixed parameter."
@@ -132,10 +157,12 @@ def table_tuning(tuning: pd.DataFrame) -> str:
     for degree, g in t.groupby("degree"):
         spread = g.groupby("scaling").lambda_opt.agg(lambda v: v.max() / v.min())
         last = g[(g.m == g.m.max()) & (g.scaling == "m")].iloc[0]
-        rows.append([str(degree)] + [f"{fmt(spread[s], 2)}×" for s in SCALINGS]
-                    + [fmt(last.alpha_opt), fmt(last.alpha_limit)])  # fmt: skip
-    header = ["degree"] + [f"`{s}`" for s in SCALINGS] + [
-        f"α* at m = {int(t.m.max()):,}", "α*∞"]  # fmt: skip
+        rows.append(
+            [str(degree)]
+            + [f"{fmt(spread[s], 2)}×" for s in SCALINGS]
+            + [fmt(last.alpha_opt), fmt(last.alpha_limit)]
+        )
+    header = ["degree"] + [f"`{s}`" for s in SCALINGS] + [f"α* at m = {int(t.m.max()):,}", "α*∞"]
     caption = (
         "How many-fold the risk-optimal λ* varies over the design's m (above degree + 2; "
         "max/min) under each scaling, from the exact conditional risk averaged over simulated "
@@ -166,21 +193,27 @@ def table_provenance(manifest: dict) -> str:
     d = manifest["design"]
     run = manifest["run"]
     v = manifest["versions"]
+    grid, counts = d["grid"], manifest["counts"]
+    design_file = manifest.get("design_file") or ""
+    replications = f"{manifest['replications']:,} in blocks of {d['block_size']:,}"
+    cells = (
+        f"{len(grid['m'])} m × {len(grid['degree'])} degrees × "
+        f"{len(grid['lambda'])} λ × {len(grid['scaling'])} scalings"
+    )
+    run_line = (
+        f"{run['wall_seconds']:.1f} s wall, {run['jobs']} jobs ({run['backend']}), "
+        f"{run['cores']} cores, {run['platform']}"
+    )
     rows = [
-        ["design", f"`{d['name']}` (`{manifest.get('design_file') or ''}`), hash "
-                   f"`{manifest['design_hash'][:12]}`"],
+        ["design", f"`{d['name']}` (`{design_file}`), hash `{manifest['design_hash'][:12]}`"],
         ["seed", str(manifest["seed"])],
-        ["replications per cell", f"{manifest['replications']:,} in blocks of "
-                                  f"{d['block_size']:,}"],
-        ["cells", f"{len(d['grid']['m'])} m × {len(d['grid']['degree'])} degrees × "
-                  f"{len(d['grid']['lambda'])} λ × {len(d['grid']['scaling'])} scalings"],
-        ["fits", f"{manifest['counts']['fits']:,} on {manifest['counts']['data_points']:,} "
-                 "data points"],
+        ["replications per cell", replications],
+        ["cells", cells],
+        ["fits", f"{counts['fits']:,} on {counts['data_points']:,} data points"],
         ["noise", manifest.get("noise_draw", "plain")],
-        ["run", f"{run['wall_seconds']:.1f} s wall, {run['jobs']} jobs ({run['backend']}), "
-                f"{run['cores']} cores, {run['platform']}"],
+        ["run", run_line],
         ["versions", ", ".join(f"{k} {val}" for k, val in sorted(v.items()))],
-    ]  # fmt: skip
+    ]
     return markdown_table(
         ["", ""], rows, "Provenance of the results.", "tbl-provenance", align="ll"
     )

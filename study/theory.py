@@ -174,24 +174,25 @@ def _large_m(basis: StandardBasis, rho, m, noise_sd: float, *, sandwich: bool = 
     """
     rho = np.atleast_1d(np.asarray(rho, dtype=float))
     m = np.broadcast_to(np.asarray(m, dtype=float), rho.shape)
-    Sig, P, vs = basis.sigma, basis.penalty, basis.v_star
-    S = Sig + rho[:, None, None] * P
-    Sinv = np.linalg.inv(S)
-    N = rho[:, None, None] * (Sinv @ P)
+    sigma_u, P, vs = basis.sigma, basis.penalty, basis.v_star
+    shifted = sigma_u + rho[:, None, None] * P  # S = Σ_u + ρP
+    shifted_inv = np.linalg.inv(shifted)
+    N = rho[:, None, None] * (shifted_inv @ P)
     b = -np.einsum("nij,j->ni", N, vs)
     v_inf = vs + b
-    Sb = b @ Sig  # Σ_u b (Σ_u symmetric)
-    meat = np.broadcast_to(noise_sd**2 * Sig, N.shape)
+    sigma_u_b = b @ sigma_u  # Σ_u b (Σ_u symmetric)
+    meat = np.broadcast_to(noise_sd**2 * sigma_u, N.shape)
     if sandwich:
-        meat = meat + basis.fourth_moment(b) - Sb[:, :, None] * Sb[:, None, :]
-    cov = Sinv @ meat @ Sinv / m[:, None, None]
-    bias_risk = np.einsum("ni,ij,nj->n", b, Sig, b)
+        meat = meat + basis.fourth_moment(b) - sigma_u_b[:, :, None] * sigma_u_b[:, None, :]
+    cov = shifted_inv @ meat @ shifted_inv / m[:, None, None]
+    bias_risk = np.einsum("ni,ij,nj->n", b, sigma_u, b)
     trN = np.trace(N, axis1=1, axis2=2)
     trN2 = np.einsum("nij,nji->n", N, N)
     excess = noise_sd**2 * (-2.0 * trN + trN2) / m
     if sandwich:
-        extra = meat - noise_sd**2 * Sig
-        excess = excess + np.einsum("ij,njk,nkl,nli->n", Sig, Sinv, extra, Sinv) / m
+        extra = meat - noise_sd**2 * sigma_u
+        extra_risk = np.einsum("ij,njk,nkl,nli->n", sigma_u, shifted_inv, extra, shifted_inv)
+        excess = excess + extra_risk / m
     return _LargeM(v_inf=v_inf, b_u=b, cov_u=cov, bias_risk=bias_risk, excess_var_risk=excess)
 
 

@@ -34,12 +34,14 @@ from .scaling import alpha as scaling_alpha
 from .scaling import lam_from_alpha
 from .theory import StandardBasis, _large_m, standard_basis
 
-TUNING_COLUMNS = [
-    "m", "degree", "scaling", "method", "lambda_opt", "alpha_opt", "risk_opt", "boundary",
-    "alpha_limit",
-]  # fmt: skip
-TRANSFER_COLUMNS = ["m0", "m", "degree", "scaling", "lambda", "alpha", "risk", "risk_opt",
-                    "risk_ratio"]  # fmt: skip
+TUNING_COLUMNS = (
+    ["m", "degree", "scaling", "method"]
+    + ["lambda_opt", "alpha_opt", "risk_opt", "boundary"]
+    + ["alpha_limit"]
+)
+TRANSFER_COLUMNS = (
+    ["m0", "m", "degree", "scaling"] + ["lambda", "alpha"] + ["risk", "risk_opt", "risk_ratio"]
+)
 DESIGNS_FOR_TUNING = 400
 
 
@@ -101,10 +103,10 @@ def optimal_alpha_limit(
     basis = standard_basis(
         x, degree, intercept=intercept, slope=slope, penalize_intercept=penalize_intercept
     )
-    Sinv = np.linalg.inv(basis.sigma)
-    t = np.trace(Sinv @ basis.penalty)
+    sigma_u_inv = np.linalg.inv(basis.sigma)
+    t = np.trace(sigma_u_inv @ basis.penalty)
     Pv = basis.penalty @ basis.v_star
-    q = Pv @ Sinv @ Pv
+    q = Pv @ sigma_u_inv @ Pv
     if q <= 0:
         return math.inf
     return float(noise_sd**2 * t / q)
@@ -167,8 +169,8 @@ def _log_alpha_range(m: float) -> tuple[float, float]:
 def optimal_lambda_asymptotic(
     m: int,
     degree: int,
-    scaling: str,
     *,
+    scaling: str,
     x: XDistribution,
     intercept: float,
     slope: float,
@@ -248,7 +250,7 @@ def _pencil_risk(G_u, *, basis: StandardBasis, noise_sd: float):
 
 def _direct_risk(G_u, *, basis: StandardBasis, noise_sd: float):
     """:func:`conditional_risk_function` by batched solves of A = G_u + αP per α."""
-    Sig, P, vs = basis.sigma, basis.penalty, basis.v_star
+    sigma_u, P, vs = basis.sigma, basis.penalty, basis.v_star
     R, p = G_u.shape[0], G_u.shape[-1]
     singular = bool(np.any(np.linalg.matrix_rank(G_u, hermitian=True) < p))
     rhs = np.concatenate([G_u, np.broadcast_to(np.eye(p), G_u.shape)], axis=-1)  # [G | I]
@@ -268,8 +270,8 @@ def _direct_risk(G_u, *, basis: StandardBasis, noise_sd: float):
             X = solve_or_nan(A, np.broadcast_to(rhs, A.shape[:2] + rhs.shape[1:]))
             M, Ainv = X[..., :p], X[..., p:]  # A⁻¹G and A⁻¹
             d = M @ vs - vs
-            bias = np.einsum("nri,ij,nrj->nr", d, Sig, d)
-            var = noise_sd**2 * np.einsum("ij,nrjk,nrki->nr", Sig, M, Ainv)
+            bias = np.einsum("nri,ij,nrj->nr", d, sigma_u, d)
+            var = noise_sd**2 * np.einsum("ij,nrjk,nrki->nr", sigma_u, M, Ainv)
             mean = (bias + var).mean(axis=1)
             out[start : start + chunk][ok] = np.where(np.isfinite(mean), mean, math.inf)
         return out
@@ -327,8 +329,8 @@ def optimal_lambda_conditional(
     G_stack_u: np.ndarray,
     m: int,
     degree: int,
-    scaling: str,
     *,
+    scaling: str,
     x: XDistribution,
     intercept: float,
     slope: float,
@@ -380,18 +382,21 @@ def design_grams(design: Design, m: int, degree: int, n: int = DESIGNS_FOR_TUNIN
     grams = []
     block = got = 0
     while got < n and block < design.n_blocks:
-        S, _ = block_power_sums(design, m, block, degree, first=n - got, noise=False)
-        grams.append(S[:, hankel_index(degree)])
-        got += S.shape[0]
+        power_sums, _ = block_power_sums(design, m, block, degree, first=n - got, noise=False)
+        grams.append(power_sums[:, hankel_index(degree)])
+        got += power_sums.shape[0]
         block += 1
     return np.concatenate(grams)
 
 
 def _kw(design: Design) -> dict:
     return dict(
-        x=design.x, intercept=design.intercept, slope=design.slope,
-        noise_sd=design.noise_sd, penalize_intercept=design.penalize_intercept,
-    )  # fmt: skip
+        x=design.x,
+        intercept=design.intercept,
+        slope=design.slope,
+        noise_sd=design.noise_sd,
+        penalize_intercept=design.penalize_intercept,
+    )
 
 
 def tuning_table(design: Design) -> pd.DataFrame:
@@ -400,16 +405,16 @@ def tuning_table(design: Design) -> pd.DataFrame:
     for k in design.degree:
         limit = optimal_alpha_limit(k, **_kw(design))
         for m in design.m:
-            cond = optimal_lambda_conditional(design_grams(design, m, k), m, k, "m", **_kw(design))
-            asym = optimal_lambda_asymptotic(m, k, "m", **_kw(design))
+            grams = design_grams(design, m, k)
+            cond = optimal_lambda_conditional(grams, m, k, scaling="m", **_kw(design))
+            asym = optimal_lambda_asymptotic(m, k, scaling="m", **_kw(design))
             for method, tuned in (("conditional", cond), ("asymptotic", asym)):
+                optimum = {"alpha_opt": tuned.alpha, "risk_opt": tuned.risk}
+                optimum |= {"boundary": tuned.boundary or "", "alpha_limit": limit}
                 for s in design.scaling:
-                    rows.append({
-                        "m": m, "degree": k, "scaling": s, "method": method,
-                        "lambda_opt": lam_from_alpha(tuned.alpha, m=m, degree=k, scaling=s),
-                        "alpha_opt": tuned.alpha, "risk_opt": tuned.risk,
-                        "boundary": tuned.boundary or "", "alpha_limit": limit,
-                    })  # fmt: skip
+                    lam_opt = lam_from_alpha(tuned.alpha, m=m, degree=k, scaling=s)
+                    cell = {"m": m, "degree": k, "scaling": s, "method": method}
+                    rows.append({**cell, "lambda_opt": lam_opt, **optimum})
     return pd.DataFrame(rows, columns=TUNING_COLUMNS)
 
 
@@ -422,29 +427,25 @@ def transfer_table(design: Design, tuning: pd.DataFrame) -> pd.DataFrame:
     rows = []
     cond = tuning[tuning.method == "conditional"]
     keys = zip(cond.m, cond.degree, cond.scaling, strict=True)
-    best = {key: (lam, risk) for key, lam, risk in zip(keys, cond.lambda_opt, cond.risk_opt,
-                                                        strict=True)}  # fmt: skip
+    best = dict(zip(keys, zip(cond.lambda_opt, cond.risk_opt, strict=True), strict=True))
+    line = dict(intercept=design.intercept, slope=design.slope)
     for k in design.degree:
-        basis = standard_basis(
-            design.x, k, intercept=design.intercept, slope=design.slope,
-            penalize_intercept=design.penalize_intercept,
-        )  # fmt: skip
+        basis = standard_basis(design.x, k, **line, penalize_intercept=design.penalize_intercept)
         pairs = [(m0, s) for m0, s in itertools.product(design.m, design.scaling) if m0 > k + 2]
         for m in design.m:
             if m <= k + 2 or not pairs:
                 continue
             lams = [float(best[(m0, k, s)][0]) for m0, s in pairs]
-            alphas = np.array([scaling_alpha(lam, m=m, degree=k, scaling=s)
-                               for lam, (_, s) in zip(lams, pairs, strict=True)])  # fmt: skip
+            tuned = zip(lams, (s for _, s in pairs), strict=True)
+            alphas = np.array([scaling_alpha(lam, m=m, degree=k, scaling=s) for lam, s in tuned])
             # every (m0, scaling) at this m in one batched evaluation
             risks = conditional_risk(
                 design_grams(design, m, k), alphas, basis=basis, noise_sd=design.noise_sd
             )
             for (m0, s), lam, a, risk in zip(pairs, lams, alphas, risks, strict=True):
                 risk_opt = float(best[(m, k, s)][1])
-                rows.append({
-                    "m0": m0, "m": m, "degree": k, "scaling": s, "lambda": lam, "alpha": a,
-                    "risk": risk, "risk_opt": risk_opt, "risk_ratio": risk / risk_opt,
-                })  # fmt: skip
+                row = {"m0": m0, "m": m, "degree": k, "scaling": s, "lambda": lam, "alpha": a}
+                row |= {"risk": risk, "risk_opt": risk_opt, "risk_ratio": risk / risk_opt}
+                rows.append(row)
     rows.sort(key=lambda r: (r["degree"], r["scaling"], r["m0"], r["m"]))
     return pd.DataFrame(rows, columns=TRANSFER_COLUMNS)

@@ -21,11 +21,9 @@ from conftest import ROOT, run_cli, small_design
 @pytest.fixture(scope="module")
 def large_m_results(tmp_path_factory):
     """m up to 10,000, every scaling: the large-m theory must hold at the largest m."""
-    raw = small_design(**{
-        "name": "large-m", "replications": 2000, "block_size": 500,
-        "grid.m": [200, 2000, 10000], "grid.degree": [1, 2, 3],
-        "grid.lambda": [0.0, 0.1, 1.0], "output.keep_draws": 0,
-    })  # fmt: skip
+    grid = {"grid.m": [200, 2000, 10000], "grid.degree": [1, 2, 3], "grid.lambda": [0.0, 0.1, 1.0]}
+    run = {"name": "large-m", "replications": 2000, "block_size": 500, "output.keep_draws": 0}
+    raw = small_design(**run, **grid)
     out = tmp_path_factory.mktemp("large") / "large-m"
     simulate(design_from_dict(raw), out, jobs=2, progress=False)
     return out
@@ -83,8 +81,8 @@ def test_check_cli_refuses_a_folder_without_results(tmp_path):
 def test_infinite_moment_cells_are_flagged_and_heavy_tailed(smoke_results):
     summary = pd.read_csv(smoke_results / "summary.csv")
     ok = summary[summary.status == "ok"]
-    order = np.array([finite_moment_order(m, k, lam) for m, k, lam in
-                      zip(ok.m, ok.degree, ok["lambda"], strict=True)])  # fmt: skip
+    cells = zip(ok.m, ok.degree, ok["lambda"], strict=True)
+    order = np.array([finite_moment_order(m, k, lam) for m, k, lam in cells])
     np.testing.assert_array_equal(ok.finite_moments.to_numpy(), order)
     # no finite variance: the sample kurtosis is huge; plenty of moments: it is small
     assert (ok["kurtosis"][order <= 2] > 20).all()
@@ -106,8 +104,9 @@ def test_finite_moment_order_examples():
 
 def _theory_rows(results, scaling, coef, degree=2, lam=1.0):
     s = pd.read_csv(results / "summary.csv")
-    return s[(s.scaling == scaling) & (s.coef == coef) & (s.degree == degree)
-             & (s["lambda"] == lam)].sort_values("m")  # fmt: skip
+    return s[
+        (s.scaling == scaling) & (s.coef == coef) & (s.degree == degree) & (s["lambda"] == lam)
+    ].sort_values("m")
 
 
 def test_bias_regimes_in_the_simulation(large_m_results):
@@ -157,8 +156,8 @@ def test_transfer_table(large_m_results):
 def test_default_design_agrees_with_theory(tmp_path):
     """The study the report is built from: tens of thousands of comparisons must pass."""
     out = tmp_path / "default"
-    run_cli("simulate", ROOT / "simulations" / "default.toml", "--out", out, "--jobs", "2",
-            "--quiet", check=True)  # fmt: skip
+    design = ROOT / "simulations" / "default.toml"
+    run_cli("simulate", design, "--out", out, "--jobs", "2", "--quiet", check=True)
     result = check(out)
     assert result.n_z > 5000
     assert result.ok, result.summary_line()

@@ -479,11 +479,9 @@ def test_accepted_designs_have_finite_alpha_and_change_of_basis(
     x = _normal(mean, sd) if normal else _uniform(low, low + width)
     if not normal:
         assume(x["high"] > x["low"])
-    raw = small_design(**{
-        "dgp.x": x, "dgp.intercept": intercept, "dgp.slope": slope,
-        "dgp.noise_sd": noise_sd, "grid.m": m, "grid.degree": degree, "grid.lambda": lam,
-        "grid.scaling": scaling, "replications": 2, "output.keep_draws": 0,
-    })  # fmt: skip
+    dgp = {"dgp.x": x, "dgp.intercept": intercept, "dgp.slope": slope, "dgp.noise_sd": noise_sd}
+    grid = {"grid.m": m, "grid.degree": degree, "grid.lambda": lam, "grid.scaling": scaling}
+    raw = small_design(**dgp, **grid, replications=2, **{"output.keep_draws": 0})
     try:
         design = design_from_dict(raw, "d.toml")
     except DesignError as exc:

@@ -48,9 +48,11 @@ def test_summary_equals_direct_numpy_on_all_draws(tmp_path):
                     w = coefs[i_l, i_s]
                     true = design.true_coefficients_of(k)
                     rows = summary[
-                        (summary.m == m) & (summary.degree == k) & (summary["lambda"] == lam)
+                        (summary.m == m)
+                        & (summary.degree == k)
+                        & (summary["lambda"] == lam)
                         & (summary.scaling == scaling)
-                    ].sort_values("coef")  # fmt: skip
+                    ].sort_values("coef")
                     err = w - true
                     dev = w - w.mean(axis=0)
                     S2 = w.var(axis=0, ddof=1)
@@ -82,8 +84,9 @@ def test_summary_equals_direct_numpy_on_all_draws(tmp_path):
 def test_engine_equals_a_loop_over_fit_polynomial_ridge(tmp_path, low, high):
     """Same random streams, fitted one data set at a time with the public function: the
     pencil path ([−1, 1], [0, 10]) and the direct path ([2, 3]) of the engine, m ≤ k included."""
-    raw = small_design(**{"output.keep_draws": 60, "dgp.x": {
-        "distribution": "uniform", "low": low, "high": high}})  # fmt: skip
+    raw = small_design(
+        **{"output.keep_draws": 60, "dgp.x": {"distribution": "uniform", "low": low, "high": high}}
+    )
     design, out = _run(tmp_path, raw)
     draws = load_npz(out / "draws.npz")
     risk = pd.read_csv(out / "risk.csv")
@@ -114,21 +117,25 @@ def test_engine_equals_a_loop_over_fit_polynomial_ridge(tmp_path, low, high):
                     curves = np.polynomial.polynomial.polyval(grid, (loop - true).T)
                     r_loop = np.trapezoid(curves**2, grid, axis=-1) / (high - low)
                     row = risk[
-                        (risk.m == m) & (risk.degree == k) & (risk["lambda"] == lam)
+                        (risk.m == m)
+                        & (risk.degree == k)
+                        & (risk["lambda"] == lam)
                         & (risk.scaling == scaling)
-                    ]  # fmt: skip
+                    ]
                     np.testing.assert_allclose(row.risk.item(), r_loop.mean(), rtol=1e-4)
 
 
 @pytest.mark.parametrize(
-    "x", [{"distribution": "uniform", "low": 0.0, "high": 10.0},
-          {"distribution": "normal", "mean": 3.0, "sd": 2.0}]
-)  # fmt: skip
+    "x",
+    [
+        {"distribution": "uniform", "low": 0.0, "high": 10.0},
+        {"distribution": "normal", "mean": 3.0, "sd": 2.0},
+    ],
+)
 def test_degree_ten_against_high_precision(x):
     """Degree 10 away from [−1, 1]: engine fits against 50-digit arithmetic."""
-    raw = small_design(**{"grid.m": [200], "grid.degree": [10], "grid.lambda": [0.0, 1.0],
-                          "dgp.x": x, "replications": 4, "block_size": 4,
-                          "output.keep_draws": 4})  # fmt: skip
+    changes = {"grid.m": [200], "grid.degree": [10], "grid.lambda": [0.0, 1.0], "dgp.x": x}
+    raw = small_design(**changes, replications=4, block_size=4, **{"output.keep_draws": 4})
     design = design_from_dict(raw)
     result = run_task(design, 200, 0)
     xs, ys = draw_block_data(design, 200, 0)
@@ -268,11 +275,12 @@ def test_all_alpha_pencil_equals_per_alpha_solves(m, degree):
     from study.basis import hankel_index
     from study.engine import _quantities, _quantities_direct, alpha_grid, degree_setup
 
-    raw = small_design(**{"grid.m": [m], "grid.degree": [degree],
-                          "grid.lambda": [0.0, 0.003, 0.1, 1.0, 30.0]})  # fmt: skip
+    raw = small_design(
+        **{"grid.m": [m], "grid.degree": [degree], "grid.lambda": [0.0, 0.003, 0.1, 1.0, 30.0]}
+    )
     design = design_from_dict(raw)
-    S, T = __import__("study.dgp", fromlist=["x"]).block_power_sums(design, m, 0, degree)
-    G, b = S[:, hankel_index(degree)], T[:, : degree + 1]
+    power_sums, T = __import__("study.dgp", fromlist=["x"]).block_power_sums(design, m, 0, degree)
+    G, b = power_sums[:, hankel_index(degree)], T[:, : degree + 1]
     setup = degree_setup(design, degree)
     alphas = np.unique(alpha_grid(design, m, degree))
     if m <= degree:
@@ -290,12 +298,18 @@ def test_checkpoint_packing_round_trips():
     from study.store import CheckpointError, pack_checkpoint, unpack_checkpoint
 
     rng = np.random.default_rng(0)
-    arrays = {"a": rng.normal(size=(3, 4, 5)), "n": np.arange(7, dtype=np.int64),
-              "s": np.array(1.5), "empty": np.zeros((2, 0, 3))}  # fmt: skip
+    arrays = {
+        "a": rng.normal(size=(3, 4, 5)),
+        "n": np.arange(7, dtype=np.int64),
+        "s": np.array(1.5),
+        "empty": np.zeros((2, 0, 3)),
+    }
     data = pack_checkpoint(arrays, design_hash="ab" * 32, task=(10, 2))
     back = unpack_checkpoint(data, design_hash="ab" * 32, task=(10, 2))
-    for wrong in ({"design_hash": "cd" * 32, "task": (10, 2)},
-                  {"design_hash": "ab" * 32, "task": (10, 3)}):  # fmt: skip
+    for wrong in (
+        {"design_hash": "cd" * 32, "task": (10, 2)},
+        {"design_hash": "ab" * 32, "task": (10, 3)},
+    ):
         with pytest.raises(CheckpointError):
             unpack_checkpoint(data, **wrong)
     assert back.keys() == arrays.keys()
@@ -314,12 +328,15 @@ def test_huge_data_sets_are_drawn_in_pieces_with_the_same_numbers(monkeypatch):
     )
     design = design_from_dict(raw)
     monkeypatch.setattr("study.dgp.MAX_PIECE", 7)
-    S, T = block_power_sums(design, 50, 1, 3)
+    power_sums, T = block_power_sums(design, 50, 1, 3)
     x, y = draw_block_data(design, 50, 1)
     u = (x - design.x.center) / design.x.scale
-    np.testing.assert_allclose(S, np.stack([(u**p).sum(1) for p in range(7)], 1), rtol=1e-12)
-    np.testing.assert_allclose(T, np.stack([(u**p * y).sum(1) for p in range(4)], 1),
-                               rtol=1e-11, atol=1e-11)  # fmt: skip
+    np.testing.assert_allclose(
+        power_sums, np.stack([(u**p).sum(1) for p in range(7)], 1), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        T, np.stack([(u**p * y).sum(1) for p in range(4)], 1), rtol=1e-11, atol=1e-11
+    )
 
 
 def test_fit_batches_merge_to_the_same_moments(monkeypatch, tmp_path):
@@ -331,39 +348,50 @@ def test_fit_batches_merge_to_the_same_moments(monkeypatch, tmp_path):
     a, b = pd.read_csv(whole / "summary.csv"), pd.read_csv(batched / "summary.csv")
     num = a.select_dtypes("number").columns
     np.testing.assert_allclose(a[num].to_numpy(), b[num].to_numpy(), rtol=1e-9, atol=1e-13)
-    np.testing.assert_array_equal(load_npz(whole / "draws.npz")["coef_k2"],
-                                  load_npz(batched / "draws.npz")["coef_k2"])  # fmt: skip
+    np.testing.assert_array_equal(
+        load_npz(whole / "draws.npz")["coef_k2"], load_npz(batched / "draws.npz")["coef_k2"]
+    )
 
 
-@pytest.mark.parametrize("x", [{"distribution": "uniform", "low": 0.0, "high": 3.0},
-                               {"distribution": "normal", "mean": 1.0, "sd": 2.0}])  # fmt: skip
+@pytest.mark.parametrize(
+    "x",
+    [
+        {"distribution": "uniform", "low": 0.0, "high": 3.0},
+        {"distribution": "normal", "mean": 1.0, "sd": 2.0},
+    ],
+)
 def test_designs_alone_are_the_simulations_designs(x, monkeypatch):
     """The tuning's designs (the first data sets of a block, x stream only, no noise drawn)
     are bit for bit those the simulation fitted, also when drawn in pieces."""
     from study.dgp import block_power_sums
 
-    design = design_from_dict(small_design(**{"dgp.x": x, "replications": 60,
-                                              "block_size": 30}))  # fmt: skip
+    design = design_from_dict(small_design(**{"dgp.x": x, "replications": 60, "block_size": 30}))
     monkeypatch.setattr("study.dgp.CHUNK_ELEMENTS", 50)  # several chunks per block
     for m, first in ((8, 11), (40, 30), (40, 100)):
-        S_all, _ = block_power_sums(design, m, 1, 3)
-        S, T = block_power_sums(design, m, 1, 3, first=first, noise=False)
-        assert T is None and S.shape[0] == min(first, 30)
-        np.testing.assert_array_equal(S, S_all[:first])
+        all_sums, _ = block_power_sums(design, m, 1, 3)
+        power_sums, T = block_power_sums(design, m, 1, 3, first=first, noise=False)
+        assert T is None and power_sums.shape[0] == min(first, 30)
+        np.testing.assert_array_equal(power_sums, all_sums[:first])
     monkeypatch.setattr("study.dgp.MAX_PIECE", 7)
-    S, _ = block_power_sums(design, 40, 0, 3, first=4, noise=False)
-    np.testing.assert_allclose(S, block_power_sums(design, 40, 0, 3)[0][:4], rtol=1e-13)
+    power_sums, _ = block_power_sums(design, 40, 0, 3, first=4, noise=False)
+    np.testing.assert_allclose(power_sums, block_power_sums(design, 40, 0, 3)[0][:4], rtol=1e-13)
 
 
-@pytest.mark.parametrize("x", [{"distribution": "uniform", "low": -1.0, "high": 1.0},
-                               {"distribution": "uniform", "low": 0.0, "high": 10.0}])  # fmt: skip
+@pytest.mark.parametrize(
+    "x",
+    [
+        {"distribution": "uniform", "low": -1.0, "high": 1.0},
+        {"distribution": "uniform", "low": 0.0, "high": 10.0},
+    ],
+)
 def test_compiled_kernel_gives_the_numpy_paths_results(tmp_path, monkeypatch, x):
     """A whole run through the compiled kernel against the same run through the NumPy path
     it replaced: every column of summary.csv and risk.csv, and the kept draws."""
     import study.engine
 
-    raw = small_design(**{"dgp.x": x, "grid.degree": [1, 2, 5], "output.keep_draws": 25,
-                          "dgp.noise_sd": 0.7})  # fmt: skip
+    raw = small_design(
+        **{"dgp.x": x, "grid.degree": [1, 2, 5], "output.keep_draws": 25, "dgp.noise_sd": 0.7}
+    )
     compiled, batches = study.engine._fit_compiled, []
 
     def spy(*args):
@@ -384,8 +412,9 @@ def test_compiled_kernel_gives_the_numpy_paths_results(tmp_path, monkeypatch, x)
             # are rounding noise (up to 1e-10 where m is close to the degree)
             finite = b[col].to_numpy()[np.isfinite(b[col].to_numpy())]
             scale = np.abs(finite).max() if finite.size else 1.0
-            np.testing.assert_allclose(a[col], b[col], rtol=1e-8, atol=1e-8 * scale,
-                                       err_msg=f"{name}: {col}")  # fmt: skip
+            np.testing.assert_allclose(
+                a[col], b[col], rtol=1e-8, atol=1e-8 * scale, err_msg=f"{name}: {col}"
+            )
         for col in ("scaling", "status"):
             assert a[col].equals(b[col])
     da, db = load_npz(fast / "draws.npz"), load_npz(slow / "draws.npz")

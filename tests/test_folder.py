@@ -165,11 +165,8 @@ def test_the_home_folder_is_refused(tmp_path, design_file):
     home.mkdir()
     (home / ".bashrc").write_text("# mine\n")
     env = {**os.environ, "HOME": str(home)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "study", "simulate", str(design_file), "--out", str(home),
-         "--fresh", "--quiet"],
-        capture_output=True, text=True, env=env,
-    )  # fmt: skip
+    cmd = [sys.executable, "-m", "study", "simulate", str(design_file), "--out", str(home)]
+    proc = subprocess.run([*cmd, "--fresh", "--quiet"], capture_output=True, text=True, env=env)
     assert proc.returncode == 2 and "home folder" in one_line(proc.stderr)
     assert [p.name for p in home.iterdir()] == [".bashrc"]
 
@@ -221,17 +218,18 @@ def _damage(kind: str, path: Path, tmp_path: Path, design_file: Path) -> None:
         path.write_bytes(b"")
     elif kind == "garbled":
         middle = len(data) // 2
-        path.write_bytes(data[:middle] + bytes(b ^ 0x5A for b in data[middle : middle + 64])
-                         + data[middle + 64 :])  # fmt: skip
+        garbled = bytes(b ^ 0x5A for b in data[middle : middle + 64])
+        path.write_bytes(data[:middle] + garbled + data[middle + 64 :])
     elif kind == "other task":
         sibling = sorted(p for p in path.parent.glob("m2000-b*.ckpt") if p != path)[0]
         path.write_bytes(sibling.read_bytes())
     elif kind == "other design":
-        raw = small_design(**{"replications": 70, "grid.m": [5, 2000], "seed": 7,
-                              "output.keep_draws": 5})  # fmt: skip
+        raw = small_design(
+            **{"replications": 70, "grid.m": [5, 2000], "seed": 7, "output.keep_draws": 5}
+        )
         other = tmp_path / "other"
-        run_cli("simulate", write_design(tmp_path / "o.toml", raw), "--out", other, "--quiet",
-                check=True)  # fmt: skip
+        other_file = write_design(tmp_path / "o.toml", raw)
+        run_cli("simulate", other_file, "--out", other, "--quiet", check=True)
         path.write_bytes((other / "checkpoints" / path.name).read_bytes())
     elif kind == "other engine version":
         raw = json.loads((path.parent.parent / "manifest.json").read_text())["design"]
@@ -296,11 +294,9 @@ def _session_processes(sid: int) -> list[int]:
 
 
 def _start(design_file, out, *extra) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "study", "simulate", str(design_file), "--out", str(out),
-         "--quiet", *map(str, extra)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+    cmd = [sys.executable, "-m", "study", "simulate", str(design_file), "--out", str(out)]
+    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([*cmd, "--quiet", *map(str, extra)], **pipes, start_new_session=True)
 
 
 def _wait_for_checkpoints(out: Path, n: int, proc: subprocess.Popen, timeout=120) -> None:
@@ -395,9 +391,10 @@ def test_a_killed_worker_ends_the_run_with_one_line(tmp_path, long_design):
     proc = _start(path, out, "--jobs", "2")
     _wait_for_checkpoints(out, 2, proc)
     workers = [
-        pid for pid in _session_processes(proc.pid)
+        pid
+        for pid in _session_processes(proc.pid)
         if b"popen_loky_posix" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]  # fmt: skip
+    ]
     assert len(workers) == 2, "the two loky workers were not found"
     os.kill(workers[0], signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=120)
@@ -461,8 +458,8 @@ def test_check_refuses_folders_whose_files_disagree(tmp_path, reference, design_
     cases["truncated"] = out
     out = copy_of(reference, tmp_path / "mixed")
     other = tmp_path / "other"
-    run_cli("simulate", write_design(tmp_path / "o.toml", small_design(seed=5)), "--out", other,
-            "--quiet", check=True)  # fmt: skip
+    other_file = write_design(tmp_path / "o.toml", small_design(seed=5))
+    run_cli("simulate", other_file, "--out", other, "--quiet", check=True)
     shutil.copy(other / "risk.csv", out / "risk.csv")
     cases["mixed"] = out
     out = copy_of(reference, tmp_path / "no-manifest")
@@ -502,8 +499,8 @@ def test_check_fails_on_cells_with_impossible_values(tmp_path, reference):
 
     out = copy_of(reference, tmp_path)
     summary = pd.read_csv(out / "summary.csv")
-    row = summary.index[(summary.m == 2000) & (summary.degree == 2) & (summary["lambda"] == 0.5)
-                        & (summary.scaling == "k") & (summary.coef == 1)][0]  # fmt: skip
+    cell = (summary.m == 2000) & (summary.degree == 2) & (summary["lambda"] == 0.5)
+    row = summary.index[cell & (summary.scaling == "k") & (summary.coef == 1)][0]
     summary.loc[row, "status"] = "negative variance"
     (out / "summary.csv").write_text(to_csv(summary))
     result = check(out)
@@ -519,14 +516,18 @@ def test_impossible_values_get_a_status_other_than_ok():
     from study.summary import _flag_impossible
 
     frame = pd.DataFrame(
-        {"status": ["ok", "ok", "ok", "not identifiable", "ok"], "n": [10, 10, 10, 0, 1],
-         "alpha": [1.0, np.inf, 1.0, 1.0, 1.0], "risk": [0.1, 0.1, -1e-3, np.nan, np.nan],
-         "risk_mcse": 0.01, "risk_rb": [0.1, 0.1, 0.1, np.nan, np.nan]}
-    )  # fmt: skip
+        {
+            "status": ["ok", "ok", "ok", "not identifiable", "ok"],
+            "n": [10, 10, 10, 0, 1],
+            "alpha": [1.0, np.inf, 1.0, 1.0, 1.0],
+            "risk": [0.1, 0.1, -1e-3, np.nan, np.nan],
+            "risk_mcse": 0.01,
+            "risk_rb": [0.1, 0.1, 0.1, np.nan, np.nan],
+        }
+    )
     _flag_impossible(frame, "risk")
-    assert frame.status.tolist() == [
-        "ok", "non-finite", "negative variance", "not identifiable", "ok",
-    ]  # fmt: skip
+    expected = ["ok", "non-finite", "negative variance", "not identifiable", "ok"]
+    assert frame.status.tolist() == expected
 
 
 # --- any damage: recovered byte-identically or refused in one line ---------------------------
@@ -543,8 +544,8 @@ def mutation_base(tmp_path_factory) -> tuple[Path, Path, tuple[int, str]]:
     """A tiny design, its finished results, and the exit status and verdict line of
     `study check` on them."""
     folder = tmp_path_factory.mktemp("mutation")
-    raw = small_design(**{"replications": 30, "block_size": 20, "grid.m": [6, 30],
-                          "grid.degree": [1, 2], "output.keep_draws": 3})  # fmt: skip
+    grid = {"grid.m": [6, 30], "grid.degree": [1, 2]}
+    raw = small_design(replications=30, block_size=20, **grid, **{"output.keep_draws": 3})
     path = write_design(folder / "tiny.toml", raw)
     out = folder / "ref"
     run_cli("simulate", path, "--out", out, "--quiet", check=True)
@@ -604,12 +605,13 @@ BOMBS = {
     "many lambdas": ({"grid.lambda": [i / 1000 for i in range(100_000)]}, "grid.lambda"),
     "tiny blocks": ({"replications": 4000, "block_size": 1}, "block_size"),
     "huge lambda": ({"grid.lambda": [0.0, 1e308]}, "grid.lambda"),
-    "far x range": ({"dgp.x": {"distribution": "uniform", "low": 1e6, "high": 1e6 + 1}},
-                    "dgp.x"),
-    "extreme x range": ({"dgp.x": {"distribution": "uniform", "low": -1.7e308,
-                                   "high": 1.7e308}}, "dgp.x"),
+    "far x range": ({"dgp.x": {"distribution": "uniform", "low": 1e6, "high": 1e6 + 1}}, "dgp.x"),
+    "extreme x range": (
+        {"dgp.x": {"distribution": "uniform", "low": -1.7e308, "high": 1.7e308}},
+        "dgp.x",
+    ),
     "huge noise": ({"dgp.noise_sd": 1e200}, "dgp.noise_sd"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", BOMBS)

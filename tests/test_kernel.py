@@ -77,21 +77,20 @@ CASES = [
 def test_kernel_equals_direct_solves(x, m, degree, pen, tol):
     """Means and co-moment sums of every quantity, and the kept ŵ, against an LU solve of
     (G + αP) per α on the same data, summarised by CoMoments.from_samples."""
-    raw = small_design(**{"dgp.x": x, "grid.m": [m], "grid.degree": [degree],
-                          "grid.penalize_intercept": pen, "replications": 300,
-                          "dgp.noise_sd": 0.7,
-                          "block_size": 300,
-                          "grid.lambda": [0.0, 0.003, 0.1, 1.0, 30.0]})  # fmt: skip
+    grid = {"grid.m": [m], "grid.degree": [degree], "grid.lambda": [0.0, 0.003, 0.1, 1.0, 30.0]}
+    grid["grid.penalize_intercept"] = pen
+    dgp = {"dgp.x": x, "dgp.noise_sd": 0.7}
+    raw = small_design(**grid, **dgp, replications=300, block_size=300)
     design = design_from_dict(raw)
-    S, T = block_power_sums(design, m, 0, degree)
+    power_sums, T = block_power_sums(design, m, 0, degree)
     setup = degree_setup(design, degree)
     assert setup.use_pencil
     alphas = np.unique(alpha_grid(design, m, degree))
     if m <= degree:
         alphas = alphas[alphas > 0]
-    fast = _fit_compiled(S, T, setup, alphas, design.noise_sd, 9)
+    fast = _fit_compiled(power_sums, T, setup, alphas, design.noise_sd, 9)
     assert fast is not None
-    G, b = S[:, hankel_index(degree)], T[:, : degree + 1]
+    G, b = power_sums[:, hankel_index(degree)], T[:, : degree + 1]
     parts = [_quantities_direct(G, b, setup, a, design.noise_sd) for a in alphas]
     coef, risk, w_hat = (np.stack([q[i] for q in parts], axis=1) for i in range(3))
     for f, q in ((fast[0], coef), (fast[1], risk)):
@@ -104,33 +103,33 @@ def test_kernel_equals_direct_solves(x, m, degree, pen, tol):
         assert np.all(np.abs(f.mean - ref.mean) <= tol * scale)
         sd = np.sqrt(np.diagonal(ref.M, axis1=-2, axis2=-1).max(axis=cells))
         assert np.all(np.abs(f.M - ref.M) <= tol * np.outer(sd, sd))
-    np.testing.assert_array_equal(fast[2], np.full(alphas.size, S.shape[0]))
+    np.testing.assert_array_equal(fast[2], np.full(alphas.size, power_sums.shape[0]))
     np.testing.assert_allclose(fast[3], w_hat[:9], rtol=tol, atol=tol * np.abs(w_hat).max())
 
 
-def _kernel_status(S, T, setup, alphas):
+def _kernel_status(power_sums, T, setup, alphas):
     k, A, p = setup.degree, alphas.size, setup.degree + 1
-    return pencil_moments(
-        np.ascontiguousarray(S[:, : 2 * k + 1].T), np.ascontiguousarray(T[:, :p].T),
-        _shift(alphas), alphas, setup.P, np.ascontiguousarray(setup.F), setup.B,
-        setup.B_is_identity, setup.v_star, setup.w_star, setup.sigma_u, 1.0, 0,
-        np.empty((A, p, 5)), np.empty((A, p, 5, 5)), np.empty((A, 3)), np.empty((A, 3, 3)),
-        np.empty((0, A, p)),
-    )  # fmt: skip
+    c = np.ascontiguousarray
+    sums = (c(power_sums[:, : 2 * k + 1].T), c(T[:, :p].T))
+    penalty = (_shift(alphas), alphas, setup.P, c(setup.F))
+    dgp = (setup.v_star, setup.w_star, setup.sigma_u, 1.0)
+    out = [np.empty(shape) for shape in ((A, p, 5), (A, p, 5, 5), (A, 3), (A, 3, 3), (0, A, p))]
+    return pencil_moments(*sums, *penalty, setup.B, setup.B_is_identity, *dgp, 0, *out)
 
 
 def test_kernel_declines_and_the_numpy_path_takes_over():
     """A singular G (λ = 0 asked for) and a non-finite sum are reported, and
     the batch is then fitted by the NumPy path, which masks the failed data sets."""
-    raw = small_design(**{"grid.m": [10], "grid.degree": [2], "replications": 20,
-                          "block_size": 20})  # fmt: skip
+    raw = small_design(
+        **{"grid.m": [10], "grid.degree": [2], "replications": 20, "block_size": 20}
+    )
     design = design_from_dict(raw)
-    S, T = block_power_sums(design, 10, 0, 2)
+    power_sums, T = block_power_sums(design, 10, 0, 2)
     setup = degree_setup(design, 2)
     alphas = np.unique(alpha_grid(design, 10, 2))
-    assert alphas[0] == 0 and _kernel_status(S, T, setup, alphas) == OK
+    assert alphas[0] == 0 and _kernel_status(power_sums, T, setup, alphas) == OK
 
-    singular = S.copy()
+    singular = power_sums.copy()
     # a Gram matrix of zeros: singular in floating point too, so that LU fails on every
     # machine (ten points at one u are singular only in exact arithmetic, and whether LU
     # then fails depends on how the BLAS rounds)
@@ -138,14 +137,14 @@ def test_kernel_declines_and_the_numpy_path_takes_over():
     assert _kernel_status(singular, T, setup, alphas) == NOT_POSITIVE_DEFINITE
     infinite = T.copy()
     infinite[5, 1] = np.inf
-    assert _kernel_status(S, infinite, setup, alphas) == NOT_FINITE
-    top = S.copy()
+    assert _kernel_status(power_sums, infinite, setup, alphas) == NOT_FINITE
+    top = power_sums.copy()
     top[7, 4] = np.inf  # Σu⁴ enters only G[2, 2]: the fit would come out "finite"
     assert _kernel_status(top, T, setup, alphas) == NOT_FINITE
 
-    for S_, T_ in ((singular, T), (S, infinite)):
-        coef, risk, ok_count, kept = _fit_in_batches(S_, T_, setup, alphas, 1.0, 6)
-        ref = _fit_numpy(S_[:, hankel_index(2)], T_[:, :3], setup, alphas, 1.0, 6)
+    for bad_sums, bad_T in ((singular, T), (power_sums, infinite)):
+        coef, risk, ok_count, kept = _fit_in_batches(bad_sums, bad_T, setup, alphas, 1.0, 6)
+        ref = _fit_numpy(bad_sums[:, hankel_index(2)], bad_T[:, :3], setup, alphas, 1.0, 6)
         np.testing.assert_array_equal(coef.mean, ref[0].mean)
         np.testing.assert_array_equal(risk.M, ref[1].M)
         np.testing.assert_array_equal(ok_count, ref[2])
@@ -165,12 +164,13 @@ def test_kernel_is_exact_under_scaling_by_powers_of_two(power):
     eigenvalues must scale exactly by 2^∓660 and the fits not change at all. Unless each
     matrix is rescaled before the Jacobi sweeps, their convergence test overflows (or
     underflows) at these scales and stops early."""
-    raw = small_design(**{"grid.m": [30], "grid.degree": [4], "replications": 40,
-                          "block_size": 40})  # fmt: skip
+    raw = small_design(
+        **{"grid.m": [30], "grid.degree": [4], "replications": 40, "block_size": 40}
+    )
     design = design_from_dict(raw)
-    S, T = block_power_sums(design, 30, 0, 4)
+    power_sums, T = block_power_sums(design, 30, 0, 4)
     setup = degree_setup(design, 4)
-    St, Tt = np.ascontiguousarray(S.T), np.ascontiguousarray(T.T)
+    St, Tt = np.ascontiguousarray(power_sums.T), np.ascontiguousarray(T.T)
     f = 2.0**power
     args = (np.ascontiguousarray(setup.F), setup.B, setup.v_star, setup.sigma_u)
     plain = _factorise(St, Tt, 0.5, setup.P, *args)
@@ -217,10 +217,9 @@ def test_a_run_that_compiles_the_kernel_equals_one_that_loads_it(tmp_path):
         if cache is not None:
             env["NUMBA_CACHE_DIR"] = str(cache)
         outs[name] = tmp_path / name
+        cmd = [sys.executable, "-m", "study", "simulate", str(ROOT / "simulations" / "smoke.toml")]
         subprocess.run(
-            [sys.executable, "-m", "study", "simulate", str(ROOT / "simulations" / "smoke.toml"),
-             "--out", str(outs[name]), "--quiet", "--jobs", "2"],
-            env=env, check=True,
-        )  # fmt: skip
+            [*cmd, "--out", str(outs[name]), "--quiet", "--jobs", "2"], env=env, check=True
+        )
     for f in ("summary.csv", "risk.csv", "draws.npz"):
         assert (outs["cold"] / f).read_bytes() == (outs["warm"] / f).read_bytes(), f

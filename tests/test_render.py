@@ -10,15 +10,17 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from matplotlib.figure import Figure
 
+from study import render as render_mod
+from study.render import RenderError, expand_shortcodes, render
+
+from conftest import ROOT
+
+# the report extra is needed to render, not to import study.render: skip the module without it
 pytest.importorskip("pypandoc", reason="report extra (pypandoc-binary) not installed")
 pytest.importorskip("typst", reason="report extra (typst) not installed")
 pytest.importorskip("yaml", reason="report extra (PyYAML) not installed")
-
-from study import render as render_mod  # noqa: E402
-from study.render import RenderError, expand_shortcodes, render  # noqa: E402
-
-from conftest import ROOT  # noqa: E402
 
 QUARTO_YML = """\
 project:
@@ -95,20 +97,13 @@ By @eq-mse and @sec-aims, the answer follows.
 
 
 def _figures(directory: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     directory.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(3, 2))
-    ax.plot([0, 1, 2], [0, 1, 4])
+    fig = Figure(figsize=(3, 2))
+    fig.subplots().plot([0, 1, 2], [0, 1, 4])
     fig.savefig(directory / "curve.svg")
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(3, 2))
-    ax.bar(["a", "b"], [1, 2])
+    fig = Figure(figsize=(3, 2))
+    fig.subplots().bar(["a", "b"], [1, 2])
     fig.savefig(directory / "bars.png", dpi=60)
-    plt.close(fig)
 
 
 def make_project(root: Path, report: str = REPORT_QMD) -> Path:

@@ -13,10 +13,26 @@ from study.report import build_assets
 
 from conftest import ROOT, run_cli
 
-FIGURES = ["fig-curves", "fig-tail", "fig-bias", "fig-variance", "fig-mse", "fig-bias-sd",
-           "fig-distributions", "fig-risk-lambda", "fig-tuned"]  # fmt: skip
-TABLES = ["tbl-scalings", "tbl-conventions", "tbl-check", "tbl-measures", "tbl-tuning",
-          "tbl-transfer", "tbl-provenance"]  # fmt: skip
+FIGURES = [
+    "fig-curves",
+    "fig-tail",
+    "fig-bias",
+    "fig-variance",
+    "fig-mse",
+    "fig-bias-sd",
+    "fig-distributions",
+    "fig-risk-lambda",
+    "fig-tuned",
+]
+TABLES = [
+    "tbl-scalings",
+    "tbl-conventions",
+    "tbl-check",
+    "tbl-measures",
+    "tbl-tuning",
+    "tbl-transfer",
+    "tbl-provenance",
+]
 
 
 @pytest.fixture(scope="module")

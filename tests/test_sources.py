@@ -17,8 +17,9 @@ def _loaded_by(module: str) -> set[Path]:
         f"import {module}, sys; print('\\n'.join(m.__file__ for n, m in sys.modules.items() "
         "if n.split('.')[0] == 'study' and getattr(m, '__file__', None)))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=ROOT).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
     return {Path(line).resolve() for line in out.split()}
 
 
@@ -35,6 +36,6 @@ def test_simulation_sources_leave_the_report_out():
 
 
 def test_the_makefile_calls_it_with_the_system_python():
-    proc = subprocess.run(["python3", "study/sources.py", "study/simulate.py"],
-                          capture_output=True, text=True, cwd=ROOT, check=True)  # fmt: skip
+    cmd = ["python3", "study/sources.py", "study/simulate.py"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
     assert "study/engine.py" in proc.stdout.split()

@@ -45,7 +45,7 @@ def quad_moments(x: XDistribution, n_max: int) -> np.ndarray:
     )
 
 
-def uniform_sigma(low: float, high: float, degree: int) -> np.ndarray:
+def uniform_moment_matrix(low: float, high: float, degree: int) -> np.ndarray:
     """Raw Σ_ij = (b^{i+j+1} − a^{i+j+1}) / ((i+j+1)(b − a)) from the closed form."""
     r = np.arange(degree + 1)
     n = r[:, None] + r[None, :]
@@ -108,21 +108,23 @@ def test_normal_moments_match_quadrature(mean, sd):
 def test_moment_matrix_and_standard_basis_are_consistent_far_from_unit_interval():
     x = XDistribution("uniform", low=0.0, high=10.0)
     degree = 4
-    sigma = oracles.moment_matrix(x, degree)
-    np.testing.assert_allclose(sigma, uniform_sigma(0.0, 10.0, degree), rtol=1e-12)
+    sigma_x = oracles.moment_matrix(x, degree)
+    np.testing.assert_allclose(sigma_x, uniform_moment_matrix(0.0, 10.0, degree), rtol=1e-12)
     basis = theory.standard_basis(x, degree, **LINE)
     # Σ_u = BΣBᵀ is the moment matrix of u uniform on [−1, 1]; P = BDBᵀ; w* = Bᵀv*.
     np.testing.assert_allclose(
-        basis.B @ sigma @ basis.B.T, uniform_sigma(-1, 1, degree), atol=1e-9
+        basis.B @ sigma_x @ basis.B.T, uniform_moment_matrix(-1, 1, degree), atol=1e-9
     )
-    np.testing.assert_allclose(basis.sigma, uniform_sigma(-1, 1, degree), atol=1e-15)
+    np.testing.assert_allclose(basis.sigma, uniform_moment_matrix(-1, 1, degree), atol=1e-15)
     np.testing.assert_allclose(basis.penalty, basis.B @ d_matrix(degree) @ basis.B.T)
     np.testing.assert_allclose(basis.to_raw(basis.v_star), w_true(degree), atol=1e-12)
     # The fourth-moment matrix E[φφᵀ(φᵀb)²] against quadrature.
     b = np.array([0.3, -1.0, 0.5, 0.2, -0.1])
 
     def entry(i, j):
-        f = lambda u: u ** (i + j) * np.polyval(b[::-1], u) ** 2 / 2  # noqa: E731
+        def f(u):
+            return u ** (i + j) * np.polyval(b[::-1], u) ** 2 / 2
+
         return integrate.quad(f, -1, 1, epsabs=0, epsrel=1e-12)[0]
 
     ref = np.array([[entry(i, j) for j in range(5)] for i in range(5)])
@@ -134,15 +136,15 @@ def test_moment_matrix_and_standard_basis_are_consistent_far_from_unit_interval(
 
 def test_conditional_moments_match_noise_draws_on_fixed_design():
     rng = np.random.default_rng(1)
-    m, degree, alpha, sigma = 25, 3, 2.5, 0.8
+    m, degree, alpha, noise_sd = 25, 3, 2.5, 0.8
     xs = rng.uniform(-1, 1, m)
     Phi = design_matrix(xs, degree)
     D = d_matrix(degree)
     w = w_true(degree)
     R = 20000
-    Y = (Phi @ w)[:, None] + sigma * rng.standard_normal((m, R))
+    Y = (Phi @ w)[:, None] + noise_sd * rng.standard_normal((m, R))
     fits = ridge_lstsq(Phi, Y, alpha, D).T  # (R, p)
-    mean, cov = oracles.conditional_moments(Phi.T @ Phi, alpha=alpha, w_star=w, noise_sd=sigma)
+    mean, cov = oracles.conditional_moments(Phi.T @ Phi, alpha=alpha, w_star=w, noise_sd=noise_sd)
     z_mean = (fits.mean(axis=0) - mean) / (fits.std(axis=0, ddof=1) / math.sqrt(R))
     assert np.all(np.abs(z_mean) < 5), z_mean
     var, se = var_mcse(fits)
@@ -191,9 +193,9 @@ def test_conditional_moments_standardised_basis_maps_back():
 # --- large-m theory against Monte Carlo ------------------------------------------------------
 
 
-def simulate_fits(m, R, degree, alpha, rng, sigma=1.0):
+def simulate_fits(m, R, degree, alpha, rng, noise_sd=1.0):
     xs = rng.uniform(-1, 1, (R, m))
-    ys = LINE["intercept"] + LINE["slope"] * xs + sigma * rng.standard_normal((R, m))
+    ys = LINE["intercept"] + LINE["slope"] * xs + noise_sd * rng.standard_normal((R, m))
     Phi = design_matrix(xs, degree)  # (R, m, p)
     G = np.einsum("rmi,rmj->rij", Phi, Phi)
     b = np.einsum("rmi,rm->ri", Phi, ys)
@@ -204,7 +206,7 @@ def simulate_fits(m, R, degree, alpha, rng, sigma=1.0):
 def test_large_m_bias_variance_and_risk_match_monte_carlo(scaling):
     m, R, degree, lam = 2000, 3000, 2, 1.0
     rng = np.random.default_rng(20230218 + len(scaling))
-    th = oracles.asymptotic_moments(m, degree, lam, scaling, x=UNIT, **LINE, noise_sd=1.0)
+    th = oracles.asymptotic_moments(m, degree, lam, scaling=scaling, x=UNIT, **LINE, noise_sd=1.0)
     assert th.alpha == (m * lam if scaling == "none" else lam)
     fits = simulate_fits(m, R, degree, th.alpha, rng)
     w = w_true(degree)
@@ -214,7 +216,7 @@ def test_large_m_bias_variance_and_risk_match_monte_carlo(scaling):
     var, se = var_mcse(fits)
     z_var = (var - th.var) / se
     assert np.all(np.abs(z_var) < 5), z_var
-    sigma_x = uniform_sigma(-1, 1, degree)
+    sigma_x = uniform_moment_matrix(-1, 1, degree)
     risk = np.einsum("ri,ij,rj->r", err, sigma_x, err)
     assert abs(risk.mean() - th.risk) < 5 * risk.std(ddof=1) / math.sqrt(R)
     # The table functions give the same numbers.
@@ -228,9 +230,8 @@ def test_large_m_bias_variance_and_risk_match_monte_carlo(scaling):
     assert rtab["risk_asym"].iloc[0] == pytest.approx(th.risk, rel=1e-12)
     if scaling == "none":
         # Without the sandwich term (noise only) the variance is far off: independent formula.
-        S = sigma_x + lam * d_matrix(degree)
-        Sinv = np.linalg.inv(S)
-        naive = np.diag(Sinv @ sigma_x @ Sinv) / m
+        shifted_inv = np.linalg.inv(sigma_x + lam * d_matrix(degree))  # (Σ + ρD)⁻¹
+        naive = np.diag(shifted_inv @ sigma_x @ shifted_inv) / m
         z_naive = (var - naive) / se
         assert np.max(np.abs(z_naive)) > 20, z_naive
         assert np.max(np.abs(var / naive - 1)) > 0.3
@@ -241,7 +242,7 @@ def test_var_at_lambda_zero_is_inverse_moment_matrix():
     tab = theory.asymptotic_table(
         [m], [degree], [0.0], ["none", "m"], x=UNIT, **LINE, noise_sd=2.0
     )
-    ref = 4.0 * np.diag(np.linalg.inv(uniform_sigma(-1, 1, degree))) / m
+    ref = 4.0 * np.diag(np.linalg.inv(uniform_moment_matrix(-1, 1, degree))) / m
     for s in ("none", "m"):
         sub = tab[tab.scaling == s]
         np.testing.assert_allclose(sub["var_asym"], ref, rtol=1e-10)
@@ -254,9 +255,9 @@ def test_var_at_lambda_zero_is_inverse_moment_matrix():
 def test_scaling_m_bias_times_m_converges_to_first_order_term():
     x = XDistribution("uniform", low=0.0, high=2.0)
     degree, lam = 3, 1.5
-    sigma = uniform_sigma(0.0, 2.0, degree)
+    sigma_x = uniform_moment_matrix(0.0, 2.0, degree)
     D = d_matrix(degree)
-    target = -lam * np.linalg.solve(sigma, D @ w_true(degree))
+    target = -lam * np.linalg.solve(sigma_x, D @ w_true(degree))
     ms = [100, 10_000, 1_000_000, 10**8]
     tab = theory.asymptotic_table(ms, [degree], [lam], ["m"], x=x, **LINE, noise_sd=1.0)
     errs = []
@@ -278,10 +279,10 @@ def test_scaling_m_bias_times_m_converges_to_first_order_term():
 def test_fixed_rho_scalings_keep_a_bias(scaling, rho_of):
     degree, lam = 3, 1.0
     for x, lo, hi in [(UNIT, -1.0, 1.0), (XDistribution("uniform", low=0.0, high=2.0), 0.0, 2.0)]:
-        sigma = uniform_sigma(lo, hi, degree)
+        sigma_x = uniform_moment_matrix(lo, hi, degree)
         D = d_matrix(degree)
         rho = rho_of(lam, degree)
-        ref = np.linalg.solve(sigma + rho * D, sigma @ w_true(degree)) - w_true(degree)
+        ref = np.linalg.solve(sigma_x + rho * D, sigma_x @ w_true(degree)) - w_true(degree)
         limit = oracles.bias_limit(degree, scaling, lam, x=x, **LINE)
         np.testing.assert_allclose(limit, ref, atol=1e-10)
         tab = theory.asymptotic_table(
@@ -300,18 +301,17 @@ def test_fixed_rho_scalings_keep_a_bias(scaling, rho_of):
 
 
 def test_sqrt_m_bias_to_sd_ratio_tends_to_constant():
-    degree, lam, sigma_noise = 2, 2.0, 1.5
-    sigma = uniform_sigma(-1, 1, degree)
-    Sinv = np.linalg.inv(sigma)
+    degree, lam, noise_sd = 2, 2.0, 1.5
+    sigma_x_inv = np.linalg.inv(uniform_moment_matrix(-1, 1, degree))
     limit = (
         lam
-        * np.abs(Sinv @ d_matrix(degree) @ w_true(degree))
-        / (sigma_noise * np.sqrt(np.diag(Sinv)))
+        * np.abs(sigma_x_inv @ d_matrix(degree) @ w_true(degree))
+        / (noise_sd * np.sqrt(np.diag(sigma_x_inv)))
     )
     assert limit[1] > 0.5
     ms = [100, 10_000, 10**8]
     tab = theory.asymptotic_table(
-        ms, [degree], [lam], ["sqrt-m"], x=UNIT, **LINE, noise_sd=sigma_noise
+        ms, [degree], [lam], ["sqrt-m"], x=UNIT, **LINE, noise_sd=noise_sd
     )
     ratios = [(np.abs(g.bias_asym) / np.sqrt(g.var_asym)).to_numpy() for _, g in tab.groupby("m")]
     np.testing.assert_allclose(ratios[-1], limit, rtol=1e-3, atol=1e-12)
@@ -331,9 +331,9 @@ def test_optimal_alpha_limit_general_formula():
     x = XDistribution("uniform", low=0.5, high=3.0)
     degree, sd = 3, 0.7
     D = d_matrix(degree, penalize_intercept=True)
-    Sinv = np.linalg.inv(uniform_sigma(0.5, 3.0, degree))
+    sigma_x_inv = np.linalg.inv(uniform_moment_matrix(0.5, 3.0, degree))
     Dw = D @ w_true(degree)
-    ref = sd**2 * np.trace(Sinv @ D) / (Dw @ Sinv @ Dw)
+    ref = sd**2 * np.trace(sigma_x_inv @ D) / (Dw @ sigma_x_inv @ Dw)
     got = tuning.optimal_alpha_limit(degree, x=x, **LINE, noise_sd=sd, penalize_intercept=True)
     assert got == pytest.approx(ref, rel=1e-8)
 
@@ -341,12 +341,12 @@ def test_optimal_alpha_limit_general_formula():
 def test_optimal_lambda_large_m_converges_to_limit():
     a_inf = tuning.optimal_alpha_limit(2, x=UNIT, **LINE, noise_sd=1.0)
     m_big = 10**7
-    opt_m = tuning.optimal_lambda_asymptotic(m_big, 2, "m", x=UNIT, **LINE, noise_sd=1.0)
+    opt_m = tuning.optimal_lambda_asymptotic(m_big, 2, scaling="m", x=UNIT, **LINE, noise_sd=1.0)
     assert opt_m.boundary is None
     assert opt_m.lam == pytest.approx(a_inf, rel=0.02)
     gaps = []
     for m in (100, 10_000, m_big):
-        opt = tuning.optimal_lambda_asymptotic(m, 2, "none", x=UNIT, **LINE, noise_sd=1.0)
+        opt = tuning.optimal_lambda_asymptotic(m, 2, scaling="none", x=UNIT, **LINE, noise_sd=1.0)
         assert opt.alpha == pytest.approx(m * opt.lam, rel=1e-12)
         gaps.append(abs(m * opt.lam - a_inf))
     assert gaps[-1] < 0.02 * a_inf
@@ -356,7 +356,9 @@ def test_optimal_lambda_large_m_converges_to_limit():
 def test_optimal_lambda_asymptotic_is_a_minimum_of_the_risk_table():
     x = XDistribution("uniform", low=0.0, high=10.0)
     for m, degree, scaling in [(20, 3, "m"), (500, 5, "none"), (50, 2, "k")]:
-        opt = tuning.optimal_lambda_asymptotic(m, degree, scaling, x=x, **LINE, noise_sd=1.0)
+        opt = tuning.optimal_lambda_asymptotic(
+            m, degree, scaling=scaling, x=x, **LINE, noise_sd=1.0
+        )
         lams = [opt.lam * f for f in (0.8, 0.95, 1.0, 1.05, 1.25)]
         tab = theory.asymptotic_risk_table(
             [m], [degree], lams, [scaling], x=x, **LINE, noise_sd=1.0
@@ -367,24 +369,24 @@ def test_optimal_lambda_asymptotic_is_a_minimum_of_the_risk_table():
 
 
 def test_optimal_lambda_boundaries():
-    noiseless = tuning.optimal_lambda_asymptotic(100, 2, "m", x=UNIT, **LINE, noise_sd=0.0)
+    noiseless = tuning.optimal_lambda_asymptotic(100, 2, scaling="m", x=UNIT, **LINE, noise_sd=0.0)
     assert noiseless.boundary == "lower" and noiseless.alpha == 0.0
     flat = {"intercept": 1.0, "slope": 0.0}  # Dw* = 0: the penalty never adds bias
     assert tuning.optimal_alpha_limit(2, x=UNIT, **flat, noise_sd=1.0) == math.inf
-    up = tuning.optimal_lambda_asymptotic(100, 2, "m", x=UNIT, **flat, noise_sd=1.0)
+    up = tuning.optimal_lambda_asymptotic(100, 2, scaling="m", x=UNIT, **flat, noise_sd=1.0)
     assert up.boundary == "upper" and up.lam == math.inf
 
 
-def independent_conditional_risk(Gs, alpha, degree, sigma_noise):
+def independent_conditional_risk(Gs, alpha, degree, noise_sd):
     """mean_r (E[ŵ|X_r] − w*)ᵀΣ(…) + σ² tr(Σ A⁻¹GA⁻¹), raw basis on [−1, 1], direct solves."""
-    Sig = uniform_sigma(-1, 1, degree)
+    sigma_x = uniform_moment_matrix(-1, 1, degree)
     w = w_true(degree)
     out = []
     for G in Gs:
         A = G + alpha * d_matrix(degree)
         d = np.linalg.solve(A, G @ w) - w
         Ainv = np.linalg.inv(A)
-        out.append(d @ Sig @ d + sigma_noise**2 * np.trace(Sig @ Ainv @ G @ Ainv))
+        out.append(d @ sigma_x @ d + noise_sd**2 * np.trace(sigma_x @ Ainv @ G @ Ainv))
     return float(np.mean(out))
 
 
@@ -393,7 +395,9 @@ def test_optimal_lambda_conditional_minimises_exact_conditional_risk():
     m, degree, R = 30, 3, 200
     V = design_matrix(rng.uniform(-1, 1, (R, m)), degree)
     Gs = np.einsum("rmi,rmj->rij", V, V)
-    opt = tuning.optimal_lambda_conditional(Gs, m, degree, "none", x=UNIT, **LINE, noise_sd=1.0)
+    opt = tuning.optimal_lambda_conditional(
+        Gs, m, degree, scaling="none", x=UNIT, **LINE, noise_sd=1.0
+    )
     assert opt.boundary is None
     assert opt.alpha == pytest.approx(m * opt.lam, rel=1e-12)
     basis = theory.standard_basis(UNIT, degree, **LINE)
@@ -410,8 +414,10 @@ def test_optimal_lambda_conditional_agrees_with_large_m_theory():
     m, degree, R = 2000, 2, 100
     V = design_matrix(rng.uniform(-1, 1, (R, m)), degree)
     Gs = np.einsum("rmi,rmj->rij", V, V)
-    cond = tuning.optimal_lambda_conditional(Gs, m, degree, "m", x=UNIT, **LINE, noise_sd=1.0)
-    asym = tuning.optimal_lambda_asymptotic(m, degree, "m", x=UNIT, **LINE, noise_sd=1.0)
+    cond = tuning.optimal_lambda_conditional(
+        Gs, m, degree, scaling="m", x=UNIT, **LINE, noise_sd=1.0
+    )
+    asym = tuning.optimal_lambda_asymptotic(m, degree, scaling="m", x=UNIT, **LINE, noise_sd=1.0)
     assert cond.lam == pytest.approx(asym.lam, rel=0.05)
 
 
@@ -433,7 +439,9 @@ def test_fourth_moment_normal_matches_quadrature():
     pdf = stats.norm.pdf
 
     def entry(i, j):
-        f = lambda u: u ** (i + j) * np.polyval(b[::-1], u) ** 2 * pdf(u)  # noqa: E731
+        def f(u):
+            return u ** (i + j) * np.polyval(b[::-1], u) ** 2 * pdf(u)
+
         return integrate.quad(f, -40, 40, epsabs=1e-13, epsrel=1e-12, limit=200)[0]
 
     ref = np.array([[entry(i, j) for j in range(3)] for i in range(3)])
@@ -449,7 +457,7 @@ def test_degree_1_conditional_optimum_is_noise_over_slope_squared():
     u = (np.random.default_rng(9).uniform(0.0, 3.0, (50, m)) - x.center) / x.scale
     V = design_matrix(u, 1)
     Gs = np.einsum("rmi,rmj->rij", V, V)
-    opt = tuning.optimal_lambda_conditional(Gs, m, 1, "m", x=x, **LINE, noise_sd=sd)
+    opt = tuning.optimal_lambda_conditional(Gs, m, 1, scaling="m", x=x, **LINE, noise_sd=sd)
     assert opt.alpha == pytest.approx(sd**2 / LINE["slope"] ** 2, rel=1e-6)
     lim = tuning.optimal_alpha_limit(1, x=x, **LINE, noise_sd=sd)
     assert lim == pytest.approx(sd**2 / LINE["slope"] ** 2, rel=1e-12)
@@ -461,7 +469,9 @@ def test_optimal_lambda_conditional_interior_despite_ill_conditioned_designs():
     m, degree = 10, 7
     V = design_matrix(rng.uniform(-1, 1, (300, m)), degree)
     Gs = np.einsum("rmi,rmj->rij", V, V)
-    opt = tuning.optimal_lambda_conditional(Gs, m, degree, "m", x=UNIT, **LINE, noise_sd=1.0)
+    opt = tuning.optimal_lambda_conditional(
+        Gs, m, degree, scaling="m", x=UNIT, **LINE, noise_sd=1.0
+    )
     assert opt.boundary is None and 0.01 < opt.alpha < 100
     grid = np.logspace(-3, 6, 91)
     ref = [independent_conditional_risk(Gs, a, degree, 1.0) for a in grid[::10]]
@@ -477,12 +487,12 @@ def test_large_m_theory_far_from_unit_interval_matches_high_precision(low, high,
     a, b = mp.mpf(low), mp.mpf(high)
     mu = [(b ** (n + 1) - a ** (n + 1)) / ((n + 1) * (b - a)) for n in range(4 * degree + 1)]
     p = degree + 1
-    S = mp.matrix([[mu[i + j] for j in range(p)] for i in range(p)])
+    sigma_x = mp.matrix([[mu[i + j] for j in range(p)] for i in range(p)])
     w = mp.matrix([1, 2] + [0] * (p - 2))
     m, lam, sd = 1000, 1.0, 1.0  # scaling "none": ρ = λ
-    A = S + lam * mp.diag([0] + [1] * degree)
+    A = sigma_x + lam * mp.diag([0] + [1] * degree)
     Ainv = A**-1
-    bias = Ainv * (S * w) - w
+    bias = Ainv * (sigma_x * w) - w
     q2 = [
         mp.fsum(bias[k] * bias[n - k] for k in range(max(0, n - degree), min(n, degree) + 1))
         for n in range(2 * degree + 1)
@@ -493,12 +503,12 @@ def test_large_m_theory_far_from_unit_interval_matches_high_precision(low, high,
             for i in range(p)
         ]
     )
-    Sb = S * bias
-    meat = sd**2 * S + E4 - Sb * Sb.T
+    sigma_b = sigma_x * bias
+    meat = sd**2 * sigma_x + E4 - sigma_b * sigma_b.T
     cov = Ainv * meat * Ainv / m
-    risk = (bias.T * S * bias)[0] + mp.fsum((S * cov)[i, i] for i in range(p))
+    risk = (bias.T * sigma_x * bias)[0] + mp.fsum((sigma_x * cov)[i, i] for i in range(p))
     x = XDistribution("uniform", low=low, high=high)
-    th = oracles.asymptotic_moments(m, degree, lam, "none", x=x, **LINE, noise_sd=sd)
+    th = oracles.asymptotic_moments(m, degree, lam, scaling="none", x=x, **LINE, noise_sd=sd)
     ref_bias = np.array([float(v) for v in bias])
     ref_var = np.array([float(cov[i, i]) for i in range(p)])
     np.testing.assert_allclose(th.bias, ref_bias, rtol=1e-6, atol=1e-7 * np.abs(ref_bias).max())
@@ -506,8 +516,9 @@ def test_large_m_theory_far_from_unit_interval_matches_high_precision(low, high,
     assert th.risk == pytest.approx(float(risk), rel=1e-8)
 
 
-@pytest.mark.parametrize(("low", "high", "degree", "m"), [(-1, 1, 3, 20), (0, 10, 5, 50),
-                                                           (-1, 3, 2, 200)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("low", "high", "degree", "m"), [(-1, 1, 3, 20), (0, 10, 5, 50), (-1, 3, 2, 200)]
+)
 def test_conditional_risk_pencil_equals_direct_solves(low, high, degree, m):
     """The fast path of conditional_risk (one factorisation per design) against the direct
     solve per α that it replaces."""
@@ -523,17 +534,20 @@ def test_conditional_risk_pencil_equals_direct_solves(low, high, degree, m):
     direct = tuning._direct_risk(G, basis=basis, noise_sd=1.0)
     np.testing.assert_allclose(fast(alphas), direct(alphas), rtol=1e-9)
     # and conditional_risk takes the fast path
-    np.testing.assert_array_equal(tuning.conditional_risk(G, alphas, basis=basis, noise_sd=1.0),
-                                  fast(alphas))  # fmt: skip
+    np.testing.assert_array_equal(
+        tuning.conditional_risk(G, alphas, basis=basis, noise_sd=1.0), fast(alphas)
+    )
 
 
 def test_conditional_risk_pencil_declines_where_it_is_inaccurate():
-    far = theory.standard_basis(XDistribution("uniform", low=4.0, high=5.0), 3,
-                                intercept=1.0, slope=2.0)  # fmt: skip
+    far = theory.standard_basis(
+        XDistribution("uniform", low=4.0, high=5.0), 3, intercept=1.0, slope=2.0
+    )
     G = np.tile(np.eye(4), (5, 1, 1))
     assert tuning._pencil_risk(G, basis=far, noise_sd=1.0) is None
-    near = theory.standard_basis(XDistribution("uniform", low=-1.0, high=1.0), 3,
-                                 intercept=1.0, slope=2.0)  # fmt: skip
+    near = theory.standard_basis(
+        XDistribution("uniform", low=-1.0, high=1.0), 3, intercept=1.0, slope=2.0
+    )
     singular = np.zeros((5, 4, 4))
     singular[:, 0, 0] = 2.0  # m ≤ k: G singular
     assert tuning._pencil_risk(singular, basis=near, noise_sd=1.0) is None

@@ -72,7 +72,7 @@ def draws_axes(draws: Mapping[str, np.ndarray], degree: int):
     )
 
 
-def draw_cell(draws, degree: int, m: int, lam: float, scaling: str) -> np.ndarray:
+def draw_cell(draws, degree: int, m: int, lam: float, *, scaling: str) -> np.ndarray:
     """Kept draws of one cell, shape (keep, degree + 1); NaN rows where not identifiable."""
     coef, ms, lams, scalings = draws_axes(draws, degree)
     check_member("m", int(m), [int(v) for v in ms], " (the m values in draws)")

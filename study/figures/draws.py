@@ -114,7 +114,7 @@ def fig_fitted_curves(
 
 def _curve_panel(ax, draws, degree, m, col, lam, x, truth, n_curves) -> None:
     """One cell: its α, its fits and their mean (or "not identifiable"), the true line."""
-    w = identifiable(draw_cell(draws, degree, m, lam, cell_scaling(col)))
+    w = identifiable(draw_cell(draws, degree, m, lam, scaling=cell_scaling(col)))
     _alpha_box(ax, scaling_alpha(lam, m=m, degree=degree, scaling=cell_scaling(col)))
     _fits(ax, x, w, color=column_color(col), key=f"{col}:{m}", n_curves=n_curves)
     ax.plot(x, truth, color="black", linestyle=DASHED, linewidth=1.0, gid="truth", zorder=5)
@@ -210,7 +210,7 @@ def fig_parabola_tail(
     with mpl.rc_context(RC):
         fig = new_figure(2.9)
         ax_fit, ax_tail = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.35]})
-        w0 = draw_cell(draws, degree, m, 0.0, "m")
+        w0 = draw_cell(draws, degree, m, 0.0, scaling="m")
         _parabolas(
             ax_fit, identifiable(w0)[:n_curves], intercept=intercept, slope=slope, x_range=x_range
         )
@@ -260,7 +260,7 @@ def _tails(ax, draws, w0, *, m, degree, coef, lam, scalings, m_many) -> None:
         label=f"λ = 0, m = {m}",
     )
     if m_many is not None and int(m_many) in [int(v) for v in np.asarray(draws["m"])]:
-        wm = draw_cell(draws, degree, int(m_many), 0.0, "m")
+        wm = draw_cell(draws, degree, int(m_many), 0.0, scaling="m")
         _survival(
             ax,
             wm[:, coef],
@@ -272,7 +272,7 @@ def _tails(ax, draws, w0, *, m, degree, coef, lam, scalings, m_many) -> None:
             zorder=4,
         )
     for s in scalings:
-        ws = draw_cell(draws, degree, m, lam, s)
+        ws = draw_cell(draws, degree, m, lam, scaling=s)
         _survival(
             ax,
             ws[:, coef],
@@ -417,7 +417,7 @@ def _central_cells(draws, degree, columns, ms, coefs, central) -> dict:
     cells = {}
     for col, lam_c in columns:
         for m in ms:
-            w = draw_cell(draws, degree, m, lam_c, cell_scaling(col))
+            w = draw_cell(draws, degree, m, lam_c, scaling=cell_scaling(col))
             for j in coefs:
                 v = w[:, j]
                 v = v[np.isfinite(v)]
