@@ -43,7 +43,7 @@ import numpy as np
 
 from .design import Design
 from .dgp import CHUNK_ELEMENTS, MAX_PIECE
-from .engine import FIT_BATCH
+from .engine import FIT_BATCH, TaskResult
 
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -126,9 +126,6 @@ NPZ_SECONDS_PER_BYTE = 1 / 24e6
 # counted (that is O(grid) NumPy work) but bounded by the number of cells.
 _EXACT_ALPHA_CELLS = 200_000
 
-# Fields of a task's arrays per degree k, in the order of their shapes (see run_task).
-_FIELDS = ("coef_M", "coef_mean", "coef_n", "draws", "n_failed", "risk_M", "risk_mean", "risk_n")
-
 
 # --- sizes -------------------------------------------------------------------------------
 
@@ -145,33 +142,12 @@ def task_payload_bytes(design: Design, keep: int, *, n_lambda: int | None = None
     return 8 + sum(8 * cells * ((31 + keep) * (k + 1) + 14) for k in design.degree)
 
 
-def _shapes(design: Design, keep: int, n_lambda: int) -> dict[str, tuple[tuple[int, ...], str]]:
-    L, C = n_lambda, len(design.scaling)
-    f8, i8 = np.dtype(np.float64).str, np.dtype(np.int64).str
-    out = {"seconds": ((), f8)}
-    for k in design.degree:
-        p = k + 1
-        shapes = {
-            "coef_M": (L, C, p, 5, 5),
-            "coef_mean": (L, C, p, 5),
-            "coef_n": (L, C, p),
-            "draws": (L, C, keep, p),
-            "n_failed": (L, C),
-            "risk_M": (L, C, 3, 3),
-            "risk_mean": (L, C, 3),
-            "risk_n": (L, C),
-        }
-        for name in _FIELDS:
-            out[f"k{k}_{name}"] = (shapes[name], i8 if name == "n_failed" else f8)
-    return out
-
-
 def checkpoint_index_bytes(design: Design, keep: int, *, n_lambda: int | None = None) -> int:
     """Exact length of the JSON index of a checkpoint (:mod:`study.store`: name, dtype,
     shape and offset of every array, in sorted order) for a task keeping ``keep`` draws."""
     L = len(design.lam) if n_lambda is None else n_lambda
     index, offset = [], 0
-    for name, (shape, dtype) in sorted(_shapes(design, keep, L).items()):
+    for name, (shape, dtype) in sorted(TaskResult.array_shapes(design, keep, n_lambda=L).items()):
         index.append([name, dtype, list(shape), offset])
         offset += 8 * math.prod(shape)
     return len(json.dumps(index, separators=(",", ":")).encode())

@@ -47,6 +47,96 @@ COEF_QUANTITIES = ("d", "d2", "e", "e2", "v")
 RISK_QUANTITIES = ("r", "r2", "rb")
 
 
+# --- the result of a task ----------------------------------------------------------------
+# The arrays of a checkpoint are named k{degree}_{group}_{n,mean,M} for the co-moment groups
+# below, k{degree}_n_failed, k{degree}_draws and seconds: the byte format of
+# study.store and the size model of study.costs follow from this one place.
+_GROUPS = {"coef": len(COEF_QUANTITIES), "risk": len(RISK_QUANTITIES)}
+_F8, _I8 = np.dtype(np.float64).str, np.dtype(np.int64).str
+
+
+@dataclass
+class DegreeResult:
+    """One degree k of a task (or of merged tasks), with L λ values and C scalings.
+
+    Attributes
+    ----------
+    coef : CoMoments of shape (L, C, k+1), of (d, d², e, e², v)
+    risk : CoMoments of shape (L, C), of (R, R², E[R|X])
+    n_failed : ndarray (L, C) int64, data sets whose fit was not finite
+    draws : ndarray (L, C, keep, k+1), ŵ of the replications numbered below keep_draws
+    """
+
+    coef: CoMoments
+    risk: CoMoments
+    n_failed: np.ndarray
+    draws: np.ndarray
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        out = {}
+        for group in _GROUPS:
+            cm = getattr(self, group)
+            out.update({f"{group}_n": cm.n, f"{group}_mean": cm.mean, f"{group}_M": cm.M})
+        return out | {"n_failed": self.n_failed, "draws": self.draws}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> DegreeResult:
+        groups = {
+            g: CoMoments(arrays[f"{g}_n"], arrays[f"{g}_mean"], arrays[f"{g}_M"]) for g in _GROUPS
+        }
+        return cls(**groups, n_failed=arrays["n_failed"], draws=arrays["draws"])
+
+    @staticmethod
+    def array_shapes(L: int, C: int, degree: int, keep: int) -> dict[str, tuple]:
+        """Shape and dtype string of every array of :meth:`to_arrays`."""
+        base = {"coef": (L, C, degree + 1), "risk": (L, C)}
+        out = {}
+        for group, q in _GROUPS.items():
+            b = base[group]
+            out |= {f"{group}_n": b, f"{group}_mean": (*b, q), f"{group}_M": (*b, q, q)}
+        out = {name: (shape, _F8) for name, shape in out.items()}
+        return out | {"n_failed": ((L, C), _I8), "draws": ((L, C, keep, degree + 1), _F8)}
+
+
+@dataclass
+class TaskResult:
+    """What a task computes: a :class:`DegreeResult` per degree and its compute time."""
+
+    degrees: dict[int, DegreeResult]
+    seconds: float
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The flat arrays of a checkpoint, keyed ``k{degree}_{name}`` and ``seconds``."""
+        out = {}
+        for k, result in self.degrees.items():
+            out.update({f"k{k}_{name}": a for name, a in result.to_arrays().items()})
+        out["seconds"] = np.array(self.seconds, dtype=np.float64)
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> TaskResult:
+        """Inverse of :meth:`to_arrays`; the degrees are read from the keys."""
+        by_degree: dict[int, dict[str, np.ndarray]] = {}
+        for key, a in arrays.items():
+            if key != "seconds":
+                degree, name = key[1:].split("_", 1)
+                by_degree.setdefault(int(degree), {})[name] = a
+        degrees = {k: DegreeResult.from_arrays(by_degree[k]) for k in sorted(by_degree)}
+        return cls(degrees=degrees, seconds=float(arrays["seconds"]))
+
+    @staticmethod
+    def array_shapes(design: Design, keep: int, *, n_lambda: int | None = None) -> dict:
+        """Shape and dtype string of every array of :meth:`to_arrays` for a task of
+        ``design`` keeping ``keep`` draws (``n_lambda`` λ values if given)."""
+        L = len(design.lam) if n_lambda is None else n_lambda
+        C = len(design.scaling)
+        out = {}
+        for k in design.degree:
+            shapes = DegreeResult.array_shapes(L, C, k, keep)
+            out.update({f"k{k}_{name}": v for name, v in shapes.items()})
+        return out | {"seconds": ((), _F8)}
+
+
 def alpha_grid(design: Design, m: int, degree: int) -> np.ndarray:
     """α = m·c(λ) of every (λ, scaling) cell, shape (n_lambda, n_scaling)."""
     return np.array(
@@ -187,25 +277,16 @@ def _assemble(v_hat, v_mean, var_w, trace, setup: _DegreeSetup):
     return coef, risk, d + setup.w_star
 
 
-def run_task(design: Design, m: int, block: int) -> dict[str, np.ndarray]:
-    """Simulate one task and return its summary arrays, keyed ``k{degree}_{name}``.
-
-    For each degree k, with L λ values and C scalings:
-
-    - ``coef_n`` (L, C, k+1), ``coef_mean`` (L, C, k+1, 5), ``coef_M`` (L, C, k+1, 5, 5):
-      co-moments of (d, d², e, e², v);
-    - ``risk_n`` (L, C), ``risk_mean`` (L, C, 3), ``risk_M`` (L, C, 3, 3): of (R, R², E[R|X]);
-    - ``n_failed`` (L, C): data sets whose fit was not finite;
-    - ``draws`` (L, C, keep, k+1): ŵ of the block's replications numbered below keep_draws.
-    """
+def run_task(design: Design, m: int, block: int) -> TaskResult:
+    """Simulate one task: a :class:`DegreeResult` per degree (co-moments of the
+    coefficient and risk quantities, failed fits, kept draws) and the seconds it took."""
     started = time.perf_counter()
     # no BLAS threads inside a worker process; tasks in threads (the threading backend)
     # share the pools of the process, which the caller limits once (one_blas_thread)
     in_thread = threading.current_thread() is not threading.main_thread()
     with contextlib.nullcontext() if in_thread else one_blas_thread():
-        out = _run_task(design, m, block)
-    out["seconds"] = np.array(time.perf_counter() - started)
-    return out
+        degrees = _run_task(design, m, block)
+    return TaskResult(degrees=degrees, seconds=time.perf_counter() - started)
 
 
 def one_blas_thread():
@@ -220,14 +301,14 @@ def _thread_pools() -> ThreadpoolController:
     return ThreadpoolController()
 
 
-def _run_task(design: Design, m: int, block: int) -> dict[str, np.ndarray]:
+def _run_task(design: Design, m: int, block: int) -> dict[int, DegreeResult]:
     K = max(design.degree)
     power_sums, T = block_power_sums(design, m, block, K)
     n = power_sums.shape[0]
     first = block * design.block_size
     keep = int(np.clip(design.keep_draws - first, 0, n))
     L, C = len(design.lam), len(design.scaling)
-    out: dict[str, np.ndarray] = {}
+    out: dict[int, DegreeResult] = {}
     for k in design.degree:
         setup = degree_setup(design, k)
         alphas = alpha_grid(design, m, k)
@@ -254,19 +335,7 @@ def _run_task(design: Design, m: int, block: int) -> dict[str, np.ndarray]:
                     arr[cells] = src[i_a]
                 n_failed[cells] = int(n - ok_count[i_a])
                 draws[cells] = kept[:, i_a]
-        prefix = f"k{k}_"
-        out.update(
-            {
-                prefix + "coef_n": coef.n,
-                prefix + "coef_mean": coef.mean,
-                prefix + "coef_M": coef.M,
-                prefix + "risk_n": risk.n,
-                prefix + "risk_mean": risk.mean,
-                prefix + "risk_M": risk.M,
-                prefix + "n_failed": n_failed,
-                prefix + "draws": draws,
-            }
-        )
+        out[k] = DegreeResult(coef=coef, risk=risk, n_failed=n_failed, draws=draws)
     return out
 
 
@@ -381,22 +450,13 @@ def _quantities(G, b, setup: _DegreeSetup, alphas: np.ndarray, noise_sd: float):
     return tuple(np.stack([p[i] for p in parts], axis=1) for i in range(3))
 
 
-def merge_task_results(parts: list[dict[str, np.ndarray]], degree: int):
-    """Merge the task results of one m, in block order, for one degree.
-
-    Returns
-    -------
-    coef : CoMoments of shape (L, C, k+1), risk : CoMoments of shape (L, C),
-    n_failed : ndarray (L, C), draws : ndarray (L, C, keep, k+1)
-    """
-    p = f"k{degree}_"
-
-    def combined(name):
-        return CoMoments.combine(
-            [CoMoments(x[f"{p}{name}_n"], x[f"{p}{name}_mean"], x[f"{p}{name}_M"]) for x in parts]
-        )
-
-    coef, risk = combined("coef"), combined("risk")
-    n_failed = sum(part[p + "n_failed"] for part in parts)
-    draws = np.concatenate([part[p + "draws"] for part in parts], axis=2)
-    return coef, risk, n_failed, draws
+def merge_task_results(parts: list[TaskResult], degree: int) -> DegreeResult:
+    """Merge the task results of one m, in block order, for one degree: the co-moments
+    merged, the failures summed and the kept draws concatenated (axis 2)."""
+    results = [part.degrees[degree] for part in parts]
+    return DegreeResult(
+        coef=CoMoments.combine([r.coef for r in results]),
+        risk=CoMoments.combine([r.risk for r in results]),
+        n_failed=sum(r.n_failed for r in results),
+        draws=np.concatenate([r.draws for r in results], axis=2),
+    )

@@ -265,4 +265,4 @@ def _task(design: Design, results_dir: Path, m: int, block: int):
     :func:`study.summary.summarise`)."""
     result = run_task(design, m, block)
     CheckpointStore(results_dir, design).save(m, block, result)
-    return (m, block), float(result["seconds"])
+    return (m, block), result.seconds

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .design import Design
+from .engine import TaskResult
 from .paths import CHECKPOINT_DIR
 
 
@@ -204,12 +205,12 @@ class CheckpointStore:
     def path(self, m: int, block: int) -> Path:
         return self.dir / f"m{m}-b{block}.ckpt"
 
-    def save(self, m: int, block: int, result: dict[str, np.ndarray]) -> None:
-        data = pack_checkpoint(result, design_hash=self.design.hash, task=(m, block))
+    def save(self, m: int, block: int, result: TaskResult) -> None:
+        data = pack_checkpoint(result.to_arrays(), design_hash=self.design.hash, task=(m, block))
         atomic_write_bytes(self.path(m, block), data)
 
-    def load(self, m: int, block: int) -> dict[str, np.ndarray]:
-        """The arrays of one task.
+    def load(self, m: int, block: int) -> TaskResult:
+        """The result of one task.
 
         Raises
         ------
@@ -218,11 +219,12 @@ class CheckpointStore:
         """
         path = self.path(m, block)
         try:
-            return unpack_checkpoint(
+            arrays = unpack_checkpoint(
                 path.read_bytes(), design_hash=self.design.hash, task=(m, block)
             )
         except CheckpointError as exc:
             raise CheckpointError(f"checkpoint '{path}' {exc}") from None
+        return TaskResult.from_arrays(arrays)
 
     def done(self, *, on_reject=None) -> set[tuple[int, int]]:
         """Tasks of the design with a checkpoint that verifies.

@@ -102,10 +102,11 @@ def summarise(design: Design, store: CheckpointStore):
     for m in design.m:
         parts = [store.load(m, b) for b in range(design.n_blocks)]
         for k in design.degree:
-            coef, risk, n_failed, kept = merge_task_results(parts, k)
+            merged = merge_task_results(parts, k)
+            coef, risk, kept = merged.coef, merged.risk, merged.draws
             alphas = alpha_grid(design, m, k)
             ident = identifiable_grid(design, m, k)
-            n_failed = np.where(ident, n_failed, design.replications)
+            n_failed = np.where(ident, merged.n_failed, design.replications)
             status = np.where(ident, STATUS_OK, STATUS_NOT_IDENTIFIABLE).astype(object)
             draws[f"coef_k{k}"].append(kept)
 

@@ -72,7 +72,7 @@ def _tasks(design):
 def test_checkpoint_size_matches_the_packed_task(name):
     design = design_from_dict(DESIGNS[name])
     for m, block in _tasks(design):
-        arrays = run_task(design, m, block)
+        arrays = run_task(design, m, block).to_arrays()
         keep = block_keep(design, block)
         # the arrays are exact, from their shapes
         assert task_payload_bytes(design, keep) == sum(
@@ -135,7 +135,7 @@ def test_worker_memory_covers_the_traced_peak(name):
     run_task(design, min(design.m), design.n_blocks - 1)  # imports and the kernel: warm
     tracemalloc.start()
     try:
-        _pack(run_task(design, m, 0), design, m, 0)
+        _pack(run_task(design, m, 0).to_arrays(), design, m, 0)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -149,7 +149,7 @@ def test_degree_ten_against_high_precision(x):
                 ref = np.array(
                     [float(v) for v in mpmath.lu_solve(A, phi.T * mpmath.matrix(ys[r].tolist()))]
                 )
-                got = result["k10_draws"][i_l, i_s, r]
+                got = result.degrees[10].draws[i_l, i_s, r]
                 col = np.linalg.norm(np.vander(xs[r], 11, increasing=True), axis=0)
                 err = np.linalg.norm(col * (got - ref)) / np.linalg.norm(col * ref)
                 assert err < 1e-7, (lam, scaling, r, err)
@@ -292,6 +292,52 @@ def test_all_alpha_pencil_equals_per_alpha_solves(m, degree):
         # relative to each quantity's scale over all cells (e is ~1e-16 at λ = 0)
         scale = np.abs(ref).max(axis=tuple(range(ref.ndim - 1)) if i < 2 else None)
         assert np.all(np.abs(fast[i] - ref) <= 1e-8 * scale), i
+
+
+def test_task_result_round_trips_through_the_checkpoint_arrays(tmp_path):
+    from study.engine import TaskResult
+    from study.store import unpack_checkpoint
+
+    raw = small_design(
+        replications=12, block_size=8, **{"grid.degree": [1, 3], "output.keep_draws": 5}
+    )
+    design = design_from_dict(raw)
+    m = max(design.m)
+    result = run_task(design, m, 0)
+    arrays = result.to_arrays()
+    # the names, dtypes and shapes the checkpoints have always had
+    fields = "coef_n coef_mean coef_M risk_n risk_mean risk_M n_failed draws".split()
+    assert sorted(arrays) == sorted([f"k{k}_{f}" for k in (1, 3) for f in fields] + ["seconds"])
+    L, C = len(design.lam), len(design.scaling)
+    for k in (1, 3):
+        assert arrays[f"k{k}_coef_M"].shape == (L, C, k + 1, 5, 5)
+        assert arrays[f"k{k}_risk_mean"].shape == (L, C, 3)
+        assert arrays[f"k{k}_draws"].shape == (L, C, 5, k + 1)
+        assert arrays[f"k{k}_n_failed"].dtype == np.int64
+    assert arrays["seconds"].shape == () and arrays["seconds"].dtype == np.float64
+    shapes = TaskResult.array_shapes(design, 5)
+    assert {key: (a.shape, a.dtype.str) for key, a in arrays.items()} == shapes
+
+    back = TaskResult.from_arrays(arrays)
+    assert back.seconds == result.seconds and list(back.degrees) == [1, 3]
+    again = back.to_arrays()
+    assert again.keys() == arrays.keys()
+    for key, a in arrays.items():
+        assert again[key].dtype == a.dtype and again[key].shape == a.shape, key
+        np.testing.assert_array_equal(again[key], a, strict=True)
+
+    # and through the store: what is saved is loaded back, array for array
+    store = CheckpointStore(tmp_path, design)
+    store.dir.mkdir(parents=True)
+    store.save(m, 0, result)
+    on_disk = unpack_checkpoint(
+        store.path(m, 0).read_bytes(), design_hash=design.hash, task=(m, 0)
+    )
+    loaded = store.load(m, 0).to_arrays()
+    for got in (on_disk, loaded):
+        assert got.keys() == arrays.keys()
+        for key, a in arrays.items():
+            np.testing.assert_array_equal(got[key], a, strict=True)
 
 
 def test_checkpoint_packing_round_trips():

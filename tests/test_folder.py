@@ -234,7 +234,7 @@ def _damage(kind: str, path: Path, tmp_path: Path, design_file: Path) -> None:
     elif kind == "other engine version":
         raw = json.loads((path.parent.parent / "manifest.json").read_text())["design"]
         design = design_from_dict(raw)
-        arrays = CheckpointStore(path.parent.parent, design).load(2000, 1)
+        arrays = CheckpointStore(path.parent.parent, design).load(2000, 1).to_arrays()
         version = store_module.ENGINE_VERSION
         store_module.ENGINE_VERSION = version - 1
         try:
