@@ -68,7 +68,7 @@ def _forbidden_targets() -> list[Path]:
     """Folders a run must never take as its results folder: the file-system root, the home
     folder, and any folder that holds this package (the repository root, site-packages)."""
     package = Path(__file__).resolve().parent
-    return [Path("/"), Path.home().resolve(), *package.parents]
+    return [Path("/"), Path.home().resolve(), package, *package.parents]
 
 
 def check_out_path(out: Path | str, *, option: str = "--out") -> Path:
@@ -83,16 +83,16 @@ def check_out_path(out: Path | str, *, option: str = "--out") -> Path:
     absolute = Path(os.path.abspath(path))
     if absolute.is_symlink():
         raise FolderError(
-            f"option '{option}': got '{out}', a symbolic link; expected a real folder (give "
+            f"option '{option}': got {_quote(out)}, a symbolic link; expected a real folder (give "
             "the folder it points to, if that is what you mean)"
         )
     if absolute.exists() and not absolute.is_dir():
-        raise FolderError(f"option '{option}': got '{out}'; expected a folder, not a file")
+        raise FolderError(f"option '{option}': got {_quote(out)}; expected a folder, not a file")
     resolved = absolute.resolve()
     if resolved in _forbidden_targets():
         raise FolderError(
-            f"option '{option}': got '{out}' ({resolved}); expected a folder of its own, not the "
-            "file-system root, the home folder or the folder that holds the study package"
+            f"option '{option}': got {_quote(out)} ({resolved}); expected a folder of its own, "
+            "not the file-system root, the home folder or the folder that holds the package"
         )
     return resolved
 
@@ -100,10 +100,26 @@ def check_out_path(out: Path | str, *, option: str = "--out") -> Path:
 def _first_entry(folder: Path) -> str | None:
     """The first entry of ``folder`` in name order, other than the lock file; None if none."""
     try:
-        names = sorted(name for name in os.listdir(folder) if name != LOCK)
+        names = sorted(name for name in os.listdir(folder) if not _is_lock_note(folder, name))
     except FileNotFoundError:
         return None
     return names[0] if names else None
+
+
+def _is_lock_note(folder: Path, name: str) -> bool:
+    """Whether ``name`` is the tool's lock note: ``.study-lock``, a regular file that is
+    empty or holds one process id (a user's own file of that name is foreign)."""
+    if name != LOCK:
+        return False
+    path = folder / name
+    try:
+        return (
+            path.is_file()
+            and not path.is_symlink()
+            and re.fullmatch(r"[0-9]*\n?", path.read_text(errors="replace")[:64]) is not None
+        )
+    except OSError:
+        return False
 
 
 def read_marker(folder: Path) -> dict | None:
@@ -122,8 +138,8 @@ def read_marker(folder: Path) -> dict | None:
 
 def _not_ours(folder: Path, foreign: str) -> FolderError:
     return FolderError(
-        f"results folder '{folder}' is not empty and not one that study created (it holds "
-        f"'{foreign}' and no {MARKER}); nothing was touched: choose a new or empty folder "
+        f"results folder {_quote(folder)} is not empty and not one that study created (it holds "
+        f"{_quote(foreign)} and no {MARKER}); nothing was touched: choose a new or empty folder "
         "with --out"
     )
 
@@ -144,53 +160,64 @@ def refuse_foreign(folder: Path) -> None:
 
 @dataclass
 class Lock:
-    """An flock on the folder's lock file; released by close() or by the process's death."""
+    """An flock on the results folder itself; released by close() or by the process's death.
+
+    The folder is locked, not a file in it: a folder always exists, can be locked even when
+    it is read-only, and cannot be deleted from under the lock. A writer also leaves its
+    process id in ``.study-lock`` for the message another run prints, and clears it when
+    it is done."""
 
     fd: int
+    note: Path | None = None
 
     def close(self) -> None:
         if self.fd >= 0:
+            if self.note is not None:
+                with contextlib.suppress(OSError):
+                    self.note.write_text("")
             os.close(self.fd)  # closing the descriptor releases the flock
             self.fd = -1
 
 
-def _holder(path: Path) -> str:
+def _holder(folder: Path, exclusive: bool) -> str:
+    """Who holds the lock, as far as the note in ``.study-lock`` tells."""
     try:
-        pid = path.read_text().strip()
+        pid = (folder / LOCK).read_text().strip()
     except OSError:
         pid = ""
-    return f"process {pid}" if pid.isdigit() else "another process"
+    if pid.isdigit():
+        return f"a run is writing it (process {pid})"
+    return "a study check or report is reading it" if exclusive else "a run is writing it"
 
 
-def acquire(folder: Path, *, exclusive: bool) -> Lock | None:
-    """Lock ``folder`` at once or raise FolderError saying who holds it.
-
-    A shared lock on a folder without a lock file (read-only copies of results) is None:
-    no writer can be running there, since every writer creates the file first.
-    """
-    path = folder / LOCK
-    if exclusive:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    else:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return None
+def acquire(folder: Path, *, exclusive: bool) -> Lock:
+    """Lock ``folder`` at once (exclusively for a writer, shared for readers) or raise
+    FolderError saying who holds it."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
     except OSError as exc:
         os.close(fd)
         if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise
-        doing = "a run is writing it" if not exclusive else "another run is using it"
         raise FolderError(
-            f"results folder '{folder}' is locked: {doing} ({_holder(path)}); wait for it to "
-            "finish, or use another --out"
+            f"results folder {_quote(folder)} is locked: {_holder(folder, exclusive)}; wait for "
+            "it to finish, or use another --out"
         ) from None
-    if exclusive:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-    return Lock(fd)
+    if not exclusive:
+        return Lock(fd)
+    note = folder / LOCK
+    if note.is_symlink():
+        os.close(fd)
+        raise FolderError(f"results folder {_quote(folder)}: '{LOCK}' is a symbolic link; refused")
+    note.write_text(f"{os.getpid()}\n")
+    return Lock(fd, note)
+
+
+def _quote(path: Path | str) -> str:
+    """A path in quotes, on one line whatever characters its name holds."""
+    text = str(path)
+    return repr(text) if any(c in text for c in "\n\r\t'") else f"'{text}'"
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -269,7 +296,7 @@ def _refuse_other_run(
             f"{engine_version})"
         )
     raise FolderError(
-        f"results folder '{folder}' holds {why}; rerun with --fresh to discard them, or use "
+        f"results folder {_quote(folder)} holds {why}; rerun with --fresh to discard them, or use "
         "--out for another folder"
     )
 
@@ -288,10 +315,13 @@ def writing(
     """
     folder = check_out_path(out)
     refuse_foreign(folder)  # before writing anything, the lock file included
-    if (folder / CHECKPOINT_DIR).is_symlink():  # it would lead the writes out of the folder
-        raise FolderError(
-            f"results folder '{folder}': '{CHECKPOINT_DIR}' is a symbolic link; refused"
-        )
+    for sub in (folder / CHECKPOINT_DIR, folder / CHECKPOINT_DIR / REJECTED_DIR):
+        # a link would lead the writes out of the folder; a file would stop them half-way
+        if sub.is_symlink() or (sub.exists() and not sub.is_dir()):
+            raise FolderError(
+                f"results folder {_quote(folder)}: {_quote(sub.relative_to(folder))} is not a "
+                "folder (a symbolic link or a file); refused"
+            )
     if not fresh:  # refuse before writing anything; again under the lock below
         _refuse_other_run(folder, read_marker(folder), design_hash, engine_version)
     folder.mkdir(parents=True, exist_ok=True)
@@ -348,45 +378,70 @@ def reading(results: Path | str, needed: tuple[str, ...]) -> Iterator[dict]:
     marker = read_marker(folder)
     if marker is None:
         raise FolderError(
-            f"argument RESULTS: '{folder}' is not a study results folder (no {MARKER}) {hint}"
+            f"argument RESULTS: {_quote(folder)} is not a study results folder (no {MARKER}) "
+            + hint
         )
     lock = acquire(folder, exclusive=False)
     try:
         manifest = read_manifest(folder)
-        if manifest.get("design_hash") != marker.get("design_hash"):
-            raise FolderError(
-                f"'{folder / MANIFEST_FILE}' belongs to another design than the folder's "
-                f"{MARKER}; rerun `study simulate`"
-            )
-        files = manifest.get("files")
-        if not isinstance(files, dict):
-            raise FolderError(
-                f"'{folder / MANIFEST_FILE}' lists no result files (written by an older "
-                "version of study?); rerun `study simulate`"
-            )
-        for name in needed:
+        _check_manifest(folder, manifest, marker)
+        files = manifest["files"]
+        for name in sorted(set(files) | set(needed)):
             verify_file(folder, name, files.get(name))
         yield manifest
     finally:
-        if lock is not None:
-            lock.close()
+        lock.close()
+
+
+_MANIFEST_KEYS = {
+    "design": dict,
+    "design_hash": str,
+    "files": dict,
+    "run": dict,
+    "versions": dict,
+    "counts": dict,
+}
+
+
+def _check_manifest(folder: Path, manifest: dict, marker: dict) -> None:
+    """Refuse a manifest that lacks what readers use, or whose design is not the one its
+    hash, and the folder's marker, say."""
+    from .design import design_from_dict
+
+    path = folder / MANIFEST_FILE
+    for key, kind in _MANIFEST_KEYS.items():
+        if not isinstance(manifest.get(key), kind):
+            raise FolderError(
+                f"{_quote(path)} has no valid '{key}' (written by an older version of study, or "
+                "edited); rerun `study simulate`"
+            )
+    try:
+        design_hash = design_from_dict(manifest["design"]).hash
+    except DesignError:
+        design_hash = None
+    if not (design_hash == manifest["design_hash"] == marker.get("design_hash")):
+        raise FolderError(
+            f"{_quote(path)} does not describe the design the folder was run with (its design, "
+            f"its design_hash and {MARKER} disagree): edited or from another run; rerun "
+            "`study simulate`"
+        )
 
 
 def read_manifest(folder: Path) -> dict:
     path = folder / MANIFEST_FILE
     if not path.is_file():
         raise FolderError(
-            f"'{folder}' has no {MANIFEST_FILE}: its run did not finish (run the same "
+            f"{_quote(folder)} has no {MANIFEST_FILE}: its run did not finish (run the same "
             "`study simulate` command again to complete it)"
         )
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError):
         raise FolderError(
-            f"'{path}' is damaged (not valid JSON); rerun `study simulate`"
+            f"{_quote(path)} is damaged (not valid JSON); rerun `study simulate`"
         ) from None
     if not isinstance(manifest, dict):
-        raise FolderError(f"'{path}' is damaged (not a JSON object); rerun `study simulate`")
+        raise FolderError(f"{_quote(path)} is damaged (not a JSON object); rerun `study simulate`")
     return manifest
 
 
@@ -394,11 +449,13 @@ def verify_file(folder: Path, name: str, recorded) -> None:
     """Raise FolderError unless ``folder/name`` has the size and SHA-256 ``recorded``."""
     path = folder / name
     if not isinstance(recorded, dict):
-        raise FolderError(f"'{path}' is not listed in {MANIFEST_FILE}; rerun `study simulate`")
+        raise FolderError(
+            f"{_quote(path)} is not listed in {MANIFEST_FILE}; rerun `study simulate`"
+        )
     if not path.is_file():
-        raise FolderError(f"'{path}' is missing; rerun `study simulate`")
+        raise FolderError(f"{_quote(path)} is missing; rerun `study simulate`")
     if file_digest(path) != {"bytes": recorded.get("bytes"), "sha256": recorded.get("sha256")}:
         raise FolderError(
-            f"'{path}' differs from the run that wrote it (size or SHA-256 in "
+            f"{_quote(path)} differs from the run that wrote it (size or SHA-256 in "
             f"{MANIFEST_FILE}): truncated, edited or from another run; rerun `study simulate`"
         )

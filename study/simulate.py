@@ -243,8 +243,8 @@ def _run_tasks(design, results_dir, todo, n_tasks, n_done, *, jobs, backend, pro
         running = [t for t in pulled if t not in finished]
         names = ", ".join(f"m = {m} block {b}" for m, b in running[: max(jobs, 1)]) or "?"
         raise WorkerDied(
-            f"a worker process died ({_exit_codes(exc)}) while running {names}; the "
-            f"{n_done + len(finished)} finished tasks are kept: run the same command to resume"
+            f"a worker process died ({_exit_codes(exc)}) while running one of {names}; the "
+            "finished tasks are kept: run the same command to resume"
         ) from None
     finally:
         bar.close()

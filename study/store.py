@@ -239,6 +239,11 @@ class CheckpointStore:
                 data = path.read_bytes()
             except FileNotFoundError:
                 continue
+            except OSError as exc:  # a folder or something unreadable under a task's name
+                target = self._reject(path)
+                if on_reject is not None:
+                    on_reject(path, target, exc.strerror or exc.__class__.__name__)
+                continue
             try:
                 unpack_checkpoint(data, design_hash=self.design.hash, task=(m, b))
             except (CheckpointError, ValueError, KeyError, TypeError) as exc:

@@ -261,6 +261,41 @@ def test_a_damaged_checkpoint_is_rejected_and_recomputed(tmp_path, reference, de
     assert "7 resumed" in proc.stdout  # 2 values of m × 4 blocks, one computed again
 
 
+def test_a_user_lock_file_is_foreign_and_odd_entries_are_refused(tmp_path, reference, design_file):
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / LOCK).write_text("my precious notes\n")
+    proc = run_cli("simulate", design_file, "--out", user, "--quiet")
+    assert proc.returncode == 2 and LOCK in one_line(proc.stderr)
+    assert (user / LOCK).read_text() == "my precious notes\n"
+    out = copy_of(reference, tmp_path)  # a file where the checkpoints folder should be
+    shutil.rmtree(out / "checkpoints")
+    (out / "checkpoints").write_text("x")
+    before = tree(out)
+    proc = run_cli("simulate", design_file, "--out", out, "--quiet", "--fresh")
+    assert proc.returncode == 2 and "not a folder" in one_line(proc.stderr)
+    assert tree(out) == before
+    (out / "checkpoints").unlink()
+    (out / "checkpoints").mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (out / "checkpoints" / "rejected").symlink_to(outside)
+    proc = run_cli("simulate", design_file, "--out", out, "--quiet")
+    assert proc.returncode == 2 and "not a folder" in one_line(proc.stderr)
+    assert list(outside.iterdir()) == []
+
+
+def test_a_folder_under_a_checkpoint_name_is_rejected(tmp_path, reference, design_file):
+    out = copy_of(reference, tmp_path)
+    target = out / "checkpoints" / "m5-b0.ckpt"
+    target.unlink()
+    target.mkdir()
+    proc = run_cli("simulate", design_file, "--out", out, "--quiet")
+    assert proc.returncode == 0 and "rejected" in one_line(proc.stderr)
+    assert (out / "checkpoints" / "rejected" / "m5-b0.ckpt").is_dir()
+    assert results(out) == results(reference)
+
+
 def test_stale_temporary_files_are_removed_and_foreign_ones_kept(tmp_path, reference, design_file):
     out = copy_of(reference, tmp_path)
     stale = [out / ".summary.csv.k2j3h4.tmp", out / "checkpoints" / ".m5-b0.ckpt.abc_12.tmp"]
@@ -324,8 +359,12 @@ def test_a_second_run_on_a_locked_folder_is_refused_at_once(tmp_path, long_desig
     first = _start(path, out, "--jobs", "2")
     try:
         _wait_for_checkpoints(out, 2, first)
+        first.send_signal(signal.SIGSTOP)  # so that it cannot finish before the second tries
         started = time.time()
-        second = run_cli("simulate", design_file, "--out", out, "--quiet", "--fresh")
+        try:
+            second = run_cli("simulate", design_file, "--out", out, "--quiet", "--fresh")
+        finally:
+            first.send_signal(signal.SIGCONT)
         assert time.time() - started < 30
         assert second.returncode == 2
         assert f"process {first.pid}" in one_line(second.stderr)
@@ -341,11 +380,10 @@ def test_readers_refuse_a_folder_being_written(tmp_path, reference):
     import fcntl
 
     out = copy_of(reference, tmp_path)
-    fd = os.open(out / LOCK, os.O_RDWR)
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        (out / LOCK).write_text(f"{os.getpid()}\n")
         proc = run_cli("check", out)
         assert proc.returncode == 2 and "PASS" not in proc.stdout
         assert f"process {os.getpid()}" in one_line(proc.stderr)
@@ -353,6 +391,9 @@ def test_readers_refuse_a_folder_being_written(tmp_path, reference):
             not (out / "check.csv").exists()
             or (out / "check.csv").read_bytes() == (reference / "check.csv").read_bytes()
         )
+        (out / LOCK).unlink()  # a copy without the note: the folder itself is still locked
+        proc = run_cli("check", out)
+        assert proc.returncode == 2 and "locked" in one_line(proc.stderr)
     finally:
         os.close(fd)
     assert run_cli("check", out).returncode == 0
@@ -471,6 +512,14 @@ def test_check_refuses_folders_whose_files_disagree(tmp_path, reference, design_
     out = copy_of(reference, tmp_path / "foreign")
     (out / MARKER).unlink()
     cases["no marker"] = out
+    out = copy_of(reference, tmp_path / "edited-design")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["design"]["dgp"]["slope"] = -7.0  # the files still match their checksums
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    cases["edited design in the manifest"] = out
+    out = copy_of(reference, tmp_path / "draws")
+    (out / "draws.npz").write_bytes((out / "draws.npz").read_bytes()[:100])
+    cases["truncated draws.npz (check does not read it, but verifies it)"] = out
     for case, folder in cases.items():
         proc = run_cli("check", folder)
         assert proc.returncode == 2, case
@@ -575,10 +624,10 @@ def _mutation_test(tmp_path, capsys, mutation_base, data) -> None:
 
     code, stdout, stderr = _cli(capsys, "check", out, "--brief")
     assert "Traceback" not in stderr
-    if rel in ("summary.csv", "risk.csv", "manifest.json", MARKER):
+    if rel in (*RESULTS, "manifest.json", MARKER):  # every committed file is verified
         assert code == 2 and "PASS" not in stdout, (rel, stdout, stderr)
         one_line(stderr)
-    else:  # a checkpoint or a file check does not read: the verdict on whole results
+    else:  # a checkpoint: the results are whole, and so is the verdict
         assert (code, stdout.splitlines()[-1]) == verdict, (rel, stderr)
 
     code, stdout, stderr = _cli(capsys, "simulate", path, "--out", out, "--quiet")
