@@ -8,13 +8,14 @@ data directory.
   under ``checkpoints/``, the task checkpoints ``m<m>-b<block>.ckpt``, the folder
   ``rejected/`` and its own temporary files; every other file is left alone, and a
   symbolic link is never followed.
-- **One writer at a time.** ``study simulate`` holds an exclusive ``flock`` on
-  ``.study-lock`` for the whole run; ``study check`` and ``study report`` hold a shared
-  one while they read. The kernel releases the lock when the process dies, so a
-  ``kill -9`` leaves no stale lock.
+- **One writer at a time.** ``study simulate`` holds an exclusive ``flock`` on the folder
+  itself for the whole run (and notes its process id in ``.study-lock``); ``study check``
+  and ``study report`` hold a shared one while they read. The kernel releases the lock
+  when the process dies, so a ``kill -9`` leaves no stale lock.
 - **A commit point.** ``manifest.json`` is removed before a run rewrites any result file
   and written last, with the size and SHA-256 of every result file: a folder without a
-  manifest, or whose files disagree with it, is refused by the readers.
+  manifest, whose manifest disagrees with its design hash or the marker, or whose files
+  disagree with it, is refused by the readers.
 """
 
 from __future__ import annotations
