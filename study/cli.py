@@ -331,12 +331,15 @@ def _check(args) -> int:
 
     with reading(args.results, _needed_files()):
         result = check(args.results)
-        path = write_check(result, args.results)
+        try:
+            where = f"every comparison: {write_check(result, args.results)}"
+        except PermissionError:  # a read-only copy of the results: the verdict still stands
+            where = "check.csv not written: the results folder is read-only"
     table = result.table
     if args.brief:
         table = table.reindex(table.z.abs().sort_values(ascending=False).index).head(20)
     print(format_table(table))
-    print(f"(every comparison: {path})")
+    print(f"({where})")
     print(result.summary_line())
     return 0 if result.ok else 1
 

@@ -528,6 +528,21 @@ def test_check_refuses_folders_whose_files_disagree(tmp_path, reference, design_
         assert str(folder) in line, (case, line)
 
 
+def test_check_on_a_read_only_copy_gives_its_verdict(reference, capsys, monkeypatch):
+    """Root ignores file modes, so the refusal to write is simulated where it happens."""
+    import study.check
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(reference / "check.csv"))
+
+    monkeypatch.setattr(study.check, "write_check", read_only)
+    code, stdout, stderr = _cli(capsys, "check", reference, "--brief")
+    expected = run_cli("check", reference, "--brief")
+    assert (code, stderr) == (expected.returncode, "")
+    assert "(check.csv not written: the results folder is read-only)" in stdout
+    assert stdout.splitlines()[-1] == expected.stdout.splitlines()[-1]
+
+
 def test_report_refuses_a_mixed_folder(tmp_path, reference):
     out = copy_of(reference, tmp_path)
     tuning = (out / "tuning.csv").read_text().splitlines()
