@@ -32,8 +32,8 @@ $(STAMP): pyproject.toml
 
 # numba compiles the engine's kernel once (about ten seconds) into its cache, so that runs
 # and their workers only load it; again whenever the kernel's source changes
-$(KERNEL): study/kernel.py $(STAMP)
-	$(PY) -m study.kernel
+$(KERNEL): study/engine/kernel.py $(STAMP)
+	$(PY) -m study.engine.kernel
 	@touch $(KERNEL)
 
 venv: $(SETUP) ## Create or update the virtual environment (.venv) from pyproject.toml
@@ -45,15 +45,15 @@ simulate: $(SETUP) ## Run a design (DESIGN=simulations/default.toml JOBS=2); res
 # are recomputed (resuming from checkpoints) when the design or the code behind them changes;
 # which code that is, study/sources.py reads from the imports (no list kept by hand).
 sources = $(shell $(PYTHON) study/sources.py $(1))
-$(RESULTS)/manifest.json: $(DESIGN) $(call sources,study/simulate.py) | $(SETUP)
+$(RESULTS)/manifest.json: $(DESIGN) $(call sources,study/steps.py) | $(SETUP)
 	$(PY) -m study simulate $(DESIGN) --jobs $(JOBS) --out $(RESULTS)
 
-$(ASSETS): $(RESULTS)/manifest.json $(call sources,study/report.py) | $(SETUP)
+$(ASSETS): $(RESULTS)/manifest.json $(call sources,study/report/assets.py) | $(SETUP)
 	$(PY) -m study report $(RESULTS) --no-render --project report
 	@touch $@
 
-$(OUTPUTS) &: $(ASSETS) report/report.qmd report/_quarto.yml $(call sources,study/render.py) \
-		$(wildcard study/templates/*)
+$(OUTPUTS) &: $(ASSETS) report/report.qmd report/_quarto.yml $(call sources,study/report/render.py) \
+		$(wildcard study/report/templates/*)
 	$(PY) -m study render report
 
 assets: $(ASSETS) ## Write the report's figures, tables and numbers from RESULTS

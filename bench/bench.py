@@ -7,7 +7,7 @@ simulations/bench-data.toml: the cost is in drawing the data) it prints one tabl
 one JSON file with, for each contender, wall time (median, min, max over the repeats), fits
 per second, data points per second and peak memory:
 
-- engine: ``study.simulate.simulate`` (without the theory step) with 1 and 2 jobs;
+- engine: ``study.engine.run.simulate`` (without the theory step) with 1 and 2 jobs;
 - scikit-learn loop: ``Ridge(alpha=α)`` per data set and cell on the monomial features,
   timed on a random subsample of the fits and scaled to the whole design;
 - NumPy loop: one Gram matrix per data set and degree, one ``np.linalg.solve`` per fit, the
@@ -38,9 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from study.design import load_design  # noqa: E402
-from study.dgp import block_chunks, draw_block_data  # noqa: E402
+from study.engine.run import count_fits, simulate  # noqa: E402
+from study.engine.streams import block_chunks, draw_block_data  # noqa: E402
 from study.scaling import alpha as scaling_alpha  # noqa: E402
-from study.simulate import count_fits, simulate  # noqa: E402
 
 DESIGNS = {"fit": "simulations/bench-fit.toml", "data": "simulations/bench-data.toml"}
 
@@ -51,7 +51,7 @@ DESIGNS = {"fit": "simulations/bench-fit.toml", "data": "simulations/bench-data.
 def run_engine(design, jobs: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        simulate(design, Path(tmp) / "r", jobs=jobs, progress=False, theory=False)
+        simulate(design, Path(tmp) / "r", jobs=jobs, progress=False)
         return time.perf_counter() - started
 
 
@@ -129,9 +129,9 @@ def peak_memory_mib(design_path: str, jobs: int) -> float:
     """Peak resident memory of a separate engine run, summed over its process tree."""
     code = (
         "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
-        "from study.design import load_design; from study.simulate import simulate;"
+        "from study.design import load_design; from study.engine.run import simulate;"
         "simulate(load_design(sys.argv[2]), Path(sys.argv[3]), jobs=int(sys.argv[4]),"
-        " progress=False, theory=False)"
+        " progress=False)"
     )
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.Popen(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from .design import XDistribution
+    from study.design import XDistribution
 
 
 def standard_moments(distribution: str, n_max: int) -> np.ndarray:

@@ -13,7 +13,7 @@ Two comparisons, cell by cell:
 Cells whose estimator lacks the moments a comparison needs are flagged and left out of
 the criteria (their Monte Carlo averages never settle, whatever the number of
 replications): the bias needs a finite variance (``finite_moments`` > 2), the variance
-and the risk a finite fourth moment (> 4). See :func:`study.theory.finite_moment_order`.
+and the risk a finite fourth moment (> 4). See :func:`study.theory.largem.finite_moment_order`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .numbers import percent, significant
-from .paths import CHECK_FILE, RISK_FILE, SUMMARY_FILE
-from .summary import STATUS_NEGATIVE_VARIANCE, STATUS_NON_FINITE, usable_cells
+from study.numbers import percent, significant
+from study.paths import CHECK_FILE, RISK_FILE, SUMMARY_FILE
+from study.results import STATUS_NEGATIVE_VARIANCE, STATUS_NON_FINITE, usable_cells
 
 Z_MAX = 5.0
 SHARE_BEYOND_2_MAX = 0.10  # expected 4.6 %; z of one design are correlated across cells
@@ -161,8 +161,8 @@ def format_table(table: pd.DataFrame) -> str:
 
 
 def write_check(result: CheckResult, results_dir: Path) -> Path:
-    from .store import atomic_write_text
-    from .summary import to_csv
+    from study.engine.store import atomic_write_text
+    from study.results import to_csv
 
     path = results_dir / CHECK_FILE
     atomic_write_text(path, to_csv(result.table))

@@ -19,8 +19,8 @@ import time
 import traceback
 from pathlib import Path
 
-from .design import DesignError, load_design
-from .paths import GENERATED_DIR, REPORT_DIR, RESULTS_ROOT, results_dir
+from study.design import DesignError, load_design
+from study.paths import GENERATED_DIR, REPORT_DIR, RESULTS_ROOT, results_dir
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
@@ -73,7 +73,7 @@ def _positive_int(text: str) -> int:
 
 
 def _add_renderer(parser: argparse.ArgumentParser) -> None:
-    from .render import RENDERERS
+    from study.report.render import RENDERERS
 
     parser.add_argument(
         "--renderer",
@@ -84,7 +84,7 @@ def _add_renderer(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from study import __version__
 
     parser = _Parser(
         prog="study",
@@ -152,7 +152,7 @@ def _simulate_parser(sub) -> argparse.ArgumentParser:
 
 
 def _check_parser(sub) -> argparse.ArgumentParser:
-    from .check import REL_TOL, SE_TOL, SHARE_BEYOND_2_MAX, Z_MAX
+    from study.check import REL_TOL, SE_TOL, SHARE_BEYOND_2_MAX, Z_MAX
 
     chk = sub.add_parser(
         "check",
@@ -215,7 +215,7 @@ def _report_parsers(sub) -> tuple[argparse.ArgumentParser, argparse.ArgumentPars
 def _render(project: Path, renderer: str) -> int:
     import time
 
-    from .render import RenderError, render
+    from study.report.render import RenderError, render
 
     if not (project / "_quarto.yml").is_file():
         raise DesignError(
@@ -238,7 +238,7 @@ def _render(project: Path, renderer: str) -> int:
 
 
 def _report(args) -> int:
-    from .report import build_assets
+    from study.report.assets import build_assets
 
     project = args.project
     if not (project / "_quarto.yml").is_file():
@@ -247,7 +247,7 @@ def _report(args) -> int:
             "_quarto.yml"
         )
     generated = project / GENERATED_DIR.name
-    from .folder import reading
+    from study.folder import reading
 
     with reading(args.results, _needed_files(for_report=True)):
         names = build_assets(args.results, out_dir=generated, report_dir=project)
@@ -258,9 +258,10 @@ def _report(args) -> int:
 
 
 def _simulate(args) -> int:
-    from . import budget
-    from .folder import check_out_path, refuse_foreign
-    from .simulate import WorkerDied, simulate
+    from study.engine import budget
+    from study.engine.run import WorkerDied
+    from study.folder import check_out_path, refuse_foreign
+    from study.steps import simulate
 
     design = load_design(args.design)
     out = check_out_path(args.out if args.out is not None else results_dir(design.name))
@@ -317,7 +318,7 @@ def _simulate(args) -> int:
 
 
 def _needed_files(*, for_report: bool = False) -> tuple[str, ...]:
-    from .paths import DRAWS_FILE, RISK_FILE, SUMMARY_FILE, TRANSFER_FILE, TUNING_FILE
+    from study.paths import DRAWS_FILE, RISK_FILE, SUMMARY_FILE, TRANSFER_FILE, TUNING_FILE
 
     needed = (SUMMARY_FILE, RISK_FILE)
     if for_report:
@@ -326,8 +327,8 @@ def _needed_files(*, for_report: bool = False) -> tuple[str, ...]:
 
 
 def _check(args) -> int:
-    from .check import check, format_table, write_check
-    from .folder import reading
+    from study.check import check, format_table, write_check
+    from study.folder import reading
 
     with reading(args.results, _needed_files()):
         result = check(args.results)

@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .basis import true_coefficients
-from .limits import check_representable
-from .scaling import SCALINGS, check_scaling
+from study.basis import true_coefficients
+from study.limits import check_representable
+from study.scaling import SCALINGS, check_scaling
 
 if TYPE_CHECKING:
     import numpy as np

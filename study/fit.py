@@ -30,8 +30,8 @@ from math import comb
 
 import numpy as np
 
-from .basis import hankel_index
-from .scaling import alpha as scaling_alpha
+from study.basis import hankel_index
+from study.scaling import alpha as scaling_alpha
 
 
 def change_of_basis(center: float, scale: float, degree: int) -> np.ndarray:

@@ -31,8 +31,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .design import DesignError
-from .paths import CHECKPOINT_DIR, MANIFEST_FILE, RESULT_FILES
+from study.design import DesignError
+from study.paths import CHECKPOINT_DIR, MANIFEST_FILE, RESULT_FILES
 
 MARKER = ".study-results"
 LOCK = ".study-lock"
@@ -266,7 +266,7 @@ def remove_stale_temporaries(folder: Path) -> int:
 
 
 def _write_marker(folder: Path, design_hash: str, engine_version: int) -> None:
-    from .store import atomic_write_text
+    from study.engine.store import atomic_write_text
 
     info = {
         "tool": "study",
@@ -407,7 +407,7 @@ _MANIFEST_KEYS = {
 def _check_manifest(folder: Path, manifest: dict, marker: dict) -> None:
     """Refuse a manifest that lacks what readers use, or whose design is not the one its
     hash, and the folder's marker, say."""
-    from .design import design_from_dict
+    from study.design import design_from_dict
 
     path = folder / MANIFEST_FILE
     for key, kind in _MANIFEST_KEYS.items():

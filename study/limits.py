@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .scaling import alpha
+from study.scaling import alpha
 
 if TYPE_CHECKING:
-    from .design import Design
+    from study.design import Design
 
 # fail(key, value, allowed): the error naming the key, the value given and what is allowed
 Fail = Callable[[str, Any, str], Exception]

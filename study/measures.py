@@ -1,7 +1,7 @@
 """Performance measures and their Monte Carlo standard errors (docs/results.md).
 
 Every measure follows from the merged co-moments of the per-replication quantities
-(see :mod:`study.engine`): for a coefficient, q = (d, d², e, e², v) with d = ŵ − w*,
+(see :mod:`study.engine.tasks`): for a coefficient, q = (d, d², e, e², v) with d = ŵ − w*,
 e = E[ŵ | X] − w*, v = Var[ŵ | X]; for the risk, (R, R², E[R | X]). With n replications,
 q̄ the mean and M = Σ(q − q̄)(q − q̄)ᵀ:
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .moments import CoMoments
+from study.moments import CoMoments
 
 D, D2, E, E2, V = range(5)
 R, R2, RB = range(3)

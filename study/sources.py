@@ -1,6 +1,6 @@
 """The source files a module of the package depends on, for the Makefile's prerequisites.
 
-    python3 study/sources.py study/simulate.py   # prints the files, one line, sorted
+    python3 study/sources.py study/steps.py   # prints the files, one line, sorted
 
 Reads the imports of each file with :mod:`ast` (nothing is imported or run, so the system
 Python suffices before the virtual environment exists) and follows those inside the
@@ -47,6 +47,8 @@ def _imports(path: Path) -> set[Path]:
                 for alias in node.names
                 if alias.name.split(".")[0] == "study"
             )
+    # importing study.a.b runs study/__init__.py and study/a/__init__.py first
+    modules += [module[:i] for module in list(modules) for i in range(len(module))]
     return {f for f in map(_module_file, modules) if f is not None}
 
 

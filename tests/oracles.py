@@ -1,8 +1,8 @@
 """Reference implementations for the tests: the theory in its plainest form, one cell or one
 design at a time, which the package itself does not need (it computes the same quantities
-vectorised over grids, in :mod:`study.theory` and :mod:`study.engine`).
+vectorised over grids, in :mod:`study.theory.largem` and :mod:`study.engine.tasks`).
 
-Moved here from ``study.theory``: the raw moments and moment matrix, the large-m moments of
+Moved here from ``study.theory.largem``: the raw moments and moment matrix, the large-m moments of
 one cell and the limit of the bias, and the exact conditional moments given a design.
 """
 
@@ -18,7 +18,7 @@ from study.design import XDistribution
 from study.fit import penalty_matrix
 from study.scaling import alpha as scaling_alpha
 from study.scaling import check_scaling
-from study.theory import _large_m, standard_basis
+from study.theory.largem import _large_m, standard_basis
 
 __all__ = [
     "AsymptoticMoments",
@@ -65,7 +65,7 @@ def raw_moments(x: XDistribution, n_max: int) -> np.ndarray:
 def moment_matrix(x: XDistribution, degree: int) -> np.ndarray:
     """Population moment matrix Σ_ij = μ_{i+j} = E[φ(x)φ(x)ᵀ]_ij of the raw monomials.
 
-    Ill-conditioned away from [−1, 1]; the package uses :func:`study.theory.standard_basis`.
+    Ill-conditioned away from [−1, 1]; the package uses :func:`study.theory.largem.standard_basis`.
 
     Returns
     -------

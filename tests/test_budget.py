@@ -8,8 +8,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from study import budget, store
-from study.budget import (
+from study.design import design_from_dict, load_design
+from study.engine import budget, store
+from study.engine.budget import (
     MAX_TASK_FILES,
     Estimate,
     block_keep,
@@ -24,8 +25,7 @@ from study.budget import (
     task_memory_bytes,
     task_payload_bytes,
 )
-from study.design import design_from_dict, load_design
-from study.engine import run_task
+from study.engine.tasks import run_task
 
 from conftest import ROOT, small_design
 

@@ -10,10 +10,10 @@ import pytest
 
 from study.check import check
 from study.design import design_from_dict
+from study.existence import finite_moment_order
 from study.folder import file_digest
-from study.simulate import simulate
-from study.summary import to_csv
-from study.theory import finite_moment_order
+from study.results import to_csv
+from study.steps import simulate
 
 from conftest import ROOT, run_cli, small_design
 

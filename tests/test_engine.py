@@ -10,11 +10,11 @@ import pytest
 
 from study import fit_polynomial_ridge
 from study.design import design_from_dict
-from study.dgp import draw_block_data
-from study.engine import run_task
+from study.engine.store import CheckpointStore, load_npz
+from study.engine.streams import draw_block_data
+from study.engine.tasks import run_task
 from study.scaling import alpha
-from study.simulate import simulate
-from study.store import CheckpointStore, load_npz
+from study.steps import simulate
 
 from conftest import ROOT, run_cli, small_design, write_design
 
@@ -166,7 +166,7 @@ def test_bit_identical_for_jobs_and_backends(tmp_path):
 def test_chunk_size_does_not_change_results(tmp_path, monkeypatch):
     raw = small_design()
     _, a = _run(tmp_path, raw, "a")
-    monkeypatch.setattr("study.dgp.CHUNK_ELEMENTS", 7)
+    monkeypatch.setattr("study.engine.streams.CHUNK_ELEMENTS", 7)
     _, b = _run(tmp_path, raw, "b")
     assert _files(a) == _files(b)
 
@@ -273,13 +273,15 @@ def test_all_alpha_pencil_equals_per_alpha_solves(m, degree):
     """The optimised path (one shifted factorisation for every α) against a direct solve of
     (G + αP) per α, on the same data: every per-replication quantity."""
     from study.basis import hankel_index
-    from study.engine import _quantities, _quantities_direct, alpha_grid, degree_setup
+    from study.engine.tasks import _quantities, _quantities_direct, alpha_grid, degree_setup
 
     raw = small_design(
         **{"grid.m": [m], "grid.degree": [degree], "grid.lambda": [0.0, 0.003, 0.1, 1.0, 30.0]}
     )
     design = design_from_dict(raw)
-    power_sums, T = __import__("study.dgp", fromlist=["x"]).block_power_sums(design, m, 0, degree)
+    power_sums, T = __import__("study.engine.streams", fromlist=["x"]).block_power_sums(
+        design, m, 0, degree
+    )
     G, b = power_sums[:, hankel_index(degree)], T[:, : degree + 1]
     setup = degree_setup(design, degree)
     alphas = np.unique(alpha_grid(design, m, degree))
@@ -295,8 +297,8 @@ def test_all_alpha_pencil_equals_per_alpha_solves(m, degree):
 
 
 def test_task_result_round_trips_through_the_checkpoint_arrays(tmp_path):
-    from study.engine import TaskResult
-    from study.store import unpack_checkpoint
+    from study.engine.store import unpack_checkpoint
+    from study.engine.tasks import TaskResult
 
     raw = small_design(
         replications=12, block_size=8, **{"grid.degree": [1, 3], "output.keep_draws": 5}
@@ -341,7 +343,7 @@ def test_task_result_round_trips_through_the_checkpoint_arrays(tmp_path):
 
 
 def test_checkpoint_packing_round_trips():
-    from study.store import CheckpointError, pack_checkpoint, unpack_checkpoint
+    from study.engine.store import CheckpointError, pack_checkpoint, unpack_checkpoint
 
     rng = np.random.default_rng(0)
     arrays = {
@@ -367,13 +369,13 @@ def test_checkpoint_packing_round_trips():
 def test_huge_data_sets_are_drawn_in_pieces_with_the_same_numbers(monkeypatch):
     """m above MAX_PIECE: the same random numbers, drawn piece by piece; the power sums
     equal those of the whole data set."""
-    from study.dgp import block_power_sums
+    from study.engine.streams import block_power_sums
 
     raw = small_design(
         **{"grid.m": [50], "replications": 6, "output.keep_draws": 0, "block_size": 3}
     )
     design = design_from_dict(raw)
-    monkeypatch.setattr("study.dgp.MAX_PIECE", 7)
+    monkeypatch.setattr("study.engine.streams.MAX_PIECE", 7)
     power_sums, T = block_power_sums(design, 50, 1, 3)
     x, y = draw_block_data(design, 50, 1)
     u = (x - design.x.center) / design.x.scale
@@ -389,7 +391,7 @@ def test_fit_batches_merge_to_the_same_moments(monkeypatch, tmp_path):
     """Blocks larger than FIT_BATCH are fitted in batches whose moments are merged."""
     raw = small_design(**{"output.keep_draws": 30})
     _, whole = _run(tmp_path, raw, "whole")
-    monkeypatch.setattr("study.engine.FIT_BATCH", 7)
+    monkeypatch.setattr("study.engine.tasks.FIT_BATCH", 7)
     _, batched = _run(tmp_path, raw, "batched")
     a, b = pd.read_csv(whole / "summary.csv"), pd.read_csv(batched / "summary.csv")
     num = a.select_dtypes("number").columns
@@ -409,16 +411,16 @@ def test_fit_batches_merge_to_the_same_moments(monkeypatch, tmp_path):
 def test_designs_alone_are_the_simulations_designs(x, monkeypatch):
     """The tuning's designs (the first data sets of a block, x stream only, no noise drawn)
     are bit for bit those the simulation fitted, also when drawn in pieces."""
-    from study.dgp import block_power_sums
+    from study.engine.streams import block_power_sums
 
     design = design_from_dict(small_design(**{"dgp.x": x, "replications": 60, "block_size": 30}))
-    monkeypatch.setattr("study.dgp.CHUNK_ELEMENTS", 50)  # several chunks per block
+    monkeypatch.setattr("study.engine.streams.CHUNK_ELEMENTS", 50)  # several chunks per block
     for m, first in ((8, 11), (40, 30), (40, 100)):
         all_sums, _ = block_power_sums(design, m, 1, 3)
         power_sums, T = block_power_sums(design, m, 1, 3, first=first, noise=False)
         assert T is None and power_sums.shape[0] == min(first, 30)
         np.testing.assert_array_equal(power_sums, all_sums[:first])
-    monkeypatch.setattr("study.dgp.MAX_PIECE", 7)
+    monkeypatch.setattr("study.engine.streams.MAX_PIECE", 7)
     power_sums, _ = block_power_sums(design, 40, 0, 3, first=4, noise=False)
     np.testing.assert_allclose(power_sums, block_power_sums(design, 40, 0, 3)[0][:4], rtol=1e-13)
 
@@ -433,21 +435,21 @@ def test_designs_alone_are_the_simulations_designs(x, monkeypatch):
 def test_compiled_kernel_gives_the_numpy_paths_results(tmp_path, monkeypatch, x):
     """A whole run through the compiled kernel against the same run through the NumPy path
     it replaced: every column of summary.csv and risk.csv, and the kept draws."""
-    import study.engine
+    import study.engine.tasks
 
     raw = small_design(
         **{"dgp.x": x, "grid.degree": [1, 2, 5], "output.keep_draws": 25, "dgp.noise_sd": 0.7}
     )
-    compiled, batches = study.engine._fit_compiled, []
+    compiled, batches = study.engine.tasks._fit_compiled, []
 
     def spy(*args):
         batches.append(compiled(*args))
         return batches[-1]
 
-    monkeypatch.setattr("study.engine._fit_compiled", spy)
+    monkeypatch.setattr("study.engine.tasks._fit_compiled", spy)
     _, fast = _run(tmp_path, raw, "kernel")
     assert batches and all(b is not None for b in batches)  # the kernel did every batch
-    monkeypatch.setattr("study.engine._fit_compiled", lambda *args: None)
+    monkeypatch.setattr("study.engine.tasks._fit_compiled", lambda *args: None)
     _, slow = _run(tmp_path, raw, "numpy")
     for name in ("summary.csv", "risk.csv"):
         a, b = pd.read_csv(fast / name), pd.read_csv(slow / name)
@@ -495,17 +497,17 @@ def test_threading_backend_leaves_the_blas_pools_as_they_were(tmp_path, monkeypa
 
     from threadpoolctl import ThreadpoolController, threadpool_limits
 
-    import study.engine
-    import study.simulate
+    import study.engine.run
+    import study.engine.tasks
 
     callers = []
 
     def spy():
         callers.append(threading.current_thread() is threading.main_thread())
-        return study.engine._thread_pools().limit(limits=1)
+        return study.engine.tasks._thread_pools().limit(limits=1)
 
-    monkeypatch.setattr(study.engine, "one_blas_thread", spy)
-    monkeypatch.setattr(study.simulate, "one_blas_thread", spy)
+    monkeypatch.setattr(study.engine.tasks, "one_blas_thread", spy)
+    monkeypatch.setattr(study.engine.run, "one_blas_thread", spy)
     raw = small_design(**{"replications": 80})
     with threadpool_limits(2, user_api="blas"):
         before = [p["num_threads"] for p in ThreadpoolController().info()]

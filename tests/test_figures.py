@@ -1,4 +1,4 @@
-"""Tests for study.figures: each figure is built from the smoke results, draws what the
+"""Tests for study.report.figures: each figure is built from the smoke results, draws what the
 data say (one marker per finite Monte Carlo cell, in its scaling's colour), tolerates
 missing theory columns and writes nothing."""
 
@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from study import figures as F
-from study.figures import measures
+from study.existence import finite_moment_order
+from study.report import figures as F
+from study.report.figures import measures
 from study.scaling import PENALTY_AS_WRITTEN, SCALINGS
 from study.scaling import alpha as scaling_alpha
-from study.theory import finite_moment_order
 
 # --- inputs ------------------------------------------------------------------------------
 

@@ -17,12 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import study.engine as engine_package
 from study import cli
-from study import store as store_module
 from study.design import design_from_dict
+from study.engine.store import CheckpointStore, pack_checkpoint
 from study.folder import LOCK, MARKER, check_out_path
-from study.store import CheckpointStore, pack_checkpoint
-from study.summary import to_csv
+from study.results import to_csv
 
 from conftest import ROOT, run_cli, small_design, write_design
 
@@ -235,12 +235,12 @@ def _damage(kind: str, path: Path, tmp_path: Path, design_file: Path) -> None:
         raw = json.loads((path.parent.parent / "manifest.json").read_text())["design"]
         design = design_from_dict(raw)
         arrays = CheckpointStore(path.parent.parent, design).load(2000, 1).to_arrays()
-        version = store_module.ENGINE_VERSION
-        store_module.ENGINE_VERSION = version - 1
+        version = engine_package.ENGINE_VERSION
+        engine_package.ENGINE_VERSION = version - 1
         try:
             path.write_bytes(pack_checkpoint(arrays, design_hash=design.hash, task=(2000, 1)))
         finally:
-            store_module.ENGINE_VERSION = version
+            engine_package.ENGINE_VERSION = version
 
 
 KINDS = ["truncated", "empty", "garbled", "other task", "other design", "other engine version"]
@@ -451,12 +451,12 @@ def test_a_killed_worker_ends_the_run_with_one_line(tmp_path, long_design):
 
 
 def test_an_unexpected_error_is_one_line_and_a_log(tmp_path, design_file, monkeypatch, capsys):
-    import study.simulate
+    import study.engine.run
 
     def broken(*args, **kwargs):
         raise RuntimeError("something\nunforeseen")
 
-    monkeypatch.setattr(study.simulate, "summarise", broken)
+    monkeypatch.setattr(study.engine.run, "summarise", broken)
     out = tmp_path / "out"
     code = cli.main(["simulate", str(design_file), "--out", str(out), "--quiet"])
     err = capsys.readouterr().err
@@ -473,7 +473,7 @@ def test_an_unexpected_error_is_one_line_and_a_log(tmp_path, design_file, monkey
 
 
 def test_a_failed_write_names_the_result_file(tmp_path, monkeypatch):
-    from study.store import atomic_write_text
+    from study.engine.store import atomic_write_text
 
     def full(fd):
         raise OSError(28, "No space left on device")
@@ -577,7 +577,7 @@ def test_impossible_values_get_a_status_other_than_ok():
     import numpy as np
     import pandas as pd
 
-    from study.summary import _flag_impossible
+    from study.results import flag_impossible as _flag_impossible
 
     frame = pd.DataFrame(
         {

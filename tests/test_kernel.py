@@ -5,8 +5,16 @@ import pytest
 
 from study.basis import hankel_index
 from study.design import design_from_dict
-from study.dgp import block_power_sums
-from study.engine import (
+from study.engine.kernel import (
+    NOT_FINITE,
+    NOT_POSITIVE_DEFINITE,
+    OK,
+    _factorise,
+    _jacobi,
+    pencil_moments,
+)
+from study.engine.streams import block_power_sums
+from study.engine.tasks import (
     _fit_compiled,
     _fit_in_batches,
     _fit_numpy,
@@ -14,14 +22,6 @@ from study.engine import (
     _shift,
     alpha_grid,
     degree_setup,
-)
-from study.kernel import (
-    NOT_FINITE,
-    NOT_POSITIVE_DEFINITE,
-    OK,
-    _factorise,
-    _jacobi,
-    pencil_moments,
 )
 from study.moments import CoMoments
 
@@ -183,7 +183,7 @@ def test_kernel_is_exact_under_scaling_by_powers_of_two(power):
 def test_a_missing_cache_is_filled_by_a_separate_process(monkeypatch):
     """With no cached kernel, ensure_cached compiles it in a child process (so that this
     process then loads it from the cache); with one, it does nothing."""
-    from study import kernel
+    from study.engine import kernel
 
     calls = []
     monkeypatch.setattr(kernel.subprocess, "run", lambda args, **kw: calls.append(args))
@@ -197,7 +197,7 @@ def test_a_missing_cache_is_filled_by_a_separate_process(monkeypatch):
 
 def test_the_cache_check_sees_the_kernel_make_venv_compiled():
     """Else every run would compile the kernel again (numba's internals changed?)."""
-    from study import kernel
+    from study.engine import kernel
 
     assert kernel._is_cached()
 

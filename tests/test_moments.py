@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from study.moments import CoMoments
-from study.summary import to_csv
+from study.results import to_csv
 
 
 @pytest.mark.parametrize("sizes", [[50], [1, 7, 200, 3], [30, 0, 30, 0, 12]])

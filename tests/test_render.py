@@ -1,4 +1,4 @@
-"""Tests for study.render: the pandoc + typst fallback renderer and the renderer choice."""
+"""Tests for study.report.render: the pandoc + typst fallback renderer and the renderer choice."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from matplotlib.figure import Figure
 
-from study import render as render_mod
-from study.render import RenderError, expand_shortcodes, render
+from study.report import render as render_mod
+from study.report.render import RenderError, expand_shortcodes, render
 
 from conftest import ROOT
 
-# the report extra is needed to render, not to import study.render: skip the module without it
+# the report extra is needed to render, not to import study.report.render: skip without it
 pytest.importorskip("pypandoc", reason="report extra (pypandoc-binary) not installed")
 pytest.importorskip("typst", reason="report extra (typst) not installed")
 pytest.importorskip("yaml", reason="report extra (PyYAML) not installed")
@@ -233,22 +233,23 @@ def test_rendering_is_deterministic(rendered):
 
 # ------------------------------------------------------------------------------ templates
 
-# The fallback's pandoc filter, HTML stylesheet and typst header: package data in study/templates/.
+# The fallback's pandoc filter, HTML stylesheet and typst header: package data in
+# study/report/templates/.
 TEMPLATES = ("pandoc-filter.lua", "report.css", "typst-header.typ")
 
 
 def _package_template(name: str) -> str:
-    return (resources.files("study") / "templates" / name).read_text(encoding="utf-8")
+    return (resources.files("study.report") / "templates" / name).read_text(encoding="utf-8")
 
 
 def test_templates_are_package_data():
     assert sorted(render_mod._TEMPLATES) == sorted(TEMPLATES)
     for name in TEMPLATES:
-        assert resources.files("study").joinpath("templates", name).is_file(), name
+        assert resources.files("study.report").joinpath("templates", name).is_file(), name
         assert len(_package_template(name).splitlines()) > 50, name
     # declared as package data, so a wheel (non-editable install) carries them too
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    globs = setuptools["package-data"]["study"]
+    globs = setuptools["package-data"]["study.report"]
     for name in TEMPLATES:
         assert any(fnmatch(f"templates/{name}", glob) for glob in globs), name
 

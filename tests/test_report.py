@@ -8,8 +8,8 @@ import pytest
 from sklearn.linear_model import ElasticNet, Ridge
 
 from study import fit_polynomial_ridge
-from study.render import render
-from study.report import build_assets
+from study.report.assets import build_assets
+from study.report.render import render
 
 from conftest import ROOT, run_cli
 

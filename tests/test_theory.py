@@ -1,4 +1,4 @@
-"""Tests of study.theory, and of the risk-optimal penalty in study.tuning, against
+"""Tests of study.theory.largem, and of the risk-optimal penalty in study.theory.tuning, against
 independent references.
 
 References are numerical integration (scipy.integrate.quad), brute-force Monte Carlo fits by
@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from study import theory, tuning
 from study.design import XDistribution
 from study.fit import fit_polynomial_ridge
+from study.theory import largem as theory
+from study.theory import tuning
 
 import oracles
 

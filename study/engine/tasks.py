@@ -3,7 +3,7 @@
 A task draws its block of data sets once (common random numbers) and fits every
 (degree, λ, scaling) cell to the same data. Per degree there is one factorisation of the
 pencil (G, P) per data set, reused for every distinct α (see :mod:`study.fit`); there is
-no Python loop over fits. The work is done by the compiled kernel (:mod:`study.kernel`),
+no Python loop over fits. The work is done by the compiled kernel (:mod:`study.engine.kernel`),
 batch by batch; the NumPy functions below compute the same quantities and take over the
 batches the kernel declines (and the x ranges where the pencil is not accurate).
 
@@ -29,10 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from .basis import hankel_index, standard_moments
-from .design import Design
-from .dgp import block_power_sums
-from .fit import (
+from study.basis import hankel_index, standard_moments
+from study.design import Design
+from study.engine.streams import block_power_sums
+from study.fit import (
     PencilFactor,
     change_of_basis,
     factorise,
@@ -40,8 +40,8 @@ from .fit import (
     pencil_is_stable,
     solve_or_nan,
 )
-from .moments import CoMoments
-from .scaling import alpha as scaling_alpha
+from study.moments import CoMoments
+from study.scaling import alpha as scaling_alpha
 
 COEF_QUANTITIES = ("d", "d2", "e", "e2", "v")
 RISK_QUANTITIES = ("r", "r2", "rb")
@@ -50,7 +50,7 @@ RISK_QUANTITIES = ("r", "r2", "rb")
 # --- the result of a task ----------------------------------------------------------------
 # The arrays of a checkpoint are named k{degree}_{group}_{n,mean,M} for the co-moment groups
 # below, k{degree}_n_failed, k{degree}_draws and seconds: the byte format of
-# study.store and the size model of study.costs follow from this one place.
+# study.engine.store and the size model of study.engine.costs follow from this one place.
 _GROUPS = {"coef": len(COEF_QUANTITIES), "risk": len(RISK_QUANTITIES)}
 _F8, _I8 = np.dtype(np.float64).str, np.dtype(np.int64).str
 
@@ -353,7 +353,7 @@ def _fit_in_batches(
     α), the number of finite fits per α, and ŵ of the first ``keep`` data sets (NaN where
     a fit failed).
 
-    Each batch goes through the compiled kernel (:mod:`study.kernel`) where the pencil is
+    Each batch goes through the compiled kernel (:mod:`study.engine.kernel`) where the pencil is
     stable; a batch the kernel refuses (a numerically singular system, a non-finite
     quantity) and designs where the pencil is not stable take the NumPy path, which
     handles failed data sets one by one."""
@@ -380,8 +380,8 @@ def _fit_in_batches(
 @functools.cache
 def _kernel():
     """The compiled kernel, imported once per process, loaded from numba's cache (compiled
-    into it first if need be: see :func:`study.kernel.ensure_cached`)."""
-    from . import kernel
+    into it first if need be: see :func:`study.engine.kernel.ensure_cached`)."""
+    from study.engine import kernel
 
     kernel.ensure_cached()
     return kernel
@@ -390,7 +390,7 @@ def _kernel():
 def _fit_compiled(
     power_sums, T, setup: _DegreeSetup, alphas: np.ndarray, noise_sd: float, n_keep: int
 ):
-    """One batch through :func:`study.kernel.pencil_moments`; None where it declines."""
+    """One batch through :func:`study.engine.kernel.pencil_moments`; None where it declines."""
     if not setup.use_pencil:
         return None
     kernel = _kernel()

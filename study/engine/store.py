@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .design import Design
-from .engine import TaskResult
-from .paths import CHECKPOINT_DIR
+from study import engine
+from study.design import Design
+from study.engine.tasks import TaskResult
+from study.paths import CHECKPOINT_DIR
 
 
 def _current_umask() -> int:
@@ -106,10 +107,6 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
-# Bump whenever a change to the engine changes what a task computes: checkpoints written
-# by another engine version are refused, never merged with new ones.
-ENGINE_VERSION = 3
-
 _MAGIC = b"STUDYCKPT2\n"
 _DIGEST = hashlib.sha256().digest_size
 
@@ -138,7 +135,7 @@ def pack_checkpoint(
         offset += a.nbytes
     header = {
         "design_hash": design_hash,
-        "engine_version": ENGINE_VERSION,
+        "engine_version": engine.ENGINE_VERSION,
         "task": [int(task[0]), int(task[1])],
         "payload_bytes": offset,
         "index": index,
@@ -173,7 +170,7 @@ def unpack_checkpoint(
     header = json.loads(body[len(_MAGIC) : end])
     if header["design_hash"] != design_hash:
         raise CheckpointError(f"from another design (hash {header['design_hash'][:12]}…)")
-    if header["engine_version"] != ENGINE_VERSION:
+    if header["engine_version"] != engine.ENGINE_VERSION:
         raise CheckpointError(f"from engine version {header['engine_version']}")
     if tuple(header["task"]) != tuple(task):
         raise CheckpointError(

@@ -17,7 +17,7 @@ Conventions shared by every figure
 - Cells that are not identifiable (``status != "ok"``) are left out, and so are cells
   whose estimator lacks the moments a measure needs, as in ``study check``: with λ = 0 the
   least-squares coefficients have moments only below the order
-  :func:`study.theory.finite_moment_order` (column ``finite_moments`` of the results;
+  :func:`study.theory.largem.finite_moment_order` (column ``finite_moments`` of the results;
   the three-point parabola has no finite mean), and their sample moments do not settle.
   The bias and |bias|/SD need a finite variance (order > 2), the variance, SD and MSE a
   finite fourth moment (order > 4, for their MCSE). Penalised fits have every moment.
@@ -33,15 +33,14 @@ Modules
   bars and slope guides; :mod:`._select`: argument checks and picking cells out of the
   results.
 - :mod:`.measures`: a measure against m (bias, variance or SD, MSE, |bias|/SD), all drawn
-  by one function, :func:`~study.figures.measures.fig_measure`, from a
-  :class:`~study.figures.measures.Measure` specification.
+  by one function, :func:`~study.report.figures.measures.fig_measure`, from a
+  :class:`~study.report.figures.measures.Measure` specification.
 - :mod:`.draws`: figures of the kept draws (fitted curves, the parabola's tail, sampling
   distributions).
 - :mod:`.tuning`: the risk against λ and the tuned λ*(m), α*(m).
 """
 
-from ..summary import usable_cells
-from ._style import (
+from study.report.figures._style import (
     FIGURE_WIDTH,
     GUIDE_COLOR,
     SCALING_COLORS,
@@ -51,9 +50,20 @@ from ._style import (
     UNPENALISED_COLOR,
     coef_symbol,
 )
-from .draws import fig_fitted_curves, fig_parabola_tail, fig_sampling_distributions
-from .measures import fig_bias, fig_bias_over_sd, fig_measure, fig_mse_split, fig_variance
-from .tuning import fig_risk_vs_lambda, fig_tuned_lambda
+from study.report.figures.draws import (
+    fig_fitted_curves,
+    fig_parabola_tail,
+    fig_sampling_distributions,
+)
+from study.report.figures.measures import (
+    fig_bias,
+    fig_bias_over_sd,
+    fig_measure,
+    fig_mse_split,
+    fig_variance,
+)
+from study.report.figures.tuning import fig_risk_vs_lambda, fig_tuned_lambda
+from study.results import usable_cells
 
 __all__ = [
     "SCALING_COLORS",

@@ -1,6 +1,6 @@
 """The cost model of a run: the measured constants, the exact sizes and the per-unit model.
 
-:mod:`study.budget` turns these into an estimate and a refusal. Every quantity is a closed
+:mod:`study.engine.budget` turns these into an estimate and a refusal. Every quantity is a closed
 form over the grid (m, degree, λ, scaling), in Python integers (no overflow).
 
 Sizes are exact where they can be: the arrays of a task checkpoint follow from their
@@ -41,15 +41,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .design import Design
-from .dgp import CHUNK_ELEMENTS, MAX_PIECE
-from .engine import FIT_BATCH, TaskResult
+from study.design import Design
+from study.engine.streams import CHUNK_ELEMENTS, MAX_PIECE
+from study.engine.tasks import FIT_BATCH, TaskResult
 
 KiB, MiB = 1 << 10, 1 << 20
 
 # --- memory ------------------------------------------------------------------------------
 # A worker process after its first task: Python, NumPy, pandas/SciPy (imported with
-# study.simulate to unpickle the task), numba/llvmlite and the compiled kernel loaded from
+# study.engine.run to unpickle the task), numba/llvmlite and the compiled kernel loaded from
 # the cache. Measured 215 MiB (VmHWM of both loky workers); rounded up.
 WORKER_BASELINE_BYTES = 224 * MiB
 # The main process with every module of a run imported (no numba: it never fits):
@@ -132,7 +132,7 @@ _EXACT_ALPHA_CELLS = 200_000
 
 def task_payload_bytes(design: Design, keep: int, *, n_lambda: int | None = None) -> int:
     """Bytes of the arrays of one task that keeps ``keep`` draws: exactly what
-    :func:`study.engine.run_task` returns (float64 and int64 arrays and ``seconds``).
+    :func:`study.engine.tasks.run_task` returns (float64 and int64 arrays and ``seconds``).
 
     Per degree k with L λ values, C scalings and p = k + 1: coef_n p, coef_mean 5p,
     coef_M 25p, risk_n 1, risk_mean 3, risk_M 9, n_failed 1 and draws keep·p values per
@@ -143,7 +143,7 @@ def task_payload_bytes(design: Design, keep: int, *, n_lambda: int | None = None
 
 
 def checkpoint_index_bytes(design: Design, keep: int, *, n_lambda: int | None = None) -> int:
-    """Exact length of the JSON index of a checkpoint (:mod:`study.store`: name, dtype,
+    """Exact length of the JSON index of a checkpoint (:mod:`study.engine.store`: name, dtype,
     shape and offset of every array, in sorted order) for a task keeping ``keep`` draws."""
     L = len(design.lam) if n_lambda is None else n_lambda
     index, offset = [], 0
@@ -308,7 +308,7 @@ def _main_bytes(d: Design, L: int, per_draw: int, rows: _Rows, draws_bytes: int)
 
 
 def _distinct_alphas(design: Design, m: int, k: int) -> int:
-    """Distinct α of the identifiable cells of (m, k), as :func:`study.engine.run_task`
+    """Distinct α of the identifiable cells of (m, k), as :func:`study.engine.tasks.run_task`
     fits them; bounded by the number of cells on very large grids."""
     L, C = len(design.lam), len(design.scaling)
     # λ = 0 with m ≤ k is not fitted; λ is sorted and unique, so only the first can be 0

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import figures, tables
-from .check import check
-from .design import design_from_dict
-from .numbers import as_written, fmt, percent
-from .paths import (
+from study.check import check
+from study.design import design_from_dict
+from study.engine.store import atomic_write_bytes, atomic_write_text, load_npz
+from study.numbers import as_written, fmt, percent
+from study.paths import (
     DRAWS_FILE,
     GENERATED_DIR,
     MANIFEST_FILE,
@@ -29,9 +29,9 @@ from .paths import (
     TRANSFER_FILE,
     TUNING_FILE,
 )
-from .scaling import alpha as scaling_alpha
-from .store import atomic_write_bytes, atomic_write_text, load_npz
-from .summary import usable_cells
+from study.report import figures, tables
+from study.results import usable_cells
+from study.scaling import alpha as scaling_alpha
 
 VARIABLES_FILE = "_variables.yml"
 FOCUS = {"degree": 3, "lam": 1.0, "coef": 1}
@@ -46,8 +46,8 @@ def _pick(values, wanted):
 def risk_curves(design, *, degree: int, ms: list[int], lams: np.ndarray) -> pd.DataFrame:
     """Expected prediction risk on a fine λ grid: exact given the design, averaged over the
     first simulated designs of each m (the same streams as the simulation)."""
-    from .theory import standard_basis
-    from .tuning import conditional_risk, design_grams
+    from study.theory.largem import standard_basis
+    from study.theory.tuning import conditional_risk, design_grams
 
     line = dict(intercept=design.intercept, slope=design.slope)
     basis = standard_basis(design.x, degree, **line, penalize_intercept=design.penalize_intercept)

@@ -9,7 +9,7 @@ scaling): no task or replication is ever enumerated, so a design of 10¹² repli
 estimated in microseconds, in Python integers (no overflow).
 
 The sizes, the measured constants and the per-unit model of memory and time are in
-:mod:`study.costs`; they aim at a factor of about 2, the time only at a factor of about 3.
+:mod:`study.engine.costs`; they aim at a factor of about 2, the time only at a factor of about 3.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .costs import (
+from study.design import MAX_BLOCK_SIZE, Design
+from study.engine.costs import (
     MAIN_BASELINE_BYTES,
     RESULT_FILE_COUNT,
     WORKER_BASELINE_BYTES,
@@ -31,7 +32,6 @@ from .costs import (
     task_checkpoint_bytes,
     task_payload_bytes,
 )
-from .design import MAX_BLOCK_SIZE, Design
 
 __all__ = [
     "MAIN_BASELINE_BYTES",
@@ -150,7 +150,7 @@ def estimate(design: Design, *, jobs: int) -> Estimate:
 
 def task_memory_bytes(design: Design) -> int:
     """Peak memory of the largest task of ``design`` beyond a worker's baseline: running
-    it and packing its checkpoint (what a worker of :func:`study.simulate.simulate` does)."""
+    it and packing its checkpoint (what a worker of :func:`study.engine.run.simulate` does)."""
     return footprint(design).worker_bytes
 
 

@@ -10,10 +10,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ..numbers import alpha_label, compact, superscript
-from ..scaling import SCALINGS
-from ..scaling import alpha as scaling_alpha
-from ._select import (
+from study.numbers import alpha_label, compact, superscript
+from study.report.figures._select import (
     cell_scaling,
     check_coefs,
     check_member,
@@ -23,7 +21,7 @@ from ._select import (
     identifiable,
     panel_columns,
 )
-from ._style import (
+from study.report.figures._style import (
     DASHED,
     GUIDE_COLOR,
     M_LABEL,
@@ -40,6 +38,8 @@ from ._style import (
     shade,
     style_legend,
 )
+from study.scaling import SCALINGS
+from study.scaling import alpha as scaling_alpha
 
 # --- fitted curves ------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..scaling import check_scaling
+from study.scaling import check_scaling
 
 
 def check_member(name: str, value, allowed, what: str = "") -> None:

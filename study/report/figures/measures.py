@@ -19,11 +19,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ..numbers import compact, superscript
-from ..scaling import SCALINGS
-from ..summary import usable_cells
-from ._select import cell_rows, check_coefs, check_scalings
-from ._style import (
+from study.numbers import compact, superscript
+from study.report.figures._select import cell_rows, check_coefs, check_scalings
+from study.report.figures._style import (
     DASHED,
     GUIDE_COLOR,
     M_LABEL,
@@ -41,6 +39,8 @@ from ._style import (
     slope_guide,
     style_legend,
 )
+from study.results import usable_cells
+from study.scaling import SCALINGS
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Everything here is pure mathematics (docs/theory.md); nothing is simulated. The moments of
 u and the true coefficients come from :mod:`study.basis`. The exact conditional risk and
-the risk-optimal penalty are in :mod:`study.tuning`, which builds on this module; their
+the risk-optimal penalty are in :mod:`study.theory.tuning`, which builds on this module; their
 names stay importable from here.
 
 Conventions
@@ -32,23 +32,21 @@ covariances map back by w = Bᵀv and Cov w = Bᵀ(Cov v)B. :class:`StandardBasi
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from .basis import hankel_index, standard_moments, true_coefficients
-from .design import XDistribution
-from .fit import change_of_basis, penalty_matrix
-from .scaling import alpha as scaling_alpha
+from study.basis import hankel_index, standard_moments, true_coefficients
+from study.design import XDistribution
+from study.fit import change_of_basis, penalty_matrix
+from study.scaling import alpha as scaling_alpha
 
 __all__ = [
     "StandardBasis",
     "asymptotic_risk_table",
     "asymptotic_table",
-    "finite_moment_order",
     "standard_basis",
 ]
 
@@ -322,37 +320,3 @@ def _order(df, ms, degrees, lams, scalings, extra) -> pd.DataFrame:
         order[e] = df[e]
     idx = order.sort_values(list(order.columns), kind="stable").index
     return df.loc[idx].reset_index(drop=True)
-
-
-# --- which moments exist -------------------------------------------------------------------
-
-
-def finite_moment_order(m: int, degree: int, lam: float) -> float:
-    """Order below which the moments of the fitted coefficients are finite.
-
-    With λ > 0 the matrix A = G + αD is bounded away from singular (G₀₀ = m and the penalty
-    holds every other direction), so ŵ = A⁻¹b has moments of every order: returns inf.
-
-    With λ = 0, ŵ = G⁻¹b is of order 1/s where s is the smallest singular value of the
-    design matrix Φ, and s is small when all m points crowd round the roots of some
-    degree-k polynomial p. Take l = ⌊k/j⌋ root locations of multiplicity j: every point
-    within δ of one of them has |p(x_i)| ≲ δ^j, so s ≲ δ^j, and for any continuous x the
-    event has probability of order δ^(m−l) (each point near one of the locations, the l
-    locations free). Hence P(s < ε) ≍ ε^((m − ⌊k/j⌋)/j) and
-
-        E|ŵ|^r < ∞  exactly when  r < min over j = 1…k of (m − ⌊k/j⌋)/j.
-
-    j = 1 gives m − k: the parabola through three points (m = 3, k = 2) has no finite
-    mean. Clustering at one point (j = k) gives (m − 1)/k, which governs high degrees:
-    degree 5 needs m > 11 for a finite variance and m > 21 for the fourth moment that the
-    Monte Carlo standard error of a variance needs. The default study's sample kurtosis
-    agrees: huge in every cell of order ≤ 4, moderate above.
-
-    Returns
-    -------
-    float
-        The order (≤ 0 when not identifiable) for λ = 0; inf for λ > 0.
-    """
-    if lam > 0:
-        return math.inf
-    return float(min((m - degree // j) / j for j in range(1, degree + 1)))

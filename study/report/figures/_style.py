@@ -9,8 +9,8 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ..numbers import compact, subscript
-from ..scaling import PENALTY_AS_WRITTEN, SCALINGS
+from study.numbers import compact, subscript
+from study.scaling import PENALTY_AS_WRITTEN, SCALINGS
 
 # Okabe & Ito (2008), "Color universal design": distinguishable under every common form
 # of colour-vision deficiency; the markers keep the scalings apart in greyscale print.

@@ -12,11 +12,9 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ..numbers import compact, significant
-from ..scaling import SCALINGS
-from ..summary import usable_cells
-from ._select import check_scalings
-from ._style import (
+from study.numbers import compact, significant
+from study.report.figures._select import check_scalings
+from study.report.figures._style import (
     DASHED,
     M_LABEL,
     RC,
@@ -31,6 +29,8 @@ from ._style import (
     style_legend,
     theory_handle,
 )
+from study.results import usable_cells
+from study.scaling import SCALINGS
 
 # --- risk against λ -----------------------------------------------------------------------
 

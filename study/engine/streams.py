@@ -18,8 +18,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .design import Design, XDistribution
-from .fit import power_sums
+from study.design import Design, XDistribution
+from study.fit import power_sums
 
 # Elements per chunk of (data sets × points): three float arrays of this size stay in cache.
 CHUNK_ELEMENTS = 1 << 16

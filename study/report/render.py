@@ -17,7 +17,7 @@ and handles the subset of Quarto the report uses:
 It writes ``<output-dir>/<name>.html`` (one self-contained file, MathML, images embedded) and
 ``<output-dir>/<name>.pdf`` (pandoc -> typst source -> typst).  Both are written to a temporary
 build directory first and moved into place only when both succeeded.  The pandoc Lua filter,
-the HTML stylesheet and the typst header are package data in ``study/templates/``.
+the HTML stylesheet and the typst header are package data in ``study/report/templates/``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ RENDERERS = ("auto", "quarto", "fallback")
 DEFAULT_OUTPUT_DIR = "_output"
 VARIABLES_FILE = "_variables.yml"
 
-# Package data in study/templates/ that the fallback copies into its build directory.
+# Package data in study/report/templates/ that the fallback copies into its build directory.
 _LUA_FILTER = "pandoc-filter.lua"  # callouts, numbering, cross-references, image checks
 _HTML_CSS = "report.css"  # stylesheet embedded in the HTML
 _TYPST_HEADER = "typst-header.typ"  # table/figure style, title block, callout box
@@ -418,9 +418,9 @@ def _render_fallback(project: _Project) -> RenderResult:
 
 
 def _template(name: str) -> str:
-    """The text of ``study/templates/<name>`` (package data, also in a non-editable install)."""
+    """The text of ``study/report/templates/<name>`` (package data, also when installed)."""
     try:
-        return (resources.files("study") / "templates" / name).read_text(encoding="utf-8")
+        return (resources.files("study.report") / "templates" / name).read_text(encoding="utf-8")
     except OSError as exc:  # pragma: no cover - a broken installation
         raise RenderError(f"study is installed without its template {name}: {exc}") from exc
 

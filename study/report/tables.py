@@ -10,9 +10,9 @@ import math
 
 import pandas as pd
 
-from .check import counted_comparisons, unique_comparisons
-from .numbers import fmt, percent, subscript, with_se
-from .scaling import ALPHA_FORMULA, PENALTY_AS_WRITTEN, SCALINGS
+from study.check import counted_comparisons, unique_comparisons
+from study.numbers import fmt, percent, subscript, with_se
+from study.scaling import ALPHA_FORMULA, PENALTY_AS_WRITTEN, SCALINGS
 
 
 def markdown_table(

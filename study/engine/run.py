@@ -16,6 +16,7 @@ import platform
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,10 +25,18 @@ from pathlib import Path
 import numpy as np
 from joblib import Parallel, delayed, parallel_config
 
-from . import folder as results_folder
-from .design import Design
-from .engine import one_blas_thread, run_task
-from .paths import (
+from study import folder as results_folder
+from study.design import Design
+from study.engine import ENGINE_VERSION
+from study.engine.merge import summarise
+from study.engine.store import (
+    CheckpointStore,
+    atomic_write_bytes,
+    atomic_write_text,
+    npz_bytes,
+)
+from study.engine.tasks import one_blas_thread, run_task
+from study.paths import (
     CHECK_FILE,
     DRAWS_FILE,
     MANIFEST_FILE,
@@ -36,15 +45,7 @@ from .paths import (
     TRANSFER_FILE,
     TUNING_FILE,
 )
-from .store import (
-    ENGINE_VERSION,
-    CheckpointStore,
-    atomic_write_bytes,
-    atomic_write_text,
-    npz_bytes,
-)
-from .summary import add_theory, summarise, to_csv
-from .tuning import transfer_table, tuning_table
+from study.results import to_csv
 
 BACKENDS = ("loky", "threading")
 
@@ -83,7 +84,7 @@ def _versions() -> dict[str, str]:
     import pandas
     import scipy
 
-    from . import __version__
+    from study import __version__
 
     return {
         "study": __version__,
@@ -105,15 +106,18 @@ def simulate(
     fresh: bool = False,
     progress: bool = True,
     design_path: str | None = None,
-    theory: bool = True,
+    after: Callable | None = None,
     on_reject=None,
 ) -> RunReport:
     """Run every missing task of ``design`` and write the results to ``results_dir``.
 
     ``on_reject(path, moved_to, reason)`` is called for every checkpoint that does not
-    verify (it is moved aside and its task computed again). With ``theory=False`` the
-    large-m columns, tuning.csv and transfer.csv are not computed (the benchmark times the
-    engine alone).
+    verify (it is moved aside and its task computed again).
+
+    ``after(design, summary, risk) -> (summary, risk, files)`` is the next step of the
+    pipeline (the theory, :func:`study.theory.step.extend`), run before the one commit of
+    the folder: it may add columns and returns further files as {name: text}. Without it
+    the folder holds the Monte Carlo results alone (the benchmark times the engine so).
 
     Raises
     ------
@@ -139,7 +143,7 @@ def simulate(
         options = dict(jobs=jobs, backend=backend, progress=progress)
         compute_seconds = _run_tasks(design, results_dir, todo, len(tasks), len(done), **options)
 
-        files = _write_results(design, results_dir, store, theory=theory)
+        files = _write_results(design, results_dir, store, after=after)
         n_fits, n_points = count_fits(design)
         wall = time.perf_counter() - started
         run = {
@@ -181,18 +185,13 @@ def simulate(
     )
 
 
-def _write_results(design: Design, results_dir: Path, store, *, theory: bool) -> dict:
-    """Summarise the checkpoints (and add the theory), write the result files of an
+def _write_results(design: Design, results_dir: Path, store, *, after=None) -> dict:
+    """Summarise the checkpoints (and run the ``after`` step), write the result files of an
     uncommitted folder, and return the size and SHA-256 of each for the manifest."""
     summary, risk, draws = summarise(design, store)
-    texts = {}
-    if theory:
-        summary, risk = add_theory(design, summary, risk)
-        tuning = tuning_table(design)
-        texts = {
-            TUNING_FILE: to_csv(tuning),
-            TRANSFER_FILE: to_csv(transfer_table(design, tuning)),
-        }
+    texts: dict[str, str] = {}
+    if after is not None:
+        summary, risk, texts = after(design, summary, risk)
     outputs = {SUMMARY_FILE: to_csv(summary), RISK_FILE: to_csv(risk), **texts}
     results_folder.uncommit(results_dir)
     for name, text in outputs.items():
@@ -262,7 +261,7 @@ def _exit_codes(exc: BaseException) -> str:
 def _task(design: Design, results_dir: Path, m: int, block: int):
     """Run one task and checkpoint it where it ran: only its identity and compute time
     travel back (the results are read from the checkpoints by
-    :func:`study.summary.summarise`)."""
+    :func:`study.engine.merge.summarise`)."""
     result = run_task(design, m, block)
     CheckpointStore(results_dir, design).save(m, block, result)
     return (m, block), result.seconds

@@ -1,7 +1,7 @@
 """The tuned λ: the risk-optimal penalty, and where it lies across m under each scaling.
 
 The risk-optimal α (docs/theory.md) is found three ways: its limit as m → ∞
-(:func:`optimal_alpha_limit`), the minimiser of the large-m risk of :mod:`study.theory`
+(:func:`optimal_alpha_limit`), the minimiser of the large-m risk of :mod:`study.theory.largem`
 (:func:`optimal_lambda_asymptotic`), and the minimiser of the exact expected risk given the
 design, averaged over designs (:func:`conditional_risk`, :func:`optimal_lambda_conditional`).
 
@@ -26,13 +26,13 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from .basis import hankel_index
-from .design import Design, XDistribution
-from .dgp import block_power_sums
-from .fit import solve_or_nan
-from .scaling import alpha as scaling_alpha
-from .scaling import lam_from_alpha
-from .theory import StandardBasis, _large_m, standard_basis
+from study.basis import hankel_index
+from study.design import Design, XDistribution
+from study.engine.streams import block_power_sums
+from study.fit import solve_or_nan
+from study.scaling import alpha as scaling_alpha
+from study.scaling import lam_from_alpha
+from study.theory.largem import StandardBasis, _large_m, standard_basis
 
 TUNING_COLUMNS = (
     ["m", "degree", "scaling", "method"]
@@ -215,7 +215,7 @@ def _pencil_risk(G_u, *, basis: StandardBasis, noise_sd: float):
     E[v̂|X] = W(s∘WᵀGv*) and tr(Σ Cov[v̂|X]) = σ²·Σ_i s_i²(WᵀΣW)_ii. Ten times faster than a
     solve per α; used only where the pencil is accurate (x range touching 0) and every G is
     positive definite. Returns None otherwise."""
-    from .fit import factorise
+    from study.fit import factorise
 
     B = basis.B
     if basis.degree < 1 or abs(B[1, 0]) > 1.0:  # B[1, 0] = −center/scale

@@ -1,7 +1,7 @@
 """The compiled inner loop of the engine: a batch of data sets, one degree, every α.
 
 For a batch of n data sets (given by their power sums) this computes what
-:func:`study.engine._quantities_all_alphas` and :meth:`study.moments.CoMoments.from_samples`
+:func:`study.engine.tasks._quantities_all_alphas` and :meth:`study.moments.CoMoments.from_samples`
 compute in NumPy, fused so that no per-fit array ever leaves the cache:
 
 1. the shifted Gram matrix Ĝ = G + α₀P and its Cholesky factor L;
@@ -132,7 +132,7 @@ def _factorise(St, Tt, alpha0, P, F, B, v_star, sigma_u):
     """Steps 1–2 and the α-free parts of step 3 for every data set of the batch.
 
     Returns (status, eig, W, z, z_star, WB2, WSW): WB2 = (BᵀW)² entrywise and
-    WSW = diag(WᵀΣW), as in :class:`study.engine._PencilData`.
+    WSW = diag(WᵀΣW), as in :class:`study.engine.tasks._PencilData`.
     """
     p = P.shape[0]
     f = F.shape[1]
@@ -493,13 +493,13 @@ def ensure_cached() -> None:
     """
     if _is_cached():
         return
-    package_parent = str(Path(__file__).resolve().parent.parent)
+    package_parent = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [package_parent, *filter(None, [os.environ.get("PYTHONPATH")])]
     )}  # fmt: skip
     print("study: compiling the engine's kernel once (about ten seconds)…", file=sys.stderr)
     subprocess.run(
-        [sys.executable, "-c", "from study.kernel import compile_kernel; compile_kernel()"],
+        [sys.executable, "-c", "from study.engine.kernel import compile_kernel; compile_kernel()"],
         env=env,
         check=True,
     )
@@ -507,8 +507,8 @@ def ensure_cached() -> None:
 
 if __name__ == "__main__":
     # run from the importable module, whose cache the engine reads (not from __main__)
-    from study.kernel import compile_kernel as _compile
+    from study.engine.kernel import compile_kernel as _compile
 
     started = time.perf_counter()
     _compile()
-    print(f"study.kernel: ready in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    print(f"study.engine.kernel: ready in {time.perf_counter() - started:.1f} s", file=sys.stderr)

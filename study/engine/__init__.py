@@ -1,0 +1,18 @@
+"""The simulation engine: Monte Carlo only, from a design to checkpoints to result tables.
+
+- :mod:`study.engine.streams`: random streams keyed by task identity, and the draws;
+- :mod:`study.engine.tasks`: one task (m, block) → a typed :class:`~study.engine.tasks.TaskResult`
+  (co-moments per cell), through the model of the design (:mod:`study.models`);
+- :mod:`study.engine.kernel`: the compiled (numba) inner loop of the Gaussian model;
+- :mod:`study.engine.store`: self-verifying checkpoints, atomic writes;
+- :mod:`study.engine.merge`: checkpoints merged in block order into ``summary.csv``,
+  ``risk.csv`` and ``draws.npz``;
+- :mod:`study.engine.costs`, :mod:`study.engine.budget`: the estimate before a run;
+- :mod:`study.engine.run`: scheduling (joblib), progress, the commit of a results folder.
+
+Nothing here imports the theory or the report.
+"""
+
+# Bump whenever a change to the engine changes what a task computes: checkpoints written
+# by another engine version are refused, never merged with new ones.
+ENGINE_VERSION = 3

@@ -1,0 +1,130 @@
+"""The result files' vocabulary: their columns, the statuses of a cell, which cells count
+as results, and the CSV writer whose bytes are stable.
+
+Every step (engine, theory, check, report) reads this module; it imports none of them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from study.existence import finite_moment_order
+
+SUMMARY_COLUMNS = (
+    ["m", "degree", "lambda", "scaling", "alpha", "coef", "true", "n", "mean"]
+    + ["bias", "bias_mcse", "var", "var_mcse", "sd", "sd_mcse", "mse", "mse_mcse"]
+    + ["n_failed", "status", "kurtosis"]
+    + ["bias_rb", "bias_rb_mcse", "var_rb", "var_rb_mcse", "bias_diff_mcse", "var_diff_mcse"]
+)
+RISK_COLUMNS = (
+    ["m", "degree", "lambda", "scaling", "alpha", "n"]
+    + ["risk", "risk_mcse", "n_failed", "status", "risk_kurtosis"]
+    + ["risk_rb", "risk_rb_mcse", "risk_diff_mcse"]
+)
+
+STATUS_OK = "ok"
+STATUS_NOT_IDENTIFIABLE = "not identifiable"
+STATUS_NON_FINITE = "non-finite"
+STATUS_NEGATIVE_VARIANCE = "negative variance"
+# what must be a finite number in an identifiable cell with n ≥ 2, and what must not be < 0
+_FINITE = {
+    "summary": (
+        ["alpha", "mean", "bias", "bias_mcse", "var", "var_mcse", "sd", "mse"]
+        + ["bias_rb", "bias_rb_mcse", "var_rb"]
+    ),
+    "risk": ["alpha", "risk", "risk_mcse", "risk_rb"],
+}
+_NON_NEGATIVE = {"summary": ["var", "var_rb", "mse"], "risk": ["risk", "risk_rb"]}
+
+
+def usable_cells(rows: pd.DataFrame, order: float | None = None) -> np.ndarray:
+    """Mask of the rows that count as results: the one rule of the package.
+
+    A row counts if its status is ok (identifiable, nothing non-finite or impossible) and,
+    given an ``order``, if the moments of the estimator below that order exist: with λ = 0
+    the least-squares coefficients have moments only below
+    :func:`study.theory.largem.finite_moment_order`, and sample moments of higher order never
+    settle. A bias needs order 2 (its MCSE needs the variance), a variance, MSE or risk
+    order 4.
+
+    Parameters
+    ----------
+    rows : DataFrame
+        Rows of ``summary.csv`` or ``risk.csv``, or of a table built from them. Without a
+        ``status`` column every row has status ok; without ``finite_moments`` the order is
+        computed from the columns ``m, degree, lambda``.
+    order : float, optional
+        Moments needed; None for the status alone.
+
+    Returns
+    -------
+    ndarray of bool, shape (len(rows),)
+    """
+    if "status" in rows.columns:
+        ok = rows["status"].eq(STATUS_OK).to_numpy()
+    else:
+        ok = np.ones(len(rows), dtype=bool)
+    if order is None:
+        return ok
+    if "finite_moments" in rows.columns:
+        finite = rows["finite_moments"].to_numpy(dtype=float)
+    else:
+        finite = np.array(
+            [
+                finite_moment_order(int(m), int(k), float(lam))
+                for m, k, lam in zip(rows["m"], rows["degree"], rows["lambda"], strict=True)
+            ]
+        )
+    return ok & (finite > order)
+
+
+def flag_impossible(frame: pd.DataFrame, kind: str) -> None:
+    """Give rows whose measures are not finite, or whose variance is negative, a status
+    other than ok, so that nothing impossible is ever reported as a result (round-off
+    beyond what a design's validation foresaw; ``study check`` fails on them)."""
+    counted = usable_cells(frame) & (frame["n"] >= 2).to_numpy()
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(frame[_FINITE[kind]].to_numpy(dtype=float)).all(axis=1)
+        negative = (frame[_NON_NEGATIVE[kind]].to_numpy(dtype=float) < 0).any(axis=1)
+    frame.loc[counted & negative, "status"] = STATUS_NEGATIVE_VARIANCE
+    frame.loc[counted & ~finite, "status"] = STATUS_NON_FINITE
+
+
+def to_csv(frame: pd.DataFrame) -> str:
+    """CSV text with floats written in full (shortest round-trip repr): stable bytes.
+
+    The same text as ``frame.to_csv(index=False, lineterminator="\\n")`` (tested), written
+    column by column with Python's float repr: twice as fast, which matters because writing
+    the tables is part of every run's serial tail. Frames with a column of another kind
+    than the package writes (float64, integers, booleans, strings) go to pandas.
+    """
+    columns = [_csv_column(frame[name]) for name in frame.columns]
+    if len(columns) < 2 or any(c is None for c in columns):
+        return frame.to_csv(index=False, lineterminator="\n")
+    header = ",".join(_csv_field(str(name)) for name in frame.columns)
+    rows = [",".join(row) for row in zip(*columns, strict=True)]
+    return "\n".join([header, *rows]) + "\n"
+
+
+def _csv_column(column: pd.Series) -> list[str] | None:
+    """The fields of one column, or None for a kind of column left to pandas."""
+    values = column.to_numpy()
+    if values.dtype == np.float64:
+        return ["" if v != v else repr(v) for v in values.tolist()]  # NaN as an empty field
+    if values.dtype.kind in "iub":
+        return [str(v) for v in values.tolist()]
+    if values.dtype.kind != "O":
+        return None
+    values = values.tolist()
+    if not all(isinstance(v, str) or v is None or v != v for v in values):
+        return None  # objects other than strings and missing values
+    text = {v: "" if pd.isna(v) else _csv_field(v) for v in set(values)}  # few distinct
+    return [text[v] for v in values]
+
+
+def _csv_field(text: str) -> str:
+    """Quote a field as the csv module's QUOTE_MINIMAL does."""
+    if any(c in text for c in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text

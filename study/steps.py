@@ -1,0 +1,23 @@
+"""The pipeline of a run, one step after another, data flowing one way:
+
+    design → engine (Monte Carlo) → theory → check → report assets → render
+
+:func:`simulate` chains the first two into one commit of the results folder, so that a
+folder is never seen with the Monte Carlo results of one design and the theory of another.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from study.design import Design
+from study.engine.run import RunReport
+from study.engine.run import simulate as _simulate_engine
+from study.theory.step import extend
+
+
+def simulate(design: Design, results_dir: Path, *, theory: bool = True, **options) -> RunReport:
+    """Run the engine on ``design`` into ``results_dir`` and, unless ``theory`` is False,
+    the theory step before the commit; ``options`` go to :func:`study.engine.run.simulate`
+    (jobs, backend, fresh, progress, design_path, on_reject)."""
+    return _simulate_engine(design, results_dir, after=extend if theory else None, **options)
