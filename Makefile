@@ -38,15 +38,26 @@ $(KERNEL): study/engine/kernel.py $(STAMP)
 
 venv: $(SETUP) ## Create or update the virtual environment (.venv) from pyproject.toml
 
-simulate: $(SETUP) ## Run a design (DESIGN=simulations/default.toml JOBS=2); resumes if interrupted
-	$(PY) -m study simulate $(DESIGN) --jobs $(JOBS) --out $(RESULTS)
+simulate: $(RESULTS)/manifest.json ## Run a design's steps (DESIGN=simulations/default.toml JOBS=2); resumes if interrupted
 
-# make report rebuilds only what is stale: results → assets → rendered documents. Results
-# are recomputed (resuming from checkpoints) when the design or the code behind them changes;
-# which code that is, study/sources.py reads from the imports (no list kept by hand).
+# The steps of a run, each a file target whose prerequisites are the code behind it, as
+# study/sources.py reads it from the imports (no list kept by hand):
+#   design → engine (Monte Carlo) → theory → report assets → rendered documents
+# A step reruns only when its inputs changed: new theory code reruns `study theory` on the
+# checkpoints, without simulating. The engine's stamp lives beside the results folder
+# (inside it, it would be a file study does not own); the folder's marker, which study
+# writes first, is a prerequisite, so that a deleted results folder is simulated again.
 sources = $(shell $(PYTHON) study/sources.py $(1))
-$(RESULTS)/manifest.json: $(DESIGN) $(call sources,study/steps.py) | $(SETUP)
-	$(PY) -m study simulate $(DESIGN) --jobs $(JOBS) --out $(RESULTS)
+ENGINE_DONE = $(dir $(RESULTS)).$(notdir $(RESULTS)).engine-done
+$(ENGINE_DONE): $(DESIGN) $(call sources,study/engine/run.py) $(RESULTS)/.study-results \
+		| $(SETUP)
+	$(PY) -m study simulate $(DESIGN) --jobs $(JOBS) --out $(RESULTS) --no-theory
+	@touch $@
+
+$(RESULTS)/.study-results:
+
+$(RESULTS)/manifest.json: $(ENGINE_DONE) $(call sources,study/theory/step.py) | $(SETUP)
+	$(PY) -m study theory $(RESULTS)
 
 $(ASSETS): $(RESULTS)/manifest.json $(call sources,study/report/assets.py) | $(SETUP)
 	$(PY) -m study report $(RESULTS) --no-render --project report

@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"study {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    commands = [_simulate_parser(sub), _check_parser(sub), *_report_parsers(sub)]
+    commands = [_simulate_parser(sub), _theory_parser(sub), _check_parser(sub)]
+    commands += _report_parsers(sub)
     for command in commands:
         command.add_argument(
             "--debug",
@@ -143,12 +144,33 @@ def _simulate_parser(sub) -> argparse.ArgumentParser:
     )
     sim.add_argument("--quiet", "-q", action="store_true", help="no estimate, no progress bar")
     sim.add_argument(
+        "--no-theory",
+        action="store_true",
+        help="the Monte Carlo step alone: no large-m columns, tuning.csv or transfer.csv "
+        "(add them later with `study theory`)",
+    )
+    sim.add_argument(
         "--dry-run",
         action="store_true",
         help="print the estimate of tasks, files, disk, memory and time, and exit; nothing is "
         "written",
     )
     return sim
+
+
+def _theory_parser(sub) -> argparse.ArgumentParser:
+    th = sub.add_parser(
+        "theory",
+        help="add the theory to a finished run, without simulating",
+        description="The theory step alone: merge the Monte Carlo results of a finished run "
+        "again from its checkpoints (nothing is simulated), add the large-m columns and "
+        "the finite-moment orders, write tuning.csv and transfer.csv, and commit the folder "
+        "again. For a run made with `study simulate --no-theory`, or after the theory's "
+        "code changed. `study simulate` runs this step itself.",
+    )
+    th.add_argument("results", type=Path, help="results folder of a finished run")
+    th.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    return th
 
 
 def _check_parser(sub) -> argparse.ArgumentParser:
@@ -286,15 +308,8 @@ def _simulate(args) -> int:
     if args.dry_run:
         return 0
 
-    def rejected(path, moved_to, reason):
-        print(
-            f"study: warning: checkpoint '{path}' rejected ({reason}); moved to "
-            f"'{moved_to}', its task is computed again",
-            file=sys.stderr,
-        )
-
     options = dict(jobs=jobs, backend=args.backend, fresh=args.fresh, progress=not args.quiet)
-    options |= dict(design_path=str(args.design), on_reject=rejected)
+    options |= dict(design_path=str(args.design), on_reject=_rejected, theory=not args.no_theory)
     try:
         with _signals_as_interrupts():
             report = simulate(design, out, **options)
@@ -317,12 +332,40 @@ def _simulate(args) -> int:
     return 0
 
 
-def _needed_files(*, for_report: bool = False) -> tuple[str, ...]:
-    from study.paths import DRAWS_FILE, RISK_FILE, SUMMARY_FILE, TRANSFER_FILE, TUNING_FILE
+def _rejected(path, moved_to, reason):
+    print(
+        f"study: warning: checkpoint '{path}' rejected ({reason}); moved to "
+        f"'{moved_to}', its task is computed again",
+        file=sys.stderr,
+    )
 
-    needed = (SUMMARY_FILE, RISK_FILE)
+
+def _theory(args) -> int:
+    from study.folder import check_out_path
+    from study.steps import theory
+
+    out = check_out_path(args.results)
+    with _signals_as_interrupts():
+        report = theory(out, progress=False, on_reject=_rejected)
+    if not args.quiet:
+        print(f"study: theory added to {out}/ in {report.wall_seconds:.1f} s")
+    return 0
+
+
+def _needed_files(*, for_report: bool = False) -> tuple[str, ...]:
+    from study.paths import (
+        DRAWS_FILE,
+        RISK_CURVES_FILE,
+        RISK_FILE,
+        SUMMARY_FILE,
+        TRANSFER_FILE,
+        TUNING_FILE,
+    )
+
+    # the theory step's files too: a run made with --no-theory is told to run it
+    needed = (SUMMARY_FILE, RISK_FILE, TUNING_FILE, TRANSFER_FILE)
     if for_report:
-        needed += (TUNING_FILE, TRANSFER_FILE, DRAWS_FILE)
+        needed += (DRAWS_FILE, RISK_CURVES_FILE)
     return needed
 
 
@@ -350,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     commands = {
         "simulate": _simulate,
+        "theory": _theory,
         "check": _check,
         "report": _report,
         "render": lambda a: _render(a.project, a.renderer),

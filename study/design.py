@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from study.basis import true_coefficients
+from study.basis import StandardBasis, standard_basis, true_coefficients
 from study.limits import check_representable
 from study.scaling import SCALINGS, check_scaling
 
@@ -57,7 +57,12 @@ _SCHEMA: dict[str, Any] = {
         "penalize_intercept": "bool",
     },
     "output": {"keep_draws": "int"},
+    "model": {"family": "str"},
 }
+# Keys that may be left out, with the value they then take.
+_OPTIONAL = {"model": {"family": "gaussian"}}
+# The model families (study.models); the first is the default.
+FAMILIES = ("gaussian",)  # the keys of study.models.FAMILIES (tested)
 _X_KEYS = {"uniform": ("distribution", "low", "high"), "normal": ("distribution", "mean", "sd")}
 
 
@@ -114,6 +119,7 @@ class Design:
     scaling: tuple[str, ...]
     penalize_intercept: bool
     keep_draws: int
+    family: str = FAMILIES[0]
 
     # --- identity ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -137,6 +143,9 @@ class Design:
                 "penalize_intercept": self.penalize_intercept,
             },
             "output": {"keep_draws": self.keep_draws},
+            # the default family is left out, so that designs written before the model axis
+            # keep their hash, and with it their checkpoints
+            **({"model": {"family": self.family}} if self.family != FAMILIES[0] else {}),
         }
 
     @property
@@ -146,6 +155,17 @@ class Design:
         return hashlib.sha256(text.encode()).hexdigest()
 
     # --- structure ---------------------------------------------------------------------
+    def standard_basis(self, degree: int) -> StandardBasis:
+        """The problem of a degree-``degree`` fit in the standardised basis
+        (:func:`study.basis.standard_basis`)."""
+        return standard_basis(
+            self.x,
+            degree,
+            intercept=self.intercept,
+            slope=self.slope,
+            penalize_intercept=self.penalize_intercept,
+        )
+
     def true_coefficients_of(self, degree: int, *, standardised: bool = False) -> np.ndarray:
         """w* = (β0, β1, 0, …, 0) of a degree-``degree`` fit, or with ``standardised`` its
         coefficients v* in u = (x − center)/scale (:func:`study.basis.true_coefficients`)."""
@@ -244,6 +264,8 @@ def _check_keys(chk: _Checker, table: dict, schema: dict, prefix: str) -> None:
     for key, kind in schema.items():
         full = prefix + key
         if key not in table:
+            if full in _OPTIONAL:
+                continue
             raise DesignError(f"{chk.source}: missing key '{full}'")
         if isinstance(kind, dict) or kind == "table":
             if not isinstance(table[key], dict):
@@ -333,6 +355,10 @@ def design_from_dict(raw: dict, source: str = "design") -> Design:
             f"an integer from 0 to {min(replications, MAX_KEEP_DRAWS):,} (the replications, "
             f"at most {MAX_KEEP_DRAWS:,}: every kept draw of every cell is held in memory)",
         )
+    model = raw.get("model", _OPTIONAL["model"])
+    family = model.get("family", FAMILIES[0])
+    if family not in FAMILIES:
+        raise chk.fail("model.family", family, f"one of {list(FAMILIES)}")
     design = Design(
         name=name,
         seed=seed,
@@ -348,6 +374,7 @@ def design_from_dict(raw: dict, source: str = "design") -> Design:
         scaling=scaling,
         penalize_intercept=penalize_intercept,
         keep_draws=keep_draws,
+        family=family,
     )
     check_representable(design, chk.fail)
     return design

@@ -26,42 +26,17 @@ elementwise products for every α.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import comb
 
 import numpy as np
 
-from study.basis import hankel_index
+from study.basis import (  # noqa: F401  (names of the fit API)
+    change_of_basis,
+    hankel_index,
+    penalty_matrix,
+    penalty_root,
+    pencil_is_stable,
+)
 from study.scaling import alpha as scaling_alpha
-
-
-def change_of_basis(center: float, scale: float, degree: int) -> np.ndarray:
-    """Matrix B with φ(u) = B·φ(x) for u = (x − center)/scale.
-
-    Parameters
-    ----------
-    center, scale : float
-        Standardisation of x; scale > 0.
-    degree : int
-        Polynomial degree k.
-
-    Returns
-    -------
-    ndarray of shape (k + 1, k + 1)
-        Lower triangular: u^j = Σ_{i≤j} C(j, i)·(−center)^{j−i}·x^i / scale^j.
-    """
-    B = np.zeros((degree + 1, degree + 1))
-    for j in range(degree + 1):
-        for i in range(j + 1):
-            B[j, i] = comb(j, i) * (-center) ** (j - i) / scale**j
-    return B
-
-
-def penalty_matrix(degree: int, *, penalize_intercept: bool = False) -> np.ndarray:
-    """D = diag(0, 1, …, 1), or the identity when the intercept is penalised too."""
-    d = np.ones(degree + 1)
-    if not penalize_intercept:
-        d[0] = 0.0
-    return np.diag(d)
 
 
 def power_sums(
@@ -113,23 +88,6 @@ class PencilFactor:
 
     W: np.ndarray
     eig: np.ndarray
-
-
-def penalty_root(B: np.ndarray, *, penalize_intercept: bool = False) -> np.ndarray:
-    """F with P = BDBᵀ = FFᵀ: the columns of B whose coefficient is penalised."""
-    return B if penalize_intercept else B[:, 1:]
-
-
-def pencil_is_stable(center: float, scale: float) -> bool:
-    """Whether the pencil factorisation is accurate for this standardisation.
-
-    Far from the origin (|center| > scale) the raw-coefficient penalty, seen in u, is so
-    anisotropic that its small generalised eigenvalues lose all relative accuracy, and an
-    α of hundreds multiplies that error into the fit (seen: errors of 10⁻¹ on [−4.6, −4.2]
-    at degree 5). There a direct solve per α is accurate to about 10⁻¹¹; on ranges that
-    contain or touch 0, [0, 10] at degree 10 included, the pencil is accurate to 10⁻¹⁰.
-    """
-    return abs(center) <= scale
 
 
 def factorise(G: np.ndarray, F: np.ndarray) -> PencilFactor:

@@ -32,7 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from study.design import DesignError
-from study.paths import CHECKPOINT_DIR, MANIFEST_FILE, RESULT_FILES
+from study.paths import (
+    CHECKPOINT_DIR,
+    MANIFEST_FILE,
+    RESULT_FILES,
+    RISK_CURVES_FILE,
+    TRANSFER_FILE,
+    TUNING_FILE,
+)
 
 MARKER = ".study-results"
 LOCK = ".study-lock"
@@ -450,6 +457,11 @@ def verify_file(folder: Path, name: str, recorded) -> None:
     """Raise FolderError unless ``folder/name`` has the size and SHA-256 ``recorded``."""
     path = folder / name
     if not isinstance(recorded, dict):
+        if name in (TUNING_FILE, TRANSFER_FILE, RISK_CURVES_FILE):
+            raise FolderError(
+                f"{_quote(path)} is not listed in {MANIFEST_FILE}: the theory step has not run "
+                f"(run `study theory {folder}`)"
+            )
         raise FolderError(
             f"{_quote(path)} is not listed in {MANIFEST_FILE}; rerun `study simulate`"
         )

@@ -78,3 +78,8 @@ def subscript(n: int) -> str:
 def superscript(n: int) -> str:
     """An integer in superscript digits: -4 → '⁻⁴'."""
     return str(n).translate(_SUPERSCRIPTS)
+
+
+def nearest_on_log_scale(values, wanted: float):
+    """The element of ``values`` closest to ``wanted`` on a log scale (values > 0)."""
+    return min(sorted(values), key=lambda v: abs(math.log(v) - math.log(wanted)))

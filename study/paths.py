@@ -19,6 +19,7 @@ DRAWS_FILE = "draws.npz"
 MANIFEST_FILE = "manifest.json"
 TUNING_FILE = "tuning.csv"
 TRANSFER_FILE = "transfer.csv"
+RISK_CURVES_FILE = "risk_curves.csv"
 CHECK_FILE = "check.csv"
 CHECKPOINT_DIR = "checkpoints"
 RESULT_FILES = (
@@ -28,6 +29,7 @@ RESULT_FILES = (
     MANIFEST_FILE,
     TUNING_FILE,
     TRANSFER_FILE,
+    RISK_CURVES_FILE,
     CHECK_FILE,
 )
 

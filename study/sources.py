@@ -49,7 +49,12 @@ def _imports(path: Path) -> set[Path]:
             )
     # importing study.a.b runs study/__init__.py and study/a/__init__.py first
     modules += [module[:i] for module in list(modules) for i in range(len(module))]
-    return {f for f in map(_module_file, modules) if f is not None}
+    found = {f for f in map(_module_file, modules) if f is not None}
+    # a module that imports by name (study.models: one module per model family) may load
+    # any module of its package
+    if "importlib.import_module" in path.read_text(encoding="utf-8"):
+        found |= set(path.parent.glob("*.py"))
+    return found
 
 
 def sources(*roots: Path) -> list[Path]:

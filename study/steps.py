@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from study.design import Design
+from study.design import Design, design_from_dict
 from study.engine.run import RunReport
 from study.engine.run import simulate as _simulate_engine
+from study.folder import read_manifest
 from study.theory.step import extend
 
 
@@ -21,3 +22,18 @@ def simulate(design: Design, results_dir: Path, *, theory: bool = True, **option
     the theory step before the commit; ``options`` go to :func:`study.engine.run.simulate`
     (jobs, backend, fresh, progress, design_path, on_reject)."""
     return _simulate_engine(design, results_dir, after=extend if theory else None, **options)
+
+
+def theory(results_dir: Path, **options) -> RunReport:
+    """The theory step alone, on a complete run: the Monte Carlo results merged again from
+    the checkpoints (nothing simulated), the theory added, the folder committed again.
+    For a run made with ``theory=False`` (``study simulate --no-theory``), or after the
+    theory's code changed. ``options`` as for :func:`simulate`.
+
+    Raises
+    ------
+    FolderError
+        If the folder has no manifest or a task has no checkpoint.
+    """
+    design = design_from_dict(read_manifest(Path(results_dir))["design"], str(results_dir))
+    return simulate(design, Path(results_dir), require_complete=True, **options)

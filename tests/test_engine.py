@@ -273,7 +273,8 @@ def test_all_alpha_pencil_equals_per_alpha_solves(m, degree):
     """The optimised path (one shifted factorisation for every α) against a direct solve of
     (G + αP) per α, on the same data: every per-replication quantity."""
     from study.basis import hankel_index
-    from study.engine.tasks import _quantities, _quantities_direct, alpha_grid, degree_setup
+    from study.conditional import quantities
+    from study.engine.tasks import alpha_grid
 
     raw = small_design(
         **{"grid.m": [m], "grid.degree": [degree], "grid.lambda": [0.0, 0.003, 0.1, 1.0, 30.0]}
@@ -283,14 +284,14 @@ def test_all_alpha_pencil_equals_per_alpha_solves(m, degree):
         design, m, 0, degree
     )
     G, b = power_sums[:, hankel_index(degree)], T[:, : degree + 1]
-    setup = degree_setup(design, degree)
+    basis = design.standard_basis(degree)
     alphas = np.unique(alpha_grid(design, m, degree))
     if m <= degree:
         alphas = alphas[alphas > 0]
-    fast = _quantities(G, b, setup, alphas, design.noise_sd)
-    slow = [_quantities_direct(G, b, setup, a, design.noise_sd) for a in alphas]
+    fast = quantities(G, b, basis, alphas, design.noise_sd, solver="pencil")
+    slow = quantities(G, b, basis, alphas, design.noise_sd, solver="direct")
     for i in range(3):
-        ref = np.stack([s[i] for s in slow], axis=1)
+        ref = slow[i]
         # relative to each quantity's scale over all cells (e is ~1e-16 at λ = 0)
         scale = np.abs(ref).max(axis=tuple(range(ref.ndim - 1)) if i < 2 else None)
         assert np.all(np.abs(fast[i] - ref) <= 1e-8 * scale), i
@@ -391,7 +392,7 @@ def test_fit_batches_merge_to_the_same_moments(monkeypatch, tmp_path):
     """Blocks larger than FIT_BATCH are fitted in batches whose moments are merged."""
     raw = small_design(**{"output.keep_draws": 30})
     _, whole = _run(tmp_path, raw, "whole")
-    monkeypatch.setattr("study.engine.tasks.FIT_BATCH", 7)
+    monkeypatch.setattr("study.models.gaussian.FIT_BATCH", 7)
     _, batched = _run(tmp_path, raw, "batched")
     a, b = pd.read_csv(whole / "summary.csv"), pd.read_csv(batched / "summary.csv")
     num = a.select_dtypes("number").columns
@@ -432,25 +433,15 @@ def test_designs_alone_are_the_simulations_designs(x, monkeypatch):
         {"distribution": "uniform", "low": 0.0, "high": 10.0},
     ],
 )
-def test_compiled_kernel_gives_the_numpy_paths_results(tmp_path, monkeypatch, x):
+def test_compiled_kernel_gives_the_numpy_paths_results(tmp_path, x):
     """A whole run through the compiled kernel against the same run through the NumPy path
-    it replaced: every column of summary.csv and risk.csv, and the kept draws."""
-    import study.engine.tasks
-
+    it replaced: every column of summary.csv and risk.csv, and the kept draws. (The
+    "compiled" solver raises where the kernel declines a batch: it did every batch.)"""
     raw = small_design(
         **{"dgp.x": x, "grid.degree": [1, 2, 5], "output.keep_draws": 25, "dgp.noise_sd": 0.7}
     )
-    compiled, batches = study.engine.tasks._fit_compiled, []
-
-    def spy(*args):
-        batches.append(compiled(*args))
-        return batches[-1]
-
-    monkeypatch.setattr("study.engine.tasks._fit_compiled", spy)
-    _, fast = _run(tmp_path, raw, "kernel")
-    assert batches and all(b is not None for b in batches)  # the kernel did every batch
-    monkeypatch.setattr("study.engine.tasks._fit_compiled", lambda *args: None)
-    _, slow = _run(tmp_path, raw, "numpy")
+    _, fast = _run(tmp_path, raw, "kernel", solver="compiled")
+    _, slow = _run(tmp_path, raw, "numpy", solver="pencil")
     for name in ("summary.csv", "risk.csv"):
         a, b = pd.read_csv(fast / name), pd.read_csv(slow / name)
         assert a.columns.equals(b.columns) and a.shape == b.shape

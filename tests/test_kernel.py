@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from study.basis import hankel_index
+from study.conditional import SolverDeclined, batch_moments, pencil_shift, quantities
 from study.design import design_from_dict
 from study.engine.kernel import (
     NOT_FINITE,
@@ -14,15 +15,7 @@ from study.engine.kernel import (
     pencil_moments,
 )
 from study.engine.streams import block_power_sums
-from study.engine.tasks import (
-    _fit_compiled,
-    _fit_in_batches,
-    _fit_numpy,
-    _quantities_direct,
-    _shift,
-    alpha_grid,
-    degree_setup,
-)
+from study.engine.tasks import alpha_grid
 from study.moments import CoMoments
 
 from conftest import small_design
@@ -83,17 +76,15 @@ def test_kernel_equals_direct_solves(x, m, degree, pen, tol):
     raw = small_design(**grid, **dgp, replications=300, block_size=300)
     design = design_from_dict(raw)
     power_sums, T = block_power_sums(design, m, 0, degree)
-    setup = degree_setup(design, degree)
+    setup = design.standard_basis(degree)
     assert setup.use_pencil
     alphas = np.unique(alpha_grid(design, m, degree))
     if m <= degree:
         alphas = alphas[alphas > 0]
-    fast = _fit_compiled(power_sums, T, setup, alphas, design.noise_sd, 9)
-    assert fast is not None
+    fast = batch_moments(power_sums, T, setup, alphas, design.noise_sd, keep=9, solver="compiled")
     G, b = power_sums[:, hankel_index(degree)], T[:, : degree + 1]
-    parts = [_quantities_direct(G, b, setup, a, design.noise_sd) for a in alphas]
-    coef, risk, w_hat = (np.stack([q[i] for q in parts], axis=1) for i in range(3))
-    for f, q in ((fast[0], coef), (fast[1], risk)):
+    coef, risk, w_hat = quantities(G, b, setup, alphas, design.noise_sd, solver="direct")
+    for f, q in ((fast.coef, coef), (fast.risk, risk)):
         ref = CoMoments.from_samples(q)
         np.testing.assert_array_equal(f.n, ref.n)
         cells = tuple(range(ref.mean.ndim - 1))
@@ -103,16 +94,16 @@ def test_kernel_equals_direct_solves(x, m, degree, pen, tol):
         assert np.all(np.abs(f.mean - ref.mean) <= tol * scale)
         sd = np.sqrt(np.diagonal(ref.M, axis1=-2, axis2=-1).max(axis=cells))
         assert np.all(np.abs(f.M - ref.M) <= tol * np.outer(sd, sd))
-    np.testing.assert_array_equal(fast[2], np.full(alphas.size, power_sums.shape[0]))
-    np.testing.assert_allclose(fast[3], w_hat[:9], rtol=tol, atol=tol * np.abs(w_hat).max())
+    np.testing.assert_array_equal(fast.n_ok, np.full(alphas.size, power_sums.shape[0]))
+    np.testing.assert_allclose(fast.w_kept, w_hat[:9], rtol=tol, atol=tol * np.abs(w_hat).max())
 
 
 def _kernel_status(power_sums, T, setup, alphas):
     k, A, p = setup.degree, alphas.size, setup.degree + 1
     c = np.ascontiguousarray
     sums = (c(power_sums[:, : 2 * k + 1].T), c(T[:, :p].T))
-    penalty = (_shift(alphas), alphas, setup.P, c(setup.F))
-    dgp = (setup.v_star, setup.w_star, setup.sigma_u, 1.0)
+    penalty = (pencil_shift(alphas), alphas, setup.P, c(setup.F))
+    dgp = (setup.v_star, setup.w_star, setup.sigma, 1.0)
     out = [np.empty(shape) for shape in ((A, p, 5), (A, p, 5, 5), (A, 3), (A, 3, 3), (0, A, p))]
     return pencil_moments(*sums, *penalty, setup.B, setup.B_is_identity, *dgp, 0, *out)
 
@@ -125,7 +116,7 @@ def test_kernel_declines_and_the_numpy_path_takes_over():
     )
     design = design_from_dict(raw)
     power_sums, T = block_power_sums(design, 10, 0, 2)
-    setup = degree_setup(design, 2)
+    setup = design.standard_basis(2)
     alphas = np.unique(alpha_grid(design, 10, 2))
     assert alphas[0] == 0 and _kernel_status(power_sums, T, setup, alphas) == OK
 
@@ -142,13 +133,18 @@ def test_kernel_declines_and_the_numpy_path_takes_over():
     top[7, 4] = np.inf  # Σu⁴ enters only G[2, 2]: the fit would come out "finite"
     assert _kernel_status(top, T, setup, alphas) == NOT_FINITE
 
-    for bad_sums, bad_T in ((singular, T), (power_sums, infinite)):
-        coef, risk, ok_count, kept = _fit_in_batches(bad_sums, bad_T, setup, alphas, 1.0, 6)
-        ref = _fit_numpy(bad_sums[:, hankel_index(2)], bad_T[:, :3], setup, alphas, 1.0, 6)
-        np.testing.assert_array_equal(coef.mean, ref[0].mean)
-        np.testing.assert_array_equal(risk.M, ref[1].M)
-        np.testing.assert_array_equal(ok_count, ref[2])
-        assert ok_count[0] == 19  # the failed data set is left out, the others kept
+    # the singular batch: the factorisation fails too, so NumPy solves per α; the infinite
+    # one: the pencil factorises and the non-finite data set is masked
+    for bad_sums, bad_T, numpy_path in ((singular, T, "direct"), (power_sums, infinite, "pencil")):
+        with pytest.raises(SolverDeclined):
+            batch_moments(bad_sums, bad_T, setup, alphas, 1.0, keep=6, solver="compiled")
+        got = batch_moments(bad_sums, bad_T, setup, alphas, 1.0, keep=6)
+        ref = batch_moments(bad_sums, bad_T, setup, alphas, 1.0, keep=6, solver=numpy_path)
+        np.testing.assert_array_equal(got.coef.mean, ref.coef.mean)
+        np.testing.assert_array_equal(got.risk.M, ref.risk.M)
+        np.testing.assert_array_equal(got.n_ok, ref.n_ok)
+        np.testing.assert_array_equal(got.w_kept, ref.w_kept)
+        assert got.n_ok[0] == 19  # the failed data set is left out, the others kept
 
 
 def test_jacobi_reports_a_batch_that_does_not_converge():
@@ -169,10 +165,10 @@ def test_kernel_is_exact_under_scaling_by_powers_of_two(power):
     )
     design = design_from_dict(raw)
     power_sums, T = block_power_sums(design, 30, 0, 4)
-    setup = degree_setup(design, 4)
+    setup = design.standard_basis(4)
     St, Tt = np.ascontiguousarray(power_sums.T), np.ascontiguousarray(T.T)
     f = 2.0**power
-    args = (np.ascontiguousarray(setup.F), setup.B, setup.v_star, setup.sigma_u)
+    args = (np.ascontiguousarray(setup.F), setup.B, setup.v_star, setup.sigma)
     plain = _factorise(St, Tt, 0.5, setup.P, *args)
     scaled = _factorise(St * f, Tt * f, 0.5 * f, setup.P, *args)
     assert plain[0] == scaled[0] == OK

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
+from study.conditional import SolverDeclined, conditional_risk_function
 from study.design import XDistribution
 from study.fit import fit_polynomial_ridge
 from study.theory import largem as theory
@@ -530,9 +531,8 @@ def test_conditional_risk_pencil_equals_direct_solves(low, high, degree, m):
     V = u[..., None] ** np.arange(degree + 1)
     G = np.einsum("rmi,rmj->rij", V, V)
     alphas = np.logspace(-4, 4, 30)
-    fast = tuning._pencil_risk(G, basis=basis, noise_sd=1.0)
-    assert fast is not None
-    direct = tuning._direct_risk(G, basis=basis, noise_sd=1.0)
+    fast = conditional_risk_function(G, basis=basis, noise_sd=1.0, solver="pencil")
+    direct = conditional_risk_function(G, basis=basis, noise_sd=1.0, solver="direct")
     np.testing.assert_allclose(fast(alphas), direct(alphas), rtol=1e-9)
     # and conditional_risk takes the fast path
     np.testing.assert_array_equal(
@@ -545,10 +545,15 @@ def test_conditional_risk_pencil_declines_where_it_is_inaccurate():
         XDistribution("uniform", low=4.0, high=5.0), 3, intercept=1.0, slope=2.0
     )
     G = np.tile(np.eye(4), (5, 1, 1))
-    assert tuning._pencil_risk(G, basis=far, noise_sd=1.0) is None
+    with pytest.raises(SolverDeclined):
+        conditional_risk_function(G, basis=far, noise_sd=1.0, solver="pencil")
     near = theory.standard_basis(
         XDistribution("uniform", low=-1.0, high=1.0), 3, intercept=1.0, slope=2.0
     )
     singular = np.zeros((5, 4, 4))
     singular[:, 0, 0] = 2.0  # m ≤ k: G singular
-    assert tuning._pencil_risk(singular, basis=near, noise_sd=1.0) is None
+    with pytest.raises(SolverDeclined):
+        conditional_risk_function(singular, basis=near, noise_sd=1.0, solver="pencil")
+    # "auto" then solves per α: infinite risk at α = 0 (not identifiable), finite above
+    risk = conditional_risk_function(singular, basis=near, noise_sd=1.0)(np.array([0.0, 1.0]))
+    assert risk[0] == math.inf and np.isfinite(risk[1])

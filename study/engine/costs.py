@@ -16,11 +16,11 @@ How the constants were measured
   cache): workers 220 MB (215 MiB), main 118 MB; the main process of the default design
   peaked at 214 MB, its workers at 228 MB.
 - Per-unit memory: ``tracemalloc`` peaks of ``engine._fit_numpy`` (12.5 floats per data
-  set × α × coefficient, rounded up to 16) and of ``engine._fit_compiled``, and of
+  set × α × coefficient, rounded up to 16) and of ``conditional._fit_compiled``, and of
   ``engine.run_task`` followed by ``store.pack_checkpoint`` (tests/test_budget.py checks the
   model against the latter on small designs).
 - Time: the best of 3-5 timings of ``dgp.block_power_sums`` (m = 10 to 10⁵, K = 1 to 12)
-  and of ``engine._fit_in_batches`` on 2,048 data sets per degree with 1 and 41 values of
+  and of ``models.gaussian._fit_in_batches`` on 2,048 data sets per degree with 1 and 41 values of
   α (the difference gives the cost per α, the rest the factorisation), in one process with
   one BLAS thread; the tail from timing ``summary.summarise``, ``summary.add_theory``,
   ``tuning.tuning_table``/``transfer_table``, ``summary.to_csv`` and ``store.npz_bytes`` on
@@ -43,7 +43,8 @@ import numpy as np
 
 from study.design import Design
 from study.engine.streams import CHUNK_ELEMENTS, MAX_PIECE
-from study.engine.tasks import FIT_BATCH, TaskResult
+from study.engine.tasks import TaskResult
+from study.models.gaussian import FIT_BATCH
 
 KiB, MiB = 1 << 10, 1 << 20
 

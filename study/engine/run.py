@@ -40,6 +40,7 @@ from study.paths import (
     CHECK_FILE,
     DRAWS_FILE,
     MANIFEST_FILE,
+    RISK_CURVES_FILE,
     RISK_FILE,
     SUMMARY_FILE,
     TRANSFER_FILE,
@@ -108,6 +109,8 @@ def simulate(
     design_path: str | None = None,
     after: Callable | None = None,
     on_reject=None,
+    solver: str = "auto",
+    require_complete: bool = False,
 ) -> RunReport:
     """Run every missing task of ``design`` and write the results to ``results_dir``.
 
@@ -118,6 +121,10 @@ def simulate(
     pipeline (the theory, :func:`study.theory.step.extend`), run before the one commit of
     the folder: it may add columns and returns further files as {name: text}. Without it
     the folder holds the Monte Carlo results alone (the benchmark times the engine so).
+    ``solver`` chooses how the fits are computed (:data:`study.conditional.SOLVERS`; the
+    results agree to rounding, and are bit-identical for a given solver). With
+    ``require_complete`` nothing is simulated: a task without a checkpoint is an error (the
+    theory step alone, ``study theory``, uses it).
 
     Raises
     ------
@@ -140,7 +147,12 @@ def simulate(
         tasks = design.tasks()
         done = store.done(on_reject=on_reject)
         todo = [t for t in tasks if t not in done]
-        options = dict(jobs=jobs, backend=backend, progress=progress)
+        if require_complete and todo:
+            raise results_folder.FolderError(
+                f"{len(todo)} of {len(tasks)} tasks of {results_dir} have no checkpoint: run "
+                "`study simulate` with its design first"
+            )
+        options = dict(jobs=jobs, backend=backend, progress=progress, solver=solver)
         compute_seconds = _run_tasks(design, results_dir, todo, len(tasks), len(done), **options)
 
         files = _write_results(design, results_dir, store, after=after)
@@ -167,7 +179,7 @@ def simulate(
             "versions": _versions(),
             "seed": design.seed,
             "replications": design.replications,
-            "noise_draw": "plain",
+            "steps": ["engine"] if after is None else ["engine", getattr(after, "step", "after")],
             "counts": {"tasks": len(tasks), "fits": n_fits, "data_points": n_points},
             "run": run,
         }
@@ -198,14 +210,16 @@ def _write_results(design: Design, results_dir: Path, store, *, after=None) -> d
         atomic_write_text(results_dir / name, text)
     atomic_write_bytes(results_dir / DRAWS_FILE, npz_bytes(draws))
     # files of an earlier run that this one does not rewrite (check.csv checked them)
-    for name in (TUNING_FILE, TRANSFER_FILE, CHECK_FILE):
+    for name in (TUNING_FILE, TRANSFER_FILE, RISK_CURVES_FILE, CHECK_FILE):
         if name not in outputs:
             (results_dir / name).unlink(missing_ok=True)
     names = [SUMMARY_FILE, RISK_FILE, DRAWS_FILE, *texts]
     return {name: results_folder.file_digest(results_dir / name) for name in names}
 
 
-def _run_tasks(design, results_dir, todo, n_tasks, n_done, *, jobs, backend, progress) -> float:
+def _run_tasks(
+    design, results_dir, todo, n_tasks, n_done, *, jobs, backend, progress, solver
+) -> float:
     """Run ``todo`` in parallel, each task checkpointed by the worker that ran it; returns
     the summed compute time. A dead worker raises WorkerDied naming the unfinished tasks."""
     from joblib.externals.loky.process_executor import BrokenProcessPool
@@ -222,7 +236,7 @@ def _run_tasks(design, results_dir, todo, n_tasks, n_done, *, jobs, backend, pro
     def calls():
         for m, b in todo:
             pulled.append((m, b))
-            yield delayed(_task)(design, results_dir, m, b)
+            yield delayed(_task)(design, results_dir, m, b, solver)
 
     try:
         if todo:
@@ -258,10 +272,10 @@ def _exit_codes(exc: BaseException) -> str:
     return f"exit {hit[1]}" if hit else exc.__class__.__name__
 
 
-def _task(design: Design, results_dir: Path, m: int, block: int):
+def _task(design: Design, results_dir: Path, m: int, block: int, solver: str = "auto"):
     """Run one task and checkpoint it where it ran: only its identity and compute time
     travel back (the results are read from the checkpoints by
     :func:`study.engine.merge.summarise`)."""
-    result = run_task(design, m, block)
+    result = run_task(design, m, block, solver=solver)
     CheckpointStore(results_dir, design).save(m, block, result)
     return (m, block), result.seconds

@@ -9,7 +9,6 @@ no number in it is typed by hand.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +17,13 @@ import pandas as pd
 from study.check import check
 from study.design import design_from_dict
 from study.engine.store import atomic_write_bytes, atomic_write_text, load_npz
-from study.numbers import as_written, fmt, percent
+from study.numbers import as_written, fmt, nearest_on_log_scale, percent
 from study.paths import (
     DRAWS_FILE,
     GENERATED_DIR,
     MANIFEST_FILE,
     REPORT_DIR,
+    RISK_CURVES_FILE,
     RISK_FILE,
     SUMMARY_FILE,
     TRANSFER_FILE,
@@ -31,39 +31,9 @@ from study.paths import (
 )
 from study.report import figures, tables
 from study.results import usable_cells
-from study.scaling import alpha as scaling_alpha
 
 VARIABLES_FILE = "_variables.yml"
 FOCUS = {"degree": 3, "lam": 1.0, "coef": 1}
-
-
-def _pick(values, wanted):
-    """The element of values closest to wanted on a log scale."""
-    values = sorted(values)
-    return min(values, key=lambda v: abs(math.log(v) - math.log(wanted)))
-
-
-def risk_curves(design, *, degree: int, ms: list[int], lams: np.ndarray) -> pd.DataFrame:
-    """Expected prediction risk on a fine λ grid: exact given the design, averaged over the
-    first simulated designs of each m (the same streams as the simulation)."""
-    from study.theory.largem import standard_basis
-    from study.theory.tuning import conditional_risk, design_grams
-
-    line = dict(intercept=design.intercept, slope=design.slope)
-    basis = standard_basis(design.x, degree, **line, penalize_intercept=design.penalize_intercept)
-    rows = []
-    for m in ms:
-        grams = design_grams(design, m, degree)
-        for scaling in design.scaling:
-            alphas = np.array(
-                [scaling_alpha(lam, m=m, degree=degree, scaling=scaling) for lam in lams]
-            )
-            risk = conditional_risk(grams, alphas, basis=basis, noise_sd=design.noise_sd)
-            rows += [
-                {"m": m, "degree": degree, "scaling": scaling, "lambda": lam, "risk": r}
-                for lam, r in zip(lams, risk, strict=True)
-            ]
-    return pd.DataFrame(rows)
 
 
 def _yaml(data: dict, indent: int = 0) -> str:
@@ -103,7 +73,11 @@ def build_variables(design, summary, risk, tuning, transfer, draws, result, mani
         "transfer": transfer_vars,
         "mcse": mcse,
         "check": _check_variables(result),
-        "curves": {"m_small": "10", "m_large": f"{_pick(design.m, 1000):,}", "degree": str(k)},
+        "curves": {
+            "m_small": "10",
+            "m_large": f"{nearest_on_log_scale(design.m, 1000):,}",
+            "degree": str(k),
+        },
         "tail": tail,
         "run": {
             "wall": f"{manifest['run']['wall_seconds']:.0f} s",
@@ -189,7 +163,7 @@ def _mcse_variables(summary) -> dict:
 
 def _transfer_variables(design, transfer, k: int) -> dict:
     """The extra risk at the largest m of keeping the λ tuned at m0 ≈ 100."""
-    m0, m_max = _pick(design.m, 100), max(design.m)
+    m0, m_max = nearest_on_log_scale(design.m, 100), max(design.m)
     tr = transfer[(transfer.m0 == m0) & (transfer.m == m_max) & (transfer.degree == k)]
     extra = tr.set_index("scaling").risk_ratio - 1
     return {
@@ -248,12 +222,12 @@ def build_assets(
     variables = build_variables(design, summary, risk, tuning, transfer, draws, result, manifest)
     k = int(variables["focus"]["degree"])
     lam = FOCUS["lam"] if FOCUS["lam"] in design.lam else max(design.lam)
-    m_small, m_large = _pick(design.m, 10), _pick(design.m, 1000)
+    m_small, m_large = nearest_on_log_scale(design.m, 10), nearest_on_log_scale(design.m, 1000)
     variables["curves"]["m_small"] = f"{m_small:,}"
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    ms_curves = sorted({_pick(design.m, v) for v in (20, 100, 1000, 10000)})
-    curves = risk_curves(design, degree=k, ms=ms_curves, lams=np.logspace(-5, 3, 81))
+    curves = pd.read_csv(results_dir / RISK_CURVES_FILE)
+    curves = curves[curves.degree == k].reset_index(drop=True)
     x_range = (
         (design.x.low, design.x.high)
         if design.x.low is not None
@@ -277,8 +251,8 @@ def build_assets(
         _save_figure(fig, out_dir, name)
 
     ms_table = [m for m in design.m if m in (10, 100, 1000, 10000)] or list(design.m)[-4:]
-    m0_transfer = _pick(design.m, 100)
-    ms_transfer = sorted({_pick(design.m, v) for v in (20, 1000, 10000)})
+    m0_transfer = nearest_on_log_scale(design.m, 100)
+    ms_transfer = sorted({nearest_on_log_scale(design.m, v) for v in (20, 1000, 10000)})
     md = {
         "tbl-scalings": tables.table_scalings(),
         "tbl-conventions": tables.table_conventions(),

@@ -210,7 +210,7 @@ def table_provenance(manifest: dict) -> str:
         ["replications per cell", replications],
         ["cells", cells],
         ["fits", f"{counts['fits']:,} on {counts['data_points']:,} data points"],
-        ["noise", manifest.get("noise_draw", "plain")],
+        ["steps", ", ".join(manifest.get("steps", ["engine", "theory"]))],
         ["run", run_line],
         ["versions", ", ".join(f"{k} {val}" for k, val in sorted(v.items()))],
     ]

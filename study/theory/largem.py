@@ -38,9 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from study.basis import hankel_index, standard_moments, true_coefficients
+from study.basis import StandardBasis, standard_basis  # noqa: F401  (the problem of a degree)
 from study.design import XDistribution
-from study.fit import change_of_basis, penalty_matrix
 from study.scaling import alpha as scaling_alpha
 
 __all__ = [
@@ -49,104 +48,6 @@ __all__ = [
     "asymptotic_table",
     "standard_basis",
 ]
-
-
-# --- the standardised basis --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StandardBasis:
-    """One problem (x distribution, degree, true line, penalty) in the standardised basis.
-
-    Attributes
-    ----------
-    degree : int
-        Polynomial degree k.
-    B : ndarray of shape (k + 1, k + 1)
-        φ(u) = B·φ(x); raw coefficients are w = Bᵀv.
-    sigma : ndarray of shape (k + 1, k + 1)
-        Σ_u = E[φ(u)φ(u)ᵀ] = B Σ Bᵀ.
-    penalty : ndarray of shape (k + 1, k + 1)
-        P = B D Bᵀ.
-    mu : ndarray of shape (4k + 1,)
-        Moments E[uⁿ] up to n = 4k (what the sandwich term needs).
-    v_star, w_star : ndarray of shape (k + 1,)
-        True coefficients in the u basis and in the raw basis.
-    """
-
-    degree: int
-    B: np.ndarray
-    sigma: np.ndarray
-    penalty: np.ndarray
-    mu: np.ndarray
-    v_star: np.ndarray
-    w_star: np.ndarray
-
-    def to_raw(self, v: np.ndarray) -> np.ndarray:
-        """Raw coefficients w = Bᵀv for v of shape (..., k + 1)."""
-        return np.asarray(v) @ self.B
-
-    def cov_to_raw(self, cov: np.ndarray) -> np.ndarray:
-        """Raw covariance Bᵀ C B for C of shape (..., k + 1, k + 1)."""
-        return np.swapaxes(self.B, 0, 1) @ np.asarray(cov) @ self.B
-
-    def fourth_moment(self, b: np.ndarray) -> np.ndarray:
-        """E[φ(u)φ(u)ᵀ(φ(u)ᵀb)²] exactly from the moments, for b of shape (..., k + 1).
-
-        Entry (i, j) is Σ_{k,l} b_k b_l E[u^{i+j+k+l}].
-        """
-        p = self.degree + 1
-        r = np.arange(p)
-        H4 = self.mu[
-            r[:, None, None, None]
-            + r[None, :, None, None]
-            + r[None, None, :, None]
-            + r[None, None, None, :]
-        ]
-        return np.einsum("ijkl,...k,...l->...ij", H4, b, b)
-
-
-def standard_basis(
-    x: XDistribution,
-    degree: int,
-    *,
-    intercept: float,
-    slope: float,
-    penalize_intercept: bool = False,
-) -> StandardBasis:
-    """Build the standardised-basis description of one problem (see the module docstring).
-
-    Parameters
-    ----------
-    x : XDistribution
-        Distribution of x; u = (x − x.center)/x.scale.
-    degree : int
-        Polynomial degree k ≥ 1.
-    intercept, slope : float
-        β0 and β1 of the true line.
-    penalize_intercept : bool, default=False
-        D = I instead of diag(0, 1, …, 1).
-
-    Returns
-    -------
-    StandardBasis
-    """
-    if isinstance(degree, bool) or int(degree) != degree or degree < 1:
-        raise ValueError(f"The 'degree' parameter must be an integer ≥ 1. Got {degree!r} instead.")
-    degree = int(degree)
-    c, s = float(x.center), float(x.scale)
-    B = change_of_basis(c, s, degree)
-    D = penalty_matrix(degree, penalize_intercept=penalize_intercept)
-    mu = standard_moments(x.distribution, 4 * degree)
-    return StandardBasis(
-        degree=degree,
-        B=B,
-        sigma=mu[hankel_index(degree)],
-        penalty=B @ D @ B.T,
-        mu=mu,
-        v_star=true_coefficients(degree, intercept=intercept, slope=slope, x=x),
-        w_star=true_coefficients(degree, intercept=intercept, slope=slope),
-    )
 
 
 # --- large-m theory ---------------------------------------------------------------------

@@ -10,12 +10,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from study.conditional import conditional_risk
 from study.design import Design
 from study.existence import finite_moment_order
-from study.paths import TRANSFER_FILE, TUNING_FILE
+from study.numbers import nearest_on_log_scale
+from study.paths import RISK_CURVES_FILE, TRANSFER_FILE, TUNING_FILE
 from study.results import STATUS_NOT_IDENTIFIABLE, to_csv
+from study.scaling import alpha as scaling_alpha
 from study.theory.largem import asymptotic_risk_table, asymptotic_table
-from study.theory.tuning import transfer_table, tuning_table
+from study.theory.tuning import design_grams, transfer_table, tuning_table
 
 
 def extend(design: Design, summary: pd.DataFrame, risk: pd.DataFrame):
@@ -29,8 +32,46 @@ def extend(design: Design, summary: pd.DataFrame, risk: pd.DataFrame):
     """
     summary, risk = add_theory(design, summary, risk)
     tuning = tuning_table(design)
-    files = {TUNING_FILE: to_csv(tuning), TRANSFER_FILE: to_csv(transfer_table(design, tuning))}
+    files = {
+        TUNING_FILE: to_csv(tuning),
+        TRANSFER_FILE: to_csv(transfer_table(design, tuning)),
+        RISK_CURVES_FILE: to_csv(risk_curves(design)),
+    }
     return summary, risk, files
+
+
+extend.step = "theory"  # the name the manifest lists among the run's steps
+
+
+# where the risk is drawn against λ: the m nearest these, and this λ grid
+CURVE_MS = (20, 100, 1000, 10000)
+CURVE_LAMBDAS = np.logspace(-5, 3, 81)
+
+
+def risk_curves(design: Design) -> pd.DataFrame:
+    """Expected prediction risk on a fine λ grid for every degree and scaling, at the m of
+    the design nearest :data:`CURVE_MS`: exact given the design, averaged over the tuning's
+    designs (:func:`study.theory.tuning.design_grams`). Columns m, degree, scaling, lambda,
+    risk."""
+    ms = sorted({nearest_on_log_scale(design.m, v) for v in CURVE_MS})
+    rows = []
+    for degree in design.degree:
+        basis = design.standard_basis(degree)
+        for m in ms:
+            grams = design_grams(design, m, degree)
+            for scaling in design.scaling:
+                alphas = np.array(
+                    [
+                        scaling_alpha(lam, m=m, degree=degree, scaling=scaling)
+                        for lam in CURVE_LAMBDAS
+                    ]
+                )
+                risk = conditional_risk(grams, alphas, basis=basis, noise_sd=design.noise_sd)
+                rows += [
+                    {"m": m, "degree": degree, "scaling": scaling, "lambda": lam, "risk": r}
+                    for lam, r in zip(CURVE_LAMBDAS, risk, strict=True)
+                ]
+    return pd.DataFrame(rows, columns=["m", "degree", "scaling", "lambda", "risk"])
 
 
 def add_theory(design: Design, summary: pd.DataFrame, risk: pd.DataFrame):

@@ -27,12 +27,12 @@ import pandas as pd
 from scipy import optimize
 
 from study.basis import hankel_index
+from study.conditional import conditional_risk, conditional_risk_function
 from study.design import Design, XDistribution
 from study.engine.streams import block_power_sums
-from study.fit import solve_or_nan
 from study.scaling import alpha as scaling_alpha
 from study.scaling import lam_from_alpha
-from study.theory.largem import StandardBasis, _large_m, standard_basis
+from study.theory.largem import _large_m, standard_basis
 
 TUNING_COLUMNS = (
     ["m", "degree", "scaling", "method"]
@@ -207,122 +207,6 @@ def optimal_lambda_asymptotic(
         risk=float(noise_sd**2 * (degree + 1) / mf + exc),
         boundary=boundary,
     )
-
-
-def _pencil_risk(G_u, *, basis: StandardBasis, noise_sd: float):
-    """:func:`conditional_risk_function` from one factorisation of the pencil (G, P) per
-    design, as in the engine: with WᵀGW = I, WᵀPW = Λ and s = 1/(1 + αΛ),
-    E[v̂|X] = W(s∘WᵀGv*) and tr(Σ Cov[v̂|X]) = σ²·Σ_i s_i²(WᵀΣW)_ii. Ten times faster than a
-    solve per α; used only where the pencil is accurate (x range touching 0) and every G is
-    positive definite. Returns None otherwise."""
-    from study.fit import factorise
-
-    B = basis.B
-    if basis.degree < 1 or abs(B[1, 0]) > 1.0:  # B[1, 0] = −center/scale
-        return None
-    d = np.diag(np.linalg.solve(B, np.linalg.solve(B, basis.penalty).T))
-    F = B[:, d > 0.5]
-    # a Cholesky factor of a singular G can come out "successful" and wrong: check the rank
-    if np.any(np.linalg.matrix_rank(G_u, hermitian=True) < G_u.shape[-1]):
-        return None
-    try:
-        factor = factorise(G_u, F)
-    except np.linalg.LinAlgError:
-        return None  # a singular design (m ≤ k): the direct solves handle α = 0 there
-    W, eig = factor.W, factor.eig
-    z_star = np.einsum("rji,rj->ri", W, G_u @ basis.v_star)
-    wsw = np.einsum("rli,lk,rki->ri", W, basis.sigma, W)
-    chunk = max(1, 400_000 // (G_u.shape[0] * G_u.shape[1]))
-
-    def risk(alphas: np.ndarray) -> np.ndarray:
-        out = np.empty(alphas.shape)
-        for start in range(0, alphas.size, chunk):
-            a = alphas[start : start + chunk]
-            s = 1.0 / (1.0 + a[:, None, None] * eig[None])  # (A, R, p)
-            dev = np.einsum("rij,arj->ari", W, s * z_star[None]) - basis.v_star
-            bias = np.einsum("ari,ij,arj->ar", dev, basis.sigma, dev)
-            var = noise_sd**2 * (s**2 * wsw[None]).sum(axis=-1)
-            out[start : start + chunk] = (bias + var).mean(axis=1)
-        return out
-
-    return risk
-
-
-def _direct_risk(G_u, *, basis: StandardBasis, noise_sd: float):
-    """:func:`conditional_risk_function` by batched solves of A = G_u + αP per α."""
-    sigma_u, P, vs = basis.sigma, basis.penalty, basis.v_star
-    R, p = G_u.shape[0], G_u.shape[-1]
-    singular = bool(np.any(np.linalg.matrix_rank(G_u, hermitian=True) < p))
-    rhs = np.concatenate([G_u, np.broadcast_to(np.eye(p), G_u.shape)], axis=-1)  # [G | I]
-    chunk = max(1, 200_000 // (R * p * p))
-
-    def risk(alphas: np.ndarray) -> np.ndarray:
-        out = np.empty(alphas.shape)
-        for start in range(0, alphas.size, chunk):
-            a = alphas[start : start + chunk]
-            ok = ~((a == 0.0) & singular)
-            out[start : start + chunk][~ok] = math.inf
-            if not ok.any():
-                continue
-            A = G_u[None] + a[ok, None, None, None] * P  # (n, R, p, p)
-            # some A singular (a tiny α on a singular design, or σ = 0 pushing the search
-            # to the ends of its range): that α's solutions are NaN, its risk infinite
-            X = solve_or_nan(A, np.broadcast_to(rhs, A.shape[:2] + rhs.shape[1:]))
-            M, Ainv = X[..., :p], X[..., p:]  # A⁻¹G and A⁻¹
-            d = M @ vs - vs
-            bias = np.einsum("nri,ij,nrj->nr", d, sigma_u, d)
-            var = noise_sd**2 * np.einsum("ij,nrjk,nrki->nr", sigma_u, M, Ainv)
-            mean = (bias + var).mean(axis=1)
-            out[start : start + chunk][ok] = np.where(np.isfinite(mean), mean, math.inf)
-        return out
-
-    return risk
-
-
-def conditional_risk_function(G_u: np.ndarray, *, basis: StandardBasis, noise_sd: float):
-    """The function α ↦ :func:`conditional_risk` for one stack of designs, with everything
-    that does not depend on α (a factorisation per design, the rank check) done once:
-    the tuning evaluates it a few hundred times."""
-    G_u = np.asarray(G_u, dtype=float)
-    if G_u.ndim == 2:
-        G_u = G_u[None]
-    risk = _pencil_risk(G_u, basis=basis, noise_sd=noise_sd) or _direct_risk(
-        G_u, basis=basis, noise_sd=noise_sd
-    )
-    return lambda alphas: risk(np.atleast_1d(np.asarray(alphas, dtype=float)))
-
-
-def conditional_risk(
-    G_u: np.ndarray,
-    alphas: np.ndarray,
-    *,
-    basis: StandardBasis,
-    noise_sd: float,
-) -> np.ndarray:
-    """Exact expected prediction risk given the design, averaged over a stack of designs.
-
-    E[R | X] = (E[v̂|X] − v*)ᵀΣ_u(E[v̂|X] − v*) + σ²·tr(Σ_u A⁻¹G_uA⁻¹), A = G_u + αP, by
-    direct batched solves (accurate on every x range), or from one factorisation of the
-    pencil per design where that is as accurate (x range touching the origin; the
-    generalised-eigenvalue shortcut loses accuracy far from it). If any G_u is
-    (numerically) rank-deficient, as when m ≤ k, the risk at α = 0 is inf (not
-    identifiable).
-
-    Parameters
-    ----------
-    G_u : ndarray of shape (R, p, p)
-        Gram matrices Σ_i φ(u_i)φ(u_i)ᵀ in the standardised basis u = (x − center)/scale.
-    alphas : ndarray of shape (n,)
-        Sum-form ridge parameters.
-    basis : StandardBasis
-    noise_sd : float
-
-    Returns
-    -------
-    ndarray of shape (n,)
-        The mean over designs of E[R | X], for each α.
-    """
-    return conditional_risk_function(G_u, basis=basis, noise_sd=noise_sd)(alphas)
 
 
 def optimal_lambda_conditional(

@@ -1,0 +1,407 @@
+"""The conditional moments of ridge fits given the design points, behind one interface.
+
+For a stack of data sets, each reduced to its Gram matrix G = ΦᵀΦ and b = Φᵀy in the
+standardised basis u (:class:`study.basis.StandardBasis`), and for every α of a grid:
+
+    v̂ = A⁻¹b,   E[v̂ | X] = A⁻¹Gv*,   Cov[v̂ | X] = σ²·A⁻¹GA⁻¹,   A = G + αP,
+
+mapped back to raw coefficients ŵ = Bᵀv̂, and the prediction risk R = (v̂ − v*)ᵀΣ_u(v̂ − v*)
+with its conditional mean E[R | X] (the Rao–Blackwellised estimates of docs/theory.md).
+The engine (:mod:`study.engine.tasks`), the theory and the tuning
+(:mod:`study.theory.tuning`) all call this module; ``solver`` picks how:
+
+- ``"compiled"``: the numba kernel (:mod:`study.engine.kernel`), one factorisation of the
+  pencil per data set and the co-moments reduced in the same pass (batches only);
+- ``"pencil"``: the same factorisation in NumPy: with WᵀGW = I, WᵀPW = Λ and
+  s = 1/(1 + αΛ), v̂ = W(s∘Wᵀb), E[v̂|X] = W(s∘WᵀGv*), Cov[v̂|X] = σ²·W diag(s²) Wᵀ;
+- ``"direct"``: a solve of A per α (accurate on every x range, and for singular G);
+- ``"auto"`` (the default): the fastest that is accurate, compiled, then pencil, then
+  direct, as :func:`study.basis.pencil_is_stable` and the factorisation allow.
+
+Every solver gives the same numbers to rounding (tests compare them pairwise).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from study.basis import StandardBasis, hankel_index
+from study.fit import PencilFactor, factorise, solve_or_nan
+from study.moments import CoMoments
+
+SOLVERS = ("auto", "compiled", "pencil", "direct")
+COEF_QUANTITIES = ("d", "d2", "e", "e2", "v")
+RISK_QUANTITIES = ("r", "r2", "rb")
+
+
+class SolverDeclined(ValueError):
+    """The solver that was asked for cannot serve this problem or batch."""
+
+
+def check_solver(solver: str, allowed: tuple[str, ...] = SOLVERS) -> str:
+    if solver not in allowed:
+        raise ValueError(
+            f"The 'solver' parameter must be one of {', '.join(map(repr, allowed))}. "
+            f"Got {solver!r} instead."
+        )
+    return solver
+
+
+# --- per data set: every α from one factorisation, or a solve per α ---------------------
+
+
+@dataclass
+class _PencilData:
+    """Per data set, the parts of every α's solution that do not depend on α."""
+
+    W: np.ndarray  # (n, k+1, k+1)
+    eig: np.ndarray  # (n, k+1)
+    z: np.ndarray  # Wᵀb
+    z_star: np.ndarray  # WᵀGv*
+    Wr2: np.ndarray  # (BᵀW)², squared entrywise: Var[ŵ_j|X] = σ² Σ_i Wr2[j, i]·s_i²
+    WSW: np.ndarray  # diag(WᵀΣW): tr(Σ Cov[v̂|X]) = σ² Σ_i WSW_i·s_i²
+
+    @classmethod
+    def build(cls, factor: PencilFactor, G, b, basis: StandardBasis) -> _PencilData:
+        W = factor.W
+        return cls(
+            W=W,
+            eig=factor.eig,
+            z=np.einsum("nji,nj->ni", W, b),
+            z_star=np.einsum("nji,nj->ni", W, G @ basis.v_star),
+            Wr2=np.einsum("lj,nli->nji", basis.B, W) ** 2,
+            WSW=np.einsum("nli,lk,nki->ni", W, basis.sigma, W),
+        )
+
+
+def _quantities_all_alphas(
+    pd: _PencilData, basis: StandardBasis, alphas: np.ndarray, alpha0: float, noise_sd: float
+):
+    """Every α at once from one factorisation of the pencil (G + α₀P, P).
+
+    With Ĝ = G + α₀P = W⁻ᵀW⁻¹ and WᵀPW = Λ, A = G + αP = W⁻ᵀ(I + (α − α₀)Λ)W⁻¹, and
+    WᵀGW = I − α₀Λ, so with s = 1/(1 + (α − α₀)Λ): v̂ = W(s∘Wᵀb), E[v̂|X] = W(s∘WᵀGv*) and
+    Cov[v̂|X] = σ²·W diag(s²(1 − α₀Λ)) Wᵀ. The shift α₀ > 0 lets one factorisation serve
+    designs whose G is singular (m ≤ k), where only α ≥ α₀ > 0 is asked for.
+
+    Returns arrays over (n data sets, A values of α): coefficient quantities (n, A, p, 5),
+    risk quantities (n, A, 3) and ŵ (n, A, p).
+    """
+    n, p = pd.z.shape
+    s = 1.0 / (1.0 + (alphas[None, :, None] - alpha0) * pd.eig[:, None, :])  # (n, A, p)
+    WT = np.swapaxes(pd.W, -1, -2)
+    v_hat = (pd.z[:, None, :] * s) @ WT
+    v_mean = (pd.z_star[:, None, :] * s) @ WT
+    s *= s
+    s *= (1.0 - alpha0 * pd.eig)[:, None, :]  # now s²(1 − α₀Λ)
+    coef = np.empty((n, alphas.size, p, 5))
+    B, sigma_u = basis.B, basis.sigma
+    # ŵ = Bᵀv̂ (B = I on [−1, 1]: skip the product)
+    w_hat = v_hat if basis.B_is_identity else v_hat @ B
+    np.subtract(w_hat, basis.w_star, out=coef[..., 0])
+    np.multiply(coef[..., 0], coef[..., 0], out=coef[..., 1])
+    np.subtract(v_mean if basis.B_is_identity else v_mean @ B, basis.w_star, out=coef[..., 2])
+    np.multiply(coef[..., 2], coef[..., 2], out=coef[..., 3])
+    np.matmul(s, np.swapaxes(pd.Wr2, -1, -2), out=coef[..., 4])
+    coef[..., 4] *= noise_sd**2
+    risk = np.empty((n, alphas.size, 3))
+    v_hat -= basis.v_star
+    v_mean -= basis.v_star
+    risk[..., 0] = ((v_hat @ sigma_u) * v_hat).sum(axis=-1)
+    np.multiply(risk[..., 0], risk[..., 0], out=risk[..., 1])
+    risk[..., 2] = ((v_mean @ sigma_u) * v_mean).sum(axis=-1)
+    risk[..., 2] += noise_sd**2 * (s * pd.WSW[:, None, :]).sum(axis=-1)
+    return coef, risk, coef[..., 0] + basis.w_star
+
+
+def _quantities_direct(G, b, basis: StandardBasis, alpha: float, noise_sd: float):
+    """The same quantities by inverting A = G + αP: for G singular (m ≤ k)."""
+    A = G + alpha * basis.P
+    n, p = b.shape
+    rhs = np.concatenate(
+        [b[..., None], (G @ basis.v_star)[..., None], np.broadcast_to(np.eye(p), (n, p, p))],
+        axis=-1,
+    )  # [b | Gv* | I]
+    X = solve_or_nan(A, rhs)  # a singular system (rare) leaves its data set NaN
+    v_hat, v_mean, Ainv = X[..., 0], X[..., 1], X[..., 2:]
+    cov_v = noise_sd**2 * Ainv @ G @ Ainv
+    var_w = np.einsum("li,nlk,ki->ni", basis.B, cov_v, basis.B)
+    trace = np.einsum("nij,ji->n", cov_v, basis.sigma)
+    return _assemble(v_hat, v_mean, var_w, trace, basis)
+
+
+def _assemble(v_hat, v_mean, var_w, trace, basis: StandardBasis):
+    d = v_hat @ basis.B - basis.w_star
+    e = v_mean @ basis.B - basis.w_star
+    coef = np.stack([d, d**2, e, e**2, var_w], axis=-1)
+    dv = v_hat - basis.v_star
+    dm = v_mean - basis.v_star
+    r = np.einsum("ni,ij,nj->n", dv, basis.sigma, dv)
+    rb = np.einsum("ni,ij,nj->n", dm, basis.sigma, dm) + trace
+    risk = np.stack([r, r**2, rb], axis=-1)
+    return coef, risk, d + basis.w_star
+
+
+def quantities(G, b, basis: StandardBasis, alphas: np.ndarray, noise_sd: float, *, solver="auto"):
+    """Per data set and α, the quantities the engine summarises.
+
+    Parameters
+    ----------
+    G : ndarray (n, p, p); b : ndarray (n, p)
+        Gram matrices and Φᵀy in the u basis.
+    alphas : ndarray (A,), sorted, all > 0 where some G is singular.
+    solver : {"auto", "pencil", "direct"}
+
+    Returns
+    -------
+    coef : ndarray (n, A, p, 5) of (d, d², e, e², v): d = ŵ_j − w*_j, e = E[ŵ_j|X] − w*_j,
+        v = Var[ŵ_j|X]
+    risk : ndarray (n, A, 3) of (R, R², E[R|X])
+    w_hat : ndarray (n, A, p)
+
+    A data set whose system is singular is NaN ("direct", and "auto" after a failed
+    factorisation). ``solver="pencil"`` raises :class:`SolverDeclined` when some G + α₀P
+    has no Cholesky factor.
+    """
+    check_solver(solver, ("auto", "pencil", "direct"))
+    if solver == "pencil" or (solver == "auto" and basis.use_pencil):
+        alpha0 = pencil_shift(alphas)
+        try:
+            factor = factorise(G + alpha0 * basis.P, basis.F)
+        except np.linalg.LinAlgError:
+            if solver == "pencil":
+                raise SolverDeclined("some G + α₀P is not positive definite") from None
+            factor = None  # a numerically singular system: solved per α below
+        if factor is not None:
+            pencil = _PencilData.build(factor, G, b, basis)
+            return _quantities_all_alphas(pencil, basis, alphas, alpha0, noise_sd)
+    parts = [_quantities_direct(G, b, basis, a, noise_sd) for a in alphas]
+    return tuple(np.stack([p[i] for p in parts], axis=1) for i in range(3))
+
+
+# --- per batch: the co-moments of the quantities ---------------------------------------
+
+
+@dataclass
+class BatchMoments:
+    """What a batch of data sets contributes for every α (leading axis α).
+
+    Attributes
+    ----------
+    coef : CoMoments (A, p) of :data:`COEF_QUANTITIES`
+    risk : CoMoments (A,) of :data:`RISK_QUANTITIES`
+    n_ok : ndarray (A,) int64, data sets whose fit was finite
+    w_kept : ndarray (keep, A, p), ŵ of the first ``keep`` data sets (NaN where not finite)
+    """
+
+    coef: CoMoments
+    risk: CoMoments
+    n_ok: np.ndarray
+    w_kept: np.ndarray
+
+
+def batch_moments(
+    power_sums, T, basis: StandardBasis, alphas, noise_sd: float, *, keep: int, solver="auto"
+) -> BatchMoments:
+    """Fit every α to a batch of data sets given by their power sums and reduce.
+
+    ``solver="auto"`` sends the batch through the compiled kernel where the pencil is
+    stable; a batch the kernel refuses (a numerically singular system, a non-finite
+    quantity) and designs where the pencil is not stable take the NumPy path, which
+    handles failed data sets one by one. ``"compiled"`` raises :class:`SolverDeclined`
+    instead of falling back; ``"pencil"`` and ``"direct"`` go to :func:`quantities`.
+    """
+    check_solver(solver)
+    if solver in ("auto", "compiled") and (basis.use_pencil or solver == "compiled"):
+        fitted = _fit_compiled(power_sums, T, basis, alphas, noise_sd, keep)
+        if fitted is not None:
+            return fitted
+        if solver == "compiled":
+            raise SolverDeclined("the compiled kernel declined the batch")
+    k = basis.degree
+    G, b = power_sums[:, hankel_index(k)], T[:, : k + 1]
+    numpy_solver = "auto" if solver in ("auto", "compiled") else solver
+    return _fit_numpy(G, b, basis, alphas, noise_sd, keep, numpy_solver)
+
+
+@functools.cache
+def _kernel():
+    """The compiled kernel, imported once per process, loaded from numba's cache (compiled
+    into it first if need be: see :func:`study.engine.kernel.ensure_cached`)."""
+    from study.engine import kernel
+
+    kernel.ensure_cached()
+    return kernel
+
+
+def _fit_compiled(
+    power_sums, T, basis: StandardBasis, alphas: np.ndarray, noise_sd: float, n_keep: int
+):
+    """One batch through :func:`study.engine.kernel.pencil_moments`; None where it declines."""
+    if not basis.use_pencil:
+        return None
+    kernel = _kernel()
+    OK, pencil_moments = kernel.OK, kernel.pencil_moments
+
+    k, A = basis.degree, alphas.size
+    p, n = k + 1, power_sums.shape[0]
+    coef_mean, coef_M = np.empty((A, p, 5)), np.empty((A, p, 5, 5))
+    risk_mean, risk_M = np.empty((A, 3)), np.empty((A, 3, 3))
+    w_keep = np.empty((n_keep, A, p))
+    c = np.ascontiguousarray  # one set of argument types: a single compiled version
+    sums = (c(power_sums[:, : 2 * k + 1].T), c(T[:, :p].T))
+    penalty = (pencil_shift(alphas), c(alphas, dtype=float), c(basis.P), c(basis.F))
+    change = (c(basis.B), bool(basis.B_is_identity))
+    dgp = (c(basis.v_star), c(basis.w_star), c(basis.sigma), float(noise_sd))
+    out = (coef_mean, coef_M, risk_mean, risk_M, w_keep)
+    status = pencil_moments(*sums, *penalty, *change, *dgp, int(n_keep), *out)
+    if status != OK:
+        return None
+    coef = CoMoments(n=np.full((A, p), float(n)), mean=coef_mean, M=coef_M)
+    risk = CoMoments(n=np.full(A, float(n)), mean=risk_mean, M=risk_M)
+    return BatchMoments(coef, risk, np.full(A, n, dtype=np.int64), w_keep)
+
+
+def _fit_numpy(G, b, basis: StandardBasis, alphas, noise_sd: float, n_keep: int, solver: str):
+    """One batch in NumPy: masks the data sets whose fit is not finite."""
+    q_coef, q_risk, w_hat = quantities(G, b, basis, alphas, noise_sd, solver=solver)
+    ok = np.isfinite(q_coef).all(axis=(2, 3)) & np.isfinite(q_risk).all(axis=2)  # (n, A)
+    if ok.all():
+        c, r = CoMoments.from_samples(q_coef), CoMoments.from_samples(q_risk)
+    else:
+        c = CoMoments.from_masked_samples(q_coef, np.repeat(ok[:, :, None], q_coef.shape[2], 2))
+        r = CoMoments.from_masked_samples(q_risk, ok)
+    kept = np.where(ok[:n_keep, :, None], w_hat[:n_keep], np.nan)
+    return BatchMoments(c, r, ok.sum(axis=0), kept)
+
+
+def pencil_shift(alphas: np.ndarray) -> float:
+    """α₀ of the shifted pencil: 0 when λ = 0 is asked for (G is then non-singular), else
+    the smallest α, so that one factorisation also serves a singular G (m ≤ k)."""
+    return 0.0 if alphas[0] == 0 else float(alphas[0])
+
+
+# --- the expected risk given the design, for the tuning ------------------------------------
+
+
+def _pencil_risk(G_u, *, basis: StandardBasis, noise_sd: float):
+    """:func:`conditional_risk_function` from one factorisation of the pencil (G, P) per
+    design, as in the engine: with WᵀGW = I, WᵀPW = Λ and s = 1/(1 + αΛ),
+    E[v̂|X] = W(s∘WᵀGv*) and tr(Σ Cov[v̂|X]) = σ²·Σ_i s_i²(WᵀΣW)_ii. Ten times faster than a
+    solve per α; used only where the pencil is accurate (x range touching 0) and every G is
+    positive definite. Returns None otherwise."""
+    B = basis.B
+    if basis.degree < 1 or abs(B[1, 0]) > 1.0:  # B[1, 0] = −center/scale
+        return None
+    d = np.diag(np.linalg.solve(B, np.linalg.solve(B, basis.penalty).T))
+    F = B[:, d > 0.5]
+    # a Cholesky factor of a singular G can come out "successful" and wrong: check the rank
+    if np.any(np.linalg.matrix_rank(G_u, hermitian=True) < G_u.shape[-1]):
+        return None
+    try:
+        factor = factorise(G_u, F)
+    except np.linalg.LinAlgError:
+        return None  # a singular design (m ≤ k): the direct solves handle α = 0 there
+    W, eig = factor.W, factor.eig
+    z_star = np.einsum("rji,rj->ri", W, G_u @ basis.v_star)
+    wsw = np.einsum("rli,lk,rki->ri", W, basis.sigma, W)
+    chunk = max(1, 400_000 // (G_u.shape[0] * G_u.shape[1]))
+
+    def risk(alphas: np.ndarray) -> np.ndarray:
+        out = np.empty(alphas.shape)
+        for start in range(0, alphas.size, chunk):
+            a = alphas[start : start + chunk]
+            s = 1.0 / (1.0 + a[:, None, None] * eig[None])  # (A, R, p)
+            dev = np.einsum("rij,arj->ari", W, s * z_star[None]) - basis.v_star
+            bias = np.einsum("ari,ij,arj->ar", dev, basis.sigma, dev)
+            var = noise_sd**2 * (s**2 * wsw[None]).sum(axis=-1)
+            out[start : start + chunk] = (bias + var).mean(axis=1)
+        return out
+
+    return risk
+
+
+def _direct_risk(G_u, *, basis: StandardBasis, noise_sd: float):
+    """:func:`conditional_risk_function` by batched solves of A = G_u + αP per α."""
+    sigma_u, P, vs = basis.sigma, basis.penalty, basis.v_star
+    R, p = G_u.shape[0], G_u.shape[-1]
+    singular = bool(np.any(np.linalg.matrix_rank(G_u, hermitian=True) < p))
+    rhs = np.concatenate([G_u, np.broadcast_to(np.eye(p), G_u.shape)], axis=-1)  # [G | I]
+    chunk = max(1, 200_000 // (R * p * p))
+
+    def risk(alphas: np.ndarray) -> np.ndarray:
+        out = np.empty(alphas.shape)
+        for start in range(0, alphas.size, chunk):
+            a = alphas[start : start + chunk]
+            ok = ~((a == 0.0) & singular)
+            out[start : start + chunk][~ok] = math.inf
+            if not ok.any():
+                continue
+            A = G_u[None] + a[ok, None, None, None] * P  # (n, R, p, p)
+            # some A singular (a tiny α on a singular design, or σ = 0 pushing the search
+            # to the ends of its range): that α's solutions are NaN, its risk infinite
+            X = solve_or_nan(A, np.broadcast_to(rhs, A.shape[:2] + rhs.shape[1:]))
+            M, Ainv = X[..., :p], X[..., p:]  # A⁻¹G and A⁻¹
+            d = M @ vs - vs
+            bias = np.einsum("nri,ij,nrj->nr", d, sigma_u, d)
+            var = noise_sd**2 * np.einsum("ij,nrjk,nrki->nr", sigma_u, M, Ainv)
+            mean = (bias + var).mean(axis=1)
+            out[start : start + chunk][ok] = np.where(np.isfinite(mean), mean, math.inf)
+        return out
+
+    return risk
+
+
+def conditional_risk_function(
+    G_u: np.ndarray, *, basis: StandardBasis, noise_sd: float, solver: str = "auto"
+):
+    """The function α ↦ :func:`conditional_risk` for one stack of designs, with everything
+    that does not depend on α (a factorisation per design, the rank check) done once:
+    the tuning evaluates it a few hundred times."""
+    G_u = np.asarray(G_u, dtype=float)
+    if G_u.ndim == 2:
+        G_u = G_u[None]
+    check_solver(solver, ("auto", "pencil", "direct"))
+    risk = None if solver == "direct" else _pencil_risk(G_u, basis=basis, noise_sd=noise_sd)
+    if risk is None and solver == "pencil":
+        raise SolverDeclined("the pencil is not accurate or some design is singular")
+    risk = risk or _direct_risk(G_u, basis=basis, noise_sd=noise_sd)
+    return lambda alphas: risk(np.atleast_1d(np.asarray(alphas, dtype=float)))
+
+
+def conditional_risk(
+    G_u: np.ndarray,
+    alphas: np.ndarray,
+    *,
+    basis: StandardBasis,
+    noise_sd: float,
+    solver: str = "auto",
+) -> np.ndarray:
+    """Exact expected prediction risk given the design, averaged over a stack of designs.
+
+    E[R | X] = (E[v̂|X] − v*)ᵀΣ_u(E[v̂|X] − v*) + σ²·tr(Σ_u A⁻¹G_uA⁻¹), A = G_u + αP, by
+    direct batched solves (accurate on every x range), or from one factorisation of the
+    pencil per design where that is as accurate (x range touching the origin; the
+    generalised-eigenvalue shortcut loses accuracy far from it). If any G_u is
+    (numerically) rank-deficient, as when m ≤ k, the risk at α = 0 is inf (not
+    identifiable).
+
+    Parameters
+    ----------
+    G_u : ndarray of shape (R, p, p)
+        Gram matrices Σ_i φ(u_i)φ(u_i)ᵀ in the standardised basis u = (x − center)/scale.
+    alphas : ndarray of shape (n,)
+        Sum-form ridge parameters.
+    basis : StandardBasis
+    noise_sd : float
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        The mean over designs of E[R | X], for each α.
+    """
+    return conditional_risk_function(G_u, basis=basis, noise_sd=noise_sd, solver=solver)(alphas)

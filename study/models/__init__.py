@@ -1,0 +1,43 @@
+"""The model axis: what is specific to one model family, behind one small interface.
+
+A family says what a task draws, what it reduces each data set to, how it fits every
+(degree, λ, scaling) cell to those data and what it keeps per cell: a
+:class:`~study.engine.tasks.DegreeResult` of co-moments, failures and kept draws. The
+engine (streams, scheduling, checkpoints, merges), the summary, the checks and the report
+handle every family alike. A second family is one new module here, named in
+:data:`FAMILIES` and in the design key ``model.family``.
+
+- ``gaussian`` (:mod:`study.models.gaussian`): y = β0 + β1·x + ε, ε ~ N(0, σ²), fitted by
+  polynomial ridge regression (least squares with the penalty of each scaling).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from study.design import Design
+    from study.engine.tasks import DegreeResult
+
+# family → module that implements it
+FAMILIES = {"gaussian": "study.models.gaussian"}
+
+
+class Model(Protocol):
+    """What the engine asks of a model family (a module satisfies it)."""
+
+    def run_block(
+        self, design: Design, m: int, block: int, *, solver: str = "auto"
+    ) -> dict[int, DegreeResult]:
+        """Draw block ``block`` of the data sets of size ``m`` from the block's own random
+        stream and return, per degree, the :class:`DegreeResult` of every cell.
+
+        The result must depend only on (design, m, block), never on where or when the
+        task runs; ``solver`` may choose among numerically equivalent fitting paths."""
+        ...
+
+
+def model_of(design: Design) -> Model:
+    """The module implementing ``design.family``."""
+    return importlib.import_module(FAMILIES[design.family])

@@ -1,0 +1,104 @@
+"""The model axis: the design key model.family, and a second family that plugs in as one
+module and runs through the engine, the merge and the result files untouched."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_design import _check_refused
+
+import study.design
+import study.models
+from study.design import DesignError, design_from_dict
+from study.engine.tasks import DegreeResult, alpha_grid
+from study.moments import CoMoments
+from study.steps import simulate
+
+from conftest import small_design, to_toml
+
+
+def test_the_family_defaults_to_gaussian_and_keeps_the_hash():
+    plain = design_from_dict(small_design())
+    explicit = design_from_dict({**small_design(), "model": {"family": "gaussian"}})
+    assert plain.family == explicit.family == "gaussian"
+    # designs written before the model axis keep their hash, hence their checkpoints
+    assert plain.hash == explicit.hash
+    assert "model" not in plain.to_dict()
+
+
+def test_every_family_of_the_design_has_a_module():
+    assert set(study.design.FAMILIES) == set(study.models.FAMILIES)
+    for family in study.design.FAMILIES:
+        design = design_from_dict({**small_design(), "model": {"family": family}})
+        assert callable(study.models.model_of(design).run_block)
+
+
+@pytest.mark.parametrize(
+    ("model", "fragments"),
+    [
+        ({"family": "probit"}, ["model.family", "'probit'", "gaussian"]),
+        ({"family": 3}, ["model.family", "3"]),
+        ({"kind": "gaussian"}, ["unknown key 'model.kind'"]),
+        ("gaussian", ["model", "a table"]),
+    ],
+)
+def test_a_bad_family_is_refused_in_one_line(model, fragments, tmp_path, monkeypatch, capsys):
+    text = to_toml({**small_design(), "model": model})
+    _check_refused(tmp_path, monkeypatch, capsys, text, fragments)
+
+
+def test_design_from_dict_names_the_key():
+    with pytest.raises(DesignError, match=r"key 'model\.family': got 'probit'"):
+        design_from_dict({**small_design(), "model": {"family": "probit"}})
+
+
+# --- a second family in one module ----------------------------------------------------
+
+
+def _toy_run_block(design, m, block, *, solver="auto"):
+    """A toy family: coefficient j of every cell is drawn as N(j + α, 1) from a stream of
+    (seed, m, block); every quantity of the Gaussian family's layout is that draw."""
+    rng = np.random.default_rng([design.seed, m, block])
+    n = design.block_length(block)
+    L, C = len(design.lam), len(design.scaling)
+    out = {}
+    for k in design.degree:
+        alphas = alpha_grid(design, m, k)  # (L, C)
+        q = rng.standard_normal((n, L, C, k + 1)) + np.arange(k + 1) + alphas[..., None]
+        coef = CoMoments.from_samples(np.repeat(q[..., None], 5, axis=-1))
+        r = q.sum(axis=-1)
+        risk = CoMoments.from_samples(np.repeat(r[..., None], 3, axis=-1))
+        keep = int(np.clip(design.keep_draws - block * design.block_size, 0, n))
+        draws = np.moveaxis(q[:keep], 0, 2)
+        n_failed = np.zeros((L, C), dtype=np.int64)
+        out[k] = DegreeResult(coef=coef, risk=risk, n_failed=n_failed, draws=draws)
+    return out
+
+
+def test_a_second_family_runs_through_the_engine_untouched(tmp_path, monkeypatch):
+    module = types.ModuleType("toy_family")
+    module.run_block = _toy_run_block
+    monkeypatch.setitem(sys.modules, "toy_family", module)
+    monkeypatch.setitem(study.models.FAMILIES, "toy", "toy_family")
+    monkeypatch.setattr(study.design, "FAMILIES", (*study.design.FAMILIES, "toy"))
+    raw = {**small_design(replications=70, block_size=20), "model": {"family": "toy"}}
+    design = design_from_dict(raw)
+    simulate(design, tmp_path / "toy", theory=False, progress=False, jobs=1)
+    summary = pd.read_csv(tmp_path / "toy" / "summary.csv")
+    # the mean of each cell is the mean of its 70 draws (four blocks, the last of 10),
+    # drawn again here from the same streams
+    for (m, k), rows in summary.groupby(["m", "degree"]):
+        parts = [_toy_run_block(design, m, b)[k] for b in range(design.n_blocks)]
+        pooled = CoMoments.combine([p.coef for p in parts])
+        np.testing.assert_allclose(
+            rows["bias"].to_numpy(), pooled.mean[..., 0].ravel(), rtol=1e-12, atol=1e-12
+        )
+    assert (summary["n"] == 70).all()
+    # the toy's means are j + α: far from the Gaussian family's, so it did run
+    row = summary[(summary.m == 40) & (summary.degree == 3) & (summary.coef == 3)]
+    expected = 3 + row["alpha"].to_numpy()
+    assert np.all(np.abs(row["bias"].to_numpy() - expected) < 5 / np.sqrt(70))

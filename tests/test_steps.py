@@ -1,0 +1,62 @@
+"""The steps of a run as commands: `study simulate --no-theory`, then `study theory`."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import run_cli, small_design, write_design
+
+FILES = ("summary.csv", "risk.csv", "tuning.csv", "transfer.csv", "draws.npz")
+
+
+def _design(tmp_path):
+    # σ ≠ 1 and an asymmetric x range, so that the theory columns depend on both
+    raw = small_design(**{"dgp.noise_sd": 0.6, "dgp.x.low": -0.5, "dgp.x.high": 2.0})
+    return write_design(tmp_path / "d.toml", raw)
+
+
+def test_engine_then_theory_equals_one_simulate(tmp_path):
+    design = _design(tmp_path)
+    both, steps = tmp_path / "both", tmp_path / "steps"
+    run_cli("simulate", design, "--out", both, "-q", check=True)
+    run_cli("simulate", design, "--out", steps, "-q", "--no-theory", check=True)
+    manifest = json.loads((steps / "manifest.json").read_text())
+    assert manifest["steps"] == ["engine"] and set(manifest["files"]) == set(FILES[:2] + FILES[4:])
+    assert not (steps / "tuning.csv").exists()
+    header = (steps / "summary.csv").read_text().splitlines()[0].split(",")
+    assert "bias_asym" not in header and "finite_moments" not in header
+
+    refused = run_cli("check", steps)
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1 and f"study theory {steps}" in refused.stderr
+
+    proc = run_cli("theory", steps, check=True)
+    assert "theory added" in proc.stdout
+    for name in FILES:
+        assert (both / name).read_bytes() == (steps / name).read_bytes(), name
+    assert json.loads((steps / "manifest.json").read_text())["steps"] == ["engine", "theory"]
+    # the check now runs (its verdict on so small a design is not the point here)
+    checked = run_cli("check", steps)
+    assert checked.returncode in (0, 1) and "z-values" in checked.stdout, checked.stderr
+
+
+def test_theory_refuses_an_incomplete_run_and_changes_nothing(tmp_path):
+    design = _design(tmp_path)
+    out = tmp_path / "run"
+    run_cli("simulate", design, "--out", out, "-q", "--no-theory", check=True)
+    (out / "checkpoints" / "m8-b1.ckpt").unlink()
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    proc = run_cli("theory", out)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    assert "1 of 9 tasks" in proc.stderr and "study simulate" in proc.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_theory_needs_a_finished_run(tmp_path):
+    proc = run_cli("theory", tmp_path / "nothing")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = run_cli("theory", empty)
+    assert proc.returncode == 2 and "manifest.json" in proc.stderr, proc.stderr
