@@ -1,7 +1,7 @@
 """The compiled inner loop of the engine: a batch of data sets, one degree, every α.
 
 For a batch of n data sets (given by their power sums) this computes what
-:func:`study.engine.tasks._quantities_all_alphas` and :meth:`study.moments.CoMoments.from_samples`
+:func:`study.conditional._quantities_all_alphas` and :meth:`study.moments.CoMoments.from_samples`
 compute in NumPy, fused so that no per-fit array ever leaves the cache:
 
 1. the shifted Gram matrix Ĝ = G + α₀P and its Cholesky factor L;
@@ -128,14 +128,10 @@ def _jacobi(C, V, tmp):
 
 
 @njit(cache=True, nogil=True)
-def _factorise(St, Tt, alpha0, P, F, B, v_star, sigma_u):
-    """Steps 1–2 and the α-free parts of step 3 for every data set of the batch.
-
-    Returns (status, eig, W, z, z_star, WB2, WSW): WB2 = (BᵀW)² entrywise and
-    WSW = diag(WᵀΣW), as in :class:`study.engine.tasks._PencilData`.
-    """
+def _cholesky(St, alpha0, P):
+    """Step 1: the Cholesky factor L of every shifted Gram matrix Ĝ = G + α₀P
+    (G[i, j] = St[i + j]). Returns (whether every Ĝ has one, L)."""
     p = P.shape[0]
-    f = F.shape[1]
     n = St.shape[1]
     L = np.zeros((p, p, n))
     acc = np.empty(n)
@@ -153,7 +149,7 @@ def _factorise(St, Tt, alpha0, P, F, B, v_star, sigma_u):
             if i == j:
                 for r in range(n):
                     if not acc[r] > 0.0:  # also catches NaN
-                        return NOT_POSITIVE_DEFINITE, L[0], L, L[0], L[0], L, L[0]
+                        return False, L
                 ljj = L[j, j]
                 for r in range(n):
                     ljj[r] = np.sqrt(acc[r])
@@ -162,7 +158,14 @@ def _factorise(St, Tt, alpha0, P, F, B, v_star, sigma_u):
                 ljj = L[j, j]
                 for r in range(n):
                     lij[r] = acc[r] / ljj[r]
-    # Linv = L⁻¹, lower triangular
+    return True, L
+
+
+@njit(cache=True, nogil=True)
+def _lower_inverse(L):
+    """The inverse L⁻¹ (lower triangular) of every lower triangular L[:, :, r]."""
+    p, _, n = L.shape
+    acc = np.empty(n)
     Linv = np.zeros((p, p, n))
     for i in range(p):
         li = Linv[i, i]
@@ -182,7 +185,14 @@ def _factorise(St, Tt, alpha0, P, F, B, v_star, sigma_u):
             lii = L[i, i]
             for r in range(n):
                 kij[r] = -acc[r] / lii[r]
-    # H = L⁻¹F (p × f), C = HHᵀ
+    return Linv
+
+
+@njit(cache=True, nogil=True)
+def _whitened_penalty(Linv, F):
+    """C = HHᵀ with H = L⁻¹F (p × f): the penalty P = FFᵀ in the basis that makes Ĝ = I."""
+    p, _, n = Linv.shape
+    f = F.shape[1]
     H = np.zeros((p, f, n))
     for i in range(p):
         for a in range(f):
@@ -204,8 +214,15 @@ def _factorise(St, Tt, alpha0, P, F, B, v_star, sigma_u):
                     cij[r] += hia[r] * hja[r]
             if i != j:
                 C[j, i, :] = cij
-    # scale each C by a power of 2 (exact) to a largest entry in [1/2, 1): C is positive
-    # semi-definite, so its largest entry is on the diagonal
+    return C
+
+
+@njit(cache=True, nogil=True)
+def _scale_by_power_of_two(C):
+    """Scale each C[:, :, r] in place by a power of 2 (exact) to a largest entry in
+    [1/2, 1), and return the factors. C is positive semi-definite, so its largest entry is
+    on the diagonal."""
+    p, _, n = C.shape
     scale = np.ones(n)
     for r in range(n):
         top = 0.0
@@ -218,16 +235,21 @@ def _factorise(St, Tt, alpha0, P, F, B, v_star, sigma_u):
             cij = C[i, j]
             for r in range(n):
                 cij[r] *= scale[r]
-    U = np.empty((p, p, n))
-    if not _jacobi(C, U, np.empty((3, n))):
-        return NOT_CONVERGED, L[0], L, L[0], L[0], L, L[0]
+    return scale
+
+
+@njit(cache=True, nogil=True)
+def _pencil_basis(C, scale, U, Linv):
+    """From the converged Jacobi sweeps (C diagonal, eigenvectors U): the eigenvalues Λ of
+    the pencil (undoing the scale) and W = L⁻ᵀU, so that WᵀĜW = I and WᵀPW = Λ."""
+    p, _, n = C.shape
     eig = np.empty((p, n))
     for i in range(p):
         ci = C[i, i]
         ei = eig[i]
         for r in range(n):
             ei[r] = max(ci[r], 0.0) / scale[r]
-    # W = L⁻ᵀU: W[a, c] = Σ_{b ≥ a} Linv[b, a]·U[b, c]
+    # W[a, c] = Σ_{b ≥ a} Linv[b, a]·U[b, c]
     W = np.zeros((p, p, n))
     for a in range(p):
         for c in range(p):
@@ -237,7 +259,13 @@ def _factorise(St, Tt, alpha0, P, F, B, v_star, sigma_u):
                 ubc = U[b, c]
                 for r in range(n):
                     w[r] += kba[r] * ubc[r]
-    # Gv* (unshifted G) and the projections z = Wᵀb, z* = WᵀGv*
+    return eig, W
+
+
+@njit(cache=True, nogil=True)
+def _projections(St, Tt, W, v_star):
+    """z = Wᵀb and z* = WᵀGv* (b = Tt, unshifted G[a, b] = St[a + b])."""
+    p, _, n = W.shape
     gv = np.zeros((p, n))
     for a in range(p):
         for b in range(p):
@@ -259,7 +287,15 @@ def _factorise(St, Tt, alpha0, P, F, B, v_star, sigma_u):
             for r in range(n):
                 zc[r] += wac[r] * ta[r]
                 zsc[r] += wac[r] * ga[r]
-    WB2 = np.zeros((p, p, n))  # WB2[j, i] = (Σ_l B[l, j]·W[l, i])²
+    return z, z_star
+
+
+@njit(cache=True, nogil=True)
+def _variance_weights(W, B, sigma_u):
+    """WB2 = (BᵀW)² entrywise (WB2[j, i] = (Σ_l B[l, j]·W[l, i])²) and WSW = diag(WᵀΣW)."""
+    p, _, n = W.shape
+    acc = np.empty(n)
+    WB2 = np.zeros((p, p, n))
     for j in range(p):
         for i in range(p):
             out = WB2[j, i]
@@ -284,6 +320,30 @@ def _factorise(St, Tt, alpha0, P, F, B, v_star, sigma_u):
                     wki = W[k_, i]
                     for r in range(n):
                         out[r] += wli[r] * s_lk * wki[r]
+    return WB2, WSW
+
+
+@njit(cache=True, nogil=True)
+def _factorise(St, Tt, alpha0, P, F, B, v_star, sigma_u):
+    """Steps 1–2 and the α-free parts of step 3 for every data set of the batch.
+
+    Returns (status, eig, W, z, z_star, WB2, WSW): WB2 = (BᵀW)² entrywise and
+    WSW = diag(WᵀΣW), as in :class:`study.conditional._PencilData`.
+    """
+    p = P.shape[0]
+    n = St.shape[1]
+    ok, L = _cholesky(St, alpha0, P)
+    if not ok:
+        return NOT_POSITIVE_DEFINITE, L[0], L, L[0], L[0], L, L[0]
+    Linv = _lower_inverse(L)
+    C = _whitened_penalty(Linv, F)
+    scale = _scale_by_power_of_two(C)
+    U = np.empty((p, p, n))
+    if not _jacobi(C, U, np.empty((3, n))):
+        return NOT_CONVERGED, L[0], L, L[0], L[0], L, L[0]
+    eig, W = _pencil_basis(C, scale, U, Linv)
+    z, z_star = _projections(St, Tt, W, v_star)
+    WB2, WSW = _variance_weights(W, B, sigma_u)
     return OK, eig, W, z, z_star, WB2, WSW
 
 
@@ -311,10 +371,130 @@ def _comoments(q, mean, M):
 
 
 @njit(cache=True, nogil=True)
+def _shrinkage(beta, eig, g, z, z_star, s2g, tz, tzs):
+    """For one α (β = α − α₀), s = 1/(1 + βΛ): s²(1 − α₀Λ) into s2g (given g = 1 − α₀Λ),
+    s∘z into tz and s∘z* into tzs."""
+    p, n = eig.shape
+    for i in range(p):
+        ei = eig[i]
+        gi = g[i]
+        for r in range(n):
+            x = 1.0 / (1.0 + beta * ei[r])
+            s2g[i, r] = x * x * gi[r]
+            tz[i, r] = x * z[i, r]
+            tzs[i, r] = x * z_star[i, r]
+
+
+@njit(cache=True, nogil=True)
+def _fits(W, B, b_identity, tz, tzs, vh, vm, wh, wm):
+    """For one α: v̂ = W(s∘z) into vh, E[v̂|X] = W(s∘z*) into vm, and their images
+    ŵ = Bᵀv̂ into wh, E[ŵ|X] into wm."""
+    p, _, n = W.shape
+    for l_ in range(p):
+        a = vh[l_]
+        b = vm[l_]
+        a[:] = 0.0
+        b[:] = 0.0
+        for i in range(p):
+            wli = W[l_, i]
+            ti = tz[i]
+            tsi = tzs[i]
+            for r in range(n):
+                a[r] += wli[r] * ti[r]
+                b[r] += wli[r] * tsi[r]
+    if b_identity:
+        wh[:] = vh
+        wm[:] = vm
+    else:
+        for j in range(p):
+            a = wh[j]
+            b = wm[j]
+            a[:] = 0.0
+            b[:] = 0.0
+            for l_ in range(j, p):  # B is lower triangular: B[l, j] = 0 for l < j
+                blj = B[l_, j]
+                vl = vh[l_]
+                ml = vm[l_]
+                for r in range(n):
+                    a[r] += blj * vl[r]
+                    b[r] += blj * ml[r]
+
+
+@njit(cache=True, nogil=True)
+def _coef_quantities(WB2, s2g, wh, wm, w_star, sigma2, qc):
+    """For one α, the quantities qc[j] = (d, d², e, e², v) of every coefficient j:
+    d = ŵ − w*, e = E[ŵ|X] − w*, v = Var[ŵ|X] = σ²Σ_i WB2[j, i]·s²(1 − α₀Λ)[i]."""
+    p, n = wh.shape
+    for j in range(p):
+        wj = w_star[j]
+        d = qc[j, 0]
+        d2 = qc[j, 1]
+        e = qc[j, 2]
+        e2 = qc[j, 3]
+        v = qc[j, 4]
+        v[:] = 0.0
+        for i in range(p):
+            wb = WB2[j, i]
+            si = s2g[i]
+            for r in range(n):
+                v[r] += wb[r] * si[r]
+        for r in range(n):
+            x = wh[j, r] - wj
+            y = wm[j, r] - wj
+            d[r] = x
+            d2[r] = x * x
+            e[r] = y
+            e2[r] = y * y
+            v[r] *= sigma2
+
+
+@njit(cache=True, nogil=True)
+def _risk_quantities(vh, vm, v_star, sigma_u, WSW, s2g, sigma2, qr):
+    """For one α, the risk quantities qr = (R, R², E[R|X]) with R = (v̂ − v*)ᵀΣ(v̂ − v*)
+    and E[R|X] = (E[v̂|X] − v*)ᵀΣ(E[v̂|X] − v*) + σ²Σ_i WSW[i]·s²(1 − α₀Λ)[i].
+    Overwrites vh and vm with v̂ − v* and E[v̂|X] − v*."""
+    p, n = vh.shape
+    for l_ in range(p):
+        vs = v_star[l_]
+        for r in range(n):
+            vh[l_, r] -= vs
+            vm[l_, r] -= vs
+    qr[:] = 0.0
+    for l_ in range(p):
+        for k_ in range(p):
+            s_lk = sigma_u[l_, k_]
+            if s_lk != 0.0:
+                for r in range(n):
+                    qr[0, r] += vh[l_, r] * s_lk * vh[k_, r]
+                    qr[2, r] += vm[l_, r] * s_lk * vm[k_, r]
+    for i in range(p):
+        for r in range(n):
+            qr[2, r] += sigma2 * WSW[i, r] * s2g[i, r]
+    for r in range(n):
+        qr[1, r] = qr[0, r] * qr[0, r]
+
+
+@njit(cache=True, nogil=True)
 def pencil_moments(
-    St, Tt, alpha0, alphas, P, F, B, b_identity, v_star, w_star, sigma_u, sigma, keep,
-    coef_mean, coef_M, risk_mean, risk_M, w_keep,
-):  # fmt: skip
+    St,
+    Tt,
+    alpha0,
+    alphas,
+    P,
+    F,
+    B,
+    b_identity,
+    v_star,
+    w_star,
+    sigma_u,
+    sigma,
+    keep,
+    coef_mean,
+    coef_M,
+    risk_mean,
+    risk_M,
+    w_keep,
+):
     """Fit every α to a batch of data sets and summarise the quantities of each α.
 
     Parameters
@@ -322,7 +502,7 @@ def pencil_moments(
     St : (2K+1, n) power sums Σu^p of the batch; Tt : (K+1, n) sums Σu^p·y.
     alpha0 : the shift (0, or the smallest α when G may be singular).
     alphas : (A,) every distinct α, all ≥ alpha0.
-    P, F, B, v_star, w_star, sigma_u : of the degree (see ``engine._DegreeSetup``).
+    P, F, B, v_star, w_star, sigma_u : of the degree (:class:`study.basis.StandardBasis`).
     b_identity : whether B is the identity (then ŵ = v̂).
     sigma : noise standard deviation.
     keep : ŵ of the first ``keep`` data sets is written to w_keep (keep, A, p).
@@ -345,101 +525,17 @@ def pencil_moments(
     status, eig, W, z, z_star, WB2, WSW = _factorise(St, Tt, alpha0, P, F, B, v_star, sigma_u)
     if status != OK:
         return status
-    g = np.empty((p, n))  # 1 − α₀Λ
-    for i in range(p):
-        for r in range(n):
-            g[i, r] = 1.0 - alpha0 * eig[i, r]
+    g = 1.0 - alpha0 * eig  # 1 − α₀Λ
     sigma2 = sigma * sigma
-    s = np.empty((p, n))
-    s2g = np.empty((p, n))
-    tz = np.empty((p, n))
-    tzs = np.empty((p, n))
-    vh = np.empty((p, n))
-    vm = np.empty((p, n))
-    wh = np.empty((p, n))
-    wm = np.empty((p, n))
+    s2g, tz, tzs = np.empty((p, n)), np.empty((p, n)), np.empty((p, n))
+    vh, vm, wh, wm = np.empty((p, n)), np.empty((p, n)), np.empty((p, n)), np.empty((p, n))
     qc = np.empty((p, 5, n))
     qr = np.empty((3, n))
     for ia in range(alphas.size):
-        beta = alphas[ia] - alpha0
-        for i in range(p):
-            ei = eig[i]
-            si = s[i]
-            gi = g[i]
-            for r in range(n):
-                x = 1.0 / (1.0 + beta * ei[r])
-                si[r] = x
-                s2g[i, r] = x * x * gi[r]
-                tz[i, r] = x * z[i, r]
-                tzs[i, r] = x * z_star[i, r]
-        for l_ in range(p):
-            a = vh[l_]
-            b = vm[l_]
-            a[:] = 0.0
-            b[:] = 0.0
-            for i in range(p):
-                wli = W[l_, i]
-                ti = tz[i]
-                tsi = tzs[i]
-                for r in range(n):
-                    a[r] += wli[r] * ti[r]
-                    b[r] += wli[r] * tsi[r]
-        if b_identity:
-            wh[:] = vh
-            wm[:] = vm
-        else:
-            for j in range(p):
-                a = wh[j]
-                b = wm[j]
-                a[:] = 0.0
-                b[:] = 0.0
-                for l_ in range(j, p):  # B is lower triangular: B[l, j] = 0 for l < j
-                    blj = B[l_, j]
-                    vl = vh[l_]
-                    ml = vm[l_]
-                    for r in range(n):
-                        a[r] += blj * vl[r]
-                        b[r] += blj * ml[r]
-        for j in range(p):
-            wj = w_star[j]
-            d = qc[j, 0]
-            d2 = qc[j, 1]
-            e = qc[j, 2]
-            e2 = qc[j, 3]
-            v = qc[j, 4]
-            v[:] = 0.0
-            for i in range(p):
-                wb = WB2[j, i]
-                si = s2g[i]
-                for r in range(n):
-                    v[r] += wb[r] * si[r]
-            for r in range(n):
-                x = wh[j, r] - wj
-                y = wm[j, r] - wj
-                d[r] = x
-                d2[r] = x * x
-                e[r] = y
-                e2[r] = y * y
-                v[r] *= sigma2
-        # risks: (v̂ − v*)ᵀΣ(v̂ − v*) and its conditional mean
-        for l_ in range(p):
-            vs = v_star[l_]
-            for r in range(n):
-                vh[l_, r] -= vs
-                vm[l_, r] -= vs
-        qr[:] = 0.0
-        for l_ in range(p):
-            for k_ in range(p):
-                s_lk = sigma_u[l_, k_]
-                if s_lk != 0.0:
-                    for r in range(n):
-                        qr[0, r] += vh[l_, r] * s_lk * vh[k_, r]
-                        qr[2, r] += vm[l_, r] * s_lk * vm[k_, r]
-        for i in range(p):
-            for r in range(n):
-                qr[2, r] += sigma2 * WSW[i, r] * s2g[i, r]
-        for r in range(n):
-            qr[1, r] = qr[0, r] * qr[0, r]
+        _shrinkage(alphas[ia] - alpha0, eig, g, z, z_star, s2g, tz, tzs)
+        _fits(W, B, b_identity, tz, tzs, vh, vm, wh, wm)
+        _coef_quantities(WB2, s2g, wh, wm, w_star, sigma2, qc)
+        _risk_quantities(vh, vm, v_star, sigma_u, WSW, s2g, sigma2, qr)
         for j in range(p):
             _comoments(qc[j], coef_mean[ia, j], coef_M[ia, j])
         _comoments(qr, risk_mean[ia], risk_M[ia])
@@ -467,20 +563,52 @@ def compile_kernel() -> None:
     eye = np.eye(p)
     F = np.ascontiguousarray(eye[:, 1:])
     pencil_moments(
-        St, Tt, 0.0, np.array([0.0, 1.0]), F @ F.T, F, eye, True, np.zeros(p), np.zeros(p),
-        eye, 1.0, 1, np.empty((A, p, 5)), np.empty((A, p, 5, 5)), np.empty((A, 3)),
-        np.empty((A, 3, 3)), np.empty((1, A, p)),
-    )  # fmt: skip
+        St,
+        Tt,
+        0.0,
+        np.array([0.0, 1.0]),
+        F @ F.T,
+        F,
+        eye,
+        True,
+        np.zeros(p),
+        np.zeros(p),
+        eye,
+        1.0,
+        1,
+        np.empty((A, p, 5)),
+        np.empty((A, p, 5, 5)),
+        np.empty((A, 3)),
+        np.empty((A, 3, 3)),
+        np.empty((1, A, p)),
+    )
+
+
+# every compiled function (all are compiled together; each has its own cache entry)
+_COMPILED = (
+    _jacobi,
+    _cholesky,
+    _lower_inverse,
+    _whitened_penalty,
+    _scale_by_power_of_two,
+    _pencil_basis,
+    _projections,
+    _variance_weights,
+    _factorise,
+    _comoments,
+    _shrinkage,
+    _fits,
+    _coef_quantities,
+    _risk_quantities,
+    pencil_moments,
+)
 
 
 def _is_cached() -> bool:
     """Whether numba's cache holds this source's compiled kernel (through numba's cache
     index; False on any doubt, which only costs a compilation)."""
     try:
-        return all(
-            bool(f._cache._cache_file._load_index())
-            for f in (pencil_moments, _factorise, _jacobi, _comoments)
-        )
+        return all(bool(f._cache._cache_file._load_index()) for f in _COMPILED)
     except Exception:  # a numba without these internals: compile to be sure
         return False
 
@@ -494,9 +622,12 @@ def ensure_cached() -> None:
     if _is_cached():
         return
     package_parent = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [package_parent, *filter(None, [os.environ.get("PYTHONPATH")])]
-    )}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [package_parent, *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
+    }
     print("study: compiling the engine's kernel once (about ten seconds)…", file=sys.stderr)
     subprocess.run(
         [sys.executable, "-c", "from study.engine.kernel import compile_kernel; compile_kernel()"],
