@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 
 # numba compiles the engine's kernel once (about ten seconds) into its cache, so that runs
 # and their workers only load it; again whenever the kernel's source changes
-$(KERNEL): study/engine/kernel.py $(STAMP)
+$(KERNEL): study/engine/kernel.py study/engine/pencil.py $(STAMP)
 	$(PY) -m study.engine.kernel
 	@touch $(KERNEL)
 

@@ -161,7 +161,7 @@ def format_table(table: pd.DataFrame) -> str:
 
 
 def write_check(result: CheckResult, results_dir: Path) -> Path:
-    from study.engine.store import atomic_write_text
+    from study.files import atomic_write_text
     from study.results import to_csv
 
     path = results_dir / CHECK_FILE

@@ -324,6 +324,13 @@ def _simulate(args) -> int:
     except WorkerDied as exc:
         print(f"study: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    if report.n_declined:
+        print(
+            f"study: note: the compiled kernel declined batches holding {report.n_declined:,} "
+            "fits (a numerically singular or non-finite system); NumPy fitted them instead, "
+            f"leaving out data sets whose fit is not finite (counts per cell in {out}/fits.csv)",
+            file=sys.stderr,
+        )
     resumed = f", {report.n_resumed} resumed" if report.n_resumed else ""
     print(
         f"study: results in {out}/ ({report.n_tasks} tasks{resumed}, {report.n_fits:,} fits) "

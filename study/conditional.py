@@ -34,6 +34,11 @@ from study.fit import PencilFactor, factorise, solve_or_nan
 from study.moments import CoMoments
 
 SOLVERS = ("auto", "compiled", "pencil", "direct")
+# How each data set of a batch was fitted, and why the compiled kernel declined a batch (its
+# status codes, study.engine.pencil): the counts a run keeps per cell (fits.csv).
+ROUTES = ("compiled", "pencil", "direct")
+DECLINES = ("not_positive_definite", "not_finite", "not_converged")
+FIT_COUNTS = ROUTES + tuple(f"declined_{reason}" for reason in DECLINES)
 COEF_QUANTITIES = ("d", "d2", "e", "e2", "v")
 RISK_QUANTITIES = ("r", "r2", "rb")
 
@@ -167,6 +172,11 @@ def quantities(G, b, basis: StandardBasis, alphas: np.ndarray, noise_sd: float, 
     factorisation). ``solver="pencil"`` raises :class:`SolverDeclined` when some G + α₀P
     has no Cholesky factor.
     """
+    return _quantities(G, b, basis, alphas, noise_sd, solver)[:3]
+
+
+def _quantities(G, b, basis: StandardBasis, alphas, noise_sd: float, solver: str):
+    """:func:`quantities` and the route taken, "pencil" or "direct"."""
     check_solver(solver, ("auto", "pencil", "direct"))
     if solver == "pencil" or (solver == "auto" and basis.use_pencil):
         alpha0 = pencil_shift(alphas)
@@ -178,9 +188,9 @@ def quantities(G, b, basis: StandardBasis, alphas: np.ndarray, noise_sd: float, 
             factor = None  # a numerically singular system: solved per α below
         if factor is not None:
             pencil = _PencilData.build(factor, G, b, basis)
-            return _quantities_all_alphas(pencil, basis, alphas, alpha0, noise_sd)
+            return (*_quantities_all_alphas(pencil, basis, alphas, alpha0, noise_sd), "pencil")
     parts = [_quantities_direct(G, b, basis, a, noise_sd) for a in alphas]
-    return tuple(np.stack([p[i] for p in parts], axis=1) for i in range(3))
+    return (*(np.stack([p[i] for p in parts], axis=1) for i in range(3)), "direct")
 
 
 # --- per batch: the co-moments of the quantities ---------------------------------------
@@ -196,12 +206,15 @@ class BatchMoments:
     risk : CoMoments (A,) of :data:`RISK_QUANTITIES`
     n_ok : ndarray (A,) int64, data sets whose fit was finite
     w_kept : ndarray (keep, A, p), ŵ of the first ``keep`` data sets (NaN where not finite)
+    counts : ndarray (len(FIT_COUNTS),) int64, the batch's data sets by the route that
+        fitted them and, if the kernel declined the batch, by its reason
     """
 
     coef: CoMoments
     risk: CoMoments
     n_ok: np.ndarray
     w_kept: np.ndarray
+    counts: np.ndarray
 
 
 def batch_moments(
@@ -216,16 +229,26 @@ def batch_moments(
     instead of falling back; ``"pencil"`` and ``"direct"`` go to :func:`quantities`.
     """
     check_solver(solver)
+    declined = None
     if solver in ("auto", "compiled") and (basis.use_pencil or solver == "compiled"):
-        fitted = _fit_compiled(power_sums, T, basis, alphas, noise_sd, keep)
+        fitted, declined = _fit_compiled(power_sums, T, basis, alphas, noise_sd, keep)
         if fitted is not None:
             return fitted
         if solver == "compiled":
-            raise SolverDeclined("the compiled kernel declined the batch")
+            raise SolverDeclined(f"the compiled kernel declined the batch ({declined})")
     k = basis.degree
     G, b = power_sums[:, hankel_index(k)], T[:, : k + 1]
     numpy_solver = "auto" if solver in ("auto", "compiled") else solver
-    return _fit_numpy(G, b, basis, alphas, noise_sd, keep, numpy_solver)
+    fitted = _fit_numpy(G, b, basis, alphas, noise_sd, keep, numpy_solver)
+    if declined in DECLINES:  # (a pencil that is not stable is a route, not a refusal)
+        fitted.counts[FIT_COUNTS.index(f"declined_{declined}")] = G.shape[0]
+    return fitted
+
+
+def _counts(n: int, route: str) -> np.ndarray:
+    counts = np.zeros(len(FIT_COUNTS), dtype=np.int64)
+    counts[FIT_COUNTS.index(route)] = n
+    return counts
 
 
 @functools.cache
@@ -241,9 +264,11 @@ def _kernel():
 def _fit_compiled(
     power_sums, T, basis: StandardBasis, alphas: np.ndarray, noise_sd: float, n_keep: int
 ):
-    """One batch through :func:`study.engine.kernel.pencil_moments`; None where it declines."""
+    """One batch through :func:`study.engine.kernel.pencil_moments`: (BatchMoments, None),
+    or (None, reason) where it declines (reason "not_stable" where the pencil is not
+    accurate, else one of :data:`DECLINES`)."""
     if not basis.use_pencil:
-        return None
+        return None, "not_stable"
     kernel = _kernel()
     OK, pencil_moments = kernel.OK, kernel.pencil_moments
 
@@ -260,15 +285,16 @@ def _fit_compiled(
     out = (coef_mean, coef_M, risk_mean, risk_M, w_keep)
     status = pencil_moments(*sums, *penalty, *change, *dgp, int(n_keep), *out)
     if status != OK:
-        return None
+        return None, DECLINES[status - 1]
     coef = CoMoments(n=np.full((A, p), float(n)), mean=coef_mean, M=coef_M)
     risk = CoMoments(n=np.full(A, float(n)), mean=risk_mean, M=risk_M)
-    return BatchMoments(coef, risk, np.full(A, n, dtype=np.int64), w_keep)
+    counts = _counts(n, "compiled")
+    return BatchMoments(coef, risk, np.full(A, n, dtype=np.int64), w_keep, counts), None
 
 
 def _fit_numpy(G, b, basis: StandardBasis, alphas, noise_sd: float, n_keep: int, solver: str):
     """One batch in NumPy: masks the data sets whose fit is not finite."""
-    q_coef, q_risk, w_hat = quantities(G, b, basis, alphas, noise_sd, solver=solver)
+    q_coef, q_risk, w_hat, route = _quantities(G, b, basis, alphas, noise_sd, solver)
     ok = np.isfinite(q_coef).all(axis=(2, 3)) & np.isfinite(q_risk).all(axis=2)  # (n, A)
     if ok.all():
         c, r = CoMoments.from_samples(q_coef), CoMoments.from_samples(q_risk)
@@ -276,7 +302,7 @@ def _fit_numpy(G, b, basis: StandardBasis, alphas, noise_sd: float, n_keep: int,
         c = CoMoments.from_masked_samples(q_coef, np.repeat(ok[:, :, None], q_coef.shape[2], 2))
         r = CoMoments.from_masked_samples(q_risk, ok)
     kept = np.where(ok[:n_keep, :, None], w_hat[:n_keep], np.nan)
-    return BatchMoments(c, r, ok.sum(axis=0), kept)
+    return BatchMoments(c, r, ok.sum(axis=0), kept, _counts(G.shape[0], route))
 
 
 def pencil_shift(alphas: np.ndarray) -> float:

@@ -293,6 +293,37 @@ def _x_distribution(chk: _Checker, x: dict) -> XDistribution:
     return XDistribution("normal", mean=mean, sd=sd)
 
 
+def _grid(chk: _Checker, grid: dict) -> tuple:
+    """The validated grid: (m, degree, λ, scaling, penalize_intercept)."""
+    m = chk.unique_list("grid.m", grid["m"], "integers ≥ 1", lambda v: chk.integer("grid.m", v, 1))
+    degree = chk.unique_list(
+        "grid.degree",
+        grid["degree"],
+        f"integers from 1 to {MAX_DEGREE}",
+        lambda v: chk.integer("grid.degree", v, 1, MAX_DEGREE),
+    )
+    lam = chk.unique_list(
+        "grid.lambda",
+        grid["lambda"],
+        "finite numbers ≥ 0",
+        lambda v: chk.number("grid.lambda", v, minimum=0.0),
+    )
+
+    def _scaling(v):
+        try:
+            return check_scaling(v)
+        except ValueError:
+            raise chk.fail("grid.scaling", v, f"one of {list(SCALINGS)}") from None
+
+    scaling = chk.unique_list(
+        "grid.scaling", grid["scaling"], f"scalings among {list(SCALINGS)}", _scaling
+    )
+    penalize_intercept = grid["penalize_intercept"]
+    if not isinstance(penalize_intercept, bool):
+        raise chk.fail("grid.penalize_intercept", penalize_intercept, "true or false")
+    return m, degree, lam, scaling, penalize_intercept
+
+
 def design_from_dict(raw: dict, source: str = "design") -> Design:
     """Validate a design given as the nested mapping of its TOML file.
 
@@ -321,32 +352,7 @@ def design_from_dict(raw: dict, source: str = "design") -> Design:
     noise_sd = chk.number("dgp.noise_sd", dgp["noise_sd"], minimum=0.0)
     x = _x_distribution(chk, dgp["x"])
 
-    m = chk.unique_list("grid.m", grid["m"], "integers ≥ 1", lambda v: chk.integer("grid.m", v, 1))
-    degree = chk.unique_list(
-        "grid.degree",
-        grid["degree"],
-        f"integers from 1 to {MAX_DEGREE}",
-        lambda v: chk.integer("grid.degree", v, 1, MAX_DEGREE),
-    )
-    lam = chk.unique_list(
-        "grid.lambda",
-        grid["lambda"],
-        "finite numbers ≥ 0",
-        lambda v: chk.number("grid.lambda", v, minimum=0.0),
-    )
-
-    def _scaling(v):
-        try:
-            return check_scaling(v)
-        except ValueError:
-            raise chk.fail("grid.scaling", v, f"one of {list(SCALINGS)}") from None
-
-    scaling = chk.unique_list(
-        "grid.scaling", grid["scaling"], f"scalings among {list(SCALINGS)}", _scaling
-    )
-    penalize_intercept = grid["penalize_intercept"]
-    if not isinstance(penalize_intercept, bool):
-        raise chk.fail("grid.penalize_intercept", penalize_intercept, "true or false")
+    m, degree, lam, scaling, penalize_intercept = _grid(chk, grid)
     keep_draws = chk.integer("output.keep_draws", output["keep_draws"], 0)
     if keep_draws > min(replications, MAX_KEEP_DRAWS):
         raise chk.fail(
@@ -355,8 +361,7 @@ def design_from_dict(raw: dict, source: str = "design") -> Design:
             f"an integer from 0 to {min(replications, MAX_KEEP_DRAWS):,} (the replications, "
             f"at most {MAX_KEEP_DRAWS:,}: every kept draw of every cell is held in memory)",
         )
-    model = raw.get("model", _OPTIONAL["model"])
-    family = model.get("family", FAMILIES[0])
+    family = raw.get("model", _OPTIONAL["model"]).get("family", FAMILIES[0])
     if family not in FAMILIES:
         raise chk.fail("model.family", family, f"one of {list(FAMILIES)}")
     design = Design(

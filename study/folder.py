@@ -47,7 +47,7 @@ REJECTED_DIR = "rejected"
 FORMAT = 1
 CHECKPOINT_NAME = re.compile(r"m[0-9]+-b[0-9]+\.ckpt")
 REJECTED_NAME = re.compile(r"m[0-9]+-b[0-9]+\.ckpt(\.[0-9]+)?")
-# what store.atomic_write_bytes leaves behind when a process dies between write and rename
+# what study.files.atomic_write_bytes leaves behind when a process dies between write and rename
 TEMP_NAME = re.compile(r"\.(?P<name>[^/]+)\.[A-Za-z0-9_]+\.tmp")
 _TOP_NAMES = frozenset(RESULT_FILES) | {MARKER, LOCK}
 
@@ -273,7 +273,7 @@ def remove_stale_temporaries(folder: Path) -> int:
 
 
 def _write_marker(folder: Path, design_hash: str, engine_version: int) -> None:
-    from study.engine.store import atomic_write_text
+    from study.files import atomic_write_text
 
     info = {
         "tool": "study",

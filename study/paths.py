@@ -20,12 +20,14 @@ MANIFEST_FILE = "manifest.json"
 TUNING_FILE = "tuning.csv"
 TRANSFER_FILE = "transfer.csv"
 RISK_CURVES_FILE = "risk_curves.csv"
+FITS_FILE = "fits.csv"
 CHECK_FILE = "check.csv"
 CHECKPOINT_DIR = "checkpoints"
 RESULT_FILES = (
     SUMMARY_FILE,
     RISK_FILE,
     DRAWS_FILE,
+    FITS_FILE,
     MANIFEST_FILE,
     TUNING_FILE,
     TRANSFER_FILE,

@@ -23,6 +23,14 @@ RISK_COLUMNS = (
     + ["risk_rb", "risk_rb_mcse", "risk_diff_mcse"]
 )
 
+# fits.csv: per cell, the data sets fitted by each route of study.conditional (compiled,
+# pencil, direct) and those of batches the compiled kernel declined, by its reason
+FITS_COLUMNS = (
+    ["m", "degree", "lambda", "scaling", "alpha"]
+    + ["compiled", "pencil", "direct"]
+    + ["declined_not_positive_definite", "declined_not_finite", "declined_not_converged"]
+)
+
 STATUS_OK = "ok"
 STATUS_NOT_IDENTIFIABLE = "not identifiable"
 STATUS_NON_FINITE = "non-finite"

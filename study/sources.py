@@ -29,7 +29,8 @@ def _imports(path: Path) -> set[Path]:
     """Package files that ``path`` imports (relatively or as ``study.…``)."""
     here = list(path.relative_to(PACKAGE).parent.parts)
     modules: list[list[str]] = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             named = (node.module or "").split(".") if node.module else []
             if node.level:
@@ -52,9 +53,20 @@ def _imports(path: Path) -> set[Path]:
     found = {f for f in map(_module_file, modules) if f is not None}
     # a module that imports by name (study.models: one module per model family) may load
     # any module of its package
-    if "importlib.import_module" in path.read_text(encoding="utf-8"):
+    if any(_is_import_by_name(node) for node in ast.walk(tree)):
         found |= set(path.parent.glob("*.py"))
     return found
+
+
+def _is_import_by_name(node: ast.AST) -> bool:
+    """``importlib.import_module(…)``."""
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "import_module"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "importlib"
+    )
 
 
 def sources(*roots: Path) -> list[Path]:

@@ -10,9 +10,10 @@ import pytest
 
 from study import fit_polynomial_ridge
 from study.design import design_from_dict
-from study.engine.store import CheckpointStore, load_npz
+from study.engine.store import CheckpointStore
 from study.engine.streams import draw_block_data
 from study.engine.tasks import run_task
+from study.files import load_npz
 from study.scaling import alpha
 from study.steps import simulate
 
@@ -308,8 +309,8 @@ def test_task_result_round_trips_through_the_checkpoint_arrays(tmp_path):
     m = max(design.m)
     result = run_task(design, m, 0)
     arrays = result.to_arrays()
-    # the names, dtypes and shapes the checkpoints have always had
-    fields = "coef_n coef_mean coef_M risk_n risk_mean risk_M n_failed draws".split()
+    # the names, dtypes and shapes of the checkpoints (fit_counts since engine version 4)
+    fields = "coef_n coef_mean coef_M risk_n risk_mean risk_M n_failed draws fit_counts".split()
     assert sorted(arrays) == sorted([f"k{k}_{f}" for k in (1, 3) for f in fields] + ["seconds"])
     L, C = len(design.lam), len(design.scaling)
     for k in (1, 3):
@@ -317,6 +318,8 @@ def test_task_result_round_trips_through_the_checkpoint_arrays(tmp_path):
         assert arrays[f"k{k}_risk_mean"].shape == (L, C, 3)
         assert arrays[f"k{k}_draws"].shape == (L, C, 5, k + 1)
         assert arrays[f"k{k}_n_failed"].dtype == np.int64
+        assert arrays[f"k{k}_fit_counts"].shape == (L, C, 6)
+        assert arrays[f"k{k}_fit_counts"].dtype == np.int64
     assert arrays["seconds"].shape == () and arrays["seconds"].dtype == np.float64
     shapes = TaskResult.array_shapes(design, 5)
     assert {key: (a.shape, a.dtype.str) for key, a in arrays.items()} == shapes
@@ -506,3 +509,28 @@ def test_threading_backend_leaves_the_blas_pools_as_they_were(tmp_path, monkeypa
         after = [p["num_threads"] for p in ThreadpoolController().info()]
     assert after == before
     assert callers and all(callers)
+
+
+@pytest.mark.parametrize(
+    ("x", "route"),
+    [
+        ({"distribution": "uniform", "low": -0.5, "high": 2.0}, "compiled"),
+        ({"distribution": "uniform", "low": 4.0, "high": 5.0}, "direct"),  # pencil inaccurate
+    ],
+)
+def test_fits_csv_counts_how_every_data_set_was_fitted(tmp_path, x, route):
+    """Per identifiable cell the routes add up to the replications (70, not a multiple of
+    the block size), none is declined on these designs, and the route is the one the
+    x range calls for; cells that are not identifiable count nothing."""
+    raw = small_design(**{"dgp.x": x, "replications": 70, "dgp.noise_sd": 0.6})
+    design, out = _run(tmp_path, raw)
+    fits = pd.read_csv(out / "fits.csv")
+    risk = pd.read_csv(out / "risk.csv")
+    assert fits[["m", "degree", "lambda", "scaling"]].equals(
+        risk[["m", "degree", "lambda", "scaling"]]
+    )
+    routes = fits[["compiled", "pencil", "direct"]].sum(axis=1).to_numpy()
+    ok = (risk.status == "ok").to_numpy()
+    assert (routes[ok] == 70).all() and (routes[~ok] == 0).all() and (~ok).any()
+    assert (fits[route][ok] == 70).all()
+    assert (fits.filter(like="declined_").to_numpy() == 0).all()

@@ -22,11 +22,13 @@ from study import cli
 from study.design import design_from_dict
 from study.engine.store import CheckpointStore, pack_checkpoint
 from study.folder import LOCK, MARKER, check_out_path
+from study.paths import RESULT_FILES
 from study.results import to_csv
 
 from conftest import ROOT, run_cli, small_design, write_design
 
-RESULTS = ("summary.csv", "risk.csv", "draws.npz", "tuning.csv", "transfer.csv")
+# every result file a run commits (check.csv is written by `study check`, not the run)
+RESULTS = tuple(n for n in RESULT_FILES if n not in ("manifest.json", "check.csv"))
 
 
 def tree(folder: Path) -> dict[str, str]:
@@ -473,7 +475,7 @@ def test_an_unexpected_error_is_one_line_and_a_log(tmp_path, design_file, monkey
 
 
 def test_a_failed_write_names_the_result_file(tmp_path, monkeypatch):
-    from study.engine.store import atomic_write_text
+    from study.files import atomic_write_text
 
     def full(fd):
         raise OSError(28, "No space left on device")

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from study.basis import hankel_index
-from study.conditional import SolverDeclined, batch_moments, pencil_shift, quantities
+from study.conditional import (
+    DECLINES,
+    FIT_COUNTS,
+    SolverDeclined,
+    batch_moments,
+    pencil_shift,
+    quantities,
+)
 from study.design import design_from_dict
 from study.engine.kernel import (
     NOT_FINITE,
@@ -145,6 +152,24 @@ def test_kernel_declines_and_the_numpy_path_takes_over():
         np.testing.assert_array_equal(got.n_ok, ref.n_ok)
         np.testing.assert_array_equal(got.w_kept, ref.w_kept)
         assert got.n_ok[0] == 19  # the failed data set is left out, the others kept
+        # and the refusal is counted with its reason, beside the route that took over
+        reason = (
+            "declined_not_positive_definite" if numpy_path == "direct" else "declined_not_finite"
+        )
+        expected = dict.fromkeys(FIT_COUNTS, 0) | {numpy_path: 20, reason: 20}
+        assert dict(zip(FIT_COUNTS, got.counts.tolist(), strict=True)) == expected
+    clean = batch_moments(power_sums, T, setup, alphas, 1.0, keep=0)
+    assert dict(zip(FIT_COUNTS, clean.counts.tolist(), strict=True))["compiled"] == 20
+    assert clean.counts.sum() == 20
+
+
+def test_the_refusal_names_follow_the_kernels_status_codes():
+    from study.engine import pencil
+    from study.results import FITS_COLUMNS
+
+    for i, reason in enumerate(DECLINES, start=1):
+        assert getattr(pencil, reason.upper()) == i
+    assert FITS_COLUMNS[5:] == list(FIT_COUNTS)
 
 
 def test_jacobi_reports_a_batch_that_does_not_converge():

@@ -13,6 +13,7 @@ from test_design import _check_refused
 
 import study.design
 import study.models
+from study.conditional import FIT_COUNTS
 from study.design import DesignError, design_from_dict
 from study.engine.tasks import DegreeResult, alpha_grid
 from study.moments import CoMoments
@@ -75,7 +76,9 @@ def _toy_run_block(design, m, block, *, solver="auto"):
         keep = int(np.clip(design.keep_draws - block * design.block_size, 0, n))
         draws = np.moveaxis(q[:keep], 0, 2)
         n_failed = np.zeros((L, C), dtype=np.int64)
-        out[k] = DegreeResult(coef=coef, risk=risk, n_failed=n_failed, draws=draws)
+        fit_counts = np.zeros((L, C, len(FIT_COUNTS)), dtype=np.int64)
+        fit_counts[..., FIT_COUNTS.index("direct")] = n
+        out[k] = DegreeResult(coef, risk, n_failed, draws, fit_counts)
     return out
 
 
@@ -98,6 +101,7 @@ def test_a_second_family_runs_through_the_engine_untouched(tmp_path, monkeypatch
             rows["bias"].to_numpy(), pooled.mean[..., 0].ravel(), rtol=1e-12, atol=1e-12
         )
     assert (summary["n"] == 70).all()
+    assert (pd.read_csv(tmp_path / "toy" / "fits.csv")["direct"] == 70).all()
     # the toy's means are j + α: far from the Gaussian family's, so it did run
     row = summary[(summary.m == 40) & (summary.degree == 3) & (summary.coef == 3)]
     expected = 3 + row["alpha"].to_numpy()

@@ -53,3 +53,71 @@ def test_the_makefile_calls_it_with_the_system_python():
     cmd = ["python3", "study/sources.py", "study/steps.py"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
     assert "study/engine/tasks.py" in proc.stdout.split()
+
+
+# --- the import graph: data flows one way -----------------------------------------------
+# The steps of a run in order; a module may import its own step and earlier ones only.
+LAYERS = [
+    (
+        "shared",
+        {"__init__.py", "basis.py", "design.py", "limits.py", "scaling.py", "fit.py"}
+        | {"moments.py", "measures.py", "results.py", "existence.py", "numbers.py"}
+        | {"paths.py", "files.py", "folder.py", "sources.py"},
+    ),
+    ("engine", {"engine/", "models/", "conditional.py"}),
+    ("theory", {"theory/"}),
+    ("check", {"check.py"}),
+    ("report", {"report/"}),
+    ("pipeline", {"steps.py", "cli.py", "__main__.py"}),
+]
+
+
+def _layer(rel: str) -> int:
+    for i, (_, members) in enumerate(LAYERS):
+        if rel in members or any(m.endswith("/") and rel.startswith(m) for m in members):
+            return i
+    raise AssertionError(f"{rel} is in no layer: add it to LAYERS")
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """Package modules ``path`` imports at run time (not under ``if TYPE_CHECKING``)."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skipped = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped |= {id(n) for n in ast.walk(node)}
+    names = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("study"):
+            names.add(node.module)
+            names |= {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            names |= {a.name for a in node.names if a.name.startswith("study")}
+    files = set()
+    for name in names:
+        parts = name.split(".")[1:]
+        base = STUDY.joinpath(*parts)
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file() and candidate != path:
+                files.add(str(candidate.relative_to(STUDY)))
+    return {f for f in files if not f.endswith("__init__.py") or f == "__init__.py"}
+
+
+def test_no_module_imports_a_later_step():
+    upward = []
+    for path in sorted(STUDY.rglob("*.py")):
+        rel = str(path.relative_to(STUDY))
+        for dep in _runtime_imports(path):
+            if _layer(dep) > _layer(rel):
+                upward.append(f"{rel} ({LAYERS[_layer(rel)][0]}) imports {dep}")
+    assert not upward, upward
+
+
+def test_the_report_and_the_check_read_files_and_draw_nothing():
+    for path in [STUDY / "check.py", *sorted((STUDY / "report").rglob("*.py"))]:
+        deps = _runtime_imports(path)
+        assert not {d for d in deps if _layer(d) in (1, 2)}, (path.name, deps)

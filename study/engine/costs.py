@@ -15,15 +15,15 @@ How the constants were measured
   data sets each (nothing but the imports and the compiled kernel loaded from numba's
   cache): workers 220 MB (215 MiB), main 118 MB; the main process of the default design
   peaked at 214 MB, its workers at 228 MB.
-- Per-unit memory: ``tracemalloc`` peaks of ``engine._fit_numpy`` (12.5 floats per data
+- Per-unit memory: ``tracemalloc`` peaks of ``conditional._fit_numpy`` (12.5 floats per data
   set × α × coefficient, rounded up to 16) and of ``conditional._fit_compiled``, and of
-  ``engine.run_task`` followed by ``store.pack_checkpoint`` (tests/test_budget.py checks the
+  ``engine.tasks.run_task`` followed by ``store.pack_checkpoint`` (tests/test_budget.py checks the
   model against the latter on small designs).
-- Time: the best of 3-5 timings of ``dgp.block_power_sums`` (m = 10 to 10⁵, K = 1 to 12)
+- Time: the best of 3-5 timings of ``engine.streams.block_power_sums`` (m = 10 to 10⁵, K = 1 to 12)
   and of ``models.gaussian._fit_in_batches`` on 2,048 data sets per degree with 1 and 41 values of
   α (the difference gives the cost per α, the rest the factorisation), in one process with
-  one BLAS thread; the tail from timing ``summary.summarise``, ``summary.add_theory``,
-  ``tuning.tuning_table``/``transfer_table``, ``summary.to_csv`` and ``store.npz_bytes`` on
+  one BLAS thread; the tail from timing ``engine.merge.summarise``, ``theory.step.add_theory``,
+  ``tuning.tuning_table``/``transfer_table``, ``results.to_csv`` and ``files.npz_bytes`` on
   the default design's checkpoints, and the fixed cost from ``study simulate`` of a design
   of four tiny tasks with 2 jobs (4.9 to 7.1 s from the shell). Checked against whole runs
   of six designs (tiny; m = 10⁵; degree 12 with 20 λ; 2,000 tasks; degrees 2-6 with 1,000
@@ -41,6 +41,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from study.conditional import FIT_COUNTS
 from study.design import Design
 from study.engine.streams import CHUNK_ELEMENTS, MAX_PIECE
 from study.engine.tasks import TaskResult
@@ -136,11 +137,12 @@ def task_payload_bytes(design: Design, keep: int, *, n_lambda: int | None = None
     :func:`study.engine.tasks.run_task` returns (float64 and int64 arrays and ``seconds``).
 
     Per degree k with L λ values, C scalings and p = k + 1: coef_n p, coef_mean 5p,
-    coef_M 25p, risk_n 1, risk_mean 3, risk_M 9, n_failed 1 and draws keep·p values per
-    cell, 8 bytes each.
+    coef_M 25p, risk_n 1, risk_mean 3, risk_M 9, n_failed 1, fit_counts 6 and draws keep·p
+    values per cell, 8 bytes each.
     """
     cells = (len(design.lam) if n_lambda is None else n_lambda) * len(design.scaling)
-    return 8 + sum(8 * cells * ((31 + keep) * (k + 1) + 14) for k in design.degree)
+    per_cell = 14 + len(FIT_COUNTS)
+    return 8 + sum(8 * cells * ((31 + keep) * (k + 1) + per_cell) for k in design.degree)
 
 
 def checkpoint_index_bytes(design: Design, keep: int, *, n_lambda: int | None = None) -> int:

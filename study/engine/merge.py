@@ -10,11 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from study.conditional import FIT_COUNTS
 from study.design import Design
 from study.engine.store import CheckpointStore
 from study.engine.tasks import alpha_grid, identifiable_grid, merge_task_results
 from study.measures import coefficient_measures, risk_measures
 from study.results import (
+    FITS_COLUMNS,
     RISK_COLUMNS,
     STATUS_NOT_IDENTIFIABLE,
     STATUS_OK,
@@ -31,11 +33,13 @@ def summarise(design: Design, store: CheckpointStore):
     summary : DataFrame, one row per cell and coefficient (columns SUMMARY_COLUMNS)
     risk : DataFrame, one row per cell (columns RISK_COLUMNS)
     draws : dict of arrays for draws.npz
+    fits : DataFrame, one row per cell (columns FITS_COLUMNS): the data sets fitted by
+        each route and those of the batches the compiled kernel declined, by reason
     """
     L, C = len(design.lam), len(design.scaling)
     lam_grid = np.repeat(np.array(design.lam)[:, None], C, axis=1)
     scal_grid = np.repeat(np.array(design.scaling, dtype=object)[None, :], L, axis=0)
-    coef_frames, risk_frames = [], []
+    coef_frames, risk_frames, fit_frames = [], [], []
     draws: dict[str, list[np.ndarray]] = {f"coef_k{k}": [] for k in design.degree}
     for m in design.m:
         parts = [store.load(m, b) for b in range(design.n_blocks)]
@@ -81,6 +85,9 @@ def summarise(design: Design, store: CheckpointStore):
             }
             rframe.update({key: value.ravel() for key, value in rm.items()})
             risk_frames.append(pd.DataFrame(rframe))
+            fits = {key: rframe[key] for key in FITS_COLUMNS[:5]}
+            fits |= {name: merged.fit_counts[..., i].ravel() for i, name in enumerate(FIT_COUNTS)}
+            fit_frames.append(pd.DataFrame(fits))
     summary = pd.concat(coef_frames, ignore_index=True)[SUMMARY_COLUMNS]
     risk = pd.concat(risk_frames, ignore_index=True)[RISK_COLUMNS]
     for frame in (summary, risk):
@@ -95,4 +102,5 @@ def summarise(design: Design, store: CheckpointStore):
         scaling=np.array(design.scaling, dtype=str),
         **{"lambda": np.array(design.lam)},
     )
-    return summary, risk, out
+    fits = pd.concat(fit_frames, ignore_index=True)[FITS_COLUMNS]
+    return summary, risk, out, fits

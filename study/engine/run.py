@@ -29,16 +29,13 @@ from study import folder as results_folder
 from study.design import Design
 from study.engine import ENGINE_VERSION
 from study.engine.merge import summarise
-from study.engine.store import (
-    CheckpointStore,
-    atomic_write_bytes,
-    atomic_write_text,
-    npz_bytes,
-)
+from study.engine.store import CheckpointStore
 from study.engine.tasks import one_blas_thread, run_task
+from study.files import atomic_write_bytes, atomic_write_text, npz_bytes
 from study.paths import (
     CHECK_FILE,
     DRAWS_FILE,
+    FITS_FILE,
     MANIFEST_FILE,
     RISK_CURVES_FILE,
     RISK_FILE,
@@ -63,6 +60,8 @@ class RunReport:
     n_fits: int
     n_points: int
     wall_seconds: float
+    # fits of batches the compiled kernel declined (fitted by NumPy instead; fits.csv)
+    n_declined: int = 0
 
 
 def count_fits(design: Design) -> tuple[int, int]:
@@ -121,10 +120,8 @@ def simulate(
     pipeline (the theory, :func:`study.theory.step.extend`), run before the one commit of
     the folder: it may add columns and returns further files as {name: text}. Without it
     the folder holds the Monte Carlo results alone (the benchmark times the engine so).
-    ``solver`` chooses how the fits are computed (:data:`study.conditional.SOLVERS`; the
-    results agree to rounding, and are bit-identical for a given solver). With
-    ``require_complete`` nothing is simulated: a task without a checkpoint is an error (the
-    theory step alone, ``study theory``, uses it).
+    ``solver``: how the fits are computed (:data:`study.conditional.SOLVERS`). With
+    ``require_complete`` a task without a checkpoint is an error (``study theory``).
 
     Raises
     ------
@@ -155,8 +152,7 @@ def simulate(
         options = dict(jobs=jobs, backend=backend, progress=progress, solver=solver)
         compute_seconds = _run_tasks(design, results_dir, todo, len(tasks), len(done), **options)
 
-        files = _write_results(design, results_dir, store, after=after)
-        n_fits, n_points = count_fits(design)
+        files, n_declined = _write_results(design, results_dir, store, after=after)
         wall = time.perf_counter() - started
         run = {
             "id": uuid.uuid4().hex,
@@ -165,28 +161,14 @@ def simulate(
             "compute_seconds_this_run": round(compute_seconds, 3),
             "tasks_computed_this_run": len(todo),
             "tasks_resumed": len(done),
-            "jobs": jobs,
-            "backend": backend,
-            "cores": os.cpu_count(),
-            "platform": platform.platform(),
-        }
-        manifest = {
-            "design": design.to_dict(),
-            "design_file": design_path,
-            "design_hash": design.hash,
-            "engine_version": ENGINE_VERSION,
-            "files": files,
-            "versions": _versions(),
-            "seed": design.seed,
-            "replications": design.replications,
-            "steps": ["engine"] if after is None else ["engine", getattr(after, "step", "after")],
-            "counts": {"tasks": len(tasks), "fits": n_fits, "data_points": n_points},
-            "run": run,
-        }
+        } | _machine(jobs, backend)
+        steps = ["engine"] if after is None else ["engine", getattr(after, "step", "after")]
+        manifest = _manifest(design, design_path, files, steps, run)
         # written last: the commit point of the run (study.folder.reading checks it)
         atomic_write_text(
             results_dir / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n"
         )
+    n_fits, n_points = count_fits(design)
     return RunReport(
         results_dir=results_dir,
         n_tasks=len(tasks),
@@ -194,17 +176,51 @@ def simulate(
         n_fits=n_fits,
         n_points=n_points,
         wall_seconds=wall,
+        n_declined=n_declined,
     )
 
 
-def _write_results(design: Design, results_dir: Path, store, *, after=None) -> dict:
+def _machine(jobs: int, backend: str) -> dict:
+    return {
+        "jobs": jobs,
+        "backend": backend,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+    }
+
+
+def _manifest(design: Design, design_path, files: dict, steps: list[str], run: dict) -> dict:
+    """What a committed folder says about itself (:func:`study.folder.reading` checks it)."""
+    n_fits, n_points = count_fits(design)
+    return {
+        "design": design.to_dict(),
+        "design_file": design_path,
+        "design_hash": design.hash,
+        "engine_version": ENGINE_VERSION,
+        "files": files,
+        "versions": _versions(),
+        "seed": design.seed,
+        "replications": design.replications,
+        "steps": steps,
+        "counts": {"tasks": len(design.tasks()), "fits": n_fits, "data_points": n_points},
+        "run": run,
+    }
+
+
+def _write_results(design: Design, results_dir: Path, store, *, after=None):
     """Summarise the checkpoints (and run the ``after`` step), write the result files of an
-    uncommitted folder, and return the size and SHA-256 of each for the manifest."""
-    summary, risk, draws = summarise(design, store)
+    uncommitted folder, and return the size and SHA-256 of each for the manifest, and the
+    number of fits whose batch the compiled kernel declined."""
+    summary, risk, draws, fits = summarise(design, store)
     texts: dict[str, str] = {}
     if after is not None:
         summary, risk, texts = after(design, summary, risk)
-    outputs = {SUMMARY_FILE: to_csv(summary), RISK_FILE: to_csv(risk), **texts}
+    outputs = {
+        SUMMARY_FILE: to_csv(summary),
+        RISK_FILE: to_csv(risk),
+        FITS_FILE: to_csv(fits),
+        **texts,
+    }
     results_folder.uncommit(results_dir)
     for name, text in outputs.items():
         atomic_write_text(results_dir / name, text)
@@ -213,8 +229,9 @@ def _write_results(design: Design, results_dir: Path, store, *, after=None) -> d
     for name in (TUNING_FILE, TRANSFER_FILE, RISK_CURVES_FILE, CHECK_FILE):
         if name not in outputs:
             (results_dir / name).unlink(missing_ok=True)
-    names = [SUMMARY_FILE, RISK_FILE, DRAWS_FILE, *texts]
-    return {name: results_folder.file_digest(results_dir / name) for name in names}
+    names = [SUMMARY_FILE, RISK_FILE, FITS_FILE, DRAWS_FILE, *texts]
+    declined = fits[[c for c in fits.columns if c.startswith("declined_")]].to_numpy().sum()
+    return {name: results_folder.file_digest(results_dir / name) for name in names}, int(declined)
 
 
 def _run_tasks(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from study.conditional import COEF_QUANTITIES, RISK_QUANTITIES
+from study.conditional import COEF_QUANTITIES, FIT_COUNTS, RISK_QUANTITIES
 from study.design import Design
 from study.models import model_of
 from study.moments import CoMoments
@@ -42,26 +42,38 @@ class DegreeResult:
     risk : CoMoments of shape (L, C), of (R, R², E[R|X])
     n_failed : ndarray (L, C) int64, data sets whose fit was not finite
     draws : ndarray (L, C, keep, k+1), ŵ of the replications numbered below keep_draws
+    fit_counts : ndarray (L, C, len(FIT_COUNTS)) int64, data sets by how they were fitted
+        and why the compiled kernel declined (:data:`study.conditional.FIT_COUNTS`)
     """
 
     coef: CoMoments
     risk: CoMoments
     n_failed: np.ndarray
     draws: np.ndarray
+    fit_counts: np.ndarray
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         out = {}
         for group in _GROUPS:
             cm = getattr(self, group)
             out.update({f"{group}_n": cm.n, f"{group}_mean": cm.mean, f"{group}_M": cm.M})
-        return out | {"n_failed": self.n_failed, "draws": self.draws}
+        return out | {
+            "n_failed": self.n_failed,
+            "draws": self.draws,
+            "fit_counts": self.fit_counts,
+        }
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> DegreeResult:
         groups = {
             g: CoMoments(arrays[f"{g}_n"], arrays[f"{g}_mean"], arrays[f"{g}_M"]) for g in _GROUPS
         }
-        return cls(**groups, n_failed=arrays["n_failed"], draws=arrays["draws"])
+        return cls(
+            **groups,
+            n_failed=arrays["n_failed"],
+            draws=arrays["draws"],
+            fit_counts=arrays["fit_counts"],
+        )
 
     @staticmethod
     def array_shapes(L: int, C: int, degree: int, keep: int) -> dict[str, tuple]:
@@ -72,7 +84,11 @@ class DegreeResult:
             b = base[group]
             out |= {f"{group}_n": b, f"{group}_mean": (*b, q), f"{group}_M": (*b, q, q)}
         out = {name: (shape, _F8) for name, shape in out.items()}
-        return out | {"n_failed": ((L, C), _I8), "draws": ((L, C, keep, degree + 1), _F8)}
+        return out | {
+            "n_failed": ((L, C), _I8),
+            "draws": ((L, C, keep, degree + 1), _F8),
+            "fit_counts": ((L, C, len(FIT_COUNTS)), _I8),
+        }
 
 
 @dataclass
@@ -165,4 +181,5 @@ def merge_task_results(parts: list[TaskResult], degree: int) -> DegreeResult:
         risk=CoMoments.combine([r.risk for r in results]),
         n_failed=sum(r.n_failed for r in results),
         draws=np.concatenate([r.draws for r in results], axis=2),
+        fit_counts=sum(r.fit_counts for r in results),
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from study.basis import StandardBasis
-from study.conditional import COEF_QUANTITIES, RISK_QUANTITIES, batch_moments
+from study.conditional import COEF_QUANTITIES, FIT_COUNTS, RISK_QUANTITIES, batch_moments
 from study.design import Design
 from study.engine.streams import block_power_sums
 from study.engine.tasks import DegreeResult, alpha_grid, identifiable_grid
@@ -45,11 +45,13 @@ def run_block(
         risk = CoMoments.empty((L, C), len(RISK_QUANTITIES))
         n_failed = np.zeros((L, C), dtype=np.int64)
         draws = np.full((L, C, keep, k + 1), np.nan)
+        fit_counts = np.zeros((L, C, len(FIT_COUNTS)), dtype=np.int64)
         unique = np.unique(alphas[ident])
         if unique.size:
-            cm_coef, cm_risk, ok_count, kept = _fit_in_batches(
+            cm_coef, cm_risk, ok_count, kept, counts = _fit_in_batches(
                 power_sums, T, basis, unique, design.noise_sd, keep, solver
             )
+            fit_counts[ident] = counts  # every α of a batch takes the same route
             for i_a, a in enumerate(unique):
                 cells = (alphas == a) & ident
                 for arr, src in (
@@ -63,7 +65,7 @@ def run_block(
                     arr[cells] = src[i_a]
                 n_failed[cells] = int(n - ok_count[i_a])
                 draws[cells] = kept[:, i_a]
-        out[k] = DegreeResult(coef=coef, risk=risk, n_failed=n_failed, draws=draws)
+        out[k] = DegreeResult(coef, risk, n_failed=n_failed, draws=draws, fit_counts=fit_counts)
     return out
 
 
@@ -78,13 +80,14 @@ def _fit_in_batches(
 ):
     """Fit every α to the data sets of a block, FIT_BATCH at a time, and merge the moments
     in order. Returns the co-moments of the coefficient and risk quantities (leading axis
-    α), the number of finite fits per α, and ŵ of the first ``keep`` data sets (NaN where
-    a fit failed).
+    α), the number of finite fits per α, ŵ of the first ``keep`` data sets (NaN where
+    a fit failed), and the data sets by route and refusal (:data:`FIT_COUNTS`).
 
     Each batch goes through :func:`study.conditional.batch_moments` with ``solver``."""
     cm_coef = cm_risk = None
     ok_count = np.zeros(alphas.size, dtype=np.int64)
     kept = []
+    counts = np.zeros(len(FIT_COUNTS), dtype=np.int64)
     for start in range(0, power_sums.shape[0], FIT_BATCH):
         part = slice(start, start + FIT_BATCH)
         n_keep = max(0, min(keep - start, power_sums[part].shape[0]))
@@ -96,4 +99,5 @@ def _fit_in_batches(
         cm_risk = r if cm_risk is None else cm_risk.merge(r)
         ok_count += ok
         kept.append(w_kept)
-    return cm_coef, cm_risk, ok_count, np.concatenate(kept, axis=0)
+        counts += fitted.counts
+    return cm_coef, cm_risk, ok_count, np.concatenate(kept, axis=0), counts

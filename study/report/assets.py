@@ -16,7 +16,7 @@ import pandas as pd
 
 from study.check import check
 from study.design import design_from_dict
-from study.engine.store import atomic_write_bytes, atomic_write_text, load_npz
+from study.files import atomic_write_bytes, atomic_write_text, load_npz
 from study.numbers import as_written, fmt, nearest_on_log_scale, percent
 from study.paths import (
     DRAWS_FILE,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from study.conditional import conditional_risk
+from study.conditional import conditional_risk_function
 from study.design import Design
 from study.existence import finite_moment_order
 from study.numbers import nearest_on_log_scale
@@ -58,15 +58,16 @@ def risk_curves(design: Design) -> pd.DataFrame:
     for degree in design.degree:
         basis = design.standard_basis(degree)
         for m in ms:
-            grams = design_grams(design, m, degree)
+            # one factorisation of the designs serves every scaling's α
+            risk_of = conditional_risk_function(
+                design_grams(design, m, degree), basis=basis, noise_sd=design.noise_sd
+            )
             for scaling in design.scaling:
-                alphas = np.array(
-                    [
-                        scaling_alpha(lam, m=m, degree=degree, scaling=scaling)
-                        for lam in CURVE_LAMBDAS
-                    ]
-                )
-                risk = conditional_risk(grams, alphas, basis=basis, noise_sd=design.noise_sd)
+                alphas = [
+                    scaling_alpha(lam, m=m, degree=degree, scaling=scaling)
+                    for lam in CURVE_LAMBDAS
+                ]
+                risk = risk_of(np.array(alphas))
                 rows += [
                     {"m": m, "degree": degree, "scaling": scaling, "lambda": lam, "risk": r}
                     for lam, r in zip(CURVE_LAMBDAS, risk, strict=True)
