@@ -84,7 +84,7 @@ class _PencilData:
 
 
 def _quantities_all_alphas(
-    pd: _PencilData, basis: StandardBasis, alphas: np.ndarray, alpha0: float, noise_sd: float
+    pencil: _PencilData, basis: StandardBasis, alphas: np.ndarray, alpha0: float, noise_sd: float
 ):
     """Every α at once from one factorisation of the pencil (G + α₀P, P).
 
@@ -96,13 +96,13 @@ def _quantities_all_alphas(
     Returns arrays over (n data sets, A values of α): coefficient quantities (n, A, p, 5),
     risk quantities (n, A, 3) and ŵ (n, A, p).
     """
-    n, p = pd.z.shape
-    s = 1.0 / (1.0 + (alphas[None, :, None] - alpha0) * pd.eig[:, None, :])  # (n, A, p)
-    WT = np.swapaxes(pd.W, -1, -2)
-    v_hat = (pd.z[:, None, :] * s) @ WT
-    v_mean = (pd.z_star[:, None, :] * s) @ WT
+    n, p = pencil.z.shape
+    s = 1.0 / (1.0 + (alphas[None, :, None] - alpha0) * pencil.eig[:, None, :])  # (n, A, p)
+    WT = np.swapaxes(pencil.W, -1, -2)
+    v_hat = (pencil.z[:, None, :] * s) @ WT
+    v_mean = (pencil.z_star[:, None, :] * s) @ WT
     s *= s
-    s *= (1.0 - alpha0 * pd.eig)[:, None, :]  # now s²(1 − α₀Λ)
+    s *= (1.0 - alpha0 * pencil.eig)[:, None, :]  # now s²(1 − α₀Λ)
     coef = np.empty((n, alphas.size, p, 5))
     B, sigma_u = basis.B, basis.sigma
     # ŵ = Bᵀv̂ (B = I on [−1, 1]: skip the product)
@@ -111,7 +111,7 @@ def _quantities_all_alphas(
     np.multiply(coef[..., 0], coef[..., 0], out=coef[..., 1])
     np.subtract(v_mean if basis.B_is_identity else v_mean @ B, basis.w_star, out=coef[..., 2])
     np.multiply(coef[..., 2], coef[..., 2], out=coef[..., 3])
-    np.matmul(s, np.swapaxes(pd.Wr2, -1, -2), out=coef[..., 4])
+    np.matmul(s, np.swapaxes(pencil.Wr2, -1, -2), out=coef[..., 4])
     coef[..., 4] *= noise_sd**2
     risk = np.empty((n, alphas.size, 3))
     v_hat -= basis.v_star
@@ -119,7 +119,7 @@ def _quantities_all_alphas(
     risk[..., 0] = ((v_hat @ sigma_u) * v_hat).sum(axis=-1)
     np.multiply(risk[..., 0], risk[..., 0], out=risk[..., 1])
     risk[..., 2] = ((v_mean @ sigma_u) * v_mean).sum(axis=-1)
-    risk[..., 2] += noise_sd**2 * (s * pd.WSW[:, None, :]).sum(axis=-1)
+    risk[..., 2] += noise_sd**2 * (s * pencil.WSW[:, None, :]).sum(axis=-1)
     return coef, risk, coef[..., 0] + basis.w_star
 
 

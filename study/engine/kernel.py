@@ -200,7 +200,7 @@ def pencil_moments(
     v_star,
     w_star,
     sigma_u,
-    sigma,
+    noise_sd,
     keep,
     coef_mean,
     coef_M,
@@ -217,7 +217,7 @@ def pencil_moments(
     alphas : (A,) every distinct α, all ≥ alpha0.
     P, F, B, v_star, w_star, sigma_u : of the degree (:class:`study.basis.StandardBasis`).
     b_identity : whether B is the identity (then ŵ = v̂).
-    sigma : noise standard deviation.
+    noise_sd : noise standard deviation σ.
     keep : ŵ of the first ``keep`` data sets is written to w_keep (keep, A, p).
 
     Outputs (written in place): coef_mean (A, p, 5), coef_M (A, p, 5, 5),
@@ -239,7 +239,7 @@ def pencil_moments(
     if status != OK:
         return status
     g = 1.0 - alpha0 * eig  # 1 − α₀Λ
-    sigma2 = sigma * sigma
+    sigma2 = noise_sd * noise_sd
     s2g, tz, tzs = np.empty((p, n)), np.empty((p, n)), np.empty((p, n))
     vh, vm, wh, wm = np.empty((p, n)), np.empty((p, n)), np.empty((p, n)), np.empty((p, n))
     qc = np.empty((p, 5, n))
