@@ -35,5 +35,9 @@ def theory(results_dir: Path, **options) -> RunReport:
     FolderError
         If the folder has no manifest or a task has no checkpoint.
     """
-    design = design_from_dict(read_manifest(Path(results_dir))["design"], str(results_dir))
+    previous = read_manifest(Path(results_dir))
+    design = design_from_dict(previous["design"], str(results_dir))
+    # the folder's provenance stays that of the run that simulated it
+    engine_run = previous.get("engine_run", previous["run"])
+    options = dict(design_path=previous.get("design_file"), engine_run=engine_run) | options
     return simulate(design, Path(results_dir), require_complete=True, **options)

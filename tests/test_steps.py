@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from study.report.tables import table_provenance
+
 from conftest import run_cli, small_design, write_design
 
 ENGINE_FILES = ("summary.csv", "risk.csv", "fits.csv", "draws.npz")
@@ -36,7 +38,12 @@ def test_engine_then_theory_equals_one_simulate(tmp_path):
     assert "theory added" in proc.stdout
     for name in FILES:
         assert (both / name).read_bytes() == (steps / name).read_bytes(), name
-    assert json.loads((steps / "manifest.json").read_text())["steps"] == ["engine", "theory"]
+    after = json.loads((steps / "manifest.json").read_text())
+    assert after["steps"] == ["engine", "theory"]
+    # the provenance stays that of the run that simulated, design file included
+    assert after["design_file"] == manifest["design_file"] == str(design)
+    assert after["engine_run"] == manifest["run"] and after["run"]["id"] != manifest["run"]["id"]
+    assert f"(`{design}`)" in table_provenance(after)
     # the check now runs (its verdict on so small a design is not the point here)
     checked = run_cli("check", steps)
     assert checked.returncode in (0, 1) and "z-values" in checked.stdout, checked.stderr

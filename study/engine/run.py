@@ -110,6 +110,7 @@ def simulate(
     on_reject=None,
     solver: str = "auto",
     require_complete: bool = False,
+    engine_run: dict | None = None,
 ) -> RunReport:
     """Run every missing task of ``design`` and write the results to ``results_dir``.
 
@@ -121,7 +122,8 @@ def simulate(
     the folder: it may add columns and returns further files as {name: text}. Without it
     the folder holds the Monte Carlo results alone (the benchmark times the engine so).
     ``solver``: how the fits are computed (:data:`study.conditional.SOLVERS`). With
-    ``require_complete`` a task without a checkpoint is an error (``study theory``).
+    ``require_complete`` a task without a checkpoint is an error (``study theory``, which
+    passes the ``engine_run`` record of the run that simulated, kept in the manifest).
 
     Raises
     ------
@@ -164,6 +166,8 @@ def simulate(
         } | _machine(jobs, backend)
         steps = ["engine"] if after is None else ["engine", getattr(after, "step", "after")]
         manifest = _manifest(design, design_path, files, steps, run)
+        if engine_run is not None:
+            manifest["engine_run"] = engine_run
         # written last: the commit point of the run (study.folder.reading checks it)
         atomic_write_text(
             results_dir / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n"

@@ -191,10 +191,10 @@ def table_transfer(transfer: pd.DataFrame, *, m0: int, ms: list[int]) -> str:
 
 def table_provenance(manifest: dict) -> str:
     d = manifest["design"]
-    run = manifest["run"]
+    run = manifest.get("engine_run", manifest["run"])  # the run that simulated
     v = manifest["versions"]
     grid, counts = d["grid"], manifest["counts"]
-    design_file = manifest.get("design_file") or ""
+    design_file = f" (`{manifest['design_file']}`)" if manifest.get("design_file") else ""
     replications = f"{manifest['replications']:,} in blocks of {d['block_size']:,}"
     cells = (
         f"{len(grid['m'])} m × {len(grid['degree'])} degrees × "
@@ -205,7 +205,7 @@ def table_provenance(manifest: dict) -> str:
         f"{run['cores']} cores, {run['platform']}"
     )
     rows = [
-        ["design", f"`{d['name']}` (`{design_file}`), hash `{manifest['design_hash'][:12]}`"],
+        ["design", f"`{d['name']}`{design_file}, hash `{manifest['design_hash'][:12]}`"],
         ["seed", str(manifest["seed"])],
         ["replications per cell", replications],
         ["cells", cells],
