@@ -160,13 +160,9 @@ def block_power_sums(
             E[chunk.rows] += e_part
     if not noise:
         return sums, None
-    # y = β0 + β1·x + σε with x = center + scale·u, so Σu^p·y follows from S and E.
-    shift = design.intercept + design.slope * design.x.center
-    T = (
-        shift * sums[:, : K + 1]
-        + design.slope * design.x.scale * sums[:, 1 : K + 2]
-        + design.noise_sd * E
-    )
+    # y = v*₀ + v*₁·u + σε (the true line in u), so Σu^p·y follows from S and E.
+    v_star = design.true_coefficients_of(1, standardised=True)
+    T = v_star[0] * sums[:, : K + 1] + v_star[1] * sums[:, 1 : K + 2] + design.noise_sd * E
     return sums, T
 
 
