@@ -126,9 +126,18 @@ def _simulate_parser(sub) -> argparse.ArgumentParser:
     )
     sim.add_argument(
         "--backend",
-        choices=("loky", "threading"),
-        default="loky",
-        help="joblib backend (default: loky, separate processes); results do not depend on it",
+        choices=("loky", "threading", "dask"),
+        default=None,
+        help="loky (separate processes on this machine, the default), threading, or dask (a "
+        "local Dask cluster of --jobs worker processes, or the cluster at --scheduler); "
+        "results do not depend on it",
+    )
+    sim.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="address of a running Dask scheduler (e.g. tcp://host:8786, started by `dask "
+        "scheduler` or dask-jobqueue); implies --backend dask",
     )
     sim.add_argument(
         "--out",
@@ -285,6 +294,11 @@ def _simulate(args) -> int:
     from study.folder import check_out_path, refuse_foreign
     from study.steps import simulate
 
+    if args.scheduler is not None and args.backend not in (None, "dask"):
+        raise DesignError(
+            f"option '--scheduler': given with --backend {args.backend}; a scheduler address "
+            "needs --backend dask (or no --backend)"
+        )
     design = load_design(args.design)
     out = check_out_path(args.out if args.out is not None else results_dir(design.name))
     refuse_foreign(out)
@@ -308,7 +322,9 @@ def _simulate(args) -> int:
     if args.dry_run:
         return 0
 
-    options = dict(jobs=jobs, backend=args.backend, fresh=args.fresh, progress=not args.quiet)
+    backend = args.backend or ("dask" if args.scheduler else "loky")
+    options = dict(jobs=jobs, backend=backend, fresh=args.fresh, progress=not args.quiet)
+    options |= dict(scheduler=args.scheduler)
     options |= dict(design_path=str(args.design), on_reject=_rejected, theory=not args.no_theory)
     try:
         with _signals_as_interrupts():

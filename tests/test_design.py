@@ -130,7 +130,7 @@ def test_unreadable_file(tmp_path, monkeypatch, capsys):
         (["--jobs", "0"], ["--jobs", "'0'", "an integer from 1 to"]),
         (["--jobs", "100000"], ["--jobs", "'100000'", "an integer from 1 to"]),
         (["--jobs", "two"], ["--jobs", "'two'"]),
-        (["--backend", "dask"], ["--backend", "'dask'", "loky"]),
+        (["--backend", "spark"], ["--backend", "'spark'", "loky", "dask"]),
         (["--frsh"], ["--frsh"]),
     ],
 )

@@ -1,9 +1,10 @@
-"""Run a design: schedule the missing tasks with joblib, checkpoint each one as it
-finishes, then write the result files.
+"""Run a design: schedule the missing tasks with joblib (loky, threading, or a Dask
+cluster), checkpoint each one in this process as its result comes back, then write the
+result files.
 
-Results are bit-identical for any number of jobs, either backend and any completion
-order: each task has its own random stream, and the summaries merge blocks in block
-order from the checkpoints. An interrupted run (Ctrl-C, SIGTERM, SIGHUP, ``kill -9``)
+Results are bit-identical for any number of jobs, any backend and any completion order:
+each task has its own random stream, and the summaries merge blocks in block order from
+the checkpoints. An interrupted run (Ctrl-C, SIGTERM, SIGHUP, ``kill -9``)
 keeps every finished task; the same command computes only what is missing. The results
 folder is owned, locked and committed as :mod:`study.folder` describes.
 """
@@ -17,7 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,7 @@ import numpy as np
 from joblib import Parallel, delayed, parallel_config
 
 from study import folder as results_folder
-from study.design import Design
+from study.design import Design, DesignError
 from study.engine import ENGINE_VERSION
 from study.engine.merge import summarise
 from study.engine.store import CheckpointStore
@@ -45,7 +46,15 @@ from study.paths import (
 )
 from study.results import to_csv
 
-BACKENDS = ("loky", "threading")
+BACKENDS = ("loky", "threading", "dask")
+
+
+# how long `--scheduler ADDRESS` waits for the scheduler to answer
+DASK_CONNECT_SECONDS = 10
+
+
+class SchedulerUnreachable(DesignError):
+    """``--scheduler`` names no reachable Dask scheduler (bad input: exit 2, one line)."""
 
 
 class WorkerDied(RuntimeError):
@@ -111,6 +120,7 @@ def simulate(
     solver: str = "auto",
     require_complete: bool = False,
     engine_run: dict | None = None,
+    scheduler: str | None = None,
 ) -> RunReport:
     """Run every missing task of ``design`` and write the results to ``results_dir``.
 
@@ -121,6 +131,8 @@ def simulate(
     pipeline (the theory, :func:`study.theory.step.extend`), run before the one commit of
     the folder: it may add columns and returns further files as {name: text}. Without it
     the folder holds the Monte Carlo results alone (the benchmark times the engine so).
+    ``backend`` is one of :data:`BACKENDS`; with "dask", ``scheduler`` is the address of a
+    running Dask scheduler, or None to start a LocalCluster of ``jobs`` workers.
     ``solver``: how the fits are computed (:data:`study.conditional.SOLVERS`). With
     ``require_complete`` a task without a checkpoint is an error (``study theory``, which
     passes the ``engine_run`` record of the run that simulated, kept in the manifest).
@@ -137,6 +149,9 @@ def simulate(
     """
     started = time.perf_counter()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    if scheduler is not None:  # before anything is written
+        with _dask_client(0, scheduler):
+            pass
     # absolute (writing() resolves it): workers save the checkpoints, and a reused worker
     # process keeps the working directory it started in
     with results_folder.writing(
@@ -152,7 +167,8 @@ def simulate(
                 "`study simulate` with its design first"
             )
         options = dict(jobs=jobs, backend=backend, progress=progress, solver=solver)
-        compute_seconds = _run_tasks(design, results_dir, todo, len(tasks), len(done), **options)
+        options |= dict(scheduler=scheduler)
+        compute_seconds = _run_tasks(design, store, todo, len(tasks), len(done), **options)
 
         files, n_declined = _write_results(design, results_dir, store, after=after)
         wall = time.perf_counter() - started
@@ -163,7 +179,7 @@ def simulate(
             "compute_seconds_this_run": round(compute_seconds, 3),
             "tasks_computed_this_run": len(todo),
             "tasks_resumed": len(done),
-        } | _machine(jobs, backend)
+        } | _machine(jobs, backend, scheduler)
         steps = ["engine"] if after is None else ["engine", getattr(after, "step", "after")]
         manifest = _manifest(design, design_path, files, steps, run)
         if engine_run is not None:
@@ -184,8 +200,9 @@ def simulate(
     )
 
 
-def _machine(jobs: int, backend: str) -> dict:
-    return {
+def _machine(jobs: int, backend: str, scheduler: str | None) -> dict:
+    where = {} if backend != "dask" else {"scheduler": scheduler or "local cluster"}
+    return where | {
         "jobs": jobs,
         "backend": backend,
         "cores": os.cpu_count(),
@@ -239,10 +256,12 @@ def _write_results(design: Design, results_dir: Path, store, *, after=None):
 
 
 def _run_tasks(
-    design, results_dir, todo, n_tasks, n_done, *, jobs, backend, progress, solver
+    design, store, todo, n_tasks, n_done, *, jobs, backend, progress, solver, scheduler=None
 ) -> float:
-    """Run ``todo`` in parallel, each task checkpointed by the worker that ran it; returns
-    the summed compute time. A dead worker raises WorkerDied naming the unfinished tasks."""
+    """Run ``todo`` in parallel and checkpoint each task as its result comes back (in this
+    process: workers need not share its file system); returns the summed compute time. A
+    dead worker raises WorkerDied naming the unfinished tasks (under Dask, the scheduler
+    runs a dead worker's tasks again elsewhere instead)."""
     from joblib.externals.loky.process_executor import BrokenProcessPool
     from tqdm.auto import tqdm
 
@@ -253,25 +272,25 @@ def _run_tasks(
     # what was pulled and has not come back is what was running when a worker died
     pulled: list[tuple[int, int]] = []
     finished: set[tuple[int, int]] = set()
+    own_process = backend == "dask"
 
     def calls():
         for m, b in todo:
             pulled.append((m, b))
-            yield delayed(_task)(design, results_dir, m, b, solver)
+            yield delayed(_task)(design, m, b, solver, own_process)
 
     try:
         if todo:
             # never more workers than tasks: each worker is a process with its own memory
-            # threads share the process's BLAS pools: limit them here, once, not per task
             n_jobs = min(jobs, len(todo))
-            pools = nullcontext() if backend == "loky" else one_blas_thread()
-            with pools, parallel_config(backend=backend, n_jobs=n_jobs):
+            with _backend(backend, n_jobs, scheduler):
                 parallel = Parallel(
                     return_as="generator_unordered", batch_size=1, pre_dispatch="n_jobs"
                 )
-                for task, seconds in parallel(calls()):
-                    finished.add(task)
-                    compute_seconds += seconds
+                for (m, b), result in parallel(calls()):
+                    store.save(m, b, result)
+                    finished.add((m, b))
+                    compute_seconds += result.seconds
                     bar.update(1)
     except BrokenProcessPool as exc:  # TerminatedWorkerError and its kin
         running = [t for t in pulled if t not in finished]
@@ -285,6 +304,54 @@ def _run_tasks(
     return compute_seconds
 
 
+@contextmanager
+def _backend(backend: str, n_jobs: int, scheduler: str | None):
+    """joblib configured for ``backend``: loky processes, threads of this process (their
+    BLAS pools limited here, once), or a Dask cluster: the one at ``scheduler``, or a
+    LocalCluster of ``n_jobs`` single-threaded worker processes started for the run."""
+    if backend == "loky":
+        with parallel_config(backend="loky", n_jobs=n_jobs):
+            yield
+    elif backend == "threading":
+        with one_blas_thread(), parallel_config(backend="threading", n_jobs=n_jobs):
+            yield
+    else:
+        with _dask_client(n_jobs, scheduler) as client:
+            # an existing cluster: as many tasks in flight as its workers have threads
+            n = n_jobs if scheduler is None else max(1, sum(client.nthreads().values()))
+            with parallel_config(backend="dask", n_jobs=n):
+                yield
+
+
+@contextmanager
+def _dask_client(n_workers: int, scheduler: str | None):
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout=DASK_CONNECT_SECONDS)
+        except (OSError, TimeoutError) as exc:
+            raise SchedulerUnreachable(
+                f"option '--scheduler': could not connect to {scheduler!r} within "
+                f"{DASK_CONNECT_SECONDS} s ({exc.__class__.__name__}); expected the address "
+                "of a running Dask scheduler, e.g. tcp://host:8786"
+            ) from None
+        with client:
+            yield client
+        return
+    cluster = LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
+    with cluster, Client(cluster) as client:
+        yield client
+
+
 def _exit_codes(exc: BaseException) -> str:
     """What joblib says of how a worker ended, e.g. 'SIGKILL(-9)'."""
     import re
@@ -293,10 +360,6 @@ def _exit_codes(exc: BaseException) -> str:
     return f"exit {hit[1]}" if hit else exc.__class__.__name__
 
 
-def _task(design: Design, results_dir: Path, m: int, block: int, solver: str = "auto"):
-    """Run one task and checkpoint it where it ran: only its identity and compute time
-    travel back (the results are read from the checkpoints by
-    :func:`study.engine.merge.summarise`)."""
-    result = run_task(design, m, block, solver=solver)
-    CheckpointStore(results_dir, design).save(m, block, result)
-    return (m, block), result.seconds
+def _task(design: Design, m: int, block: int, solver: str, own_process: bool):
+    """Run one task; its result travels back to be checkpointed by the main process."""
+    return (m, block), run_task(design, m, block, solver=solver, own_process=own_process)

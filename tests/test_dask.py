@@ -1,0 +1,136 @@
+"""Dask: a LocalCluster (--backend dask) and a real cluster (`dask scheduler` and two
+`dask worker` processes that the test starts on 127.0.0.1 and stops) give the results of
+loky byte for byte, also when a worker is killed mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("distributed")
+
+from study.design import design_from_dict  # noqa: E402
+from study.engine import run as run_module  # noqa: E402
+from study.steps import simulate  # noqa: E402
+
+from conftest import run_cli, small_design, write_design  # noqa: E402
+
+FILES = ("summary.csv", "risk.csv", "fits.csv", "draws.npz")
+DASK = Path(sys.executable).with_name("dask")
+
+
+def _bytes(folder: Path) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in FILES}
+
+
+def _raw(**changes):
+    # σ ≠ 1, an asymmetric x range, 70 replications in blocks of 20 (a short last block)
+    base = {"dgp.noise_sd": 0.6, "dgp.x.low": -0.5, "dgp.x.high": 2.0, "replications": 70}
+    return small_design(**(base | changes))
+
+
+def test_a_local_cluster_gives_loky_results(tmp_path):
+    design = design_from_dict(_raw())
+    simulate(design, tmp_path / "loky", jobs=2, progress=False, theory=False)
+    simulate(design, tmp_path / "dask", jobs=2, backend="dask", progress=False, theory=False)
+    assert _bytes(tmp_path / "dask") == _bytes(tmp_path / "loky")
+    run = json.loads((tmp_path / "dask" / "manifest.json").read_text())["run"]
+    assert run["backend"] == "dask" and run["scheduler"] == "local cluster"
+
+
+class Cluster:
+    """A Dask scheduler and two single-threaded workers, each in its own session."""
+
+    def __init__(self, folder: Path):
+        self.file = folder / "scheduler.json"
+        common = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        common |= dict(start_new_session=True, cwd=folder)
+        host = ["--host", "127.0.0.1", "--no-dashboard", "--scheduler-file", str(self.file)]
+        self.scheduler = subprocess.Popen([DASK, "scheduler", "--port", "0", *host], **common)
+        worker = [DASK, "worker", "--nthreads", "1", "--nworkers", "1", *host]
+        self.workers = [subprocess.Popen(worker, **common) for _ in range(2)]
+        self.address = self._wait()
+
+    def _wait(self) -> str:
+        from distributed import Client
+
+        deadline = time.monotonic() + 60
+        while not self.file.exists():
+            assert time.monotonic() < deadline, "the scheduler did not start"
+            time.sleep(0.1)
+        address = json.loads(self.file.read_text())["address"]
+        with Client(address, timeout=30) as client:
+            client.wait_for_workers(2, timeout=60)
+        return address
+
+    def kill_worker(self, i: int) -> None:
+        os.killpg(self.workers[i].pid, signal.SIGKILL)  # the nanny and its worker
+
+    def stop(self) -> None:
+        for proc in (*self.workers, self.scheduler):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=30)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = Cluster(tmp_path)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def test_a_real_cluster_gives_loky_results_even_when_a_worker_is_killed(tmp_path, cluster):
+    # about forty tasks of a fraction of a second each: time to kill a worker mid-run
+    raw = _raw(**{"grid.m": [400, 3000, 20000], "replications": 700, "block_size": 50})
+    design_file = write_design(tmp_path / "d.toml", raw)
+    loky = tmp_path / "loky"
+    run_cli("simulate", design_file, "--out", loky, "-q", "-j", "2", "--no-theory", check=True)
+
+    out = tmp_path / "cluster"
+    cmd = [sys.executable, "-m", "study", "simulate", str(design_file), "--out", str(out)]
+    cmd += ["--scheduler", cluster.address, "-q", "--no-theory"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoints = out / "checkpoints"
+    deadline = time.monotonic() + 120
+    while not (checkpoints.is_dir() and len(list(checkpoints.glob("*.ckpt"))) >= 3):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    cluster.kill_worker(0)
+    n_tasks = len(design_from_dict(raw).tasks())
+    assert len(list(checkpoints.glob("*.ckpt"))) < n_tasks  # killed mid-run
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert len(list(checkpoints.glob("*.ckpt"))) == n_tasks
+    assert _bytes(out) == _bytes(loky)
+    run = json.loads((out / "manifest.json").read_text())["run"]
+    assert run["scheduler"] == cluster.address and run["tasks_resumed"] == 0
+
+
+def test_an_unreachable_scheduler_is_one_line_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_module, "DASK_CONNECT_SECONDS", 1)
+    design = design_from_dict(_raw())
+    with pytest.raises(run_module.SchedulerUnreachable, match=r"'--scheduler'.*tcp://127"):
+        simulate(design, tmp_path / "out", scheduler="tcp://127.0.0.1:9", backend="dask")
+    assert not (tmp_path / "out").exists()
+
+
+def test_scheduler_with_another_backend_is_refused(tmp_path):
+    design_file = write_design(tmp_path / "d.toml", _raw())
+    cmd = ("simulate", design_file, "--out", tmp_path / "o", "--backend", "loky")
+    proc = run_cli(*cmd, "--scheduler", "tcp://127.0.0.1:9")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "'--scheduler'" in proc.stderr and "--backend dask" in proc.stderr
+    assert not (tmp_path / "o").exists()
