@@ -8,6 +8,9 @@ one JSON file with, for each contender, wall time (median, min, max over the rep
 per second, data points per second and peak memory:
 
 - engine: ``study.engine.run.simulate`` (without the theory step) with 1 and 2 jobs;
+- whole command: ``study simulate DESIGN`` as a user runs it, a fresh process each time
+  (interpreter start, imports, loading the compiled kernel, the theory step), with 1 and 2
+  jobs and on a local Dask cluster of 2 workers;
 - scikit-learn loop: ``Ridge(alpha=α)`` per data set and cell on the monomial features,
   timed on a random subsample of the fits and scaled to the whole design;
 - NumPy loop: one Gram matrix per data set and degree, one ``np.linalg.solve`` per fit, the
@@ -42,7 +45,11 @@ from study.engine.run import count_fits, simulate  # noqa: E402
 from study.engine.streams import block_chunks, draw_block_data  # noqa: E402
 from study.scaling import alpha as scaling_alpha  # noqa: E402
 
-DESIGNS = {"fit": "simulations/bench-fit.toml", "data": "simulations/bench-data.toml"}
+DESIGNS = {
+    "fit": "simulations/bench-fit.toml",
+    "data": "simulations/bench-data.toml",
+    "data7": "simulations/bench-data7.toml",
+}
 
 
 # --- contenders --------------------------------------------------------------------------
@@ -52,6 +59,16 @@ def run_engine(design, jobs: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         simulate(design, Path(tmp) / "r", jobs=jobs, progress=False)
+        return time.perf_counter() - started
+
+
+def run_command(design_path: str, jobs: int, backend: str = "loky") -> float:
+    """Wall time of ``study simulate`` in a fresh process, theory included."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "study", "simulate", design_path, "--out", f"{tmp}/r"]
+        cmd += ["--jobs", str(jobs), "--backend", backend, "--quiet"]
+        started = time.perf_counter()
+        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
         return time.perf_counter() - started
 
 
@@ -213,6 +230,9 @@ def bench_design(key: str, repeats: int) -> dict:
         times = [run_engine(design, jobs) for _ in range(repeats)]
         memory = peak_memory_mib(str(ROOT / path), jobs)
         record(f"engine, {jobs} job{'s' * (jobs > 1)}", times, memory=memory)
+    for jobs, backend in ((1, "loky"), (2, "loky"), (2, "dask")):
+        times = [run_command(str(ROOT / path), jobs, backend) for _ in range(repeats)]
+        record(f"study simulate, {jobs} job{'s' * (jobs > 1)}, {backend}", times)
     for jobs in (1, 2):
         times = [run_floor(design, jobs) for _ in range(repeats)]
         record(f"floor (draws only), {jobs} job{'s' * (jobs > 1)}", times)
@@ -233,14 +253,50 @@ def bench_design(key: str, repeats: int) -> dict:
         return contenders[name]["wall_seconds"]["median"]
 
     e1, e2 = median("engine, 1 job"), median("engine, 2 jobs")
+    c1, c2 = median("study simulate, 1 job, loky"), median("study simulate, 2 jobs, loky")
+    f1 = median("floor (draws only), 1 job")
     result["ratios"] = {
         "scikit-learn / engine (per fit, 1 job)": median("scikit-learn loop") / e1,
         "NumPy loop / engine (per fit, 1 job)": median("NumPy loop") / e1,
-        "engine / floor, 1 job": e1 / median("floor (draws only), 1 job"),
+        "NumPy loop / whole command (per fit, 1 job)": median("NumPy loop") / c1,
+        "engine / floor, 1 job": e1 / f1,
         "engine / floor, 2 jobs": e2 / median("floor (draws only), 2 jobs"),
-        "speed-up, 2 jobs over 1": e1 / e2,
+        "whole command / floor, 1 job": c1 / f1,
+        "speed-up, 2 jobs over 1 (engine)": e1 / e2,
+        "speed-up, 2 jobs over 1 (whole command)": c1 / c2,
+        "Dask local cluster / loky (whole command, 2 jobs)": (
+            median("study simulate, 2 jobs, dask") / c2
+        ),
     }
     return result
+
+
+def markdown(results: list[dict]) -> str:
+    """The tables of a run as Markdown (bench/results/bench.md, linked from the README)."""
+    from datetime import UTC, datetime
+
+    lines = [
+        f"# `make bench`, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores",
+        "",
+        "Written by `bench/bench.py`; median of the repeats (min–max), wall seconds.",
+    ]
+    for r in results:
+        lines += [
+            "",
+            f"## `{r['design']}`: {r['fits']:,} fits, {r['data_points']:,} data points",
+            "",
+            "| contender | wall s | fits/s | points/s | peak MiB |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, c in r["contenders"].items():
+            w, mem = c["wall_seconds"], c["peak_memory_mib"]
+            lines.append(
+                f"| {name} | {w['median']:.3f} ({w['min']:.2f}–{w['max']:.2f}) | "
+                f"{c['fits_per_second']:.3g} | {c['points_per_second']:.3g} | "
+                f"{f'{mem:.0f}' if mem else '–'} |"
+            )
+        lines += ["", *(f"- {name}: {value:.2f}" for name, value in r["ratios"].items())]
+    return "\n".join(lines) + "\n"
 
 
 def print_table(result: dict) -> None:
@@ -248,13 +304,13 @@ def print_table(result: dict) -> None:
         f"\n{result['design']}: {result['fits']:,} fits, {result['data_points']:,} data points, "
         f"{result['cores']} cores, median of {result['repeats']} (min–max)"
     )
-    print(f"{'contender':<28} {'wall s':>22} {'fits/s':>12} {'points/s':>12} {'peak MiB':>9}")
+    print(f"{'contender':<34} {'wall s':>22} {'fits/s':>12} {'points/s':>12} {'peak MiB':>9}")
     for name, c in result["contenders"].items():
         w = c["wall_seconds"]
         mem = f"{c['peak_memory_mib']:.0f}" if c["peak_memory_mib"] else "–"
         wall = f"{w['median']:.3f} ({w['min']:.2f}–{w['max']:.2f})"
         rates = f"{c['fits_per_second']:>12.3g} {c['points_per_second']:>12.3g}"
-        print(f"{name:<28} {wall:>22} {rates} {mem:>9}")
+        print(f"{name:<34} {wall:>22} {rates} {mem:>9}")
     for name, value in result["ratios"].items():
         print(f"  {name}: {value:.2f}")
 
@@ -286,7 +342,7 @@ def bench_memory(factor: int, jobs: int = 2) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--designs", nargs="+", choices=sorted(DESIGNS), default=["fit", "data"])
+    parser.add_argument("--designs", nargs="+", choices=sorted(DESIGNS), default=sorted(DESIGNS))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument(
@@ -304,12 +360,16 @@ def main(argv=None) -> int:
             print(f"  {name:>22}: {run['peak_memory_mib']:.0f} MiB ({run['wall_seconds']:.0f} s)")
         print(f"  growth with 10× the replications: {mem['growth']:.3f}×")
         (args.out / "bench-memory.json").write_text(json.dumps(mem, indent=2) + "\n")
+    results = []
     for key in args.designs:
         result = bench_design(key, args.repeats)
         print_table(result)
         path = args.out / f"bench-{key}.json"
         path.write_text(json.dumps(result, indent=2) + "\n")
         print(f"  → {path}")
+        results.append(result)
+    (args.out / "bench.md").write_text(markdown(results))
+    print(f"  → {args.out / 'bench.md'}")
     return 0
 
 

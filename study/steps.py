@@ -20,7 +20,8 @@ from study.theory.step import extend
 def simulate(design: Design, results_dir: Path, *, theory: bool = True, **options) -> RunReport:
     """Run the engine on ``design`` into ``results_dir`` and, unless ``theory`` is False,
     the theory step before the commit; ``options`` go to :func:`study.engine.run.simulate`
-    (jobs, backend, fresh, progress, design_path, on_reject)."""
+    (jobs, backend, scheduler, fresh, progress, design_path, on_reject, solver,
+    noise_draw)."""
     return _simulate_engine(design, results_dir, after=extend if theory else None, **options)
 
 
@@ -40,4 +41,5 @@ def theory(results_dir: Path, **options) -> RunReport:
     # the folder's provenance stays that of the run that simulated it
     engine_run = previous.get("engine_run", previous["run"])
     options = dict(design_path=previous.get("design_file"), engine_run=engine_run) | options
+    options.setdefault("noise_draw", previous.get("noise_draw", "sufficient"))
     return simulate(design, Path(results_dir), require_complete=True, **options)

@@ -84,11 +84,13 @@ def test_summary_equals_direct_numpy_on_all_draws(tmp_path):
 @pytest.mark.parametrize("low, high", [(-1.0, 1.0), (0.0, 10.0), (2.0, 3.0)])
 def test_engine_equals_a_loop_over_fit_polynomial_ridge(tmp_path, low, high):
     """Same random streams, fitted one data set at a time with the public function: the
-    pencil path ([−1, 1], [0, 10]) and the direct path ([2, 3]) of the engine, m ≤ k included."""
+    pencil path ([−1, 1], [0, 10]) and the direct path ([2, 3]) of the engine, m ≤ k included.
+    (With the plain noise draw, which has raw data; the sufficient draw is checked against
+    it in distribution below.)"""
     raw = small_design(
         **{"output.keep_draws": 60, "dgp.x": {"distribution": "uniform", "low": low, "high": high}}
     )
-    design, out = _run(tmp_path, raw)
+    design, out = _run(tmp_path, raw, noise_draw="plain")
     draws = load_npz(out / "draws.npz")
     risk = pd.read_csv(out / "risk.csv")
     for i_m, m in enumerate(design.m):
@@ -138,7 +140,7 @@ def test_degree_ten_against_high_precision(x):
     changes = {"grid.m": [200], "grid.degree": [10], "grid.lambda": [0.0, 1.0], "dgp.x": x}
     raw = small_design(**changes, replications=4, block_size=4, **{"output.keep_draws": 4})
     design = design_from_dict(raw)
-    result = run_task(design, 200, 0)
+    result = run_task(design, 200, 0, noise_draw="plain")
     xs, ys = draw_block_data(design, 200, 0)
     mpmath.mp.dps = 50
     for i_l, lam in enumerate(design.lam):
@@ -380,7 +382,7 @@ def test_huge_data_sets_are_drawn_in_pieces_with_the_same_numbers(monkeypatch):
     )
     design = design_from_dict(raw)
     monkeypatch.setattr("study.engine.streams.MAX_PIECE", 7)
-    power_sums, T = block_power_sums(design, 50, 1, 3)
+    power_sums, T = block_power_sums(design, 50, 1, 3, noise_draw="plain")
     x, y = draw_block_data(design, 50, 1)
     u = (x - design.x.center) / design.x.scale
     np.testing.assert_allclose(

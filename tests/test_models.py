@@ -60,7 +60,7 @@ def test_design_from_dict_names_the_key():
 # --- a second family in one module ----------------------------------------------------
 
 
-def _toy_run_block(design, m, block, *, solver="auto"):
+def _toy_run_block(design, m, block, *, solver="auto", noise_draw="sufficient"):
     """A toy family: coefficient j of every cell is drawn as N(j + α, 1) from a stream of
     (seed, m, block); every quantity of the Gaussian family's layout is that draw."""
     rng = np.random.default_rng([design.seed, m, block])

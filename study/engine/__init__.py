@@ -16,4 +16,5 @@ Nothing here imports the theory or the report.
 # Bump whenever a change to the engine changes what a task computes: checkpoints written
 # by another engine version are refused, never merged with new ones.
 # 4: a task also counts how each data set was fitted (fits.csv); the numbers of 3 unchanged.
-ENGINE_VERSION = 4
+# 5: the noise enters as Φᵀε ~ N(0, σ²G), K + 1 normals per data set, not m (new numbers).
+ENGINE_VERSION = 5

@@ -121,6 +121,7 @@ def simulate(
     require_complete: bool = False,
     engine_run: dict | None = None,
     scheduler: str | None = None,
+    noise_draw: str = "sufficient",
 ) -> RunReport:
     """Run every missing task of ``design`` and write the results to ``results_dir``.
 
@@ -133,6 +134,8 @@ def simulate(
     the folder holds the Monte Carlo results alone (the benchmark times the engine so).
     ``backend`` is one of :data:`BACKENDS`; with "dask", ``scheduler`` is the address of a
     running Dask scheduler, or None to start a LocalCluster of ``jobs`` workers.
+    ``noise_draw``: how the noise is drawn (:data:`study.engine.streams.NOISE_DRAWS`; equal
+    in distribution, different numbers; the checkpoints record it).
     ``solver``: how the fits are computed (:data:`study.conditional.SOLVERS`). With
     ``require_complete`` a task without a checkpoint is an error (``study theory``, which
     passes the ``engine_run`` record of the run that simulated, kept in the manifest).
@@ -157,7 +160,7 @@ def simulate(
     with results_folder.writing(
         results_dir, design_hash=design.hash, engine_version=ENGINE_VERSION, fresh=fresh
     ) as results_dir:
-        store = CheckpointStore(results_dir, design)
+        store = CheckpointStore(results_dir, design, noise_draw=noise_draw)
         tasks = design.tasks()
         done = store.done(on_reject=on_reject)
         todo = [t for t in tasks if t not in done]
@@ -167,7 +170,7 @@ def simulate(
                 "`study simulate` with its design first"
             )
         options = dict(jobs=jobs, backend=backend, progress=progress, solver=solver)
-        options |= dict(scheduler=scheduler)
+        options |= dict(scheduler=scheduler, noise_draw=noise_draw)
         compute_seconds = _run_tasks(design, store, todo, len(tasks), len(done), **options)
 
         files, n_declined = _write_results(design, results_dir, store, after=after)
@@ -181,7 +184,7 @@ def simulate(
             "tasks_resumed": len(done),
         } | _machine(jobs, backend, scheduler)
         steps = ["engine"] if after is None else ["engine", getattr(after, "step", "after")]
-        manifest = _manifest(design, design_path, files, steps, run)
+        manifest = _manifest(design, design_path, files, steps, run, noise_draw)
         if engine_run is not None:
             manifest["engine_run"] = engine_run
         # written last: the commit point of the run (study.folder.reading checks it)
@@ -210,7 +213,9 @@ def _machine(jobs: int, backend: str, scheduler: str | None) -> dict:
     }
 
 
-def _manifest(design: Design, design_path, files: dict, steps: list[str], run: dict) -> dict:
+def _manifest(
+    design: Design, design_path, files: dict, steps: list[str], run: dict, noise_draw: str
+) -> dict:
     """What a committed folder says about itself (:func:`study.folder.reading` checks it)."""
     n_fits, n_points = count_fits(design)
     return {
@@ -223,6 +228,7 @@ def _manifest(design: Design, design_path, files: dict, steps: list[str], run: d
         "seed": design.seed,
         "replications": design.replications,
         "steps": steps,
+        "noise_draw": noise_draw,  # "sufficient": Φᵀε ~ N(0, σ²G) given the points
         "counts": {"tasks": len(design.tasks()), "fits": n_fits, "data_points": n_points},
         "run": run,
     }
@@ -256,7 +262,18 @@ def _write_results(design: Design, results_dir: Path, store, *, after=None):
 
 
 def _run_tasks(
-    design, store, todo, n_tasks, n_done, *, jobs, backend, progress, solver, scheduler=None
+    design,
+    store,
+    todo,
+    n_tasks,
+    n_done,
+    *,
+    jobs,
+    backend,
+    progress,
+    solver,
+    scheduler=None,
+    noise_draw="sufficient",
 ) -> float:
     """Run ``todo`` in parallel and checkpoint each task as its result comes back (in this
     process: workers need not share its file system); returns the summed compute time. A
@@ -277,7 +294,7 @@ def _run_tasks(
     def calls():
         for m, b in todo:
             pulled.append((m, b))
-            yield delayed(_task)(design, m, b, solver, own_process)
+            yield delayed(_task)(design, m, b, solver, noise_draw, own_process)
 
     try:
         if todo:
@@ -360,6 +377,7 @@ def _exit_codes(exc: BaseException) -> str:
     return f"exit {hit[1]}" if hit else exc.__class__.__name__
 
 
-def _task(design: Design, m: int, block: int, solver: str, own_process: bool):
+def _task(design: Design, m: int, block: int, solver: str, noise_draw: str, own_process: bool):
     """Run one task; its result travels back to be checkpointed by the main process."""
-    return (m, block), run_task(design, m, block, solver=solver, own_process=own_process)
+    options = dict(solver=solver, noise_draw=noise_draw, own_process=own_process)
+    return (m, block), run_task(design, m, block, **options)

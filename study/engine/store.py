@@ -35,7 +35,11 @@ class CheckpointError(ValueError):
 
 
 def pack_checkpoint(
-    arrays: dict[str, np.ndarray], *, design_hash: str, task: tuple[int, int]
+    arrays: dict[str, np.ndarray],
+    *,
+    design_hash: str,
+    task: tuple[int, int],
+    noise_draw: str = "sufficient",
 ) -> bytes:
     """A self-verifying checkpoint: magic line, one JSON header line (design hash, engine
     version, task, and for every array its name, dtype, shape and offset), the raw bytes of
@@ -56,6 +60,7 @@ def pack_checkpoint(
         "design_hash": design_hash,
         "engine_version": engine.ENGINE_VERSION,
         "task": [int(task[0]), int(task[1])],
+        "noise_draw": noise_draw,
         "payload_bytes": offset,
         "index": index,
     }
@@ -65,7 +70,7 @@ def pack_checkpoint(
 
 
 def unpack_checkpoint(
-    data: bytes, *, design_hash: str, task: tuple[int, int]
+    data: bytes, *, design_hash: str, task: tuple[int, int], noise_draw: str = "sufficient"
 ) -> dict[str, np.ndarray]:
     """Inverse of :func:`pack_checkpoint`, after proving the data are whole and belong to
     ``task`` of the design ``design_hash`` under this engine version.
@@ -74,7 +79,7 @@ def unpack_checkpoint(
     ------
     CheckpointError
         Empty, truncated or damaged (checksum), not a checkpoint, or from another design,
-        engine version or task.
+        engine version, task or noise draw.
     """
     if not data:
         raise CheckpointError("empty")
@@ -91,6 +96,8 @@ def unpack_checkpoint(
         raise CheckpointError(f"from another design (hash {header['design_hash'][:12]}…)")
     if header["engine_version"] != engine.ENGINE_VERSION:
         raise CheckpointError(f"from engine version {header['engine_version']}")
+    if header.get("noise_draw") != noise_draw:
+        raise CheckpointError(f"drawn with the {header.get('noise_draw')} noise draw")
     if tuple(header["task"]) != tuple(task):
         raise CheckpointError(
             f"of another task (m = {header['task'][0]}, block {header['task'][1]})"
@@ -113,16 +120,18 @@ def unpack_checkpoint(
 class CheckpointStore:
     """The task checkpoints of one results folder (see :mod:`study.folder` for the folder)."""
 
-    def __init__(self, results_dir: Path, design: Design):
+    def __init__(self, results_dir: Path, design: Design, *, noise_draw: str = "sufficient"):
         self.results_dir = Path(results_dir)
         self.dir = self.results_dir / CHECKPOINT_DIR
         self.design = design
+        self.noise_draw = noise_draw
+        self._identity = dict(design_hash=design.hash, noise_draw=noise_draw)
 
     def path(self, m: int, block: int) -> Path:
         return self.dir / f"m{m}-b{block}.ckpt"
 
     def save(self, m: int, block: int, result: TaskResult) -> None:
-        data = pack_checkpoint(result.to_arrays(), design_hash=self.design.hash, task=(m, block))
+        data = pack_checkpoint(result.to_arrays(), task=(m, block), **self._identity)
         atomic_write_bytes(self.path(m, block), data)
 
     def load(self, m: int, block: int) -> TaskResult:
@@ -135,9 +144,7 @@ class CheckpointStore:
         """
         path = self.path(m, block)
         try:
-            arrays = unpack_checkpoint(
-                path.read_bytes(), design_hash=self.design.hash, task=(m, block)
-            )
+            arrays = unpack_checkpoint(path.read_bytes(), task=(m, block), **self._identity)
         except CheckpointError as exc:
             raise CheckpointError(f"checkpoint '{path}' {exc}") from None
         return TaskResult.from_arrays(arrays)
@@ -161,7 +168,7 @@ class CheckpointStore:
                     on_reject(path, target, exc.strerror or exc.__class__.__name__)
                 continue
             try:
-                unpack_checkpoint(data, design_hash=self.design.hash, task=(m, b))
+                unpack_checkpoint(data, task=(m, b), **self._identity)
             except (CheckpointError, ValueError, KeyError, TypeError) as exc:
                 target = self._reject(path)
                 if on_reject is not None:

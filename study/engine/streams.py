@@ -9,6 +9,8 @@ the chunk size: the chunking is a memory choice that never changes a number.
 The data are never materialised as a whole: a block is drawn chunk by chunk and reduced
 at once to the power sums S_p = Σu^p (p ≤ 2K) and T_p = Σu^p·y (p ≤ K) of each data set,
 in the standardised variable u = (x − center)/scale, uniform on [−1, 1] or standard normal.
+The noise is not drawn point by point: given the points, Φᵀε ~ N(0, G) exactly, so each
+data set takes K + 1 normals from the noise stream (:func:`block_power_sums`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from study.basis import hankel_index
 from study.design import Design, XDistribution
 from study.fit import power_sums
 
@@ -103,6 +106,11 @@ def block_chunks(
                 yield Chunk(slice(row, row + 1), done, u, eps)
 
 
+# How the noise enters Σu^p·y: "sufficient" draws Φᵀε ~ N(0, σ²G) exactly, K + 1 normals
+# per data set; "plain" draws the m values of ε (the reference the tests compare with).
+NOISE_DRAWS = ("sufficient", "plain")
+
+
 def block_power_sums(
     design: Design,
     m: int,
@@ -111,8 +119,16 @@ def block_power_sums(
     *,
     first: int | None = None,
     noise: bool = True,
+    noise_draw: str = "sufficient",
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Draw the data sets of one block and reduce each to its power sums.
+
+    The responses enter only through Φᵀy = Φᵀ(Φw*) + σΦᵀε, and given the design points
+    Φᵀε is exactly N(0, G) with G = ΦᵀΦ the Gram matrix of degree K. So the default
+    ``noise_draw="sufficient"`` draws K + 1 standard normals z per data set and sets
+    Φᵀε = V·diag(√λ)·z from the eigendecomposition G = V·diag(λ)·Vᵀ (λ clipped at 0):
+    exact in distribution, also where G is singular (m ≤ K), and the x stream, hence every
+    conditional moment, is the same as with ``"plain"``, which draws the m noise values.
 
     Parameters
     ----------
@@ -129,6 +145,7 @@ def block_power_sums(
     noise : bool, default True
         With False, only S, from the x stream: the designs without their responses (the
         noise is not drawn) and T is None.
+    noise_draw : {"sufficient", "plain"}
 
     Returns
     -------
@@ -140,34 +157,56 @@ def block_power_sums(
     n = design.block_length(block)
     if first is not None:
         n = min(n, first)
+    if noise_draw not in NOISE_DRAWS:
+        raise ValueError(
+            f"The 'noise_draw' parameter must be one of {NOISE_DRAWS}. Got {noise_draw!r}."
+        )
     K = max_degree
+    plain = noise and noise_draw == "plain"
     sums = np.empty((n, 2 * K + 1))  # S: Σ u^p
-    E = np.empty((n, K + 1)) if noise else None  # Σ u^p·ε
-    for chunk in block_chunks(design, m, block, first=first, noise=noise):
+    E = np.empty((n, K + 1)) if plain else None  # Σ u^p·ε
+    for chunk in block_chunks(design, m, block, first=first, noise=plain):
         s_part, e_part = power_sums(chunk.u, chunk.eps, K)
         if chunk.u.shape[1] == m:  # whole data sets
             sums[chunk.rows] = s_part
-            if noise:
+            if plain:
                 E[chunk.rows] = e_part
             continue
         # a piece of a data set: add up the pieces' sums
         if chunk.offset == 0:
             sums[chunk.rows] = 0.0
-            if noise:
+            if plain:
                 E[chunk.rows] = 0.0
         sums[chunk.rows] += s_part
-        if noise:
+        if plain:
             E[chunk.rows] += e_part
     if not noise:
         return sums, None
+    if not plain:  # the noise stream, from its start: K + 1 normals per data set, in order
+        rng_noise = block_streams(design.seed, m, block)[1]
+        E = sufficient_noise(sums[:, hankel_index(K)], rng_noise.standard_normal((n, K + 1)))
     # y = v*₀ + v*₁·u + σε (the true line in u), so Σu^p·y follows from S and E.
     v_star = design.true_coefficients_of(1, standardised=True)
     T = v_star[0] * sums[:, : K + 1] + v_star[1] * sums[:, 1 : K + 2] + design.noise_sd * E
     return sums, T
 
 
+def sufficient_noise(G: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Φᵀε for a stack of Gram matrices G (n, p, p) from standard normals z (n, p): the
+    factor R = V·diag(√λ) of G = V·diag(λ)·Vᵀ = RRᵀ applied to z, so that Φᵀε ~ N(0, G)
+    exactly.
+
+    Eigenvalues at rounding level (below p·ε·λ_max, where eigh cannot tell them from 0)
+    count as 0: a singular G (m < p) then puts no noise outside its range, as Φᵀε cannot
+    (else √(rounding) would leak some 1e-8 of the noise there)."""
+    lam, V = np.linalg.eigh(G)
+    floor = G.shape[-1] * np.finfo(float).eps * lam[:, -1:]
+    return np.einsum("nij,nj->ni", V, np.sqrt(np.where(lam > floor, lam, 0.0)) * z)
+
+
 def draw_block_data(design: Design, m: int, block: int) -> tuple[np.ndarray, np.ndarray]:
-    """The raw data sets (x, y) of one block, each of shape (n, m), from the same streams.
+    """The raw data sets (x, y) of one block, each of shape (n, m), from the same streams
+    with the plain noise draw (what ``noise_draw="plain"`` reduces to power sums).
 
     For tests and small examples only: the engine never holds a block's data in memory.
     """

@@ -147,19 +147,27 @@ def identifiable_grid(design: Design, m: int, degree: int) -> np.ndarray:
 
 
 def run_task(
-    design: Design, m: int, block: int, *, solver: str = "auto", own_process: bool = False
+    design: Design,
+    m: int,
+    block: int,
+    *,
+    solver: str = "auto",
+    noise_draw: str = "sufficient",
+    own_process: bool = False,
 ) -> TaskResult:
     """Simulate one task through the design's model family (:mod:`study.models`): a
     :class:`DegreeResult` per degree (co-moments of the coefficient and risk quantities,
     failed fits, kept draws) and the seconds it took. ``solver`` is passed to the family
-    (:data:`study.conditional.SOLVERS`). ``own_process``: the task runs in a thread of a
+    (:data:`study.conditional.SOLVERS`), and so is ``noise_draw``
+    (:data:`study.engine.streams.NOISE_DRAWS`). ``own_process``: the task runs in a thread of a
     worker process that runs nothing else (a Dask worker), whose BLAS pools it may limit."""
     started = time.perf_counter()
     # no BLAS threads inside a worker process; tasks in threads (the threading backend)
     # share the pools of the process, which the caller limits once (one_blas_thread)
     in_thread = threading.current_thread() is not threading.main_thread()
     with contextlib.nullcontext() if in_thread and not own_process else one_blas_thread():
-        degrees = model_of(design).run_block(design, m, block, solver=solver)
+        model = model_of(design)
+        degrees = model.run_block(design, m, block, solver=solver, noise_draw=noise_draw)
     return TaskResult(degrees=degrees, seconds=time.perf_counter() - started)
 
 

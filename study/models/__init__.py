@@ -28,13 +28,21 @@ class Model(Protocol):
     """What the engine asks of a model family (a module satisfies it)."""
 
     def run_block(
-        self, design: Design, m: int, block: int, *, solver: str = "auto"
+        self,
+        design: Design,
+        m: int,
+        block: int,
+        *,
+        solver: str = "auto",
+        noise_draw: str = "sufficient",
     ) -> dict[int, DegreeResult]:
         """Draw block ``block`` of the data sets of size ``m`` from the block's own random
         stream and return, per degree, the :class:`DegreeResult` of every cell.
 
-        The result must depend only on (design, m, block), never on where or when the
-        task runs; ``solver`` may choose among numerically equivalent fitting paths."""
+        The result must depend only on (design, m, block, noise_draw), never on where or
+        when the task runs; ``solver`` may choose among numerically equivalent fitting
+        paths; ``noise_draw`` among ways of drawing the noise that are equal in
+        distribution (a family with one way accepts only the default)."""
         ...
 
 

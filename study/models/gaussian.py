@@ -26,12 +26,13 @@ from study.moments import CoMoments
 
 
 def run_block(
-    design: Design, m: int, block: int, *, solver: str = "auto"
+    design: Design, m: int, block: int, *, solver: str = "auto", noise_draw: str = "sufficient"
 ) -> dict[int, DegreeResult]:
     """Draw the block's data sets (common to every cell), reduce each to its power sums,
-    and fit every (degree, λ, scaling) cell to them through :mod:`study.conditional`."""
+    and fit every (degree, λ, scaling) cell to them through :mod:`study.conditional`.
+    ``noise_draw``: how the noise enters the sums (:func:`block_power_sums`)."""
     K = max(design.degree)
-    power_sums, T = block_power_sums(design, m, block, K)
+    power_sums, T = block_power_sums(design, m, block, K, noise_draw=noise_draw)
     n = power_sums.shape[0]
     first = block * design.block_size
     keep = int(np.clip(design.keep_draws - first, 0, n))

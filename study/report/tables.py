@@ -189,6 +189,12 @@ def table_transfer(transfer: pd.DataFrame, *, m0: int, ms: list[int]) -> str:
     return markdown_table(header, rows, caption, "tbl-transfer")
 
 
+_NOISE_DRAWS = {
+    "sufficient": "Φᵀε drawn as N(0, σ²G) given the points (K + 1 normals per data set)",
+    "plain": "m normal values per data set",
+}
+
+
 def table_provenance(manifest: dict) -> str:
     d = manifest["design"]
     run = manifest.get("engine_run", manifest["run"])  # the run that simulated
@@ -210,6 +216,7 @@ def table_provenance(manifest: dict) -> str:
         ["replications per cell", replications],
         ["cells", cells],
         ["fits", f"{counts['fits']:,} on {counts['data_points']:,} data points"],
+        ["noise", _NOISE_DRAWS.get(manifest.get("noise_draw", "plain"), "?")],
         ["steps", ", ".join(manifest.get("steps", ["engine", "theory"]))],
         ["run", run_line],
         ["versions", ", ".join(f"{k} {val}" for k, val in sorted(v.items()))],
