@@ -404,7 +404,11 @@ def test_readers_refuse_a_folder_being_written(tmp_path, reference):
 # --- signals and crashes -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+# SIGHUP takes the same path as SIGTERM (both raise Interrupted): slow, to keep the default
+# suite under five minutes
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, pytest.param(signal.SIGHUP, marks=pytest.mark.slow)]
+)
 def test_a_signal_keeps_finished_tasks_and_leaves_no_process(tmp_path, long_design, sig):
     path, ref = long_design
     out = tmp_path / "out"

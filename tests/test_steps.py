@@ -69,3 +69,24 @@ def test_theory_needs_a_finished_run(tmp_path):
     empty.mkdir()
     proc = run_cli("theory", empty)
     assert proc.returncode == 2 and "manifest.json" in proc.stderr, proc.stderr
+
+
+def test_the_theory_computed_beside_the_simulation_equals_the_serial_step(tmp_path):
+    """A run computes the theory's pieces (one per degree) in its pool while it simulates;
+    put together they give the bytes of the theory step computed serially, here."""
+    from study.design import load_design
+    from study.engine.merge import summarise
+    from study.engine.store import CheckpointStore
+    from study.results import to_csv
+    from study.theory.step import extend
+
+    design_file = _design(tmp_path)
+    out = tmp_path / "run"
+    run_cli("simulate", design_file, "--out", out, "-q", "-j", "2", check=True)
+    design = load_design(design_file)
+    summary, risk, _, _ = summarise(design, CheckpointStore(out, design))
+    summary, risk, files = extend(design, summary, risk)
+    texts = {"summary.csv": to_csv(summary), "risk.csv": to_csv(risk), **files}
+    assert set(files) == set(THEORY_FILES)
+    for name, text in texts.items():
+        assert text.encode() == (out / name).read_bytes(), name

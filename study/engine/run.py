@@ -169,11 +169,17 @@ def simulate(
                 f"{len(todo)} of {len(tasks)} tasks of {results_dir} have no checkpoint: run "
                 "`study simulate` with its design first"
             )
+        # the next step's pieces that depend on the design alone run in the same pool
+        pieces = getattr(after, "pieces", lambda design: [])(design)
         options = dict(jobs=jobs, backend=backend, progress=progress, solver=solver)
-        options |= dict(scheduler=scheduler, noise_draw=noise_draw)
-        compute_seconds = _run_tasks(design, store, todo, len(tasks), len(done), **options)
-
-        files, n_declined = _write_results(design, results_dir, store, after=after)
+        options |= dict(scheduler=scheduler, noise_draw=noise_draw, pieces=pieces)
+        compute_seconds, computed = _run_tasks(
+            design, store, todo, len(tasks), len(done), **options
+        )
+        computed = computed if pieces else None
+        files, n_declined = _write_results(
+            design, results_dir, store, after=after, computed=computed
+        )
         wall = time.perf_counter() - started
         run = {
             "id": uuid.uuid4().hex,
@@ -234,14 +240,15 @@ def _manifest(
     }
 
 
-def _write_results(design: Design, results_dir: Path, store, *, after=None):
+def _write_results(design: Design, results_dir: Path, store, *, after=None, computed=None):
     """Summarise the checkpoints (and run the ``after`` step), write the result files of an
     uncommitted folder, and return the size and SHA-256 of each for the manifest, and the
     number of fits whose batch the compiled kernel declined."""
     summary, risk, draws, fits = summarise(design, store)
     texts: dict[str, str] = {}
     if after is not None:
-        summary, risk, texts = after(design, summary, risk)
+        extra = {} if computed is None else {"computed": computed}
+        summary, risk, texts = after(design, summary, risk, **extra)
     outputs = {
         SUMMARY_FILE: to_csv(summary),
         RISK_FILE: to_csv(risk),
@@ -274,17 +281,21 @@ def _run_tasks(
     solver,
     scheduler=None,
     noise_draw="sufficient",
-) -> float:
+    pieces=(),
+):
     """Run ``todo`` in parallel and checkpoint each task as its result comes back (in this
-    process: workers need not share its file system); returns the summed compute time. A
-    dead worker raises WorkerDied naming the unfinished tasks (under Dask, the scheduler
-    runs a dead worker's tasks again elsewhere instead)."""
+    process: workers need not share its file system); the ``pieces`` of the next step,
+    (function, arguments), go first (they take longest). Returns the summed compute time
+    of the tasks and the pieces' results in their order. A dead worker raises WorkerDied
+    naming the unfinished tasks (under Dask, the scheduler runs a dead worker's tasks again
+    elsewhere instead)."""
     from joblib.externals.loky.process_executor import BrokenProcessPool
     from tqdm.auto import tqdm
 
     compute_seconds = 0.0
     display = dict(unit="task", desc=design.name, dynamic_ncols=True, file=sys.stderr)
-    bar = tqdm(total=n_tasks, initial=n_done, disable=not progress, **display)
+    bar = tqdm(total=n_tasks + len(pieces), initial=n_done, disable=not progress, **display)
+    computed: list = [None] * len(pieces)
     # joblib pulls tasks from this generator as it dispatches them (at most `jobs` ahead):
     # what was pulled and has not come back is what was running when a worker died
     pulled: list[tuple[int, int]] = []
@@ -292,22 +303,27 @@ def _run_tasks(
     own_process = backend == "dask"
 
     def calls():
+        for i, (fn, args) in enumerate(pieces):
+            yield delayed(_piece)(i, fn, args)
         for m, b in todo:
             pulled.append((m, b))
             yield delayed(_task)(design, m, b, solver, noise_draw, own_process)
 
     try:
-        if todo:
+        if todo or pieces:
             # never more workers than tasks: each worker is a process with its own memory
-            n_jobs = min(jobs, len(todo))
+            n_jobs = min(jobs, len(todo) + len(pieces))
             with _backend(backend, n_jobs, scheduler):
                 parallel = Parallel(
                     return_as="generator_unordered", batch_size=1, pre_dispatch="n_jobs"
                 )
-                for (m, b), result in parallel(calls()):
-                    store.save(m, b, result)
-                    finished.add((m, b))
-                    compute_seconds += result.seconds
+                for key, result in parallel(calls()):
+                    if isinstance(key, int):  # a piece of the next step
+                        computed[key] = result
+                    else:
+                        store.save(*key, result)
+                        finished.add(key)
+                        compute_seconds += result.seconds
                     bar.update(1)
     except BrokenProcessPool as exc:  # TerminatedWorkerError and its kin
         running = [t for t in pulled if t not in finished]
@@ -318,7 +334,12 @@ def _run_tasks(
         ) from None
     finally:
         bar.close()
-    return compute_seconds
+    return compute_seconds, computed
+
+
+def _piece(i: int, fn, args):
+    """One piece of the next step, run in the pool; its index travels back with it."""
+    return i, fn(*args)
 
 
 @contextmanager

@@ -7,11 +7,14 @@ checkpoints or draws data of the engine's streams (the tuning designs have their
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
 from study.conditional import conditional_risk_function
 from study.design import Design
+from study.engine.tasks import one_blas_thread
 from study.existence import finite_moment_order
 from study.numbers import nearest_on_log_scale
 from study.paths import RISK_CURVES_FILE, TRANSFER_FILE, TUNING_FILE
@@ -21,26 +24,60 @@ from study.theory.largem import asymptotic_risk_table, asymptotic_table
 from study.theory.tuning import design_grams, transfer_table, tuning_table
 
 
-def extend(design: Design, summary: pd.DataFrame, risk: pd.DataFrame):
+def extend(design: Design, summary: pd.DataFrame, risk: pd.DataFrame, computed=None):
     """The theory step of a run: the large-m columns and finite-moment orders added to
-    ``summary`` and ``risk``, and the texts of tuning.csv and transfer.csv.
+    ``summary`` and ``risk``, and the texts of tuning.csv, transfer.csv and risk_curves.csv.
+
+    ``computed`` holds the results of :func:`pieces`, one per degree, when the run computed
+    them beside the simulation; without it they are computed here, the same way.
 
     Returns
     -------
     summary, risk : DataFrame
     files : dict of file name → CSV text
     """
-    summary, risk = add_theory(design, summary, risk)
-    tuning = tuning_table(design)
+    if computed is None:
+        computed = [fn(*args) for fn, args in pieces(design)]
+    frames = {
+        name: pd.concat([c[name] for c in computed], ignore_index=True) for name in computed[0]
+    }
+    summary, risk = add_theory(design, summary, risk, frames["asym"], frames["asym_risk"])
     files = {
-        TUNING_FILE: to_csv(tuning),
-        TRANSFER_FILE: to_csv(transfer_table(design, tuning)),
-        RISK_CURVES_FILE: to_csv(risk_curves(design)),
+        TUNING_FILE: to_csv(frames["tuning"]),
+        TRANSFER_FILE: to_csv(frames["transfer"]),
+        RISK_CURVES_FILE: to_csv(frames["curves"]),
     }
     return summary, risk, files
 
 
+def pieces(design: Design) -> list[tuple]:
+    """The theory of a design as independent pieces, (function, arguments), one per degree:
+    they depend on the design alone, so a run computes them in its pool beside the
+    simulation, and :func:`extend` puts them together in degree order."""
+    return [(degree_piece, (design, k)) for k in design.degree]
+
+
+def degree_piece(design: Design, degree: int) -> dict[str, pd.DataFrame]:
+    """Everything the theory says about one degree of the design: the large-m tables, the
+    tuned penalty, its transfer and the risk curves. With one BLAS thread wherever it runs,
+    so that its numbers do not depend on where that is."""
+    one = dataclasses.replace(design, degree=(degree,))
+    grid = (list(one.m), [degree], list(one.lam), list(one.scaling))
+    kw = dict(x=one.x, intercept=one.intercept, slope=one.slope, noise_sd=one.noise_sd)
+    kw |= dict(penalize_intercept=one.penalize_intercept)
+    with one_blas_thread():
+        tuning = tuning_table(one)
+        return {
+            "asym": asymptotic_table(*grid, **kw),
+            "asym_risk": asymptotic_risk_table(*grid, **kw),
+            "tuning": tuning,
+            "transfer": transfer_table(one, tuning),
+            "curves": risk_curves(one),
+        }
+
+
 extend.step = "theory"  # the name the manifest lists among the run's steps
+extend.pieces = pieces  # computed beside the simulation by study.engine.run
 
 
 # where the risk is drawn against λ: the m nearest these, and this λ grid
@@ -75,12 +112,18 @@ def risk_curves(design: Design) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["m", "degree", "scaling", "lambda", "risk"])
 
 
-def add_theory(design: Design, summary: pd.DataFrame, risk: pd.DataFrame):
+def add_theory(
+    design: Design,
+    summary: pd.DataFrame,
+    risk: pd.DataFrame,
+    asym: pd.DataFrame | None = None,
+    asym_risk: pd.DataFrame | None = None,
+):
     """Append the large-m theory and the order of finite moments to both tables.
 
     ``finite_moments`` is the order r below which E|ŵ|^r is finite (inf with a penalty;
-    see :func:`study.theory.largem.finite_moment_order`). Theory is left empty in cells that are
-    not identifiable.
+    see :func:`study.existence.finite_moment_order`). Theory is left empty in cells that
+    are not identifiable. ``asym`` and ``asym_risk``: the large-m tables if computed already.
     """
     kw = dict(
         x=design.x,
@@ -91,8 +134,10 @@ def add_theory(design: Design, summary: pd.DataFrame, risk: pd.DataFrame):
     )
     grid = (list(design.m), list(design.degree), list(design.lam), list(design.scaling))
     keys = ["m", "degree", "lambda", "scaling"]
-    asym = asymptotic_table(*grid, **kw)[keys + ["coef", "bias_asym", "var_asym"]]
-    asym_risk = asymptotic_risk_table(*grid, **kw)[keys + ["risk_asym"]]
+    asym = asymptotic_table(*grid, **kw) if asym is None else asym
+    asym_risk = asymptotic_risk_table(*grid, **kw) if asym_risk is None else asym_risk
+    asym = asym[keys + ["coef", "bias_asym", "var_asym"]]
+    asym_risk = asym_risk[keys + ["risk_asym"]]
     out = []
     for frame, theory, on in ((summary, asym, keys + ["coef"]), (risk, asym_risk, keys)):
         merged = frame.merge(theory, on=on, how="left", validate="one_to_one")
