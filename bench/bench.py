@@ -278,7 +278,8 @@ def markdown(results: list[dict]) -> str:
     lines = [
         f"# `make bench`, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores",
         "",
-        "Written by `bench/bench.py`; median of the repeats (min–max), wall seconds.",
+        f"Written by `bench/bench.py`; median of {results[0]['repeats']} repeats (min–max), "
+        "wall seconds.",
     ]
     for r in results:
         lines += [
