@@ -128,17 +128,14 @@ def simulate(
     ``on_reject(path, moved_to, reason)`` is called for every checkpoint that does not
     verify (it is moved aside and its task computed again).
 
-    ``after(design, summary, risk) -> (summary, risk, files)`` is the next step of the
-    pipeline (the theory, :func:`study.theory.step.extend`), run before the one commit of
-    the folder: it may add columns and returns further files as {name: text}. Without it
-    the folder holds the Monte Carlo results alone (the benchmark times the engine so).
-    ``backend`` is one of :data:`BACKENDS`; with "dask", ``scheduler`` is the address of a
-    running Dask scheduler, or None to start a LocalCluster of ``jobs`` workers.
-    ``noise_draw``: how the noise is drawn (:data:`study.engine.streams.NOISE_DRAWS`; equal
-    in distribution, different numbers; the checkpoints record it).
-    ``solver``: how the fits are computed (:data:`study.conditional.SOLVERS`). With
+    ``after(design, summary, risk) -> (summary, risk, files)``: the next step (the theory,
+    :func:`study.theory.step.extend`), run before the one commit; it adds columns and files
+    {name: text}. ``backend``: one of :data:`BACKENDS`; with "dask", ``scheduler`` is a
+    running scheduler's address, or None for a LocalCluster of ``jobs`` workers.
+    ``noise_draw`` (:data:`study.engine.streams.NOISE_DRAWS`, recorded in the checkpoints)
+    and ``solver`` (:data:`study.conditional.SOLVERS`) choose how to draw and fit. With
     ``require_complete`` a task without a checkpoint is an error (``study theory``, which
-    passes the ``engine_run`` record of the run that simulated, kept in the manifest).
+    passes the ``engine_run`` record of the run that simulated).
 
     Raises
     ------
@@ -155,30 +152,14 @@ def simulate(
     if scheduler is not None:  # before anything is written
         with _dask_client(0, scheduler):
             pass
-    # absolute (writing() resolves it): workers save the checkpoints, and a reused worker
-    # process keeps the working directory it started in
+    # the folder as an absolute path (writing() resolves it)
     with results_folder.writing(
         results_dir, design_hash=design.hash, engine_version=ENGINE_VERSION, fresh=fresh
     ) as results_dir:
-        store = CheckpointStore(results_dir, design, noise_draw=noise_draw)
-        tasks = design.tasks()
-        done = store.done(on_reject=on_reject)
-        todo = [t for t in tasks if t not in done]
-        if require_complete and todo:
-            raise results_folder.FolderError(
-                f"{len(todo)} of {len(tasks)} tasks of {results_dir} have no checkpoint: run "
-                "`study simulate` with its design first"
-            )
-        # the next step's pieces that depend on the design alone run in the same pool
-        pieces = getattr(after, "pieces", lambda design: [])(design)
         options = dict(jobs=jobs, backend=backend, progress=progress, solver=solver)
-        options |= dict(scheduler=scheduler, noise_draw=noise_draw, pieces=pieces)
-        compute_seconds, computed = _run_tasks(
-            design, store, todo, len(tasks), len(done), **options
-        )
-        computed = computed if pieces else None
-        files, n_declined = _write_results(
-            design, results_dir, store, after=after, computed=computed
+        options |= dict(scheduler=scheduler, noise_draw=noise_draw, on_reject=on_reject)
+        tasks, done, todo, compute_seconds, files, n_declined = _compute(
+            design, results_dir, after=after, require_complete=require_complete, **options
         )
         wall = time.perf_counter() - started
         run = {
@@ -207,6 +188,29 @@ def simulate(
         wall_seconds=wall,
         n_declined=n_declined,
     )
+
+
+def _compute(design, results_dir, *, after, require_complete, on_reject, noise_draw, **options):
+    """The tasks left, run and checkpointed (with the pieces of ``after`` beside them), and
+    the result files written: (tasks, done, todo, compute seconds, file digests, declined)."""
+    store = CheckpointStore(results_dir, design, noise_draw=noise_draw)
+    tasks = design.tasks()
+    done = store.done(on_reject=on_reject)
+    todo = [t for t in tasks if t not in done]
+    if require_complete and todo:
+        raise results_folder.FolderError(
+            f"{len(todo)} of {len(tasks)} tasks of {results_dir} have no checkpoint: run "
+            "`study simulate` with its design first"
+        )
+    # the next step's pieces that depend on the design alone run in the same pool
+    pieces = getattr(after, "pieces", lambda design: [])(design)
+    compute_seconds, computed = _run_tasks(
+        design, store, todo, len(tasks), len(done), pieces=pieces, noise_draw=noise_draw, **options
+    )
+    files, n_declined = _write_results(
+        design, results_dir, store, after=after, computed=computed if pieces else None
+    )
+    return tasks, done, todo, compute_seconds, files, n_declined
 
 
 def _machine(jobs: int, backend: str, scheduler: str | None) -> dict:
