@@ -536,3 +536,19 @@ def test_fits_csv_counts_how_every_data_set_was_fitted(tmp_path, x, route):
     assert (routes[ok] == 70).all() and (routes[~ok] == 0).all() and (~ok).any()
     assert (fits[route][ok] == 70).all()
     assert (fits.filter(like="declined_").to_numpy() == 0).all()
+
+
+def test_adding_an_m_leaves_the_other_cells_unchanged(tmp_path):
+    """Streams are keyed by the value of m: a design with one more m has, for the others,
+    the same rows to the bit (σ ≠ 1, a short last block)."""
+    base = {"dgp.noise_sd": 0.6, "replications": 70, "output.keep_draws": 5}
+    _, two = _run(tmp_path, small_design(**base, **{"grid.m": [8, 40]}), "two", theory=False)
+    _, three = _run(
+        tmp_path, small_design(**base, **{"grid.m": [8, 25, 40]}), "three", theory=False
+    )
+    for name in ("summary.csv", "risk.csv", "fits.csv"):
+        a, b = pd.read_csv(two / name), pd.read_csv(three / name)
+        b = b[b.m != 25].reset_index(drop=True)
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    da, db = load_npz(two / "draws.npz"), load_npz(three / "draws.npz")
+    np.testing.assert_array_equal(da["coef_k2"], db["coef_k2"][[0, 2]])
