@@ -110,10 +110,11 @@ def _simulate_parser(sub) -> argparse.ArgumentParser:
         "simulate",
         help="run a design file and write its results",
         description="Run every (m, block) task of a design, fitting all (degree, λ, "
-        "scaling) cells on the same data sets, and write summary.csv, risk.csv, "
-        "draws.npz and manifest.json. Finished tasks are checkpointed: after an "
-        "interruption the same command computes only what is missing. The results folder "
-        "must be new, empty or one that study created; one run at a time may use it.",
+        "scaling) cells on the same data sets, then the theory step, and write summary.csv, "
+        "risk.csv, fits.csv, draws.npz, tuning.csv, transfer.csv, risk_curves.csv and "
+        "manifest.json. Finished tasks are checkpointed: after an interruption the same "
+        "command computes only what is missing. The results folder must be new, empty or "
+        "one that study created; one run at a time may use it.",
     )
     sim.add_argument("design", type=Path, help="design file (TOML), e.g. simulations/default.toml")
     sim.add_argument(
@@ -173,9 +174,9 @@ def _theory_parser(sub) -> argparse.ArgumentParser:
         help="add the theory to a finished run, without simulating",
         description="The theory step alone: merge the Monte Carlo results of a finished run "
         "again from its checkpoints (nothing is simulated), add the large-m columns and "
-        "the finite-moment orders, write tuning.csv and transfer.csv, and commit the folder "
-        "again. For a run made with `study simulate --no-theory`, or after the theory's "
-        "code changed. `study simulate` runs this step itself.",
+        "the finite-moment orders, write tuning.csv, transfer.csv and risk_curves.csv, and "
+        "commit the folder again. For a run made with `study simulate --no-theory`, or "
+        "after the theory's code changed. `study simulate` runs this step itself.",
     )
     th.add_argument("results", type=Path, help="results folder of a finished run")
     th.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")

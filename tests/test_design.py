@@ -171,8 +171,11 @@ def test_shipped_designs_are_valid():
 
 def test_help_documents_every_option():
     proc = run_cli("simulate", "--help")
-    for option in ("--jobs", "--backend", "--out", "--fresh", "--quiet", "DESIGN"):
+    options = ("--jobs", "--backend", "--scheduler", "--out", "--fresh", "--quiet", "DESIGN")
+    for option in (*options, "--no-theory", "--dry-run", "dask"):
         assert option.lower() in proc.stdout.lower()
+    theory = run_cli("theory", "--help").stdout
+    assert "RESULTS" in theory.upper() and "nothing is simulated" in theory
 
 
 # --- reading a design file safely ------------------------------------------------------
