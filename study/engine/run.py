@@ -28,10 +28,10 @@ from joblib import Parallel, delayed, parallel_config
 
 from study import folder as results_folder
 from study.design import Design, DesignError
-from study.engine import ENGINE_VERSION
+from study.engine import ENGINE_VERSION, worker
 from study.engine.merge import summarise
 from study.engine.store import CheckpointStore
-from study.engine.tasks import one_blas_thread, run_task
+from study.engine.tasks import one_blas_thread
 from study.files import atomic_write_bytes, atomic_write_text, npz_bytes
 from study.paths import (
     CHECK_FILE,
@@ -308,10 +308,10 @@ def _run_tasks(
 
     def calls():
         for i, (fn, args) in enumerate(pieces):
-            yield delayed(_piece)(i, fn, args)
+            yield delayed(worker.piece)(i, fn, args)
         for m, b in todo:
             pulled.append((m, b))
-            yield delayed(_task)(design, m, b, solver, noise_draw, own_process)
+            yield delayed(worker.task)(design, m, b, solver, noise_draw, own_process)
 
     try:
         if todo or pieces:
@@ -339,11 +339,6 @@ def _run_tasks(
     finally:
         bar.close()
     return compute_seconds, computed
-
-
-def _piece(i: int, fn, args):
-    """One piece of the next step, run in the pool; its index travels back with it."""
-    return i, fn(*args)
 
 
 @contextmanager
@@ -400,9 +395,3 @@ def _exit_codes(exc: BaseException) -> str:
 
     hit = re.search(r"exit codes of the workers are \{([^}]*)\}", str(exc))
     return f"exit {hit[1]}" if hit else exc.__class__.__name__
-
-
-def _task(design: Design, m: int, block: int, solver: str, noise_draw: str, own_process: bool):
-    """Run one task; its result travels back to be checkpointed by the main process."""
-    options = dict(solver=solver, noise_draw=noise_draw, own_process=own_process)
-    return (m, block), run_task(design, m, block, **options)
