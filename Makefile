@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,report]'
 	@touch $(STAMP)
 
-# numba compiles the engine's kernel once (about ten seconds) into its cache, so that runs
+# numba compiles the engine's kernel once (some tens of seconds) into its cache, so that runs
 # and their workers only load it; again whenever the kernel's source changes
 $(KERNEL): study/engine/kernel.py study/engine/pencil.py $(STAMP)
 	$(PY) -m study.engine.kernel

@@ -341,7 +341,7 @@ def ensure_cached() -> None:
             [package_parent, *filter(None, [os.environ.get("PYTHONPATH")])]
         ),
     }
-    print("study: compiling the engine's kernel once (about ten seconds)…", file=sys.stderr)
+    print("study: compiling the engine's kernel once (some tens of seconds)…", file=sys.stderr)
     subprocess.run(
         [sys.executable, "-c", "from study.engine.kernel import compile_kernel; compile_kernel()"],
         env=env,
