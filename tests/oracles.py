@@ -13,12 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from study.basis import hankel_index, standard_moments
+from study.basis import hankel_index, penalty_matrix, standard_basis, standard_moments
 from study.design import XDistribution
-from study.fit import penalty_matrix
 from study.scaling import alpha as scaling_alpha
 from study.scaling import check_scaling
-from study.theory.largem import _large_m, standard_basis
+from study.theory.largem import _large_m
 
 __all__ = [
     "AsymptoticMoments",
@@ -65,7 +64,7 @@ def raw_moments(x: XDistribution, n_max: int) -> np.ndarray:
 def moment_matrix(x: XDistribution, degree: int) -> np.ndarray:
     """Population moment matrix Σ_ij = μ_{i+j} = E[φ(x)φ(x)ᵀ]_ij of the raw monomials.
 
-    Ill-conditioned away from [−1, 1]; the package uses :func:`study.theory.largem.standard_basis`.
+    Ill-conditioned away from [−1, 1]; the package uses :func:`study.basis.standard_basis`.
 
     Returns
     -------

@@ -15,7 +15,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import study.design as design_module
-from study.basis import standard_moments
+from study.basis import change_of_basis, penalty_root, standard_moments
 from study.cli import main
 from study.design import (
     MAX_DEGREE,
@@ -25,7 +25,6 @@ from study.design import (
     design_from_dict,
     load_design,
 )
-from study.fit import change_of_basis, penalty_root
 from study.scaling import SCALINGS, alpha
 
 from conftest import ROOT, run_cli, small_design, to_toml, write_design

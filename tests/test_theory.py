@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
+from study.basis import standard_basis
 from study.conditional import SolverDeclined, conditional_risk_function
 from study.design import XDistribution
 from study.fit import fit_polynomial_ridge
@@ -112,7 +113,7 @@ def test_moment_matrix_and_standard_basis_are_consistent_far_from_unit_interval(
     degree = 4
     sigma_x = oracles.moment_matrix(x, degree)
     np.testing.assert_allclose(sigma_x, uniform_moment_matrix(0.0, 10.0, degree), rtol=1e-12)
-    basis = theory.standard_basis(x, degree, **LINE)
+    basis = standard_basis(x, degree, **LINE)
     # Σ_u = BΣBᵀ is the moment matrix of u uniform on [−1, 1]; P = BDBᵀ; w* = Bᵀv*.
     np.testing.assert_allclose(
         basis.B @ sigma_x @ basis.B.T, uniform_moment_matrix(-1, 1, degree), atol=1e-9
@@ -168,7 +169,7 @@ def test_conditional_moments_match_noise_draws_on_fixed_design():
 def test_conditional_moments_standardised_basis_maps_back():
     x = XDistribution("uniform", low=0.0, high=3.0)
     degree, alpha = 3, 4.0
-    basis = theory.standard_basis(x, degree, **LINE, penalize_intercept=True)
+    basis = standard_basis(x, degree, **LINE, penalize_intercept=True)
     xs = np.random.default_rng(2).uniform(0, 3, 40)
     G = design_matrix(xs, degree).T @ design_matrix(xs, degree)
     G_u = basis.B @ G @ basis.B.T
@@ -402,7 +403,7 @@ def test_optimal_lambda_conditional_minimises_exact_conditional_risk():
     )
     assert opt.boundary is None
     assert opt.alpha == pytest.approx(m * opt.lam, rel=1e-12)
-    basis = theory.standard_basis(UNIT, degree, **LINE)
+    basis = standard_basis(UNIT, degree, **LINE)
     grid = opt.alpha * np.array([0.5, 0.9, 1.0, 1.1, 2.0])
     ref = np.array([independent_conditional_risk(Gs, a, degree, 1.0) for a in grid])
     got = tuning.conditional_risk(Gs, grid, basis=basis, noise_sd=1.0)
@@ -425,7 +426,7 @@ def test_optimal_lambda_conditional_agrees_with_large_m_theory():
 
 def test_conditional_risk_handles_singular_designs():
     # m = 2 < k + 1: G is singular; α > 0 is still fine, α = 0 is not identifiable.
-    basis = theory.standard_basis(UNIT, 2, **LINE)
+    basis = standard_basis(UNIT, 2, **LINE)
     xs = np.array([[-0.5, 0.5]])
     V = design_matrix(xs, 2)
     Gs = np.einsum("rmi,rmj->rij", V, V)
@@ -436,7 +437,7 @@ def test_conditional_risk_handles_singular_designs():
 
 def test_fourth_moment_normal_matches_quadrature():
     x = XDistribution("normal", mean=0.5, sd=2.0)
-    basis = theory.standard_basis(x, 2, **LINE)
+    basis = standard_basis(x, 2, **LINE)
     b = np.array([0.2, -0.7, 0.4])
     pdf = stats.norm.pdf
 
@@ -525,7 +526,7 @@ def test_conditional_risk_pencil_equals_direct_solves(low, high, degree, m):
     """The fast path of conditional_risk (one factorisation per design) against the direct
     solve per α that it replaces."""
     x = XDistribution("uniform", low=float(low), high=float(high))
-    basis = theory.standard_basis(x, degree, intercept=1.0, slope=2.0)
+    basis = standard_basis(x, degree, intercept=1.0, slope=2.0)
     rng = np.random.default_rng(degree)
     u = rng.uniform(-1, 1, (200, m))
     V = u[..., None] ** np.arange(degree + 1)
@@ -541,13 +542,11 @@ def test_conditional_risk_pencil_equals_direct_solves(low, high, degree, m):
 
 
 def test_conditional_risk_pencil_declines_where_it_is_inaccurate():
-    far = theory.standard_basis(
-        XDistribution("uniform", low=4.0, high=5.0), 3, intercept=1.0, slope=2.0
-    )
+    far = standard_basis(XDistribution("uniform", low=4.0, high=5.0), 3, intercept=1.0, slope=2.0)
     G = np.tile(np.eye(4), (5, 1, 1))
     with pytest.raises(SolverDeclined):
         conditional_risk_function(G, basis=far, noise_sd=1.0, solver="pencil")
-    near = theory.standard_basis(
+    near = standard_basis(
         XDistribution("uniform", low=-1.0, high=1.0), 3, intercept=1.0, slope=2.0
     )
     singular = np.zeros((5, 4, 4))

@@ -126,7 +126,7 @@ def block_power_sums(
     The responses enter only through Φᵀy = Φᵀ(Φw*) + σΦᵀε, and given the design points
     Φᵀε is exactly N(0, G) with G = ΦᵀΦ the Gram matrix of degree K. So the default
     ``noise_draw="sufficient"`` draws K + 1 standard normals z per data set and sets
-    Φᵀε = V·diag(√λ)·z from the eigendecomposition G = V·diag(λ)·Vᵀ (λ clipped at 0):
+    Φᵀε = V·diag(√λ)·z from the eigendecomposition G = V·diag(λ)·Vᵀ (rounding-level λ as 0):
     exact in distribution, also where G is singular (m ≤ K), and the x stream, hence every
     conditional moment, is the same as with ``"plain"``, which draws the m noise values.
 

@@ -1,9 +1,9 @@
-"""Theory of the study: the standardised basis, large-m bias, variance and risk, moments.
+"""The large-m theory: bias, variance and risk of every cell as m grows (docs/theory.md).
 
-Everything here is pure mathematics (docs/theory.md); nothing is simulated. The moments of
-u and the true coefficients come from :mod:`study.basis`. The exact conditional risk and
-the risk-optimal penalty are in :mod:`study.theory.tuning`, which builds on this module; their
-names stay importable from here.
+Everything here is pure mathematics; nothing is simulated. The problem of a degree in the
+standardised basis u (B, Σ_u, P, v*, w*) is :class:`study.basis.StandardBasis`, whose
+docstring says why all linear algebra is done in u. The exact conditional risk and the
+risk-optimal penalty are in :mod:`study.theory.tuning`.
 
 Conventions
 -----------
@@ -14,19 +14,6 @@ the intercept is penalised. Every fit is the sum-form ridge problem
     ŵ = argmin_w Σ_i (φ(x_i)ᵀw − y_i)² + α·wᵀDw,   α = m·c,  ρ = α/m = c,
 
 with c the mean-loss penalty factor of :mod:`study.scaling`.
-
-Numerics: the standardised basis
---------------------------------
-The raw moment matrix Σ_ij = E[x^{i+j}] is hopelessly ill-conditioned away from [−1, 1]
-(uniform on [0, 10] with k = 10 has a condition number far beyond 1e16). All linear algebra
-is therefore done in the standardised variable u = (x − center)/scale, which is uniform on
-[−1, 1] or standard normal. With φ(u) = B·φ(x) (:func:`study.fit.change_of_basis`) and
-w = Bᵀv the prediction is φ(x)ᵀw = φ(u)ᵀv, and
-
-    Σ_u = B Σ Bᵀ,   P = B D Bᵀ (penalty wᵀDw = vᵀPv),   v* = (β0 + β1·center, β1·scale, 0, …),
-
-the prediction risk is basis-free, (ŵ − w*)ᵀΣ(ŵ − w*) = (v̂ − v*)ᵀΣ_u(v̂ − v*), and means and
-covariances map back by w = Bᵀv and Cov w = Bᵀ(Cov v)B. :class:`StandardBasis` bundles these.
 """
 
 from __future__ import annotations
@@ -38,15 +25,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from study.basis import StandardBasis, standard_basis  # noqa: F401  (the problem of a degree)
+from study.basis import StandardBasis, standard_basis
 from study.design import XDistribution
 from study.scaling import alpha as scaling_alpha
 
 __all__ = [
-    "StandardBasis",
     "asymptotic_risk_table",
     "asymptotic_table",
-    "standard_basis",
 ]
 
 

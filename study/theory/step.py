@@ -41,7 +41,7 @@ def extend(design: Design, summary: pd.DataFrame, risk: pd.DataFrame, computed=N
     frames = {
         name: pd.concat([c[name] for c in computed], ignore_index=True) for name in computed[0]
     }
-    summary, risk = add_theory(design, summary, risk, frames["asym"], frames["asym_risk"])
+    summary, risk = add_theory(summary, risk, frames["asym"], frames["asym_risk"])
     files = {
         TUNING_FILE: to_csv(frames["tuning"]),
         TRANSFER_FILE: to_csv(frames["transfer"]),
@@ -113,29 +113,19 @@ def risk_curves(design: Design) -> pd.DataFrame:
 
 
 def add_theory(
-    design: Design,
     summary: pd.DataFrame,
     risk: pd.DataFrame,
-    asym: pd.DataFrame | None = None,
-    asym_risk: pd.DataFrame | None = None,
+    asym: pd.DataFrame,
+    asym_risk: pd.DataFrame,
 ):
     """Append the large-m theory and the order of finite moments to both tables.
 
     ``finite_moments`` is the order r below which E|ŵ|^r is finite (inf with a penalty;
     see :func:`study.existence.finite_moment_order`). Theory is left empty in cells that
-    are not identifiable. ``asym`` and ``asym_risk``: the large-m tables if computed already.
+    are not identifiable. ``asym`` and ``asym_risk``: the large-m tables of the design's
+    cells (:func:`degree_piece`).
     """
-    kw = dict(
-        x=design.x,
-        intercept=design.intercept,
-        slope=design.slope,
-        noise_sd=design.noise_sd,
-        penalize_intercept=design.penalize_intercept,
-    )
-    grid = (list(design.m), list(design.degree), list(design.lam), list(design.scaling))
     keys = ["m", "degree", "lambda", "scaling"]
-    asym = asymptotic_table(*grid, **kw) if asym is None else asym
-    asym_risk = asymptotic_risk_table(*grid, **kw) if asym_risk is None else asym_risk
     asym = asym[keys + ["coef", "bias_asym", "var_asym"]]
     asym_risk = asym_risk[keys + ["risk_asym"]]
     out = []

@@ -26,13 +26,13 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from study.basis import hankel_index
+from study.basis import hankel_index, standard_basis
 from study.conditional import conditional_risk, conditional_risk_function
 from study.design import Design, XDistribution
 from study.engine.streams import block_power_sums
 from study.scaling import alpha as scaling_alpha
 from study.scaling import lam_from_alpha
-from study.theory.largem import _large_m, standard_basis
+from study.theory.largem import _large_m
 
 TUNING_COLUMNS = (
     ["m", "degree", "scaling", "method"]
@@ -312,9 +312,8 @@ def transfer_table(design: Design, tuning: pd.DataFrame) -> pd.DataFrame:
     cond = tuning[tuning.method == "conditional"]
     keys = zip(cond.m, cond.degree, cond.scaling, strict=True)
     best = dict(zip(keys, zip(cond.lambda_opt, cond.risk_opt, strict=True), strict=True))
-    line = dict(intercept=design.intercept, slope=design.slope)
     for k in design.degree:
-        basis = standard_basis(design.x, k, **line, penalize_intercept=design.penalize_intercept)
+        basis = design.standard_basis(k)
         pairs = [(m0, s) for m0, s in itertools.product(design.m, design.scaling) if m0 > k + 2]
         for m in design.m:
             if m <= k + 2 or not pairs:
