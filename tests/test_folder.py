@@ -662,7 +662,7 @@ def _mutation_test(tmp_path, capsys, mutation_base, data) -> None:
         one_line(stderr)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_damaged_files_are_recovered_or_refused(tmp_path, capsys, mutation_base, data):
     _mutation_test(tmp_path, capsys, mutation_base, data)
