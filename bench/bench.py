@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from study.design import load_design  # noqa: E402
 from study.engine.run import count_fits, simulate  # noqa: E402
-from study.engine.streams import block_chunks, draw_block_data  # noqa: E402
+from study.engine.streams import chunk_pieces, draw_chunk_data, n_chunks  # noqa: E402
 from study.scaling import alpha as scaling_alpha  # noqa: E402
 
 DESIGNS = {
@@ -72,30 +72,32 @@ def run_command(design_path: str, jobs: int, backend: str = "loky") -> float:
         return time.perf_counter() - started
 
 
-def _draw_task(design, m: int, block: int) -> float:
-    """Draw what task (m, block) draws, exactly as the engine does, and nothing else."""
+def _draw_chunk(design, m: int, chunk: int) -> float:
+    """Draw every x and every noise value of one chunk from its streams, as the engine's
+    plain draw does, and nothing else."""
     total = 0.0
-    for chunk in block_chunks(design, m, block):
-        total += chunk.u[0, 0] + chunk.eps[0, 0]  # keep the draws from being optimised away
+    for piece in chunk_pieces(design, m, chunk):
+        total += piece.u[0, 0] + piece.eps[0, 0]  # keep the draws from being optimised away
     return total
 
 
 def run_floor(design, jobs: int) -> float:
+    chunks = [(m, c) for m in design.m for c in range(n_chunks(design.replications, m))]
     started = time.perf_counter()
     if jobs == 1:
-        for m, b in design.tasks():
-            _draw_task(design, m, b)
+        for m, c in chunks:
+            _draw_chunk(design, m, c)
     else:
         from joblib import Parallel, delayed
 
-        Parallel(n_jobs=jobs)(delayed(_draw_task)(design, m, b) for m, b in design.tasks())
+        Parallel(n_jobs=jobs)(delayed(_draw_chunk)(design, m, c) for m, c in chunks)
     return time.perf_counter() - started
 
 
 def _sample_fits(design, n_fits: int, seed: int = 0):
     """A random subsample of the design's fits: (x, y, degree, α) with their data sets."""
     rng = np.random.default_rng(seed)
-    data = {m: draw_block_data(design, m, 0) for m in design.m}
+    data = {m: draw_chunk_data(design, m, 0) for m in design.m}
     fits = []
     for _ in range(n_fits):
         m = int(rng.choice(design.m))
@@ -121,7 +123,7 @@ def time_sklearn_per_fit(design, n_fits: int) -> float:
 def time_numpy_per_fit(design, n_sets: int) -> float:
     """Per data set and degree one Gram matrix; per (λ, scaling) one solve."""
     rng = np.random.default_rng(1)
-    data = {m: draw_block_data(design, m, 0) for m in design.m}
+    data = {m: draw_chunk_data(design, m, 0) for m in design.m}
     n_fits = 0
     started = time.perf_counter()
     for _ in range(n_sets):

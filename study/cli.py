@@ -109,7 +109,8 @@ def _simulate_parser(sub) -> argparse.ArgumentParser:
     sim = sub.add_parser(
         "simulate",
         help="run a design file and write its results",
-        description="Run every (m, block) task of a design, fitting all (degree, λ, "
+        description="Run a design in tasks (groups of chunks of replications, sized by "
+        "cost and sent longest first), fitting all (degree, λ, "
         "scaling) cells on the same data sets, then the theory step, and write summary.csv, "
         "risk.csv, fits.csv, draws.npz, tuning.csv, transfer.csv, risk_curves.csv and "
         "manifest.json. Finished tasks are checkpointed: after an interruption the same "
@@ -359,7 +360,7 @@ def _simulate(args) -> int:
 def _rejected(path, moved_to, reason):
     print(
         f"study: warning: checkpoint '{path}' rejected ({reason}); moved to "
-        f"'{moved_to}', its task is computed again",
+        f"'{moved_to}', its chunks are computed again",
         file=sys.stderr,
     )
 

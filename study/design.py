@@ -60,7 +60,7 @@ _SCHEMA: dict[str, Any] = {
     "model": {"family": "str"},
 }
 # Keys that may be left out, with the value they then take.
-_OPTIONAL = {"model": {"family": "gaussian"}}
+_OPTIONAL = {"model": {"family": "gaussian"}, "block_size": None}
 # The model families (study.models); the first is the default.
 FAMILIES = ("gaussian",)  # the keys of study.models.FAMILIES (tested)
 _X_KEYS = {"uniform": ("distribution", "low", "high"), "normal": ("distribution", "mean", "sd")}
@@ -108,7 +108,7 @@ class Design:
     name: str
     seed: int
     replications: int
-    block_size: int
+    block_size: int | None  # the most replications one task may hold; None: sized by cost
     intercept: float
     slope: float
     noise_sd: float
@@ -128,7 +128,7 @@ class Design:
             "name": self.name,
             "seed": self.seed,
             "replications": self.replications,
-            "block_size": self.block_size,
+            **({"block_size": self.block_size} if self.block_size is not None else {}),
             "dgp": {
                 "intercept": self.intercept,
                 "slope": self.slope,
@@ -150,8 +150,11 @@ class Design:
 
     @property
     def hash(self) -> str:
-        """SHA-256 of the canonical JSON of the design: what a checkpoint must match."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """SHA-256 of the canonical JSON of the design without ``block_size`` (how the work
+        is cut never changes a number): what a checkpoint must match."""
+        identity = self.to_dict()
+        identity.pop("block_size", None)
+        text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
     # --- structure ---------------------------------------------------------------------
@@ -172,19 +175,6 @@ class Design:
         return true_coefficients(
             degree, intercept=self.intercept, slope=self.slope, x=self.x if standardised else None
         )
-
-    @property
-    def n_blocks(self) -> int:
-        return -(-self.replications // self.block_size)
-
-    def block_length(self, block: int) -> int:
-        """Number of replications in block `block` (the last one may be shorter)."""
-        start = block * self.block_size
-        return min(self.block_size, self.replications - start)
-
-    def tasks(self) -> list[tuple[int, int]]:
-        """Every (m, block) task, largest m first so that long tasks start early."""
-        return [(m, b) for m in sorted(self.m, reverse=True) for b in range(self.n_blocks)]
 
     def identifiable(self, m: int, degree: int, lam: float) -> bool:
         """False for λ = 0 with m ≤ degree: fewer points than coefficients."""
@@ -344,8 +334,11 @@ def design_from_dict(raw: dict, source: str = "design") -> Design:
         )
     seed = chk.integer("seed", raw["seed"], 0)
     replications = chk.integer("replications", raw["replications"], 2)
-    # bounded so that a task's arrays stay small: blocks beyond this gain nothing
-    block_size = chk.integer("block_size", raw["block_size"], 1, MAX_BLOCK_SIZE)
+    # optional: at most this many replications per task (tasks are sized by cost without
+    # it); bounded so that a task's arrays stay small
+    block_size = raw.get("block_size")
+    if block_size is not None:
+        block_size = chk.integer("block_size", block_size, 1, MAX_BLOCK_SIZE)
     dgp, grid, output = raw["dgp"], raw["grid"], raw["output"]
     intercept = chk.number("dgp.intercept", dgp["intercept"])
     slope = chk.number("dgp.slope", dgp["slope"])

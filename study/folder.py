@@ -5,7 +5,8 @@ data directory.
   file ``.study-results`` (written first, with the design hash and the engine version).
   Anything else is refused before a byte is written. In a folder it owns, the tool writes
   and removes only the names in :data:`RESULT_FILES`, :data:`MARKER`, :data:`LOCK` and,
-  under ``checkpoints/``, the task checkpoints ``m<m>-b<block>.ckpt``, the folder
+  under ``checkpoints/``, the task checkpoints ``m<m>-c<first>-<stop>.ckpt`` (and
+  ``m<m>-b<block>.ckpt`` of engine versions before 6, which ``--fresh`` removes), the folder
   ``rejected/`` and its own temporary files; every other file is left alone, and a
   symbolic link is never followed.
 - **One writer at a time.** ``study simulate`` holds an exclusive ``flock`` on the folder
@@ -45,8 +46,9 @@ MARKER = ".study-results"
 LOCK = ".study-lock"
 REJECTED_DIR = "rejected"
 FORMAT = 1
-CHECKPOINT_NAME = re.compile(r"m[0-9]+-b[0-9]+\.ckpt")
-REJECTED_NAME = re.compile(r"m[0-9]+-b[0-9]+\.ckpt(\.[0-9]+)?")
+# chunks first … stop − 1 of m; "-b<block>" is the name engine versions ≤ 5 gave them
+CHECKPOINT_NAME = re.compile(r"m[0-9]+-(c[0-9]+-[0-9]+|b[0-9]+)\.ckpt")
+REJECTED_NAME = re.compile(r"m[0-9]+-(c[0-9]+-[0-9]+|b[0-9]+)\.ckpt(\.[0-9]+)?")
 # what study.files.atomic_write_bytes leaves behind when a process dies between write and rename
 TEMP_NAME = re.compile(r"\.(?P<name>[^/]+)\.[A-Za-z0-9_]+\.tmp")
 _TOP_NAMES = frozenset(RESULT_FILES) | {MARKER, LOCK}

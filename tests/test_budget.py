@@ -13,7 +13,6 @@ from study.engine import budget, store
 from study.engine.budget import (
     MAX_TASK_FILES,
     Estimate,
-    block_keep,
     checkpoint_index_bytes,
     estimate,
     format_bytes,
@@ -25,19 +24,22 @@ from study.engine.budget import (
     task_memory_bytes,
     task_payload_bytes,
 )
-from study.engine.tasks import run_task
+from study.engine.plan import plan_tasks
+from study.engine.streams import chunk_length
+from study.engine.tasks import Task, run_task
 
 from conftest import ROOT, small_design
 
 GiB = 1 << 30
 
 # Small designs: degrees 1-3, a few λ and scalings, kept draws or none, replications not a
-# multiple of block_size (the last block is shorter).
+# multiple of the chunk length (256 data sets: the last chunk is shorter), tasks of one
+# chunk or of several.
 DESIGNS = {
     "small": small_design(),
     "uneven": small_design(
-        replications=47,
-        block_size=20,
+        replications=700,
+        block_size=600,
         **{
             "grid.m": [5, 12],
             "grid.degree": [1, 3],
@@ -47,22 +49,33 @@ DESIGNS = {
         },
     ),
     "no-draws": small_design(
-        replications=33,
-        block_size=10,
+        replications=333,
         **{"grid.m": [4, 30], "grid.degree": [2], "output.keep_draws": 0},
     ),
 }
 
 
-def _pack(arrays, design, m, block) -> bytes:
+def _pack(arrays, design, task) -> bytes:
     """A task's checkpoint as the store writes it."""
-    return store.pack_checkpoint(arrays, design_hash=design.hash, task=(m, block))
+    return store.pack_checkpoint(arrays, design_hash=design.hash, task=task)
+
+
+def _keep(design, task: Task) -> int:
+    """Draws task keeps: its replications numbered below keep_draws."""
+    length = chunk_length(task.m)
+    start, stop = task.first * length, min(task.stop * length, design.replications)
+    return max(0, min(design.keep_draws, stop) - start)
 
 
 def _tasks(design):
-    """A few tasks of each design: the first block (most draws), the last (shortest)."""
-    blocks = sorted({0, 1, design.n_blocks - 1} & set(range(design.n_blocks)))
-    return [(m, b) for m in (min(design.m), max(design.m)) for b in blocks]
+    """A few tasks of each design as a run of 2 jobs plans them: for the smallest and the
+    largest m, the first (most draws) and the last (shortest)."""
+    tasks = plan_tasks(design, [], workers=2)
+    out = []
+    for m in (min(design.m), max(design.m)):
+        of_m = sorted(t for t in tasks if t.m == m)
+        out += sorted({of_m[0], of_m[-1]})
+    return out
 
 
 # --- sizes ------------------------------------------------------------------------------
@@ -71,11 +84,11 @@ def _tasks(design):
 @pytest.mark.parametrize("name", sorted(DESIGNS))
 def test_checkpoint_size_matches_the_packed_task(name):
     design = design_from_dict(DESIGNS[name])
-    for m, block in _tasks(design):
-        arrays = run_task(design, m, block).to_arrays()
-        keep = block_keep(design, block)
+    for task in _tasks(design):
+        arrays = run_task(design, task).to_arrays()
+        keep, chunks = _keep(design, task), task.n_chunks
         # the arrays are exact, from their shapes
-        assert task_payload_bytes(design, keep) == sum(
+        assert task_payload_bytes(design, keep, chunks=chunks) == sum(
             np.asarray(a).nbytes for a in arrays.values()
         )
         index = []
@@ -84,12 +97,12 @@ def test_checkpoint_size_matches_the_packed_task(name):
             a = np.asarray(arrays[key])
             index.append([key, a.dtype.str, list(a.shape), offset])
             offset += a.nbytes
-        assert checkpoint_index_bytes(design, keep) == len(
+        assert checkpoint_index_bytes(design, keep, chunks=chunks) == len(
             json.dumps(index, separators=(",", ":")).encode()
         )
-        real = len(_pack(arrays, design, m, block))
-        estimated = task_checkpoint_bytes(design, keep)
-        assert abs(estimated - real) <= 0.05 * real, (m, block, estimated, real)
+        real = len(_pack(arrays, design, task))
+        estimated = task_checkpoint_bytes(design, keep, chunks=chunks)
+        assert abs(estimated - real) <= 0.05 * real, (task, estimated, real)
 
 
 @pytest.mark.parametrize("name", sorted(DESIGNS))
@@ -97,13 +110,16 @@ def test_closed_forms_equal_the_sums_over_tasks(name):
     """The estimate never enumerates tasks; here they are enumerated to check it."""
     design = design_from_dict(DESIGNS[name])
     est = estimate(design, jobs=2)
-    tasks = design.tasks()
+    tasks = plan_tasks(design, [], workers=2)
     assert est.n_tasks == len(tasks)
     assert est.n_files == len(tasks) + budget.RESULT_FILE_COUNT
-    per_task = sum(task_checkpoint_bytes(design, block_keep(design, b)) for _, b in tasks)
+    per_task = sum(
+        task_checkpoint_bytes(design, _keep(design, t), chunks=t.n_chunks) for t in tasks
+    )
     assert abs(est.checkpoint_bytes - per_task) <= 0.01 * per_task
     # every kept draw is in exactly one task of its m
-    assert sum(block_keep(design, b) for b in range(design.n_blocks)) == design.keep_draws
+    for m in design.m:
+        assert sum(_keep(design, t) for t in tasks if t.m == m) == design.keep_draws
 
 
 # --- memory -----------------------------------------------------------------------------
@@ -111,16 +127,14 @@ def test_closed_forms_equal_the_sums_over_tasks(name):
 MEMORY_DESIGNS = {
     "small": small_design(),
     "many-cells": small_design(
-        replications=300,
-        block_size=150,
+        replications=600,
         **{
             "grid.lambda": [0.0, 0.01, 0.1, 1.0, 10.0, 100.0],
             "output.keep_draws": 200,
         },
     ),
     "large-m": small_design(
-        replications=20,
-        block_size=10,
+        replications=50,
         **{"grid.m": [200_000], "grid.degree": [1, 3], "output.keep_draws": 4},
     ),
 }
@@ -131,11 +145,15 @@ def test_worker_memory_covers_the_traced_peak(name):
     """What a worker does for its largest task (run it, pack the checkpoint) stays below
     the estimate beyond the baseline, and not absurdly below it."""
     design = design_from_dict(MEMORY_DESIGNS[name])
+    tasks = plan_tasks(design, [], workers=1)
+    run_task(design, Task(min(design.m), 0, 1))  # imports and the kernel: warm
+    # the task of the largest m with the most chunks, from its first chunk (the most draws)
     m = max(design.m)
-    run_task(design, min(design.m), design.n_blocks - 1)  # imports and the kernel: warm
+    largest = max((t for t in tasks if t.m == m), key=lambda t: (t.n_chunks, -t.first))
+    task = Task(m, 0, largest.n_chunks)
     tracemalloc.start()
     try:
-        _pack(run_task(design, m, 0).to_arrays(), design, m, 0)
+        _pack(run_task(design, task).to_arrays(), design, task)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -157,7 +175,8 @@ def test_max_jobs_for_memory():
 
 
 def test_workers_never_exceed_tasks():
-    design = design_from_dict(small_design(**{"grid.m": [5]}))  # 3 tasks
+    design = design_from_dict(small_design(replications=600, **{"grid.m": [5]}))  # 3 chunks
+    assert estimate(design, jobs=8).n_tasks == 3
     assert estimate(design, jobs=8).workers == 3
     assert estimate(design, jobs=2).workers == 2
 
@@ -171,12 +190,13 @@ def test_huge_replications_are_estimated_at_once_and_refused():
     est = estimate(design, jobs=2)
     elapsed = time.perf_counter() - started
     assert elapsed < 0.5  # a bound, not a benchmark: nothing is enumerated
-    assert est.n_tasks == 3 * 5 * 10**10  # exact Python ints
-    assert isinstance(est.checkpoint_bytes, int) and est.checkpoint_bytes > 10**15
+    assert isinstance(est.n_tasks, int) and est.n_tasks > MAX_TASK_FILES  # exact Python ints
+    # 3 × 3.9·10⁹ chunks, each with at least 20 kB of co-moments (8 cells, degrees 1-3)
+    assert isinstance(est.checkpoint_bytes, int) and est.checkpoint_bytes > 2 * 10**14
     message = refusal(design, est, jobs=2, available_memory=64 * GiB, free_disk=1 << 50)
     assert message is not None and "\n" not in message
-    assert "'replications'" in message or "'block_size'" in message
-    assert "10,000" in message
+    assert message.startswith("design key 'replications': got 1,000,000,000,000;")
+    assert "(limit 10,000)" in message
     est.line()  # formats whatever the size
 
 
@@ -184,7 +204,7 @@ def test_many_lambdas_are_refused_naming_the_lambda_grid():
     lams = [i / 1000 for i in range(100_000)]
     design = design_from_dict(small_design(**{"grid.lambda": lams}))
     est = estimate(design, jobs=2)
-    assert est.n_tasks == 9
+    assert est.n_tasks == 3  # one chunk of each m
     message = refusal(design, est, jobs=2, available_memory=16 * GiB, free_disk=100 * GiB)
     assert message is not None and message.startswith("design key 'grid.lambda': got 100,000")
     assert "memory" in message
@@ -194,23 +214,51 @@ def test_many_lambdas_are_refused_naming_the_lambda_grid():
     assert "free" in message
 
 
-def test_block_size_one_makes_too_many_task_files():
-    design = design_from_dict(
-        small_design(replications=4000, block_size=1, **{"grid.m": [3, 8, 40, 100]})
-    )
+@pytest.mark.parametrize("block_size", [None, 20, 5000])
+def test_too_many_task_files_are_refused_with_replications_that_fit(block_size):
+    """Tasks grow (up to a checkpoint's size limit, and block_size) before the run has too
+    many files; past that the refusal names the replications that fit, and that number
+    does fit."""
+    grid = {"grid.m": [3, 8, 40, 100], "grid.lambda": [i / 10 for i in range(400)]}
+    grid["block_size"] = block_size
+    design = design_from_dict(small_design(replications=10**9, **grid))
     est = estimate(design, jobs=2)
-    assert est.n_tasks == 16_000 > MAX_TASK_FILES
-    message = refusal(design, est, jobs=2, available_memory=64 * GiB, free_disk=1 << 50)
+    assert est.n_tasks > MAX_TASK_FILES
+    message = refusal(design, est, jobs=2, available_memory=1 << 50, free_disk=1 << 50)
+    assert message is not None and message.startswith(
+        "design key 'replications': got 1,000,000,000; with 4 values of m they make "
+    )
+    most = int(message.rsplit("≤ ", 1)[1].replace(",", ""))
+    fits = design_from_dict(small_design(replications=most, **grid))
+    assert estimate(fits, jobs=2).n_tasks <= MAX_TASK_FILES
+    assert (
+        refusal(fits, estimate(fits, jobs=2), jobs=2, available_memory=1 << 50, free_disk=1 << 50)
+        is None
+    )
+
+
+def test_a_small_block_size_making_too_many_files_is_refused_naming_it():
+    # 1,000 values of m × 157 chunks of 256 (40,000 replications): tasks of one chunk make
+    # 157,000 files; at most 10 tasks per m need 16 chunks a task, block_size 16 × 256
+    raw = small_design(replications=40_000, block_size=1, **{"grid.m": list(range(3, 1003))})
+    design = design_from_dict(raw)
+    est = estimate(design, jobs=2)
+    message = refusal(design, est, jobs=2, available_memory=1 << 50, free_disk=1 << 50)
     assert message == (
-        "design key 'block_size': got 1; 4,000 replications × 4 values of m make 16,000 "
-        "task files (limit 10,000); use block_size ≥ 2"
+        "design key 'block_size': got 1; tasks of at most 1 replications make 157,000 task "
+        "files (limit 10,000); use block_size ≥ 4,096 or leave it out"
     )
-    fixed = design_from_dict(
-        small_design(replications=4000, block_size=2, **{"grid.m": [3, 8, 40, 100]})
-    )
-    fixed_est = estimate(fixed, jobs=2)
-    assert fixed_est.n_tasks == 8_000
-    assert refusal(fixed, fixed_est, jobs=2, available_memory=64 * GiB, free_disk=1 << 50) is None
+
+
+def test_block_size_caps_the_replications_of_a_task():
+    """block_size = 1 still means one chunk per task (never less than a chunk), a larger
+    one whole chunks below it."""
+    raw = small_design(replications=4000, **{"grid.m": [3, 8, 40, 100]})
+    for block_size, per_task in ((1, 1), (600, 2), (1024, 4)):
+        design = design_from_dict({**raw, "block_size": block_size})
+        tasks = plan_tasks(design, [], workers=1)
+        assert max(t.n_chunks for t in tasks) == per_task
+        assert estimate(design, jobs=1).n_tasks == len(tasks)
 
 
 def test_many_values_of_m_are_refused_naming_the_m_grid():
@@ -227,7 +275,6 @@ def test_many_kept_draws_are_refused_naming_keep_draws():
     design = design_from_dict(
         small_design(
             replications=10_000,
-            block_size=1000,
             **{"output.keep_draws": 10_000, "grid.lambda": [0.0, 0.1, 0.5, 1.0, 2.0]},
         )
     )
@@ -248,7 +295,6 @@ def test_many_kept_draws_are_refused_naming_keep_draws():
     smaller = design_from_dict(
         small_design(
             replications=10_000,
-            block_size=1000,
             **{"output.keep_draws": keep, "grid.lambda": [0.0, 0.1, 0.5, 1.0, 2.0]},
         )
     )
@@ -272,13 +318,14 @@ def test_default_design_fits_this_machine_and_its_time_is_about_right():
     est = estimate(design, jobs=2)
     memory, disk = machine_limits(ROOT / "simulations" / "results" / design.name)
     assert refusal(design, est, jobs=2, available_memory=memory, free_disk=disk) is None
-    assert est.n_tasks == 120
+    assert est.n_tasks == len(plan_tasks(design, [], workers=2))
+    assert est.n_tasks >= 8  # at least 4 per worker: the design has 480 chunks
     # measured: the default design runs in about 8 s with 2 jobs (14-22 s on a loaded
     # machine); the estimate is meant to be right within a factor of about 3
     assert 0.2 * 8 <= est.seconds <= 5 * 8, est.seconds
     assert est.seconds > estimate(design, jobs=1).seconds / 2.5  # parallel, not magic
     line = est.line()
-    assert line.startswith("estimate: 120 tasks, ~") and "with 2 jobs" in line
+    assert line.startswith(f"estimate: {est.n_tasks} tasks, ~") and "with 2 jobs" in line
     assert "2 workers ×" in line and "MB" in line and "\n" not in line
 
 

@@ -11,8 +11,8 @@ import pytest
 from study import fit_polynomial_ridge
 from study.design import design_from_dict
 from study.engine.store import CheckpointStore
-from study.engine.streams import draw_block_data
-from study.engine.tasks import run_task
+from study.engine.streams import chunk_power_sums, draw_chunk_data, n_chunks
+from study.engine.tasks import Task, run_task
 from study.files import load_npz
 from study.scaling import alpha
 from study.steps import simulate
@@ -94,7 +94,7 @@ def test_engine_equals_a_loop_over_fit_polynomial_ridge(tmp_path, low, high):
     draws = load_npz(out / "draws.npz")
     risk = pd.read_csv(out / "risk.csv")
     for i_m, m in enumerate(design.m):
-        data = [draw_block_data(design, m, b) for b in range(design.n_blocks)]
+        data = [draw_chunk_data(design, m, c) for c in range(n_chunks(design.replications, m))]
         x = np.concatenate([d[0] for d in data])
         y = np.concatenate([d[1] for d in data])
         for k in design.degree:
@@ -138,10 +138,10 @@ def test_engine_equals_a_loop_over_fit_polynomial_ridge(tmp_path, low, high):
 def test_degree_ten_against_high_precision(x):
     """Degree 10 away from [−1, 1]: engine fits against 50-digit arithmetic."""
     changes = {"grid.m": [200], "grid.degree": [10], "grid.lambda": [0.0, 1.0], "dgp.x": x}
-    raw = small_design(**changes, replications=4, block_size=4, **{"output.keep_draws": 4})
+    raw = small_design(**changes, replications=4, **{"output.keep_draws": 4})
     design = design_from_dict(raw)
-    result = run_task(design, 200, 0, noise_draw="plain")
-    xs, ys = draw_block_data(design, 200, 0)
+    result = run_task(design, Task(200, 0, 1), noise_draw="plain")
+    xs, ys = draw_chunk_data(design, 200, 0)
     mpmath.mp.dps = 50
     for i_l, lam in enumerate(design.lam):
         for i_s, scaling in enumerate(design.scaling):
@@ -158,18 +158,37 @@ def test_degree_ten_against_high_precision(x):
                 assert err < 1e-7, (lam, scaling, r, err)
 
 
-def test_bit_identical_for_jobs_and_backends(tmp_path):
-    raw = small_design()
-    _, one = _run(tmp_path, raw, "one", jobs=1)
-    _, two = _run(tmp_path, raw, "two", jobs=2)
-    _, thr = _run(tmp_path, raw, "thr", jobs=2, backend="threading")
-    assert _files(one) == _files(two) == _files(thr)
+def test_bit_identical_for_block_sizes_jobs_and_backends(tmp_path, monkeypatch):
+    """700 replications (chunks of 256, 256 and 188) grouped into tasks of one chunk, two,
+    three or by cost, run by 1 or 2 processes or threads: the same bytes, draws included."""
+    raw = small_design(replications=700, **{"dgp.noise_sd": 0.6, "output.keep_draws": 300})
+    runs = {}
+    for block_size in (1, 600, 10_000, None):
+        for jobs, backend in ((1, "loky"), (2, "loky"), (2, "threading")):
+            name = f"{block_size}-{jobs}-{backend}"
+            _, out = _run(
+                tmp_path, {**raw, "block_size": block_size}, name, jobs=jobs, backend=backend
+            )
+            runs[name] = out
+    # one task per m: as many chunks as the plan may put in a task
+    monkeypatch.setattr("study.engine.plan.TASKS_PER_WORKER", 1 / 1000)
+    _, runs["whole"] = _run(tmp_path, {**raw, "block_size": None}, "whole", jobs=2)
+    sizes = {
+        name: sorted(p.name for p in (out / "checkpoints").glob("*.ckpt"))
+        for name, out in runs.items()
+    }
+    assert len({tuple(v) for v in sizes.values()}) >= 3  # the work was cut differently
+    assert "m40-c0-1.ckpt" in sizes["1-1-loky"] and "m40-c1-2.ckpt" in sizes["1-1-loky"]
+    assert "m40-c0-3.ckpt" in sizes["whole"]
+    first = _files(runs["1-1-loky"]) | {"fits.csv": (runs["1-1-loky"] / "fits.csv").read_bytes()}
+    for out in runs.values():
+        assert _files(out) | {"fits.csv": (out / "fits.csv").read_bytes()} == first
 
 
-def test_chunk_size_does_not_change_results(tmp_path, monkeypatch):
+def test_piece_size_does_not_change_results(tmp_path, monkeypatch):
     raw = small_design()
     _, a = _run(tmp_path, raw, "a")
-    monkeypatch.setattr("study.engine.streams.CHUNK_ELEMENTS", 7)
+    monkeypatch.setattr("study.engine.streams.PIECE_ELEMENTS", 7)
     _, b = _run(tmp_path, raw, "b")
     assert _files(a) == _files(b)
 
@@ -185,19 +204,64 @@ def test_adding_an_m_leaves_other_cells_unchanged(tmp_path):
 
 
 def test_resume_after_losing_tasks_is_byte_identical(tmp_path):
-    raw = small_design()
+    """Tasks of one chunk each, every other one lost, resumed by a run that groups the
+    missing chunks by cost instead (block_size is not part of the design's identity)."""
+    raw = small_design(replications=700, block_size=1, **{"output.keep_draws": 300})
     design, full = _run(tmp_path, raw, "full")
     _, partial = _run(tmp_path, raw, "partial")
-    store = CheckpointStore(partial, design)
-    for i, (m, b) in enumerate(design.tasks()):
-        if i % 2:
-            store.path(m, b).unlink()
+    lost = sorted((partial / "checkpoints").glob("*.ckpt"))[1::2]
+    for path in lost:
+        path.unlink()
     for f in ("summary.csv", "risk.csv", "draws.npz"):
         (partial / f).unlink()
-    simulate(design, partial, progress=False)
+    regrouped = design_from_dict({**raw, "block_size": None})
+    assert regrouped.hash == design.hash
+    simulate(regrouped, partial, progress=False)
     assert _files(full) == _files(partial)
     run = json.loads((partial / "manifest.json").read_text())["run"]
-    assert run["tasks_resumed"] == len(design.tasks()) - run["tasks_computed_this_run"]
+    assert run["tasks_resumed"] == 9 - len(lost)  # 3 values of m × 3 chunks
+    assert run["tasks_computed_this_run"] >= 1
+    # every chunk is in exactly one checkpoint
+    names = sorted(p.name for p in (partial / "checkpoints").glob("*.ckpt"))
+    for m in design.m:
+        spans = sorted(
+            tuple(int(v) for v in n[len(f"m{m}-c") : -5].split("-"))
+            for n in names
+            if n.startswith(f"m{m}-")
+        )
+        assert spans[0][0] == 0 and spans[-1][1] == 3
+        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+
+
+def test_overlapping_or_foreign_checkpoints_are_set_aside(tmp_path):
+    """A checkpoint whose chunks another one covers, or beyond the design's chunks, is moved
+    to rejected/ and its chunks computed again: the results are those of a clean run."""
+    raw = small_design(replications=700, block_size=1, **{"grid.m": [8, 40]})
+    design, clean = _run(tmp_path, raw, "clean")
+    _, out = _run(tmp_path, raw, "out")
+    ck = out / "checkpoints"
+    # a checkpoint of chunks 0-1 of m = 8 beside those of chunk 0 and chunk 1: the longer
+    # one is kept
+    store = CheckpointStore(out, design)
+    store.save(Task(8, 0, 2), run_task(design, Task(8, 0, 2)))
+    (ck / "m40-c0-1.ckpt").rename(ck / "m40-c3-4.ckpt")  # beyond the 3 chunks, misnamed
+    rejected = []
+    done = store.done(on_reject=lambda path, moved, reason: rejected.append((path.name, reason)))
+    assert sorted(t for t in done if t.m == 8) == [Task(8, 0, 2), Task(8, 2, 3)]
+    assert sorted(rejected) == [
+        ("m40-c3-4.ckpt", "chunks 3–3 outside the design's chunks"),
+        ("m8-c0-1.ckpt", "its chunks overlap those of another checkpoint"),
+        ("m8-c1-2.ckpt", "its chunks overlap those of another checkpoint"),
+    ]
+    assert (ck / "rejected" / "m8-c1-2.ckpt").exists()
+    # a checkpoint named as another task than it holds
+    (ck / "m40-c1-2.ckpt").rename(ck / "m40-c0-1.ckpt")
+    rejected.clear()
+    store.done(on_reject=lambda path, moved, reason: rejected.append((path.name, reason)))
+    assert rejected == [("m40-c0-1.ckpt", "of another task (m = 40, chunk 1)")]
+    (out / "summary.csv").unlink()
+    simulate(design, out, progress=False)
+    assert _files(clean) == _files(out)
 
 
 def test_kill_9_then_resume_is_byte_identical(tmp_path):
@@ -207,7 +271,8 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path):
     import sys
     import time
 
-    raw = small_design(**{"replications": 2000, "block_size": 50, "grid.m": [400, 2000]})
+    # 24 chunks of each m, one per task
+    raw = small_design(**{"replications": 6000, "block_size": 256, "grid.m": [400, 2000]})
     path = write_design(tmp_path / "d.toml", raw)
     ref = tmp_path / "ref"
     run_cli("simulate", path, "--out", ref, "--quiet", check=True)
@@ -223,7 +288,7 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path):
     os_killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     n_saved = len(list(out.glob("checkpoints/m*.ckpt")))
-    assert 0 < n_saved < 80, "the run must be interrupted part-way"
+    assert 0 < n_saved < 48, "the run must be interrupted part-way"
     assert not (out / "summary.csv").exists()
     proc = run_cli("simulate", path, "--out", out, "--quiet", check=True)
     assert "resumed" in proc.stdout
@@ -283,9 +348,7 @@ def test_all_alpha_pencil_equals_per_alpha_solves(m, degree):
         **{"grid.m": [m], "grid.degree": [degree], "grid.lambda": [0.0, 0.003, 0.1, 1.0, 30.0]}
     )
     design = design_from_dict(raw)
-    power_sums, T = __import__("study.engine.streams", fromlist=["x"]).block_power_sums(
-        design, m, 0, degree
-    )
+    power_sums, T = chunk_power_sums(design, m, 0, degree)
     G, b = power_sums[:, hankel_index(degree)], T[:, : degree + 1]
     basis = design.standard_basis(degree)
     alphas = np.unique(alpha_grid(design, m, degree))
@@ -304,26 +367,27 @@ def test_task_result_round_trips_through_the_checkpoint_arrays(tmp_path):
     from study.engine.store import unpack_checkpoint
     from study.engine.tasks import TaskResult
 
-    raw = small_design(
-        replications=12, block_size=8, **{"grid.degree": [1, 3], "output.keep_draws": 5}
-    )
+    raw = small_design(replications=300, **{"grid.degree": [1, 3], "output.keep_draws": 5})
     design = design_from_dict(raw)
     m = max(design.m)
-    result = run_task(design, m, 0)
+    task = Task(m, 0, 2)  # both chunks, of 256 and 44 data sets
+    result = run_task(design, task)
     arrays = result.to_arrays()
     # the names, dtypes and shapes of the checkpoints (fit_counts since engine version 4)
     fields = "coef_n coef_mean coef_M risk_n risk_mean risk_M n_failed draws fit_counts".split()
     assert sorted(arrays) == sorted([f"k{k}_{f}" for k in (1, 3) for f in fields] + ["seconds"])
     L, C = len(design.lam), len(design.scaling)
     for k in (1, 3):
-        assert arrays[f"k{k}_coef_M"].shape == (L, C, k + 1, 5, 5)
-        assert arrays[f"k{k}_risk_mean"].shape == (L, C, 3)
+        assert arrays[f"k{k}_coef_M"].shape == (2, L, C, k + 1, 5, 5)  # per chunk
+        assert arrays[f"k{k}_risk_mean"].shape == (2, L, C, 3)
+        n = arrays[f"k{k}_coef_n"][:, 1, 0, 0]  # λ = 0.5: every fit succeeds
+        assert n.tolist() == [256.0, 44.0]
         assert arrays[f"k{k}_draws"].shape == (L, C, 5, k + 1)
         assert arrays[f"k{k}_n_failed"].dtype == np.int64
         assert arrays[f"k{k}_fit_counts"].shape == (L, C, 6)
         assert arrays[f"k{k}_fit_counts"].dtype == np.int64
     assert arrays["seconds"].shape == () and arrays["seconds"].dtype == np.float64
-    shapes = TaskResult.array_shapes(design, 5)
+    shapes = TaskResult.array_shapes(design, 5, chunks=2)
     assert {key: (a.shape, a.dtype.str) for key, a in arrays.items()} == shapes
 
     back = TaskResult.from_arrays(arrays)
@@ -337,11 +401,10 @@ def test_task_result_round_trips_through_the_checkpoint_arrays(tmp_path):
     # and through the store: what is saved is loaded back, array for array
     store = CheckpointStore(tmp_path, design)
     store.dir.mkdir(parents=True)
-    store.save(m, 0, result)
-    on_disk = unpack_checkpoint(
-        store.path(m, 0).read_bytes(), design_hash=design.hash, task=(m, 0)
-    )
-    loaded = store.load(m, 0).to_arrays()
+    store.save(task, result)
+    assert store.path(task).name == f"m{m}-c0-2.ckpt"
+    on_disk = unpack_checkpoint(store.path(task).read_bytes(), design_hash=design.hash, task=task)
+    loaded = store.load(task).to_arrays()
     for got in (on_disk, loaded):
         assert got.keys() == arrays.keys()
         for key, a in arrays.items():
@@ -358,11 +421,12 @@ def test_checkpoint_packing_round_trips():
         "s": np.array(1.5),
         "empty": np.zeros((2, 0, 3)),
     }
-    data = pack_checkpoint(arrays, design_hash="ab" * 32, task=(10, 2))
-    back = unpack_checkpoint(data, design_hash="ab" * 32, task=(10, 2))
+    data = pack_checkpoint(arrays, design_hash="ab" * 32, task=Task(10, 2, 5))
+    back = unpack_checkpoint(data, design_hash="ab" * 32, task=Task(10, 2, 5))
     for wrong in (
-        {"design_hash": "cd" * 32, "task": (10, 2)},
-        {"design_hash": "ab" * 32, "task": (10, 3)},
+        {"design_hash": "cd" * 32, "task": Task(10, 2, 5)},
+        {"design_hash": "ab" * 32, "task": Task(10, 2, 4)},
+        {"design_hash": "ab" * 32, "task": Task(10, 3, 5)},
     ):
         with pytest.raises(CheckpointError):
             unpack_checkpoint(data, **wrong)
@@ -375,15 +439,11 @@ def test_checkpoint_packing_round_trips():
 def test_huge_data_sets_are_drawn_in_pieces_with_the_same_numbers(monkeypatch):
     """m above MAX_PIECE: the same random numbers, drawn piece by piece; the power sums
     equal those of the whole data set."""
-    from study.engine.streams import block_power_sums
-
-    raw = small_design(
-        **{"grid.m": [50], "replications": 6, "output.keep_draws": 0, "block_size": 3}
-    )
+    raw = small_design(**{"grid.m": [50], "replications": 6, "output.keep_draws": 0})
     design = design_from_dict(raw)
     monkeypatch.setattr("study.engine.streams.MAX_PIECE", 7)
-    power_sums, T = block_power_sums(design, 50, 1, 3, noise_draw="plain")
-    x, y = draw_block_data(design, 50, 1)
+    power_sums, T = chunk_power_sums(design, 50, 0, 3, noise_draw="plain")
+    x, y = draw_chunk_data(design, 50, 0)
     u = (x - design.x.center) / design.x.scale
     np.testing.assert_allclose(
         power_sums, np.stack([(u**p).sum(1) for p in range(7)], 1), rtol=1e-12
@@ -394,7 +454,7 @@ def test_huge_data_sets_are_drawn_in_pieces_with_the_same_numbers(monkeypatch):
 
 
 def test_fit_batches_merge_to_the_same_moments(monkeypatch, tmp_path):
-    """Blocks larger than FIT_BATCH are fitted in batches whose moments are merged."""
+    """Chunks larger than FIT_BATCH are fitted in batches whose moments are merged."""
     raw = small_design(**{"output.keep_draws": 30})
     _, whole = _run(tmp_path, raw, "whole")
     monkeypatch.setattr("study.models.gaussian.FIT_BATCH", 7)
@@ -415,20 +475,26 @@ def test_fit_batches_merge_to_the_same_moments(monkeypatch, tmp_path):
     ],
 )
 def test_designs_alone_are_the_simulations_designs(x, monkeypatch):
-    """The tuning's designs (the first data sets of a block, x stream only, no noise drawn)
-    are bit for bit those the simulation fitted, also when drawn in pieces."""
-    from study.engine.streams import block_power_sums
+    """The tuning's designs (the first data sets of the first chunks, x stream only, no
+    noise drawn) are bit for bit those the simulation fitted, also when drawn in pieces
+    and across chunks."""
+    from study.basis import hankel_index
+    from study.theory.tuning import design_grams
 
-    design = design_from_dict(small_design(**{"dgp.x": x, "replications": 60, "block_size": 30}))
-    monkeypatch.setattr("study.engine.streams.CHUNK_ELEMENTS", 50)  # several chunks per block
-    for m, first in ((8, 11), (40, 30), (40, 100)):
-        all_sums, _ = block_power_sums(design, m, 1, 3)
-        power_sums, T = block_power_sums(design, m, 1, 3, first=first, noise=False)
-        assert T is None and power_sums.shape[0] == min(first, 30)
+    design = design_from_dict(small_design(**{"dgp.x": x, "replications": 300}))
+    monkeypatch.setattr("study.engine.streams.PIECE_ELEMENTS", 50)  # several pieces per chunk
+    for m, first in ((8, 11), (40, 44), (40, 100)):
+        all_sums, _ = chunk_power_sums(design, m, 1, 3)  # the second chunk: 44 data sets
+        power_sums, T = chunk_power_sums(design, m, 1, 3, first=first, noise=False)
+        assert T is None and power_sums.shape[0] == min(first, 44)
         np.testing.assert_array_equal(power_sums, all_sums[:first])
+    # 280 designs: all 256 of chunk 0, then 24 of chunk 1
+    grams = design_grams(design, 8, 3, n=280)
+    both = np.concatenate([chunk_power_sums(design, 8, c, 3)[0] for c in (0, 1)])
+    np.testing.assert_array_equal(grams, both[:280][:, hankel_index(3)])
     monkeypatch.setattr("study.engine.streams.MAX_PIECE", 7)
-    power_sums, _ = block_power_sums(design, 40, 0, 3, first=4, noise=False)
-    np.testing.assert_allclose(power_sums, block_power_sums(design, 40, 0, 3)[0][:4], rtol=1e-13)
+    power_sums, _ = chunk_power_sums(design, 40, 0, 3, first=4, noise=False)
+    np.testing.assert_allclose(power_sums, chunk_power_sums(design, 40, 0, 3)[0][:4], rtol=1e-13)
 
 
 @pytest.mark.parametrize(
@@ -521,10 +587,10 @@ def test_threading_backend_leaves_the_blas_pools_as_they_were(tmp_path, monkeypa
     ],
 )
 def test_fits_csv_counts_how_every_data_set_was_fitted(tmp_path, x, route):
-    """Per identifiable cell the routes add up to the replications (70, not a multiple of
-    the block size), none is declined on these designs, and the route is the one the
+    """Per identifiable cell the routes add up to the replications (300, a chunk of 256 and
+    a short one), none is declined on these designs, and the route is the one the
     x range calls for; cells that are not identifiable count nothing."""
-    raw = small_design(**{"dgp.x": x, "replications": 70, "dgp.noise_sd": 0.6})
+    raw = small_design(**{"dgp.x": x, "replications": 300, "dgp.noise_sd": 0.6})
     design, out = _run(tmp_path, raw)
     fits = pd.read_csv(out / "fits.csv")
     risk = pd.read_csv(out / "risk.csv")
@@ -533,15 +599,15 @@ def test_fits_csv_counts_how_every_data_set_was_fitted(tmp_path, x, route):
     )
     routes = fits[["compiled", "pencil", "direct"]].sum(axis=1).to_numpy()
     ok = (risk.status == "ok").to_numpy()
-    assert (routes[ok] == 70).all() and (routes[~ok] == 0).all() and (~ok).any()
-    assert (fits[route][ok] == 70).all()
+    assert (routes[ok] == 300).all() and (routes[~ok] == 0).all() and (~ok).any()
+    assert (fits[route][ok] == 300).all()
     assert (fits.filter(like="declined_").to_numpy() == 0).all()
 
 
 def test_adding_an_m_leaves_the_other_cells_unchanged(tmp_path):
     """Streams are keyed by the value of m: a design with one more m has, for the others,
-    the same rows to the bit (σ ≠ 1, a short last block)."""
-    base = {"dgp.noise_sd": 0.6, "replications": 70, "output.keep_draws": 5}
+    the same rows to the bit (σ ≠ 1, a short last chunk)."""
+    base = {"dgp.noise_sd": 0.6, "replications": 300, "output.keep_draws": 5}
     _, two = _run(tmp_path, small_design(**base, **{"grid.m": [8, 40]}), "two", theory=False)
     _, three = _run(
         tmp_path, small_design(**base, **{"grid.m": [8, 25, 40]}), "three", theory=False

@@ -1,11 +1,13 @@
 """The simulation engine: Monte Carlo only, from a design to checkpoints to result tables.
 
-- :mod:`study.engine.streams`: random streams keyed by task identity, and the draws;
-- :mod:`study.engine.tasks`: one task (m, block) → a typed :class:`~study.engine.tasks.TaskResult`
-  (co-moments per cell), through the model of the design (:mod:`study.models`);
+- :mod:`study.engine.streams`: the chunks of replications, their random streams, the draws;
+- :mod:`study.engine.plan`: chunks grouped into tasks by cost, longest first;
+- :mod:`study.engine.tasks`: one task (m, chunks) → a typed
+  :class:`~study.engine.tasks.TaskResult` (co-moments per chunk and cell), through the model
+  of the design (:mod:`study.models`);
 - :mod:`study.engine.kernel`: the compiled (numba) inner loop of the Gaussian model;
 - :mod:`study.engine.store`: self-verifying checkpoints (written atomically, :mod:`study.files`);
-- :mod:`study.engine.merge`: checkpoints merged in block order into ``summary.csv``,
+- :mod:`study.engine.merge`: checkpoints merged chunk by chunk into ``summary.csv``,
   ``risk.csv`` and ``draws.npz``;
 - :mod:`study.engine.costs`, :mod:`study.engine.budget`: the estimate before a run;
 - :mod:`study.engine.run`: scheduling (joblib), progress, the commit of a results folder.
@@ -17,4 +19,6 @@ Nothing here imports the theory or the report.
 # by another engine version are refused, never merged with new ones.
 # 4: a task also counts how each data set was fitted (fits.csv); the numbers of 3 unchanged.
 # 5: the noise enters as Φᵀε ~ N(0, σ²G), K + 1 normals per data set, not m (new numbers).
-ENGINE_VERSION = 5
+# 6: streams keyed by (seed, m, chunk) with a chunk length fixed by m, co-moments kept per
+#    chunk and merged chunk by chunk: results no longer depend on block_size (new numbers).
+ENGINE_VERSION = 6

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from study.design import MAX_BLOCK_SIZE, Design
@@ -25,13 +25,15 @@ from study.engine.costs import (
     MAIN_BASELINE_BYTES,
     RESULT_FILE_COUNT,
     WORKER_BASELINE_BYTES,
-    block_keep,
+    chunk_payload_bytes,
     checkpoint_index_bytes,
     footprint,
     run_seconds,
     task_checkpoint_bytes,
     task_payload_bytes,
 )
+from study.engine.plan import MAX_TASK_FILES, MAX_TASK_PAYLOAD_BYTES, n_tasks
+from study.engine.streams import chunk_length
 
 __all__ = [
     "MAIN_BASELINE_BYTES",
@@ -39,7 +41,7 @@ __all__ = [
     "RESULT_FILE_COUNT",
     "WORKER_BASELINE_BYTES",
     "Estimate",
-    "block_keep",
+    "chunk_payload_bytes",
     "checkpoint_index_bytes",
     "estimate",
     "format_bytes",
@@ -51,8 +53,6 @@ __all__ = [
     "task_memory_bytes",
     "task_payload_bytes",
 ]
-
-MAX_TASK_FILES = 10_000
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def estimate(design: Design, *, jobs: int) -> Estimate:
     time), whatever the number of replications: tasks are never enumerated.
     """
     jobs = max(1, int(jobs))
-    fp = footprint(design)
+    fp = footprint(design, workers=jobs)
     workers = max(1, min(jobs, fp.n_tasks))
     try:
         seconds = run_seconds(design, fp, workers)
@@ -222,55 +222,47 @@ def _smallest_fitting(lo: int, hi: int, fits) -> int | None:
     return lo
 
 
-def _task_count_refusal(design: Design, n_tasks: int) -> str | None:
-    if n_tasks <= MAX_TASK_FILES:
+def _task_count_refusal(design: Design, count: int, workers: int) -> str | None:
+    if count <= MAX_TASK_FILES:
         return None
-    M, R, bs = len(design.m), design.replications, design.block_size
+    M, R = len(design.m), design.replications
     limit = f"(limit {MAX_TASK_FILES:,})"
     if M > MAX_TASK_FILES:
         return (
             f"design key 'grid.m': got {M:,} values; each value of m is at least one task "
-            f"file, {n_tasks:,} task files {limit}; use at most {MAX_TASK_FILES:,} values"
+            f"file, {count:,} task files {limit}; use at most {MAX_TASK_FILES:,} values"
         )
-    blocks_allowed = MAX_TASK_FILES // M
-    need = -(-R // blocks_allowed)
-    of_m = _plural(M, "value") + " of m"
-    if need > MAX_BLOCK_SIZE:
-        fewest = -(-R // MAX_BLOCK_SIZE)
+    bs = design.block_size
+    if bs is not None and n_tasks(replace(design, block_size=None), workers) <= MAX_TASK_FILES:
+        # the tasks are small because block_size caps them: a larger one is enough
+        def fits(x: int) -> bool:
+            return n_tasks(replace(design, block_size=x), workers) <= MAX_TASK_FILES
+
+        need = _smallest_fitting(bs + 1, MAX_BLOCK_SIZE, fits)
+        advice = "leave it out" if need is None else f"use block_size ≥ {need:,} or leave it out"
         return (
-            f"design key 'replications': got {R:,}; even with the largest block_size "
-            f"({MAX_BLOCK_SIZE:,}) they make {fewest:,} blocks × {of_m} = {M * fewest:,} "
-            f"task files {limit}; use replications ≤ {blocks_allowed * MAX_BLOCK_SIZE:,}"
+            f"design key 'block_size': got {bs:,}; tasks of at most {bs:,} replications make "
+            f"{count:,} task files {limit}; {advice}"
         )
-    what = (
-        f"{R:,} replications"
-        if bs == 1
-        else f"{R:,} replications in blocks of {bs:,} ({design.n_blocks:,} blocks)"
-    )
+    # tasks as large as a checkpoint (and block_size) allow, spread over the values of m
+    largest = max(1, MAX_TASK_PAYLOAD_BYTES // chunk_payload_bytes(design))
+
+    def per_task(m: int) -> int:
+        return largest if bs is None else min(largest, max(1, bs // chunk_length(m)))
+
+    most = min((MAX_TASK_FILES // M) * per_task(m) * chunk_length(m) for m in design.m)
     return (
-        f"design key 'block_size': got {bs:,}; {what} × {of_m} make {n_tasks:,} task files "
-        f"{limit}; use block_size ≥ {need:,}"
+        f"design key 'replications': got {R:,}; with {_plural(M, 'value')} of m they make "
+        f"{count:,} task files even with the largest tasks {limit}; use replications ≤ "
+        f"{most:,}"
     )
 
 
-def _pick(candidates: list[tuple[int, str, str, str | None]], prefer: tuple[str, ...] = ()):
+def _pick(candidates: list[tuple[int, str, str, str | None]]):
     """The dominant key: among (best, key, got, advice) the one whose change alone helps
-    most (lowest ``best``); a key of ``prefer`` whose change alone is enough goes first."""
-    for key in prefer:
-        for c in candidates:
-            if c[1] == key and c[3] is not None:
-                return c
+    most (lowest ``best``)."""
     enough = [c for c in candidates if c[3] is not None]
     return min(enough or candidates, key=lambda c: c[0])
-
-
-def _block_size_bounds(design: Design) -> tuple[int, int]:
-    """Block sizes allowed for this design: at most MAX_TASK_FILES tasks, ≤ MAX_BLOCK_SIZE."""
-    M, R = len(design.m), design.replications
-    top = min(R, MAX_BLOCK_SIZE)
-    per_m = MAX_TASK_FILES // M
-    low = -(-R // per_m) if per_m else top + 1
-    return min(low, top + 1), top
 
 
 def _memory_refusal(design: Design, est: Estimate, available: int) -> str | None:
@@ -284,7 +276,7 @@ def _memory_refusal(design: Design, est: Estimate, available: int) -> str | None
     def fits(**change) -> bool:
         return memory(**change) <= available
 
-    L, keep, bs = len(design.lam), design.keep_draws, design.block_size
+    L, keep = len(design.lam), design.keep_draws
     candidates = []
     if L > 1:
         n = _largest_fitting(1, L - 1, lambda x: fits(n_lambda=x))
@@ -294,17 +286,6 @@ def _memory_refusal(design: Design, est: Estimate, available: int) -> str | None
         n = _largest_fitting(0, keep - 1, lambda x: fits(keep_draws=x))
         advice = None if n is None else f"use output.keep_draws ≤ {n:,}"
         candidates.append((memory(keep_draws=0), "output.keep_draws", f"{keep:,}", advice))
-    # a worker holds one block (smaller is lighter), the main process all the blocks of
-    # one m (fewer is lighter): both ways, within the block sizes allowed
-    low, top = _block_size_bounds(design)
-    if low < bs:
-        n = _largest_fitting(low, bs - 1, lambda x: fits(block_size=x))
-        advice = None if n is None else f"use block_size ≤ {n:,}"
-        candidates.append((memory(block_size=low), "block_size", f"{bs:,}", advice))
-    if bs < top:
-        n = _smallest_fitting(bs + 1, top, lambda x: fits(block_size=x))
-        advice = None if n is None else f"use block_size ≥ {n:,}"
-        candidates.append((memory(block_size=top), "block_size", f"{bs:,}", advice))
     what = (
         f"the run would need ~{format_bytes(peak)} of memory even with 1 job (worker "
         f"{format_bytes(est.worker_memory_bytes)} + main "
@@ -326,13 +307,8 @@ def _disk_refusal(design: Design, est: Estimate, free: int) -> str | None:
     def fits(**change) -> bool:
         return disk(**change) <= free
 
-    L, keep, R, bs = len(design.lam), design.keep_draws, design.replications, design.block_size
+    L, keep, R = len(design.lam), design.keep_draws, design.replications
     candidates = []
-    low, top = _block_size_bounds(design)
-    if max(low, bs + 1) <= top:  # fewer, larger blocks: fewer files, the same statistics
-        n = _smallest_fitting(max(low, bs + 1), top, lambda x: fits(block_size=x))
-        advice = None if n is None else f"use block_size ≥ {n:,}"
-        candidates.append((disk(block_size=top), "block_size", f"{bs:,}", advice))
     low_r = max(2, keep)  # keep_draws ≤ replications
     if R > low_r:
         n = _largest_fitting(low_r, R - 1, lambda x: fits(replications=x))
@@ -353,7 +329,7 @@ def _disk_refusal(design: Design, est: Estimate, free: int) -> str | None:
     )
     if not candidates:
         return f"design key 'grid.m': {what}; use fewer values of m or degrees"
-    _, key, got, advice = _pick(candidates, prefer=("block_size",))
+    _, key, got, advice = _pick(candidates)
     return f"design key '{key}': got {got}; {what}; {advice or 'that alone will not do'}"
 
 
@@ -367,9 +343,9 @@ def refusal(
     many do); more bytes on disk than free. The key named is the one whose change helps
     most, with the value that would fit where one exists.
     """
-    del jobs  # memory is judged with one job; more jobs are the caller's to reduce
+    # memory is judged with one job; more jobs are the caller's to reduce
     return (
-        _task_count_refusal(design, est.n_tasks)
+        _task_count_refusal(design, est.n_tasks, max(1, jobs))
         or _memory_refusal(design, est, available_memory)
         or _disk_refusal(design, est, free_disk)
     )

@@ -19,7 +19,7 @@ How the constants were measured
   set × α × coefficient, rounded up to 16) and of ``conditional._fit_compiled``, and of
   ``engine.tasks.run_task`` followed by ``store.pack_checkpoint`` (tests/test_budget.py checks the
   model against the latter on small designs).
-- Time: the best of 3-5 timings of ``engine.streams.block_power_sums`` (m = 10 to 10⁵, K = 1 to 12)
+- Time: the best of 3-5 timings of ``engine.streams.chunk_power_sums`` (m = 10 to 10⁵, K = 1 to 12)
   and of ``models.gaussian._fit_in_batches`` on 2,048 data sets per degree with 1 and 41 values of
   α (the difference gives the cost per α, the rest the factorisation), in one process with
   one BLAS thread; the tail from timing ``engine.merge.summarise``, ``theory.step.add_theory``,
@@ -34,6 +34,7 @@ How the constants were measured
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -43,7 +44,7 @@ import numpy as np
 
 from study.conditional import FIT_COUNTS
 from study.design import Design
-from study.engine.streams import CHUNK_ELEMENTS, MAX_PIECE
+from study.engine.streams import MAX_PIECE, PIECE_ELEMENTS, chunk_length, n_chunks
 from study.engine.tasks import TaskResult
 from study.models.gaussian import FIT_BATCH
 
@@ -132,45 +133,59 @@ _EXACT_ALPHA_CELLS = 200_000
 # --- sizes -------------------------------------------------------------------------------
 
 
-def task_payload_bytes(design: Design, keep: int, *, n_lambda: int | None = None) -> int:
-    """Bytes of the arrays of one task that keeps ``keep`` draws: exactly what
-    :func:`study.engine.tasks.run_task` returns (float64 and int64 arrays and ``seconds``).
+def task_payload_bytes(
+    design: Design, keep: int, *, chunks: int = 1, n_lambda: int | None = None
+) -> int:
+    """Bytes of the arrays of one task of ``chunks`` chunks that keeps ``keep`` draws:
+    exactly what :func:`study.engine.tasks.run_task` returns (float64 and int64 arrays and
+    ``seconds``).
 
-    Per degree k with L λ values, C scalings and p = k + 1: coef_n p, coef_mean 5p,
-    coef_M 25p, risk_n 1, risk_mean 3, risk_M 9, n_failed 1, fit_counts 6 and draws keep·p
-    values per cell, 8 bytes each.
+    Per degree k with L λ values, C scalings and p = k + 1, per cell: per chunk coef_n p,
+    coef_mean 5p, coef_M 25p, risk_n 1, risk_mean 3, risk_M 9; per task n_failed 1,
+    fit_counts 6 and draws keep·p values; 8 bytes each.
     """
     cells = (len(design.lam) if n_lambda is None else n_lambda) * len(design.scaling)
-    per_cell = 14 + len(FIT_COUNTS)
-    return 8 + sum(8 * cells * ((31 + keep) * (k + 1) + per_cell) for k in design.degree)
+    per_task = 1 + len(FIT_COUNTS)
+    return 8 + sum(
+        8 * cells * (chunks * (31 * (k + 1) + 13) + keep * (k + 1) + per_task)
+        for k in design.degree
+    )
 
 
-def checkpoint_index_bytes(design: Design, keep: int, *, n_lambda: int | None = None) -> int:
+def chunk_payload_bytes(design: Design, *, n_lambda: int | None = None) -> int:
+    """Bytes one more chunk adds to a task's arrays (its co-moments)."""
+    return task_payload_bytes(design, 0, chunks=1, n_lambda=n_lambda) - task_payload_bytes(
+        design, 0, chunks=0, n_lambda=n_lambda
+    )
+
+
+def checkpoint_index_bytes(
+    design: Design, keep: int, *, chunks: int = 1, n_lambda: int | None = None
+) -> int:
     """Exact length of the JSON index of a checkpoint (:mod:`study.engine.store`: name, dtype,
-    shape and offset of every array, in sorted order) for a task keeping ``keep`` draws."""
+    shape and offset of every array, in sorted order) for a task of ``chunks`` chunks
+    keeping ``keep`` draws."""
     L = len(design.lam) if n_lambda is None else n_lambda
     index, offset = [], 0
-    for name, (shape, dtype) in sorted(TaskResult.array_shapes(design, keep, n_lambda=L).items()):
+    shapes = TaskResult.array_shapes(design, keep, chunks=chunks, n_lambda=L)
+    for name, (shape, dtype) in sorted(shapes.items()):
         index.append([name, dtype, list(shape), offset])
         offset += 8 * math.prod(shape)
     return len(json.dumps(index, separators=(",", ":")).encode())
 
 
-def task_checkpoint_bytes(design: Design, keep: int, *, n_lambda: int | None = None) -> int:
-    """Size of the checkpoint of one task that keeps ``keep`` draws: the arrays (exact),
-    their JSON index (exact) and the frame (magic, header, checksum: CHECKPOINT_FRAME_BYTES,
-    an upper bound)."""
+def task_checkpoint_bytes(
+    design: Design, keep: int, *, chunks: int = 1, n_lambda: int | None = None
+) -> int:
+    """Size of the checkpoint of one task of ``chunks`` chunks that keeps ``keep`` draws:
+    the arrays (exact), their JSON index (exact) and the frame (magic, header, checksum:
+    CHECKPOINT_FRAME_BYTES, an upper bound)."""
+    sizes = dict(chunks=chunks, n_lambda=n_lambda)
     return (
-        task_payload_bytes(design, keep, n_lambda=n_lambda)
-        + checkpoint_index_bytes(design, keep, n_lambda=n_lambda)
+        task_payload_bytes(design, keep, **sizes)
+        + checkpoint_index_bytes(design, keep, **sizes)
         + CHECKPOINT_FRAME_BYTES
     )
-
-
-def block_keep(design: Design, block: int) -> int:
-    """Draws kept by task (m, block): its replications numbered below keep_draws."""
-    first = block * design.block_size
-    return max(0, min(design.keep_draws - first, design.block_length(block)))
 
 
 # --- the footprint of a run --------------------------------------------------------------
@@ -214,42 +229,53 @@ def footprint(
     design: Design,
     *,
     replications: int | None = None,
-    block_size: int | None = None,
     n_lambda: int | None = None,
     keep_draws: int | None = None,
+    workers: int = 1,
 ) -> Footprint:
     """Sizes of a run, O(m × degree), for the design or the design with one key changed
-    (L λ values stand for the first L of the design's; every cell counts as identifiable)."""
+    (L λ values stand for the first L of the design's; every cell counts as identifiable),
+    with its chunks grouped into tasks as :mod:`study.engine.plan` groups them for
+    ``workers`` workers."""
+    from study.engine.plan import chunks_per_task
+
     R = design.replications if replications is None else replications
-    bs = design.block_size if block_size is None else block_size
     L = len(design.lam) if n_lambda is None else n_lambda
     keep_total = min(design.keep_draws if keep_draws is None else keep_draws, R)
-    d = replace(design, replications=R, block_size=bs, keep_draws=keep_total)
+    d = replace(design, replications=R, keep_draws=keep_total)
+    per = chunks_per_task(d, workers)
     # bytes of one kept draw of every cell
     per_draw = 8 * L * len(d.scaling) * sum(k + 1 for k in d.degree)
     rows = _result_rows(d, L)
     draws_bytes = len(d.m) * keep_total * per_draw  # raw float64; deflate only helps
     return Footprint(
-        n_tasks=len(d.m) * d.n_blocks,
-        checkpoint_bytes=_checkpoint_bytes(d, L, per_draw),
+        n_tasks=sum(-(-n_chunks(R, m) // g) for m, g in per.items()),
+        checkpoint_bytes=_checkpoint_bytes(d, L, per, per_draw),
         result_bytes=_result_bytes(rows, draws_bytes),
-        worker_bytes=_worker_bytes(d, L),
-        main_bytes=_main_bytes(d, L, per_draw, rows, draws_bytes),
+        worker_bytes=_worker_bytes(d, L, per),
+        main_bytes=_main_bytes(d, L, per, per_draw, rows, draws_bytes),
         summary_rows=rows.summary,
         risk_rows=rows.risk,
         draws_bytes=draws_bytes,
     )
 
 
-def _checkpoint_bytes(d: Design, L: int, per_draw: int) -> int:
-    """Every block's moments, and the design's kept draws per m spread over the blocks."""
-    keep0 = block_keep(d, 0)  # the block with the most draws
-    per_task_fixed = task_payload_bytes(d, 0, n_lambda=L)
-    index = max(checkpoint_index_bytes(d, k, n_lambda=L) for k in {0, keep0})
-    per_m = (
-        d.n_blocks * (per_task_fixed + index + CHECKPOINT_FRAME_BYTES) + d.keep_draws * per_draw
-    )
-    return len(d.m) * per_m
+def _task_keep(d: Design, m: int, chunks: int) -> int:
+    """Draws kept by the first task of m, of ``chunks`` chunks (the task with the most)."""
+    return min(d.keep_draws, chunks * chunk_length(m), d.replications)
+
+
+def _checkpoint_bytes(d: Design, L: int, per: dict[int, int], per_draw: int) -> int:
+    """Every chunk's moments, every task's counts, index and frame, and the kept draws."""
+    total = 0
+    fixed = task_payload_bytes(d, 0, chunks=0, n_lambda=L)
+    for m, g in per.items():
+        c = n_chunks(d.replications, m)
+        tasks = -(-c // g)
+        index = checkpoint_index_bytes(d, _task_keep(d, m, g), chunks=g, n_lambda=L)
+        total += c * chunk_payload_bytes(d, n_lambda=L)
+        total += tasks * (fixed + index + CHECKPOINT_FRAME_BYTES) + d.keep_draws * per_draw
+    return total
 
 
 def _result_rows(d: Design, L: int) -> _Rows:
@@ -273,33 +299,43 @@ def _result_bytes(rows: _Rows, draws_bytes: int) -> int:
     )
 
 
-def _worker_bytes(d: Design, L: int) -> int:
-    """A worker: the task with the most draws, the largest m (drawing) and degree (fitting)."""
-    keep0 = block_keep(d, 0)
-    n0 = d.block_length(0)
+def _worker_bytes(d: Design, L: int, per: dict[int, int]) -> int:
+    """A worker: the largest task (its chunks' power sums and its arrays), the largest m
+    (drawing) and degree (fitting) of a chunk."""
     K = max(d.degree)
-    payload0 = task_payload_bytes(d, keep0, n_lambda=L)
-    sums = 8 * n0 * (2 * K + 1 + 5 * (K + 1))  # S, E, T and T's temporaries
-    m_max = max(d.m)
-    chunk = 4 * 8 * max(min(m_max, MAX_PIECE), min(CHUNK_ELEMENTS, m_max * n0))
-    batch = min(n0, FIT_BATCH)
-    fit = 0
-    for k in d.degree:
-        p = k + 1
-        A = L * len(d.scaling)  # distinct α ≤ cells
-        numpy_path = 8 * batch * p * (A * NUMPY_FLOATS_PER_FIT + p * NUMPY_FLOATS_PER_FACTOR)
-        moments = 3 * 8 * A * p * 31 + 8 * A * p * min(keep0, batch)
-        kept = 2 * 8 * keep0 * A * p  # the batches' draws and their concatenation
-        fit = max(fit, numpy_path + moments + kept)
-    return TASK_SLACK_BYTES + max(sums + chunk + payload0 + fit, PACK_COPIES * payload0)
+    worst = 0
+    for m, g in per.items():
+        n = min(g * chunk_length(m), d.replications)  # data sets of the task
+        keep = _task_keep(d, m, g)
+        payload = task_payload_bytes(d, keep, chunks=g, n_lambda=L)
+        sums = 8 * n * (2 * K + 1 + 5 * (K + 1))  # S, E, T and T's temporaries
+        piece = 4 * 8 * max(min(m, MAX_PIECE), min(PIECE_ELEMENTS, m * chunk_length(m)))
+        batch = min(chunk_length(m), FIT_BATCH, n)
+        fit = 0
+        for k in d.degree:
+            p = k + 1
+            A = L * len(d.scaling)  # distinct α ≤ cells
+            numpy_path = 8 * batch * p * (A * NUMPY_FLOATS_PER_FIT + p * NUMPY_FLOATS_PER_FACTOR)
+            moments = 3 * 8 * A * p * 31 + 8 * A * p * min(keep, batch)
+            kept = 2 * 8 * keep * A * p  # the batches' draws and their concatenation
+            fit = max(fit, numpy_path + moments + kept)
+        worst = max(worst, sums + piece + payload + fit, PACK_COPIES * payload)
+    return TASK_SLACK_BYTES + worst
 
 
-def _main_bytes(d: Design, L: int, per_draw: int, rows: _Rows, draws_bytes: int) -> int:
-    """The main process: one m's checkpoints at once (and their merge), every kept draw,
-    the tables."""
-    one_m = d.n_blocks * task_payload_bytes(d, 0, n_lambda=L) + d.keep_draws * per_draw
+def _main_bytes(
+    d: Design, L: int, per: dict[int, int], per_draw: int, rows: _Rows, draws_bytes: int
+) -> int:
+    """The main process: one checkpoint at a time and the merged moments of one m, every
+    kept draw, the tables."""
+    largest = max(
+        task_payload_bytes(d, _task_keep(d, m, g), chunks=g, n_lambda=L) for m, g in per.items()
+    )
+    merged = task_payload_bytes(d, 0, chunks=2, n_lambda=L)
     return (
-        2 * one_m
+        2 * largest
+        + merged
+        + d.keep_draws * per_draw
         + DRAW_COPIES * draws_bytes
         + rows.summary * SUMMARY_ROW_MEMORY
         + rows.risk * RISK_ROW_MEMORY
@@ -310,6 +346,7 @@ def _main_bytes(d: Design, L: int, per_draw: int, rows: _Rows, draws_bytes: int)
 # --- time --------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
 def _distinct_alphas(design: Design, m: int, k: int) -> int:
     """Distinct α of the identifiable cells of (m, k), as :func:`study.engine.tasks.run_task`
     fits them; bounded by the number of cells on very large grids."""
@@ -360,18 +397,24 @@ def _usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def chunk_seconds(design: Design, m: int) -> float:
+    """Modelled seconds of one whole chunk of m (without the per-task cost)."""
+    alphas = {k: _distinct_alphas(design, m, k) for k in design.degree}
+    n = min(chunk_length(m), design.replications)
+    return _task_seconds(design, m, n, alphas) - TASK_SECONDS
+
+
 def run_seconds(design: Design, fp: Footprint, workers: int) -> float:
     """Wall time of a run with ``workers`` processes: startup, the tasks, the serial tail."""
-    n_blocks = design.n_blocks
-    last = design.block_length(n_blocks - 1)
-    full = design.block_length(0)
-    total = longest = 0.0
-    for m in design.m:
-        alphas = {k: _distinct_alphas(design, m, k) for k in design.degree}
-        t_full = _task_seconds(design, m, full, alphas)
-        t_last = _task_seconds(design, m, last, alphas)
-        total += (n_blocks - 1) * t_full + t_last
-        longest = max(longest, t_full)
+    from study.engine.plan import chunks_per_task
+
+    per = chunks_per_task(design, workers)
+    total = fp.n_tasks * TASK_SECONDS
+    longest = 0.0
+    for m, g in per.items():
+        one = chunk_seconds(design, m)
+        total += n_chunks(design.replications, m) * one
+        longest = max(longest, TASK_SECONDS + g * one)
     parallel = max(total / max(1, min(workers, _usable_cores())), longest)
     M, K = len(design.m), len(design.degree)
     tail = (

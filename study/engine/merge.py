@@ -1,8 +1,8 @@
 """From merged task results to the tables on disk: summary.csv, risk.csv, draws.npz.
 
 Summaries are recomputed from the checkpoints alone, without simulating again, always
-merging the blocks of each m in block order so that the numbers are bit-identical
-however the tasks were scheduled.
+merging the chunks of each m one by one in chunk order (:class:`ChunkMerger`), so that the
+numbers are bit-identical however the chunks were grouped into tasks and scheduled.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import pandas as pd
 from study.conditional import FIT_COUNTS
 from study.design import Design
 from study.engine.store import CheckpointStore
-from study.engine.tasks import alpha_grid, identifiable_grid, merge_task_results
+from study.engine.streams import n_chunks
+from study.engine.tasks import ChunkMerger, Task, alpha_grid, identifiable_grid
 from study.measures import coefficient_measures, risk_measures
 from study.results import (
     FITS_COLUMNS,
@@ -25,8 +26,9 @@ from study.results import (
 )
 
 
-def summarise(design: Design, store: CheckpointStore):
-    """Build the result tables from the checkpoints of a complete run.
+def summarise(design: Design, store: CheckpointStore, tasks: list[Task]):
+    """Build the result tables from the checkpoints of a complete run: ``tasks``, which
+    cover every chunk of every m once (one checkpoint in memory at a time).
 
     Returns
     -------
@@ -42,9 +44,15 @@ def summarise(design: Design, store: CheckpointStore):
     coef_frames, risk_frames, fit_frames = [], [], []
     draws: dict[str, list[np.ndarray]] = {f"coef_k{k}": [] for k in design.degree}
     for m in design.m:
-        parts = [store.load(m, b) for b in range(design.n_blocks)]
+        merger = ChunkMerger(design.degree)
+        for task in sorted(t for t in tasks if t.m == m):
+            if task.first != merger.chunks:
+                raise ValueError(f"chunk {merger.chunks} of m = {m} has no checkpoint")
+            merger.add(store.load(task))
+        if merger.chunks != n_chunks(design.replications, m):
+            raise ValueError(f"chunk {merger.chunks} of m = {m} has no checkpoint")
         for k in design.degree:
-            merged = merge_task_results(parts, k)
+            merged = merger.result(k)
             coef, risk, kept = merged.coef, merged.risk, merged.draws
             alphas = alpha_grid(design, m, k)
             ident = identifiable_grid(design, m, k)

@@ -2,10 +2,12 @@
 cluster), checkpoint each one in this process as its result comes back, then write the
 result files.
 
-Results are bit-identical for any number of jobs, any backend and any completion order:
-each task has its own random stream, and the summaries merge blocks in block order from
-the checkpoints. An interrupted run (Ctrl-C, SIGTERM, SIGHUP, ``kill -9``)
-keeps every finished task; the same command computes only what is missing. The results
+Results are bit-identical for any grouping of the chunks into tasks (``block_size``), any
+number of jobs, any backend and any completion order: each chunk has its own random
+stream, and the summaries merge the chunks one by one in chunk order from the checkpoints.
+The tasks are sized by cost and sent longest first (:mod:`study.engine.plan`). An
+interrupted run (Ctrl-C, SIGTERM, SIGHUP, ``kill -9``) keeps every finished task; the same
+command computes only the chunks that are missing, however the new run groups them. The results
 folder is owned, locked and committed as :mod:`study.folder` describes.
 """
 
@@ -30,8 +32,10 @@ from study import folder as results_folder
 from study.design import Design, DesignError
 from study.engine import ENGINE_VERSION, worker
 from study.engine.merge import summarise
+from study.engine.plan import missing_chunks, plan_tasks, speed_factor
 from study.engine.store import CheckpointStore
-from study.engine.tasks import one_blas_thread
+from study.engine.streams import n_chunks
+from study.engine.tasks import Task, one_blas_thread
 from study.files import atomic_write_bytes, atomic_write_text, npz_bytes
 from study.paths import (
     CHECK_FILE,
@@ -171,7 +175,7 @@ def simulate(
             "tasks_resumed": len(done),
         } | _machine(jobs, backend, scheduler)
         steps = ["engine"] if after is None else ["engine", getattr(after, "step", "after")]
-        manifest = _manifest(design, design_path, files, steps, run, noise_draw)
+        manifest = _manifest(design, design_path, files, steps, run, noise_draw, len(tasks))
         if engine_run is not None:
             manifest["engine_run"] = engine_run
         # written last: the commit point of the run (study.folder.reading checks it)
@@ -194,23 +198,35 @@ def _compute(design, results_dir, *, after, require_complete, on_reject, noise_d
     """The tasks left, run and checkpointed (with the pieces of ``after`` beside them), and
     the result files written: (tasks, done, todo, compute seconds, file digests, declined)."""
     store = CheckpointStore(results_dir, design, noise_draw=noise_draw)
-    tasks = design.tasks()
     done = store.done(on_reject=on_reject)
-    todo = [t for t in tasks if t not in done]
-    if require_complete and todo:
-        raise results_folder.FolderError(
-            f"{len(todo)} of {len(tasks)} tasks of {results_dir} have no checkpoint: run "
-            "`study simulate` with its design first"
-        )
+    if require_complete:
+        missing = sum(b - a for runs in missing_chunks(design, done).values() for a, b in runs)
+        if missing:
+            total = sum(n_chunks(design.replications, m) for m in design.m)
+            raise results_folder.FolderError(
+                f"{missing} of {total} chunks of {results_dir} have no checkpoint: run "
+                "`study simulate` with its design first"
+            )
+    workers = _workers(options["jobs"], options["backend"], options["scheduler"])
+    todo = plan_tasks(design, done, workers, speed_factor()) if not require_complete else []
+    tasks = sorted(done + todo)
     # the next step's pieces that depend on the design alone run in the same pool
     pieces = getattr(after, "pieces", lambda design: [])(design)
     compute_seconds, computed = _run_tasks(
         design, store, todo, len(tasks), len(done), pieces=pieces, noise_draw=noise_draw, **options
     )
     files, n_declined = _write_results(
-        design, results_dir, store, after=after, computed=computed if pieces else None
+        design, results_dir, store, tasks, after=after, computed=computed if pieces else None
     )
     return tasks, done, todo, compute_seconds, files, n_declined
+
+
+def _workers(jobs: int, backend: str, scheduler: str | None) -> int:
+    """Workers the plan sizes tasks for: ``jobs``, or an existing cluster's threads."""
+    if backend == "dask" and scheduler is not None:
+        with _dask_client(0, scheduler) as client:
+            return max(1, sum(client.nthreads().values()))
+    return max(1, jobs)
 
 
 def _machine(jobs: int, backend: str, scheduler: str | None) -> dict:
@@ -224,7 +240,13 @@ def _machine(jobs: int, backend: str, scheduler: str | None) -> dict:
 
 
 def _manifest(
-    design: Design, design_path, files: dict, steps: list[str], run: dict, noise_draw: str
+    design: Design,
+    design_path,
+    files: dict,
+    steps: list[str],
+    run: dict,
+    noise_draw: str,
+    n_tasks: int,
 ) -> dict:
     """What a committed folder says about itself (:func:`study.folder.reading` checks it)."""
     n_fits, n_points = count_fits(design)
@@ -239,16 +261,23 @@ def _manifest(
         "replications": design.replications,
         "steps": steps,
         "noise_draw": noise_draw,  # "sufficient": Φᵀε ~ N(0, σ²G) given the points
-        "counts": {"tasks": len(design.tasks()), "fits": n_fits, "data_points": n_points},
+        "counts": {
+            "chunks": sum(n_chunks(design.replications, m) for m in design.m),
+            "tasks": n_tasks,
+            "fits": n_fits,
+            "data_points": n_points,
+        },
         "run": run,
     }
 
 
-def _write_results(design: Design, results_dir: Path, store, *, after=None, computed=None):
+def _write_results(
+    design: Design, results_dir: Path, store, tasks: list[Task], *, after=None, computed=None
+):
     """Summarise the checkpoints (and run the ``after`` step), write the result files of an
     uncommitted folder, and return the size and SHA-256 of each for the manifest, and the
     number of fits whose batch the compiled kernel declined."""
-    summary, risk, draws, fits = summarise(design, store)
+    summary, risk, draws, fits = summarise(design, store, tasks)
     texts: dict[str, str] = {}
     if after is not None:
         extra = {} if computed is None else {"computed": computed}
@@ -302,16 +331,16 @@ def _run_tasks(
     computed: list = [None] * len(pieces)
     # joblib pulls tasks from this generator as it dispatches them (at most `jobs` ahead):
     # what was pulled and has not come back is what was running when a worker died
-    pulled: list[tuple[int, int]] = []
-    finished: set[tuple[int, int]] = set()
+    pulled: list[Task] = []
+    finished: set[Task] = set()
     own_process = backend == "dask"
 
     def calls():
         for i, (fn, args) in enumerate(pieces):
             yield delayed(worker.piece)(i, fn, args)
-        for m, b in todo:
-            pulled.append((m, b))
-            yield delayed(worker.task)(design, m, b, solver, noise_draw, own_process)
+        for task in todo:
+            pulled.append(task)
+            yield delayed(worker.task)(design, task, solver, noise_draw, own_process)
 
     try:
         if todo or pieces:
@@ -325,13 +354,13 @@ def _run_tasks(
                     if isinstance(key, int):  # a piece of the next step
                         computed[key] = result
                     else:
-                        store.save(*key, result)
+                        store.save(key, result)
                         finished.add(key)
                         compute_seconds += result.seconds
                     bar.update(1)
     except BrokenProcessPool as exc:  # TerminatedWorkerError and its kin
         running = [t for t in pulled if t not in finished]
-        names = ", ".join(f"m = {m} block {b}" for m, b in running[: max(jobs, 1)]) or "?"
+        names = "; ".join(t.describe() for t in running[: max(jobs, 1)]) or "?"
         raise WorkerDied(
             f"a worker process died ({_exit_codes(exc)}) while running one of {names}; the "
             "finished tasks are kept: run the same command to resume"

@@ -4,10 +4,11 @@ that prove where they come from.
 Every file is written to a temporary file in the same folder, flushed to the disk
 (``fsync``), renamed into place, and the folder is flushed too: an interrupted run or a
 power cut leaves either the old file or the new one, never half of one. A finished task is
-saved at once as ``checkpoints/m<m>-b<block>.ckpt`` (see :func:`pack_checkpoint`): the
-arrays, the design hash, the engine version, the task and a SHA-256 of all of it. A
-checkpoint that is truncated, damaged, or from another design, engine version or task is
-refused on resume (:class:`CheckpointError`) and its task computed again.
+saved at once as ``checkpoints/m<m>-c<first>-<stop>.ckpt`` (chunks first … stop − 1 of m;
+see :func:`pack_checkpoint`): the arrays, the design hash, the engine version, the task and
+a SHA-256 of all of it. A checkpoint that is truncated, damaged, or from another design,
+engine version or task is refused on resume (:class:`CheckpointError`) and its chunks
+computed again; so is one whose chunks another checkpoint already covers.
 """
 
 from __future__ import annotations
@@ -16,17 +17,21 @@ import hashlib
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 
 from study import engine
 from study.design import Design
-from study.engine.tasks import TaskResult
+from study.engine.streams import n_chunks
+from study.engine.tasks import Task, TaskResult
 from study.files import atomic_write_bytes, fsync_dir
 from study.paths import CHECKPOINT_DIR
 
-_MAGIC = b"STUDYCKPT2\n"
+_MAGIC = b"STUDYCKPT3\n"
+# m<m>-c<first>-<stop>.ckpt (study.folder owns the same names)
+_NAME = re.compile(r"m([0-9]+)-c([0-9]+)-([0-9]+)\.ckpt")
 _DIGEST = hashlib.sha256().digest_size
 
 
@@ -38,7 +43,7 @@ def pack_checkpoint(
     arrays: dict[str, np.ndarray],
     *,
     design_hash: str,
-    task: tuple[int, int],
+    task: Task,
     noise_draw: str = "sufficient",
 ) -> bytes:
     """A self-verifying checkpoint: magic line, one JSON header line (design hash, engine
@@ -59,7 +64,7 @@ def pack_checkpoint(
     header = {
         "design_hash": design_hash,
         "engine_version": engine.ENGINE_VERSION,
-        "task": [int(task[0]), int(task[1])],
+        "task": [int(v) for v in task],
         "noise_draw": noise_draw,
         "payload_bytes": offset,
         "index": index,
@@ -70,7 +75,7 @@ def pack_checkpoint(
 
 
 def unpack_checkpoint(
-    data: bytes, *, design_hash: str, task: tuple[int, int], noise_draw: str = "sufficient"
+    data: bytes, *, design_hash: str, task: Task, noise_draw: str = "sufficient"
 ) -> dict[str, np.ndarray]:
     """Inverse of :func:`pack_checkpoint`, after proving the data are whole and belong to
     ``task`` of the design ``design_hash`` under this engine version.
@@ -99,9 +104,7 @@ def unpack_checkpoint(
     if header.get("noise_draw") != noise_draw:
         raise CheckpointError(f"drawn with the {header.get('noise_draw')} noise draw")
     if tuple(header["task"]) != tuple(task):
-        raise CheckpointError(
-            f"of another task (m = {header['task'][0]}, block {header['task'][1]})"
-        )
+        raise CheckpointError(f"of another task ({Task(*header['task']).describe()})")
     payload = memoryview(body)[end + 1 :]
     if len(payload) != header["payload_bytes"]:
         raise CheckpointError("inconsistent length")
@@ -127,14 +130,14 @@ class CheckpointStore:
         self.noise_draw = noise_draw
         self._identity = dict(design_hash=design.hash, noise_draw=noise_draw)
 
-    def path(self, m: int, block: int) -> Path:
-        return self.dir / f"m{m}-b{block}.ckpt"
+    def path(self, task: Task) -> Path:
+        return self.dir / f"{task.name}.ckpt"
 
-    def save(self, m: int, block: int, result: TaskResult) -> None:
-        data = pack_checkpoint(result.to_arrays(), task=(m, block), **self._identity)
-        atomic_write_bytes(self.path(m, block), data)
+    def save(self, task: Task, result: TaskResult) -> None:
+        data = pack_checkpoint(result.to_arrays(), task=task, **self._identity)
+        atomic_write_bytes(self.path(task), data)
 
-    def load(self, m: int, block: int) -> TaskResult:
+    def load(self, task: Task) -> TaskResult:
         """The result of one task.
 
         Raises
@@ -142,39 +145,60 @@ class CheckpointStore:
         CheckpointError
             With the file named, when the checkpoint cannot be trusted.
         """
-        path = self.path(m, block)
+        path = self.path(task)
         try:
-            arrays = unpack_checkpoint(path.read_bytes(), task=(m, block), **self._identity)
+            arrays = unpack_checkpoint(path.read_bytes(), task=task, **self._identity)
         except CheckpointError as exc:
             raise CheckpointError(f"checkpoint '{path}' {exc}") from None
         return TaskResult.from_arrays(arrays)
 
-    def done(self, *, on_reject=None) -> set[tuple[int, int]]:
-        """Tasks of the design with a checkpoint that verifies.
+    def done(self, *, on_reject=None) -> list[Task]:
+        """The tasks of the design with a checkpoint that verifies, in order of (m, first
+        chunk), covering each chunk at most once.
 
-        Every other checkpoint of the design's tasks is moved to ``checkpoints/rejected/``
-        (its task will be computed again) and ``on_reject(path, reason)`` is called.
+        Every other checkpoint named as a task of the design's m is moved to
+        ``checkpoints/rejected/`` (its chunks will be computed again) and
+        ``on_reject(path, moved_to, reason)`` is called: one that does not verify, one
+        reaching beyond the design's chunks, and one whose chunks an earlier checkpoint
+        (by first chunk, then the longer) already covers.
         """
-        done = set()
-        for m, b in self.design.tasks():
-            path = self.path(m, b)
-            try:
-                data = path.read_bytes()
-            except FileNotFoundError:
+        R = self.design.replications
+        found: list[tuple[Task, Path]] = []
+        try:
+            names = sorted(p.name for p in self.dir.iterdir())
+        except FileNotFoundError:
+            return []
+        for name in names:
+            hit = _NAME.fullmatch(name)
+            if hit is None:
                 continue
-            except OSError as exc:  # a folder or something unreadable under a task's name
+            task = Task(*(int(g) for g in hit.groups()))
+            if task.m in self.design.m:
+                found.append((task, self.dir / name))
+        found.sort(key=lambda item: (item[0].m, item[0].first, -item[0].stop))
+        done: list[Task] = []
+        covered: dict[int, int] = {}  # m → chunks covered so far (in order of first chunk)
+        for task, path in found:
+            reason = None
+            if not 0 <= task.first < task.stop <= n_chunks(R, task.m):
+                reason = f"chunks {task.first}–{task.stop - 1} outside the design's chunks"
+            elif task.first < covered.get(task.m, 0):
+                reason = "its chunks overlap those of another checkpoint"
+            else:
+                try:
+                    data = path.read_bytes()
+                    unpack_checkpoint(data, task=task, **self._identity)
+                except OSError as exc:  # a folder or something unreadable under a task's name
+                    reason = exc.strerror or exc.__class__.__name__
+                except (CheckpointError, ValueError, KeyError, TypeError) as exc:
+                    reason = str(exc) or exc.__class__.__name__
+            if reason is not None:
                 target = self._reject(path)
                 if on_reject is not None:
-                    on_reject(path, target, exc.strerror or exc.__class__.__name__)
+                    on_reject(path, target, reason)
                 continue
-            try:
-                unpack_checkpoint(data, task=(m, b), **self._identity)
-            except (CheckpointError, ValueError, KeyError, TypeError) as exc:
-                target = self._reject(path)
-                if on_reject is not None:
-                    on_reject(path, target, str(exc) or exc.__class__.__name__)
-                continue
-            done.add((m, b))
+            done.append(task)
+            covered[task.m] = task.stop
         return done
 
     def _reject(self, path: Path) -> Path:

@@ -1,16 +1,19 @@
 """The data-generating process: the noisy line y = β0 + β1·x + ε (docs/model.md).
 
-Each task (m, block) owns the random stream ``SeedSequence(seed, spawn_key=(m, block))``,
-keyed by the value of m rather than its position, so results do not depend on the number
-of jobs, the backend, the completion order, or on which other m the design lists. The
-stream's two children draw x and the noise ε, so both are drawn sequentially whatever
-the chunk size: the chunking is a memory choice that never changes a number.
+The replications of each m are cut into **chunks** of ``chunk_length(m)`` data sets, a
+length fixed by m alone (256, halved until a chunk holds at most 2²² points), and chunk c
+of m owns the random stream ``SeedSequence(seed, spawn_key=(m, c))``. Streams are keyed by
+the value of m rather than its position, and a chunk is the smallest unit of work: the
+numbers do not depend on how chunks are grouped into tasks (``block_size``, the number of
+jobs, the backend, the completion order) nor on which other m the design lists. The
+stream's two children draw x and the noise ε, each sequentially, so the sub-division of a
+chunk for memory (:class:`Piece`) never changes a number either.
 
-The data are never materialised as a whole: a block is drawn chunk by chunk and reduced
-at once to the power sums S_p = Σu^p (p ≤ 2K) and T_p = Σu^p·y (p ≤ K) of each data set,
-in the standardised variable u = (x − center)/scale, uniform on [−1, 1] or standard normal.
+The data are never materialised as a whole: a chunk is drawn piece by piece and reduced at
+once to the power sums S_p = Σu^p (p ≤ 2K) and T_p = Σu^p·y (p ≤ K) of each data set, in
+the standardised variable u = (x − center)/scale, uniform on [−1, 1] or standard normal.
 The noise is not drawn point by point: given the points, Φᵀε ~ N(0, G) exactly, so each
-data set takes K + 1 normals from the noise stream (:func:`block_power_sums`).
+data set takes K + 1 normals from the noise stream (:func:`chunk_power_sums`).
 """
 
 from __future__ import annotations
@@ -24,17 +27,43 @@ from study.basis import hankel_index
 from study.design import Design, XDistribution
 from study.fit import power_sums
 
-# Elements per chunk of (data sets × points): three float arrays of this size stay in cache.
-CHUNK_ELEMENTS = 1 << 16
+# A chunk: at most this many data sets, and at most CHUNK_POINTS points (for m > 2¹⁴ the
+# length halves until it fits; one data set for m > 2²¹). Part of the stream layout:
+# changing either changes every number (and needs a new engine version).
+CHUNK_DATA_SETS = 256
+CHUNK_POINTS = 1 << 22
+# Elements per piece of (data sets × points): three float arrays of this size stay in cache.
+PIECE_ELEMENTS = 1 << 16
 # Points drawn at once within one data set: bounds memory for any m (8 MiB per array).
 MAX_PIECE = 1 << 20
 
 
-def block_streams(
-    seed: int, m: int, block: int
+def chunk_length(m: int) -> int:
+    """Data sets per chunk for data sets of m points: CHUNK_DATA_SETS, halved while the
+    chunk would hold more than CHUNK_POINTS points (at least 1)."""
+    n = CHUNK_DATA_SETS
+    while n > 1 and n * m > CHUNK_POINTS:
+        n //= 2
+    return n
+
+
+def n_chunks(replications: int, m: int) -> int:
+    """Chunks of the replications of m (the last one may be shorter)."""
+    return -(-replications // chunk_length(m))
+
+
+def chunk_span(replications: int, m: int, chunk: int) -> tuple[int, int]:
+    """Replications [start, stop) of chunk ``chunk`` of m."""
+    length = chunk_length(m)
+    start = chunk * length
+    return start, min(start + length, replications)
+
+
+def chunk_streams(
+    seed: int, m: int, chunk: int
 ) -> tuple[np.random.Generator, np.random.Generator]:
-    """Independent generators for x and for the noise of task (m, block)."""
-    root = np.random.SeedSequence(seed, spawn_key=(m, block))
+    """Independent generators for x and for the noise of chunk ``chunk`` of m."""
+    root = np.random.SeedSequence(seed, spawn_key=(m, chunk))
     x_seq, noise_seq = root.spawn(2)
     return np.random.Generator(np.random.PCG64(x_seq)), np.random.Generator(
         np.random.PCG64(noise_seq)
@@ -48,53 +77,59 @@ def draw_u(rng: np.random.Generator, x: XDistribution, size) -> np.ndarray:
     return rng.standard_normal(size)
 
 
-def chunk_rows(m: int) -> int:
-    """Data sets per chunk for data sets of m points."""
-    return max(1, CHUNK_ELEMENTS // m)
+def piece_rows(m: int) -> int:
+    """Data sets per piece for data sets of m points."""
+    return max(1, PIECE_ELEMENTS // m)
 
 
-class Chunk(NamedTuple):
-    """A part of a block's random numbers, in drawing order (see :func:`block_chunks`)."""
+class Piece(NamedTuple):
+    """A part of a chunk's random numbers, in drawing order (see :func:`chunk_pieces`)."""
 
-    rows: slice  # the block's data sets it belongs to
+    rows: slice  # the chunk's data sets it belongs to
     offset: int  # index of its first point within those data sets (0 unless in pieces)
     u: np.ndarray  # standardised inputs, shape (rows, width)
     eps: np.ndarray | None  # standard normal noise, same shape; None without noise
 
 
-def block_chunks(
-    design: Design, m: int, block: int, *, first: int | None = None, noise: bool = True
-) -> Iterator[Chunk]:
-    """Draw the data sets of one block chunk by chunk: the one drawing loop of the package.
+def chunk_size(design: Design, m: int, chunk: int) -> int:
+    """Data sets in chunk ``chunk`` of m (the last chunk may be shorter)."""
+    start, stop = chunk_span(design.replications, m, chunk)
+    return stop - start
 
-    The chunks hold ``chunk_rows(m)`` whole data sets of m points (width m), except for data
+
+def chunk_pieces(
+    design: Design, m: int, chunk: int, *, first: int | None = None, noise: bool = True
+) -> Iterator[Piece]:
+    """Draw the data sets of one chunk piece by piece: the one drawing loop of the package.
+
+    The pieces hold ``piece_rows(m)`` whole data sets of m points (width m), except for data
     sets of more than MAX_PIECE points, which come one at a time in pieces of at most
     MAX_PIECE points (offset > 0 after the first piece). The x stream and the noise stream
-    are each drawn in order, so the numbers do not depend on the chunking.
+    are each drawn in order, so the numbers do not depend on the pieces.
 
     Parameters
     ----------
     design : Design
     m : int
         Points per data set.
-    block : int
-        Block index; the block holds ``design.block_length(block)`` data sets.
+    chunk : int
+        Chunk index; the chunk holds ``chunk_size(design, m, chunk)`` data sets.
     first : int, optional
-        Only the block's first ``first`` data sets (the same numbers as in the whole block).
+        Only the chunk's first ``first`` data sets (the same numbers as in the whole chunk).
     noise : bool, default True
         With False only the x stream is drawn and ``eps`` is None.
     """
-    n = design.block_length(block)
+    n = chunk_size(design, m, chunk)
     if first is not None:
         n = min(n, first)
-    rng_x, rng_noise = block_streams(design.seed, m, block)
-    rows = chunk_rows(m)
+    rng_x, rng_noise = chunk_streams(design.seed, m, chunk)
+    rows = piece_rows(m)
     for start in range(0, n, rows):
         stop = min(n, start + rows)
         if m <= MAX_PIECE:
             u = draw_u(rng_x, design.x, (stop - start, m))
             eps = rng_noise.standard_normal((stop - start, m)) if noise else None
-            yield Chunk(slice(start, stop), 0, u, eps)
+            yield Piece(slice(start, stop), 0, u, eps)
             continue
         # a data set larger than MAX_PIECE points: drawn piece by piece (the streams are
         # sequential, so the numbers are the same)
@@ -103,7 +138,7 @@ def block_chunks(
                 width = min(MAX_PIECE, m - done)
                 u = draw_u(rng_x, design.x, (1, width))
                 eps = rng_noise.standard_normal((1, width)) if noise else None
-                yield Chunk(slice(row, row + 1), done, u, eps)
+                yield Piece(slice(row, row + 1), done, u, eps)
 
 
 # How the noise enters Σu^p·y: "sufficient" draws Φᵀε ~ N(0, σ²G) exactly, K + 1 normals
@@ -111,17 +146,17 @@ def block_chunks(
 NOISE_DRAWS = ("sufficient", "plain")
 
 
-def block_power_sums(
+def chunk_power_sums(
     design: Design,
     m: int,
-    block: int,
+    chunk: int,
     max_degree: int,
     *,
     first: int | None = None,
     noise: bool = True,
     noise_draw: str = "sufficient",
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Draw the data sets of one block and reduce each to its power sums.
+    """Draw the data sets of one chunk and reduce each to its power sums.
 
     The responses enter only through Φᵀy = Φᵀ(Φw*) + σΦᵀε, and given the design points
     Φᵀε is exactly N(0, G) with G = ΦᵀΦ the Gram matrix of degree K. So the default
@@ -135,13 +170,13 @@ def block_power_sums(
     design : Design
     m : int
         Points per data set.
-    block : int
-        Block index; the block holds ``design.block_length(block)`` data sets.
+    chunk : int
+        Chunk index; the chunk holds ``chunk_size(design, m, chunk)`` data sets.
     max_degree : int
         K, the largest degree fitted.
     first : int, optional
-        Only the block's first ``first`` data sets: the same numbers as theirs in the whole
-        block, since both streams are drawn in order.
+        Only the chunk's first ``first`` data sets: the same numbers as theirs in the whole
+        chunk, since both streams are drawn in order.
     noise : bool, default True
         With False, only S, from the x stream: the designs without their responses (the
         noise is not drawn) and T is None.
@@ -154,7 +189,7 @@ def block_power_sums(
     T : ndarray of shape (n, K + 1), or None
         Σ u^p·y per data set.
     """
-    n = design.block_length(block)
+    n = chunk_size(design, m, chunk)
     if first is not None:
         n = min(n, first)
     if noise_draw not in NOISE_DRAWS:
@@ -165,25 +200,25 @@ def block_power_sums(
     plain = noise and noise_draw == "plain"
     sums = np.empty((n, 2 * K + 1))  # S: Σ u^p
     E = np.empty((n, K + 1)) if plain else None  # Σ u^p·ε
-    for chunk in block_chunks(design, m, block, first=first, noise=plain):
-        s_part, e_part = power_sums(chunk.u, chunk.eps, K)
-        if chunk.u.shape[1] == m:  # whole data sets
-            sums[chunk.rows] = s_part
+    for piece in chunk_pieces(design, m, chunk, first=first, noise=plain):
+        s_part, e_part = power_sums(piece.u, piece.eps, K)
+        if piece.u.shape[1] == m:  # whole data sets
+            sums[piece.rows] = s_part
             if plain:
-                E[chunk.rows] = e_part
+                E[piece.rows] = e_part
             continue
-        # a piece of a data set: add up the pieces' sums
-        if chunk.offset == 0:
-            sums[chunk.rows] = 0.0
+        # a part of a data set: add up the parts' sums
+        if piece.offset == 0:
+            sums[piece.rows] = 0.0
             if plain:
-                E[chunk.rows] = 0.0
-        sums[chunk.rows] += s_part
+                E[piece.rows] = 0.0
+        sums[piece.rows] += s_part
         if plain:
-            E[chunk.rows] += e_part
+            E[piece.rows] += e_part
     if not noise:
         return sums, None
     if not plain:  # the noise stream, from its start: K + 1 normals per data set, in order
-        rng_noise = block_streams(design.seed, m, block)[1]
+        rng_noise = chunk_streams(design.seed, m, chunk)[1]
         E = sufficient_noise(sums[:, hankel_index(K)], rng_noise.standard_normal((n, K + 1)))
     # y = v*₀ + v*₁·u + σε (the true line in u), so Σu^p·y follows from S and E.
     v_star = design.true_coefficients_of(1, standardised=True)
@@ -204,19 +239,19 @@ def sufficient_noise(G: np.ndarray, z: np.ndarray) -> np.ndarray:
     return np.einsum("nij,nj->ni", V, np.sqrt(np.where(lam > floor, lam, 0.0)) * z)
 
 
-def draw_block_data(design: Design, m: int, block: int) -> tuple[np.ndarray, np.ndarray]:
-    """The raw data sets (x, y) of one block, each of shape (n, m), from the same streams
+def draw_chunk_data(design: Design, m: int, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """The raw data sets (x, y) of one chunk, each of shape (n, m), from the same streams
     with the plain noise draw (what ``noise_draw="plain"`` reduces to power sums).
 
-    For tests and small examples only: the engine never holds a block's data in memory.
+    For tests and small examples only: the engine never holds a chunk's data in memory.
     """
-    n = design.block_length(block)
+    n = chunk_size(design, m, chunk)
     u = np.empty((n, m))
     eps = np.empty((n, m))
-    for chunk in block_chunks(design, m, block):
-        width = chunk.u.shape[1]
-        u[chunk.rows, chunk.offset : chunk.offset + width] = chunk.u
-        eps[chunk.rows, chunk.offset : chunk.offset + width] = chunk.eps
+    for piece in chunk_pieces(design, m, chunk):
+        width = piece.u.shape[1]
+        u[piece.rows, piece.offset : piece.offset + width] = piece.u
+        eps[piece.rows, piece.offset : piece.offset + width] = piece.eps
     x = design.x.center + design.x.scale * u
     y = design.intercept + design.slope * x + design.noise_sd * eps
     return x, y

@@ -1,10 +1,11 @@
-"""A task of the engine: (design, m, block) → a typed :class:`TaskResult`, and merges.
+"""A task of the engine: (design, m, chunks first…stop−1) → a typed :class:`TaskResult`,
+and merges.
 
 What a task computes is up to the design's model family (:mod:`study.models`); this
-module fixes what every family returns (co-moments per cell, failures, kept draws, the
-byte layout of a checkpoint), the α and identifiability grids of the cells, and how the
-results of the blocks of one m merge (in block order, so that merges are exact and
-independent of scheduling).
+module fixes what every family returns (co-moments per chunk and cell, failures, kept
+draws, the byte layout of a checkpoint), the α and identifiability grids of the cells, and
+how the chunks of one m merge: one by one in chunk order (:class:`ChunkMerger`), so that
+the merged numbers depend on the chunks alone, never on how they were grouped into tasks.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import functools
 import threading
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -23,6 +25,33 @@ from study.design import Design
 from study.models import model_of
 from study.moments import CoMoments
 from study.scaling import alpha as scaling_alpha
+
+# --- a task ------------------------------------------------------------------------------
+
+
+class Task(NamedTuple):
+    """Chunks ``first`` … ``stop − 1`` of the replications of m (:mod:`study.engine.streams`)."""
+
+    m: int
+    first: int
+    stop: int
+
+    @property
+    def n_chunks(self) -> int:
+        return self.stop - self.first
+
+    @property
+    def name(self) -> str:
+        """The checkpoint's file name without its suffix, e.g. ``m100-c0-4``."""
+        return f"m{self.m}-c{self.first}-{self.stop}"
+
+    def describe(self) -> str:
+        """For messages: ``m = 100, chunks 0–3``."""
+        last = self.stop - 1
+        return f"m = {self.m}, chunk{'s' if last > self.first else ''} " + (
+            f"{self.first}–{last}" if last > self.first else f"{self.first}"
+        )
+
 
 # --- the result of a task ----------------------------------------------------------------
 # The arrays of a checkpoint are named k{degree}_{group}_{n,mean,M} for the co-moment groups
@@ -34,12 +63,13 @@ _F8, _I8 = np.dtype(np.float64).str, np.dtype(np.int64).str
 
 @dataclass
 class DegreeResult:
-    """One degree k of a task (or of merged tasks), with L λ values and C scalings.
+    """One degree k of a task of c chunks (or of merged tasks, without the chunk axis), with
+    L λ values and C scalings.
 
     Attributes
     ----------
-    coef : CoMoments of shape (L, C, k+1), of (d, d², e, e², v)
-    risk : CoMoments of shape (L, C), of (R, R², E[R|X])
+    coef : CoMoments of shape (c, L, C, k+1), of (d, d², e, e², v), one per chunk
+    risk : CoMoments of shape (c, L, C), of (R, R², E[R|X]), one per chunk
     n_failed : ndarray (L, C) int64, data sets whose fit was not finite
     draws : ndarray (L, C, keep, k+1), ŵ of the replications numbered below keep_draws
     fit_counts : ndarray (L, C, len(FIT_COUNTS)) int64, data sets by how they were fitted
@@ -76,9 +106,9 @@ class DegreeResult:
         )
 
     @staticmethod
-    def array_shapes(L: int, C: int, degree: int, keep: int) -> dict[str, tuple]:
+    def array_shapes(L: int, C: int, degree: int, keep: int, chunks: int) -> dict[str, tuple]:
         """Shape and dtype string of every array of :meth:`to_arrays`."""
-        base = {"coef": (L, C, degree + 1), "risk": (L, C)}
+        base = {"coef": (chunks, L, C, degree + 1), "risk": (chunks, L, C)}
         out = {}
         for group, q in _GROUPS.items():
             b = base[group]
@@ -118,14 +148,17 @@ class TaskResult:
         return cls(degrees=degrees, seconds=float(arrays["seconds"]))
 
     @staticmethod
-    def array_shapes(design: Design, keep: int, *, n_lambda: int | None = None) -> dict:
+    def array_shapes(
+        design: Design, keep: int, *, chunks: int = 1, n_lambda: int | None = None
+    ) -> dict:
         """Shape and dtype string of every array of :meth:`to_arrays` for a task of
-        ``design`` keeping ``keep`` draws (``n_lambda`` λ values if given)."""
+        ``design`` of ``chunks`` chunks keeping ``keep`` draws (``n_lambda`` λ values if
+        given)."""
         L = len(design.lam) if n_lambda is None else n_lambda
         C = len(design.scaling)
         out = {}
         for k in design.degree:
-            shapes = DegreeResult.array_shapes(L, C, k, keep)
+            shapes = DegreeResult.array_shapes(L, C, k, keep, chunks)
             out.update({f"k{k}_{name}": v for name, v in shapes.items()})
         return out | {"seconds": ((), _F8)}
 
@@ -148,16 +181,15 @@ def identifiable_grid(design: Design, m: int, degree: int) -> np.ndarray:
 
 def run_task(
     design: Design,
-    m: int,
-    block: int,
+    task: Task,
     *,
     solver: str = "auto",
     noise_draw: str = "sufficient",
     own_process: bool = False,
 ) -> TaskResult:
     """Simulate one task through the design's model family (:mod:`study.models`): a
-    :class:`DegreeResult` per degree (co-moments of the coefficient and risk quantities,
-    failed fits, kept draws) and the seconds it took. ``solver`` is passed to the family
+    :class:`DegreeResult` per degree (co-moments of the coefficient and risk quantities per
+    chunk, failed fits, kept draws) and the seconds it took. ``solver`` is passed to the family
     (:data:`study.conditional.SOLVERS`), and so is ``noise_draw``
     (:data:`study.engine.streams.NOISE_DRAWS`). ``own_process``: the task runs in a thread of a
     worker process that runs nothing else (a Dask worker), whose BLAS pools it may limit."""
@@ -167,7 +199,8 @@ def run_task(
     in_thread = threading.current_thread() is not threading.main_thread()
     with contextlib.nullcontext() if in_thread and not own_process else one_blas_thread():
         model = model_of(design)
-        degrees = model.run_block(design, m, block, solver=solver, noise_draw=noise_draw)
+        chunks = range(task.first, task.stop)
+        degrees = model.run_chunks(design, task.m, chunks, solver=solver, noise_draw=noise_draw)
     return TaskResult(degrees=degrees, seconds=time.perf_counter() - started)
 
 
@@ -183,14 +216,61 @@ def _thread_pools() -> ThreadpoolController:
     return ThreadpoolController()
 
 
+class ChunkMerger:
+    """The chunks of one m merged one by one, in chunk order: feed it the task results in
+    the order of their first chunk (:meth:`add`), then take the merged :class:`DegreeResult`
+    per degree (:meth:`result`, without the chunk axis).
+
+    The co-moments fold left, chunk after chunk (``((c₀ ⊕ c₁) ⊕ c₂) ⊕ …``, the exact merge
+    of :meth:`CoMoments.merge`), so the merged numbers are the same however the chunks were
+    grouped into tasks; counts are summed and kept draws concatenated. Memory holds one
+    task's result at a time.
+    """
+
+    def __init__(self, degrees):
+        self._merged: dict[int, DegreeResult | None] = {k: None for k in degrees}
+        self.chunks = 0
+
+    def add(self, part: TaskResult) -> None:
+        for k, result in part.degrees.items():
+            merged = self._merged[k]
+            n_chunks = result.coef.n.shape[0]
+            coef, risk = merged.coef if merged else None, merged.risk if merged else None
+            for i in range(n_chunks):
+                coef = _fold(coef, result.coef, i)
+                risk = _fold(risk, result.risk, i)
+            if merged is None:
+                merged = DegreeResult(
+                    coef, risk, result.n_failed, result.draws, result.fit_counts
+                )
+            else:
+                merged = DegreeResult(
+                    coef,
+                    risk,
+                    merged.n_failed + result.n_failed,
+                    np.concatenate([merged.draws, result.draws], axis=2),
+                    merged.fit_counts + result.fit_counts,
+                )
+            self._merged[k] = merged
+        self.chunks += next(iter(part.degrees.values())).coef.n.shape[0]
+
+    def result(self, degree: int) -> DegreeResult:
+        merged = self._merged[degree]
+        if merged is None:
+            raise ValueError("no chunk was merged")
+        return merged
+
+
+def _fold(state: CoMoments | None, stacked: CoMoments, i: int) -> CoMoments:
+    """``state`` ⊕ chunk i of ``stacked`` (the chunk itself when there is no state yet)."""
+    chunk = CoMoments(stacked.n[i], stacked.mean[i], stacked.M[i])
+    return chunk if state is None else state.merge(chunk)
+
+
 def merge_task_results(parts: list[TaskResult], degree: int) -> DegreeResult:
-    """Merge the task results of one m, in block order, for one degree: the co-moments
-    merged, the failures summed and the kept draws concatenated (axis 2)."""
-    results = [part.degrees[degree] for part in parts]
-    return DegreeResult(
-        coef=CoMoments.combine([r.coef for r in results]),
-        risk=CoMoments.combine([r.risk for r in results]),
-        n_failed=sum(r.n_failed for r in results),
-        draws=np.concatenate([r.draws for r in results], axis=2),
-        fit_counts=sum(r.fit_counts for r in results),
-    )
+    """Merge the task results of one m, given in chunk order, for one degree
+    (:class:`ChunkMerger`)."""
+    merger = ChunkMerger([degree])
+    for part in parts:
+        merger.add(TaskResult({degree: part.degrees[degree]}, part.seconds))
+    return merger.result(degree)

@@ -8,13 +8,13 @@ Kept apart from :mod:`study.engine.run` so that a worker imports only what a tas
 from __future__ import annotations
 
 from study.design import Design
-from study.engine.tasks import run_task
+from study.engine.tasks import Task, run_task
 
 
-def task(design: Design, m: int, block: int, solver: str, noise_draw: str, own_process: bool):
+def task(design: Design, which: Task, solver: str, noise_draw: str, own_process: bool):
     """Run one task; its result travels back to be checkpointed by the main process."""
     options = dict(solver=solver, noise_draw=noise_draw, own_process=own_process)
-    return (m, block), run_task(design, m, block, **options)
+    return which, run_task(design, which, **options)
 
 
 def piece(i: int, fn, args):

@@ -27,20 +27,21 @@ FAMILIES = {"gaussian": "study.models.gaussian"}
 class Model(Protocol):
     """What the engine asks of a model family (a module satisfies it)."""
 
-    def run_block(
+    def run_chunks(
         self,
         design: Design,
         m: int,
-        block: int,
+        chunks: range,
         *,
         solver: str = "auto",
         noise_draw: str = "sufficient",
     ) -> dict[int, DegreeResult]:
-        """Draw block ``block`` of the data sets of size ``m`` from the block's own random
-        stream and return, per degree, the :class:`DegreeResult` of every cell.
+        """Draw the data sets of size ``m`` of each chunk in ``chunks``, each from the
+        chunk's own random stream (:mod:`study.engine.streams`), and return, per degree,
+        the :class:`DegreeResult` of every cell with one row of co-moments per chunk.
 
-        The result must depend only on (design, m, block, noise_draw), never on where or
-        when the task runs; ``solver`` may choose among numerically equivalent fitting
+        Each chunk's row must depend only on (design, m, chunk, noise_draw), never on the
+        other chunks of the task, nor on where or when the task runs; ``solver`` may choose among numerically equivalent fitting
         paths; ``noise_draw`` among ways of drawing the noise that are equal in
         distribution (a family with one way accepts only the default)."""
         ...

@@ -1,8 +1,8 @@
 """The Gaussian line: y = β0 + β1·x + ε with ε ~ N(0, σ²), fitted by polynomial ridge.
 
-A task draws its block of data sets once (common random numbers) from the block's stream
-(:mod:`study.engine.streams`), reduces each to its power sums, and fits every (degree, λ,
-scaling) cell to the same data. Per degree there is one factorisation of the pencil (G, P)
+A task draws the data sets of each of its chunks once (common random numbers) from the
+chunk's stream (:mod:`study.engine.streams`), reduces each to its power sums, and fits
+every (degree, λ, scaling) cell to the same data. Per degree there is one factorisation of the pencil (G, P)
 per data set, reused for every distinct α (:mod:`study.conditional`); there is no Python
 loop over fits.
 
@@ -20,66 +20,86 @@ import numpy as np
 from study.basis import StandardBasis
 from study.conditional import COEF_QUANTITIES, FIT_COUNTS, RISK_QUANTITIES, batch_moments
 from study.design import Design
-from study.engine.streams import block_power_sums
+from study.engine.streams import chunk_power_sums, chunk_span
 from study.engine.tasks import DegreeResult, alpha_grid, identifiable_grid
 from study.moments import CoMoments
 
 
-def run_block(
-    design: Design, m: int, block: int, *, solver: str = "auto", noise_draw: str = "sufficient"
+def run_chunks(
+    design: Design,
+    m: int,
+    chunks: range,
+    *,
+    solver: str = "auto",
+    noise_draw: str = "sufficient",
 ) -> dict[int, DegreeResult]:
-    """Draw the block's data sets (common to every cell), reduce each to its power sums,
-    and fit every (degree, λ, scaling) cell to them through :mod:`study.conditional`.
-    ``noise_draw``: how the noise enters the sums (:func:`block_power_sums`)."""
+    """Draw the data sets of each chunk (common to every cell), reduce each to its power
+    sums, and fit every (degree, λ, scaling) cell to them through :mod:`study.conditional`.
+    Each chunk is fitted and summarised on its own (its co-moments are one row of the
+    result), so a chunk's numbers never depend on the other chunks of its task.
+    ``noise_draw``: how the noise enters the sums (:func:`chunk_power_sums`)."""
     K = max(design.degree)
-    power_sums, T = block_power_sums(design, m, block, K, noise_draw=noise_draw)
-    n = power_sums.shape[0]
-    first = block * design.block_size
-    keep = int(np.clip(design.keep_draws - first, 0, n))
     L, C = len(design.lam), len(design.scaling)
+    sums = []
+    for c in chunks:
+        power_sums, T = chunk_power_sums(design, m, c, K, noise_draw=noise_draw)
+        start = chunk_span(design.replications, m, c)[0]
+        keep = int(np.clip(design.keep_draws - start, 0, power_sums.shape[0]))
+        sums.append((power_sums, T, keep))
     out: dict[int, DegreeResult] = {}
+    n_c = len(sums)
     for k in design.degree:
         basis = design.standard_basis(k)
         alphas = alpha_grid(design, m, k)
         ident = identifiable_grid(design, m, k)
-        coef = CoMoments.empty((L, C, k + 1), len(COEF_QUANTITIES))
-        risk = CoMoments.empty((L, C), len(RISK_QUANTITIES))
+        coef = CoMoments.empty((n_c, L, C, k + 1), len(COEF_QUANTITIES))
+        risk = CoMoments.empty((n_c, L, C), len(RISK_QUANTITIES))
         n_failed = np.zeros((L, C), dtype=np.int64)
-        draws = np.full((L, C, keep, k + 1), np.nan)
+        n_total = sum(ps.shape[0] for ps, _, _ in sums)
+        draws = np.full((L, C, sum(keep for *_, keep in sums), k + 1), np.nan)
         fit_counts = np.zeros((L, C, len(FIT_COUNTS)), dtype=np.int64)
         unique = np.unique(alphas[ident])
-        if unique.size:
+        if not unique.size:
+            out[k] = DegreeResult(coef, risk, n_failed, draws, fit_counts)
+            continue
+        # every identifiable cell takes the moments of its α
+        which = np.searchsorted(unique, alphas[ident])
+        ok_total = np.zeros(unique.size, dtype=np.int64)
+        kept_all = []
+        for i, (power_sums, T, keep) in enumerate(sums):
             cm_coef, cm_risk, ok_count, kept, counts = _fit_in_batches(
                 power_sums, T, basis, unique, design.noise_sd, keep, solver
             )
-            fit_counts[ident] = counts  # every α of a batch takes the same route
-            for i_a, a in enumerate(unique):
-                cells = (alphas == a) & ident
-                for arr, src in (
-                    (coef.n, cm_coef.n),
-                    (coef.mean, cm_coef.mean),
-                    (coef.M, cm_coef.M),
-                    (risk.n, cm_risk.n),
-                    (risk.mean, cm_risk.mean),
-                    (risk.M, cm_risk.M),
-                ):
-                    arr[cells] = src[i_a]
-                n_failed[cells] = int(n - ok_count[i_a])
-                draws[cells] = kept[:, i_a]
+            for arr, src in (
+                (coef.n, cm_coef.n),
+                (coef.mean, cm_coef.mean),
+                (coef.M, cm_coef.M),
+                (risk.n, cm_risk.n),
+                (risk.mean, cm_risk.mean),
+                (risk.M, cm_risk.M),
+            ):
+                arr[i][ident] = src[which]
+            ok_total += ok_count
+            kept_all.append(kept)
+            fit_counts[ident] += counts  # every α of a batch takes the same route
+        n_failed[ident] = n_total - ok_total[which]
+        kept = np.concatenate(kept_all, axis=0)  # (keep, α, k+1)
+        draws[ident] = np.moveaxis(kept[:, which], 1, 0)
         out[k] = DegreeResult(coef, risk, n_failed=n_failed, draws=draws, fit_counts=fit_counts)
     return out
 
 
 # Data sets fitted at once: bounds the per-replication arrays (data sets × α × coefficients
-# × 5 quantities) whatever the block size, and keeps the compiled kernel's working set in
-# cache. Part of the arithmetic: changing it changes the last bits of the merged moments.
+# × 5 quantities), and keeps the compiled kernel's working set in cache. A chunk
+# (streams.CHUNK_DATA_SETS) is one batch. Part of the arithmetic: changing it below the
+# chunk length changes the last bits of the merged moments.
 FIT_BATCH = 256
 
 
 def _fit_in_batches(
     power_sums, T, basis: StandardBasis, alphas: np.ndarray, noise_sd: float, keep: int, solver
 ):
-    """Fit every α to the data sets of a block, FIT_BATCH at a time, and merge the moments
+    """Fit every α to the data sets of a chunk, FIT_BATCH at a time, and merge the moments
     in order. Returns the co-moments of the coefficient and risk quantities (leading axis
     α), the number of finite fits per α, ŵ of the first ``keep`` data sets (NaN where
     a fit failed), and the data sets by route and refusal (:data:`FIT_COUNTS`).

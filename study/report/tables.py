@@ -201,7 +201,10 @@ def table_provenance(manifest: dict) -> str:
     v = manifest["versions"]
     grid, counts = d["grid"], manifest["counts"]
     design_file = f" (`{manifest['design_file']}`)" if manifest.get("design_file") else ""
-    replications = f"{manifest['replications']:,} in blocks of {d['block_size']:,}"
+    chunks = counts.get("chunks")
+    replications = f"{manifest['replications']:,}" + (
+        f" in {chunks:,} chunks, {counts['tasks']:,} tasks" if chunks is not None else ""
+    )
     cells = (
         f"{len(grid['m'])} m × {len(grid['degree'])} degrees × "
         f"{len(grid['lambda'])} λ × {len(grid['scaling'])} scalings"

@@ -6,7 +6,7 @@ The risk-optimal α (docs/theory.md) is found three ways: its limit as m → ∞
 design, averaged over designs (:func:`conditional_risk`, :func:`optimal_lambda_conditional`).
 
 For each degree and m, α*(m) minimises the expected prediction risk, (a) exactly given the
-design, averaged over simulated designs (the first block's data sets, from the same random
+design, averaged over simulated designs (the first chunks' data sets, from the same random
 streams as the simulation), and (b) by the large-m formula. The risk depends on α only, so
 λ* under each scaling is the λ that gives α*: λ* = α*/m under `none`, α* under `m`.
 
@@ -29,7 +29,7 @@ from scipy import optimize
 from study.basis import hankel_index, standard_basis
 from study.conditional import conditional_risk, conditional_risk_function
 from study.design import Design, XDistribution
-from study.engine.streams import block_power_sums
+from study.engine.streams import chunk_power_sums, n_chunks
 from study.scaling import alpha as scaling_alpha
 from study.scaling import lam_from_alpha
 from study.theory.largem import _large_m
@@ -261,15 +261,15 @@ def optimal_lambda_conditional(
 
 @functools.lru_cache(maxsize=256)
 def design_grams(design: Design, m: int, degree: int, n: int = DESIGNS_FOR_TUNING) -> np.ndarray:
-    """Gram matrices G_u of the first n simulated designs of size m (block 0, then 1, …):
+    """Gram matrices G_u of the first n simulated designs of size m (chunk 0, then 1, …):
     the simulation's own designs, drawn again from the x stream alone."""
     grams = []
-    block = got = 0
-    while got < n and block < design.n_blocks:
-        power_sums, _ = block_power_sums(design, m, block, degree, first=n - got, noise=False)
+    chunk = got = 0
+    while got < n and chunk < n_chunks(design.replications, m):
+        power_sums, _ = chunk_power_sums(design, m, chunk, degree, first=n - got, noise=False)
         grams.append(power_sums[:, hankel_index(degree)])
         got += power_sums.shape[0]
-        block += 1
+        chunk += 1
     return np.concatenate(grams)
 
 
