@@ -65,9 +65,11 @@ def _toml_value(v) -> str:
 
 
 def to_toml(d: dict) -> str:
+    """The design file of ``d``; a top-level key whose value is None is left out."""
     lines, tables = [], []
     for k, v in d.items():
-        (tables if isinstance(v, dict) else lines).append((k, v))
+        if v is not None:
+            (tables if isinstance(v, dict) else lines).append((k, v))
     out = [f"{k} = {_toml_value(v)}" for k, v in lines]
     for name, table in tables:
         out.append(f"\n[{name}]")

@@ -31,8 +31,10 @@ def _bytes(folder: Path) -> dict[str, bytes]:
 
 
 def _raw(**changes):
-    # σ ≠ 1, an asymmetric x range, 70 replications in blocks of 20 (a short last block)
-    base = {"dgp.noise_sd": 0.6, "dgp.x.low": -0.5, "dgp.x.high": 2.0, "replications": 70}
+    # σ ≠ 1, an asymmetric x range, 700 replications (chunks of 256, 256 and 188), tasks
+    # sized by cost
+    base = {"dgp.noise_sd": 0.6, "dgp.x.low": -0.5, "dgp.x.high": 2.0, "replications": 700}
+    base |= {"block_size": None}
     return small_design(**(base | changes))
 
 
@@ -92,8 +94,10 @@ def cluster(tmp_path):
 
 
 def test_a_real_cluster_gives_loky_results_even_when_a_worker_is_killed(tmp_path, cluster):
-    # about forty tasks of a fraction of a second each: time to kill a worker mid-run
-    raw = _raw(**{"grid.m": [400, 3000, 20000], "replications": 700, "block_size": 50})
+    # 24 tasks of 256 replications, a fraction of a second each: time to kill a worker
+    # mid-run (8 chunks of 256 data sets for m = 400 and 3,000, 16 of 128 for m = 20,000,
+    # two to a task)
+    raw = _raw(**{"grid.m": [400, 3000, 20000], "replications": 2000, "block_size": 256})
     design_file = write_design(tmp_path / "d.toml", raw)
     loky = tmp_path / "loky"
     run_cli("simulate", design_file, "--out", loky, "-q", "-j", "2", "--no-theory", check=True)
@@ -109,7 +113,7 @@ def test_a_real_cluster_gives_loky_results_even_when_a_worker_is_killed(tmp_path
         assert time.monotonic() < deadline
         time.sleep(0.05)
     cluster.kill_worker(0)
-    n_tasks = len(design_from_dict(raw).tasks())
+    n_tasks = 24
     assert len(list(checkpoints.glob("*.ckpt"))) < n_tasks  # killed mid-run
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr

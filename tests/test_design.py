@@ -159,6 +159,22 @@ def test_lambda_zero_with_m_at_most_degree_is_accepted():
     assert design.identifiable(3, 2, 0.0)
 
 
+def test_block_size_is_optional_and_not_part_of_the_identity(tmp_path):
+    """Leaving block_size out, or giving any allowed value, is the same design to its
+    checkpoints (the hash); the value is kept for the manifest, and checked when given."""
+    raw = small_design()
+    del raw["block_size"]
+    without = design_from_dict(raw)
+    assert without.block_size is None and "block_size" not in without.to_dict()
+    for value in (1, 256, 100_000):
+        given = design_from_dict({**raw, "block_size": value})
+        assert given.block_size == value and given.to_dict()["block_size"] == value
+        assert given.hash == without.hash
+    assert design_from_dict({**raw, "seed": 1}).hash != without.hash
+    path = write_design(tmp_path / "d.toml", raw)
+    assert load_design(path) == without
+
+
 def test_shipped_designs_are_valid():
     for path in sorted((ROOT / "simulations").glob("*.toml")):
         design = load_design(path)

@@ -163,7 +163,7 @@ def test_bit_identical_for_block_sizes_jobs_and_backends(tmp_path, monkeypatch):
     three or by cost, run by 1 or 2 processes or threads: the same bytes, draws included."""
     raw = small_design(replications=700, **{"dgp.noise_sd": 0.6, "output.keep_draws": 300})
     runs = {}
-    for block_size in (1, 600, 10_000, None):
+    for block_size in (1, 600, None):
         for jobs, backend in ((1, "loky"), (2, "loky"), (2, "threading")):
             name = f"{block_size}-{jobs}-{backend}"
             _, out = _run(
@@ -271,8 +271,8 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path):
     import sys
     import time
 
-    # 24 chunks of each m, one per task
-    raw = small_design(**{"replications": 6000, "block_size": 256, "grid.m": [400, 2000]})
+    # 12 chunks of each m, one per task
+    raw = small_design(**{"replications": 3000, "block_size": 256, "grid.m": [400, 2000]})
     path = write_design(tmp_path / "d.toml", raw)
     ref = tmp_path / "ref"
     run_cli("simulate", path, "--out", ref, "--quiet", check=True)
@@ -288,7 +288,7 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path):
     os_killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     n_saved = len(list(out.glob("checkpoints/m*.ckpt")))
-    assert 0 < n_saved < 48, "the run must be interrupted part-way"
+    assert 0 < n_saved < 24, "the run must be interrupted part-way"
     assert not (out / "summary.csv").exists()
     proc = run_cli("simulate", path, "--out", out, "--quiet", check=True)
     assert "resumed" in proc.stdout

@@ -21,6 +21,7 @@ import study.engine as engine_package
 from study import cli
 from study.design import design_from_dict
 from study.engine.store import CheckpointStore, pack_checkpoint
+from study.engine.tasks import Task
 from study.folder import LOCK, MARKER, check_out_path
 from study.paths import RESULT_FILES
 from study.results import to_csv
@@ -57,8 +58,10 @@ def one_line(stderr: str) -> str:
 @pytest.fixture(scope="module")
 def design_file(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("design")
-    # 70 replications in blocks of 20: the last block is partial
-    raw = small_design(**{"replications": 70, "grid.m": [5, 2000], "output.keep_draws": 5})
+    # 300 replications in tasks of one chunk (256, 44): the last chunk is partial
+    raw = small_design(
+        **{"replications": 300, "block_size": 256, "grid.m": [5, 2000], "output.keep_draws": 5}
+    )
     return write_design(folder / "d.toml", raw)
 
 
@@ -109,7 +112,7 @@ def test_a_single_file_with_a_tool_name_is_foreign_without_the_marker(tmp_path, 
     user.mkdir()
     if name == "checkpoints":
         (user / name).mkdir()
-        (user / name / "m5-b0.ckpt").write_bytes(b"not ours")
+        (user / name / "m5-c0-1.ckpt").write_bytes(b"not ours")
     else:
         (user / name).write_text("my own file\n")
     before = tree(user)
@@ -223,11 +226,17 @@ def _damage(kind: str, path: Path, tmp_path: Path, design_file: Path) -> None:
         garbled = bytes(b ^ 0x5A for b in data[middle : middle + 64])
         path.write_bytes(data[:middle] + garbled + data[middle + 64 :])
     elif kind == "other task":
-        sibling = sorted(p for p in path.parent.glob("m2000-b*.ckpt") if p != path)[0]
+        sibling = sorted(p for p in path.parent.glob("m2000-c*.ckpt") if p != path)[0]
         path.write_bytes(sibling.read_bytes())
     elif kind == "other design":
         raw = small_design(
-            **{"replications": 70, "grid.m": [5, 2000], "seed": 7, "output.keep_draws": 5}
+            **{
+                "replications": 300,
+                "block_size": 256,
+                "grid.m": [5, 2000],
+                "seed": 7,
+                "output.keep_draws": 5,
+            }
         )
         other = tmp_path / "other"
         other_file = write_design(tmp_path / "o.toml", raw)
@@ -236,11 +245,12 @@ def _damage(kind: str, path: Path, tmp_path: Path, design_file: Path) -> None:
     elif kind == "other engine version":
         raw = json.loads((path.parent.parent / "manifest.json").read_text())["design"]
         design = design_from_dict(raw)
-        arrays = CheckpointStore(path.parent.parent, design).load(2000, 1).to_arrays()
+        task = Task(2000, 1, 2)
+        arrays = CheckpointStore(path.parent.parent, design).load(task).to_arrays()
         version = engine_package.ENGINE_VERSION
         engine_package.ENGINE_VERSION = version - 1
         try:
-            path.write_bytes(pack_checkpoint(arrays, design_hash=design.hash, task=(2000, 1)))
+            path.write_bytes(pack_checkpoint(arrays, design_hash=design.hash, task=task))
         finally:
             engine_package.ENGINE_VERSION = version
 
@@ -251,16 +261,16 @@ KINDS = ["truncated", "empty", "garbled", "other task", "other design", "other e
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_damaged_checkpoint_is_rejected_and_recomputed(tmp_path, reference, design_file, kind):
     out = copy_of(reference, tmp_path)
-    target = out / "checkpoints" / "m2000-b1.ckpt"
+    target = out / "checkpoints" / "m2000-c1-2.ckpt"
     _damage(kind, target, tmp_path, design_file)
     damaged = target.read_bytes()
     proc = run_cli("simulate", design_file, "--out", out, "--quiet")
     assert proc.returncode == 0, proc.stderr
     line = one_line(proc.stderr)
-    assert "warning" in line and "m2000-b1.ckpt" in line and "rejected" in line
-    assert (out / "checkpoints" / "rejected" / "m2000-b1.ckpt").read_bytes() == damaged
+    assert "warning" in line and "m2000-c1-2.ckpt" in line and "rejected" in line
+    assert (out / "checkpoints" / "rejected" / "m2000-c1-2.ckpt").read_bytes() == damaged
     assert results(out) == results(reference)
-    assert "7 resumed" in proc.stdout  # 2 values of m × 4 blocks, one computed again
+    assert "3 resumed" in proc.stdout  # 2 values of m × 2 chunks, one computed again
 
 
 def test_a_user_lock_file_is_foreign_and_odd_entries_are_refused(tmp_path, reference, design_file):
@@ -289,18 +299,18 @@ def test_a_user_lock_file_is_foreign_and_odd_entries_are_refused(tmp_path, refer
 
 def test_a_folder_under_a_checkpoint_name_is_rejected(tmp_path, reference, design_file):
     out = copy_of(reference, tmp_path)
-    target = out / "checkpoints" / "m5-b0.ckpt"
+    target = out / "checkpoints" / "m5-c0-1.ckpt"
     target.unlink()
     target.mkdir()
     proc = run_cli("simulate", design_file, "--out", out, "--quiet")
     assert proc.returncode == 0 and "rejected" in one_line(proc.stderr)
-    assert (out / "checkpoints" / "rejected" / "m5-b0.ckpt").is_dir()
+    assert (out / "checkpoints" / "rejected" / "m5-c0-1.ckpt").is_dir()
     assert results(out) == results(reference)
 
 
 def test_stale_temporary_files_are_removed_and_foreign_ones_kept(tmp_path, reference, design_file):
     out = copy_of(reference, tmp_path)
-    stale = [out / ".summary.csv.k2j3h4.tmp", out / "checkpoints" / ".m5-b0.ckpt.abc_12.tmp"]
+    stale = [out / ".summary.csv.k2j3h4.tmp", out / "checkpoints" / ".m5-c0-1.ckpt.abc_12.tmp"]
     for path in stale:
         path.write_bytes(b"half")
     mine = out / ".mine.tmp"
@@ -348,7 +358,8 @@ def _wait_for_checkpoints(out: Path, n: int, proc: subprocess.Popen, timeout=120
 def long_design(tmp_path_factory) -> tuple[Path, Path]:
     """A design of a few seconds in many tasks, and its results from a lone run."""
     folder = tmp_path_factory.mktemp("long")
-    raw = small_design(**{"replications": 3000, "block_size": 50, "grid.m": [400, 2000]})
+    # 24 chunks of each m, one per task
+    raw = small_design(**{"replications": 6000, "block_size": 256, "grid.m": [400, 2000]})
     path = write_design(folder / "long.toml", raw)
     ref = folder / "ref"
     run_cli("simulate", path, "--out", ref, "--quiet", check=True)
@@ -447,7 +458,7 @@ def test_a_killed_worker_ends_the_run_with_one_line(tmp_path, long_design):
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1, stderr
     line = one_line(stderr)
-    assert "worker process died" in line and "block" in line and "resume" in line
+    assert "worker process died" in line and "chunk" in line and "resume" in line
     deadline = time.time() + 5
     while _session_processes(proc.pid) and time.time() < deadline:
         time.sleep(0.05)
@@ -673,7 +684,10 @@ def test_damaged_files_are_recovered_or_refused(tmp_path, capsys, mutation_base,
 BOMBS = {
     "replications": ({"replications": 10**12}, "replications"),
     "many lambdas": ({"grid.lambda": [i / 1000 for i in range(100_000)]}, "grid.lambda"),
-    "tiny blocks": ({"replications": 4000, "block_size": 1}, "block_size"),
+    "tiny tasks": (
+        {"replications": 40_000, "block_size": 1, "grid.m": list(range(3, 1003))},
+        "block_size",
+    ),
     "huge lambda": ({"grid.lambda": [0.0, 1e308]}, "grid.lambda"),
     "far x range": ({"dgp.x": {"distribution": "uniform", "low": 1e6, "high": 1e6 + 1}}, "dgp.x"),
     "extreme x range": (
@@ -703,6 +717,8 @@ def test_dry_run_prints_the_estimate_and_writes_nothing(tmp_path, capsys):
     code, stdout, stderr = _cli(capsys, "simulate", path, "--out", out, "--dry-run")
     assert code == 0 and stderr == ""
     line = one_line(stdout)
-    assert line.startswith("study: estimate: 6 tasks")
+    # m = 10⁹: one data set per chunk (at most 2²² points), tens of seconds each, one
+    # chunk per task: 60 tasks; m = 10: 60 data sets in one chunk and task
+    assert line.startswith("study: estimate: 61 tasks")
     assert re.search(r"~[0-9.]+ (h|d) with 1 job", line), line  # 6e10 points: hours
     assert not out.exists()

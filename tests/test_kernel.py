@@ -21,7 +21,7 @@ from study.engine.kernel import (
     _jacobi,
     pencil_moments,
 )
-from study.engine.streams import block_power_sums
+from study.engine.streams import chunk_power_sums
 from study.engine.tasks import alpha_grid
 from study.moments import CoMoments
 
@@ -82,7 +82,7 @@ def test_kernel_equals_direct_solves(x, m, degree, pen, tol):
     dgp = {"dgp.x": x, "dgp.noise_sd": 0.7}
     raw = small_design(**grid, **dgp, replications=300, block_size=300)
     design = design_from_dict(raw)
-    power_sums, T = block_power_sums(design, m, 0, degree)
+    power_sums, T = chunk_power_sums(design, m, 0, degree)
     setup = design.standard_basis(degree)
     assert setup.use_pencil
     alphas = np.unique(alpha_grid(design, m, degree))
@@ -122,7 +122,7 @@ def test_kernel_declines_and_the_numpy_path_takes_over():
         **{"grid.m": [10], "grid.degree": [2], "replications": 20, "block_size": 20}
     )
     design = design_from_dict(raw)
-    power_sums, T = block_power_sums(design, 10, 0, 2)
+    power_sums, T = chunk_power_sums(design, 10, 0, 2)
     setup = design.standard_basis(2)
     alphas = np.unique(alpha_grid(design, 10, 2))
     assert alphas[0] == 0 and _kernel_status(power_sums, T, setup, alphas) == OK
@@ -189,7 +189,7 @@ def test_kernel_is_exact_under_scaling_by_powers_of_two(power):
         **{"grid.m": [30], "grid.degree": [4], "replications": 40, "block_size": 40}
     )
     design = design_from_dict(raw)
-    power_sums, T = block_power_sums(design, 30, 0, 4)
+    power_sums, T = chunk_power_sums(design, 30, 0, 4)
     setup = design.standard_basis(4)
     St, Tt = np.ascontiguousarray(power_sums.T), np.ascontiguousarray(T.T)
     f = 2.0**power

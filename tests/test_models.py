@@ -15,6 +15,7 @@ import study.design
 import study.models
 from study.conditional import FIT_COUNTS
 from study.design import DesignError, design_from_dict
+from study.engine.streams import chunk_size, chunk_span
 from study.engine.tasks import DegreeResult, alpha_grid
 from study.moments import CoMoments
 from study.steps import simulate
@@ -35,7 +36,7 @@ def test_every_family_of_the_design_has_a_module():
     assert set(study.design.FAMILIES) == set(study.models.FAMILIES)
     for family in study.design.FAMILIES:
         design = design_from_dict({**small_design(), "model": {"family": family}})
-        assert callable(study.models.model_of(design).run_block)
+        assert callable(study.models.model_of(design).run_chunks)
 
 
 @pytest.mark.parametrize(
@@ -60,49 +61,66 @@ def test_design_from_dict_names_the_key():
 # --- a second family in one module ----------------------------------------------------
 
 
-def _toy_run_block(design, m, block, *, solver="auto", noise_draw="sufficient"):
-    """A toy family: coefficient j of every cell is drawn as N(j + α, 1) from a stream of
-    (seed, m, block); every quantity of the Gaussian family's layout is that draw."""
-    rng = np.random.default_rng([design.seed, m, block])
-    n = design.block_length(block)
+def _toy_chunk(design, m, c):
+    """Chunk c of the toy family: coefficient j of every cell drawn as N(j + α, 1) from a
+    stream of (seed, m, c), shape (n, L, C, k + 1) per degree."""
+    rng = np.random.default_rng([design.seed, m, c])
+    n = chunk_size(design, m, c)
     L, C = len(design.lam), len(design.scaling)
     out = {}
     for k in design.degree:
         alphas = alpha_grid(design, m, k)  # (L, C)
-        q = rng.standard_normal((n, L, C, k + 1)) + np.arange(k + 1) + alphas[..., None]
-        coef = CoMoments.from_samples(np.repeat(q[..., None], 5, axis=-1))
-        r = q.sum(axis=-1)
-        risk = CoMoments.from_samples(np.repeat(r[..., None], 3, axis=-1))
-        keep = int(np.clip(design.keep_draws - block * design.block_size, 0, n))
+        out[k] = rng.standard_normal((n, L, C, k + 1)) + np.arange(k + 1) + alphas[..., None]
+    return out
+
+
+def _stack(parts):
+    return CoMoments(*(np.stack([getattr(p, f) for p in parts]) for f in ("n", "mean", "M")))
+
+
+def _toy_run_chunks(design, m, chunks, *, solver="auto", noise_draw="sufficient"):
+    """A toy family: every quantity of the Gaussian family's layout is the draw of
+    :func:`_toy_chunk`, with one row of co-moments per chunk."""
+    L, C = len(design.lam), len(design.scaling)
+    drawn = [_toy_chunk(design, m, c) for c in chunks]
+    out = {}
+    for k in design.degree:
+        qs = [d[k] for d in drawn]
+        coef = _stack([CoMoments.from_samples(np.repeat(q[..., None], 5, axis=-1)) for q in qs])
+        risk = _stack(
+            [CoMoments.from_samples(np.repeat(q.sum(axis=-1)[..., None], 3, axis=-1)) for q in qs]
+        )
+        q = np.concatenate(qs)
+        start = chunk_span(design.replications, m, chunks[0])[0]
+        keep = int(np.clip(design.keep_draws - start, 0, q.shape[0]))
         draws = np.moveaxis(q[:keep], 0, 2)
         n_failed = np.zeros((L, C), dtype=np.int64)
         fit_counts = np.zeros((L, C, len(FIT_COUNTS)), dtype=np.int64)
-        fit_counts[..., FIT_COUNTS.index("direct")] = n
+        fit_counts[..., FIT_COUNTS.index("direct")] = q.shape[0]
         out[k] = DegreeResult(coef, risk, n_failed, draws, fit_counts)
     return out
 
 
 def test_a_second_family_runs_through_the_engine_untouched(tmp_path, monkeypatch):
     module = types.ModuleType("toy_family")
-    module.run_block = _toy_run_block
+    module.run_chunks = _toy_run_chunks
     monkeypatch.setitem(sys.modules, "toy_family", module)
     monkeypatch.setitem(study.models.FAMILIES, "toy", "toy_family")
     monkeypatch.setattr(study.design, "FAMILIES", (*study.design.FAMILIES, "toy"))
-    raw = {**small_design(replications=70, block_size=20), "model": {"family": "toy"}}
+    raw = {**small_design(replications=600, block_size=300), "model": {"family": "toy"}}
     design = design_from_dict(raw)
     simulate(design, tmp_path / "toy", theory=False, progress=False, jobs=1)
     summary = pd.read_csv(tmp_path / "toy" / "summary.csv")
-    # the mean of each cell is the mean of its 70 draws (four blocks, the last of 10),
-    # drawn again here from the same streams
+    # the mean of each cell is the mean of its 600 draws (chunks of 256, 256 and 88, one
+    # per task), drawn again here from the same streams
     for (m, k), rows in summary.groupby(["m", "degree"]):
-        parts = [_toy_run_block(design, m, b)[k] for b in range(design.n_blocks)]
-        pooled = CoMoments.combine([p.coef for p in parts])
+        q = np.concatenate([_toy_chunk(design, m, c)[k] for c in range(3)])
         np.testing.assert_allclose(
-            rows["bias"].to_numpy(), pooled.mean[..., 0].ravel(), rtol=1e-12, atol=1e-12
+            rows["bias"].to_numpy(), q.mean(axis=0).ravel(), rtol=1e-12, atol=1e-12
         )
-    assert (summary["n"] == 70).all()
-    assert (pd.read_csv(tmp_path / "toy" / "fits.csv")["direct"] == 70).all()
+    assert (summary["n"] == 600).all()
+    assert (pd.read_csv(tmp_path / "toy" / "fits.csv")["direct"] == 600).all()
     # the toy's means are j + α: far from the Gaussian family's, so it did run
     row = summary[(summary.m == 40) & (summary.degree == 3) & (summary.coef == 3)]
     expected = 3 + row["alpha"].to_numpy()
-    assert np.all(np.abs(row["bias"].to_numpy() - expected) < 5 / np.sqrt(70))
+    assert np.all(np.abs(row["bias"].to_numpy() - expected) < 5 / np.sqrt(600))

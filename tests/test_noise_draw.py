@@ -11,17 +11,25 @@ from scipy import stats
 from study.basis import hankel_index
 from study.conditional import quantities
 from study.design import design_from_dict
-from study.engine.streams import block_power_sums, sufficient_noise
+from study.engine.streams import chunk_power_sums, n_chunks, sufficient_noise
 from study.steps import simulate
 
 from conftest import small_design
 
-# σ ≠ 1, an asymmetric x range, one block of many replications
+# σ ≠ 1, an asymmetric x range, many replications (24 chunks, the last one short)
 RAW = small_design(
     replications=6000,
-    block_size=6000,
     **{"dgp.noise_sd": 0.6, "dgp.x.low": -0.5, "dgp.x.high": 2.0, "grid.m": [12]},
 )
+
+
+def block_power_sums(design, m, K, **options):
+    """The power sums of every replication of m, chunk after chunk."""
+    parts = [
+        chunk_power_sums(design, m, c, K, **options)
+        for c in range(n_chunks(design.replications, m))
+    ]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 @pytest.mark.parametrize(("m", "K"), [(3, 5), (6, 5), (40, 3)])
@@ -48,8 +56,8 @@ def test_the_estimates_have_the_distribution_of_the_plain_draw():
     """Two-sample tests on 6,000 least-squares fits per draw (different noise, same x): the
     slope and the cubic coefficient agree in distribution; a noise SD 10 % off does not."""
     design = design_from_dict(RAW)
-    S, T_plain = block_power_sums(design, 12, 0, 3, noise_draw="plain")
-    S2, T_suff = block_power_sums(design, 12, 0, 3)
+    S, T_plain = block_power_sums(design, 12, 3, noise_draw="plain")
+    S2, T_suff = block_power_sums(design, 12, 3)
     np.testing.assert_array_equal(S, S2)  # the same x stream
     plain, suff = _fits(S, T_plain, 3), _fits(S, T_suff, 3)
     assert not np.allclose(plain, suff)  # other numbers
@@ -71,8 +79,8 @@ def _noise_free(design, S):
 def test_the_conditional_moments_do_not_depend_on_the_draw():
     """E[ŵ|X], Var[ŵ|X] and E[R|X] are functions of the design points alone: identical."""
     design = design_from_dict(RAW)
-    S, T_plain = block_power_sums(design, 12, 0, 3, noise_draw="plain")
-    _, T_suff = block_power_sums(design, 12, 0, 3)
+    S, T_plain = block_power_sums(design, 12, 3, noise_draw="plain")
+    _, T_suff = block_power_sums(design, 12, 3)
     basis, alphas = design.standard_basis(3), np.array([0.0, 0.5, 6.0])
     G = S[:, hankel_index(3)]
     a = quantities(G, T_plain[:, :4], basis, alphas, design.noise_sd)
@@ -87,7 +95,6 @@ def test_a_whole_run_agrees_with_the_plain_draw(tmp_path):
     Rao–Blackwell columns identical (the same x)."""
     raw = small_design(
         replications=3000,
-        block_size=1000,
         **{"dgp.noise_sd": 0.6, "dgp.x.low": -0.5, "dgp.x.high": 2.0, "grid.m": [8, 40]},
     )
     design = design_from_dict(raw)

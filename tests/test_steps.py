@@ -53,12 +53,12 @@ def test_theory_refuses_an_incomplete_run_and_changes_nothing(tmp_path):
     design = _design(tmp_path)
     out = tmp_path / "run"
     run_cli("simulate", design, "--out", out, "-q", "--no-theory", check=True)
-    (out / "checkpoints" / "m8-b1.ckpt").unlink()
+    (out / "checkpoints" / "m8-c0-1.ckpt").unlink()
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     proc = run_cli("theory", out)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().count("\n") == 0
-    assert "1 of 9 tasks" in proc.stderr and "study simulate" in proc.stderr
+    assert "1 of 3 chunks" in proc.stderr and "study simulate" in proc.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
@@ -84,7 +84,8 @@ def test_the_theory_computed_beside_the_simulation_equals_the_serial_step(tmp_pa
     out = tmp_path / "run"
     run_cli("simulate", design_file, "--out", out, "-q", "-j", "2", check=True)
     design = load_design(design_file)
-    summary, risk, _, _ = summarise(design, CheckpointStore(out, design))
+    store = CheckpointStore(out, design)
+    summary, risk, _, _ = summarise(design, store, store.done())
     summary, risk, files = extend(design, summary, risk)
     texts = {"summary.csv": to_csv(summary), "risk.csv": to_csv(risk), **files}
     assert set(files) == set(THEORY_FILES)

@@ -25,8 +25,9 @@ from study.engine.costs import (
     MAIN_BASELINE_BYTES,
     RESULT_FILE_COUNT,
     WORKER_BASELINE_BYTES,
-    chunk_payload_bytes,
     checkpoint_index_bytes,
+    chunk_costs,
+    chunk_payload_bytes,
     footprint,
     run_seconds,
     task_checkpoint_bytes,
@@ -233,10 +234,13 @@ def _task_count_refusal(design: Design, count: int, workers: int) -> str | None:
             f"file, {count:,} task files {limit}; use at most {MAX_TASK_FILES:,} values"
         )
     bs = design.block_size
-    if bs is not None and n_tasks(replace(design, block_size=None), workers) <= MAX_TASK_FILES:
+    costs = chunk_costs(design)  # block_size changes no cost
+
+    def fits(x: int | None) -> bool:
+        return n_tasks(replace(design, block_size=x), workers, costs=costs) <= MAX_TASK_FILES
+
+    if bs is not None and fits(None):
         # the tasks are small because block_size caps them: a larger one is enough
-        def fits(x: int) -> bool:
-            return n_tasks(replace(design, block_size=x), workers) <= MAX_TASK_FILES
 
         need = _smallest_fitting(bs + 1, MAX_BLOCK_SIZE, fits)
         advice = "leave it out" if need is None else f"use block_size ≥ {need:,} or leave it out"

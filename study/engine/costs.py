@@ -34,7 +34,6 @@ How the constants were measured
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -346,7 +345,6 @@ def _main_bytes(
 # --- time --------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4096)
 def _distinct_alphas(design: Design, m: int, k: int) -> int:
     """Distinct α of the identifiable cells of (m, k), as :func:`study.engine.tasks.run_task`
     fits them; bounded by the number of cells on very large grids."""
@@ -404,15 +402,21 @@ def chunk_seconds(design: Design, m: int) -> float:
     return _task_seconds(design, m, n, alphas) - TASK_SECONDS
 
 
+def chunk_costs(design: Design) -> dict[int, float]:
+    """:func:`chunk_seconds` of every m of the design."""
+    return {m: chunk_seconds(design, m) for m in design.m}
+
+
 def run_seconds(design: Design, fp: Footprint, workers: int) -> float:
     """Wall time of a run with ``workers`` processes: startup, the tasks, the serial tail."""
     from study.engine.plan import chunks_per_task
 
-    per = chunks_per_task(design, workers)
+    costs = chunk_costs(design)
+    per = chunks_per_task(design, workers, costs=costs)
     total = fp.n_tasks * TASK_SECONDS
     longest = 0.0
     for m, g in per.items():
-        one = chunk_seconds(design, m)
+        one = costs[m]
         total += n_chunks(design.replications, m) * one
         longest = max(longest, TASK_SECONDS + g * one)
     parallel = max(total / max(1, min(workers, _usable_cores())), longest)

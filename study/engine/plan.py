@@ -25,11 +25,7 @@ import time
 import numpy as np
 
 from study.design import Design
-from study.engine.costs import (
-    SECONDS_PER_POINT,
-    chunk_payload_bytes,
-    chunk_seconds,
-)
+from study.engine.costs import SECONDS_PER_POINT, chunk_costs, chunk_payload_bytes
 from study.engine.streams import chunk_length, n_chunks
 from study.engine.tasks import Task
 
@@ -44,13 +40,17 @@ MAX_TASK_PAYLOAD_BYTES = 64 << 20
 MAX_TASK_FILES = 10_000
 
 
-def chunks_per_task(design: Design, workers: int = 1, speed: float = 1.0) -> dict[int, int]:
+def chunks_per_task(
+    design: Design, workers: int = 1, speed: float = 1.0, *, costs: dict | None = None
+) -> dict[int, int]:
     """The chunks a task of each m holds (the last task of a run of chunks may hold fewer).
 
-    ``speed``: measured seconds per modelled second (:func:`speed_factor`).
+    ``speed``: measured seconds per modelled second (:func:`speed_factor`); ``costs``: the
+    design's :func:`~study.engine.costs.chunk_costs`, if already computed.
     """
     R = design.replications
-    cost = {m: speed * chunk_seconds(design, m) for m in design.m}
+    costs = chunk_costs(design) if costs is None else costs
+    cost = {m: speed * costs[m] for m in design.m}
     total = sum(n_chunks(R, m) * cost[m] for m in design.m)
     target = min(TARGET_TASK_SECONDS, total / (TASKS_PER_WORKER * max(1, workers)))
     cap_payload = max(1, MAX_TASK_PAYLOAD_BYTES // chunk_payload_bytes(design))
@@ -61,7 +61,7 @@ def chunks_per_task(design: Design, workers: int = 1, speed: float = 1.0) -> dic
             limit = min(limit, max(1, design.block_size // chunk_length(m)))
         return limit
 
-    per = {m: max(1, min(cap(m), math.floor(target / cost[m]) if cost[m] > 0 else 1)) for m in design.m}
+    per = {m: max(1, min(cap(m), _fit(target, cost[m]))) for m in design.m}
     # never more task files than allowed, if larger tasks can avoid it
     while sum(-(-n_chunks(R, m) // g) for m, g in per.items()) > MAX_TASK_FILES:
         grown = {m: min(cap(m), 2 * g) for m, g in per.items()}
@@ -71,9 +71,14 @@ def chunks_per_task(design: Design, workers: int = 1, speed: float = 1.0) -> dic
     return per
 
 
-def n_tasks(design: Design, workers: int = 1) -> int:
+def _fit(target: float, cost: float) -> int:
+    """Chunks of ``cost`` seconds in a task of ``target`` seconds (at least 1)."""
+    return max(1, math.floor(target / cost)) if cost > 0 else 1
+
+
+def n_tasks(design: Design, workers: int = 1, *, costs: dict | None = None) -> int:
     """Tasks of a whole run (no task listed)."""
-    per = chunks_per_task(design, workers)
+    per = chunks_per_task(design, workers, costs=costs)
     return sum(-(-n_chunks(design.replications, m) // g) for m, g in per.items())
 
 
@@ -101,7 +106,8 @@ def plan_tasks(
     Each run of missing chunks is cut into near-equal tasks of at most
     :func:`chunks_per_task` chunks; ties in cost go to the larger m, then the earlier chunk.
     """
-    per = chunks_per_task(design, workers, speed)
+    costs = chunk_costs(design)
+    per = chunks_per_task(design, workers, speed, costs=costs)
     tasks = []
     for m, runs in missing_chunks(design, done).items():
         for first, stop in runs:
@@ -109,8 +115,7 @@ def plan_tasks(
             parts = -(-n // per[m])
             bounds = [first + (n * i) // parts for i in range(parts + 1)]
             tasks += [Task(m, a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
-    cost = {m: chunk_seconds(design, m) for m in design.m}
-    return sorted(tasks, key=lambda t: (-t.n_chunks * cost[t.m], -t.m, t.first))
+    return sorted(tasks, key=lambda t: (-t.n_chunks * costs[t.m], -t.m, t.first))
 
 
 def speed_factor() -> float:

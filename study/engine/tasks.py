@@ -240,9 +240,7 @@ class ChunkMerger:
                 coef = _fold(coef, result.coef, i)
                 risk = _fold(risk, result.risk, i)
             if merged is None:
-                merged = DegreeResult(
-                    coef, risk, result.n_failed, result.draws, result.fit_counts
-                )
+                merged = DegreeResult(coef, risk, result.n_failed, result.draws, result.fit_counts)
             else:
                 merged = DegreeResult(
                     coef,

@@ -41,9 +41,10 @@ class Model(Protocol):
         the :class:`DegreeResult` of every cell with one row of co-moments per chunk.
 
         Each chunk's row must depend only on (design, m, chunk, noise_draw), never on the
-        other chunks of the task, nor on where or when the task runs; ``solver`` may choose among numerically equivalent fitting
-        paths; ``noise_draw`` among ways of drawing the noise that are equal in
-        distribution (a family with one way accepts only the default)."""
+        other chunks of the task, nor on where or when the task runs; ``solver`` may
+        choose among numerically equivalent fitting paths; ``noise_draw`` among ways of
+        drawing the noise that are equal in distribution (a family with one way accepts
+        only the default)."""
         ...
 
 
