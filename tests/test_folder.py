@@ -255,7 +255,16 @@ def _damage(kind: str, path: Path, tmp_path: Path, design_file: Path) -> None:
             engine_package.ENGINE_VERSION = version
 
 
-KINDS = ["truncated", "empty", "garbled", "other task", "other design", "other engine version"]
+# the default suite covers one kind of damage and each kind of foreign checkpoint; the
+# other damages (slow) take the same path
+KINDS = [
+    "truncated",
+    pytest.param("empty", marks=pytest.mark.slow),
+    pytest.param("garbled", marks=pytest.mark.slow),
+    "other task",
+    pytest.param("other design", marks=pytest.mark.slow),
+    "other engine version",
+]
 
 
 @pytest.mark.parametrize("kind", KINDS)
