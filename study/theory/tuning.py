@@ -24,7 +24,6 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy import optimize
 
 from study.basis import hankel_index, standard_basis
 from study.conditional import conditional_risk, conditional_risk_function
@@ -146,6 +145,8 @@ def _minimise_log_alpha(
         return _minimise_log_alpha(
             objective, f0, log_lo - width, log_lo + 1.0, n_grid, rel_tol, depth + 1
         )
+    from scipy import optimize  # here: its import is a third of a second a process
+
     res = optimize.minimize_scalar(
         lambda t: float(objective(np.array([math.exp(t)]))[0]),
         bounds=(grid[i - 1], grid[i + 1]),
