@@ -1,6 +1,6 @@
 """Mergeable first and second co-moments of vectors of per-replication quantities.
 
-A block of replications is summarised by (n, mean, M) with M = Σ_r (q_r − q̄)(q_r − q̄)ᵀ.
+A set of replications (a chunk) is summarised by (n, mean, M) with M = Σ_r (q_r − q̄)(q_r − q̄)ᵀ.
 Two summaries merge exactly (Chan, Golub & LeVeque 1979):
 
     δ = q̄_B − q̄_A,  n = n_A + n_B,  q̄ = q̄_A + δ·n_B/n,  M = M_A + M_B + δδᵀ·n_A·n_B/n,

@@ -39,9 +39,11 @@ def _raw(**changes):
 
 
 def test_a_local_cluster_gives_loky_results(tmp_path):
+    """Tasks sized by cost on loky, of one chunk each on the cluster: the same bytes."""
     design = design_from_dict(_raw())
+    one_chunk = design_from_dict(_raw(block_size=1))
     simulate(design, tmp_path / "loky", jobs=2, progress=False, theory=False)
-    simulate(design, tmp_path / "dask", jobs=2, backend="dask", progress=False, theory=False)
+    simulate(one_chunk, tmp_path / "dask", jobs=2, backend="dask", progress=False, theory=False)
     assert _bytes(tmp_path / "dask") == _bytes(tmp_path / "loky")
     run = json.loads((tmp_path / "dask" / "manifest.json").read_text())["run"]
     assert run["backend"] == "dask" and run["scheduler"] == "local cluster"
@@ -99,8 +101,9 @@ def test_a_real_cluster_gives_loky_results_even_when_a_worker_is_killed(tmp_path
     # two to a task)
     raw = _raw(**{"grid.m": [400, 3000, 20000], "replications": 2000, "block_size": 256})
     design_file = write_design(tmp_path / "d.toml", raw)
-    loky = tmp_path / "loky"
-    run_cli("simulate", design_file, "--out", loky, "-q", "-j", "2", "--no-theory", check=True)
+    loky = tmp_path / "loky"  # tasks sized by cost: cut otherwise than on the cluster
+    by_cost = write_design(tmp_path / "by-cost.toml", {**raw, "block_size": None})
+    run_cli("simulate", by_cost, "--out", loky, "-q", "-j", "2", "--no-theory", check=True)
 
     out = tmp_path / "cluster"
     cmd = [sys.executable, "-m", "study", "simulate", str(design_file), "--out", str(out)]

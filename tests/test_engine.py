@@ -374,7 +374,8 @@ def test_task_result_round_trips_through_the_checkpoint_arrays(tmp_path):
     result = run_task(design, task)
     arrays = result.to_arrays()
     # the names, dtypes and shapes of the checkpoints (fit_counts since engine version 4)
-    fields = "coef_n coef_mean coef_M risk_n risk_mean risk_M n_failed draws fit_counts".split()
+    fields = "coef_n coef_mean coef_M risk_n risk_mean risk_M n_failed draws fit_counts first"
+    fields = fields.split()
     assert sorted(arrays) == sorted([f"k{k}_{f}" for k in (1, 3) for f in fields] + ["seconds"])
     L, C = len(design.lam), len(design.scaling)
     for k in (1, 3):
@@ -531,7 +532,9 @@ def test_compiled_kernel_gives_the_numpy_paths_results(tmp_path, x):
     assert da.keys() == db.keys()
     for key in da:
         if da[key].dtype.kind == "f":
-            np.testing.assert_allclose(da[key], db[key], rtol=1e-8, atol=1e-10)
+            # chunk 0's means hold the Rao–Blackwell bias, rounding noise at λ = 0: to scale
+            scale = np.nanmax(np.abs(db[key])) if key.startswith("chunk0_mean") else 0.01
+            np.testing.assert_allclose(da[key], db[key], rtol=1e-8, atol=1e-8 * scale)
         else:
             np.testing.assert_array_equal(da[key], db[key])
 

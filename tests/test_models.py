@@ -97,7 +97,8 @@ def _toy_run_chunks(design, m, chunks, *, solver="auto", noise_draw="sufficient"
         n_failed = np.zeros((L, C), dtype=np.int64)
         fit_counts = np.zeros((L, C, len(FIT_COUNTS)), dtype=np.int64)
         fit_counts[..., FIT_COUNTS.index("direct")] = q.shape[0]
-        out[k] = DegreeResult(coef, risk, n_failed, draws, fit_counts)
+        first = np.stack([qc[0] for qc in qs])  # each chunk's first draw
+        out[k] = DegreeResult(coef, risk, n_failed, draws, fit_counts, first)
     return out
 
 

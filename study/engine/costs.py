@@ -44,7 +44,7 @@ import numpy as np
 from study.conditional import FIT_COUNTS
 from study.design import Design
 from study.engine.streams import MAX_PIECE, PIECE_ELEMENTS, chunk_length, n_chunks
-from study.engine.tasks import TaskResult
+from study.engine.tasks import AUDIT_CHUNKS, TaskResult
 from study.models.gaussian import FIT_BATCH
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -76,7 +76,7 @@ DRAW_COPIES = 3
 # --- disk --------------------------------------------------------------------------------
 # Per checkpoint besides the arrays and their JSON index: the magic line, the header of
 # the self-verifying format (design hash, engine version, task, payload size) and the
-# 32-byte SHA-256; measured 188 to 190 bytes, up to about 230 with the longest m, block
+# 32-byte SHA-256; measured 188 to 190 bytes, up to about 230 with the longest m, chunk
 # and payload numbers.
 CHECKPOINT_FRAME_BYTES = 256
 # summary.csv measured 406 bytes a row with the theory columns, risk.csv 178.
@@ -140,13 +140,13 @@ def task_payload_bytes(
     ``seconds``).
 
     Per degree k with L λ values, C scalings and p = k + 1, per cell: per chunk coef_n p,
-    coef_mean 5p, coef_M 25p, risk_n 1, risk_mean 3, risk_M 9; per task n_failed 1,
-    fit_counts 6 and draws keep·p values; 8 bytes each.
+    coef_mean 5p, coef_M 25p, first p, risk_n 1, risk_mean 3, risk_M 9; per task n_failed
+    1, fit_counts 6 and draws keep·p values; 8 bytes each.
     """
     cells = (len(design.lam) if n_lambda is None else n_lambda) * len(design.scaling)
     per_task = 1 + len(FIT_COUNTS)
     return 8 + sum(
-        8 * cells * (chunks * (31 * (k + 1) + 13) + keep * (k + 1) + per_task)
+        8 * cells * (chunks * (32 * (k + 1) + 13) + keep * (k + 1) + per_task)
         for k in design.degree
     )
 
@@ -246,7 +246,10 @@ def footprint(
     # bytes of one kept draw of every cell
     per_draw = 8 * L * len(d.scaling) * sum(k + 1 for k in d.degree)
     rows = _result_rows(d, L)
-    draws_bytes = len(d.m) * keep_total * per_draw  # raw float64; deflate only helps
+    # kept draws, and the audit's arrays (engine.merge: the first estimates of up to
+    # AUDIT_CHUNKS chunks, chunk 0's count and five means); raw float64, deflate only helps
+    audit_rows = min(AUDIT_CHUNKS, max(n_chunks(R, m) for m in d.m)) + 6
+    draws_bytes = len(d.m) * (keep_total + audit_rows) * per_draw
     return Footprint(
         n_tasks=sum(-(-n_chunks(R, m) // g) for m, g in per.items()),
         checkpoint_bytes=_checkpoint_bytes(d, L, per, per_draw),

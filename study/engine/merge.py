@@ -14,7 +14,7 @@ from study.conditional import FIT_COUNTS
 from study.design import Design
 from study.engine.store import CheckpointStore
 from study.engine.streams import n_chunks
-from study.engine.tasks import ChunkMerger, Task, alpha_grid, identifiable_grid
+from study.engine.tasks import AUDIT_CHUNKS, ChunkMerger, Task, alpha_grid, identifiable_grid
 from study.measures import coefficient_measures, risk_measures
 from study.results import (
     FITS_COLUMNS,
@@ -43,6 +43,12 @@ def summarise(design: Design, store: CheckpointStore, tasks: list[Task]):
     scal_grid = np.repeat(np.array(design.scaling, dtype=object)[None, :], L, axis=0)
     coef_frames, risk_frames, fit_frames = [], [], []
     draws: dict[str, list[np.ndarray]] = {f"coef_k{k}": [] for k in design.degree}
+    # what `study check` audits from the seeds: ŵ of each chunk's first data set, and the
+    # coefficient co-moments of chunk 0 (count and means of d, d², e, e², v)
+    audit: dict[str, list[np.ndarray]] = {
+        f"{name}_k{k}": [] for k in design.degree for name in ("first", "chunk0_n", "chunk0_mean")
+    }
+    most_chunks = min(AUDIT_CHUNKS, max(n_chunks(design.replications, m) for m in design.m))
     for m in design.m:
         merger = ChunkMerger(design.degree)
         for task in sorted(t for t in tasks if t.m == m):
@@ -59,6 +65,11 @@ def summarise(design: Design, store: CheckpointStore, tasks: list[Task]):
             n_failed = np.where(ident, merged.n_failed, design.replications)
             status = np.where(ident, STATUS_OK, STATUS_NOT_IDENTIFIABLE).astype(object)
             draws[f"coef_k{k}"].append(kept)
+            first = np.full((most_chunks, *merged.first.shape[1:]), np.nan)
+            first[: merged.first.shape[0]] = merged.first[:most_chunks]
+            audit[f"first_k{k}"].append(first)
+            audit[f"chunk0_n_k{k}"].append(merger.chunk0(k).n)
+            audit[f"chunk0_mean_k{k}"].append(merger.chunk0(k).mean)
 
             cm = coefficient_measures(coef)
             true = design.true_coefficients_of(k)
@@ -103,7 +114,7 @@ def summarise(design: Design, store: CheckpointStore, tasks: list[Task]):
         frame["n_failed"] = frame["n_failed"].astype(np.int64)
     flag_impossible(summary, "summary")
     flag_impossible(risk, "risk")
-    out = {key: np.stack(value) for key, value in draws.items()}
+    out = {key: np.stack(value) for key, value in (draws | audit).items()}
     out.update(
         m=np.array(design.m),
         degree=np.array(design.degree),

@@ -74,6 +74,8 @@ class DegreeResult:
     draws : ndarray (L, C, keep, k+1), ŵ of the replications numbered below keep_draws
     fit_counts : ndarray (L, C, len(FIT_COUNTS)) int64, data sets by how they were fitted
         and why the compiled kernel declined (:data:`study.conditional.FIT_COUNTS`)
+    first : ndarray (c, L, C, k+1), ŵ of each chunk's first data set (NaN where not
+        fitted): the fingerprint `study check` recomputes from the seeds
     """
 
     coef: CoMoments
@@ -81,6 +83,7 @@ class DegreeResult:
     n_failed: np.ndarray
     draws: np.ndarray
     fit_counts: np.ndarray
+    first: np.ndarray
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         out = {}
@@ -91,6 +94,7 @@ class DegreeResult:
             "n_failed": self.n_failed,
             "draws": self.draws,
             "fit_counts": self.fit_counts,
+            "first": self.first,
         }
 
     @classmethod
@@ -103,6 +107,7 @@ class DegreeResult:
             n_failed=arrays["n_failed"],
             draws=arrays["draws"],
             fit_counts=arrays["fit_counts"],
+            first=arrays["first"],
         )
 
     @staticmethod
@@ -118,6 +123,7 @@ class DegreeResult:
             "n_failed": ((L, C), _I8),
             "draws": ((L, C, keep, degree + 1), _F8),
             "fit_counts": ((L, C, len(FIT_COUNTS)), _I8),
+            "first": ((chunks, L, C, degree + 1), _F8),
         }
 
 
@@ -216,6 +222,11 @@ def _thread_pools() -> ThreadpoolController:
     return ThreadpoolController()
 
 
+# draws.npz keeps the first estimates of at most this many chunks of each m: enough to
+# audit every cell on a few replications, whatever the number of replications
+AUDIT_CHUNKS = 64
+
+
 class ChunkMerger:
     """The chunks of one m merged one by one, in chunk order: feed it the task results in
     the order of their first chunk (:meth:`add`), then take the merged :class:`DegreeResult`
@@ -223,12 +234,14 @@ class ChunkMerger:
 
     The co-moments fold left, chunk after chunk (``((c₀ ⊕ c₁) ⊕ c₂) ⊕ …``, the exact merge
     of :meth:`CoMoments.merge`), so the merged numbers are the same however the chunks were
-    grouped into tasks; counts are summed and kept draws concatenated. Memory holds one
-    task's result at a time.
+    grouped into tasks; counts are summed, kept draws and the chunks' first estimates
+    concatenated, and the co-moments of chunk 0 kept apart (:meth:`chunk0`). Memory holds
+    one task's result at a time.
     """
 
     def __init__(self, degrees):
         self._merged: dict[int, DegreeResult | None] = {k: None for k in degrees}
+        self._chunk0: dict[int, CoMoments | None] = {k: None for k in degrees}
         self.chunks = 0
 
     def add(self, part: TaskResult) -> None:
@@ -240,7 +253,10 @@ class ChunkMerger:
                 coef = _fold(coef, result.coef, i)
                 risk = _fold(risk, result.risk, i)
             if merged is None:
-                merged = DegreeResult(coef, risk, result.n_failed, result.draws, result.fit_counts)
+                self._chunk0[k] = _fold(None, result.coef, 0)
+                merged = DegreeResult(
+                    coef, risk, result.n_failed, result.draws, result.fit_counts, result.first
+                )
             else:
                 merged = DegreeResult(
                     coef,
@@ -248,6 +264,7 @@ class ChunkMerger:
                     merged.n_failed + result.n_failed,
                     np.concatenate([merged.draws, result.draws], axis=2),
                     merged.fit_counts + result.fit_counts,
+                    np.concatenate([merged.first, result.first], axis=0),
                 )
             self._merged[k] = merged
         self.chunks += next(iter(part.degrees.values())).coef.n.shape[0]
@@ -258,17 +275,14 @@ class ChunkMerger:
             raise ValueError("no chunk was merged")
         return merged
 
+    def chunk0(self, degree: int) -> CoMoments:
+        """The coefficient co-moments of chunk 0 alone, shape (L, C, k+1)."""
+        if self._chunk0[degree] is None:
+            raise ValueError("no chunk was merged")
+        return self._chunk0[degree]
+
 
 def _fold(state: CoMoments | None, stacked: CoMoments, i: int) -> CoMoments:
     """``state`` ⊕ chunk i of ``stacked`` (the chunk itself when there is no state yet)."""
     chunk = CoMoments(stacked.n[i], stacked.mean[i], stacked.M[i])
     return chunk if state is None else state.merge(chunk)
-
-
-def merge_task_results(parts: list[TaskResult], degree: int) -> DegreeResult:
-    """Merge the task results of one m, given in chunk order, for one degree
-    (:class:`ChunkMerger`)."""
-    merger = ChunkMerger([degree])
-    for part in parts:
-        merger.add(TaskResult({degree: part.degrees[degree]}, part.seconds))
-    return merger.result(degree)

@@ -36,7 +36,8 @@ def run_chunks(
     """Draw the data sets of each chunk (common to every cell), reduce each to its power
     sums, and fit every (degree, λ, scaling) cell to them through :mod:`study.conditional`.
     Each chunk is fitted and summarised on its own (its co-moments are one row of the
-    result), so a chunk's numbers never depend on the other chunks of its task.
+    result), so a chunk's numbers never depend on the other chunks of its task; ŵ of each
+    chunk's first data set is kept too (``first``: what `study check` audits).
     ``noise_draw``: how the noise enters the sums (:func:`chunk_power_sums`)."""
     K = max(design.degree)
     L, C = len(design.lam), len(design.scaling)
@@ -57,10 +58,11 @@ def run_chunks(
         n_failed = np.zeros((L, C), dtype=np.int64)
         n_total = sum(ps.shape[0] for ps, _, _ in sums)
         draws = np.full((L, C, sum(keep for *_, keep in sums), k + 1), np.nan)
+        first = np.full((n_c, L, C, k + 1), np.nan)
         fit_counts = np.zeros((L, C, len(FIT_COUNTS)), dtype=np.int64)
         unique = np.unique(alphas[ident])
         if not unique.size:
-            out[k] = DegreeResult(coef, risk, n_failed, draws, fit_counts)
+            out[k] = DegreeResult(coef, risk, n_failed, draws, fit_counts, first)
             continue
         # every identifiable cell takes the moments of its α
         which = np.searchsorted(unique, alphas[ident])
@@ -68,8 +70,9 @@ def run_chunks(
         kept_all = []
         for i, (power_sums, T, keep) in enumerate(sums):
             cm_coef, cm_risk, ok_count, kept, counts = _fit_in_batches(
-                power_sums, T, basis, unique, design.noise_sd, keep, solver
+                power_sums, T, basis, unique, design.noise_sd, max(keep, 1), solver
             )
+            first[i][ident] = kept[0, which]
             for arr, src in (
                 (coef.n, cm_coef.n),
                 (coef.mean, cm_coef.mean),
@@ -80,12 +83,12 @@ def run_chunks(
             ):
                 arr[i][ident] = src[which]
             ok_total += ok_count
-            kept_all.append(kept)
+            kept_all.append(kept[:keep])
             fit_counts[ident] += counts  # every α of a batch takes the same route
         n_failed[ident] = n_total - ok_total[which]
         kept = np.concatenate(kept_all, axis=0)  # (keep, α, k+1)
         draws[ident] = np.moveaxis(kept[:, which], 1, 0)
-        out[k] = DegreeResult(coef, risk, n_failed=n_failed, draws=draws, fit_counts=fit_counts)
+        out[k] = DegreeResult(coef, risk, n_failed, draws, fit_counts, first)
     return out
 
 
