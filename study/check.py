@@ -1,6 +1,12 @@
-"""Does the simulation agree with theory? ``study check RESULTS_DIR``.
+"""Does the simulation agree with theory, and with a second implementation of itself?
+``study check RESULTS_DIR``.
 
-Two comparisons, cell by cell:
+First an audit from the seeds (:mod:`study.audit`): a plain, separate implementation
+recomputes from the documented random streams the first data set's estimates of every
+chunk (up to 64) of every cell, and the conditional means of chunk 0, and compares them
+with the engine's records one by one; any mismatch fails the check and is named. It tests
+what the comparisons below cannot: α, the penalty, the basis, the x values, the noise and
+the ridge solution itself. Then two comparisons, cell by cell:
 
 1. Monte Carlo against Rao–Blackwell (the exact conditional moments averaged over the
    same simulated designs): z = (MC − RB) / SE(MC − RB) for the bias and the variance of
@@ -24,8 +30,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from study.audit import AuditResult, audit
 from study.numbers import percent, significant
-from study.paths import CHECK_FILE, RISK_FILE, SUMMARY_FILE
+from study.paths import CHECK_FILE, DRAWS_FILE, MANIFEST_FILE, RISK_FILE, SUMMARY_FILE
 from study.results import STATUS_NEGATIVE_VARIANCE, STATUS_NON_FINITE, usable_cells
 
 Z_MAX = 5.0
@@ -51,11 +58,14 @@ class CheckResult:
     n_asym_fail: int
     largest_m: int
     impossible: list[str] = field(default_factory=list)
+    audit: AuditResult | None = None
 
     @property
     def ok(self) -> bool:
         return (
             self.n_z > 0
+            and self.audit is not None
+            and self.audit.ok
             and not self.impossible
             and self.max_abs_z <= Z_MAX
             and self.share_beyond_2 <= SHARE_BEYOND_2_MAX
@@ -64,8 +74,9 @@ class CheckResult:
 
     def summary_line(self) -> str:
         verdict = "PASS" if self.ok else "FAIL"
+        audited = "no audit" if self.audit is None else self.audit.line()
         return (
-            f"{verdict}: {self.n_z} z-values (MC vs Rao–Blackwell), max |z| = "
+            f"{verdict}: {audited}; {self.n_z} z-values (MC vs Rao–Blackwell), max |z| = "
             f"{self.max_abs_z:.2f} (limit {Z_MAX:g}), {percent(self.share_beyond_2)} beyond 2 "
             f"(limit {100 * SHARE_BEYOND_2_MAX:g} %); {self.n_flagged} comparisons left out "
             f"for infinite moments; at m = {self.largest_m}, {self.n_asym - self.n_asym_fail} "
@@ -110,7 +121,20 @@ def counted_comparisons(table: pd.DataFrame) -> pd.Series:
 
 
 def check(results_dir: Path) -> CheckResult:
-    """Compare Monte Carlo, Rao–Blackwell and large-m theory in a results folder."""
+    """Audit the engine from the seeds, and compare Monte Carlo, Rao–Blackwell and large-m
+    theory in a results folder."""
+    import json
+
+    from study.design import design_from_dict
+    from study.files import load_npz
+
+    manifest = json.loads((results_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+    design = design_from_dict(manifest["design"])
+    audited = audit(
+        design,
+        load_npz(results_dir / DRAWS_FILE),
+        noise_draw=manifest.get("noise_draw", "sufficient"),
+    )
     summary = pd.read_csv(results_dir / SUMMARY_FILE)
     risk = pd.read_csv(results_dir / RISK_FILE)
     table = pd.concat(
@@ -146,6 +170,7 @@ def check(results_dir: Path) -> CheckResult:
         n_asym_fail=fails,
         largest_m=largest,
         impossible=impossible,
+        audit=audited,
     )
 
 

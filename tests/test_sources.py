@@ -66,7 +66,7 @@ LAYERS = [
     ),
     ("engine", {"engine/", "models/", "conditional.py"}),
     ("theory", {"theory/"}),
-    ("check", {"check.py"}),
+    ("check", {"check.py", "audit.py"}),
     ("report", {"report/"}),
     ("pipeline", {"steps.py", "cli.py", "__main__.py"}),
 ]
@@ -121,3 +121,9 @@ def test_the_report_and_the_check_read_files_and_draw_nothing():
     for path in [STUDY / "check.py", *sorted((STUDY / "report").rglob("*.py"))]:
         deps = _runtime_imports(path)
         assert not {d for d in deps if _layer(d) in (1, 2)}, (path.name, deps)
+
+
+def test_the_audit_is_a_second_implementation():
+    """The audit re-derives the simulation from the seeds on its own: of the package it
+    reads the design alone, not the basis, the fit, the scalings or the engine."""
+    assert _runtime_imports(STUDY / "audit.py") == {"design.py"}
