@@ -166,10 +166,6 @@ class StandardBasis:
         True coefficients in the u basis and in the raw basis.
     F : ndarray of shape (k + 1, k + 1) or (k + 1, k)
         A root of the penalty, P = FFᵀ (:func:`penalty_root`).
-    P : ndarray of shape (k + 1, k + 1)
-        FFᵀ: the same matrix as ``penalty``, rounded as the engine has always computed it.
-        (The theory's BDBᵀ and the engine's FFᵀ differ in the last bits; they become one
-        at the next engine version, whose results change anyway.)
     use_pencil : bool
         Whether one factorisation of the pencil (G, P) is accurate (:func:`pencil_is_stable`).
     B_is_identity : bool
@@ -184,7 +180,6 @@ class StandardBasis:
     v_star: np.ndarray
     w_star: np.ndarray
     F: np.ndarray
-    P: np.ndarray
     use_pencil: bool
     B_is_identity: bool
 
@@ -254,7 +249,6 @@ def standard_basis(
         v_star=true_coefficients(degree, intercept=intercept, slope=slope, x=x),
         w_star=true_coefficients(degree, intercept=intercept, slope=slope),
         F=F,
-        P=F @ F.T,
         use_pencil=pencil_is_stable(c, s),
         B_is_identity=bool(np.array_equal(B, np.eye(degree + 1))),
     )

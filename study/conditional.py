@@ -125,7 +125,7 @@ def _quantities_all_alphas(
 
 def _quantities_direct(G, b, basis: StandardBasis, alpha: float, noise_sd: float):
     """The same quantities by inverting A = G + αP: for G singular (m ≤ k)."""
-    A = G + alpha * basis.P
+    A = G + alpha * basis.penalty
     n, p = b.shape
     rhs = np.concatenate(
         [b[..., None], (G @ basis.v_star)[..., None], np.broadcast_to(np.eye(p), (n, p, p))],
@@ -181,7 +181,7 @@ def _quantities(G, b, basis: StandardBasis, alphas, noise_sd: float, solver: str
     if solver == "pencil" or (solver == "auto" and basis.use_pencil):
         alpha0 = pencil_shift(alphas)
         try:
-            factor = factorise(G + alpha0 * basis.P, basis.F)
+            factor = factorise(G + alpha0 * basis.penalty, basis.F)
         except np.linalg.LinAlgError:
             if solver == "pencil":
                 raise SolverDeclined("some G + α₀P is not positive definite") from None
@@ -279,7 +279,7 @@ def _fit_compiled(
     w_keep = np.empty((n_keep, A, p))
     c = np.ascontiguousarray  # one set of argument types: a single compiled version
     sums = (c(power_sums[:, : 2 * k + 1].T), c(T[:, :p].T))
-    penalty = (pencil_shift(alphas), c(alphas, dtype=float), c(basis.P), c(basis.F))
+    penalty = (pencil_shift(alphas), c(alphas, dtype=float), c(basis.penalty), c(basis.F))
     change = (c(basis.B), bool(basis.B_is_identity))
     dgp = (c(basis.v_star), c(basis.w_star), c(basis.sigma), float(noise_sd))
     out = (coef_mean, coef_M, risk_mean, risk_M, w_keep)

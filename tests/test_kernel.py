@@ -109,7 +109,7 @@ def _kernel_status(power_sums, T, setup, alphas):
     k, A, p = setup.degree, alphas.size, setup.degree + 1
     c = np.ascontiguousarray
     sums = (c(power_sums[:, : 2 * k + 1].T), c(T[:, :p].T))
-    penalty = (pencil_shift(alphas), alphas, setup.P, c(setup.F))
+    penalty = (pencil_shift(alphas), alphas, setup.penalty, c(setup.F))
     dgp = (setup.v_star, setup.w_star, setup.sigma, 1.0)
     out = [np.empty(shape) for shape in ((A, p, 5), (A, p, 5, 5), (A, 3), (A, 3, 3), (0, A, p))]
     return pencil_moments(*sums, *penalty, setup.B, setup.B_is_identity, *dgp, 0, *out)
@@ -194,8 +194,8 @@ def test_kernel_is_exact_under_scaling_by_powers_of_two(power):
     St, Tt = np.ascontiguousarray(power_sums.T), np.ascontiguousarray(T.T)
     f = 2.0**power
     args = (np.ascontiguousarray(setup.F), setup.B, setup.v_star, setup.sigma)
-    plain = _factorise(St, Tt, 0.5, setup.P, *args)
-    scaled = _factorise(St * f, Tt * f, 0.5 * f, setup.P, *args)
+    plain = _factorise(St, Tt, 0.5, setup.penalty, *args)
+    scaled = _factorise(St * f, Tt * f, 0.5 * f, setup.penalty, *args)
     assert plain[0] == scaled[0] == OK
     np.testing.assert_array_equal(scaled[1] * f, plain[1])  # eigenvalues
     np.testing.assert_array_equal(scaled[2] * np.sqrt(f), plain[2])  # W
