@@ -185,7 +185,7 @@ def _theory_parser(sub) -> argparse.ArgumentParser:
 
 
 def _check_parser(sub) -> argparse.ArgumentParser:
-    from study.check import REL_TOL, SE_TOL, SHARE_BEYOND_2_MAX, Z_MAX
+    from study.check import FALSE_ALARM, REL_TOL, SE_TOL
 
     chk = sub.add_parser(
         "check",
@@ -197,8 +197,8 @@ def _check_parser(sub) -> argparse.ArgumentParser:
         "z = (Monte Carlo − Rao–Blackwell) / SE of the difference "
         "for bias, variance and risk, and the gap between Rao–Blackwell and the large-m "
         "theory at the largest m. Writes check.csv to the results folder. Exit status 1 "
-        f"when the audit finds a mismatch, any |z| > {Z_MAX:g}, more than "
-        f"{100 * SHARE_BEYOND_2_MAX:g} % of |z| exceed 2, "
+        "when the audit finds a mismatch, when the largest |z| exceeds the Bonferroni limit "
+        f"for a false-alarm rate of {100 * FALSE_ALARM:g} % (about 4.9 for 10,000 z-values), "
         f"or a large-m comparison is off by more than {100 * REL_TOL:g} % and {SE_TOL:g} "
         "standard errors, or when a cell holds non-finite or "
         "impossible values. Cells whose moments are infinite are flagged and left out. The "
