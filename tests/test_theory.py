@@ -556,3 +556,25 @@ def test_conditional_risk_pencil_declines_where_it_is_inaccurate():
     # "auto" then solves per α: infinite risk at α = 0 (not identifiable), finite above
     risk = conditional_risk_function(singular, basis=near, noise_sd=1.0)(np.array([0.0, 1.0]))
     assert risk[0] == math.inf and np.isfinite(risk[1])
+
+
+@pytest.mark.parametrize(
+    ("f", "lo", "hi"),
+    [
+        (lambda t: (t - 0.3) ** 2, -1.0, 2.0),
+        (lambda t: math.cosh(t - 1.234567) + 0.1 * t, 0.0, 3.0),
+        (lambda t: abs(t - 0.5) ** 1.5, 0.1, 0.9),  # not smooth at the minimum
+        (lambda t: t**4 - 2 * t**2 + 0.3 * t, -2.0, 0.0),
+        (lambda t: (t - 5.0) ** 2, 0.0, 1.0),  # at the upper bound
+    ],
+)
+def test_the_bounded_minimiser_agrees_with_scipy(f, lo, hi):
+    """The tuning's Brent minimiser against scipy.optimize.minimize_scalar(bounded), the
+    reference it replaces (to keep scipy.optimize out of the workers' start)."""
+    from scipy import optimize
+
+    from study.theory.tuning import brent_bounded
+
+    x, fx = brent_bounded(f, lo, hi)
+    ref = optimize.minimize_scalar(f, bounds=(lo, hi), method="bounded", options={"xatol": 1e-10})
+    assert abs(x - ref.x) < 3e-10 and fx <= ref.fun + 1e-15

@@ -145,17 +145,68 @@ def _minimise_log_alpha(
         return _minimise_log_alpha(
             objective, f0, log_lo - width, log_lo + 1.0, n_grid, rel_tol, depth + 1
         )
-    from scipy import optimize  # here: its import is a third of a second a process
-
-    res = optimize.minimize_scalar(
-        lambda t: float(objective(np.array([math.exp(t)]))[0]),
-        bounds=(grid[i - 1], grid[i + 1]),
-        method="bounded",
-        options={"xatol": 1e-10},
+    t, f_t = brent_bounded(
+        lambda t: float(objective(np.array([math.exp(t)]))[0]), grid[i - 1], grid[i + 1]
     )
-    if res.fun <= vmin:
-        return float(math.exp(res.x)), float(res.fun), None
+    if f_t <= vmin:
+        return float(math.exp(t)), float(f_t), None
     return float(math.exp(grid[i])), vmin, None
+
+
+def brent_bounded(f, lo: float, hi: float, xatol: float = 1e-10, maxiter: int = 500):
+    """The minimum of a scalar function on [lo, hi] by Brent's method (golden-section steps
+    and parabolic interpolation), as ``scipy.optimize.minimize_scalar(method="bounded")``
+    computes it; written out here because importing scipy.optimize costs a worker process
+    0.6 to 1.4 s, more than the minimisations themselves. Returns (x, f(x))."""
+    golden = 0.5 * (3.0 - math.sqrt(5.0))
+    sqrt_eps = math.sqrt(np.finfo(float).eps)
+    a, b = float(lo), float(hi)
+    v = w = x = a + golden * (b - a)  # the best point so far (x), the two before it
+    fv = fw = fx = f(x)
+    d = e = 0.0  # the last step, and the one before
+    for _ in range(maxiter):
+        mid = 0.5 * (a + b)
+        tol1 = sqrt_eps * abs(x) + xatol / 3.0
+        tol2 = 2.0 * tol1
+        if abs(x - mid) <= tol2 - 0.5 * (b - a):
+            break
+        parabolic = False
+        if abs(e) > tol1:  # try a parabola through x, w and v
+            r = (x - w) * (fx - fv)
+            q = (x - v) * (fx - fw)
+            p = (x - v) * q - (x - w) * r
+            q = 2.0 * (q - r)
+            if q > 0.0:
+                p = -p
+            q = abs(q)
+            e_before, e = e, d
+            if abs(p) < abs(0.5 * q * e_before) and q * (a - x) < p < q * (b - x):
+                parabolic = True
+                d = p / q
+                u = x + d
+                if u - a < tol2 or b - u < tol2:  # not too near the ends
+                    d = tol1 if mid >= x else -tol1
+        if not parabolic:  # a golden-section step into the larger part
+            e = (a - x) if x >= mid else (b - x)
+            d = golden * e
+        u = x + (d if abs(d) >= tol1 else math.copysign(tol1, d) if d != 0 else tol1)
+        fu = f(u)
+        if fu <= fx:
+            if u >= x:
+                a = x
+            else:
+                b = x
+            v, fv, w, fw, x, fx = w, fw, x, fx, u, fu
+        else:
+            if u < x:
+                a = u
+            else:
+                b = u
+            if fu <= fw or w == x:
+                v, fv, w, fw = w, fw, u, fu
+            elif fu <= fv or v == x or v == w:
+                v, fv = u, fu
+    return x, fx
 
 
 def _log_alpha_range(m: float) -> tuple[float, float]:
