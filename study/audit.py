@@ -23,8 +23,10 @@ and imports nothing from the engine, the basis, the fit or the conditional momen
 Two comparisons (:func:`audit`): ŵ of the first data set of every chunk (up to 64 chunks)
 for every cell against the engine's record of it (``first_k*`` in draws.npz); and, over
 all data sets of chunk 0, the means of e = E[ŵ|X] − w*, e² and Var[ŵ|X] for every cell
-against the engine's (``chunk0_mean_k*``). A gap beyond a tolerance scaled by the
-condition number of [R; √α·D] is a mismatch, named by its cell.
+against the engine's (``chunk0_mean_k*``; a cell where a fit of chunk 0 failed is not
+comparable and left out). A gap beyond what rounding can move the number (the condition
+number of [R; √α·D] with its columns scaled, times the size of the solution) is a
+mismatch, named by its cell; so is a missing (NaN) record.
 """
 
 from __future__ import annotations
@@ -42,8 +44,10 @@ CHUNK_DATA_SETS = 256
 CHUNK_POINTS = 1 << 22
 # chunks whose first data set is audited, as draws.npz keeps them
 AUDIT_CHUNKS = 64
-# a gap is a mismatch beyond TOL × cond([R; √α·D]) × the scale of the numbers compared
+# a gap is a mismatch beyond TOL × what rounding can move the number (cond × scale, with the
+# columns of [R; √α·D] scaled to norm 1); Var[ŵ|X], a product of two solutions, gets ×10
 TOL = 1e-9
+TOL_VAR = 1e-8
 # data sets of chunk 0 fitted at once (bounds memory for large m)
 _SLICE_POINTS = 1 << 21
 
@@ -120,8 +124,11 @@ def _true(design: Design, p: int) -> np.ndarray:
 def _ridge(R: np.ndarray, rhs: np.ndarray, alphas: np.ndarray, D: np.ndarray):
     """For every α: w minimising ‖R w − rhs‖² + α‖D w‖², via the QR [R; √α·D] = Q₂R₂.
 
-    R (..., r, p) and rhs (..., r) may be stacks. Returns w (..., A, p), cond(R₂) (..., A)
-    (bounded above) and R₂⁻¹ (..., A, p, p), with (RᵀR + αDᵀD)⁻¹ = R₂⁻¹R₂⁻ᵀ."""
+    R (..., r, p) and rhs (..., r) may be stacks. Returns w (..., A, p); the bound
+    (..., A, p) on what rounding can move each w_j, in units of the machine epsilon:
+    cond_S·max_i(S_i·|w_i|)/S_j, with S the column norms of [R; √α·D] and cond_S the
+    condition number of the columns so scaled (‖·‖_F·‖·⁻¹‖_F, at least the 2-norm one); the
+    largest cond_S (..., A); and R₂⁻¹ (..., A, p, p), with (RᵀR + αDᵀD)⁻¹ = R₂⁻¹R₂⁻ᵀ."""
     p = R.shape[-1]
     lead, n_a = R.shape[:-2], alphas.size
     stacked = np.broadcast_to(R[..., None, :, :], (*lead, n_a, *R.shape[-2:]))
@@ -132,9 +139,13 @@ def _ridge(R: np.ndarray, rhs: np.ndarray, alphas: np.ndarray, D: np.ndarray):
     Q2, R2 = np.linalg.qr(A)
     w = np.linalg.solve(R2, np.einsum("...ij,...i->...j", Q2, b)[..., None])[..., 0]
     inv = np.linalg.inv(R2)
-    # ‖R₂‖_F·‖R₂⁻¹‖_F: at least the 2-norm condition number, at most p times it
-    cond = np.linalg.norm(R2, axis=(-2, -1)) * np.linalg.norm(inv, axis=(-2, -1))
-    return w, cond, inv
+    S = np.sqrt((A**2).sum(axis=-2))  # column norms, the same for R₂
+    S = np.where(S > 0, S, 1.0)
+    cond = np.linalg.norm(R2 / S[..., None, :], axis=(-2, -1)) * np.linalg.norm(
+        S[..., :, None] * inv, axis=(-2, -1)
+    )
+    reach = cond[..., None] * (S * np.abs(w)).max(axis=-1, keepdims=True) / S
+    return w, reach, cond, inv
 
 
 @dataclass
@@ -207,14 +218,14 @@ def _powers(x: np.ndarray, K: int) -> np.ndarray:
     return phi
 
 
-def _block(m, k, cells, what, chunk, engine, audit_values, allowed) -> dict:
+def _block(m, k, cells, what, chunk, engine, audit_values, allowed, keep=None) -> dict:
     """The columns of one (m, degree, what): engine, audit and allowed of shape
-    (cells, k + 1)."""
+    (cells, k + 1); only the rows where ``keep`` (same shape) is true, if given."""
     p = k + 1
     engine = np.asarray(engine, dtype=float)
     n = engine.size
     gap = np.abs(engine - audit_values)
-    return {
+    columns = {
         "m": np.full(n, m),
         "degree": np.full(n, k),
         "lambda": np.repeat([c[1] for c in cells], p),
@@ -227,6 +238,10 @@ def _block(m, k, cells, what, chunk, engine, audit_values, allowed) -> dict:
         "allowed": np.asarray(allowed, dtype=float).ravel(),
         "ok": (np.isfinite(engine) & (gap <= allowed)).ravel(),
     }
+    if keep is None:
+        return columns
+    keep = np.asarray(keep, dtype=bool).ravel()
+    return {name: column[keep] for name, column in columns.items()}
 
 
 def _leading(R_K: np.ndarray, m: int, p: int) -> np.ndarray:
@@ -252,9 +267,8 @@ def _first(design, draws, i_m, m, c, K, T, center, scale) -> list[dict]:
         q_eps = np.linalg.lstsq(R.T, phi_x_eps[:p], rcond=None)[0]  # Rᵀ(Qᵀε) = Φᵀε
         rhs = R @ w_star + design.noise_sd * q_eps
         alphas = np.array([cell[-1] for cell in cells])
-        w, cond, _ = _ridge(R, rhs, alphas, _penalty(p, design.penalize_intercept))
-        size = np.maximum(np.abs(w).max(axis=-1), max(1.0, np.abs(w_star).max()))
-        allowed = np.repeat((TOL * cond * size)[:, None], p, axis=1)
+        w, reach, _, _ = _ridge(R, rhs, alphas, _penalty(p, design.penalize_intercept))
+        allowed = TOL * reach
         recorded = draws[f"first_k{k}"][i_m, c]
         engine = np.array([recorded[i_l, i_s] for i_l, _, i_s, _, _ in cells])
         what = "ŵ of the chunk's first data set"
@@ -266,8 +280,10 @@ def _chunk0(design, draws, i_m, m, K, center, scale) -> list[dict]:
     n = min(chunk_length(m), design.replications)
     rng_x, _ = _streams(design.seed, m, 0)
     per_slice = max(1, _SLICE_POINTS // m)
-    # per degree: sums over the data sets of (e, e², Var[ŵ|X]) per α, and the largest cond
+    # per degree: sums over the data sets of (e, e², Var[ŵ|X]) per α, and the largest
+    # rounding reach of E[ŵ_j|X] and condition number over them
     sums: dict[int, np.ndarray] = {}
+    reaches: dict[int, np.ndarray] = {}
     conds: dict[int, np.ndarray] = {}
     cells = {k: _cells(design, m, k) for k in design.degree}
     for start in range(0, n, per_slice):
@@ -282,7 +298,7 @@ def _chunk0(design, draws, i_m, m, K, center, scale) -> list[dict]:
             w_star = _true(design, p)
             alphas = np.array([cell[-1] for cell in cells[k]])
             D = _penalty(p, design.penalize_intercept)
-            mean_w, cond, R2inv = _ridge(R, R @ w_star, alphas, D)  # (rows, A, …)
+            mean_w, reach, cond, R2inv = _ridge(R, R @ w_star, alphas, D)  # (rows, A, …)
             # Var[ŵ|X] = σ²·diag(HᵀH), H = R·(RᵀR + αDᵀD)⁻¹ (Φ's rows replaced by R)
             H = R[:, None] @ R2inv @ np.swapaxes(R2inv, -1, -2)
             var = design.noise_sd**2 * (H**2).sum(axis=-2)
@@ -291,28 +307,28 @@ def _chunk0(design, draws, i_m, m, K, center, scale) -> list[dict]:
             sums[k] = part if k not in sums else sums[k] + part
             top = cond.max(axis=0)
             conds[k] = top if k not in conds else np.maximum(conds[k], top)
+            far = reach.max(axis=0)
+            reaches[k] = far if k not in reaches else np.maximum(reaches[k], far)
     out = []
     for k in design.degree:
         if not cells[k]:
             continue
         p = k + 1
         means = sums[k] / n  # (A, 3, p): e, e², Var[ŵ|X]
-        w_star = _true(design, p)
-        size = np.maximum(np.abs(means[:, 0]), np.sqrt(means[:, 1]))
-        size = np.maximum(size, np.maximum(np.sqrt(means[:, 2]), np.abs(w_star)))
-        size = np.maximum(size, 1e-300)
+        # e: what rounding can move E[ŵ_j|X]; e²: that times 2|e| (and its square);
+        # Var[ŵ|X]: relative to itself, through the condition number
+        reach = TOL * reaches[k]
+        scales = (
+            reach,
+            reach * (2 * np.sqrt(means[:, 1]) + reach),
+            TOL_VAR * conds[k][:, None] * np.maximum(means[:, 2], 1e-300),
+        )
         recorded = draws[f"chunk0_mean_k{k}"][i_m]  # (L, C, p, 5): d, d², e, e², v
         counts = draws[f"chunk0_n_k{k}"][i_m]
-        # e and e² on the scale of the coefficient, Var[ŵ|X] on its own
-        scales = (size, size**2, np.maximum(means[:, 2], 1e-300))
         for q, (name, index) in enumerate((("e", 2), ("e²", 3), ("Var[ŵ|X]", 4))):
-            engine = np.array(
-                [
-                    np.where(counts[i_l, i_s] == n, recorded[i_l, i_s, :, index], np.nan)
-                    for i_l, _, i_s, _, _ in cells[k]
-                ]
-            )  # a failed fit left out of the engine's mean: not comparable
-            allowed = TOL * conds[k][:, None] * scales[q]
+            engine = np.array([recorded[i_l, i_s, :, index] for i_l, _, i_s, _, _ in cells[k]])
+            # a fit that failed is left out of the engine's mean: not comparable, not shown
+            whole = np.array([counts[i_l, i_s] == n for i_l, _, i_s, _, _ in cells[k]])
             what = f"chunk 0 mean of {name}"
-            out.append(_block(m, k, cells[k], what, 0, engine, means[:, q], allowed))
+            out.append(_block(m, k, cells[k], what, 0, engine, means[:, q], scales[q], whole))
     return out

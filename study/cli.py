@@ -365,7 +365,7 @@ def _simulate(args) -> int:
 def _rejected(path, moved_to, reason):
     print(
         f"study: warning: checkpoint '{path}' rejected ({reason}); moved to "
-        f"'{moved_to}', its chunks are computed again",
+        f"'{moved_to}'; chunks no other checkpoint holds are computed again",
         file=sys.stderr,
     )
 

@@ -194,3 +194,13 @@ def test_edited_fingerprints_are_named(tmp_path, clean):
     bad = audit(design, draws).mismatches
     assert len(bad) == 1 and bad.iloc[0].what == "chunk 0 mean of Var[ŵ|X]"
     assert np.isfinite(bad.iloc[0].engine)
+    # a cell where a fit of chunk 0 failed is not comparable: its three means are left out
+    draws["chunk0_n_k1"] = draws["chunk0_n_k1"].copy()
+    draws["chunk0_n_k1"][0, 2, 3, 1] -= 1
+    result = audit(design, draws)
+    assert result.ok and result.n == audit(design, load_npz(clean / "draws.npz")).n - 3
+    # a missing record of the first estimates is a mismatch
+    draws = load_npz(clean / "draws.npz")
+    draws["first_k1"] = draws["first_k1"].copy()
+    draws["first_k1"][1, 0, 1, 2, 0] = np.nan
+    assert len(audit(design, draws).mismatches) == 1

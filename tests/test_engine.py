@@ -259,6 +259,11 @@ def test_overlapping_or_foreign_checkpoints_are_set_aside(tmp_path):
     rejected.clear()
     store.done(on_reject=lambda path, moved, reason: rejected.append((path.name, reason)))
     assert rejected == [("m40-c0-1.ckpt", "of another task (m = 40, chunk 1)")]
+    # a name study would not write (a leading zero) is set aside, not read under another
+    (ck / "m8-c2-3.ckpt").rename(ck / "m08-c2-3.ckpt")
+    rejected.clear()
+    store.done(on_reject=lambda path, moved, reason: rejected.append((path.name, reason)))
+    assert rejected == [("m08-c2-3.ckpt", "not named as study names it (m8-c2-3.ckpt)")]
     (out / "summary.csv").unlink()
     simulate(design, out, progress=False)
     assert _files(clean) == _files(out)

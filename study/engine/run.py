@@ -130,7 +130,7 @@ def simulate(
     """Run every missing task of ``design`` and write the results to ``results_dir``.
 
     ``on_reject(path, moved_to, reason)`` is called for every checkpoint that does not
-    verify (it is moved aside and its task computed again).
+    verify (it is moved aside, and the chunks no other checkpoint holds are computed again).
 
     ``after(design, summary, risk) -> (summary, risk, files)``: the next step (the theory,
     :func:`study.theory.step.extend`), run before the one commit; it adds columns and files
@@ -138,7 +138,7 @@ def simulate(
     running scheduler's address, or None for a LocalCluster of ``jobs`` workers.
     ``noise_draw`` (:data:`study.engine.streams.NOISE_DRAWS`, recorded in the checkpoints)
     and ``solver`` (:data:`study.conditional.SOLVERS`) choose how to draw and fit. With
-    ``require_complete`` a task without a checkpoint is an error (``study theory``, which
+    ``require_complete`` a chunk without a checkpoint is an error (``study theory``, which
     passes the ``engine_run`` record of the run that simulated).
 
     Raises

@@ -174,13 +174,15 @@ class CheckpointStore:
                 continue
             task = Task(*(int(g) for g in hit.groups()))
             if task.m in self.design.m:
-                found.append((task, self.dir / name))
+                found.append((task, self.dir / name))  # a non-canonical name is set aside
         found.sort(key=lambda item: (item[0].m, item[0].first, -item[0].stop))
         done: list[Task] = []
         covered: dict[int, int] = {}  # m → chunks covered so far (in order of first chunk)
         for task, path in found:
             reason = None
-            if not 0 <= task.first < task.stop <= n_chunks(R, task.m):
+            if path.name != f"{task.name}.ckpt":  # e.g. m08-c0-1.ckpt: not a name it writes
+                reason = f"not named as study names it ({task.name}.ckpt)"
+            elif not 0 <= task.first < task.stop <= n_chunks(R, task.m):
                 reason = f"chunks {task.first}–{task.stop - 1} outside the design's chunks"
             elif task.first < covered.get(task.m, 0):
                 reason = "its chunks overlap those of another checkpoint"

@@ -255,7 +255,12 @@ class ChunkMerger:
             if merged is None:
                 self._chunk0[k] = _fold(None, result.coef, 0)
                 merged = DegreeResult(
-                    coef, risk, result.n_failed, result.draws, result.fit_counts, result.first
+                    coef,
+                    risk,
+                    result.n_failed,
+                    result.draws,
+                    result.fit_counts,
+                    result.first[:AUDIT_CHUNKS],
                 )
             else:
                 merged = DegreeResult(
@@ -264,7 +269,10 @@ class ChunkMerger:
                     merged.n_failed + result.n_failed,
                     np.concatenate([merged.draws, result.draws], axis=2),
                     merged.fit_counts + result.fit_counts,
-                    np.concatenate([merged.first, result.first], axis=0),
+                    # the first estimates of the chunks draws.npz keeps, no more
+                    np.concatenate(
+                        [merged.first, result.first[: max(0, AUDIT_CHUNKS - len(merged.first))]]
+                    ),
                 )
             self._merged[k] = merged
         self.chunks += next(iter(part.degrees.values())).coef.n.shape[0]
