@@ -403,6 +403,11 @@ def reading(results: Path | str, needed: tuple[str, ...]) -> Iterator[dict]:
         lock.close()
 
 
+# Readers (check, report) refuse results of engine versions before this one, whose design
+# hash and draws.npz differ (version 6: block_size left out of the hash, the audit's
+# records added); tests/test_folder.py holds it to the engine's version.
+OLDEST_ENGINE_VERSION_READ = 6
+
 _MANIFEST_KEYS = {
     "design": dict,
     "design_hash": str,
@@ -425,6 +430,13 @@ def _check_manifest(folder: Path, manifest: dict, marker: dict) -> None:
                 f"{_quote(path)} has no valid '{key}' (written by an older version of study, or "
                 "edited); rerun `study simulate`"
             )
+    version = manifest.get("engine_version")
+    if isinstance(version, int) and version < OLDEST_ENGINE_VERSION_READ:
+        raise FolderError(
+            f"{_quote(path)}: results of engine version {version}, which this version of study "
+            f"no longer reads (it reads {OLDEST_ENGINE_VERSION_READ} and later); rerun "
+            "`study simulate DESIGN --fresh` into this folder"
+        )
     try:
         design_hash = design_from_dict(manifest["design"]).hash
     except DesignError:

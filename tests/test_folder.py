@@ -731,3 +731,28 @@ def test_dry_run_prints_the_estimate_and_writes_nothing(tmp_path, capsys):
     assert line.startswith("study: estimate: 61 tasks")
     assert re.search(r"~[0-9.]+ (h|d) with 1 job", line), line  # 6e10 points: hours
     assert not out.exists()
+
+
+def test_results_of_an_older_engine_are_refused_by_the_readers_naming_the_version(
+    tmp_path, reference
+):
+    """A folder from before engine version 6 (another design hash, no audit records) is
+    named as such by check and report, not called edited."""
+    from study.engine import ENGINE_VERSION
+    from study.folder import OLDEST_ENGINE_VERSION_READ
+
+    assert OLDEST_ENGINE_VERSION_READ <= ENGINE_VERSION
+    out = copy_of(reference, tmp_path)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["engine_version"] = 5
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    project = tmp_path / "project"  # a project of its own: nothing of the repository's
+    project.mkdir()
+    (project / "_quarto.yml").write_text("project:\n  type: default\n")
+    elsewhere = ("--no-render", "--project", project)
+    for command in (("check",), ("report", *elsewhere)):
+        proc = run_cli(command[0], out, *command[1:])
+        assert proc.returncode == 2, proc.stderr
+        line = one_line(proc.stderr)
+        assert "engine version 5" in line and "--fresh" in line
+    assert sorted(p.name for p in project.iterdir()) == ["_quarto.yml"]
