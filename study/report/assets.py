@@ -190,6 +190,12 @@ def _check_variables(result) -> dict:
         "max_z": fmt(result.max_abs_z, 3),
         "share_2": percent(result.share_beyond_2),
         "n_flagged": f"{result.n_flagged:,}",
+        "audit_n": f"{result.audit.n:,}" if result.audit is not None else "–",
+        "audit_matched": (
+            f"{result.audit.n - len(result.audit.mismatches):,}"
+            if result.audit is not None
+            else "–"
+        ),
         "summary": result.summary_line(),
     }
 
