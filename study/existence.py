@@ -25,7 +25,10 @@ def finite_moment_order(m: int, degree: int, lam: float) -> float:
     mean. Clustering at one point (j = k) gives (m − 1)/k, which governs high degrees:
     degree 5 needs m > 11 for a finite variance and m > 21 for the fourth moment that the
     Monte Carlo standard error of a variance needs. The default study's sample kurtosis
-    agrees: huge in every cell of order ≤ 4, moderate above.
+    mostly agrees: above 10 in 83 % of the unpenalised cells of order ≤ 4 (median 474) and
+    in 1 % of those above (median 0). Cells just below 4 can look tame at a feasible number
+    of replications (degree 5, m = 20, order 3.8: kurtosis 0.5): an infinite moment shows
+    only in rare draws, so a sample does not prove it finite.
 
     Returns
     -------
