@@ -48,8 +48,10 @@ AUDIT_CHUNKS = 64
 # columns of [R; √α·D] scaled to norm 1); Var[ŵ|X], a product of two solutions, gets ×10
 TOL = 1e-9
 TOL_VAR = 1e-8
-# data sets of chunk 0 fitted at once (bounds memory for large m)
+# data sets of chunk 0 fitted at once, and points of one data set taken at once (bound
+# memory for large m)
 _SLICE_POINTS = 1 << 21
+_PIECE_POINTS = 1 << 20
 
 AUDIT_COLUMNS = ["m", "degree", "lambda", "scaling", "coef", "what", "chunk", "engine", "audit"]
 AUDIT_COLUMNS += ["allowed", "ok"]
@@ -100,8 +102,11 @@ def _u_to_x_powers(center: float, scale: float, K: int) -> np.ndarray:
 
 def _noise_scores(u: np.ndarray, z: np.ndarray, K: int) -> np.ndarray:
     """Φᵤᵀε of one data set from its K + 1 normals z (the documented sufficient draw)."""
-    phi = np.vander(u, K + 1, increasing=True)
-    lam, V = np.linalg.eigh(phi.T @ phi)
+    gram = np.zeros((K + 1, K + 1))
+    for start in range(0, u.size, _PIECE_POINTS):  # Φᵤᵀ Φᵤ piece by piece: bounded memory
+        phi = _powers(u[start : start + _PIECE_POINTS], K)
+        gram += phi.T @ phi
+    lam, V = np.linalg.eigh(gram)
     floor = (K + 1) * np.finfo(float).eps * lam[-1]
     return V @ (np.sqrt(np.where(lam > floor, lam, 0.0)) * z)
 
@@ -209,6 +214,19 @@ def _cells(design: Design, m: int, k: int) -> list[tuple[int, float, int, str, f
     ]
 
 
+def _r_factor(x: np.ndarray, K: int) -> np.ndarray:
+    """R of the QR factorisation of the powers x⁰ … x^K of each row of x (..., m), shape
+    (..., min(m, K + 1), K + 1): piece by piece along m for large m, by the QR of
+    [R so far; the next piece's powers], so that memory stays bounded."""
+    if x.shape[-1] <= _PIECE_POINTS:
+        return np.linalg.qr(_powers(x, K), mode="r")
+    R = None
+    for start in range(0, x.shape[-1], _PIECE_POINTS):
+        phi = _powers(x[..., start : start + _PIECE_POINTS], K)
+        R = np.linalg.qr(phi if R is None else np.concatenate([R, phi], axis=-2), mode="r")
+    return R
+
+
 def _powers(x: np.ndarray, K: int) -> np.ndarray:
     """x⁰ … x^K along a new last axis, by repeated products."""
     phi = np.empty((*x.shape, K + 1))
@@ -255,7 +273,7 @@ def _first(design, draws, i_m, m, c, K, T, center, scale) -> list[dict]:
     z = rng_noise.standard_normal(K + 1)  # its K + 1 normals
     x = center + scale * u
     phi_x_eps = T @ _noise_scores(u, z, K)
-    R_K = np.linalg.qr(_powers(x, K), mode="r")
+    R_K = _r_factor(x, K)
     out = []
     for k in design.degree:
         cells = _cells(design, m, k)
@@ -289,7 +307,7 @@ def _chunk0(design, draws, i_m, m, K, center, scale) -> list[dict]:
     for start in range(0, n, per_slice):
         rows = min(per_slice, n - start)
         x = center + scale * _draw_u(rng_x, design, (rows, m))
-        R_K = np.linalg.qr(_powers(x, K), mode="r")  # (rows, min(m, K + 1), K + 1)
+        R_K = _r_factor(x, K)  # (rows, min(m, K + 1), K + 1)
         for k in design.degree:
             if not cells[k]:
                 continue

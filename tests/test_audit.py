@@ -204,3 +204,16 @@ def test_edited_fingerprints_are_named(tmp_path, clean):
     draws["first_k1"] = draws["first_k1"].copy()
     draws["first_k1"][1, 0, 1, 2, 0] = np.nan
     assert len(audit(design, draws).mismatches) == 1
+
+
+def test_large_data_sets_are_audited_in_pieces_with_the_same_verdict(clean, monkeypatch):
+    """Data sets of more points than a piece are factorised piece by piece (bounded memory):
+    every recomputed number stays within its allowance, and close to the whole-data one."""
+    design = design_from_dict(json.loads((clean / "manifest.json").read_text())["design"])
+    draws = load_npz(clean / "draws.npz")
+    whole = audit(design, draws).table
+    monkeypatch.setattr("study.audit._PIECE_POINTS", 7)  # m = 40 and 2,000 in pieces
+    pieces = audit(design, draws)
+    assert pieces.ok and pieces.n == len(whole)
+    gap = (pieces.table.audit - whole.audit).abs()
+    assert (gap <= pieces.table.allowed).all()
