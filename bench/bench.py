@@ -15,8 +15,8 @@ per second, data points per second and peak memory:
   timed on a random subsample of the fits and scaled to the whole design;
 - NumPy loop: one Gram matrix per data set and degree, one ``np.linalg.solve`` per fit, the
   way a careful user would write it (subsample, scaled);
-- floor: drawing the same random numbers (every x and every noise value, same streams and
-  chunks) in the same process, with 1 and with 2 jobs.
+- floor: drawing every x and every noise value naively (``uniform``/``normal`` per data
+  set, from the same streams and chunks) in the same process, with 1 and with 2 jobs.
 
 Peak memory is the largest resident set of the whole process tree (main process and
 workers) of a separate run, sampled from /proc every 20 ms.
@@ -42,7 +42,12 @@ sys.path.insert(0, str(ROOT))
 
 from study.design import load_design  # noqa: E402
 from study.engine.run import count_fits, simulate  # noqa: E402
-from study.engine.streams import chunk_pieces, draw_chunk_data, n_chunks  # noqa: E402
+from study.engine.streams import (  # noqa: E402
+    chunk_size,
+    chunk_streams,
+    draw_chunk_data,
+    n_chunks,
+)
 from study.scaling import alpha as scaling_alpha  # noqa: E402
 
 DESIGNS = {
@@ -73,11 +78,18 @@ def run_command(design_path: str, jobs: int, backend: str = "loky") -> float:
 
 
 def _draw_chunk(design, m: int, chunk: int) -> float:
-    """Draw every x and every noise value of one chunk from its streams, as the engine's
-    plain draw does, and nothing else."""
-    total = 0.0
-    for piece in chunk_pieces(design, m, chunk):
-        total += piece.u[0, 0] + piece.eps[0, 0]  # keep the draws from being optimised away
+    """Draw every x and every noise value of one chunk from its streams, naively (the
+    textbook calls ``uniform(low, high)`` or ``normal(mean, sd)`` for x and ``normal(0, σ)``
+    for ε, a data set at a time), and nothing else."""
+    rng_x, rng_noise = chunk_streams(design.seed, m, chunk)
+    x, total = design.x, 0.0
+    for _ in range(chunk_size(design, m, chunk)):
+        if x.distribution == "uniform":
+            xs = rng_x.uniform(x.low, x.high, m)
+        else:
+            xs = rng_x.normal(x.mean, x.sd, m)
+        eps = rng_noise.normal(0.0, design.noise_sd, m)
+        total += xs[0] + eps[0]  # keep the draws from being optimised away
     return total
 
 

@@ -23,7 +23,6 @@ Every solver gives the same numbers to rounding (tests compare them pairwise).
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -251,14 +250,11 @@ def _counts(n: int, route: str) -> np.ndarray:
     return counts
 
 
-@functools.cache
 def _kernel():
-    """The compiled kernel, imported once per process, loaded from numba's cache (compiled
-    into it first if need be: see :func:`study.engine.kernel.ensure_cached`)."""
+    """The compiled kernel, loaded from numba's cache (:func:`study.engine.kernel.loaded`)."""
     from study.engine import kernel
 
-    kernel.ensure_cached()
-    return kernel
+    return kernel.loaded()
 
 
 def _fit_compiled(

@@ -721,15 +721,15 @@ def test_designs_that_cannot_fit_are_refused_at_once(tmp_path, capsys, case):
 
 
 def test_dry_run_prints_the_estimate_and_writes_nothing(tmp_path, capsys):
-    path = write_design(tmp_path / "big.toml", small_design(**{"grid.m": [10, 10**9]}))
+    path = write_design(tmp_path / "big.toml", small_design(**{"grid.m": [10, 10**10]}))
     out = tmp_path / "out"
     code, stdout, stderr = _cli(capsys, "simulate", path, "--out", out, "--dry-run")
     assert code == 0 and stderr == ""
     line = one_line(stdout)
-    # m = 10⁹: one data set per chunk (at most 2²² points), tens of seconds each, one
+    # m = 10¹⁰: one data set per chunk (at most 2²² points), a minute or more each, one
     # chunk per task: 60 tasks; m = 10: 60 data sets in one chunk and task
     assert line.startswith("study: estimate: 61 tasks")
-    assert re.search(r"~[0-9.]+ (h|d) with 1 job", line), line  # 6e10 points: hours
+    assert re.search(r"~[0-9.]+ (h|d) with 1 job", line), line  # 6e11 points: hours
     assert not out.exists()
 
 

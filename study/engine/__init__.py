@@ -21,4 +21,6 @@ Nothing here imports the theory or the report.
 # 5: the noise enters as Φᵀε ~ N(0, σ²G), K + 1 normals per data set, not m (new numbers).
 # 6: streams keyed by (seed, m, chunk) with a chunk length fixed by m, co-moments kept per
 #    chunk and merged chunk by chunk: results no longer depend on block_size (new numbers).
-ENGINE_VERSION = 6
+# 7: the power sums Σu^p come from the compiled kernel (its own summation order): the same
+#    draws, the sums and so every column changed in the last bits only.
+ENGINE_VERSION = 7

@@ -19,7 +19,8 @@ How the constants were measured
   set × α × coefficient, rounded up to 16) and of ``conditional._fit_compiled``, and of
   ``engine.tasks.run_task`` followed by ``store.pack_checkpoint`` (tests/test_budget.py checks the
   model against the latter on small designs).
-- Time: the best of 3-5 timings of ``engine.streams.chunk_power_sums`` (m = 10 to 10⁵, K = 1 to 12)
+- Time: the best of 3 timings of ``engine.streams.chunk_power_sums`` (m = 10 to 10⁵, K = 1 to 12,
+  uniform and normal x; engine version 7)
   and of ``models.gaussian._fit_in_batches`` on 2,048 data sets per degree with 1 and 41 values of
   α (the difference gives the cost per α, the rest the factorisation), in one process with
   one BLAS thread; the tail from timing ``engine.merge.summarise``, ``theory.step.add_theory``,
@@ -91,10 +92,15 @@ SMALL_FILES_BYTES = 16 * KiB
 RESULT_FILE_COUNT = 8
 
 # --- time (seconds) ----------------------------------------------------------------------
-# Drawing and reducing data: per point a + b·K for the largest degree K (K = 1: 20 ns,
-# K = 12: 39 ns, measured on m = 10⁵), per data set a + b·K (m = 10: 0.4 to 1 µs).
-SECONDS_PER_POINT = (18e-9, 1.7e-9)
-SECONDS_PER_DATA_SET = (0.3e-6, 0.06e-6)
+# Drawing and reducing data: per point a + b·K for the largest degree K, by the
+# distribution of x (measured on m = 10⁵, K = 1 to 12: uniform 3.7 to 5.9 ns, normal 11.7 to
+# 14.3 ns), per data set a + b·K (the K + 1 noise normals and their factor; measured on
+# m = 10: 1.6 µs at K = 1, 6.6 µs at K = 7, 13.6 µs at K = 12).
+SECONDS_PER_POINT = {"uniform": (3.5e-9, 0.2e-9), "normal": (11.5e-9, 0.25e-9)}
+SECONDS_PER_DATA_SET = (0.6e-6, 1.0e-6)
+# What plan.speed_factor times, per point: drawing 16 × 4,096 uniform values and their
+# power sums up to u⁶ in NumPy (6.2 to 7.8 ns measured alongside the constants above).
+PROXY_SECONDS_PER_POINT = 7e-9
 # Per data set and degree k (index k − 1): the factorisation of the pencil, smoothed from
 # 0.59, 0.75, 1.33, 2.09, 2.97, 5.17, 7.26, 11.8, 11.4, 14.9, 27.8, 31.1 µs.
 FACTOR_SECONDS = tuple(
@@ -377,9 +383,7 @@ def _task_seconds(design: Design, m: int, n: int, alphas: dict[int, int]) -> flo
     K = max(design.degree)
     L, C = len(design.lam), len(design.scaling)
     draw = n * (
-        SECONDS_PER_DATA_SET[0]
-        + SECONDS_PER_DATA_SET[1] * K
-        + m * (SECONDS_PER_POINT[0] + SECONDS_PER_POINT[1] * K)
+        SECONDS_PER_DATA_SET[0] + SECONDS_PER_DATA_SET[1] * K + m * point_seconds(design, K)
     )
     fit = 0.0
     for k in design.degree:
@@ -389,6 +393,12 @@ def _task_seconds(design: Design, m: int, n: int, alphas: dict[int, int]) -> flo
         fit += n * (FACTOR_SECONDS[k - 1] + A * ALPHA_SECONDS[k - 1])
         fit += A * (BOOKKEEPING_SECONDS_PER_ALPHA + L * C * BOOKKEEPING_SECONDS_PER_CELL)
     return TASK_SECONDS + draw + fit
+
+
+def point_seconds(design: Design, K: int) -> float:
+    """Modelled seconds to draw and reduce one point for the largest degree K."""
+    a, b = SECONDS_PER_POINT[design.x.distribution]
+    return a + b * K
 
 
 def _usable_cores() -> int:
@@ -429,7 +439,7 @@ def run_seconds(design: Design, fp: Footprint, workers: int) -> float:
         + fp.n_tasks * READ_SECONDS_PER_FILE
         + M * K * TAIL_SECONDS_PER_M_DEGREE
         + sum(TUNING_LIMIT_SECONDS.get(k, 0.0) for k in design.degree)
-        + min(TUNING_POINTS, design.replications) * sum(design.m) * K * SECONDS_PER_POINT[0]
+        + min(TUNING_POINTS, design.replications) * sum(design.m) * K * point_seconds(design, 1)
         + (fp.summary_rows + fp.risk_rows) * TAIL_SECONDS_PER_ROW
         + fp.draws_bytes * NPZ_SECONDS_PER_BYTE
     )

@@ -25,6 +25,7 @@ is missing or stale, before a run starts.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -57,7 +58,46 @@ from study.engine.pencil import (
 _SUM_FLAGS = {"reassoc", "nsz"}
 
 
-__all__ = ["NOT_CONVERGED", "NOT_FINITE", "NOT_POSITIVE_DEFINITE", "OK", "pencil_moments"]
+__all__ = [
+    "NOT_CONVERGED",
+    "NOT_FINITE",
+    "NOT_POSITIVE_DEFINITE",
+    "OK",
+    "pencil_moments",
+    "power_sums",
+]
+
+
+# Points per block of the power sums: the block's powers stay in the first-level cache.
+POWER_BLOCK = 512
+
+
+@njit(cache=True, nogil=True, fastmath=_SUM_FLAGS)
+def power_sums(u, n_powers, out):
+    """out[r, p] = Σ_i u[r, i]^p for p = 0 … n_powers: what :func:`study.fit.power_sums`
+    computes in NumPy, in one pass over the points in blocks of POWER_BLOCK (a block's
+    powers stay in cache and the sum over its points uses SIMD lanes), adding the blocks in
+    order. Each row's sums depend on that row alone."""
+    rows, w = u.shape
+    size = min(w, POWER_BLOCK)
+    block = np.empty(size)
+    power = np.empty(size)
+    for r in range(rows):
+        out[r, 0] = w
+        for p in range(1, n_powers + 1):
+            out[r, p] = 0.0
+        for start in range(0, w, POWER_BLOCK):
+            n = min(POWER_BLOCK, w - start)
+            row = u[r, start : start + n]
+            for i in range(n):
+                block[i] = row[i]
+                power[i] = row[i]
+            for p in range(1, n_powers + 1):
+                total = 0.0
+                for i in range(n):
+                    total += power[i]
+                    power[i] *= block[i]
+                out[r, p] += total
 
 
 @njit(cache=True, nogil=True, fastmath=_SUM_FLAGS)
@@ -295,6 +335,7 @@ def compile_kernel() -> None:
         np.empty((A, 3, 3)),
         np.empty((1, A, p)),
     )
+    power_sums(St, 2, np.empty((St.shape[0], 3)))
 
 
 # every compiled function (all are compiled together; each has its own cache entry)
@@ -308,6 +349,7 @@ _COMPILED = (
     _projections,
     _variance_weights,
     _factorise,
+    power_sums,
     _comoments,
     _shrinkage,
     _fits,
@@ -324,6 +366,15 @@ def _is_cached() -> bool:
         return all(bool(f._cache._cache_file._load_index()) for f in _COMPILED)
     except Exception:  # a numba without these internals: compile to be sure
         return False
+
+
+@functools.cache
+def loaded():
+    """This module, its compiled functions loaded from numba's cache (compiled into it
+    first if need be: :func:`ensure_cached`); once per process. Call the kernel's
+    functions through it."""
+    ensure_cached()
+    return sys.modules[__name__]
 
 
 def ensure_cached() -> None:
