@@ -196,15 +196,24 @@ class StandardBasis:
 
         Entry (i, j) is Σ_{k,l} b_k b_l E[u^{i+j+k+l}].
         """
-        p = self.degree + 1
-        r = np.arange(p)
-        H4 = self.mu[
+        return np.einsum("ijkl,...k,...l->...ij", self._hankel4(), b, b)
+
+    def quartic(self, M: np.ndarray) -> np.ndarray:
+        """E[φ(u)φ(u)ᵀ M φ(u)φ(u)ᵀ] exactly from the moments, for M of shape (..., p, p).
+
+        Entry (i, j) is Σ_{k,l} M_kl E[u^{i+j+k+l}].
+        """
+        return np.einsum("ijkl,...kl->...ij", self._hankel4(), M)
+
+    def _hankel4(self) -> np.ndarray:
+        """E[u^{i+j+k+l}] for i, j, k, l = 0 … k."""
+        r = np.arange(self.degree + 1)
+        return self.mu[
             r[:, None, None, None]
             + r[None, :, None, None]
             + r[None, None, :, None]
             + r[None, None, None, :]
         ]
-        return np.einsum("ijkl,...k,...l->...ij", H4, b, b)
 
 
 def standard_basis(

@@ -185,7 +185,7 @@ def _theory_parser(sub) -> argparse.ArgumentParser:
 
 
 def _check_parser(sub) -> argparse.ArgumentParser:
-    from study.check import FALSE_ALARM, REL_TOL, SE_TOL
+    from study.check import FALSE_ALARM, STEP_TOL
 
     chk = sub.add_parser(
         "check",
@@ -195,12 +195,16 @@ def _check_parser(sub) -> argparse.ArgumentParser:
         "and chunk 0's conditional means from the documented random streams, and any "
         "mismatch with the engine's records fails the check. Then, for every cell: "
         "z = (Monte Carlo − Rao–Blackwell) / SE of the difference "
-        "for bias, variance and risk, and the gap between Rao–Blackwell and the large-m "
-        "theory at the largest m. Writes check.csv to the results folder. Exit status 1 "
+        "for bias, variance and risk; and the gap between Rao–Blackwell and the large-m "
+        "theory at every m large enough for the expansion (the bias with its 1/m term). "
+        "Writes check.csv to the results folder. Exit status 1 "
         "when the audit finds a mismatch, when the largest |z| exceeds the Bonferroni limit "
         f"for a false-alarm rate of {100 * FALSE_ALARM:g} % (about 4.9 for 10,000 z-values), "
-        f"or a large-m comparison is off by more than {100 * REL_TOL:g} % and {SE_TOL:g} "
-        "standard errors, or when a cell holds non-finite or "
+        "when a Rao–Blackwell number is further from the theory than the same Bonferroni "
+        "limit (over the theory comparisons) times its standard error plus what the "
+        f"expansion leaves out ({STEP_TOL:g}× the O(1/m²) term of a bias, {STEP_TOL:g}·E[h²]/m "
+        "of a variance or risk, h a point's leverage; docs/checks.md), "
+        "or when a cell holds non-finite or "
         "impossible values. Cells whose moments are infinite are flagged and left out. The "
         "folder's files must match the sizes and checksums its manifest.json records.",
     )
@@ -297,7 +301,7 @@ def _report(args) -> int:
 
 def _simulate(args) -> int:
     from study.engine import budget
-    from study.engine.run import WorkerDied
+    from study.engine.run import WorkerDied, release_workers
     from study.folder import check_out_path, refuse_foreign
     from study.steps import simulate
 
@@ -347,6 +351,8 @@ def _simulate(args) -> int:
     except WorkerDied as exc:
         print(f"study: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    finally:
+        release_workers()
     if report.n_declined:
         print(
             f"study: note: the compiled kernel declined batches holding {report.n_declined:,} "

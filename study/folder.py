@@ -405,8 +405,9 @@ def reading(results: Path | str, needed: tuple[str, ...]) -> Iterator[dict]:
 
 # Readers (check, report) refuse results of engine versions before this one, whose design
 # hash and draws.npz differ (version 6: block_size left out of the hash, the audit's
-# records added); tests/test_folder.py holds it to the engine's version.
-OLDEST_ENGINE_VERSION_READ = 6
+# records added) or whose summary.csv lacks bias_asym1 (version 7, which the check needs);
+# tests/test_folder.py holds it to the engine's version.
+OLDEST_ENGINE_VERSION_READ = 7
 
 _MANIFEST_KEYS = {
     "design": dict,

@@ -31,6 +31,11 @@ FITS_COLUMNS = (
     + ["declined_not_positive_definite", "declined_not_finite", "declined_not_converged"]
 )
 
+# The large-m expansion says something at an m only where its step (‖T‖/m for the bias,
+# E[h²]/m for the variance and the risk; docs/checks.md) is at most this: the theory leaves
+# bias_asym1_bound empty beyond it, and the check compares nothing there.
+MAX_EXPANSION_STEP = 0.5
+
 STATUS_OK = "ok"
 STATUS_NOT_IDENTIFIABLE = "not identifiable"
 STATUS_NON_FINITE = "non-finite"

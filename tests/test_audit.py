@@ -154,9 +154,25 @@ def test_an_injected_bug_fails_the_check_naming_the_cell(tmp_path, monkeypatch, 
 
 def test_the_alpha_bug_passes_the_old_comparison(tmp_path, monkeypatch):
     """Why the audit exists: with α wrong at one m, Monte Carlo and Rao–Blackwell still
-    agree (the z-values stay normal), and only the audit sees it."""
+    agree (the z-values stay normal). The audit sees it, and so does the comparison of the
+    Rao–Blackwell bias with the theory at every m (it used to look at the largest m only,
+    where α was right)."""
     result = _mutated(tmp_path, monkeypatch, _scaled_alpha)
     assert result.max_abs_z <= 5 and not result.audit.ok
+    assert result.n_bias_fail > 0 and "bias at m = 40," in result.worst_asym
+    failed = result.table[result.table.asym_allowed.notna()]
+    failed = failed[(failed.rb - failed.asym).abs() > failed.asym_allowed]
+    assert set(failed.m) == {40}
+
+
+def test_a_statistically_valid_run_passes_the_theory_comparisons(tmp_path, monkeypatch):
+    """Streams of another seed: a valid run that only the audit refuses (it was not
+    drawn from the design's seed). Rao–Blackwell against the theory at every m must not
+    raise a false alarm on it."""
+    result = _mutated(tmp_path, monkeypatch, _other_seed)
+    assert not result.audit.ok
+    assert result.n_bias > 50 and result.n_asym > 50
+    assert result.n_bias_fail == 0 and result.n_asym_fail == 0, result.worst_asym
 
 
 def test_a_result_file_edited_after_the_run_fails_naming_it(tmp_path, clean):

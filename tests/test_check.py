@@ -47,6 +47,68 @@ def test_rao_blackwell_agrees_with_large_m_theory(large_m_results):
     assert result.ok, result.summary_line()
 
 
+@pytest.fixture(scope="module")
+def m500_results(tmp_path_factory):
+    """x on [0, 2], another line, σ = 2, m up to 500: a fixed 2 % at the largest m failed
+    clean runs of this kind (O(1/m) effects)."""
+    grid = {
+        "grid.m": [10, 20, 50, 100, 200, 500],
+        "grid.degree": [1, 2, 3, 5],
+        "grid.lambda": [0.0, 0.1, 1.0],
+    }
+    dgp = {
+        "dgp.x": {"distribution": "uniform", "low": 0.0, "high": 2.0},
+        "dgp.intercept": -1.5,
+        "dgp.slope": 0.7,
+        "dgp.noise_sd": 2.0,
+    }
+    run = {"name": "m500", "seed": 77, "replications": 2000, "output.keep_draws": 0}
+    out = tmp_path_factory.mktemp("m500") / "m500"
+    simulate(design_from_dict(small_design(**run, **grid, **dgp)), out, jobs=2, progress=False)
+    return out
+
+
+def test_a_clean_run_whose_largest_m_is_500_passes_with_theory_at_every_m(m500_results):
+    result = check(m500_results)
+    assert result.ok, result.summary_line()
+    compared = result.table[result.table.asym_allowed.notna()]
+    # the bias from m = 20 on (the expansion reaches that far), the variance from m = 50
+    assert set(compared[compared.measure == "bias"].m) >= {20, 50, 100, 200, 500}
+    assert set(compared[compared.measure == "var"].m) >= {50, 100, 200, 500}
+    assert result.n_bias > 400 and result.n_asym > 400 and result.n_small_m > 0
+    # the theory's 1/m term matters here: without it, some biases miss by more than allowed
+    bias = compared[compared.measure == "bias"].merge(
+        pd.read_csv(m500_results / "summary.csv")[
+            ["m", "degree", "lambda", "scaling", "coef", "bias_asym"]
+        ],
+        on=["m", "degree", "lambda", "scaling", "coef"],
+    )
+    assert ((bias.rb - bias.bias_asym).abs() > bias.asym_allowed).sum() > 10
+
+
+def test_a_rao_blackwell_bias_moved_at_one_m_fails_the_theory_comparison(tmp_path, m500_results):
+    """Monte Carlo and Rao–Blackwell biases at m = 100 both moved by 2 % (so the z-values
+    barely change), committed as a run would: only the theory comparison at every m can
+    see it, and names the m."""
+    broken = tmp_path / "broken"
+    shutil.copytree(m500_results, broken)
+    summary = pd.read_csv(broken / "summary.csv")
+    at = summary.m == 100
+    for col in ("bias", "bias_rb"):
+        summary.loc[at, col] *= 1.02
+    (broken / "summary.csv").write_text(to_csv(summary))
+    manifest = json.loads((broken / "manifest.json").read_text())
+    manifest["files"]["summary.csv"] = file_digest(broken / "summary.csv")
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    result = check(broken)
+    assert result.max_abs_z <= z_limit(result.n_z)
+    assert not result.ok and result.n_bias_fail > 0
+    assert "bias at m = 100," in result.worst_asym, result.worst_asym
+    compared = result.table[result.table.asym_allowed.notna()]
+    failed = compared[(compared.rb - compared.asym).abs() > compared.asym_allowed]
+    assert set(failed.m) == {100}
+
+
 def test_the_z_limit_is_bonferronis_and_holds_its_false_alarm_rate():
     from scipy.stats import norm
 

@@ -196,6 +196,11 @@ def _check_variables(result) -> dict:
             if result.audit is not None
             else "–"
         ),
+        "bias_n": f"{result.n_bias:,}",
+        "bias_ok": f"{result.n_bias - result.n_bias_fail:,}",
+        "asym_n": f"{result.n_asym:,}",
+        "asym_ok": f"{result.n_asym - result.n_asym_fail:,}",
+        "small_m": f"{result.n_small_m:,}",
         "summary": result.summary_line(),
     }
 

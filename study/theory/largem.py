@@ -27,6 +27,7 @@ import pandas as pd
 
 from study.basis import StandardBasis, standard_basis
 from study.design import XDistribution
+from study.results import MAX_EXPANSION_STEP
 from study.scaling import alpha as scaling_alpha
 
 __all__ = [
@@ -44,6 +45,14 @@ class _LargeM:
 
     v_inf: np.ndarray  # (n, p)
     b_u: np.ndarray  # (n, p)
+    b1_u: np.ndarray  # (n, p)  the 1/m term of the bias: E[v̂] = v∞ + b1 + O(m⁻²)
+    # (n,) the expansion's step ‖T‖₂/m, T = S⁻¹(Q(S⁻¹) − Σ_u S⁻¹Σ_u) (b1 = T b / m), and
+    # (n,) the size of its next term in the u basis, (‖T‖₂/m)²·‖b‖₂
+    step: np.ndarray
+    b2_norm: np.ndarray
+    # (n,) E[h²]/m with h = φᵀS⁻¹φ the leverage of a point: the relative size of the
+    # 1/m terms of the covariance and the risk, which are not derived
+    leverage: np.ndarray
     cov_u: np.ndarray  # (n, p, p)
     bias_risk: np.ndarray  # (n,)  b_uᵀ Σ_u b_u
     excess_var_risk: np.ndarray  # (n,)  tr(Σ_u Cov) − σ²(k+1)/m, computed without cancellation
@@ -55,6 +64,16 @@ def _large_m(basis: StandardBasis, rho, m, noise_sd: float, *, sandwich: bool = 
     With S = Σ_u + ρP and N = ρS⁻¹P: v∞ = S⁻¹Σ_u v* = (I − N)v*, b = −N v*, and
     Σ_u S⁻¹ = (I − N)ᵀ, so σ²·tr(Σ_u S⁻¹Σ_u S⁻¹)/m = σ²(p − 2 tr N + tr N²)/m: the
     α-dependent part is computed without subtracting nearly equal numbers.
+
+    The 1/m term of the mean: with Ĝ = Σ_u + ΔG and ĉ = Σ_u v* + Δc the means over the m
+    points of φφᵀ and φy, v̂ = (S + ΔG)⁻¹ĉ = v∞ + S⁻¹(Δc − ΔG v∞) − S⁻¹ΔG S⁻¹(Δc − ΔG v∞)
+    + O(m^{-3/2}); the first-order part has mean 0, and for independent points
+    E[ΔG M (Δc − ΔG v∞)] = −(Q(M) − Σ_u M Σ_u) b / m with Q(M) = E[φφᵀMφφᵀ] (the noise
+    drops out, E[ε|x] = 0). Hence E[v̂] = v∞ + S⁻¹(Q(S⁻¹) − Σ_u S⁻¹Σ_u) b / m + O(m⁻²): zero
+    without a penalty (least squares is unbiased), O(1/m²) when ρ shrinks like 1/m. With
+    T = S⁻¹(Q(S⁻¹) − Σ_u S⁻¹Σ_u), the 1/m term is T b/m and the next one is of the size of
+    (T/m)² b: ``b2_norm`` = (‖T‖₂/m)²‖b‖₂. It is a size, not a bound: against the mean
+    of exact fits (tests/test_theory.py) the true remainder was 0.01 to 2 times it.
     """
     rho = np.atleast_1d(np.asarray(rho, dtype=float))
     m = np.broadcast_to(np.asarray(m, dtype=float), rho.shape)
@@ -64,6 +83,12 @@ def _large_m(basis: StandardBasis, rho, m, noise_sd: float, *, sandwich: bool = 
     N = rho[:, None, None] * (shifted_inv @ P)
     b = -np.einsum("nij,j->ni", N, vs)
     v_inf = vs + b
+    quartic = basis.quartic(shifted_inv)
+    T = shifted_inv @ (quartic - sigma_u @ shifted_inv @ sigma_u)
+    b1 = np.einsum("nij,nj->ni", T, b) / m[:, None]
+    step = np.linalg.norm(T, 2, axis=(1, 2)) / m
+    leverage = np.einsum("nij,nji->n", shifted_inv, quartic) / m
+    b2_norm = step**2 * np.linalg.norm(b, axis=1)
     sigma_u_b = b @ sigma_u  # Σ_u b (Σ_u symmetric)
     meat = np.broadcast_to(noise_sd**2 * sigma_u, N.shape)
     if sandwich:
@@ -77,7 +102,17 @@ def _large_m(basis: StandardBasis, rho, m, noise_sd: float, *, sandwich: bool = 
         extra = meat - noise_sd**2 * sigma_u
         extra_risk = np.einsum("ij,njk,nkl,nli->n", sigma_u, shifted_inv, extra, shifted_inv)
         excess = excess + extra_risk / m
-    return _LargeM(v_inf=v_inf, b_u=b, cov_u=cov, bias_risk=bias_risk, excess_var_risk=excess)
+    return _LargeM(
+        v_inf=v_inf,
+        b_u=b,
+        b1_u=b1,
+        step=step,
+        b2_norm=b2_norm,
+        leverage=leverage,
+        cov_u=cov,
+        bias_risk=bias_risk,
+        excess_var_risk=excess,
+    )
 
 
 def _cells(ms, lams, scalings, degree):
@@ -112,15 +147,22 @@ def asymptotic_table(
         (1/m)(Σ + ρD)⁻¹[σ²Σ + E[φφᵀ(φᵀb∞)²] − Σb∞b∞ᵀΣ](Σ + ρD)⁻¹,
 
     whose diagonal is ``var_asym``. The E[φφᵀ(φᵀb∞)²] term needs moments up to order 4k
-    and is computed exactly from them in the standardised basis. The approximation holds
-    for large m; for λ = 0 with m ≤ k the fit does not exist, and the row still holds the
-    formula's value (σ²Σ⁻¹/m), which callers should not report for such cells.
+    and is computed exactly from them in the standardised basis. ``bias_asym1`` adds the
+    1/m term of the mean, (Σ + ρD)⁻¹(E[φφᵀ(Σ + ρD)⁻¹φφᵀ] − Σ(Σ + ρD)⁻¹Σ)b∞/m (derived in
+    :func:`_large_m`), so that E[ŵ] − w* = ``bias_asym1`` + O(1/m²);
+    ``bias_asym1_bound`` is the size of that O(1/m²) term and the ones after it in each
+    coefficient, (‖T‖₂/m)²·‖b‖₂/(1 − ‖T‖₂/m) mapped to the raw basis, NaN where the
+    expansion's step ``asym_step`` = ‖T‖₂/m exceeds MAX_EXPANSION_STEP (m too small).
+    The approximation holds for large m; for λ = 0 with m ≤ k the fit does not exist,
+    and the row still holds the formula's value (σ²Σ⁻¹/m), which callers should not
+    report for such cells.
 
     Returns
     -------
     pandas.DataFrame
         One row per (m, degree, λ, scaling, coefficient), ordered as the arguments, with
-        columns ``m, degree, lambda, scaling, alpha, coef, true, bias_asym, var_asym``.
+        columns ``m, degree, lambda, scaling, alpha, coef, true, bias_asym, bias_asym1,
+        bias_asym1_bound, asym_step, var_asym``.
     """
     frames = []
     for degree in degrees:
@@ -130,6 +172,12 @@ def asymptotic_table(
         cells, alphas, m_arr = _cells(ms, lams, scalings, degree)
         res = _large_m(basis, alphas / m_arr, m_arr, noise_sd)
         bias = basis.to_raw(res.b_u)
+        bias1 = basis.to_raw(res.b_u + res.b1_u)
+        # |raw_j| ≤ ‖v‖₂·‖B[:, j]‖₂ for raw = vᵀB; no bound where the expansion's step is
+        # too large for it to mean anything
+        tail = res.b2_norm / (1.0 - np.minimum(res.step, MAX_EXPANSION_STEP))
+        bound = tail[:, None] * np.linalg.norm(basis.B, axis=0)[None, :]
+        bound[res.step > MAX_EXPANSION_STEP] = np.nan
         var = np.diagonal(basis.cov_to_raw(res.cov_u), axis1=1, axis2=2)
         p = degree + 1
         n = len(cells)
@@ -144,6 +192,10 @@ def asymptotic_table(
                     "coef": np.tile(np.arange(p), n),
                     "true": np.tile(basis.w_star, n),
                     "bias_asym": bias.ravel(),
+                    "bias_asym1": bias1.ravel(),
+                    "bias_asym1_bound": bound.ravel(),
+                    "asym_step": np.repeat(res.step, p),
+                    "asym_leverage": np.repeat(res.leverage, p),
                     "var_asym": var.ravel(),
                 }
             )
@@ -169,7 +221,7 @@ def asymptotic_risk_table(
     -------
     pandas.DataFrame
         One row per (m, degree, λ, scaling), ordered as the arguments, with columns
-        ``m, degree, lambda, scaling, alpha, risk_asym``.
+        ``m, degree, lambda, scaling, alpha, risk_asym, asym_step``.
     """
     frames = []
     for degree in degrees:
@@ -188,6 +240,8 @@ def asymptotic_risk_table(
                     "scaling": [c[2] for c in cells],
                     "alpha": alphas,
                     "risk_asym": risk,
+                    "asym_step": res.step,
+                    "asym_leverage": res.leverage,
                 }
             )
         )

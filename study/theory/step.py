@@ -126,8 +126,9 @@ def add_theory(
     cells (:func:`degree_piece`).
     """
     keys = ["m", "degree", "lambda", "scaling"]
-    asym = asym[keys + ["coef", "bias_asym", "var_asym"]]
-    asym_risk = asym_risk[keys + ["risk_asym"]]
+    bias = ["bias_asym", "bias_asym1", "bias_asym1_bound"]
+    asym = asym[keys + ["coef", *bias, "var_asym", "asym_step", "asym_leverage"]]
+    asym_risk = asym_risk[keys + ["risk_asym", "asym_step", "asym_leverage"]]
     out = []
     for frame, theory, on in ((summary, asym, keys + ["coef"]), (risk, asym_risk, keys)):
         merged = frame.merge(theory, on=on, how="left", validate="one_to_one")
@@ -140,7 +141,8 @@ def add_theory(
             ],
         )
         unidentifiable = merged.status == STATUS_NOT_IDENTIFIABLE
-        cols = [c for c in ("bias_asym", "var_asym", "risk_asym") if c in merged]
+        theory = (*bias, "var_asym", "risk_asym", "asym_step", "asym_leverage")
+        cols = [c for c in theory if c in merged]
         merged.loc[unidentifiable, cols] = np.nan
         out.append(merged)
     return out[0], out[1]
