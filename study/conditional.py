@@ -334,14 +334,14 @@ def _pencil_risk(G_u, *, basis: StandardBasis, noise_sd: float):
     chunk = max(1, 400_000 // (G_u.shape[0] * G_u.shape[1]))
 
     def risk(alphas: np.ndarray) -> np.ndarray:
-        out = np.empty(alphas.shape)
+        out = np.empty(alphas.shape + (G_u.shape[0],))
         for start in range(0, alphas.size, chunk):
             a = alphas[start : start + chunk]
             s = 1.0 / (1.0 + a[:, None, None] * eig[None])  # (A, R, p)
             dev = np.einsum("rij,arj->ari", W, s * z_star[None]) - basis.v_star
             bias = np.einsum("ari,ij,arj->ar", dev, basis.sigma, dev)
             var = noise_sd**2 * (s**2 * wsw[None]).sum(axis=-1)
-            out[start : start + chunk] = (bias + var).mean(axis=1)
+            out[start : start + chunk] = bias + var
         return out
 
     return risk
@@ -356,7 +356,7 @@ def _direct_risk(G_u, *, basis: StandardBasis, noise_sd: float):
     chunk = max(1, 200_000 // (R * p * p))
 
     def risk(alphas: np.ndarray) -> np.ndarray:
-        out = np.empty(alphas.shape)
+        out = np.empty(alphas.shape + (R,))
         for start in range(0, alphas.size, chunk):
             a = alphas[start : start + chunk]
             ok = ~((a == 0.0) & singular)
@@ -371,19 +371,26 @@ def _direct_risk(G_u, *, basis: StandardBasis, noise_sd: float):
             d = M @ vs - vs
             bias = np.einsum("nri,ij,nrj->nr", d, sigma_u, d)
             var = noise_sd**2 * np.einsum("ij,nrjk,nrki->nr", sigma_u, M, Ainv)
-            mean = (bias + var).mean(axis=1)
-            out[start : start + chunk][ok] = np.where(np.isfinite(mean), mean, math.inf)
+            total = bias + var
+            out[start : start + chunk][ok] = np.where(np.isfinite(total), total, math.inf)
         return out
 
     return risk
 
 
 def conditional_risk_function(
-    G_u: np.ndarray, *, basis: StandardBasis, noise_sd: float, solver: str = "auto"
+    G_u: np.ndarray,
+    *,
+    basis: StandardBasis,
+    noise_sd: float,
+    solver: str = "auto",
+    per_design: bool = False,
 ):
     """The function α ↦ :func:`conditional_risk` for one stack of designs, with everything
     that does not depend on α (a factorisation per design, the rank check) done once:
-    the tuning evaluates it a few hundred times."""
+    the tuning evaluates it a few hundred times. With ``per_design`` it returns the risk
+    given each design, of shape (n_alpha, R), instead of their mean (the tuning's standard
+    errors need it); an α whose system is singular for a design has risk inf there."""
     G_u = np.asarray(G_u, dtype=float)
     if G_u.ndim == 2:
         G_u = G_u[None]
@@ -392,7 +399,9 @@ def conditional_risk_function(
     if risk is None and solver == "pencil":
         raise SolverDeclined("the pencil is not accurate or some design is singular")
     risk = risk or _direct_risk(G_u, basis=basis, noise_sd=noise_sd)
-    return lambda alphas: risk(np.atleast_1d(np.asarray(alphas, dtype=float)))
+    if per_design:
+        return lambda alphas: risk(np.atleast_1d(np.asarray(alphas, dtype=float)))
+    return lambda alphas: risk(np.atleast_1d(np.asarray(alphas, dtype=float))).mean(axis=-1)
 
 
 def conditional_risk(

@@ -49,6 +49,14 @@ def percent(share: float, decimals: int = 1) -> str:
     return f"{100 * share:.{decimals}f} %"
 
 
+def percent_with_se(share: float, se: float) -> str:
+    """A share as a percentage with its standard error in percentage points, rounded to
+    what the error allows: (9.376, 0.16) → '937.6 (16.0) %'; without an error, as percent."""
+    if se is None or math.isnan(se) or se <= 0:
+        return percent(share)
+    return f"{with_se(100 * share, 100 * se)} %"
+
+
 def significant(value: float, digits: int) -> str:
     """Python's general format with `digits` significant figures: 1.188, 3.1e+04."""
     return f"{value:.{digits}g}"

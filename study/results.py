@@ -36,6 +36,10 @@ FITS_COLUMNS = (
 # bias_asym1_bound empty beyond it, and the check compares nothing there.
 MAX_EXPANSION_STEP = 0.5
 
+# The tuned λ averages the exact conditional risk over the first this many simulated
+# designs of each m (tuning.csv; the report's captions quote it).
+TUNING_DESIGNS = 400
+
 STATUS_OK = "ok"
 STATUS_NOT_IDENTIFIABLE = "not identifiable"
 STATUS_NON_FINITE = "non-finite"

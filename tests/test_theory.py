@@ -15,7 +15,7 @@ import pytest
 from scipy import integrate, stats
 
 from study.basis import standard_basis
-from study.conditional import SolverDeclined, conditional_risk_function
+from study.conditional import SolverDeclined, conditional_risk, conditional_risk_function
 from study.design import XDistribution
 from study.fit import fit_polynomial_ridge
 from study.theory import largem as theory
@@ -496,7 +496,7 @@ def test_optimal_lambda_conditional_minimises_exact_conditional_risk():
     basis = standard_basis(UNIT, degree, **LINE)
     grid = opt.alpha * np.array([0.5, 0.9, 1.0, 1.1, 2.0])
     ref = np.array([independent_conditional_risk(Gs, a, degree, 1.0) for a in grid])
-    got = tuning.conditional_risk(Gs, grid, basis=basis, noise_sd=1.0)
+    got = conditional_risk(Gs, grid, basis=basis, noise_sd=1.0)
     np.testing.assert_allclose(got, ref, rtol=1e-9)
     assert np.argmin(ref) == 2
     assert opt.risk == pytest.approx(ref[2], rel=1e-9)
@@ -520,7 +520,7 @@ def test_conditional_risk_handles_singular_designs():
     xs = np.array([[-0.5, 0.5]])
     V = design_matrix(xs, 2)
     Gs = np.einsum("rmi,rmj->rij", V, V)
-    r = tuning.conditional_risk(Gs, np.array([0.0, 1.0]), basis=basis, noise_sd=1.0)
+    r = conditional_risk(Gs, np.array([0.0, 1.0]), basis=basis, noise_sd=1.0)
     assert r[0] == math.inf
     assert r[1] == pytest.approx(independent_conditional_risk(Gs, 1.0, 2, 1.0), rel=1e-9)
 
@@ -627,7 +627,7 @@ def test_conditional_risk_pencil_equals_direct_solves(low, high, degree, m):
     np.testing.assert_allclose(fast(alphas), direct(alphas), rtol=1e-9)
     # and conditional_risk takes the fast path
     np.testing.assert_array_equal(
-        tuning.conditional_risk(G, alphas, basis=basis, noise_sd=1.0), fast(alphas)
+        conditional_risk(G, alphas, basis=basis, noise_sd=1.0), fast(alphas)
     )
 
 
@@ -668,3 +668,52 @@ def test_the_bounded_minimiser_agrees_with_scipy(f, lo, hi):
     x, fx = brent_bounded(f, lo, hi)
     ref = optimize.minimize_scalar(f, bounds=(lo, hi), method="bounded", options={"xatol": 1e-10})
     assert abs(x - ref.x) < 3e-10 and fx <= ref.fun + 1e-15
+
+
+# --- the uncertainty of the tuned penalty ---------------------------------------------------
+
+
+def test_the_standard_error_of_log_alpha_star_matches_its_spread_over_independent_designs():
+    """The delta-method SE of log α* (from the 400 designs it is tuned on) against the SD
+    of log α* over 20 independent sets of 400 designs, drawn here with NumPy: the SD of 20
+    values is within ±16 % of the truth (1 SD), so a ratio outside [0.6, 1.6] is a bug."""
+    x = XDistribution("uniform", low=-0.5, high=2.0)
+    rng = np.random.default_rng(8)
+    for m, degree in ((20, 2), (150, 3)):
+        logs, ses = [], []
+        for _ in range(20):
+            xs = rng.uniform(x.low, x.high, (400, m))
+            u = (xs - x.center) / x.scale
+            phi = u[..., None] ** np.arange(degree + 1)
+            grams = np.einsum("rmi,rmj->rij", phi, phi)
+            tuned = tuning.optimal_lambda_conditional(
+                grams, m, degree, scaling="none", x=x, intercept=0.5, slope=-1.5, noise_sd=1.3
+            )
+            assert tuned.boundary is None
+            logs.append(math.log(tuned.alpha))
+            ses.append(tuned.log_alpha_se)
+        ratio = np.std(logs, ddof=1) / np.mean(ses)
+        assert 0.6 < ratio < 1.6, (m, degree, np.std(logs, ddof=1), np.mean(ses))
+
+
+def test_the_standard_error_of_a_transfer_ratio_matches_its_spread_over_seeds():
+    """risk_ratio_se (designs of m and, through λ*, of m0) against the SD of the ratio over
+    20 seeds, each tuning on its own designs: within [0.6, 1.6] as above."""
+    from study.design import design_from_dict
+
+    from conftest import small_design
+
+    ratios, ses = [], []
+    for seed in range(20):
+        raw = small_design(
+            **{"seed": 300 + seed, "grid.m": [20, 200], "grid.degree": [2], "grid.lambda": [0.1]},
+            **{"dgp.noise_sd": 0.7, "replications": 400},
+        )
+        design = design_from_dict(raw)
+        transfer = tuning.transfer_table(design, tuning.tuning_table(design))
+        row = transfer[(transfer.m0 == 20) & (transfer.m == 200) & (transfer.scaling == "none")]
+        ratios.append(row.risk_ratio.iloc[0])
+        ses.append(row.risk_ratio_se.iloc[0])
+    assert np.mean(ratios) > 1.2  # keeping λ of m = 20 costs something at m = 200
+    ratio = np.std(ratios, ddof=1) / np.mean(ses)
+    assert 0.6 < ratio < 1.6, (np.std(ratios, ddof=1), np.mean(ses))

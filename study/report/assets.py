@@ -17,7 +17,14 @@ import pandas as pd
 from study.check import check
 from study.design import design_from_dict
 from study.files import atomic_write_bytes, atomic_write_text, load_npz
-from study.numbers import as_written, fmt, nearest_on_log_scale, percent
+from study.numbers import (
+    as_written,
+    fmt,
+    nearest_on_log_scale,
+    percent,
+    percent_with_se,
+    with_se,
+)
 from study.paths import (
     DRAWS_FILE,
     GENERATED_DIR,
@@ -135,15 +142,14 @@ def _focus_variables(design, summary, k: int, lam: float) -> dict:
 
 def _tuning_variables(design, tuning, k: int) -> dict:
     """How far the tuned λ moves across m (max/min) under `none` and `m`, and α*_∞."""
-    t = tuning[(tuning.method == "conditional") & (tuning.m > tuning.degree + 2)]
-    spread = t.groupby(["degree", "scaling"]).lambda_opt.agg(lambda v: v.max() / v.min())
+    spread = tables.lambda_spread(tuning)
     alpha_limit_2 = "–"
     if 2 in design.degree:
         cond = tuning[tuning.method == "conditional"]
         alpha_limit_2 = fmt(_row(cond, m=max(design.m), degree=2, scaling="m").alpha_limit, 5)
     return {
-        "spread_none_focus": fmt(spread[(k, "none")], 2),
-        "spread_m_focus": fmt(spread[(k, "m")], 2),
+        "spread_none_focus": with_se(*spread.loc[(k, "none"), ["spread", "se"]]),
+        "spread_m_focus": with_se(*spread.loc[(k, "m"), ["spread", "se"]]),
         "alpha_limit_2": alpha_limit_2,
     }
 
@@ -165,13 +171,19 @@ def _transfer_variables(design, transfer, k: int) -> dict:
     """The extra risk at the largest m of keeping the λ tuned at m0 ≈ 100."""
     m0, m_max = nearest_on_log_scale(design.m, 100), max(design.m)
     tr = transfer[(transfer.m0 == m0) & (transfer.m == m_max) & (transfer.degree == k)]
-    extra = tr.set_index("scaling").risk_ratio - 1
+    tr = tr.set_index("scaling")
+
+    def extra(scaling: str) -> str:
+        if scaling not in tr.index:
+            return "–"
+        return percent_with_se(tr.risk_ratio[scaling] - 1, tr.risk_ratio_se[scaling])
+
     return {
         "m0": f"{m0:,}",
         "m": f"{m_max:,}",
         "degree": str(k),
-        "extra_m": percent(extra.get("m", float("nan"))),
-        "extra_none": percent(extra.get("none", float("nan")), 0),
+        "extra_m": extra("m"),
+        "extra_none": extra("none"),
     }
 
 

@@ -11,7 +11,8 @@ import math
 import pandas as pd
 
 from study.check import FALSE_ALARM, counted_comparisons, unique_comparisons, z_limit
-from study.numbers import fmt, percent, subscript, with_se
+from study.numbers import fmt, percent, percent_with_se, subscript, with_se
+from study.results import TUNING_DESIGNS
 from study.scaling import ALPHA_FORMULA, PENALTY_AS_WRITTEN, SCALINGS
 
 
@@ -158,23 +159,43 @@ def table_scalings() -> str:
     )
 
 
+def lambda_spread(tuning: pd.DataFrame) -> pd.DataFrame:
+    """How many-fold λ* (conditional method) varies over the m above degree + 2, max/min,
+    per degree and scaling, with its standard error: the two tunings use independent
+    designs, so SE(log spread)² = SE(log α* at the max)² + SE(log α* at the min)²."""
+    t = tuning[(tuning.method == "conditional") & (tuning.m > tuning.degree + 2)]
+    rows = []
+    for (degree, scaling), g in t.groupby(["degree", "scaling"]):
+        hi, lo = g.loc[g.lambda_opt.idxmax()], g.loc[g.lambda_opt.idxmin()]
+        spread = hi.lambda_opt / lo.lambda_opt
+        se_log = math.hypot(hi.log_alpha_se, lo.log_alpha_se) if hi.name != lo.name else 0.0
+        rows.append(
+            {"degree": degree, "scaling": scaling, "spread": spread, "se": spread * se_log}
+        )
+    return pd.DataFrame(rows).set_index(["degree", "scaling"])
+
+
 def table_tuning(tuning: pd.DataFrame) -> str:
     """How many-fold λ* varies across m under each scaling, per degree."""
     t = tuning[(tuning.method == "conditional") & (tuning.m > tuning.degree + 2)]
+    spreads = lambda_spread(tuning)
     rows = []
     for degree, g in t.groupby("degree"):
-        spread = g.groupby("scaling").lambda_opt.agg(lambda v: v.max() / v.min())
         last = g[(g.m == g.m.max()) & (g.scaling == "m")].iloc[0]
+        cells = [spreads.loc[(degree, s)] for s in SCALINGS]
         rows.append(
             [str(degree)]
-            + [f"{fmt(spread[s], 2)}×" for s in SCALINGS]
-            + [fmt(last.alpha_opt), fmt(last.alpha_limit)]
+            + [f"{with_se(c.spread, c.se)}×" for c in cells]
+            + [with_se(last.alpha_opt, last.alpha_opt * last.log_alpha_se), fmt(last.alpha_limit)]
         )
     header = ["degree"] + [f"`{s}`" for s in SCALINGS] + [f"α* at m = {int(t.m.max()):,}", "α*∞"]
     caption = (
         "How many-fold the risk-optimal λ* varies over the design's m (above degree + 2; "
-        "max/min) under each scaling, from the exact conditional risk averaged over simulated "
-        "designs; and α* at the largest m beside its limit α*∞ = σ²·tr(Σ⁻¹D)/(w*ᵀDΣ⁻¹Dw*)."
+        "max/min) under each scaling, from the exact conditional risk averaged over the first "
+        f"{TUNING_DESIGNS} simulated designs of each m; and α* at the largest m beside its "
+        "limit α*∞ = σ²·tr(Σ⁻¹D)/(w*ᵀDΣ⁻¹Dw*). Standard errors in brackets, from the sample "
+        "of designs (the delta method for a minimiser; checked against independent sets of "
+        "designs in the test suite)."
     )
     return markdown_table(header, rows, caption, "tbl-tuning")
 
@@ -185,14 +206,21 @@ def table_transfer(transfer: pd.DataFrame, *, m0: int, ms: list[int]) -> str:
     rows = []
     for degree, g in t.groupby("degree"):
         for m, gm in g.groupby("m"):
-            r = gm.set_index("scaling").risk_ratio
+            r = gm.set_index("scaling")
             rows.append(
-                [str(degree), f"{m:,}"] + [percent(r[s] - 1) if s in r else "–" for s in SCALINGS]
+                [str(degree), f"{m:,}"]
+                + [
+                    percent_with_se(r.risk_ratio[s] - 1, r.risk_ratio_se[s])
+                    if s in r.index
+                    else "–"
+                    for s in SCALINGS
+                ]
             )
     header = ["degree", "m"] + [f"`{s}`" for s in SCALINGS]
     caption = (
         f"Extra prediction risk from tuning λ once at m = {m0} and keeping it: risk at that λ "
-        "over the risk at the best λ for m, minus one."
+        "over the risk at the best λ for m, minus one; standard errors in brackets, in "
+        f"percentage points, from the designs of m and of m = {m0}."
     )
     return markdown_table(header, rows, caption, "tbl-transfer")
 

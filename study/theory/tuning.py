@@ -26,22 +26,25 @@ import numpy as np
 import pandas as pd
 
 from study.basis import hankel_index, standard_basis
-from study.conditional import conditional_risk, conditional_risk_function
+from study.conditional import conditional_risk_function
 from study.design import Design, XDistribution
 from study.engine.streams import chunk_power_sums, n_chunks
+from study.results import TUNING_DESIGNS
 from study.scaling import alpha as scaling_alpha
 from study.scaling import lam_from_alpha
 from study.theory.largem import _large_m
 
 TUNING_COLUMNS = (
     ["m", "degree", "scaling", "method"]
-    + ["lambda_opt", "alpha_opt", "risk_opt", "boundary"]
+    + ["lambda_opt", "alpha_opt", "log_alpha_se", "risk_opt", "risk_opt_se", "boundary"]
     + ["alpha_limit"]
 )
 TRANSFER_COLUMNS = (
-    ["m0", "m", "degree", "scaling"] + ["lambda", "alpha"] + ["risk", "risk_opt", "risk_ratio"]
+    ["m0", "m", "degree", "scaling"]
+    + ["lambda", "alpha"]
+    + ["risk", "risk_opt", "risk_ratio", "risk_ratio_se"]
 )
-DESIGNS_FOR_TUNING = 400
+DESIGNS_FOR_TUNING = TUNING_DESIGNS
 
 
 # --- the risk-optimal penalty ----------------------------------------------------------
@@ -61,12 +64,19 @@ class TunedPenalty(NamedTuple):
     boundary : str or None
         None for an interior minimum; "lower" if the risk is smallest as α → 0 (e.g. σ = 0),
         "upper" if it is smallest as α → ∞ (e.g. Dw* = 0).
+    log_alpha_se : float
+        Standard error of log α* from the sample of designs it was tuned on (NaN for the
+        large-m method, which has none, and at a boundary); λ* has the same relative one.
+    risk_se : float
+        Standard error of the minimal risk over the designs (NaN for the large-m method).
     """
 
     lam: float
     alpha: float
     risk: float
     boundary: str | None
+    log_alpha_se: float = math.nan
+    risk_se: float = math.nan
 
 
 def optimal_alpha_limit(
@@ -300,12 +310,45 @@ def optimal_lambda_conditional(
         raise ValueError(
             f"G_stack_u must have shape (R, {degree + 1}, {degree + 1}). Got {G.shape} instead."
         )
-    risk = conditional_risk_function(G, basis=basis, noise_sd=noise_sd)
-    r0 = risk(np.array([0.0]))[0]
+    per_design = conditional_risk_function(G, basis=basis, noise_sd=noise_sd, per_design=True)
 
+    def risk(alphas):
+        return per_design(alphas).mean(axis=-1)
+
+    r0 = risk(np.array([0.0]))[0]
     a_star, r_star, boundary = _minimise_log_alpha(risk, float(r0), *_log_alpha_range(float(m)))
     lam = lam_from_alpha(a_star, m=int(m), degree=degree, scaling=scaling)
-    return TunedPenalty(lam=float(lam), alpha=float(a_star), risk=float(r_star), boundary=boundary)
+    se = _standard_errors(per_design, a_star) if boundary is None else (math.nan, math.nan)
+    return TunedPenalty(
+        lam=float(lam),
+        alpha=float(a_star),
+        risk=float(r_star),
+        boundary=boundary,
+        log_alpha_se=se[0],
+        risk_se=se[1],
+    )
+
+
+# step in log α of the differences behind the standard error of log α*
+SE_STEP = 0.05
+
+
+def _standard_errors(per_design, a_star: float) -> tuple[float, float]:
+    """Standard errors of log α* and of the minimal risk, from the n designs the risk is
+    averaged over (the delta method for the minimiser of a mean): log α* solves
+    mean_i R_i'(t) = 0 with t = log α, so SE(t*) = SD_i(R_i'(t*)) / (√n · mean_i R_i''(t*)),
+    the derivatives by central differences of step SE_STEP. NaN where the curvature is not
+    positive (a flat risk)."""
+    t = math.log(a_star)
+    h = SE_STEP
+    r = per_design(np.exp([t - h, t, t + h]))  # (3, n)
+    n = r.shape[1]
+    slope = (r[2] - r[0]) / (2 * h)
+    curvature = float(np.mean(r[2] - 2 * r[1] + r[0])) / h**2
+    risk_se = float(np.std(r[1], ddof=1) / math.sqrt(n))
+    if not (np.all(np.isfinite(r)) and curvature > 0):
+        return math.nan, risk_se
+    return float(np.std(slope, ddof=1) / math.sqrt(n) / curvature), risk_se
 
 
 # --- the tables across m ---------------------------------------------------------------
@@ -345,7 +388,8 @@ def tuning_table(design: Design) -> pd.DataFrame:
             cond = optimal_lambda_conditional(grams, m, k, scaling="m", **_kw(design))
             asym = optimal_lambda_asymptotic(m, k, scaling="m", **_kw(design))
             for method, tuned in (("conditional", cond), ("asymptotic", asym)):
-                optimum = {"alpha_opt": tuned.alpha, "risk_opt": tuned.risk}
+                optimum = {"alpha_opt": tuned.alpha, "log_alpha_se": tuned.log_alpha_se}
+                optimum |= {"risk_opt": tuned.risk, "risk_opt_se": tuned.risk_se}
                 optimum |= {"boundary": tuned.boundary or "", "alpha_limit": limit}
                 for s in design.scaling:
                     lam_opt = lam_from_alpha(tuned.alpha, m=m, degree=k, scaling=s)
@@ -358,12 +402,18 @@ def transfer_table(design: Design, tuning: pd.DataFrame) -> pd.DataFrame:
     """Risk at every m of the λ tuned at each m0 (conditional method), relative to the best.
 
     Designs with m ≤ degree + 2 are left out: there the unpenalised risk is infinite and the
-    comparison says nothing about scaling.
+    comparison says nothing about scaling. ``risk_ratio_se`` is the ratio's standard error
+    from both samples of designs: those of m, over which both risks are averaged (the delta
+    method for a ratio of means), and those of m0, through the standard error of the λ*
+    tuned there (the ratio's slope in log α times it). The best α at m is a minimum, so its
+    own error moves the ratio only to second order and is left out.
     """
     rows = []
     cond = tuning[tuning.method == "conditional"]
-    keys = zip(cond.m, cond.degree, cond.scaling, strict=True)
-    best = dict(zip(keys, zip(cond.lambda_opt, cond.risk_opt, strict=True), strict=True))
+    keys = list(zip(cond.m, cond.degree, cond.scaling, strict=True))
+    values = zip(cond.lambda_opt, cond.alpha_opt, cond.log_alpha_se, strict=True)
+    best = dict(zip(keys, values, strict=True))
+    h = SE_STEP
     for k in design.degree:
         basis = design.standard_basis(k)
         pairs = [(m0, s) for m0, s in itertools.product(design.m, design.scaling) if m0 > k + 2]
@@ -373,14 +423,29 @@ def transfer_table(design: Design, tuning: pd.DataFrame) -> pd.DataFrame:
             lams = [float(best[(m0, k, s)][0]) for m0, s in pairs]
             tuned = zip(lams, (s for _, s in pairs), strict=True)
             alphas = np.array([scaling_alpha(lam, m=m, degree=k, scaling=s) for lam, s in tuned])
-            # every (m0, scaling) at this m in one batched evaluation
-            risks = conditional_risk(
-                design_grams(design, m, k), alphas, basis=basis, noise_sd=design.noise_sd
+            a_best = float(best[(m, k, design.scaling[0])][1])  # α* at m: one per (m, degree)
+            per_design = conditional_risk_function(
+                design_grams(design, m, k), basis=basis, noise_sd=design.noise_sd, per_design=True
             )
-            for (m0, s), lam, a, risk in zip(pairs, lams, alphas, risks, strict=True):
-                risk_opt = float(best[(m, k, s)][1])
+            # every (m0, scaling) at this m in one batched evaluation, with the neighbours
+            # in log α that give the slope, and the best α
+            shifted = np.concatenate([alphas, alphas * math.exp(-h), alphas * math.exp(h)])
+            r = per_design(np.concatenate([shifted, [a_best]]))
+            r_at, r_lo, r_hi, r_best = r[: len(alphas)], *np.split(r[len(alphas) : -1], 2), r[-1]
+            risk_opt = float(r_best.mean())
+            n = r_best.size
+            for i, ((m0, s), lam, a) in enumerate(zip(pairs, lams, alphas, strict=True)):
+                risk = float(r_at[i].mean())
+                ratio = risk / risk_opt
+                # the designs of m: the ratio of two means over the same designs
+                var_m = float(np.var(r_at[i] - ratio * r_best, ddof=1)) / n / risk_opt**2
+                # the designs of m0: the slope of the ratio in log α times SE(log α*(m0))
+                slope = float(r_hi[i].mean() - r_lo[i].mean()) / (2 * h) / risk_opt
+                se_m0 = float(best[(m0, k, s)][2])
+                var_m0 = 0.0 if m0 == m else (slope * se_m0) ** 2
                 row = {"m0": m0, "m": m, "degree": k, "scaling": s, "lambda": lam, "alpha": a}
-                row |= {"risk": risk, "risk_opt": risk_opt, "risk_ratio": risk / risk_opt}
+                row |= {"risk": risk, "risk_opt": risk_opt, "risk_ratio": ratio}
+                row["risk_ratio_se"] = math.sqrt(var_m + var_m0)
                 rows.append(row)
     rows.sort(key=lambda r: (r["degree"], r["scaling"], r["m0"], r["m"]))
     return pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
