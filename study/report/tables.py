@@ -80,9 +80,12 @@ def table_check(table: pd.DataFrame, result) -> str:
         "alarms, whatever the correlation). Cells left "
         "out because the estimator lacks the moments the comparison needs; and the median "
         "relative gap between Rao–Blackwell and the large-m theory at the largest m (for "
-        "the bias, the theory with its 1/m term, which the check compares at every m: "
-        f"{result.n_bias - result.n_bias_fail:,} of {result.n_bias:,} comparisons within "
-        "3 standard errors plus the O(1/m²) allowance)."
+        "the bias, the theory with its 1/m term). The check compares them at every m the "
+        f"expansion reaches: {result.n_bias - result.n_bias_fail:,} of {result.n_bias:,} "
+        f"biases and {result.n_asym - result.n_asym_fail:,} of {result.n_asym:,} variances "
+        f"and risks agree within {result.asym_z_limit:.2f} standard errors (Bonferroni) plus "
+        f"what the expansion leaves out; {result.n_small_m:,} comparisons at smaller m are "
+        "left out."
     )
     return markdown_table(header, rows, caption, "tbl-check")
 
