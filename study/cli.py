@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"study {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    commands = [_simulate_parser(sub), _theory_parser(sub), _check_parser(sub)]
+    commands = [_simulate_parser(sub), _theory_parser(sub), _plan_parser(sub), _check_parser(sub)]
     commands += _report_parsers(sub)
     for command in commands:
         command.add_argument(
@@ -182,6 +182,48 @@ def _theory_parser(sub) -> argparse.ArgumentParser:
     th.add_argument("results", type=Path, help="results folder of a finished run")
     th.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     return th
+
+
+def _plan_parser(sub) -> argparse.ArgumentParser:
+    pl = sub.add_parser(
+        "plan",
+        help="how many replications a target Monte Carlo standard error needs",
+        description="Run a short pilot of a design (its first replications, the same random "
+        "streams) in a temporary folder, and say how many replications make the Monte Carlo "
+        "standard error of every bias at most --target-mcse, in every cell where the bias "
+        "has a finite variance: n = (SD/target)², with SD estimated by the pilot (Morris, "
+        "White and Crowther 2019). Prints the deciding cell of each m and the replications "
+        "it needs, at the pilot's SD and at its upper 95 % limit. Writes nothing.",
+    )
+    pl.add_argument("design", type=Path, help="design file, e.g. simulations/default.toml")
+    pl.add_argument(
+        "--target-mcse",
+        type=float,
+        required=True,
+        metavar="X",
+        help="the largest Monte Carlo standard error of a bias to allow, e.g. 0.005",
+    )
+    pl.add_argument(
+        "--pilot",
+        type=int,
+        default=None,
+        metavar="N",
+        help="replications of the pilot, the design's first ones (default 256, one chunk)",
+    )
+    pl.add_argument("--jobs", "-j", type=int, default=2, help="worker processes (default 2)")
+    return pl
+
+
+def _plan(args) -> int:
+    from study.plan import PILOT_REPLICATIONS, plan
+
+    design = load_design(args.design)
+    if args.jobs < 1:
+        raise DesignError(f"option '--jobs': got {args.jobs}; expected an integer ≥ 1")
+    pilot = PILOT_REPLICATIONS if args.pilot is None else args.pilot
+    result = plan(design, args.target_mcse, pilot=pilot, jobs=args.jobs)
+    print("\n".join(result.lines()))
+    return 0
 
 
 def _check_parser(sub) -> argparse.ArgumentParser:
@@ -435,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         "simulate": _simulate,
         "theory": _theory,
         "check": _check,
+        "plan": _plan,
         "report": _report,
         "render": lambda a: _render(a.project, a.renderer),
     }

@@ -30,6 +30,7 @@ import numpy as np
 
 from study.basis import StandardBasis, hankel_index
 from study.fit import PencilFactor, factorise, solve_or_nan
+from study.measures import TAIL_THRESHOLDS
 from study.moments import CoMoments
 
 SOLVERS = ("auto", "compiled", "pencil", "direct")
@@ -207,6 +208,8 @@ class BatchMoments:
     w_kept : ndarray (keep, A, p), ŵ of the first ``keep`` data sets (NaN where not finite)
     counts : ndarray (len(FIT_COUNTS),) int64, the batch's data sets by the route that
         fitted them and, if the kernel declined the batch, by its reason
+    tails : ndarray (A, p, len(TAIL_THRESHOLDS)) int64, finite fits whose |ŵ_j − w*_j|
+        exceeds each threshold
     """
 
     coef: CoMoments
@@ -214,6 +217,7 @@ class BatchMoments:
     n_ok: np.ndarray
     w_kept: np.ndarray
     counts: np.ndarray
+    tails: np.ndarray
 
 
 def batch_moments(
@@ -273,19 +277,21 @@ def _fit_compiled(
     coef_mean, coef_M = np.empty((A, p, 5)), np.empty((A, p, 5, 5))
     risk_mean, risk_M = np.empty((A, 3)), np.empty((A, 3, 3))
     w_keep = np.empty((n_keep, A, p))
+    tails = np.zeros((A, p, len(TAIL_THRESHOLDS)), dtype=np.int64)
     c = np.ascontiguousarray  # one set of argument types: a single compiled version
     sums = (c(power_sums[:, : 2 * k + 1].T), c(T[:, :p].T))
     penalty = (pencil_shift(alphas), c(alphas, dtype=float), c(basis.penalty), c(basis.F))
     change = (c(basis.B), bool(basis.B_is_identity))
     dgp = (c(basis.v_star), c(basis.w_star), c(basis.sigma), float(noise_sd))
-    out = (coef_mean, coef_M, risk_mean, risk_M, w_keep)
+    out = (coef_mean, coef_M, risk_mean, risk_M, w_keep, np.array(TAIL_THRESHOLDS), tails)
     status = pencil_moments(*sums, *penalty, *change, *dgp, int(n_keep), *out)
     if status != OK:
         return None, DECLINES[status - 1]
     coef = CoMoments(n=np.full((A, p), float(n)), mean=coef_mean, M=coef_M)
     risk = CoMoments(n=np.full(A, float(n)), mean=risk_mean, M=risk_M)
     counts = _counts(n, "compiled")
-    return BatchMoments(coef, risk, np.full(A, n, dtype=np.int64), w_keep, counts), None
+    ok = np.full(A, n, dtype=np.int64)
+    return BatchMoments(coef, risk, ok, w_keep, counts, tails), None
 
 
 def _fit_numpy(G, b, basis: StandardBasis, alphas, noise_sd: float, n_keep: int, solver: str):
@@ -298,7 +304,11 @@ def _fit_numpy(G, b, basis: StandardBasis, alphas, noise_sd: float, n_keep: int,
         c = CoMoments.from_masked_samples(q_coef, np.repeat(ok[:, :, None], q_coef.shape[2], 2))
         r = CoMoments.from_masked_samples(q_risk, ok)
     kept = np.where(ok[:n_keep, :, None], w_hat[:n_keep], np.nan)
-    return BatchMoments(c, r, ok.sum(axis=0), kept, _counts(G.shape[0], route))
+    error = np.abs(q_coef[..., 0])  # |ŵ − w*|, (n, A, p)
+    tails = np.stack(
+        [((error > t) & ok[:, :, None]).sum(axis=0) for t in TAIL_THRESHOLDS], axis=-1
+    ).astype(np.int64)
+    return BatchMoments(c, r, ok.sum(axis=0), kept, _counts(G.shape[0], route), tails)
 
 
 def pencil_shift(alphas: np.ndarray) -> float:

@@ -14,7 +14,9 @@ q̄ the mean and M = Σ(q − q̄)(q − q̄)ᵀ:
   delta method on the means of (e, e², v);
 - the MCSE of each Monte Carlo minus Rao–Blackwell difference, by the delta method on all
   five means: the two estimates come from the same data sets, so their errors are
-  correlated and the standard error of the difference is not the root sum of squares.
+  correlated and the standard error of the difference is not the root sum of squares;
+- the tail shares p_gt_t: the finite fits with |d| > t (TAIL_THRESHOLDS), counted by the
+  engine over every replication, over n; binomial standard error √(p(1 − p)/n).
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from __future__ import annotations
 import numpy as np
 
 from study.moments import CoMoments
+
+# The tails of the estimates: every fit is counted where its error |ŵ_j − w*_j| exceeds
+# each of these (summary.csv's p_gt_1, p_gt_10, p_gt_100, over all replications).
+TAIL_THRESHOLDS = (1.0, 10.0, 100.0)
 
 D, D2, E, E2, V = range(5)
 R, R2, RB = range(3)

@@ -10,11 +10,22 @@ import numpy as np
 import pandas as pd
 
 from study.existence import finite_moment_order
+from study.measures import TAIL_THRESHOLDS
+
+# summary.csv's share of the replications whose |ŵ_j − w*_j| exceeds a threshold
+TAILS = TAIL_THRESHOLDS
+
+
+def tail_column(threshold: float) -> str:
+    """``p_gt_10``: the column of the share of errors above ``threshold``."""
+    return f"p_gt_{threshold:g}"
+
 
 SUMMARY_COLUMNS = (
     ["m", "degree", "lambda", "scaling", "alpha", "coef", "true", "n", "mean"]
     + ["bias", "bias_mcse", "var", "var_mcse", "sd", "sd_mcse", "mse", "mse_mcse"]
     + ["n_failed", "status", "kurtosis"]
+    + [tail_column(t) for t in TAILS]
     + ["bias_rb", "bias_rb_mcse", "var_rb", "var_rb_mcse", "bias_diff_mcse", "var_diff_mcse"]
 )
 RISK_COLUMNS = (

@@ -72,6 +72,9 @@ def test_summary_equals_direct_numpy_on_all_draws(tmp_path):
                         "mse": mse,
                         "mse_mcse": np.sqrt(((err**2 - mse) ** 2).sum(axis=0) / (R * (R - 1))),
                         "kurtosis": m4 / m2**2 - 3,
+                        "p_gt_1": (np.abs(err) > 1).mean(axis=0),
+                        "p_gt_10": (np.abs(err) > 10).mean(axis=0),
+                        "p_gt_100": (np.abs(err) > 100).mean(axis=0),
                     }
                     for col, value in expected.items():
                         np.testing.assert_allclose(
@@ -79,6 +82,39 @@ def test_summary_equals_direct_numpy_on_all_draws(tmp_path):
                         )
                     checked += 1
     assert checked > 50
+
+
+def test_tail_shares_count_every_replication_across_chunks_and_tasks(tmp_path):
+    """p_gt_* over 300 replications (two chunks, one of 44 data sets, in tasks of one
+    chunk), against the kept draws of all 300: the counts are summed over chunks and
+    tasks, and some cells have tails in every threshold."""
+    raw = small_design(
+        **{"replications": 300, "block_size": 256, "output.keep_draws": 300},
+        **{"grid.m": [4, 30], "grid.degree": [1, 3], "grid.lambda": [0.0, 0.5]},
+        **{"dgp.noise_sd": 2.5},
+    )
+    design, out = _run(tmp_path, raw)
+    summary = pd.read_csv(out / "summary.csv")
+    draws = load_npz(out / "draws.npz")
+    seen = set()
+    for i_m, m in enumerate(design.m):
+        for k in design.degree:
+            for i_l, lam in enumerate(design.lam):
+                if not design.identifiable(m, k, lam):
+                    continue
+                for i_s, scaling in enumerate(design.scaling):
+                    err = draws[f"coef_k{k}"][i_m][i_l, i_s] - design.true_coefficients_of(k)
+                    rows = summary[
+                        (summary.m == m)
+                        & (summary.degree == k)
+                        & (summary["lambda"] == lam)
+                        & (summary.scaling == scaling)
+                    ].sort_values("coef")
+                    for t in (1, 10, 100):
+                        share = (np.abs(err) > t).mean(axis=0)
+                        np.testing.assert_array_equal(rows[f"p_gt_{t}"].to_numpy(), share)
+                        seen |= {t} if share.max() > 0 else set()
+    assert seen == {1, 10, 100}
 
 
 @pytest.mark.parametrize("low, high", [(-1.0, 1.0), (0.0, 10.0), (2.0, 3.0)])
@@ -378,8 +414,10 @@ def test_task_result_round_trips_through_the_checkpoint_arrays(tmp_path):
     task = Task(m, 0, 2)  # both chunks, of 256 and 44 data sets
     result = run_task(design, task)
     arrays = result.to_arrays()
-    # the names, dtypes and shapes of the checkpoints (fit_counts since engine version 4)
+    # the names, dtypes and shapes of the checkpoints (fit_counts since engine version 4,
+    # tails since 8)
     fields = "coef_n coef_mean coef_M risk_n risk_mean risk_M n_failed draws fit_counts first"
+    fields += " tails"
     fields = fields.split()
     assert sorted(arrays) == sorted([f"k{k}_{f}" for k in (1, 3) for f in fields] + ["seconds"])
     L, C = len(design.lam), len(design.scaling)
@@ -392,6 +430,8 @@ def test_task_result_round_trips_through_the_checkpoint_arrays(tmp_path):
         assert arrays[f"k{k}_n_failed"].dtype == np.int64
         assert arrays[f"k{k}_fit_counts"].shape == (L, C, 6)
         assert arrays[f"k{k}_fit_counts"].dtype == np.int64
+        assert arrays[f"k{k}_tails"].shape == (L, C, k + 1, 3)
+        assert arrays[f"k{k}_tails"].dtype == np.int64
     assert arrays["seconds"].shape == () and arrays["seconds"].dtype == np.float64
     shapes = TaskResult.array_shapes(design, 5, chunks=2)
     assert {key: (a.shape, a.dtype.str) for key, a in arrays.items()} == shapes

@@ -105,6 +105,10 @@ def test_kernel_equals_direct_solves(x, m, degree, pen, tol):
         assert np.all(np.abs(f.M - ref.M) <= tol * np.outer(sd, sd))
     np.testing.assert_array_equal(fast.n_ok, np.full(alphas.size, power_sums.shape[0]))
     np.testing.assert_allclose(fast.w_kept, w_hat[:9], rtol=tol, atol=tol * np.abs(w_hat).max())
+    # the tail counts: |ŵ_j − w*_j| above 1, 10, 100, counted from the direct solves
+    error = np.abs(w_hat - setup.w_star)  # (n, A, p)
+    expected = np.stack([(error > t).sum(axis=0) for t in (1.0, 10.0, 100.0)], axis=-1)
+    np.testing.assert_array_equal(fast.tails, expected)
 
 
 def _kernel_status(power_sums, T, setup, alphas):
@@ -114,6 +118,7 @@ def _kernel_status(power_sums, T, setup, alphas):
     penalty = (pencil_shift(alphas), alphas, setup.penalty, c(setup.F))
     dgp = (setup.v_star, setup.w_star, setup.sigma, 1.0)
     out = [np.empty(shape) for shape in ((A, p, 5), (A, p, 5, 5), (A, 3), (A, 3, 3), (0, A, p))]
+    out += [np.array([1.0, 10.0, 100.0]), np.zeros((A, p, 3), dtype=np.int64)]
     return pencil_moments(*sums, *penalty, setup.B, setup.B_is_identity, *dgp, 0, *out)
 
 

@@ -98,7 +98,8 @@ def _toy_run_chunks(design, m, chunks, *, solver="auto", noise_draw="sufficient"
         fit_counts = np.zeros((L, C, len(FIT_COUNTS)), dtype=np.int64)
         fit_counts[..., FIT_COUNTS.index("direct")] = q.shape[0]
         first = np.stack([qc[0] for qc in qs])  # each chunk's first draw
-        out[k] = DegreeResult(coef, risk, n_failed, draws, fit_counts, first)
+        tails = np.zeros((L, C, k + 1, 3), dtype=np.int64)  # the toy family counts none
+        out[k] = DegreeResult(coef, risk, n_failed, draws, fit_counts, first, tails)
     return out
 
 

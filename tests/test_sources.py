@@ -68,7 +68,7 @@ LAYERS = [
     ("theory", {"theory/"}),
     ("check", {"check.py", "audit.py"}),
     ("report", {"report/"}),
-    ("pipeline", {"steps.py", "cli.py", "__main__.py"}),
+    ("pipeline", {"steps.py", "plan.py", "cli.py", "__main__.py"}),
 ]
 
 

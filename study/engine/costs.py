@@ -42,7 +42,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from study.conditional import FIT_COUNTS
+from study.conditional import FIT_COUNTS, TAIL_THRESHOLDS
 from study.design import Design
 from study.engine.streams import MAX_PIECE, PIECE_ELEMENTS, chunk_length, n_chunks
 from study.engine.tasks import AUDIT_CHUNKS, TaskResult
@@ -147,12 +147,13 @@ def task_payload_bytes(
 
     Per degree k with L λ values, C scalings and p = k + 1, per cell: per chunk coef_n p,
     coef_mean 5p, coef_M 25p, first p, risk_n 1, risk_mean 3, risk_M 9; per task n_failed
-    1, fit_counts 6 and draws keep·p values; 8 bytes each.
+    1, fit_counts 6, tails T·p (T thresholds) and draws keep·p values; 8 bytes each.
     """
     cells = (len(design.lam) if n_lambda is None else n_lambda) * len(design.scaling)
     per_task = 1 + len(FIT_COUNTS)
+    T = len(TAIL_THRESHOLDS)
     return 8 + sum(
-        8 * cells * (chunks * (32 * (k + 1) + 13) + keep * (k + 1) + per_task)
+        8 * cells * (chunks * (32 * (k + 1) + 13) + (keep + T) * (k + 1) + per_task)
         for k in design.degree
     )
 

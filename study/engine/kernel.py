@@ -247,6 +247,8 @@ def pencil_moments(
     risk_mean,
     risk_M,
     w_keep,
+    thresholds,
+    tails,
 ):
     """Fit every α to a batch of data sets and summarise the quantities of each α.
 
@@ -261,7 +263,8 @@ def pencil_moments(
     keep : ŵ of the first ``keep`` data sets is written to w_keep (keep, A, p).
 
     Outputs (written in place): coef_mean (A, p, 5), coef_M (A, p, 5, 5),
-    risk_mean (A, 3), risk_M (A, 3, 3).
+    risk_mean (A, 3), risk_M (A, 3, 3), and tails (A, p, T) int64, which it adds to: the
+    data sets whose |ŵ_j − w*_j| exceeds thresholds[t].
 
     Returns
     -------
@@ -291,6 +294,14 @@ def pencil_moments(
         _risk_quantities(vh, vm, v_star, sigma_u, WSW, s2g, sigma2, qr)
         for j in range(p):
             _comoments(qc[j], coef_mean[ia, j], coef_M[ia, j])
+            d = qc[j, 0]
+            for t in range(thresholds.size):
+                bound = thresholds[t]
+                count = 0
+                for r in range(n):
+                    if abs(d[r]) > bound:
+                        count += 1
+                tails[ia, j, t] += count
         _comoments(qr, risk_mean[ia], risk_M[ia])
         # a quantity that is NaN or infinite makes its mean or co-moments so
         if not (
@@ -334,6 +345,8 @@ def compile_kernel() -> None:
         np.empty((A, 3)),
         np.empty((A, 3, 3)),
         np.empty((1, A, p)),
+        np.array([1.0, 10.0]),
+        np.zeros((A, p, 2), dtype=np.int64),
     )
     power_sums(St, 2, np.empty((St.shape[0], 3)))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from study.conditional import FIT_COUNTS
+from study.conditional import FIT_COUNTS, TAIL_THRESHOLDS
 from study.design import Design
 from study.engine.store import CheckpointStore
 from study.engine.streams import n_chunks
@@ -23,6 +23,7 @@ from study.results import (
     STATUS_OK,
     SUMMARY_COLUMNS,
     flag_impossible,
+    tail_column,
 )
 
 
@@ -90,6 +91,12 @@ def summarise(design: Design, store: CheckpointStore, tasks: list[Task]):
             }
             frame.update({key: value.ravel() for key, value in cm.items()})
             frame["mean"] = frame["true"] + frame["bias"]
+            n_ok = np.asarray(frame["n"], dtype=float)
+            for i, threshold in enumerate(TAIL_THRESHOLDS):
+                count = merged.tails[..., i].ravel()
+                frame[tail_column(threshold)] = np.where(
+                    n_ok > 0, count / np.maximum(n_ok, 1), np.nan
+                )
             coef_frames.append(pd.DataFrame(frame))
 
             rm = risk_measures(risk)

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from study.conditional import COEF_QUANTITIES, FIT_COUNTS, RISK_QUANTITIES
+from study.conditional import COEF_QUANTITIES, FIT_COUNTS, RISK_QUANTITIES, TAIL_THRESHOLDS
 from study.design import Design
 from study.models import model_of
 from study.moments import CoMoments
@@ -76,6 +76,9 @@ class DegreeResult:
         and why the compiled kernel declined (:data:`study.conditional.FIT_COUNTS`)
     first : ndarray (c, L, C, k+1), ŵ of each chunk's first data set (NaN where not
         fitted): the fingerprint `study check` recomputes from the seeds
+    tails : ndarray (L, C, k+1, len(TAIL_THRESHOLDS)) int64, finite fits whose
+        |ŵ_j − w*_j| exceeds each threshold (whole integers: their sum does not depend on
+        how the chunks were grouped)
     """
 
     coef: CoMoments
@@ -84,6 +87,7 @@ class DegreeResult:
     draws: np.ndarray
     fit_counts: np.ndarray
     first: np.ndarray
+    tails: np.ndarray
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         out = {}
@@ -95,6 +99,7 @@ class DegreeResult:
             "draws": self.draws,
             "fit_counts": self.fit_counts,
             "first": self.first,
+            "tails": self.tails,
         }
 
     @classmethod
@@ -108,6 +113,7 @@ class DegreeResult:
             draws=arrays["draws"],
             fit_counts=arrays["fit_counts"],
             first=arrays["first"],
+            tails=arrays["tails"],
         )
 
     @staticmethod
@@ -124,6 +130,7 @@ class DegreeResult:
             "draws": ((L, C, keep, degree + 1), _F8),
             "fit_counts": ((L, C, len(FIT_COUNTS)), _I8),
             "first": ((chunks, L, C, degree + 1), _F8),
+            "tails": ((L, C, degree + 1, len(TAIL_THRESHOLDS)), _I8),
         }
 
 
@@ -261,6 +268,7 @@ class ChunkMerger:
                     result.draws,
                     result.fit_counts,
                     result.first[:AUDIT_CHUNKS],
+                    result.tails,
                 )
             else:
                 merged = DegreeResult(
@@ -273,6 +281,7 @@ class ChunkMerger:
                     np.concatenate(
                         [merged.first, result.first[: max(0, AUDIT_CHUNKS - len(merged.first))]]
                     ),
+                    merged.tails + result.tails,
                 )
             self._merged[k] = merged
         self.chunks += next(iter(part.degrees.values())).coef.n.shape[0]

@@ -18,7 +18,13 @@ from __future__ import annotations
 import numpy as np
 
 from study.basis import StandardBasis
-from study.conditional import COEF_QUANTITIES, FIT_COUNTS, RISK_QUANTITIES, batch_moments
+from study.conditional import (
+    COEF_QUANTITIES,
+    FIT_COUNTS,
+    RISK_QUANTITIES,
+    TAIL_THRESHOLDS,
+    batch_moments,
+)
 from study.design import Design
 from study.engine.streams import chunk_power_sums, chunk_span
 from study.engine.tasks import DegreeResult, alpha_grid, identifiable_grid
@@ -60,18 +66,20 @@ def run_chunks(
         draws = np.full((L, C, sum(keep for *_, keep in sums), k + 1), np.nan)
         first = np.full((n_c, L, C, k + 1), np.nan)
         fit_counts = np.zeros((L, C, len(FIT_COUNTS)), dtype=np.int64)
+        tails = np.zeros((L, C, k + 1, len(TAIL_THRESHOLDS)), dtype=np.int64)
         unique = np.unique(alphas[ident])
         if not unique.size:
-            out[k] = DegreeResult(coef, risk, n_failed, draws, fit_counts, first)
+            out[k] = DegreeResult(coef, risk, n_failed, draws, fit_counts, first, tails)
             continue
         # every identifiable cell takes the moments of its α
         which = np.searchsorted(unique, alphas[ident])
         ok_total = np.zeros(unique.size, dtype=np.int64)
         kept_all = []
         for i, (power_sums, T, keep) in enumerate(sums):
-            cm_coef, cm_risk, ok_count, kept, counts = _fit_in_batches(
+            cm_coef, cm_risk, ok_count, kept, counts, chunk_tails = _fit_in_batches(
                 power_sums, T, basis, unique, design.noise_sd, max(keep, 1), solver
             )
+            tails[ident] += chunk_tails[which]
             first[i][ident] = kept[0, which]
             for arr, src in (
                 (coef.n, cm_coef.n),
@@ -88,7 +96,7 @@ def run_chunks(
         n_failed[ident] = n_total - ok_total[which]
         kept = np.concatenate(kept_all, axis=0)  # (keep, α, k+1)
         draws[ident] = np.moveaxis(kept[:, which], 1, 0)
-        out[k] = DegreeResult(coef, risk, n_failed, draws, fit_counts, first)
+        out[k] = DegreeResult(coef, risk, n_failed, draws, fit_counts, first, tails)
     return out
 
 
@@ -105,13 +113,15 @@ def _fit_in_batches(
     """Fit every α to the data sets of a chunk, FIT_BATCH at a time, and merge the moments
     in order. Returns the co-moments of the coefficient and risk quantities (leading axis
     α), the number of finite fits per α, ŵ of the first ``keep`` data sets (NaN where
-    a fit failed), and the data sets by route and refusal (:data:`FIT_COUNTS`).
+    a fit failed), the data sets by route and refusal (:data:`FIT_COUNTS`), and the tail
+    counts (α, coefficient, threshold; :data:`TAIL_THRESHOLDS`).
 
     Each batch goes through :func:`study.conditional.batch_moments` with ``solver``."""
     cm_coef = cm_risk = None
     ok_count = np.zeros(alphas.size, dtype=np.int64)
     kept = []
     counts = np.zeros(len(FIT_COUNTS), dtype=np.int64)
+    tails = np.zeros((alphas.size, basis.degree + 1, len(TAIL_THRESHOLDS)), dtype=np.int64)
     for start in range(0, power_sums.shape[0], FIT_BATCH):
         part = slice(start, start + FIT_BATCH)
         n_keep = max(0, min(keep - start, power_sums[part].shape[0]))
@@ -124,4 +134,5 @@ def _fit_in_batches(
         ok_count += ok
         kept.append(w_kept)
         counts += fitted.counts
-    return cm_coef, cm_risk, ok_count, np.concatenate(kept, axis=0), counts
+        tails += fitted.tails
+    return cm_coef, cm_risk, ok_count, np.concatenate(kept, axis=0), counts, tails

@@ -9,9 +9,9 @@ no number in it is typed by hand.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from study.check import check
@@ -37,7 +37,7 @@ from study.paths import (
     TUNING_FILE,
 )
 from study.report import figures, tables
-from study.results import usable_cells
+from study.results import tail_column, usable_cells
 
 VARIABLES_FILE = "_variables.yml"
 FOCUS = {"degree": 3, "lam": 1.0, "coef": 1}
@@ -71,7 +71,7 @@ def build_variables(design, summary, risk, tuning, transfer, draws, result, mani
     tuning_vars = _tuning_variables(design, tuning, k)
     mcse = _mcse_variables(summary)
     transfer_vars = _transfer_variables(design, transfer, k)
-    tail = _tail_variables(design, draws)
+    tail = _tail_variables(design, summary)
     return {
         "design": _design_variables(design),
         "dgp": _dgp_variables(design),
@@ -187,12 +187,20 @@ def _transfer_variables(design, transfer, k: int) -> dict:
     }
 
 
-def _tail_variables(design, draws) -> dict:
-    """The three-point parabola: kept draws of ŵ₂ at m = 3, degree 2, λ = 0."""
-    tail = {"share_big": "–", "threshold": "10"}
+def _tail_variables(design, summary) -> dict:
+    """The three-point parabola: the share of all replications of ŵ₂ at m = 3, degree 2,
+    λ = 0 beyond 10 (w₂* = 0), with its binomial standard error."""
+    tail = {"share_big": "–", "threshold": "10", "n": "–"}
     if 2 in design.degree and 3 in design.m and 0.0 in design.lam:
-        w2 = draws["coef_k2"][list(design.m).index(3), list(design.lam).index(0.0), 0, :, 2]
-        tail["share_big"] = percent(np.mean(np.abs(w2) > 10))
+        cell = summary[
+            (summary.m == 3)
+            & (summary.degree == 2)
+            & (summary["lambda"] == 0.0)
+            & (summary.coef == 2)
+        ].iloc[0]
+        share, n = float(cell[tail_column(10.0)]), int(cell.n)
+        tail["share_big"] = percent_with_se(share, math.sqrt(share * (1 - share) / n))
+        tail["n"] = f"{n:,}"
     return tail
 
 
