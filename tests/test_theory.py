@@ -717,3 +717,27 @@ def test_the_standard_error_of_a_transfer_ratio_matches_its_spread_over_seeds():
     assert np.mean(ratios) > 1.2  # keeping λ of m = 20 costs something at m = 200
     ratio = np.std(ratios, ddof=1) / np.mean(ses)
     assert 0.6 < ratio < 1.6, (np.std(ratios, ddof=1), np.mean(ses))
+
+
+def test_the_tuning_designs_are_drawn_once_for_every_degree_with_the_same_numbers(monkeypatch):
+    """Within sums_of_degree(K) the Gram matrices of a lower degree come from the draw for
+    K, bit for bit equal to a draw of their own; the designs are drawn once."""
+    from study.design import design_from_dict
+
+    from conftest import small_design
+
+    design = design_from_dict(
+        small_design(**{"seed": 41, "grid.m": [30], "grid.degree": [1, 5], "replications": 500})
+    )
+    own = {k: tuning.design_grams(design, 30, k, n=300) for k in (1, 5)}
+    tuning._SUMS_CACHE.clear()
+    calls = []
+    real = tuning.chunk_power_sums
+    monkeypatch.setattr(
+        tuning, "chunk_power_sums", lambda *a, **kw: calls.append(a[3]) or real(*a, **kw)
+    )
+    with tuning.sums_of_degree(5):
+        shared = {k: tuning.design_grams(design, 30, k, n=300) for k in (1, 5)}
+    assert calls == [5, 5]  # two chunks (256 + 44 designs), both drawn to degree 5, once
+    for k in (1, 5):
+        np.testing.assert_array_equal(shared[k], own[k], strict=True)

@@ -21,7 +21,7 @@ from study.paths import RISK_CURVES_FILE, TRANSFER_FILE, TUNING_FILE
 from study.results import STATUS_NOT_IDENTIFIABLE, to_csv
 from study.scaling import alpha as scaling_alpha
 from study.theory.largem import asymptotic_risk_table, asymptotic_table
-from study.theory.tuning import design_grams, transfer_table, tuning_table
+from study.theory.tuning import design_grams, sums_of_degree, transfer_table, tuning_table
 
 
 def extend(design: Design, summary: pd.DataFrame, risk: pd.DataFrame, computed=None):
@@ -65,7 +65,7 @@ def degree_piece(design: Design, degree: int) -> dict[str, pd.DataFrame]:
     grid = (list(one.m), [degree], list(one.lam), list(one.scaling))
     kw = dict(x=one.x, intercept=one.intercept, slope=one.slope, noise_sd=one.noise_sd)
     kw |= dict(penalize_intercept=one.penalize_intercept)
-    with one_blas_thread():
+    with one_blas_thread(), sums_of_degree(max(design.degree)):
         tuning = tuning_table(one)
         return {
             "asym": asymptotic_table(*grid, **kw),

@@ -17,9 +17,11 @@ of the risk at that λ to the risk at the best λ for m says what keeping λ cos
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import contextvars
 import itertools
 import math
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -354,18 +356,58 @@ def _standard_errors(per_design, a_star: float) -> tuple[float, float]:
 # --- the tables across m ---------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=256)
 def design_grams(design: Design, m: int, degree: int, n: int = DESIGNS_FOR_TUNING) -> np.ndarray:
     """Gram matrices G_u of the first n simulated designs of size m (chunk 0, then 1, …):
-    the simulation's own designs, drawn again from the x stream alone."""
-    grams = []
+    the simulation's own designs, drawn again from the x stream alone. The power sums are
+    drawn once per process for the largest degree asked for so far within
+    :func:`sums_of_degree` (the theory of every degree of a design shares them): a power
+    sum is the same number whatever the largest power summed with it."""
+    K = max(degree, _SUMS_DEGREE.get())
+    sums = _design_power_sums(design.seed, design.x, design.replications, m, K, n, design)
+    return sums[:, hankel_index(degree)]
+
+
+# the largest degree whose power sums design_grams draws (see sums_of_degree)
+_SUMS_DEGREE: contextvars.ContextVar[int] = contextvars.ContextVar("sums_degree", default=0)
+
+
+@contextlib.contextmanager
+def sums_of_degree(K: int):
+    """Within this block design_grams draws the power sums up to degree K at least, so that
+    the theory of every degree up to K reuses one draw of the tuning designs."""
+    token = _SUMS_DEGREE.set(K)
+    try:
+        yield
+    finally:
+        _SUMS_DEGREE.reset(token)
+
+
+_SUMS_CACHE: dict[tuple, np.ndarray] = {}
+_SUMS_CACHE_SIZE = 32
+_SUMS_LOCK = threading.Lock()
+
+
+def _design_power_sums(seed, x, replications, m, K, n, design) -> np.ndarray:
+    """Power sums Σu^p (p ≤ 2K) of the first n designs of size m, cached by what they
+    depend on (the seed, the x distribution, the chunk layout of the replications), and
+    served from a draw of a larger K where there is one."""
+    with _SUMS_LOCK:  # pieces may run in threads of one process
+        for (key, K_have), sums in _SUMS_CACHE.items():
+            if key == (seed, x, replications, m, n) and K_have >= K:
+                return sums
+    parts = []
     chunk = got = 0
-    while got < n and chunk < n_chunks(design.replications, m):
-        power_sums, _ = chunk_power_sums(design, m, chunk, degree, first=n - got, noise=False)
-        grams.append(power_sums[:, hankel_index(degree)])
+    while got < n and chunk < n_chunks(replications, m):
+        power_sums, _ = chunk_power_sums(design, m, chunk, K, first=n - got, noise=False)
+        parts.append(power_sums)
         got += power_sums.shape[0]
         chunk += 1
-    return np.concatenate(grams)
+    sums = np.concatenate(parts)
+    with _SUMS_LOCK:
+        if len(_SUMS_CACHE) >= _SUMS_CACHE_SIZE:
+            _SUMS_CACHE.pop(next(iter(_SUMS_CACHE)))
+        _SUMS_CACHE[((seed, x, replications, m, n), K)] = sums
+    return sums
 
 
 def _kw(design: Design) -> dict:
