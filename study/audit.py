@@ -193,7 +193,7 @@ def audit(design: Design, draws: dict[str, np.ndarray], *, noise_draw: str = "su
     center, scale = _to_x(design)
     T = _u_to_x_powers(center, scale, K)
     for i_m, m in enumerate(design.m):
-        n_chunks = -(-design.replications // chunk_length(m))
+        n_chunks = -(-design.replications_of(m) // chunk_length(m))
         if noise_draw == "sufficient":  # the plain draw's noise is audited by the tests
             for c in range(min(n_chunks, AUDIT_CHUNKS)):
                 blocks += _first(design, draws, i_m, m, c, K, T, center, scale)
@@ -295,7 +295,7 @@ def _first(design, draws, i_m, m, c, K, T, center, scale) -> list[dict]:
 
 
 def _chunk0(design, draws, i_m, m, K, center, scale) -> list[dict]:
-    n = min(chunk_length(m), design.replications)
+    n = min(chunk_length(m), design.replications_of(m))
     rng_x, _ = _streams(design.seed, m, 0)
     per_slice = max(1, _SLICE_POINTS // m)
     # per degree: sums over the data sets of (e, e², Var[ŵ|X]) per α, and the largest

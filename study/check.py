@@ -189,7 +189,10 @@ def check(results_dir: Path) -> CheckResult:
     from study.files import load_npz
 
     manifest = json.loads((results_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
-    design = design_from_dict(manifest["design"])
+    # with [precision], the replications each m reached
+    design = design_from_dict(manifest["design"]).with_replications(
+        manifest.get("replications_by_m", {})
+    )
     audited = audit(
         design,
         load_npz(results_dir / DRAWS_FILE),

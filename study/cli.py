@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -360,17 +361,26 @@ def _simulate(args) -> int:
         raise DesignError(f"option '--out': got '{out}'; expected a folder that can be written")
 
     available_memory, free_disk = budget.machine_limits(out)
-    estimate = budget.estimate(design, jobs=args.jobs)
+    # with [precision], what the run may reach: every m at max_replications
+    sized = design
+    if design.target_mcse is not None:
+        sized = dataclasses.replace(design, replications=design.max_replications)
+    estimate = budget.estimate(sized, jobs=args.jobs)
     refusal = budget.refusal(
-        design, estimate, jobs=args.jobs, available_memory=available_memory, free_disk=free_disk
+        sized, estimate, jobs=args.jobs, available_memory=available_memory, free_disk=free_disk
     )
     if refusal is not None:
         raise DesignError(f"{args.design}: {refusal}")
     jobs = min(args.jobs, budget.max_jobs_for_memory(estimate, available_memory))
     if jobs < args.jobs:
-        estimate = budget.estimate(design, jobs=jobs)
+        estimate = budget.estimate(sized, jobs=jobs)
     if args.dry_run or not args.quiet:
         capped = f" (--jobs {args.jobs} capped to {jobs} by memory)" if jobs < args.jobs else ""
+        if sized is not design:
+            capped += (
+                f" (at most: [precision] may add replications up to {design.max_replications:,}"
+                " for each m)"
+            )
         print(f"study: {estimate.line()}{capped}", file=sys.stdout if args.dry_run else sys.stderr)
     if args.dry_run:
         return 0
@@ -402,6 +412,8 @@ def _simulate(args) -> int:
             f"leaving out data sets whose fit is not finite (counts per cell in {out}/fits.csv)",
             file=sys.stderr,
         )
+    if report.precision is not None:
+        print(_precision_line(report.precision), file=sys.stderr)
     resumed = f", {report.n_resumed} resumed" if report.n_resumed else ""
     print(
         f"study: results in {out}/ ({report.n_tasks} tasks{resumed}, {report.n_fits:,} fits) "
@@ -468,6 +480,22 @@ def _check(args) -> int:
         print(bad.head(20).to_string(index=False))
     print(result.summary_line())
     return 0 if result.ok else 1
+
+
+def _precision_line(precision: dict) -> str:
+    """What a run with [precision] reached, in one line (the manifest keeps every cell)."""
+    target, rounds, unmet = precision["target_mcse"], precision["rounds"], precision["unmet"]
+    left_out = precision["infinite_variance_cells"]
+    apart = f"; {left_out} cells left out (no finite variance)" if left_out else ""
+    if not unmet:
+        return (
+            f"study: precision: every bias MCSE ≤ {target:g} in every finite-variance cell "
+            f"after {rounds} round{'s' * (rounds > 1)}{apart}"
+        )
+    return (
+        f"study: precision: {len(unmet)} cells above the target {target:g} after {rounds} "
+        f"rounds, e.g. {unmet[0]}{apart} (all in manifest.json)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ import os
 import re
 import stat
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,9 +58,10 @@ _SCHEMA: dict[str, Any] = {
     },
     "output": {"keep_draws": "int"},
     "model": {"family": "str"},
+    "precision": {"target_mcse": "float", "max_replications": "int"},
 }
 # Keys that may be left out, with the value they then take.
-_OPTIONAL = {"model": {"family": "gaussian"}, "block_size": None}
+_OPTIONAL = {"model": {"family": "gaussian"}, "block_size": None, "precision": None}
 # The model families (study.models); the first is the default.
 FAMILIES = ("gaussian",)  # the keys of study.models.FAMILIES (tested)
 _X_KEYS = {"uniform": ("distribution", "low", "high"), "normal": ("distribution", "mean", "sd")}
@@ -120,6 +121,25 @@ class Design:
     penalize_intercept: bool
     keep_draws: int
     family: str = FAMILIES[0]
+    # [precision]: replications are added, a chunk at a time, until every finite-variance
+    # bias has an MCSE ≤ target_mcse or m has max_replications (study.engine.precision)
+    target_mcse: float | None = None
+    max_replications: int | None = None
+    # the replications of each m where they differ from `replications` (set by a run with
+    # [precision], recorded in its manifest; never read from a design file)
+    replications_by_m: tuple[tuple[int, int], ...] = ()
+
+    def replications_of(self, m: int) -> int:
+        """The replications of m: ``replications``, or what a run with [precision] set."""
+        for value, count in self.replications_by_m:
+            if value == m:
+                return count
+        return self.replications
+
+    def with_replications(self, by_m) -> Design:
+        """The design with the replications of each m in ``by_m`` ({m: count}, or pairs)."""
+        pairs = by_m.items() if isinstance(by_m, dict) else by_m or ()
+        return replace(self, replications_by_m=tuple(sorted((int(m), int(n)) for m, n in pairs)))
 
     # --- identity ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -146,6 +166,16 @@ class Design:
             # the default family is left out, so that designs written before the model axis
             # keep their hash, and with it their checkpoints
             **({"model": {"family": self.family}} if self.family != FAMILIES[0] else {}),
+            **(
+                {
+                    "precision": {
+                        "target_mcse": self.target_mcse,
+                        "max_replications": self.max_replications,
+                    }
+                }
+                if self.target_mcse is not None
+                else {}
+            ),
         }
 
     @property
@@ -357,6 +387,15 @@ def design_from_dict(raw: dict, source: str = "design") -> Design:
     family = raw.get("model", _OPTIONAL["model"]).get("family", FAMILIES[0])
     if family not in FAMILIES:
         raise chk.fail("model.family", family, f"one of {list(FAMILIES)}")
+    target_mcse = max_replications = None
+    if "precision" in raw:
+        precision = raw["precision"]
+        target_mcse = chk.number("precision.target_mcse", precision["target_mcse"])
+        if not target_mcse > 0:
+            raise chk.fail("precision.target_mcse", target_mcse, "a finite number > 0")
+        max_replications = chk.integer(
+            "precision.max_replications", precision["max_replications"], replications, 10**9
+        )
     design = Design(
         name=name,
         seed=seed,
@@ -373,6 +412,8 @@ def design_from_dict(raw: dict, source: str = "design") -> Design:
         penalize_intercept=penalize_intercept,
         keep_draws=keep_draws,
         family=family,
+        target_mcse=target_mcse,
+        max_replications=max_replications,
     )
     check_representable(design, chk.fail)
     return design

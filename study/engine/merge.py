@@ -49,21 +49,21 @@ def summarise(design: Design, store: CheckpointStore, tasks: list[Task]):
     audit: dict[str, list[np.ndarray]] = {
         f"{name}_k{k}": [] for k in design.degree for name in ("first", "chunk0_n", "chunk0_mean")
     }
-    most_chunks = min(AUDIT_CHUNKS, max(n_chunks(design.replications, m) for m in design.m))
+    most_chunks = min(AUDIT_CHUNKS, max(n_chunks(design.replications_of(m), m) for m in design.m))
     for m in design.m:
         merger = ChunkMerger(design.degree)
         for task in sorted(t for t in tasks if t.m == m):
             if task.first != merger.chunks:
                 raise ValueError(f"chunk {merger.chunks} of m = {m} has no checkpoint")
             merger.add(store.load(task))
-        if merger.chunks != n_chunks(design.replications, m):
+        if merger.chunks != n_chunks(design.replications_of(m), m):
             raise ValueError(f"chunk {merger.chunks} of m = {m} has no checkpoint")
         for k in design.degree:
             merged = merger.result(k)
             coef, risk, kept = merged.coef, merged.risk, merged.draws
             alphas = alpha_grid(design, m, k)
             ident = identifiable_grid(design, m, k)
-            n_failed = np.where(ident, merged.n_failed, design.replications)
+            n_failed = np.where(ident, merged.n_failed, design.replications_of(m))
             status = np.where(ident, STATUS_OK, STATUS_NOT_IDENTIFIABLE).astype(object)
             draws[f"coef_k{k}"].append(kept)
             first = np.full((most_chunks, *merged.first.shape[1:]), np.nan)

@@ -48,22 +48,22 @@ def chunks_per_task(
     ``speed``: measured seconds per modelled second (:func:`speed_factor`); ``costs``: the
     design's :func:`~study.engine.costs.chunk_costs`, if already computed.
     """
-    R = design.replications
+    chunks = {m: n_chunks(design.replications_of(m), m) for m in design.m}
     costs = chunk_costs(design) if costs is None else costs
     cost = {m: speed * costs[m] for m in design.m}
-    total = sum(n_chunks(R, m) * cost[m] for m in design.m)
+    total = sum(chunks[m] * cost[m] for m in design.m)
     target = min(TARGET_TASK_SECONDS, total / (TASKS_PER_WORKER * max(1, workers)))
     cap_payload = max(1, MAX_TASK_PAYLOAD_BYTES // chunk_payload_bytes(design))
 
     def cap(m: int) -> int:
-        limit = min(cap_payload, n_chunks(R, m))
+        limit = min(cap_payload, chunks[m])
         if design.block_size is not None:
             limit = min(limit, max(1, design.block_size // chunk_length(m)))
         return limit
 
     per = {m: max(1, min(cap(m), _fit(target, cost[m]))) for m in design.m}
     # never more task files than allowed, if larger tasks can avoid it
-    while sum(-(-n_chunks(R, m) // g) for m, g in per.items()) > MAX_TASK_FILES:
+    while sum(-(-chunks[m] // g) for m, g in per.items()) > MAX_TASK_FILES:
         grown = {m: min(cap(m), 2 * g) for m, g in per.items()}
         if grown == per:
             break
@@ -79,7 +79,7 @@ def _fit(target: float, cost: float) -> int:
 def n_tasks(design: Design, workers: int = 1, *, costs: dict | None = None) -> int:
     """Tasks of a whole run (no task listed)."""
     per = chunks_per_task(design, workers, costs=costs)
-    return sum(-(-n_chunks(design.replications, m) // g) for m, g in per.items())
+    return sum(-(-n_chunks(design.replications_of(m), m) // g) for m, g in per.items())
 
 
 def missing_chunks(design: Design, done: list[Task]) -> dict[int, list[tuple[int, int]]]:
@@ -91,7 +91,7 @@ def missing_chunks(design: Design, done: list[Task]) -> dict[int, list[tuple[int
             if t.first > at:
                 runs.append((at, t.first))
             at = max(at, t.stop)
-        total = n_chunks(design.replications, m)
+        total = n_chunks(design.replications_of(m), m)
         if at < total:
             runs.append((at, total))
         out[m] = runs

@@ -30,7 +30,7 @@ from joblib import Parallel, delayed, parallel_config
 
 from study import folder as results_folder
 from study.design import Design, DesignError
-from study.engine import ENGINE_VERSION, worker
+from study.engine import ENGINE_VERSION, precision, worker
 from study.engine.merge import summarise
 from study.engine.plan import missing_chunks, plan_tasks, speed_factor
 from study.engine.store import CheckpointStore
@@ -75,6 +75,8 @@ class RunReport:
     wall_seconds: float
     # fits of batches the compiled kernel declined (fitted by NumPy instead; fits.csv)
     n_declined: int = 0
+    # with [precision]: the target, the rounds, the cells above it (manifest "precision")
+    precision: dict | None = None
 
 
 def count_fits(design: Design) -> tuple[int, int]:
@@ -85,8 +87,8 @@ def count_fits(design: Design) -> tuple[int, int]:
             n_cells = sum(
                 len(design.scaling) for lam in design.lam if design.identifiable(m, k, lam)
             )
-            fits += n_cells * design.replications
-        points += m * design.replications
+            fits += n_cells * design.replications_of(m)
+        points += m * design.replications_of(m)
     return fits, points
 
 
@@ -162,7 +164,7 @@ def simulate(
     ) as results_dir:
         options = dict(jobs=jobs, backend=backend, progress=progress, solver=solver)
         options |= dict(scheduler=scheduler, noise_draw=noise_draw, on_reject=on_reject)
-        tasks, done, todo, compute_seconds, files, n_declined = _compute(
+        current, tasks, done, todo, compute_seconds, files, n_declined, report = _compute(
             design, results_dir, after=after, require_complete=require_complete, **options
         )
         wall = time.perf_counter() - started
@@ -175,14 +177,16 @@ def simulate(
             "tasks_resumed": len(done),
         } | _machine(jobs, backend, scheduler)
         steps = ["engine"] if after is None else ["engine", getattr(after, "step", "after")]
-        manifest = _manifest(design, design_path, files, steps, run, noise_draw, len(tasks))
+        manifest = _manifest(current, design_path, files, steps, run, noise_draw, len(tasks))
         if engine_run is not None:
             manifest["engine_run"] = engine_run
+        if report is not None:
+            manifest["precision"] = report
         # written last: the commit point of the run (study.folder.reading checks it)
         atomic_write_text(
             results_dir / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n"
         )
-    n_fits, n_points = count_fits(design)
+    n_fits, n_points = count_fits(current)
     return RunReport(
         results_dir=results_dir,
         n_tasks=len(tasks),
@@ -191,6 +195,7 @@ def simulate(
         n_points=n_points,
         wall_seconds=wall,
         n_declined=n_declined,
+        precision=report,
     )
 
 
@@ -198,27 +203,68 @@ def _compute(design, results_dir, *, after, require_complete, on_reject, noise_d
     """The tasks left, run and checkpointed (with the pieces of ``after`` beside them), and
     the result files written: (tasks, done, todo, compute seconds, file digests, declined)."""
     store = CheckpointStore(results_dir, design, noise_draw=noise_draw)
-    done = store.done(on_reject=on_reject)
-    if require_complete:
-        missing = sum(b - a for runs in missing_chunks(design, done).values() for a, b in runs)
-        if missing:
-            total = sum(n_chunks(design.replications, m) for m in design.m)
-            raise results_folder.FolderError(
-                f"{missing} of {total} chunks of {results_dir} have no checkpoint: run "
-                "`study simulate` with its design first"
-            )
+    found = store.done(on_reject=on_reject)
+    before = set(found)
     workers = _workers(options["jobs"], options["backend"], options["scheduler"])
-    todo = plan_tasks(design, done, workers, speed_factor()) if not require_complete else []
-    tasks = sorted(done + todo)
+    speed = speed_factor()
     # the next step's pieces that depend on the design alone run in the same pool
     pieces = getattr(after, "pieces", lambda design: [])(design)
-    compute_seconds, computed = _run_tasks(
-        design, store, todo, len(tasks), len(done), pieces=pieces, noise_draw=noise_draw, **options
-    )
+    # without [precision] one round; with it, rounds of more chunks (study.engine.precision)
+    current, rounds = precision.first_round(design), 0
+    computed, compute_seconds, all_todo, report = None, 0.0, [], None
+    while True:
+        within = {m: n_chunks(current.replications_of(m), m) for m in design.m}
+        done = [t for t in found if t.stop <= within[t.m]]
+        if require_complete:
+            _require_complete(current, done, results_dir)
+        todo = plan_tasks(current, done, workers, speed) if not require_complete else []
+        tasks = sorted(done + todo)
+        seconds, result = _run_tasks(
+            current,
+            store,
+            todo,
+            len(tasks),
+            len(done),
+            pieces=pieces if rounds == 0 else (),
+            noise_draw=noise_draw,
+            **options,
+        )
+        computed = result if rounds == 0 else computed
+        compute_seconds += seconds
+        all_todo += todo
+        found = sorted(set(found) | set(todo))
+        rounds += 1
+        if design.target_mcse is None:
+            break
+        summary = summarise(current, store, tasks)[0]
+        last = rounds >= precision.MAX_ROUNDS
+        following = None if last else precision.next_round(current, summary)
+        if following is None:
+            report = {
+                "target_mcse": design.target_mcse,
+                "max_replications": design.max_replications,
+                "rounds": rounds,
+                "unmet": precision.unmet(current, summary),
+                "infinite_variance_cells": precision.infinite_cells(summary),
+            }
+            break
+        current = following
     files, n_declined = _write_results(
-        design, results_dir, store, tasks, after=after, computed=computed if pieces else None
+        current, results_dir, store, tasks, after=after, computed=computed if pieces else None
     )
-    return tasks, done, todo, compute_seconds, files, n_declined
+    resumed = [t for t in tasks if t in before]
+    return current, tasks, resumed, all_todo, compute_seconds, files, n_declined, report
+
+
+def _require_complete(design: Design, done: list[Task], results_dir: Path) -> None:
+    """Refuse a folder with a chunk of ``design`` that no checkpoint holds."""
+    missing = sum(b - a for runs in missing_chunks(design, done).values() for a, b in runs)
+    if missing:
+        total = sum(n_chunks(design.replications_of(m), m) for m in design.m)
+        raise results_folder.FolderError(
+            f"{missing} of {total} chunks of {results_dir} have no checkpoint: run "
+            "`study simulate` with its design first"
+        )
 
 
 def _workers(jobs: int, backend: str, scheduler: str | None) -> int:
@@ -261,8 +307,14 @@ def _manifest(
         "replications": design.replications,
         "steps": steps,
         "noise_draw": noise_draw,  # "sufficient": Φᵀε ~ N(0, σ²G) given the points
+        # with [precision], the replications each m reached (readers take them from here)
+        **(
+            {"replications_by_m": {str(m): n for m, n in design.replications_by_m}}
+            if design.replications_by_m
+            else {}
+        ),
         "counts": {
-            "chunks": sum(n_chunks(design.replications, m) for m in design.m),
+            "chunks": sum(n_chunks(design.replications_of(m), m) for m in design.m),
             "tasks": n_tasks,
             "fits": n_fits,
             "data_points": n_points,

@@ -24,7 +24,6 @@ import numpy as np
 
 from study import engine
 from study.design import Design
-from study.engine.streams import n_chunks
 from study.engine.tasks import Task, TaskResult
 from study.files import atomic_write_bytes, fsync_dir
 from study.paths import CHECKPOINT_DIR
@@ -162,7 +161,8 @@ class CheckpointStore:
         reaching beyond the design's chunks, and one whose chunks an earlier checkpoint
         (by first chunk, then the longer) already covers.
         """
-        R = self.design.replications
+        from study.engine.precision import valid_chunks
+
         found: list[tuple[Task, Path]] = []
         try:
             names = sorted(p.name for p in self.dir.iterdir())
@@ -182,7 +182,7 @@ class CheckpointStore:
             reason = None
             if path.name != f"{task.name}.ckpt":  # e.g. m08-c0-1.ckpt: not a name it writes
                 reason = f"not named as study names it ({task.name}.ckpt)"
-            elif not 0 <= task.first < task.stop <= n_chunks(R, task.m):
+            elif not 0 <= task.first < task.stop <= valid_chunks(self.design, task.m):
                 reason = f"chunks {task.first}–{task.stop - 1} outside the design's chunks"
             elif task.first < covered.get(task.m, 0):
                 reason = "its chunks overlap those of another checkpoint"

@@ -98,7 +98,7 @@ class Piece(NamedTuple):
 
 def chunk_size(design: Design, m: int, chunk: int) -> int:
     """Data sets in chunk ``chunk`` of m (the last chunk may be shorter)."""
-    start, stop = chunk_span(design.replications, m, chunk)
+    start, stop = chunk_span(design.replications_of(m), m, chunk)
     return stop - start
 
 

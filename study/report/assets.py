@@ -248,7 +248,10 @@ def build_assets(
     transfer = pd.read_csv(results_dir / TRANSFER_FILE)
     draws = load_npz(results_dir / DRAWS_FILE)
     manifest = json.loads((results_dir / MANIFEST_FILE).read_text())
-    design = design_from_dict(manifest["design"])
+    # with [precision], the replications each m reached
+    design = design_from_dict(manifest["design"]).with_replications(
+        manifest.get("replications_by_m", {})
+    )
     result = check(results_dir)
     variables = build_variables(design, summary, risk, tuning, transfer, draws, result, manifest)
     k = int(variables["focus"]["degree"])
