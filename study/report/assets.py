@@ -134,8 +134,8 @@ def _focus_variables(design, summary, k: int, lam: float) -> dict:
     return {
         "degree": str(k),
         "lam": as_written(lam),
-        "bias_none_max": fmt(r_none.bias, 3),
-        "bias_m_max": fmt(r_m.bias, 2),
+        "bias_none_max": with_se(r_none.bias, r_none.bias_mcse),
+        "bias_m_max": with_se(r_m.bias, r_m.bias_mcse),
         "bias_none_limit": fmt(r_none.bias_asym),
     }
 
