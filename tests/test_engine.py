@@ -666,3 +666,24 @@ def test_adding_an_m_leaves_the_other_cells_unchanged(tmp_path):
         pd.testing.assert_frame_equal(a, b, check_exact=True)
     da, db = load_npz(two / "draws.npz"), load_npz(three / "draws.npz")
     np.testing.assert_array_equal(da["coef_k2"], db["coef_k2"][[0, 2]])
+
+
+def test_the_run_reuses_the_workers_warmed_before_it(tmp_path):
+    """study simulate starts its loky workers (kernel loaded) while it still imports and
+    plans; the run's joblib call must then find that pool, not start another one."""
+    from joblib.externals.loky import reusable_executor
+
+    from study.engine.run import release_workers
+    from study.engine.worker import start_warm_workers
+
+    release_workers()
+    start_warm_workers(2).join()
+    pool = reusable_executor._executor
+    warmed = set(pool._processes)
+    assert len(warmed) == 2
+    design = design_from_dict(small_design())
+    try:
+        simulate(design, tmp_path / "out", jobs=2, progress=False)
+        assert reusable_executor._executor is pool and set(pool._processes) == warmed
+    finally:
+        release_workers()
