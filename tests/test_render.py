@@ -442,3 +442,54 @@ def test_quarto_failure_is_reported(tmp_path, monkeypatch):
     monkeypatch.setattr(render_mod.subprocess, "run", fake_run)
     with pytest.raises(RenderError, match="quarto render failed: ERROR: something broke"):
         render(project, renderer="quarto")
+
+
+def _fake_quarto(project, monkeypatch, *, stderr="", html="<html><p>Table 1</p></html>"):
+    """Quarto replaced by a function that writes the two outputs and prints ``stderr``."""
+
+    def fake_run(cmd, **kwargs):
+        out = project / "_output"
+        out.mkdir(exist_ok=True)
+        (out / "report.html").write_text(html)
+        (out / "report.pdf").write_bytes(b"%PDF-1.7")
+        return subprocess.CompletedProcess(cmd, 0, "", stderr)
+
+    monkeypatch.setattr(render_mod.shutil, "which", lambda name: "/usr/bin/quarto")
+    monkeypatch.setattr(render_mod.subprocess, "run", fake_run)
+
+
+def test_quartos_warnings_are_shown(tmp_path, monkeypatch):
+    project = make_project(tmp_path)
+    warn = "\x1b[33mWARN: Font 'Inter' not found; using a fallback\x1b[39m\nother output\n"
+    _fake_quarto(project, monkeypatch, stderr=warn)
+    result = render(project, renderer="quarto")
+    assert len(result.warnings) == 1 and "Font 'Inter' not found" in result.warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("stderr", "html", "shown"),
+    [
+        ("WARNING (quarto): Unable to resolve crossref @tbl-scalings\n", "<p>x</p>", "crossref"),
+        ("", "<p>see ?@tbl-scalings</p>", "?@tbl-scalings"),
+        ("", "<p>: The four scalings {#tbl-scalings}</p>", "{#tbl-scalings}"),
+    ],
+)
+def test_an_unresolved_reference_fails_the_render_naming_it(
+    tmp_path, monkeypatch, stderr, html, shown
+):
+    """What real Quarto did with a caption ending in "c.": a warning, ?@tbl-… in the text
+    and a literal {#tbl-…}. Each fails study render, in one line naming it."""
+    project = make_project(tmp_path)
+    _fake_quarto(project, monkeypatch, stderr=stderr, html=html)
+    with pytest.raises(RenderError) as exc:
+        render(project, renderer="quarto")
+    assert shown in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_the_fallback_refuses_an_unresolved_reference(tmp_path):
+    project = make_project(tmp_path)
+    qmd = project / "report.qmd"
+    qmd.write_text(qmd.read_text() + "\nSee @tbl-nowhere for more.\n")
+    with pytest.raises(RenderError, match="tbl-nowhere"):
+        render(project, renderer="fallback")
+    assert not (project / "_output" / "report.html").exists()

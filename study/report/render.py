@@ -173,7 +173,32 @@ def _render_quarto(quarto: str, project: _Project) -> RenderResult:
             raise RenderError(
                 f"quarto render did not write {path}; list format '{fmt}' in _quarto.yml"
             )
-    return RenderResult("quarto", project.html, project.pdf)
+    # Quarto's warnings were thrown away before; a cross-reference it could not resolve is
+    # an error here (it leaves ?@tbl-… in the output and numbers later tables wrongly)
+    warnings = tuple(_quarto_warnings(proc.stderr + "\n" + proc.stdout))
+    unresolved = [w for w in warnings if "crossref" in w.lower() or "?@" in w]
+    if unresolved:
+        raise RenderError(f"quarto could not resolve a cross-reference: {unresolved[0]}")
+    _refuse_unresolved(project.html)
+    return RenderResult("quarto", project.html, project.pdf, warnings)
+
+
+def _quarto_warnings(output: str) -> list[str]:
+    """The warning lines of Quarto's output (``WARN`` or ``WARNING``), each on one line."""
+    return [
+        _one_line(line)
+        for line in output.splitlines()
+        if re.match(r"\s*(\x1b\[[0-9;]*m)*\s*WARN(ING)?\b", line)
+    ]
+
+
+def _refuse_unresolved(html: Path) -> None:
+    """Fail on a reference or label the renderer left as text: ``?@fig-…`` where a reference
+    did not resolve, a literal ``{#tbl-…}`` where a label was not read."""
+    text = html.read_text(encoding="utf-8", errors="replace")
+    hit = re.search(r"\?@[a-z]+-[A-Za-z0-9_-]+|\{#[a-z]+-[A-Za-z0-9_-]+\}", text)
+    if hit:
+        raise RenderError(f"{html.name} holds an unresolved reference or label: {hit[0]}")
 
 
 # --------------------------------------------------------------------------- shortcodes
@@ -410,6 +435,7 @@ def _render_fallback(project: _Project) -> RenderResult:
             raise RenderError(f"typst failed: {_one_line(message)}") from exc
         warnings += [f"typst: {_one_line(getattr(w, 'message', str(w)))}" for w in typst_warnings]
 
+        _refuse_unresolved(html_tmp)
         os.replace(html_tmp, project.html)
         os.replace(pdf_tmp, project.pdf)
     finally:
