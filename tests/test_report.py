@@ -2,6 +2,7 @@
 
 import re
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -56,6 +57,28 @@ def test_assets_are_built_from_results(rendered):
     assert "_variables.yml" in names
 
 
+def test_no_table_caption_ends_in_an_abbreviation_pandoc_knows(rendered):
+    """A caption ending in e.g. "c." makes pandoc glue the {#tbl-…} label to it with a
+    non-breaking space: under Quarto the table loses its caption and number and every
+    reference to it shows ?@tbl-…. Checked against pandoc's own list of abbreviations."""
+    import pypandoc
+
+    listing = subprocess.run(
+        [pypandoc.get_pandoc_path(), "--print-default-data-file", "abbreviations"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert "c." in listing and "e.g." in listing
+    project, _, _ = rendered
+    for tbl in TABLES:
+        text = (project / "_generated" / f"{tbl}.md").read_text()
+        caption = re.search(r"^: (.*) \{#tbl-[a-z-]+\}$", text, re.M)
+        assert caption, tbl
+        last = caption[1].split()[-1]
+        assert last not in listing, (tbl, last)
+
+
 def test_every_figure_table_and_reference_in_the_qmd_exists():
     qmd = (ROOT / "report" / "report.qmd").read_text()
     assert sorted(re.findall(r"\{#(fig-[a-z-]+)\}", qmd)) == sorted(FIGURES)
@@ -75,6 +98,18 @@ def test_html_is_complete_and_self_contained(rendered):
     assert html.count("<table") == len(TABLES)
     assert html.count("<svg") + html.count("data:image") >= len(FIGURES)
     assert not re.search(r'<img[^>]+src="(?!data:)', html)
+    # formulas as MathML, readable offline; nothing loaded from a CDN
+    assert "<math" in html and "mathjax" not in html.lower()
+    assert not re.search(r'<script[^>]+src="https?:', html)
+
+
+def test_quarto_is_told_to_write_mathml():
+    """Real Quarto's self-contained HTML loads MathJax from a CDN unless told otherwise."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "report" / "_quarto.yml").read_text())
+    assert config["format"]["html"]["html-math-method"] == "mathml"
+    assert config["format"]["html"]["embed-resources"] is True
 
 
 def test_pdf_has_every_figure_and_table(rendered):

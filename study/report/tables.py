@@ -19,7 +19,12 @@ from study.scaling import ALPHA_FORMULA, PENALTY_AS_WRITTEN, SCALINGS
 def markdown_table(
     header: list[str], rows: list[list[str]], caption: str, label: str, align: str | None = None
 ) -> str:
-    """A pipe table followed by its Quarto caption line."""
+    """A pipe table followed by its Quarto caption line.
+
+    The caption must not end in an abbreviation of pandoc's list (such as "c." or "e.g."):
+    pandoc then joins the next word, the {#tbl-…} label, with a non-breaking space, and the
+    label is lost (Quarto's output shows ?@tbl-…; tests/test_report.py checks every
+    caption against pandoc's own list)."""
     # a bare * (as in λ*) would open emphasis and swallow the {#tbl-…} label
     caption = caption.replace("*", "\\*")
     header = [h.replace("*", "\\*") for h in header]
@@ -90,43 +95,71 @@ def table_check(table: pd.DataFrame, result) -> str:
     return markdown_table(header, rows, caption, "tbl-check")
 
 
-# Each row: library or text, penalty as written, α of the sum form, intercept penalised.
+# Each row: library or text, penalty as written, α of the study's sum form
+# Σ(y − ŷ)² + α‖w‖² (Σ log-loss + α‖w‖² for the logistic row), intercept penalised. The
+# scikit-learn rows are checked against the installed library in tests/test_report.py.
 CONVENTIONS = [
     ("scikit-learn `Ridge(alpha=a)`", "‖y − Xw‖² + a‖w‖²", "a (`m`)", "no"),
-    ("scikit-learn `LogisticRegression(C=C)`", "C·Σ log-loss + ½‖w‖²", "1/C (`m`)", "no"),
     (
-        "scikit-learn `Lasso`, `ElasticNet(alpha=a)`",
-        "(1/2m)‖y − Xw‖² + a·penalty",
+        "scikit-learn `LogisticRegression(C=C)`",
+        "C·Σ log-loss + ½‖w‖²",
+        "1/(2C) (`m`)",
+        "no (`liblinear`: yes)",
+    ),
+    (
+        "scikit-learn `ElasticNet(alpha=a, l1_ratio=0)` (`Lasso`: L1 only)",
+        "(1/2m)‖y − Xw‖² + (a/2)‖w‖²",
         "m·a (`none`)",
         "no",
     ),
-    ("scikit-learn `SGDRegressor(alpha=a)`", "mean loss + (a/2)‖w‖²", "m·a (`none`)", "no"),
-    ("glmnet (R) `lambda`", "(1/2m)Σ loss + λ·penalty", "m·λ (`none`)", "no"),
+    (
+        "scikit-learn `SGDRegressor(alpha=a)`",
+        "mean of ½(y − ŷ)² + (a/2)‖w‖²",
+        "m·a (`none`)",
+        "no",
+    ),
+    (
+        "scikit-learn `MLPRegressor(alpha=a)`, minibatches of b (`sgd`, `adam`)",
+        "per batch: mean of ½(y − ŷ)² + (a/2b)‖W‖²",
+        "a·m/b: divided by the *batch* size (`lbfgs`, one batch: a, `m`)",
+        "no",
+    ),
+    (
+        "glmnet (R) `lambda`, `alpha = 0`",
+        "(1/2m)Σ(y − ŷ)² + (λ/2)‖w‖², x standardised by default",
+        "m·λ (`none`)",
+        "no",
+    ),
     (
         "statsmodels `fit_regularized(alpha=a, L1_wt=0)`",
         "(1/2m)‖y − Xw‖² + (a/2)‖w‖²",
         "m·a (`none`)",
         "yes",
     ),
-    ("Keras `regularizers.L2(l2)`", "mean loss + l2·Σw²", "2m·l2 (`none`)", "weights only"),
     (
-        "PyTorch `SGD(weight_decay=d)`",
-        "mean loss + (d/2)‖w‖² (gradient + d·w)",
-        "m·d (`none`)",
-        "all parameters",
-    ),
-    ("Andrew Ng, *Machine Learning*", "(1/2m)Σ loss + (λ/2m)Σw²", "λ (`m`)", "no"),
-    ("Bishop (2006), eq. 3.27", "½Σ loss + (λ/2)‖w‖²", "λ (`m`)", "no (in the text)"),
-    ("Hastie, Tibshirani & Friedman, ESL eq. 3.41", "Σ loss + λ‖w‖²", "λ (`m`)", "no"),
-    (
-        "Goodfellow, Bengio & Courville §7.1",
-        "mean loss + (α/2)‖w‖²",
-        "m·α (`none`)",
+        "Keras `regularizers.L2(l2)` with `MeanSquaredError`",
+        "mean of (y − ŷ)² + l2·Σw²",
+        "m·l2 (`none`)",
         "weights only",
     ),
     (
+        "PyTorch `SGD(weight_decay=d)` with `MSELoss`",
+        "mean of (y − ŷ)²; gradient + d·w, i.e. + (d/2)‖w‖²",
+        "m·d/2 (`none`)",
+        "all parameters",
+    ),
+    (
+        "PyTorch `AdamW(weight_decay=d)`",
+        "decoupled decay w ← w − η·d·w, outside the adaptive step",
+        "no fixed α (not an L2 penalty)",
+        "all parameters",
+    ),
+    ("Andrew Ng, *Machine Learning*", "(1/2m)Σ(ŷ − y)² + (λ/2m)Σw²", "λ (`m`)", "no"),
+    ("Bishop (2006), eq. 3.27", "½Σ(y − ŷ)² + (λ/2)‖w‖²", "λ (`m`)", "no (in the text)"),
+    ("Hastie, Tibshirani & Friedman, ESL eq. 3.41", "Σ(y − ŷ)² + λ‖w‖²", "λ (`m`)", "no"),
+    (
         "Bayesian MAP, w ~ N(0, τ²I), ε ~ N(0, σ²)",
-        "Σ loss/(2σ²) + ‖w‖²/(2τ²)",
+        "Σ(y − ŷ)²/(2σ²) + ‖w‖²/(2τ²)",
         "σ²/τ² (`m`)",
         "as the prior says",
     ),
@@ -143,8 +176,12 @@ def table_conventions() -> str:
         "intercept penalised",
     ]
     caption = (
-        "Conventions. Every objective is, up to a constant factor, the sum form "
-        "Σ(ŷ − y)² + α‖w‖²; the scaling says how α depends on m for a fixed parameter."
+        "Conventions. Every L2 objective is, up to a constant factor, the sum form "
+        "Σ(y − ŷ)² + α‖w‖² (Σ log-loss + α‖w‖² for the logistic row); the scaling in "
+        "brackets says how α depends on the training-set size m for a fixed parameter "
+        "(`m`: α stays put, `none`: α grows like m). scikit-learn's MLP divides its "
+        "penalty by the size of each minibatch, the one convention here where the batch "
+        "size matters."
     )
     return markdown_table(header, rows, caption, "tbl-conventions", align="llll")
 
@@ -155,8 +192,8 @@ def table_scalings() -> str:
     return markdown_table(
         ["scaling", "penalty as written", "α = m·c"],
         rows,
-        "The four penalty scalings: the same objective, (1/2m)Σ(ŷ − y)² + (c/2)·Σ w_j² over "
-        "j ≥ 1, with a different c.",
+        "The four penalty scalings: the same objective, (1/2m)Σ(ŷ − y)² + (c/2)·Σⱼ wⱼ² over "
+        "j ≥ 1, with a different factor c for each scaling.",
         "tbl-scalings",
         align="lll",
     )
