@@ -18,8 +18,10 @@ per second, data points per second and peak memory:
 - floor: drawing every x and every noise value naively (``uniform``/``normal`` per data
   set, from the same streams and chunks) in the same process, with 1 and with 2 jobs.
 
-Peak memory is the largest resident set of the whole process tree (main process and
-workers) of a separate run, sampled from /proc every 20 ms.
+The contenders take turns within each repeat (engine, whole command, floor, loops, then
+again), so that the machine's speed drifting during the bench moves them alike. Peak
+memory is the largest resident set of the whole process tree (main process and workers) of
+a separate run, sampled from /proc every 20 ms.
 """
 
 from __future__ import annotations
@@ -240,28 +242,34 @@ def bench_design(key: str, repeats: int) -> dict:
 
     for jobs in (2, 1):  # warm up: imports, the loky workers, loading the compiled kernel
         run_engine(design, jobs)
-    for jobs in (1, 2):
-        times = [run_engine(design, jobs) for _ in range(repeats)]
-        memory = peak_memory_mib(str(ROOT / path), jobs)
-        record(f"engine, {jobs} job{'s' * (jobs > 1)}", times, memory=memory)
-    for jobs, backend in ((1, "loky"), (2, "loky"), (2, "dask")):
-        times = [run_command(str(ROOT / path), jobs, backend) for _ in range(repeats)]
-        record(f"study simulate, {jobs} job{'s' * (jobs > 1)}, {backend}", times)
-    for jobs in (1, 2):
-        times = [run_floor(design, jobs) for _ in range(repeats)]
-        record(f"floor (draws only), {jobs} job{'s' * (jobs > 1)}", times)
-    per_fit = [time_sklearn_per_fit(design, 300) for _ in range(repeats)]
-    record(
-        "scikit-learn loop",
-        [t * fits for t in per_fit],
-        note="Ridge per fit, 300 sampled fits, scaled to the design",
-    )
-    per_fit = [time_numpy_per_fit(design, 200) for _ in range(repeats)]
-    record(
-        "NumPy loop",
-        [t * fits for t in per_fit],
-        note="Gram per data set and degree, solve per fit; 200 sampled data sets, scaled",
-    )
+    # The contenders take turns within each repeat, so that a change of the machine's speed
+    # during the bench (other processes, frequency) touches every contender alike and the
+    # ratios stay fair; each contender's repeats give its median, min and max.
+    command = str(ROOT / path)
+    timers = {
+        "engine, 1 job": lambda: run_engine(design, 1),
+        "engine, 2 jobs": lambda: run_engine(design, 2),
+        "study simulate, 1 job, loky": lambda: run_command(command, 1, "loky"),
+        "study simulate, 2 jobs, loky": lambda: run_command(command, 2, "loky"),
+        "study simulate, 2 jobs, dask": lambda: run_command(command, 2, "dask"),
+        "floor (draws only), 1 job": lambda: run_floor(design, 1),
+        "floor (draws only), 2 jobs": lambda: run_floor(design, 2),
+        "scikit-learn loop": lambda: time_sklearn_per_fit(design, 300) * fits,
+        "NumPy loop": lambda: time_numpy_per_fit(design, 200) * fits,
+    }
+    notes = {
+        "scikit-learn loop": "Ridge per fit, 300 sampled fits, scaled to the design",
+        "NumPy loop": "Gram per data set and degree, solve per fit; 200 sampled data sets, scaled",
+    }
+    times: dict[str, list[float]] = {name: [] for name in timers}
+    for _ in range(repeats):
+        for name, timer in timers.items():
+            times[name].append(timer())
+    for name in timers:
+        memory = None
+        if name.startswith("engine, "):
+            memory = peak_memory_mib(command, 1 if "1 job" in name else 2)
+        record(name, times[name], memory=memory, note=notes.get(name, ""))
 
     def median(name):
         return contenders[name]["wall_seconds"]["median"]
