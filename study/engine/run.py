@@ -201,7 +201,10 @@ def simulate(
 
 def _compute(design, results_dir, *, after, require_complete, on_reject, noise_draw, **options):
     """The tasks left, run and checkpointed (with the pieces of ``after`` beside them), and
-    the result files written: (tasks, done, todo, compute seconds, file digests, declined)."""
+    the result files written. Without [precision] one round; with it, rounds of more chunks
+    until :func:`study.engine.precision.next_round` asks for none. Returns (the design with
+    the replications reached, tasks, tasks resumed, tasks computed, compute seconds, file
+    digests, declined fits, the precision report or None)."""
     store = CheckpointStore(results_dir, design, noise_draw=noise_draw)
     found = store.done(on_reject=on_reject)
     before = set(found)
