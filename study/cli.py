@@ -356,21 +356,7 @@ def _simulate(args) -> int:
     parent = next(p for p in (out, *out.parents) if p.exists())
     if not os.access(parent, os.W_OK | os.X_OK):
         raise DesignError(f"option '--out': got '{out}'; expected a folder that can be written")
-    warm = None
-    loky = args.backend in (None, "loky") and args.scheduler is None
-    if loky and args.jobs > 1 and not args.dry_run:
-        # the workers start and load the kernel while this process imports and plans
-        from study.engine.worker import start_warm_workers
-
-        warm = start_warm_workers(args.jobs)
-    try:
-        return _simulate_run(args, design, out)
-    finally:
-        if warm is not None:
-            from study.engine.run import release_workers
-
-            warm.join()
-            release_workers()
+    return _simulate_run(args, design, out)
 
 
 def _simulate_run(args, design, out: Path) -> int:

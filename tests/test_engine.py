@@ -31,6 +31,12 @@ def _files(out):
     return {f: (out / f).read_bytes() for f in ("summary.csv", "risk.csv", "draws.npz")}
 
 
+def _cell_rows(summary, m, k, lam, scaling):
+    """The summary rows of one cell, by coefficient."""
+    at = (summary.m == m) & (summary.degree == k) & (summary["lambda"] == lam)
+    return summary[at & (summary.scaling == scaling)].sort_values("coef")
+
+
 def test_summary_equals_direct_numpy_on_all_draws(tmp_path):
     """With every draw kept, each summary column is a plain NumPy computation on them."""
     raw = small_design(**{"output.keep_draws": 60})
@@ -48,12 +54,7 @@ def test_summary_equals_direct_numpy_on_all_draws(tmp_path):
                         continue
                     w = coefs[i_l, i_s]
                     true = design.true_coefficients_of(k)
-                    rows = summary[
-                        (summary.m == m)
-                        & (summary.degree == k)
-                        & (summary["lambda"] == lam)
-                        & (summary.scaling == scaling)
-                    ].sort_values("coef")
+                    rows = _cell_rows(summary, m, k, lam, scaling)
                     err = w - true
                     dev = w - w.mean(axis=0)
                     S2 = w.var(axis=0, ddof=1)
@@ -104,12 +105,7 @@ def test_tail_shares_count_every_replication_across_chunks_and_tasks(tmp_path):
                     continue
                 for i_s, scaling in enumerate(design.scaling):
                     err = draws[f"coef_k{k}"][i_m][i_l, i_s] - design.true_coefficients_of(k)
-                    rows = summary[
-                        (summary.m == m)
-                        & (summary.degree == k)
-                        & (summary["lambda"] == lam)
-                        & (summary.scaling == scaling)
-                    ].sort_values("coef")
+                    rows = _cell_rows(summary, m, k, lam, scaling)
                     for t in (1, 10, 100):
                         share = (np.abs(err) > t).mean(axis=0)
                         np.testing.assert_array_equal(rows[f"p_gt_{t}"].to_numpy(), share)
@@ -666,24 +662,3 @@ def test_adding_an_m_leaves_the_other_cells_unchanged(tmp_path):
         pd.testing.assert_frame_equal(a, b, check_exact=True)
     da, db = load_npz(two / "draws.npz"), load_npz(three / "draws.npz")
     np.testing.assert_array_equal(da["coef_k2"], db["coef_k2"][[0, 2]])
-
-
-def test_the_run_reuses_the_workers_warmed_before_it(tmp_path):
-    """study simulate starts its loky workers (kernel loaded) while it still imports and
-    plans; the run's joblib call must then find that pool, not start another one."""
-    from joblib.externals.loky import reusable_executor
-
-    from study.engine.run import release_workers
-    from study.engine.worker import start_warm_workers
-
-    release_workers()
-    start_warm_workers(2).join()
-    pool = reusable_executor._executor
-    warmed = set(pool._processes)
-    assert len(warmed) == 2
-    design = design_from_dict(small_design())
-    try:
-        simulate(design, tmp_path / "out", jobs=2, progress=False)
-        assert reusable_executor._executor is pool and set(pool._processes) == warmed
-    finally:
-        release_workers()

@@ -433,7 +433,9 @@ def release_workers() -> None:
     from joblib.externals.loky import reusable_executor
 
     executor = getattr(reusable_executor, "_executor", None)
-    if executor is not None:
+    flags = getattr(executor, "_flags", None)
+    # a pool broken by a dead worker was shut down by joblib already: leave it alone
+    if executor is not None and not getattr(flags, "broken", None):
         executor.shutdown(wait=False, kill_workers=True)
 
 
