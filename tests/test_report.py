@@ -31,6 +31,7 @@ TABLES = [
     "tbl-check",
     "tbl-measures",
     "tbl-tuning",
+    "tbl-benefit",
     "tbl-transfer",
     "tbl-provenance",
 ]

@@ -674,13 +674,14 @@ def test_the_bounded_minimiser_agrees_with_scipy(f, lo, hi):
 
 
 def test_the_standard_error_of_log_alpha_star_matches_its_spread_over_independent_designs():
-    """The delta-method SE of log α* (from the 400 designs it is tuned on) against the SD
-    of log α* over 20 independent sets of 400 designs, drawn here with NumPy: the SD of 20
-    values is within ±16 % of the truth (1 SD), so a ratio outside [0.6, 1.6] is a bug."""
+    """The delta-method SEs of log α* and of the penalty's benefit risk(0)/risk(α*) (from
+    the 400 designs they are computed on) against their SD over 20 independent sets of 400
+    designs, drawn here with NumPy: the SD of 20 values is within ±16 % of the truth
+    (1 SD), so a ratio outside [0.6, 1.6] is a bug."""
     x = XDistribution("uniform", low=-0.5, high=2.0)
     rng = np.random.default_rng(8)
     for m, degree in ((20, 2), (150, 3)):
-        logs, ses = [], []
+        logs, ses, gains, gain_ses = [], [], [], []
         for _ in range(20):
             xs = rng.uniform(x.low, x.high, (400, m))
             u = (xs - x.center) / x.scale
@@ -692,8 +693,13 @@ def test_the_standard_error_of_log_alpha_star_matches_its_spread_over_independen
             assert tuned.boundary is None
             logs.append(math.log(tuned.alpha))
             ses.append(tuned.log_alpha_se)
+            gains.append(tuned.benefit)  # risk(λ = 0)/risk(λ*), > 1
+            gain_ses.append(tuned.benefit_se)
         ratio = np.std(logs, ddof=1) / np.mean(ses)
         assert 0.6 < ratio < 1.6, (m, degree, np.std(logs, ddof=1), np.mean(ses))
+        assert min(gains) > 1
+        ratio = np.std(gains, ddof=1) / np.mean(gain_ses)
+        assert 0.6 < ratio < 1.6, (m, degree, np.std(gains, ddof=1), np.mean(gain_ses))
 
 
 def test_the_standard_error_of_a_transfer_ratio_matches_its_spread_over_seeds():

@@ -16,6 +16,7 @@ import pandas as pd
 
 from study.check import check
 from study.design import design_from_dict
+from study.existence import finite_moment_order
 from study.files import atomic_write_bytes, atomic_write_text, load_npz
 from study.numbers import (
     as_written,
@@ -147,7 +148,21 @@ def _tuning_variables(design, tuning, k: int) -> dict:
     if 2 in design.degree:
         cond = tuning[tuning.method == "conditional"]
         alpha_limit_2 = fmt(_row(cond, m=max(design.m), degree=2, scaling="m").alpha_limit, 5)
+    cond = tuning[(tuning.method == "conditional") & (tuning.scaling == tuning.scaling.iloc[0])]
+
+    def benefit(degree: int, m: int) -> str:
+        return tables.benefit_cell(_row(cond, m=m, degree=degree), m, degree)
+
+    # the smallest m where least squares' risk and its variance are finite
+    m_small = min(
+        (m for m in design.m if finite_moment_order(m, k, 0.0) > 4), default=max(design.m)
+    )
     return {
+        "benefit_m_small": f"{m_small:,}",
+        "benefit_small": benefit(k, m_small),
+        "benefit_large": benefit(k, max(design.m)),
+        "benefit_degree_high": str(max(design.degree)),
+        "benefit_high": benefit(max(design.degree), max(design.m)),
         "spread_none_focus": with_se(*spread.loc[(k, "none"), ["spread", "se"]]),
         "spread_m_focus": with_se(*spread.loc[(k, "m"), ["spread", "se"]]),
         "alpha_limit_2": alpha_limit_2,
@@ -295,6 +310,9 @@ def build_assets(
             summary, degree=k, lam=lam, coef=FOCUS["coef"], ms=ms_table
         ),
         "tbl-tuning": tables.table_tuning(tuning),
+        "tbl-benefit": tables.table_benefit(
+            tuning, ms=sorted({nearest_on_log_scale(design.m, v) for v in (10, 100, 1000, 10000)})
+        ),
         "tbl-transfer": tables.table_transfer(transfer, m0=m0_transfer, ms=ms_transfer),
         "tbl-provenance": tables.table_provenance(manifest),
     }

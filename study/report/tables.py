@@ -11,6 +11,7 @@ import math
 import pandas as pd
 
 from study.check import FALSE_ALARM, counted_comparisons, unique_comparisons, z_limit
+from study.existence import finite_moment_order
 from study.numbers import fmt, percent, percent_with_se, subscript, with_se
 from study.results import TUNING_DESIGNS
 from study.scaling import ALPHA_FORMULA, PENALTY_AS_WRITTEN, SCALINGS
@@ -238,6 +239,44 @@ def table_tuning(tuning: pd.DataFrame) -> str:
         "designs in the test suite)."
     )
     return markdown_table(header, rows, caption, "tbl-tuning")
+
+
+def benefit_cell(row, m: int, degree: int) -> str:
+    """risk(λ = 0)/risk(λ*) as the moments of least squares allow: ∞ where its risk is
+    infinite (moments of order 2 do not exist), no standard error (†) where the risk is
+    finite but its variance is not (order 4)."""
+    order = finite_moment_order(m, degree, 0.0)
+    if math.isinf(row.benefit) or order <= 2:
+        return "∞"
+    if order <= 4:
+        return f"{fmt(row.benefit, 3)} †"
+    return with_se(row.benefit, row.benefit_se)
+
+
+def table_benefit(tuning: pd.DataFrame, *, ms: list[int]) -> str:
+    """What the tuned penalty gains over least squares: risk(λ = 0)/risk(λ*) per degree
+    at selected m, with standard errors over the tuning designs."""
+    t = tuning[(tuning.method == "conditional") & (tuning.scaling == tuning.scaling.iloc[0])]
+    rows = []
+    for degree, g in t.groupby("degree"):
+        by_m = g.set_index("m")
+        cells = []
+        for m in ms:
+            if m not in by_m.index:
+                cells.append("–")
+                continue
+            cells.append(benefit_cell(by_m.loc[m], m, degree))
+        rows.append([str(degree), *cells])
+    header = ["degree"] + [f"m = {m:,}" for m in ms]
+    caption = (
+        "What the tuned penalty gains: the expected prediction risk without a penalty over "
+        "the risk at the best λ, exact given each design and averaged over the first "
+        f"{TUNING_DESIGNS} simulated designs of each m; standard errors in brackets (the "
+        "delta method for a ratio of two means over the same designs). ∞ where least "
+        "squares has no finite risk (or does not exist); † where its risk is finite but "
+        "not its variance, so that no standard error holds."
+    )
+    return markdown_table(header, rows, caption, "tbl-benefit")
 
 
 def table_transfer(transfer: pd.DataFrame, *, m0: int, ms: list[int]) -> str:

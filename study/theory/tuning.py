@@ -39,7 +39,7 @@ from study.theory.largem import _large_m
 TUNING_COLUMNS = (
     ["m", "degree", "scaling", "method"]
     + ["lambda_opt", "alpha_opt", "log_alpha_se", "risk_opt", "risk_opt_se", "boundary"]
-    + ["alpha_limit"]
+    + ["alpha_limit", "benefit", "benefit_se"]
 )
 TRANSFER_COLUMNS = (
     ["m0", "m", "degree", "scaling"]
@@ -71,6 +71,10 @@ class TunedPenalty(NamedTuple):
         large-m method, which has none, and at a boundary); λ* has the same relative one.
     risk_se : float
         Standard error of the minimal risk over the designs (NaN for the large-m method).
+    benefit, benefit_se : float
+        What the tuned penalty gains: the risk without a penalty over the minimal risk
+        (inf where least squares does not exist), and its standard error over the designs
+        (NaN for the large-m method, and where the unpenalised risk is not finite).
     """
 
     lam: float
@@ -79,6 +83,8 @@ class TunedPenalty(NamedTuple):
     boundary: str | None
     log_alpha_se: float = math.nan
     risk_se: float = math.nan
+    benefit: float = math.nan
+    benefit_se: float = math.nan
 
 
 def optimal_alpha_limit(
@@ -321,6 +327,7 @@ def optimal_lambda_conditional(
     a_star, r_star, boundary = _minimise_log_alpha(risk, float(r0), *_log_alpha_range(float(m)))
     lam = lam_from_alpha(a_star, m=int(m), degree=degree, scaling=scaling)
     se = _standard_errors(per_design, a_star) if boundary is None else (math.nan, math.nan)
+    benefit = _benefit(per_design, a_star)
     return TunedPenalty(
         lam=float(lam),
         alpha=float(a_star),
@@ -328,7 +335,20 @@ def optimal_lambda_conditional(
         boundary=boundary,
         log_alpha_se=se[0],
         risk_se=se[1],
+        benefit=benefit[0],
+        benefit_se=benefit[1],
     )
+
+
+def _benefit(per_design, a_star: float) -> tuple[float, float]:
+    """R̄(0)/R̄(α*) over the designs, and its standard error by the delta method for a ratio
+    of two means over the same designs: SD_i(R_i(0) − ratio·R_i(α*)) / (√n·R̄(α*))."""
+    r = per_design(np.array([0.0, a_star]))  # (2, n)
+    if not np.all(np.isfinite(r[0])):
+        return math.inf, math.nan
+    n, best = r.shape[1], float(r[1].mean())
+    ratio = float(r[0].mean()) / best
+    return ratio, float(np.std(r[0] - ratio * r[1], ddof=1) / math.sqrt(n) / best)
 
 
 # step in log α of the differences behind the standard error of log α*
@@ -433,6 +453,7 @@ def tuning_table(design: Design) -> pd.DataFrame:
                 optimum = {"alpha_opt": tuned.alpha, "log_alpha_se": tuned.log_alpha_se}
                 optimum |= {"risk_opt": tuned.risk, "risk_opt_se": tuned.risk_se}
                 optimum |= {"boundary": tuned.boundary or "", "alpha_limit": limit}
+                optimum |= {"benefit": tuned.benefit, "benefit_se": tuned.benefit_se}
                 for s in design.scaling:
                     lam_opt = lam_from_alpha(tuned.alpha, m=m, degree=k, scaling=s)
                     cell = {"m": m, "degree": k, "scaling": s, "method": method}
