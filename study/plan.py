@@ -32,7 +32,6 @@ import pandas as pd
 
 from study.design import Design, DesignError
 from study.engine.streams import CHUNK_DATA_SETS
-from study.existence import finite_moment_order
 from study.results import usable_cells
 
 # replications of the pilot unless asked otherwise: one whole chunk of the smaller m
@@ -93,14 +92,8 @@ def plan_from_summary(summary: pd.DataFrame, target: float, replications: int) -
     largest SD of its estimates, and the replications it needs."""
     if not (target > 0 and math.isfinite(target)):
         raise DesignError(f"option '--target-mcse': got {target!r}; expected a number > 0")
-    finite = np.array(
-        [
-            finite_moment_order(m, k, lam) > 2
-            for m, k, lam in zip(summary.m, summary.degree, summary["lambda"], strict=True)
-        ]
-    )
-    counted = usable_cells(summary) & finite
-    rows = summary[counted].copy()
+    finite = usable_cells(summary, 2)  # the cells whose bias study check compares
+    rows = summary[finite].copy()
     pilot = int(rows.n.max())
     rows["sd"] = rows.bias_mcse * np.sqrt(rows.n)
     kurt = rows["kurtosis"].clip(lower=-2).fillna(0)

@@ -29,7 +29,7 @@ import numpy as np
 
 from study.design import Design
 from study.engine.streams import chunk_length, n_chunks
-from study.existence import finite_moment_order
+from study.results import usable_cells
 
 # replications needed × this, so that one more round is rarely needed
 GROWTH = 1.1
@@ -66,13 +66,10 @@ def first_round(design: Design) -> Design:
 
 
 def settled(summary) -> np.ndarray:
-    """Mask of the summary rows whose bias the target applies to: identifiable cells with
-    a finite variance of the bias (finite_moments > 2, as study check compares)."""
-    orders = [
-        finite_moment_order(m, k, lam)
-        for m, k, lam in zip(summary.m, summary.degree, summary["lambda"], strict=True)
-    ]
-    return (summary.status == "ok").to_numpy() & (np.array(orders) > 2)
+    """Mask of the summary rows whose bias the target applies to: the rows whose bias
+    counts as a result (:func:`study.results.usable_cells` with order 2, the rule study
+    check uses)."""
+    return usable_cells(summary, 2)
 
 
 def next_round(design: Design, summary) -> Design | None:
@@ -116,4 +113,4 @@ def unmet(design: Design, summary) -> list[str]:
 
 def infinite_cells(summary) -> int:
     """Identifiable coefficient rows whose bias has no finite variance."""
-    return int(((summary.status == "ok").to_numpy() & ~settled(summary)).sum())
+    return int((usable_cells(summary) & ~settled(summary)).sum())
