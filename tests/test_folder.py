@@ -476,6 +476,57 @@ def test_a_killed_worker_ends_the_run_with_one_line(tmp_path, long_design):
     assert results(out) == results(ref)
 
 
+# A worker that dies while sending its result leaves loky's manager thread waiting for the
+# rest of the message: without study's watch on the workers the run hangs, even to SIGTERM
+# (a fresh-clone CI run did). The worker here writes the start of a message, as a worker
+# killed mid-send does, then kills itself.
+_DIES_MID_SEND = """
+import gc, os, signal, struct, sys, time, types
+from study.engine import run
+
+def piece(i):
+    if i == 1:
+        from joblib.externals.loky.backend.queues import SimpleQueue
+        (queue,) = [q for q in gc.get_objects() if isinstance(q, SimpleQueue)]
+        queue._wlock.acquire()
+        os.write(queue._writer.fileno(), struct.pack("!i", 1000) + b"half a message")
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(1.5)
+    return i
+
+try:
+    run._run_tasks(types.SimpleNamespace(name="t"), None, [], 0, 0, jobs=2, backend="loky",
+                   progress=False, solver=None, pieces=[(piece, (i,)) for i in range(4)])
+except run.WorkerDied as exc:
+    print(exc)
+    sys.exit(1)
+"""
+
+
+def test_a_worker_that_dies_mid_send_ends_the_run_instead_of_hanging_it(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _DIES_MID_SEND],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("the run hung after a worker died while sending its result")
+    assert proc.returncode == 1, stderr
+    assert "a worker process died (exit SIGKILL(-9))" in stdout and "resume" in stdout
+    deadline = time.time() + 5
+    while _session_processes(proc.pid) and time.time() < deadline:
+        time.sleep(0.05)
+    assert _session_processes(proc.pid) == []
+
+
 def test_an_unexpected_error_is_one_line_and_a_log(tmp_path, design_file, monkeypatch, capsys):
     import study.engine.run
 

@@ -20,7 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -401,7 +401,8 @@ def _run_tasks(
         if todo or pieces:
             # never more workers than tasks: each worker is a process with its own memory
             n_jobs = min(jobs, len(todo) + len(pieces))
-            with _backend(backend, n_jobs, scheduler):
+            watch = _DeadWorkerWatch() if backend == "loky" else nullcontext()
+            with _backend(backend, n_jobs, scheduler), watch:
                 parallel = Parallel(
                     return_as="generator_unordered", batch_size=1, pre_dispatch="n_jobs"
                 )
@@ -416,13 +417,104 @@ def _run_tasks(
     except BrokenProcessPool as exc:  # TerminatedWorkerError and its kin
         running = [t for t in pulled if t not in finished]
         names = "; ".join(t.describe() for t in running[: max(jobs, 1)]) or "?"
+        how = watch.exit_codes if getattr(watch, "exit_codes", None) else _exit_codes(exc)
         raise WorkerDied(
-            f"a worker process died ({_exit_codes(exc)}) while running one of {names}; the "
+            f"a worker process died ({how}) while running one of {names}; the "
             "finished tasks are kept: run the same command to resume"
         ) from None
     finally:
         bar.close()
     return compute_seconds, computed
+
+
+class _DeadWorkerWatch:
+    """Watch loky's workers while a run waits for results, and end the wait when one has
+    died but loky has not noticed.
+
+    loky notices a dead worker through its process sentinel, unless the worker died while
+    sending a result: then loky's manager thread has read part of a message and waits for
+    the rest, which never comes (no other worker can send: the dead one holds the queue's
+    lock), and the run hangs, deaf even to SIGTERM, whose clean-up waits for that thread.
+    A fresh-clone CI run hung so after a worker was SIGKILLed. The watch checks the workers
+    every POLL_SECONDS; a worker that has been dead for GRACE_SECONDS without loky marking
+    the pool broken is taken for this case. The watch then kills the other workers (the run
+    ends anyway: a dead worker ends it) and closes this process's end of the result pipe,
+    so that the manager thread reads end-of-file, marks the pool broken, and joblib raises
+    BrokenProcessPool in the main thread, as it does for any dead worker."""
+
+    POLL_SECONDS = 0.25
+    GRACE_SECONDS = 3.0
+
+    def __init__(self):
+        import threading
+
+        self.exit_codes = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="study-dead-worker-watch")
+        self._thread.daemon = True
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        return False
+
+    def _watch(self):
+        from joblib.externals.loky import reusable_executor
+
+        dead_since: dict[int, float] = {}
+        while not self._stop.wait(self.POLL_SECONDS):
+            executor = getattr(reusable_executor, "_executor", None)
+            if executor is None or getattr(executor._flags, "broken", None):
+                dead_since.clear()
+                continue
+            now = time.monotonic()
+            processes = dict(executor._processes)
+            # a worker that exits by itself (idle, or the pool shrinking) exits with 0
+            dead = {pid: p.exitcode for pid, p in processes.items() if p.exitcode}
+            for pid in list(dead_since):
+                if pid not in dead:
+                    del dead_since[pid]  # loky took it out: it noticed (an idle worker's exit)
+            stuck = {}
+            for pid, code in dead.items():
+                started = dead_since.setdefault(pid, now)
+                if now - started >= self.GRACE_SECONDS:
+                    stuck[pid] = code
+            if stuck:
+                self.exit_codes = "exit " + ", ".join(_signal_name(c) for c in stuck.values())
+                self._unblock(executor, processes)
+                return
+
+    @staticmethod
+    def _unblock(executor, processes):
+        import signal
+
+        for p in processes.values():
+            if p.exitcode is None:
+                try:
+                    os.kill(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for p in processes.values():
+            p.join(timeout=5)
+        writer = getattr(executor._result_queue, "_writer", None)
+        if writer is not None:
+            writer.close()
+
+
+def _signal_name(exitcode: int) -> str:
+    """'SIGKILL(-9)' for a process a signal ended, as joblib names it; else the code."""
+    import signal
+
+    if exitcode < 0:
+        try:
+            return f"{signal.Signals(-exitcode).name}({exitcode})"
+        except ValueError:
+            pass
+    return str(exitcode)
 
 
 def release_workers() -> None:
