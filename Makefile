@@ -63,7 +63,7 @@ $(ASSETS): $(RESULTS)/manifest.json $(call sources,study/report/assets.py) | $(S
 	$(PY) -m study report $(RESULTS) --no-render --project report
 	@touch $@
 
-$(OUTPUTS) &: $(ASSETS) report/report.qmd report/_quarto.yml $(call sources,study/report/render.py) \
+$(OUTPUTS) &: $(ASSETS) report/report.qmd report/_quarto.yml report/references.bib $(call sources,study/report/render.py) \
 		$(wildcard study/report/templates/*)
 	$(PY) -m study render report
 

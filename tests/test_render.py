@@ -493,3 +493,42 @@ def test_the_fallback_refuses_an_unresolved_reference(tmp_path):
     with pytest.raises(RenderError, match="tbl-nowhere"):
         render(project, renderer="fallback")
     assert not (project / "_output" / "report.html").exists()
+
+
+BIB = """\
+@book{hastie2009,
+  author = {Hastie, Trevor and Tibshirani, Robert and Friedman, Jerome},
+  title = {The Elements of Statistical Learning},
+  publisher = {Springer}, year = {2009}
+}
+"""
+
+
+def _cited_project(root: Path, text: str) -> Path:
+    project = make_project(root, REPORT_QMD + text)
+    (project / "refs.bib").write_text(BIB)
+    config = project / "_quarto.yml"
+    config.write_text(config.read_text() + "bibliography: refs.bib\n")
+    return project
+
+
+def test_citations_resolve_in_both_outputs_beside_cross_references(tmp_path):
+    project = _cited_project(
+        tmp_path, "\nRidge as in @hastie2009, and [@hastie2009, p. 64], see @fig-curve.\n"
+    )
+    result = render(project, renderer="fallback")
+    html = _norm(result.html.read_text(encoding="utf-8"))
+    assert "Hastie et al. (2009)" in html
+    assert "(Hastie et al. 2009, 64)" in html
+    assert "The Elements of Statistical Learning" in html  # the reference list
+    assert "Figure 1" in html and "hastie2009?" not in html
+    pypdf = pytest.importorskip("pypdf")
+    pdf = " ".join(page.extract_text() for page in pypdf.PdfReader(result.pdf).pages)
+    assert "Hastie et al. (2009)" in _norm(pdf) and "The Elements of Statistical" in _norm(pdf)
+
+
+def test_a_citation_missing_from_the_bibliography_fails_the_render(tmp_path):
+    project = _cited_project(tmp_path, "\nAs in @hastie2009 and @nobody1999.\n")
+    with pytest.raises(RenderError, match=r"citation @nobody1999 is not in the bibliography"):
+        render(project, renderer="fallback")
+    assert not (project / "_output" / "report.html").exists()

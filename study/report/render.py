@@ -12,6 +12,8 @@ and handles the subset of Quarto the report uses:
   sections ``## Title {#sec-x}``, equations ``$$ ... $$ {#eq-x}`` and the references
   ``@fig-x``, ``@tbl-x``, ``@sec-x``, ``@eq-x`` (also ``[@fig-a; @fig-b]``, ``-@fig-x``);
 * callouts ``::: {.callout-note}`` (note, tip, warning, important, caution);
+* citations ``@key``, ``[@key, p. 3]`` from the ``bibliography`` files named in ``_quarto.yml``
+  or the front matter (and ``csl``), by pandoc's citeproc, the list where ``::: {#refs}`` is;
 * TeX math ``$...$`` and ``$$...$$``.
 
 It writes ``<output-dir>/<name>.html`` (one self-contained file, MathML, images embedded) and
@@ -490,12 +492,22 @@ def _run_pandoc(
         args += ["-M", f"date={date}"]
     if not opts.get("title") and not opts.get("pagetitle"):
         args += ["-M", f"pagetitle={project.qmd.stem}"]
+    # citations after the filter, which has turned the cross-references (@fig-…) into text
+    bibliography = opts.get("bibliography")
+    if bibliography:
+        files = [bibliography] if isinstance(bibliography, str) else list(bibliography)
+        args += ["--citeproc", *(f"--bibliography={f}" for f in files)]
+        if opts.get("csl"):
+            args += [f"--csl={opts['csl']}"]
 
     proc = subprocess.run(
         args, cwd=project.qmd.parent, capture_output=True, text=True, check=False
     )
     if proc.returncode != 0:
         raise RenderError(f"pandoc ({what}) failed: {_tool_message(proc.stderr)}")
+    missing = re.search(r"Citeproc: citation (\S+) not found", proc.stderr)
+    if missing:  # Quarto shows these as ?@key, which _refuse_unresolved catches
+        raise RenderError(f"citation @{missing[1]} is not in the bibliography ({what})")
     return [
         f"pandoc ({what}): {_one_line(line)}"
         for line in proc.stderr.splitlines()
