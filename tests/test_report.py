@@ -33,6 +33,7 @@ TABLES = [
     "tbl-tuning",
     "tbl-benefit",
     "tbl-transfer",
+    "tbl-tune-once",
     "tbl-provenance",
 ]
 
@@ -40,7 +41,7 @@ TABLES = [
 @pytest.fixture(scope="module")
 def rendered(smoke_results, tmp_path_factory):
     project = tmp_path_factory.mktemp("report")
-    for name in ("report.qmd", "_quarto.yml"):
+    for name in ("report.qmd", "_quarto.yml", "references.bib"):
         shutil.copy(ROOT / "report" / name, project / name)
     names = build_assets(smoke_results, out_dir=project / "_generated", report_dir=project)
     result = render(project, renderer="fallback")
@@ -191,3 +192,48 @@ def test_render_cli_refuses_a_folder_without_quarto_project(tmp_path):
     proc = run_cli("render", tmp_path)
     assert proc.returncode == 2 and "_quarto.yml" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def _transfer(rows):
+    import pandas as pd
+
+    cols = ["m0", "m", "degree", "scaling", "risk_ratio", "risk_ratio_se"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def test_tune_once_takes_the_worst_pair_in_each_direction():
+    from study.report import tables
+
+    transfer = _transfer(
+        [
+            # degree 5 under m: upwards the worst is 10 → 1,000, downwards 1,000 → 10
+            (10, 100, 5, "m", 1.02, 0.001),
+            (10, 1000, 5, "m", 1.10, 0.002),
+            (100, 1000, 5, "m", 1.05, 0.001),
+            (1000, 10, 5, "m", 2.50, 0.03),
+            (100, 10, 5, "m", 1.30, 0.01),
+            (1000, 100, 5, "m", 1.20, 0.004),
+            (10, 10, 5, "m", 1.0, 0.0),  # the same m is neither direction
+            (100, 100, 5, "m", 1.0, 0.0),
+            (10, 1000, 5, "none", 40.0, 1.5),
+            (1000, 10, 5, "none", 3.0, 0.2),
+        ]
+    )
+    worst = tables.tune_once(transfer)
+    up, down = worst.loc[(5, "m", "up")], worst.loc[(5, "m", "down")]
+    assert (up.m0, up.m, up.extra, up.se) == (10, 1000, pytest.approx(0.10), 0.002)
+    assert (down.m0, down.m, down.extra) == (1000, 10, pytest.approx(1.5))
+    assert tables.tune_once_cell(up) == "+10.00 (0.20) % at 10 → 1,000"
+    assert tables.tune_once_cell(down) == "2.500 (0.030)× at 1,000 → 10"
+    text = tables.table_tune_once(transfer)
+    assert "| 5 | up | +10.00 (0.20) % at 10 → 1,000 | 40.0 (1.5)× at 10 → 1,000 |" in text
+    assert "| 5 | down | 2.500 (0.030)× at 1,000 → 10 | 3.00 (0.20)× at 1,000 → 10 |" in text
+    assert "{#tbl-tune-once}" in text
+
+
+def test_an_extra_risk_that_is_rounding_is_shown_as_such():
+    from study.report import tables
+
+    assert tables.extra_risk(4e-14, 2e-10) == "< 0.05 %"
+    # a small extra risk with a large error is shown with it
+    assert tables.extra_risk(1e-4, 0.01) == "+0.0 (1.0) %"

@@ -79,6 +79,7 @@ def build_variables(design, summary, risk, tuning, transfer, draws, result, mani
         "focus": focus,
         "tuning": tuning_vars,
         "transfer": transfer_vars,
+        "tune": _tune_once_variables(transfer),
         "mcse": mcse,
         "check": _check_variables(result),
         "curves": {
@@ -132,9 +133,16 @@ def _focus_variables(design, summary, k: int, lam: float) -> dict:
     at = dict(m=max(design.m), degree=k, coef=FOCUS["coef"])
     r_none = _row(summary, scaling="none", **{"lambda": lam}, **at)
     r_m = _row(summary, scaling="m", **{"lambda": lam}, **at)
+    m_small = nearest_on_log_scale(design.m, 10)
+    at_small = dict(at, m=m_small)
+    r_m_small = _row(summary, scaling="m", **{"lambda": lam}, **at_small)
+    r_none_small = _row(summary, scaling="none", **{"lambda": lam}, **at_small)
     return {
         "degree": str(k),
         "lam": as_written(lam),
+        "m_small": f"{m_small:,}",
+        "bias_m_small": with_se(r_m_small.bias, r_m_small.bias_mcse),
+        "bias_none_small": with_se(r_none_small.bias, r_none_small.bias_mcse),
         "bias_none_max": with_se(r_none.bias, r_none.bias_mcse),
         "bias_m_max": with_se(r_m.bias, r_m.bias_mcse),
         "bias_none_limit": fmt(r_none.bias_asym),
@@ -157,7 +165,12 @@ def _tuning_variables(design, tuning, k: int) -> dict:
     m_small = min(
         (m for m in design.m if finite_moment_order(m, k, 0.0) > 4), default=max(design.m)
     )
+    k_high = max(design.degree)
+    high = _row(cond, m=max(design.m), degree=k_high)
     return {
+        "alpha_high_last": with_se(high.alpha_opt, high.alpha_opt * high.log_alpha_se),
+        "alpha_high_limit": fmt(high.alpha_limit),
+        "degree_high": str(k_high),
         "benefit_m_small": f"{m_small:,}",
         "benefit_small": benefit(k, m_small),
         "benefit_large": benefit(k, max(design.m)),
@@ -200,6 +213,33 @@ def _transfer_variables(design, transfer, k: int) -> dict:
         "extra_m": extra("m"),
         "extra_none": extra("none"),
     }
+
+
+def _tune_once_variables(transfer) -> dict:
+    """The worst extra risk of keeping a tuned λ (tables.tune_once), per scaling and
+    direction, over the low degrees (≤ LOW_DEGREE) and the high ones, where it occurs."""
+    worst = tables.tune_once(transfer).reset_index()
+    out = {}
+
+    def quote(rows) -> str:
+        if rows.empty:
+            return "–"
+        w = rows.loc[rows.extra.idxmax()]
+        where = f"degree {int(w.degree)}, m = {int(w.m0):,} → {int(w.m):,}"
+        return f"{tables.extra_risk(w.extra, w.se)} ({where})"
+
+    for scaling, name in (("m", "m"), ("none", "none"), ("sqrt-m", "sqrt")):
+        for direction in tables.DIRECTIONS:
+            sel = worst[(worst.scaling == scaling) & (worst.direction == direction)]
+            out[f"{name}_{direction}"] = quote(sel)
+            out[f"{name}_{direction}_low"] = quote(sel[sel.degree <= LOW_DEGREE])
+            out[f"{name}_{direction}_high"] = quote(sel[sel.degree > LOW_DEGREE])
+    out["low_degree"] = str(LOW_DEGREE)
+    return out
+
+
+# "tune once" is quoted separately for degrees up to this one and above it
+LOW_DEGREE = 3
 
 
 def _tail_variables(design, summary) -> dict:
@@ -314,6 +354,7 @@ def build_assets(
             tuning, ms=sorted({nearest_on_log_scale(design.m, v) for v in (10, 100, 1000, 10000)})
         ),
         "tbl-transfer": tables.table_transfer(transfer, m0=m0_transfer, ms=ms_transfer),
+        "tbl-tune-once": tables.table_tune_once(transfer),
         "tbl-provenance": tables.table_provenance(manifest),
     }
     for name, text in md.items():

@@ -100,64 +100,88 @@ def table_check(table: pd.DataFrame, result) -> str:
 # Σ(y − ŷ)² + α‖w‖² (Σ log-loss + α‖w‖² for the logistic row), intercept penalised. The
 # scikit-learn rows are checked against the installed library in tests/test_report.py.
 CONVENTIONS = [
-    ("scikit-learn `Ridge(alpha=a)`", "‖y − Xw‖² + a‖w‖²", "a (`m`)", "no"),
+    ("scikit-learn `Ridge(alpha=a)` [@sklearnridge]", "‖y − Xw‖² + a‖w‖²", "a (`m`)", "no"),
     (
-        "scikit-learn `LogisticRegression(C=C)`",
+        "scikit-learn `LogisticRegression(C=C)` [@sklearnridge]",
         "C·Σ log-loss + ½‖w‖²",
         "1/(2C) (`m`)",
         "no (`liblinear`: yes)",
     ),
     (
-        "scikit-learn `ElasticNet(alpha=a, l1_ratio=0)` (`Lasso`: L1 only)",
+        "scikit-learn `ElasticNet(alpha=a, l1_ratio=0)` (`Lasso`: L1 only) [@pedregosa2011]",
         "(1/2m)‖y − Xw‖² + (a/2)‖w‖²",
         "m·a (`none`)",
         "no",
     ),
     (
-        "scikit-learn `SGDRegressor(alpha=a)`",
+        "scikit-learn `SGDRegressor(alpha=a)` [@pedregosa2011]",
         "mean of ½(y − ŷ)² + (a/2)‖w‖²",
         "m·a (`none`)",
         "no",
     ),
     (
-        "scikit-learn `MLPRegressor(alpha=a)`, minibatches of b (`sgd`, `adam`)",
+        "scikit-learn `MLPRegressor(alpha=a)`, minibatches of b (`sgd`, `adam`) [@sklearnridge]",
         "per batch: mean of ½(y − ŷ)² + (a/2b)‖W‖²",
         "a·m/b: divided by the *batch* size (`lbfgs`, one batch: a, `m`)",
         "no",
     ),
     (
-        "glmnet (R) `lambda`, `alpha = 0`",
+        "glmnet (R) `lambda`, `alpha = 0` [@friedman2010]",
         "(1/2m)Σ(y − ŷ)² + (λ/2)‖w‖², x standardised by default",
         "m·λ (`none`)",
         "no",
     ),
     (
-        "statsmodels `fit_regularized(alpha=a, L1_wt=0)`",
+        "statsmodels `fit_regularized(alpha=a, L1_wt=0)` [@statsmodels]",
         "(1/2m)‖y − Xw‖² + (a/2)‖w‖²",
         "m·a (`none`)",
         "yes",
     ),
     (
-        "Keras `regularizers.L2(l2)` with `MeanSquaredError`",
+        "Keras `regularizers.L2(l2)` with `MeanSquaredError` [@kerasl2]",
         "mean of (y − ŷ)² + l2·Σw²",
         "m·l2 (`none`)",
         "weights only",
     ),
     (
-        "PyTorch `SGD(weight_decay=d)` with `MSELoss`",
+        "PyTorch `SGD(weight_decay=d)` with `MSELoss` [@pytorchsgd]",
         "mean of (y − ŷ)²; gradient + d·w, i.e. + (d/2)‖w‖²",
         "m·d/2 (`none`)",
         "all parameters",
     ),
     (
-        "PyTorch `AdamW(weight_decay=d)`",
+        "PyTorch `AdamW(weight_decay=d)` [@pytorchsgd; @loshchilov2019]",
         "decoupled decay w ← w − η·d·w, outside the adaptive step",
         "no fixed α (not an L2 penalty)",
         "all parameters",
     ),
-    ("Andrew Ng, *Machine Learning*", "(1/2m)Σ(ŷ − y)² + (λ/2m)Σw²", "λ (`m`)", "no"),
-    ("Bishop (2006), eq. 3.27", "½Σ(y − ŷ)² + (λ/2)‖w‖²", "λ (`m`)", "no (in the text)"),
-    ("Hastie, Tibshirani & Friedman, ESL eq. 3.41", "Σ(y − ŷ)² + λ‖w‖²", "λ (`m`)", "no"),
+    ("Andrew Ng, *Machine Learning* [@ng2011ml]", "(1/2m)Σ(ŷ − y)² + (λ/2m)Σw²", "λ (`m`)", "no"),
+    (
+        "Andrew Ng, *Deep Learning Specialization* [@ng2017dl]",
+        "(1/m)Σ log-loss + (λ/2m)Σ‖W‖²_F",
+        "λ/2 (`m`)",
+        "weights only",
+    ),
+    ("@bishop2006, eq. 3.27", "½Σ(y − ŷ)² + (λ/2)‖w‖²", "λ (`m`)", "no (in the text)"),
+    ("ESL [@hastie2009], eq. 3.41", "Σ(y − ŷ)² + λ‖w‖²", "λ (`m`)", "no"),
+    (
+        "@goodfellow2016, §7.1.1",
+        "(Xw − y)ᵀ(Xw − y) + (α/2)‖w‖² for linear regression",
+        "α/2 (`m`)",
+        "weights only",
+    ),
+    (
+        "MASS `lm.ridge(lambda=l)` (R) [@venables2002]",
+        "Σ(y − ŷ)² + l‖w‖², x centred and scaled",
+        "l (`m`)",
+        "no",
+    ),
+    (
+        "Dive into Deep Learning [@zhang2023d2l], weight decay",
+        "mean of ½(y − ŷ)² + (λ/2)‖w‖²",
+        "m·λ (`none`)",
+        "no",
+    ),
     (
         "Bayesian MAP, w ~ N(0, τ²I), ε ~ N(0, σ²)",
         "Σ(y − ŷ)²/(2σ²) + ‖w‖²/(2τ²)",
@@ -289,9 +313,7 @@ def table_transfer(transfer: pd.DataFrame, *, m0: int, ms: list[int]) -> str:
             rows.append(
                 [str(degree), f"{m:,}"]
                 + [
-                    percent_with_se(r.risk_ratio[s] - 1, r.risk_ratio_se[s])
-                    if s in r.index
-                    else "–"
+                    extra_risk(r.risk_ratio[s] - 1, r.risk_ratio_se[s]) if s in r.index else "–"
                     for s in SCALINGS
                 ]
             )
@@ -299,9 +321,86 @@ def table_transfer(transfer: pd.DataFrame, *, m0: int, ms: list[int]) -> str:
     caption = (
         f"Extra prediction risk from tuning λ once at m = {m0} and keeping it: risk at that λ "
         "over the risk at the best λ for m, minus one; standard errors in brackets, in "
-        f"percentage points, from the designs of m and of m = {m0}."
+        f"percentage points, from the designs of m and of m = {m0}; from twice the best "
+        "risk on, the ratio itself (×)."
     )
     return markdown_table(header, rows, caption, "tbl-transfer")
+
+
+# the two directions of "tune once": tuned at a smaller m and used at a larger, and back
+DIRECTIONS = ("up", "down")
+# extra risks below this are shown as such: they are rounding
+EXTRA_SHOWN = 0.0005
+
+
+def tune_once(transfer: pd.DataFrame) -> pd.DataFrame:
+    """ "Tune once" in risk terms: per degree, scaling and direction, the worst extra risk,
+    risk(λ tuned at m0)/risk(best λ at m) − 1, over every pair (m0, m) of the design in
+    that direction, with its standard error and the pair where it occurs. Indexed by
+    (degree, scaling, direction); columns extra, se, m0, m."""
+    rows = []
+    for direction, pairs in (
+        ("up", transfer[transfer.m > transfer.m0]),
+        ("down", transfer[transfer.m < transfer.m0]),
+    ):
+        for (degree, scaling), g in pairs.groupby(["degree", "scaling"]):
+            worst = g.loc[g.risk_ratio.idxmax()]
+            rows.append(
+                {
+                    "degree": degree,
+                    "scaling": scaling,
+                    "direction": direction,
+                    "extra": worst.risk_ratio - 1,
+                    "se": worst.risk_ratio_se,
+                    "m0": int(worst.m0),
+                    "m": int(worst.m),
+                }
+            )
+    return pd.DataFrame(rows).set_index(["degree", "scaling", "direction"]).sort_index()
+
+
+def extra_risk(extra: float, se: float) -> str:
+    """Extra risk as '+7.6 (0.1) %', or from double the best risk on as a ratio, '87 (2)×';
+    below EXTRA_SHOWN (and its error too), '< 0.05 %': rounding, as for degree 1 under `m`,
+    where the best α is the same at every m."""
+    if abs(extra) < EXTRA_SHOWN and not se >= EXTRA_SHOWN:
+        return f"< {100 * EXTRA_SHOWN:g} %"
+    if extra >= 1:
+        return f"{with_se(1 + extra, se)}×"
+    return "+" + percent_with_se(extra, se)
+
+
+def tune_once_cell(row) -> str:
+    """'+7.6 (0.1) % at 100 → 10,000': the worst extra risk and where it occurs."""
+    return f"{extra_risk(row.extra, row.se)} at {int(row.m0):,} → {int(row.m):,}"
+
+
+def table_tune_once(transfer: pd.DataFrame) -> str:
+    """The worst extra risk of keeping a tuned λ, both directions, per degree and scaling."""
+    worst = tune_once(transfer)
+    shown = [s for s in ("m", "sqrt-m", "none") if s in set(transfer.scaling)]
+    rows = []
+    for degree in sorted(set(transfer.degree)):
+        for direction in DIRECTIONS:
+            rows.append(
+                [str(degree), direction]
+                + [
+                    tune_once_cell(worst.loc[(degree, s, direction)])
+                    if (degree, s, direction) in worst.index
+                    else "–"
+                    for s in shown
+                ]
+            )
+    header = ["degree", "m₀ → m"] + [f"`{s}`" for s in shown]
+    caption = (
+        "Tune once, in risk terms: the worst extra prediction risk from tuning λ at one "
+        "sample size m₀ and keeping it at another m, over every pair of the design's m "
+        "above degree + 2; up: m > m₀, down: m < m₀. Extra risk is risk at that λ over the "
+        "risk at the best λ for m, minus one; standard errors in brackets, in percentage "
+        "points; from twice the best risk on, the ratio itself (×); `k` equals `none` at a fixed "
+        "degree."
+    )
+    return markdown_table(header, rows, caption, "tbl-tune-once")
 
 
 _NOISE_DRAWS = {
