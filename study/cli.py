@@ -449,6 +449,7 @@ def _theory(args) -> int:
 def _needed_files(*, for_report: bool = False) -> tuple[str, ...]:
     from study.paths import (
         DRAWS_FILE,
+        MATCHED_FILE,
         RISK_CURVES_FILE,
         RISK_FILE,
         SUMMARY_FILE,
@@ -459,7 +460,7 @@ def _needed_files(*, for_report: bool = False) -> tuple[str, ...]:
     # the theory step's files too: a run made with --no-theory is told to run it
     needed = (SUMMARY_FILE, RISK_FILE, TUNING_FILE, TRANSFER_FILE, DRAWS_FILE)
     if for_report:
-        needed += (RISK_CURVES_FILE,)
+        needed += (RISK_CURVES_FILE, MATCHED_FILE)
     return needed
 
 

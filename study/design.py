@@ -59,9 +59,18 @@ _SCHEMA: dict[str, Any] = {
     "output": {"keep_draws": "int"},
     "model": {"family": "str"},
     "precision": {"target_mcse": "float", "max_replications": "int"},
+    "tuning": {"reference_m": "int"},
 }
 # Keys that may be left out, with the value they then take.
-_OPTIONAL = {"model": {"family": "gaussian"}, "block_size": None, "precision": None}
+_OPTIONAL = {
+    "model": {"family": "gaussian"},
+    "block_size": None,
+    "precision": None,
+    "tuning": None,
+}
+# [tuning] reference_m: the m at which the matched comparison tunes each scaling's λ
+REFERENCE_M = 100
+MAX_REFERENCE_M = 10**7
 # The model families (study.models); the first is the default.
 FAMILIES = ("gaussian",)  # the keys of study.models.FAMILIES (tested)
 _X_KEYS = {"uniform": ("distribution", "low", "high"), "normal": ("distribution", "mean", "sd")}
@@ -128,6 +137,9 @@ class Design:
     # the replications of each m where they differ from `replications` (set by a run with
     # [precision], recorded in its manifest; never read from a design file)
     replications_by_m: tuple[tuple[int, int], ...] = ()
+    # [tuning]: the m at which each scaling's λ is tuned and then held fixed as m grows
+    # (the theory step's matched comparison, matched.csv)
+    reference_m: int = REFERENCE_M
 
     def replications_of(self, m: int) -> int:
         """The replications of m: ``replications``, or what a run with [precision] set."""
@@ -176,14 +188,21 @@ class Design:
                 if self.target_mcse is not None
                 else {}
             ),
+            **(
+                {"tuning": {"reference_m": self.reference_m}}
+                if self.reference_m != REFERENCE_M
+                else {}
+            ),
         }
 
     @property
     def hash(self) -> str:
         """SHA-256 of the canonical JSON of the design without ``block_size`` (how the work
-        is cut never changes a number): what a checkpoint must match."""
+        is cut never changes a number) and ``[tuning]`` (read by the theory step alone):
+        what a checkpoint must match."""
         identity = self.to_dict()
         identity.pop("block_size", None)
+        identity.pop("tuning", None)
         text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -396,6 +415,20 @@ def design_from_dict(raw: dict, source: str = "design") -> Design:
         max_replications = chk.integer(
             "precision.max_replications", precision["max_replications"], replications, 10**9
         )
+    reference_m = REFERENCE_M
+    if "tuning" in raw:
+        lowest = max(degree) + 3  # where every degree's least-squares risk is finite
+        reference_m = raw["tuning"]["reference_m"]
+        if (
+            isinstance(reference_m, bool)
+            or not isinstance(reference_m, int)
+            or not lowest <= reference_m <= MAX_REFERENCE_M
+        ):
+            raise chk.fail(
+                "tuning.reference_m",
+                reference_m,
+                f"an integer from {lowest} (the largest degree + 3) to {MAX_REFERENCE_M:,}",
+            )
     design = Design(
         name=name,
         seed=seed,
@@ -414,6 +447,7 @@ def design_from_dict(raw: dict, source: str = "design") -> Design:
         family=family,
         target_mcse=target_mcse,
         max_replications=max_replications,
+        reference_m=reference_m,
     )
     check_representable(design, chk.fail)
     return design

@@ -37,9 +37,7 @@ from study.paths import (
     CHECKPOINT_DIR,
     MANIFEST_FILE,
     RESULT_FILES,
-    RISK_CURVES_FILE,
-    TRANSFER_FILE,
-    TUNING_FILE,
+    THEORY_FILES,
 )
 
 MARKER = ".study-results"
@@ -473,7 +471,7 @@ def verify_file(folder: Path, name: str, recorded) -> None:
     """Raise FolderError unless ``folder/name`` has the size and SHA-256 ``recorded``."""
     path = folder / name
     if not isinstance(recorded, dict):
-        if name in (TUNING_FILE, TRANSFER_FILE, RISK_CURVES_FILE):
+        if name in THEORY_FILES:
             raise FolderError(
                 f"{_quote(path)} is not listed in {MANIFEST_FILE}: the theory step has not run "
                 f"(run `study theory {folder}`)"

@@ -20,6 +20,7 @@ MANIFEST_FILE = "manifest.json"
 TUNING_FILE = "tuning.csv"
 TRANSFER_FILE = "transfer.csv"
 RISK_CURVES_FILE = "risk_curves.csv"
+MATCHED_FILE = "matched.csv"
 FITS_FILE = "fits.csv"
 CHECK_FILE = "check.csv"
 CHECKPOINT_DIR = "checkpoints"
@@ -32,8 +33,11 @@ RESULT_FILES = (
     TUNING_FILE,
     TRANSFER_FILE,
     RISK_CURVES_FILE,
+    MATCHED_FILE,
     CHECK_FILE,
 )
+# the files the theory step writes (`study theory`; left out by --no-theory)
+THEORY_FILES = (TUNING_FILE, TRANSFER_FILE, RISK_CURVES_FILE, MATCHED_FILE)
 
 
 def results_dir(name: str, root: Path = RESULTS_ROOT) -> Path:

@@ -42,11 +42,9 @@ from study.paths import (
     DRAWS_FILE,
     FITS_FILE,
     MANIFEST_FILE,
-    RISK_CURVES_FILE,
     RISK_FILE,
     SUMMARY_FILE,
-    TRANSFER_FILE,
-    TUNING_FILE,
+    THEORY_FILES,
 )
 from study.results import to_csv
 
@@ -348,7 +346,7 @@ def _write_results(
         atomic_write_text(results_dir / name, text)
     atomic_write_bytes(results_dir / DRAWS_FILE, npz_bytes(draws))
     # files of an earlier run that this one does not rewrite (check.csv checked them)
-    for name in (TUNING_FILE, TRANSFER_FILE, RISK_CURVES_FILE, CHECK_FILE):
+    for name in (*THEORY_FILES, CHECK_FILE):
         if name not in outputs:
             (results_dir / name).unlink(missing_ok=True)
     names = [SUMMARY_FILE, RISK_FILE, FITS_FILE, DRAWS_FILE, *texts]

@@ -17,16 +17,23 @@ from study.design import Design
 from study.engine.tasks import one_blas_thread
 from study.existence import finite_moment_order
 from study.numbers import nearest_on_log_scale
-from study.paths import RISK_CURVES_FILE, TRANSFER_FILE, TUNING_FILE
+from study.paths import MATCHED_FILE, RISK_CURVES_FILE, TRANSFER_FILE, TUNING_FILE
 from study.results import STATUS_NOT_IDENTIFIABLE, to_csv
 from study.scaling import alpha as scaling_alpha
 from study.theory.largem import asymptotic_risk_table, asymptotic_table
-from study.theory.tuning import design_grams, sums_of_degree, transfer_table, tuning_table
+from study.theory.tuning import (
+    design_grams,
+    matched_table,
+    sums_of_degree,
+    transfer_table,
+    tuning_table,
+)
 
 
 def extend(design: Design, summary: pd.DataFrame, risk: pd.DataFrame, computed=None):
     """The theory step of a run: the large-m columns and finite-moment orders added to
-    ``summary`` and ``risk``, and the texts of tuning.csv, transfer.csv and risk_curves.csv.
+    ``summary`` and ``risk``, and the texts of tuning.csv, transfer.csv, risk_curves.csv and
+    matched.csv.
 
     ``computed`` holds the results of :func:`pieces`, one per degree, when the run computed
     them beside the simulation; without it they are computed here, the same way.
@@ -46,6 +53,7 @@ def extend(design: Design, summary: pd.DataFrame, risk: pd.DataFrame, computed=N
         TUNING_FILE: to_csv(frames["tuning"]),
         TRANSFER_FILE: to_csv(frames["transfer"]),
         RISK_CURVES_FILE: to_csv(frames["curves"]),
+        MATCHED_FILE: to_csv(frames["matched"]),
     }
     return summary, risk, files
 
@@ -59,8 +67,8 @@ def pieces(design: Design) -> list[tuple]:
 
 def degree_piece(design: Design, degree: int) -> dict[str, pd.DataFrame]:
     """Everything the theory says about one degree of the design: the large-m tables, the
-    tuned penalty, its transfer and the risk curves. With one BLAS thread wherever it runs,
-    so that its numbers do not depend on where that is."""
+    tuned penalty, its transfer, the risk curves and the matched comparison. With one BLAS
+    thread wherever it runs, so that its numbers do not depend on where that is."""
     one = dataclasses.replace(design, degree=(degree,))
     grid = (list(one.m), [degree], list(one.lam), list(one.scaling))
     kw = dict(x=one.x, intercept=one.intercept, slope=one.slope, noise_sd=one.noise_sd)
@@ -73,6 +81,7 @@ def degree_piece(design: Design, degree: int) -> dict[str, pd.DataFrame]:
             "tuning": tuning,
             "transfer": transfer_table(one, tuning),
             "curves": risk_curves(one),
+            "matched": matched_table(one, tuning),
         }
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from study.basis import hankel_index, standard_basis
-from study.conditional import conditional_risk_function
+from study.conditional import conditional_risk_function, quantities
 from study.design import Design, XDistribution
 from study.engine.streams import chunk_power_sums, n_chunks
 from study.results import TUNING_DESIGNS
@@ -45,6 +45,11 @@ TRANSFER_COLUMNS = (
     ["m0", "m", "degree", "scaling"]
     + ["lambda", "alpha"]
     + ["risk", "risk_opt", "risk_ratio", "risk_ratio_se"]
+)
+MATCHED_COLUMNS = (
+    ["m0", "m", "degree", "scaling", "lambda", "alpha", "coef"]
+    + ["bias", "bias_se", "variance", "variance_se"]
+    + ["risk", "risk_se", "risk_ratio", "risk_ratio_se"]
 )
 DESIGNS_FOR_TUNING = TUNING_DESIGNS
 
@@ -512,3 +517,60 @@ def transfer_table(design: Design, tuning: pd.DataFrame) -> pd.DataFrame:
                 rows.append(row)
     rows.sort(key=lambda r: (r["degree"], r["scaling"], r["m0"], r["m"]))
     return pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
+
+
+def matched_table(design: Design, tuning: pd.DataFrame) -> pd.DataFrame:
+    """The matched comparison: each scaling's λ tuned at m0 = ``design.reference_m`` (the
+    same α* there for every scaling) and held fixed as m changes; the bias, variance and
+    prediction risk of the estimator that results at every m of the design.
+
+    Exact given each design and averaged over the tuning's designs of m
+    (:func:`design_grams`): bias E_X[E[ŵ_j|X]] − w*_j, variance E_X[Var[ŵ_j|X]] +
+    Var_X(E[ŵ_j|X]) (the law of total variance), risk E_X[E[R|X]]; each with the standard
+    error of its mean over the designs. ``risk_ratio`` is the risk over the risk at the best
+    α for m (``tuning``'s conditional α*), with its standard error as in
+    :func:`transfer_table`: from the designs of m and, through SE(log α*(m0)), of m0.
+    """
+    m0 = design.reference_m
+    cond = tuning[tuning.method == "conditional"]
+    rows = []
+    h = SE_STEP
+    for k in design.degree:
+        basis = design.standard_basis(k)
+        tuned = optimal_lambda_conditional(
+            design_grams(design, m0, k), m0, k, scaling="m", **_kw(design)
+        )
+        lams = {s: lam_from_alpha(tuned.alpha, m=m0, degree=k, scaling=s) for s in design.scaling}
+        for m in design.m:
+            grams = design_grams(design, m, k)
+            n, p = grams.shape[0], grams.shape[-1]
+            alphas = {s: scaling_alpha(lams[s], m=m, degree=k, scaling=s) for s in design.scaling}
+            grid = np.unique(list(alphas.values()))
+            coef, _, _ = quantities(grams, np.zeros((n, p)), basis, grid, design.noise_sd)
+            risk_of = conditional_risk_function(
+                grams, basis=basis, noise_sd=design.noise_sd, per_design=True
+            )
+            best = cond[(cond.m == m) & (cond.degree == k)].alpha_opt.iloc[0]
+            r_best = risk_of(np.array([best]))[0]
+            risk_opt = float(r_best.mean())
+            for s, a in alphas.items():
+                i = int(np.searchsorted(grid, a))
+                e, v = coef[:, i, :, 2], coef[:, i, :, 4]  # (n, p): E[ŵ|X] − w*, Var[ŵ|X]
+                r_at, r_lo, r_hi = risk_of(np.array([a, a * math.exp(-h), a * math.exp(h)]))
+                risk = float(r_at.mean())
+                ratio = risk / risk_opt
+                var_m = float(np.var(r_at - ratio * r_best, ddof=1)) / n / risk_opt**2
+                slope = float(r_hi.mean() - r_lo.mean()) / (2 * h) / risk_opt
+                var_m0 = 0.0 if m == m0 else (slope * tuned.log_alpha_se) ** 2
+                total = v + (e - e.mean(axis=0)) ** 2  # per design: mean is the variance
+                cell = {"m0": m0, "m": m, "degree": k, "scaling": s, "lambda": lams[s]}
+                cell |= {"alpha": a}
+                fit = {"risk": risk, "risk_se": float(np.std(r_at, ddof=1) / math.sqrt(n))}
+                fit |= {"risk_ratio": ratio, "risk_ratio_se": math.sqrt(var_m + var_m0)}
+                for j in range(p):
+                    row = {**cell, "coef": j, "bias": float(e[:, j].mean())}
+                    row["bias_se"] = float(np.std(e[:, j], ddof=1) / math.sqrt(n))
+                    row["variance"] = float(total[:, j].mean())
+                    row["variance_se"] = float(np.std(total[:, j], ddof=1) / math.sqrt(n))
+                    rows.append(row | fit)
+    return pd.DataFrame(rows, columns=MATCHED_COLUMNS)
