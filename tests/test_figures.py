@@ -524,3 +524,43 @@ def test_fig_tuned_lambda_takes_the_limit_from_the_tuning_table(tuning_made_up):
     t = tuning_made_up.assign(alpha_limit=0.5)
     (lim,) = lines_by_gid(F.fig_tuned_lambda(t, degree=DEGREE), "alpha_limit")["alpha_limit"]
     assert lim.get_ydata()[0] == pytest.approx(0.5)
+
+
+def test_the_matched_figure_plots_the_numbers_of_matched_csv():
+
+    from study.report.figures import fig_matched
+
+    rows = []
+    for s, bias, ratio in (
+        ("m", [-0.9, -0.3, -0.05], [1.2, 1.0, 1.01]),
+        ("none", [-0.2, -0.3, -0.31], [1.5, 1.0, 9.0]),
+    ):
+        for m, b, r in zip((10, 100, 1000), bias, ratio, strict=True):
+            for coef in (0, 1):
+                rows.append(
+                    dict(
+                        m0=100,
+                        m=m,
+                        degree=3,
+                        scaling=s,
+                        coef=coef,
+                        bias=b + coef,
+                        bias_se=0.01,
+                        variance=0.5 / m,
+                        variance_se=0.001 / m,
+                        risk_ratio=r,
+                        risk_ratio_se=0.002,
+                    )
+                )
+    matched = pd.DataFrame(rows)
+    fig = fig_matched(matched, degrees=[3], scalings=["none", "m"])
+    lines = {ln.get_gid(): ln for ax in fig.axes for ln in ax.get_lines() if ln.get_gid()}
+    bias = lines["matched:bias:3:m"]
+    np.testing.assert_allclose(bias.get_xdata(), [10, 100, 1000])
+    np.testing.assert_allclose(bias.get_ydata(), [0.1, 0.7, 0.95])  # coef 1: b + 1
+    np.testing.assert_allclose(lines["matched:variance:3:none"].get_ydata(), [0.05, 0.005, 0.0005])
+    extra = lines["matched:extra_risk:3:none"]  # m0 itself (extra risk 0) is left off the log axis
+    np.testing.assert_allclose(extra.get_xdata(), [10, 1000])
+    np.testing.assert_allclose(extra.get_ydata(), [0.5, 8.0])
+    with pytest.raises(ValueError, match="'degrees'"):
+        fig_matched(matched, degrees=[5])

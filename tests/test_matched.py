@@ -76,7 +76,9 @@ def test_bias_and_variance_match_fits_on_fresh_data(matched):
             c = w - w.mean(axis=0)
             var_se = np.sqrt(((c**2 - var) ** 2).mean(axis=0) / n)
             z_bias = (rows.bias.to_numpy() - bias) / np.hypot(rows.bias_se.to_numpy(), bias_se)
-            z_var = (rows.variance.to_numpy() - var) / np.hypot(rows.variance_se.to_numpy(), var_se)
+            z_var = (rows.variance.to_numpy() - var) / np.hypot(
+                rows.variance_se.to_numpy(), var_se
+            )
             assert np.all(np.abs(z_bias) < 4), (m, scaling, z_bias)
             assert np.all(np.abs(z_var) < 4), (m, scaling, z_var)
 

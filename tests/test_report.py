@@ -24,6 +24,7 @@ FIGURES = [
     "fig-distributions",
     "fig-risk-lambda",
     "fig-tuned",
+    "fig-matched",
 ]
 TABLES = [
     "tbl-scalings",

@@ -30,6 +30,7 @@ from study.paths import (
     DRAWS_FILE,
     GENERATED_DIR,
     MANIFEST_FILE,
+    MATCHED_FILE,
     REPORT_DIR,
     RISK_CURVES_FILE,
     RISK_FILE,
@@ -68,7 +69,7 @@ def _row(frame, **where):
 def build_variables(design, summary, risk, tuning, transfer, draws, result, manifest) -> dict:
     """Every number the report's text quotes, formatted."""
     k, lam = _focus_cell(design)
-    focus = _focus_variables(design, summary, k, lam)
+    focus = _focus_variables(design, summary, tuning, k, lam)
     tuning_vars = _tuning_variables(design, tuning, k)
     mcse = _mcse_variables(summary)
     transfer_vars = _transfer_variables(design, transfer, k)
@@ -128,8 +129,14 @@ def _dgp_variables(d) -> dict:
     }
 
 
-def _focus_variables(design, summary, k: int, lam: float) -> dict:
-    """The bias of the focus coefficient at the largest m, under `none` and `m`."""
+def _best_alpha(tuning, m: int, degree: int) -> float:
+    cond = tuning[(tuning.method == "conditional") & (tuning.scaling == tuning.scaling.iloc[0])]
+    return float(_row(cond, m=m, degree=degree).alpha_opt)
+
+
+def _focus_variables(design, summary, tuning, k: int, lam: float) -> dict:
+    """The bias of the focus coefficient at the largest m, under `none` and `m`, and how
+    many times the best α the focus λ is under `none` at the smallest m."""
     at = dict(m=max(design.m), degree=k, coef=FOCUS["coef"])
     r_none = _row(summary, scaling="none", **{"lambda": lam}, **at)
     r_m = _row(summary, scaling="m", **{"lambda": lam}, **at)
@@ -146,6 +153,7 @@ def _focus_variables(design, summary, k: int, lam: float) -> dict:
         "bias_none_max": with_se(r_none.bias, r_none.bias_mcse),
         "bias_m_max": with_se(r_m.bias, r_m.bias_mcse),
         "bias_none_limit": fmt(r_none.bias_asym),
+        "none_over_best": fmt(min(design.m) * lam / _best_alpha(tuning, min(design.m), k), 2),
     }
 
 
@@ -213,6 +221,23 @@ def _transfer_variables(design, transfer, k: int) -> dict:
         "extra_m": extra("m"),
         "extra_none": extra("none"),
     }
+
+
+def _matched_variables(design, matched, k: int) -> dict:
+    """The matched comparison at the largest m, degree k, the slope: bias, variance and
+    extra risk under `none` and `m`, each with its standard error."""
+    at = matched[(matched.m == max(design.m)) & (matched.degree == k) & (matched.coef == 1)]
+    at = at.set_index("scaling")
+    out = {"m0": f"{int(matched.m0.iloc[0]):,}"}
+    for scaling, name in (("none", "none"), ("m", "m")):
+        if scaling not in at.index:
+            out |= {f"{name}_{v}": "–" for v in ("bias", "variance", "extra")}
+            continue
+        r = at.loc[scaling]
+        out[f"{name}_bias"] = with_se(r.bias, r.bias_se)
+        out[f"{name}_variance"] = with_se(r.variance, r.variance_se)
+        out[f"{name}_extra"] = tables.extra_risk(r.risk_ratio - 1, r.risk_ratio_se)
+    return out
 
 
 def _tune_once_variables(transfer) -> dict:
@@ -316,6 +341,8 @@ def build_assets(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     curves = pd.read_csv(results_dir / RISK_CURVES_FILE)
+    matched = pd.read_csv(results_dir / MATCHED_FILE)
+    variables["matched"] = _matched_variables(design, matched, k)
     curves = curves[curves.degree == k].reset_index(drop=True)
     x_range = (
         (design.x.low, design.x.high)
@@ -335,6 +362,11 @@ def build_assets(
         "fig-distributions": figures.fig_sampling_distributions(draws, degree=k, lam=lam),
         "fig-risk-lambda": figures.fig_risk_vs_lambda(curves, risk, tuning, degree=k),
         "fig-tuned": figures.fig_tuned_lambda(tuning),
+        "fig-matched": figures.fig_matched(
+            matched,
+            degrees=sorted({k, max(design.degree)}),
+            scalings=[s for s in ("none", "m", "sqrt-m") if s in design.scaling],
+        ),
     }
     for name, fig in made.items():
         _save_figure(fig, out_dir, name)

@@ -37,7 +37,8 @@ Modules
   :class:`~study.report.figures.measures.Measure` specification.
 - :mod:`.draws`: figures of the kept draws (fitted curves, the parabola's tail, sampling
   distributions).
-- :mod:`.tuning`: the risk against λ and the tuned λ*(m), α*(m).
+- :mod:`.tuning`: the risk against λ, the tuned λ*(m), α*(m), and the matched comparison
+  (λ tuned at m₀ and held).
 """
 
 from study.report.figures._style import (
@@ -62,7 +63,7 @@ from study.report.figures.measures import (
     fig_mse_split,
     fig_variance,
 )
-from study.report.figures.tuning import fig_risk_vs_lambda, fig_tuned_lambda
+from study.report.figures.tuning import fig_matched, fig_risk_vs_lambda, fig_tuned_lambda
 from study.results import usable_cells
 
 __all__ = [
@@ -85,4 +86,5 @@ __all__ = [
     "fig_sampling_distributions",
     "fig_risk_vs_lambda",
     "fig_tuned_lambda",
+    "fig_matched",
 ]

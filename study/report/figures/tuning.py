@@ -410,3 +410,119 @@ def _tuned_handles(scalings, methods, *, limit: bool) -> list[Line2D]:
     if limit:
         handles.append(theory_handle(r"limit $\alpha^*_\infty$ as m → ∞"))
     return handles
+
+
+# --- the matched comparison ---------------------------------------------------------------
+
+
+# extra risks below this are left off the log axis (at m0 itself the extra risk is 0)
+EXTRA_RISK_FLOOR = 1e-5
+
+
+def fig_matched(
+    matched: pd.DataFrame,
+    *,
+    degrees: Sequence[int],
+    coef: int = 1,
+    scalings: Sequence[str] = SCALINGS,
+    z: float = 1.96,
+) -> Figure:
+    """Each scaling's λ tuned at the reference m0 and held fixed: against m, the bias and
+    the variance of one coefficient and the extra prediction risk over the best λ for m.
+    One row per degree in ``degrees``; lines with bands of ±z standard errors (from the
+    sample of designs the exact conditional moments are averaged over); m0 marked.
+
+    Parameters
+    ----------
+    matched : DataFrame
+        matched.csv: ``m0, m, degree, scaling, coef, bias, bias_se, variance,
+        variance_se, risk_ratio, risk_ratio_se``.
+    degrees : sequence of int
+    coef : int, default=1 (the slope)
+    scalings : sequence of str
+    z : float
+
+    Returns
+    -------
+    Figure
+        gids ``"matched:<measure>:<degree>:<scaling>"`` on the lines, measure one of
+        ``bias``, ``variance``, ``extra_risk``; the line's data are the plotted values.
+    """
+    scalings = check_scalings(scalings)
+    missing = [k for k in degrees if k not in set(matched["degree"])]
+    if missing:
+        raise ValueError(
+            f"The 'degrees' parameter must hold degrees of matched.csv, "
+            f"{sorted(matched['degree'].unique())}. Got {missing!r} instead."
+        )
+    m0 = int(matched["m0"].iloc[0])
+    with mpl.rc_context(RC):
+        fig = new_figure(2.2 * len(degrees) + 0.6)
+        axes = np.atleast_2d(fig.subplots(len(degrees), 3, sharex=True))
+        for row, k in zip(axes, degrees, strict=True):
+            sel = matched[(matched.degree == k) & (matched.coef == coef)]
+            for s in scalings:
+                g = sel[sel.scaling == s].sort_values("m")
+                if g.empty:
+                    continue
+                color = SCALING_COLORS[s]
+                panels = (
+                    ("bias", g.bias, g.bias_se),
+                    ("variance", g.variance, g.variance_se),
+                    ("extra_risk", g.risk_ratio - 1, g.risk_ratio_se),
+                )
+                for ax, (name, y, se) in zip(row, panels, strict=True):
+                    if name == "extra_risk":  # none at m0 itself: no point on a log axis
+                        keep = (y > EXTRA_RISK_FLOOR).to_numpy()
+                        m, y, se = g.m[keep], y[keep], se[keep]
+                    else:
+                        m = g.m
+                    (line,) = ax.plot(
+                        m,
+                        y,
+                        color=color,
+                        lw=1.2,
+                        marker=SCALING_MARKERS[s],
+                        ms=2.5,
+                        gid=f"matched:{name}:{k}:{s}",
+                    )
+                    lo = y - z * se
+                    if name != "bias":  # log axes: a band stops above zero
+                        lo = np.maximum(lo, 0.5 * y)
+                    ax.fill_between(m, lo, y + z * se, color=color, alpha=0.25, lw=0)
+            for ax in row:
+                log_m_axis(ax, sel["m"])
+                ax.axvline(m0, color="0.55", lw=0.8, ls=":")
+            row[0].axhline(0.0, color="0.3", lw=0.6)
+            row[1].set_yscale("log")
+            row[2].set_yscale("log")
+            row[2].set_ylim(bottom=EXTRA_RISK_FLOOR)
+            every_decade(row[1].yaxis)
+            row[0].set_ylabel(f"degree {k}")
+            row[0].set_title(f"bias of {_coef_label(coef)}", fontsize=8)
+            row[1].set_title(f"variance of {_coef_label(coef)}", fontsize=8)
+            row[2].set_title("extra risk over the best λ for m", fontsize=8)
+        for ax in axes[-1]:
+            ax.set_xlabel(M_LABEL)
+        handles = [
+            Line2D(
+                [],
+                [],
+                color=SCALING_COLORS[s],
+                marker=SCALING_MARKERS[s],
+                lw=1.2,
+                ms=3,
+                label=SCALING_LABELS[s],
+            )
+            for s in scalings
+        ]
+        handles.append(Line2D([], [], color="0.55", lw=0.8, ls=":", label=f"m₀ = {m0:,}"))
+        style_legend(fig, handles)
+        fig.suptitle(f"λ tuned at m₀ = {m0:,} under each scaling, then held fixed", fontsize=8)
+    return fig
+
+
+def _coef_label(j: int) -> str:
+    from study.report.figures._style import coef_symbol
+
+    return coef_symbol(j)
