@@ -564,3 +564,38 @@ def test_the_matched_figure_plots_the_numbers_of_matched_csv():
     np.testing.assert_allclose(extra.get_ydata(), [0.5, 8.0])
     with pytest.raises(ValueError, match="'degrees'"):
         fig_matched(matched, degrees=[5])
+
+
+def test_the_degrees_figure_plots_alpha_and_the_gain_where_least_squares_settles():
+    from study.report.figures import fig_degrees
+
+    rows = []
+    for k in (2, 5):
+        for i, m in enumerate((5, 8, 50, 500)):
+            for scaling in ("m", "none"):
+                rows.append(
+                    dict(
+                        m=m,
+                        degree=k,
+                        scaling=scaling,
+                        method="conditional",
+                        alpha_opt=0.5 * k + i,
+                        log_alpha_se=0.01,
+                        alpha_limit=2.0 * k,
+                        benefit=10.0 / (i + 1) + 1,
+                        benefit_se=0.1,
+                    )
+                )
+    tuning = pd.DataFrame(rows)
+    fig = fig_degrees(tuning)
+    lines = {ln.get_gid(): ln for ax in fig.axes for ln in ax.get_lines() if ln.get_gid()}
+    np.testing.assert_allclose(lines["alpha:5"].get_ydata(), [2.5, 3.5, 4.5, 5.5])
+    np.testing.assert_allclose(lines["alpha_limit:2"].get_ydata(), [4.0, 4.0])
+    # the gain is drawn only where least squares' risk has a finite variance (moments of order 4)
+    for k in (2, 5):
+        shown = [m for m in (5, 8, 50, 500) if finite_moment_order(m, k, 0.0) > 4]
+        benefit = lines[f"benefit:{k}"]
+        np.testing.assert_allclose(benefit.get_xdata(), shown)
+        expected = {5: 11.0, 8: 6.0, 50: 10 / 3 + 1, 500: 3.5}
+        np.testing.assert_allclose(benefit.get_ydata(), [expected[m] for m in shown])
+    assert len(lines["benefit:5"].get_xdata()) < 4  # m = 5 and 8 left out at degree 5

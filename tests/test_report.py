@@ -25,6 +25,7 @@ FIGURES = [
     "fig-risk-lambda",
     "fig-tuned",
     "fig-matched",
+    "fig-degrees",
 ]
 TABLES = [
     "tbl-scalings",

@@ -175,7 +175,10 @@ def _tuning_variables(design, tuning, k: int) -> dict:
     )
     k_high = max(design.degree)
     high = _row(cond, m=max(design.m), degree=k_high)
+    focus = _row(cond, m=max(design.m), degree=k)
     return {
+        "alpha_focus_last": with_se(focus.alpha_opt, focus.alpha_opt * focus.log_alpha_se),
+        "alpha_focus_limit": fmt(focus.alpha_limit),
         "alpha_high_last": with_se(high.alpha_opt, high.alpha_opt * high.log_alpha_se),
         "alpha_high_limit": fmt(high.alpha_limit),
         "degree_high": str(k_high),
@@ -362,6 +365,7 @@ def build_assets(
         "fig-distributions": figures.fig_sampling_distributions(draws, degree=k, lam=lam),
         "fig-risk-lambda": figures.fig_risk_vs_lambda(curves, risk, tuning, degree=k),
         "fig-tuned": figures.fig_tuned_lambda(tuning),
+        "fig-degrees": figures.fig_degrees(tuning),
         "fig-matched": figures.fig_matched(
             matched,
             degrees=sorted({k, max(design.degree)}),

@@ -63,7 +63,12 @@ from study.report.figures.measures import (
     fig_mse_split,
     fig_variance,
 )
-from study.report.figures.tuning import fig_matched, fig_risk_vs_lambda, fig_tuned_lambda
+from study.report.figures.tuning import (
+    fig_degrees,
+    fig_matched,
+    fig_risk_vs_lambda,
+    fig_tuned_lambda,
+)
 from study.results import usable_cells
 
 __all__ = [
@@ -87,4 +92,5 @@ __all__ = [
     "fig_risk_vs_lambda",
     "fig_tuned_lambda",
     "fig_matched",
+    "fig_degrees",
 ]

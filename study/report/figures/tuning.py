@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import matplotlib as mpl
+import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from study.existence import finite_moment_order
 from study.numbers import compact, significant
 from study.report.figures._select import check_scalings
 from study.report.figures._style import (
@@ -526,3 +528,71 @@ def _coef_label(j: int) -> str:
     from study.report.figures._style import coef_symbol
 
     return coef_symbol(j)
+
+
+# --- every degree: the best α and what it gains -------------------------------------------
+
+
+def fig_degrees(tuning: pd.DataFrame, *, z: float = 1.96) -> Figure:
+    """For every degree, against m: the risk-optimal α*(m) with its limit α*∞ (left), and
+    what the tuned penalty gains over least squares, risk(λ = 0)/risk(λ*) (right); bands of
+    ±z standard errors (from the designs the exact risk is averaged over). The right panel
+    leaves out the m where least squares' risk is infinite or has no finite variance (no
+    standard error: its average over designs does not settle)).
+
+    Parameters
+    ----------
+    tuning : DataFrame
+        tuning.csv: ``m, degree, scaling, method, alpha_opt, log_alpha_se, alpha_limit,
+        benefit, benefit_se`` (the conditional method is drawn).
+
+    Returns
+    -------
+    Figure
+        gids ``"alpha:<degree>"``, ``"alpha_limit:<degree>"`` and ``"benefit:<degree>"``.
+    """
+    cond = tuning[tuning.method == "conditional"]
+    cond = cond[cond.scaling == cond.scaling.iloc[0]]  # α* and the gain: the same for all
+    degrees = sorted(cond.degree.unique())
+    colors = mpl.colormaps["viridis"](np.linspace(0.0, 0.85, len(degrees)))
+    with mpl.rc_context(RC):
+        fig = new_figure(3.0)
+        ax_a, ax_b = fig.subplots(1, 2, sharex=True)
+        handles = []
+        for k, color in zip(degrees, colors, strict=True):
+            g = cond[cond.degree == k].sort_values("m")
+            a, se = g.alpha_opt.to_numpy(), g.log_alpha_se.to_numpy()
+            ax_a.plot(g.m, a, color=color, lw=1.2, marker="o", ms=2.5, gid=f"alpha:{k}")
+            band = np.exp(z * np.nan_to_num(se))
+            ax_a.fill_between(g.m, a / band, a * band, color=color, alpha=0.25, lw=0)
+            limit = float(g.alpha_limit.iloc[0])
+            ax_a.axhline(limit, color=color, lw=0.8, ls=DASHED, gid=f"alpha_limit:{k}")
+            # where least squares' risk is infinite, or has no finite variance, its average
+            # over designs does not settle (the benefit table's ∞ and †)
+            finite = np.array([finite_moment_order(m, k, 0.0) > 4 for m in g.m])
+            b, bse = g.benefit.to_numpy()[finite], np.nan_to_num(g.benefit_se.to_numpy()[finite])
+            ms = g.m.to_numpy()[finite]
+            ax_b.plot(ms, b, color=color, lw=1.2, marker="o", ms=2.5, gid=f"benefit:{k}")
+            ax_b.fill_between(
+                ms, np.maximum(b - z * bse, 1.0), b + z * bse, color=color, alpha=0.25, lw=0
+            )
+            handles.append(
+                Line2D([], [], color=color, lw=1.2, marker="o", ms=3, label=f"degree {k}")
+            )
+        for ax in (ax_a, ax_b):
+            log_m_axis(ax, cond["m"])
+            ax.set_xlabel(M_LABEL)
+            ax.set_yscale("log")
+        every_decade(ax_a.yaxis)
+        # the gain spans less than a decade: name the values a reader compares
+        top = ax_b.get_ylim()[1]
+        ticks = [t for t in (1, 1.1, 1.2, 1.5, 2, 3, 5, 10, 20, 50, 100) if t <= top]
+        ax_b.yaxis.set_major_locator(mticker.FixedLocator(ticks))
+        ax_b.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}×"))
+        ax_b.yaxis.set_minor_formatter(mticker.NullFormatter())
+        ax_a.set_ylabel("risk-optimal sum-form α*")
+        ax_b.set_ylabel("risk(λ = 0) / risk(λ*)")
+        ax_a.set_title("α*(m) and its limit α*∞ (dashed)", fontsize=8)
+        ax_b.set_title("what the tuned penalty gains over least squares", fontsize=8)
+        style_legend(fig, handles)
+    return fig
