@@ -4,11 +4,8 @@ import re
 import shutil
 import subprocess
 
-import numpy as np
 import pytest
-from sklearn.linear_model import ElasticNet, Ridge
 
-from study import fit_polynomial_ridge
 from study.report.assets import build_assets
 from study.report.render import render
 
@@ -163,31 +160,6 @@ def test_report_cli_refuses_missing_results(tmp_path):
 
 
 # --- the conventions table, row by row, where the library is installable ----------------
-
-
-def _data(m=40, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(-1, 1, m)
-    return x, 1 + 2 * x + rng.normal(size=m)
-
-
-def test_convention_ridge_is_the_m_scaling():
-    x, y = _data()
-    feats = np.vander(x, 4, increasing=True)[:, 1:]
-    for a in (0.01, 1.0, 30.0):
-        ridge = Ridge(alpha=a).fit(feats, y)
-        w = fit_polynomial_ridge(x, y, degree=3, lam=a, scaling="m")
-        np.testing.assert_allclose(w, np.r_[ridge.intercept_, ridge.coef_], rtol=1e-8)
-
-
-def test_convention_elastic_net_is_the_none_scaling():
-    """ElasticNet(l1_ratio=0): (1/2m)‖y − Xw‖² + (a/2)‖w‖², i.e. λ = a undivided."""
-    x, y = _data()
-    feats = np.vander(x, 3, increasing=True)[:, 1:]
-    for a in (0.01, 0.1):
-        net = ElasticNet(alpha=a, l1_ratio=0.0, tol=1e-14, max_iter=1_000_000).fit(feats, y)
-        w = fit_polynomial_ridge(x, y, degree=2, lam=a, scaling="none")
-        np.testing.assert_allclose(w, np.r_[net.intercept_, net.coef_], rtol=1e-6)
 
 
 def test_render_cli_refuses_a_folder_without_quarto_project(tmp_path):

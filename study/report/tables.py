@@ -98,7 +98,7 @@ def table_check(table: pd.DataFrame, result) -> str:
 
 # Each row: library or text, penalty as written, α of the study's sum form
 # Σ(y − ŷ)² + α‖w‖² (Σ log-loss + α‖w‖² for the logistic row), intercept penalised. The
-# scikit-learn rows are checked against the installed library in tests/test_report.py.
+# scikit-learn rows are checked against the installed library in tests/test_conventions.py.
 CONVENTIONS = [
     ("scikit-learn `Ridge(alpha=a)` [@sklearnridge]", "‖y − Xw‖² + a‖w‖²", "a (`m`)", "no"),
     (
