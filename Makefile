@@ -13,6 +13,8 @@ KERNEL := $(VENV)/.study-kernel
 SETUP := $(STAMP) $(KERNEL)
 DESIGN ?= simulations/default.toml
 JOBS ?= 2
+# test processes (pytest-xdist); each test file runs in one of them
+TEST_JOBS ?= 2
 NAME = $(shell sed -n 's/^name *= *"\(.*\)".*/\1/p' $(DESIGN))
 RESULTS ?= simulations/results/$(NAME)
 
@@ -75,10 +77,10 @@ check: $(SETUP) ## Compare simulation and theory for RESULTS (default: the DESIG
 	$(PY) -m study check $(RESULTS) --brief
 
 test: $(SETUP) ## Run the test suite (without the tests marked slow)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile
 
 test-all: $(SETUP) ## Run every test, the slow ones too
-	$(PY) -m pytest -m ''
+	$(PY) -m pytest -m '' -n $(TEST_JOBS) --dist loadfile
 
 lint: $(SETUP) ## ruff check and format check (installs the dev extra)
 	$(PY) -m pip install --quiet -e '.[dev]'

@@ -144,7 +144,35 @@ def _focus_variables(design, summary, tuning, k: int, lam: float) -> dict:
     at_small = dict(at, m=m_small)
     r_m_small = _row(summary, scaling="m", **{"lambda": lam}, **at_small)
     r_none_small = _row(summary, scaling="none", **{"lambda": lam}, **at_small)
+    # the variance of the highest coefficient under `m` against m: where it peaks
+    top = summary[
+        (summary.scaling == "m")
+        & (summary["lambda"] == lam)
+        & (summary.degree == k)
+        & (summary.coef == k)
+    ].sort_values("m")
+    peak = top.loc[top["var"].idxmax()]
+    first = top.iloc[0]
+    # how fast the slope's bias falls over the last two decades of m, under `m` and `sqrt-m`
+    m_mid = nearest_on_log_scale(design.m, max(design.m) / 100)
+    falls = {}
+    for scaling, name in (("m", "m"), ("sqrt-m", "sqrt")):
+        if scaling not in design.scaling:
+            falls |= {f"fall_{name}": "–", f"bias_{name}_mid": "–", f"bias_{name}_last": "–"}
+            continue
+        mid = _row(summary, scaling=scaling, **{"lambda": lam}, **dict(at, m=m_mid))
+        last = _row(summary, scaling=scaling, **{"lambda": lam}, **at)
+        falls[f"fall_{name}"] = fmt(mid.bias / last.bias, 3)
+        falls[f"bias_{name}_mid"] = with_se(mid.bias, mid.bias_mcse)
+        falls[f"bias_{name}_last"] = with_se(last.bias, last.bias_mcse)
     return {
+        **falls,
+        "m_mid": f"{m_mid:,}",
+        "m_span": fmt(max(design.m) / m_mid, 3),
+        "var_top_first": with_se(first["var"], first.var_mcse),
+        "var_top_first_m": f"{int(first.m):,}",
+        "var_top_peak": with_se(peak["var"], peak.var_mcse),
+        "var_top_peak_m": f"{int(peak.m):,}",
         "degree": str(k),
         "lam": as_written(lam),
         "m_small": f"{m_small:,}",
