@@ -153,20 +153,22 @@ def _risk_curve(ax, d: pd.DataFrame, lam_opt: float, *, color, key: str, m: int)
         # On the curve, so that the marker sits on the line it belongs to.
         log_risk = np.interp(np.log(lam_opt), np.log(d["lambda"]), np.log(d["risk"]))
         opt = (lam_opt, float(np.exp(log_risk)))
-    # Label the curve at its left end, unless its optimum is there (the label spans about
-    # two decades of λ); the levels are the same in every panel.
+    # Label the curve at its left end (the levels are the same in every panel), unless its
+    # optimum is there (the label spans about two decades of λ); else just below and right of the optimum (under `none` the optima
+    # of large m sit at the left end), so that every curve keeps its label
     lam_left = float(d["lambda"].iloc[0])
-    if opt is None or opt[0] > lam_left * 10**2.5:
-        ax.annotate(
-            f"m = {compact(m)}",
-            (lam_left, d["risk"].iloc[0]),
-            xytext=(2, 2),
-            textcoords="offset points",
-            ha="left",
-            va="bottom",
-            fontsize=6.5,
-            color=color,
-        )
+    at_left = opt is None or opt[0] > lam_left * 10**2.5
+    ax.annotate(
+        f"m = {compact(m)}",
+        (lam_left, d["risk"].iloc[0]) if at_left else opt,
+        xytext=(2, 2) if at_left else (6, -3),
+        textcoords="offset points",
+        ha="left",
+        va="bottom" if at_left else "top",
+        fontsize=6.5,
+        color=color,
+        gid=f"label:{key}",
+    )
     if opt is not None:
         ax.plot(
             *opt,
