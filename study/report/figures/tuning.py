@@ -154,8 +154,8 @@ def _risk_curve(ax, d: pd.DataFrame, lam_opt: float, *, color, key: str, m: int)
         log_risk = np.interp(np.log(lam_opt), np.log(d["lambda"]), np.log(d["risk"]))
         opt = (lam_opt, float(np.exp(log_risk)))
     # Label the curve at its left end (the levels are the same in every panel), unless its
-    # optimum is there (the label spans about two decades of λ); else just below and right of the optimum (under `none` the optima
-    # of large m sit at the left end), so that every curve keeps its label
+    # optimum is there (the label spans about two decades of λ); then just below and right
+    # of the optimum (under `none` the optima of large m sit at the left end)
     lam_left = float(d["lambda"].iloc[0])
     at_left = opt is None or opt[0] > lam_left * 10**2.5
     ax.annotate(
