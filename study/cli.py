@@ -452,6 +452,7 @@ def _needed_files(*, for_report: bool = False) -> tuple[str, ...]:
         MATCHED_FILE,
         RISK_CURVES_FILE,
         RISK_FILE,
+        SENSITIVITY_FILE,
         SUMMARY_FILE,
         TRANSFER_FILE,
         TUNING_FILE,
@@ -460,7 +461,7 @@ def _needed_files(*, for_report: bool = False) -> tuple[str, ...]:
     # the theory step's files too: a run made with --no-theory is told to run it
     needed = (SUMMARY_FILE, RISK_FILE, TUNING_FILE, TRANSFER_FILE, DRAWS_FILE)
     if for_report:
-        needed += (RISK_CURVES_FILE, MATCHED_FILE)
+        needed += (RISK_CURVES_FILE, MATCHED_FILE, SENSITIVITY_FILE)
     return needed
 
 

@@ -21,6 +21,7 @@ TUNING_FILE = "tuning.csv"
 TRANSFER_FILE = "transfer.csv"
 RISK_CURVES_FILE = "risk_curves.csv"
 MATCHED_FILE = "matched.csv"
+SENSITIVITY_FILE = "sensitivity.csv"
 FITS_FILE = "fits.csv"
 CHECK_FILE = "check.csv"
 CHECKPOINT_DIR = "checkpoints"
@@ -34,10 +35,11 @@ RESULT_FILES = (
     TRANSFER_FILE,
     RISK_CURVES_FILE,
     MATCHED_FILE,
+    SENSITIVITY_FILE,
     CHECK_FILE,
 )
 # the files the theory step writes (`study theory`; left out by --no-theory)
-THEORY_FILES = (TUNING_FILE, TRANSFER_FILE, RISK_CURVES_FILE, MATCHED_FILE)
+THEORY_FILES = (TUNING_FILE, TRANSFER_FILE, RISK_CURVES_FILE, MATCHED_FILE, SENSITIVITY_FILE)
 
 
 def results_dir(name: str, root: Path = RESULTS_ROOT) -> Path:

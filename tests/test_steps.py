@@ -9,7 +9,13 @@ from study.report.tables import table_provenance
 from conftest import run_cli, small_design, write_design
 
 ENGINE_FILES = ("summary.csv", "risk.csv", "fits.csv", "draws.npz")
-THEORY_FILES = ("tuning.csv", "transfer.csv", "risk_curves.csv", "matched.csv")
+THEORY_FILES = (
+    "tuning.csv",
+    "transfer.csv",
+    "risk_curves.csv",
+    "matched.csv",
+    "sensitivity.csv",
+)
 FILES = ENGINE_FILES + THEORY_FILES
 
 

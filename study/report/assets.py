@@ -34,6 +34,7 @@ from study.paths import (
     REPORT_DIR,
     RISK_CURVES_FILE,
     RISK_FILE,
+    SENSITIVITY_FILE,
     SUMMARY_FILE,
     TRANSFER_FILE,
     TUNING_FILE,
@@ -254,6 +255,20 @@ def _transfer_variables(design, transfer, k: int) -> dict:
     }
 
 
+def _sensitivity_variables(design, sensitivity, k: int) -> dict:
+    """Across the noise levels of sensitivity.csv: the range of the extra risk of keeping
+    the tuned λ under `m` and under `none` (over every degree), and the noise factors."""
+    out = {"factors": ", ".join(f"{f:g}" for f in sorted(set(sensitivity.noise_factor)))}
+    for scaling in ("m", "none"):
+        col = f"extra_{scaling}"
+        lo = sensitivity.loc[sensitivity[col].idxmin()]
+        hi = sensitivity.loc[sensitivity[col].idxmax()]
+        out[f"{scaling}_low"] = tables.extra_risk(lo[col], lo[f"{col}_se"])
+        out[f"{scaling}_high"] = tables.extra_risk(hi[col], hi[f"{col}_se"])
+        out[f"{scaling}_high_where"] = f"degree {int(hi.degree)}, σ = {fmt(hi.noise_sd, 3)}"
+    return out
+
+
 def _matched_variables(design, matched, k: int) -> dict:
     """The matched comparison at the largest m, degree k, the slope: bias, variance and
     extra risk under `none` and `m`, each with its standard error."""
@@ -373,6 +388,8 @@ def build_assets(
     out_dir.mkdir(parents=True, exist_ok=True)
     curves = pd.read_csv(results_dir / RISK_CURVES_FILE)
     matched = pd.read_csv(results_dir / MATCHED_FILE)
+    sensitivity = pd.read_csv(results_dir / SENSITIVITY_FILE)
+    variables["sensitivity"] = _sensitivity_variables(design, sensitivity, k)
     variables["matched"] = _matched_variables(design, matched, k)
     curves = curves[curves.degree == k].reset_index(drop=True)
     x_range = (
@@ -419,6 +436,9 @@ def build_assets(
         ),
         "tbl-transfer": tables.table_transfer(transfer, m0=m0_transfer, ms=ms_transfer),
         "tbl-tune-once": tables.table_tune_once(transfer),
+        "tbl-sensitivity": tables.table_sensitivity(
+            sensitivity, degrees=sorted({k, max(design.degree)})
+        ),
         "tbl-provenance": tables.table_provenance(manifest),
     }
     for name, text in md.items():

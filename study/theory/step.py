@@ -17,13 +17,20 @@ from study.design import Design
 from study.engine.tasks import one_blas_thread
 from study.existence import finite_moment_order
 from study.numbers import nearest_on_log_scale
-from study.paths import MATCHED_FILE, RISK_CURVES_FILE, TRANSFER_FILE, TUNING_FILE
+from study.paths import (
+    MATCHED_FILE,
+    RISK_CURVES_FILE,
+    SENSITIVITY_FILE,
+    TRANSFER_FILE,
+    TUNING_FILE,
+)
 from study.results import STATUS_NOT_IDENTIFIABLE, to_csv
 from study.scaling import alpha as scaling_alpha
 from study.theory.largem import asymptotic_risk_table, asymptotic_table
 from study.theory.tuning import (
     design_grams,
     matched_table,
+    sensitivity_table,
     sums_of_degree,
     transfer_table,
     tuning_table,
@@ -32,8 +39,8 @@ from study.theory.tuning import (
 
 def extend(design: Design, summary: pd.DataFrame, risk: pd.DataFrame, computed=None):
     """The theory step of a run: the large-m columns and finite-moment orders added to
-    ``summary`` and ``risk``, and the texts of tuning.csv, transfer.csv, risk_curves.csv and
-    matched.csv.
+    ``summary`` and ``risk``, and the texts of tuning.csv, transfer.csv, risk_curves.csv,
+    matched.csv and sensitivity.csv.
 
     ``computed`` holds the results of :func:`pieces`, one per degree, when the run computed
     them beside the simulation; without it they are computed here, the same way.
@@ -54,6 +61,7 @@ def extend(design: Design, summary: pd.DataFrame, risk: pd.DataFrame, computed=N
         TRANSFER_FILE: to_csv(frames["transfer"]),
         RISK_CURVES_FILE: to_csv(frames["curves"]),
         MATCHED_FILE: to_csv(frames["matched"]),
+        SENSITIVITY_FILE: to_csv(frames["sensitivity"]),
     }
     return summary, risk, files
 
@@ -67,7 +75,8 @@ def pieces(design: Design) -> list[tuple]:
 
 def degree_piece(design: Design, degree: int) -> dict[str, pd.DataFrame]:
     """Everything the theory says about one degree of the design: the large-m tables, the
-    tuned penalty, its transfer, the risk curves and the matched comparison. With one BLAS
+    tuned penalty, its transfer, the risk curves, the matched comparison and the
+    sensitivity to the noise level. With one BLAS
     thread wherever it runs, so that its numbers do not depend on where that is."""
     one = dataclasses.replace(design, degree=(degree,))
     grid = (list(one.m), [degree], list(one.lam), list(one.scaling))
@@ -82,6 +91,7 @@ def degree_piece(design: Design, degree: int) -> dict[str, pd.DataFrame]:
             "transfer": transfer_table(one, tuning),
             "curves": risk_curves(one),
             "matched": matched_table(one, tuning),
+            "sensitivity": sensitivity_table(one),
         }
 
 

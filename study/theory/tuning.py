@@ -574,3 +574,58 @@ def matched_table(design: Design, tuning: pd.DataFrame) -> pd.DataFrame:
                     row["variance_se"] = float(np.std(total[:, j], ddof=1) / math.sqrt(n))
                     rows.append(row | fit)
     return pd.DataFrame(rows, columns=MATCHED_COLUMNS)
+
+
+# the noise levels of the sensitivity table, as multiples of the design's σ
+NOISE_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
+SENSITIVITY_COLUMNS = (
+    ["degree", "noise_factor", "noise_sd", "noise_to_slope", "m0", "m"]
+    + ["alpha_m0", "alpha_m", "alpha_m_se", "alpha_limit"]
+    + ["extra_m", "extra_m_se", "extra_none", "extra_none_se"]
+)
+
+
+def sensitivity_table(design: Design) -> pd.DataFrame:
+    """How the best penalty and the cost of keeping it move with the noise level.
+
+    For σ = each of NOISE_FACTORS × the design's σ, per degree: α* at m0 =
+    ``design.reference_m`` and at the largest m (exact given each design, averaged over the
+    tuning's designs, as in :func:`tuning_table`), its limit α*∞, and the extra risk at the
+    largest m of the λ tuned at m0 under `m` and under `none`, with standard errors as in
+    :func:`transfer_table`. With the intercept unpenalised, the risk scales as σ² and as
+    the slope² together, so these numbers depend on σ/|β₁| alone (``noise_to_slope``;
+    tested): the table covers the slopes too."""
+    m0, m_max = design.reference_m, max(design.m)
+    rows = []
+    h = SE_STEP
+    for k in design.degree:
+        basis = design.standard_basis(k)
+        g0, g1 = design_grams(design, m0, k), design_grams(design, m_max, k)
+        for factor in NOISE_FACTORS:
+            kw = _kw(design) | {"noise_sd": factor * design.noise_sd}
+            sigma = kw["noise_sd"]
+            at_m0 = optimal_lambda_conditional(g0, m0, k, scaling="m", **kw)
+            at_m = optimal_lambda_conditional(g1, m_max, k, scaling="m", **kw)
+            per_design = conditional_risk_function(
+                g1, basis=basis, noise_sd=sigma, per_design=True
+            )
+            row = {"degree": k, "noise_factor": factor, "noise_sd": sigma}
+            row["noise_to_slope"] = sigma / abs(design.slope) if design.slope else math.inf
+            row |= {"m0": m0, "m": m_max, "alpha_m0": at_m0.alpha, "alpha_m": at_m.alpha}
+            row["alpha_m_se"] = at_m.alpha * at_m.log_alpha_se
+            row["alpha_limit"] = optimal_alpha_limit(k, **kw)
+            r_best = per_design(np.array([at_m.alpha]))[0]
+            best = float(r_best.mean())
+            n = r_best.size
+            for scaling in ("m", "none"):
+                lam = lam_from_alpha(at_m0.alpha, m=m0, degree=k, scaling=scaling)
+                a = scaling_alpha(lam, m=m_max, degree=k, scaling=scaling)
+                r_at, r_lo, r_hi = per_design(np.array([a, a * math.exp(-h), a * math.exp(h)]))
+                ratio = float(r_at.mean()) / best
+                var_m = float(np.var(r_at - ratio * r_best, ddof=1)) / n / best**2
+                slope = float(r_hi.mean() - r_lo.mean()) / (2 * h) / best
+                var_m0 = 0.0 if m0 == m_max else (slope * at_m0.log_alpha_se) ** 2
+                row[f"extra_{scaling}"] = ratio - 1
+                row[f"extra_{scaling}_se"] = math.sqrt(var_m + var_m0)
+            rows.append(row)
+    return pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS)
