@@ -33,6 +33,7 @@ TABLES = [
     "tbl-benefit",
     "tbl-transfer",
     "tbl-tune-once",
+    "tbl-sensitivity",
     "tbl-provenance",
 ]
 
