@@ -93,3 +93,30 @@ def test_the_limit_scales_as_the_noise_variance_and_degree_one_is_exact(design, 
     np.testing.assert_allclose(deg1.alpha_m, expected, rtol=1e-6)
     np.testing.assert_allclose(deg1.noise_to_slope, deg1.noise_sd / 1.2)
     assert sorted(set(table.noise_factor)) == sorted(NOISE_FACTORS)
+
+
+@pytest.mark.slow
+def test_the_noisy_design_confirms_the_sensitivity_row_by_simulation(tmp_path):
+    """simulations/noisy.toml is the default study at σ × 2: its Monte Carlo agrees with
+    Rao–Blackwell and the theory, and its tuning is the default's sensitivity row σ × 2."""
+    from study.check import check
+    from study.design import load_design
+
+    from conftest import ROOT, run_cli
+
+    out = tmp_path / "noisy"
+    run_cli("simulate", ROOT / "simulations" / "noisy.toml", "--out", out, "-q", check=True)
+    result = check(out)
+    assert result.ok and result.n_z > 500, result.summary_line()
+    default = load_design(ROOT / "simulations" / "default.toml")
+    row = sensitivity_table(dataclasses.replace(default, degree=(7,)))
+    row = row[row.noise_factor == 2.0].iloc[0]
+    import pandas as pd
+
+    tuning = pd.read_csv(out / "tuning.csv")
+    cond = tuning[
+        (tuning.method == "conditional") & (tuning.scaling == "m") & (tuning.degree == 7)
+    ]
+    best = dict(zip(cond.m, cond.alpha_opt, strict=True))
+    assert best[default.reference_m] == pytest.approx(row.alpha_m0, rel=1e-12)
+    assert best[max(default.m)] == pytest.approx(row.alpha_m, rel=1e-12)
