@@ -131,6 +131,45 @@ def penalty_root(B: np.ndarray, *, penalize_intercept: bool = False) -> np.ndarr
     return B if penalize_intercept else B[:, 1:]
 
 
+# The bases the coefficients may be written in: the monomials 1, x, …, x^k, or polynomials
+# orthonormal under the distribution of x (normalised Legendre in u for uniform x,
+# normalised probabilists' Hermite in u for normal x), the constant first.
+BASES = ("monomial", "orthonormal")
+
+
+def check_basis(basis: str) -> str:
+    if basis not in BASES:
+        raise ValueError(
+            f"The 'basis' parameter must be one of {list(BASES)}. Got {basis!r} instead."
+        )
+    return basis
+
+
+def orthonormal_coefficients(distribution: str, degree: int) -> np.ndarray:
+    """Matrix L whose row j holds the coefficients of ψ_j in 1, u, …, u^k: ψ(u) = L·φ(u),
+    with E[ψ(u)ψ(u)ᵀ] = I for u uniform on [−1, 1] (ψ_j = √(2j + 1)·P_j, Legendre) or
+    standard normal (ψ_j = He_j/√(j!), probabilists' Hermite). Lower triangular, ψ_0 = 1,
+    so that the first coefficient stays the intercept."""
+    from numpy.polynomial import hermite_e, legendre
+
+    L = np.zeros((degree + 1, degree + 1))
+    for j in range(degree + 1):
+        unit = np.zeros(j + 1)
+        unit[j] = 1.0
+        if distribution == "uniform":
+            L[j, : j + 1] = legendre.leg2poly(unit) * np.sqrt(2 * j + 1)
+        elif distribution == "normal":
+            L[j, : j + 1] = hermite_e.herme2poly(unit) / np.sqrt(
+                float(np.prod(np.arange(1, j + 1)))
+            )
+        else:
+            raise ValueError(
+                f"The 'distribution' parameter must be 'uniform' or 'normal'. Got "
+                f"{distribution!r} instead."
+            )
+    return L
+
+
 def pencil_is_stable(center: float, scale: float) -> bool:
     """Whether the pencil factorisation is accurate for this standardisation.
 
@@ -223,6 +262,7 @@ def standard_basis(
     intercept: float,
     slope: float,
     penalize_intercept: bool = False,
+    basis: str = "monomial",
 ) -> StandardBasis:
     """Build the standardised-basis description of one problem (see the module docstring).
 
@@ -236,6 +276,12 @@ def standard_basis(
         β0 and β1 of the true line.
     penalize_intercept : bool, default=False
         D = I instead of diag(0, 1, …, 1).
+    basis : {"monomial", "orthonormal"}, default="monomial"
+        The coefficients w, and so the penalty wᵀDw, of the monomials 1, x, …, x^k, or of
+        the polynomials ψ(u) = L·φ(u) orthonormal under the distribution of x
+        (:func:`orthonormal_coefficients`): then φ(u) = L⁻¹ψ(u), so B = L⁻¹, and
+        everything downstream (the engine, the conditional moments, the theory) is the same
+        code with another B.
 
     Returns
     -------
@@ -245,7 +291,18 @@ def standard_basis(
         raise ValueError(f"The 'degree' parameter must be an integer ≥ 1. Got {degree!r} instead.")
     degree = int(degree)
     c, s = float(x.center), float(x.scale)
-    B = change_of_basis(c, s, degree)
+    v_star = true_coefficients(degree, intercept=intercept, slope=slope, x=x)
+    if check_basis(basis) == "monomial":
+        B = change_of_basis(c, s, degree)
+        w_star = true_coefficients(degree, intercept=intercept, slope=slope)
+        # the orthonormal basis is defined in u: its penalty is as well conditioned on any
+        # x range, so one factorisation of the pencil serves
+        use_pencil = pencil_is_stable(c, s)
+    else:
+        # ψ = Lφ(u) and φ(u)ᵀv = ψᵀw give v = Lᵀw, w = L⁻ᵀv = Bᵀv with B = L⁻¹
+        B = np.linalg.inv(orthonormal_coefficients(x.distribution, degree))
+        w_star = B.T @ v_star
+        use_pencil = True
     D = penalty_matrix(degree, penalize_intercept=penalize_intercept)
     F = penalty_root(B, penalize_intercept=penalize_intercept)
     mu = standard_moments(x.distribution, 4 * degree)
@@ -255,9 +312,9 @@ def standard_basis(
         sigma=mu[hankel_index(degree)],
         penalty=B @ D @ B.T,
         mu=mu,
-        v_star=true_coefficients(degree, intercept=intercept, slope=slope, x=x),
-        w_star=true_coefficients(degree, intercept=intercept, slope=slope),
+        v_star=v_star,
+        w_star=w_star,
         F=F,
-        use_pencil=pencil_is_stable(c, s),
+        use_pencil=use_pencil,
         B_is_identity=bool(np.array_equal(B, np.eye(degree + 1))),
     )

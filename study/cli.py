@@ -448,6 +448,7 @@ def _theory(args) -> int:
 
 def _needed_files(*, for_report: bool = False) -> tuple[str, ...]:
     from study.paths import (
+        BASES_FILE,
         DRAWS_FILE,
         MATCHED_FILE,
         RISK_CURVES_FILE,
@@ -461,7 +462,7 @@ def _needed_files(*, for_report: bool = False) -> tuple[str, ...]:
     # the theory step's files too: a run made with --no-theory is told to run it
     needed = (SUMMARY_FILE, RISK_FILE, TUNING_FILE, TRANSFER_FILE, DRAWS_FILE)
     if for_report:
-        needed += (RISK_CURVES_FILE, MATCHED_FILE, SENSITIVITY_FILE)
+        needed += (RISK_CURVES_FILE, MATCHED_FILE, SENSITIVITY_FILE, BASES_FILE)
     return needed
 
 

@@ -31,7 +31,9 @@ import numpy as np
 
 from study.basis import (  # noqa: F401  (names of the fit API)
     change_of_basis,
+    check_basis,
     hankel_index,
+    orthonormal_coefficients,
     penalty_matrix,
     penalty_root,
     pencil_is_stable,
@@ -161,6 +163,8 @@ def fit_polynomial_ridge(
     lam: float,
     scaling: str = "m",
     penalize_intercept: bool = False,
+    basis: str = "monomial",
+    x_distribution=None,
 ) -> np.ndarray:
     """Fit a degree-k polynomial by ridge regression with one of the study's scalings.
 
@@ -186,11 +190,21 @@ def fit_polynomial_ridge(
         How the penalty is divided; "m" is Ng's (λ/2m)·Σw².
     penalize_intercept : bool, default=False
         Penalise w_0 as well.
+    basis : {"monomial", "orthonormal"}, default="monomial"
+        Write the polynomial, and so the penalty Σ_{j≥1} w_j², in the monomials
+        1, x, …, x^k, or in the polynomials ψ_0 = 1, ψ_1, …, ψ_k orthonormal under
+        ``x_distribution`` (normalised Legendre in u = (x − center)/scale for uniform x,
+        normalised probabilists' Hermite for normal x): the same fits at λ = 0, different
+        ones with a penalty.
+    x_distribution : XDistribution or mapping, optional
+        Needed for ``basis="orthonormal"``: ``{"distribution": "uniform", "low": a,
+        "high": b}`` or ``{"distribution": "normal", "mean": μ, "sd": s}`` (or a design's
+        ``x``).
 
     Returns
     -------
     ndarray of shape (degree + 1,)
-        Coefficients of 1, x, …, x^degree.
+        Coefficients of 1, x, …, x^degree, or of ψ_0, …, ψ_k.
 
     Raises
     ------
@@ -225,6 +239,8 @@ def fit_polynomial_ridge(
             f"With lam = 0 a degree-{degree} fit needs at least {degree + 1} distinct x values. "
             f"Got {np.unique(x).size} instead: the coefficients are not identifiable."
         )
+    if check_basis(basis) == "orthonormal":
+        return _fit_orthonormal(x, y, degree, a, x_distribution, penalize_intercept)
     lo, hi = x.min(), x.max()
     center = (lo + hi) / 2
     scale = (hi - lo) / 2 if hi > lo else max(abs(center), 1.0)
@@ -232,3 +248,38 @@ def fit_polynomial_ridge(
     sums, T = power_sums((x - center) / scale, y, degree)
     v = _solve_one(sums, T, degree, a, B, penalize_intercept=penalize_intercept)
     return B.T @ v
+
+
+def _fit_orthonormal(x, y, degree: int, alpha: float, x_distribution, penalize_intercept: bool):
+    """Ridge on the features ψ(u) orthonormal under ``x_distribution``: ‖Ψw − y‖² + αwᵀDw,
+    solved from its normal equations (Ψ is well conditioned: that is the point of it)."""
+    if x_distribution is None:
+        raise ValueError(
+            "basis='orthonormal' needs x_distribution, e.g. {'distribution': 'uniform', "
+            "'low': -1, 'high': 1}: the polynomials are orthonormal under it."
+        )
+    get = (
+        x_distribution.get
+        if isinstance(x_distribution, dict)
+        else (lambda key, default=None: getattr(x_distribution, key, default))
+    )
+    kind = get("distribution")
+    if kind == "uniform":
+        low, high = float(get("low")), float(get("high"))
+        if not (np.isfinite(low) and np.isfinite(high) and low < high):
+            raise ValueError(f"x_distribution needs finite low < high. Got {low!r}, {high!r}.")
+        center, scale = low / 2 + high / 2, high / 2 - low / 2
+    elif kind == "normal":
+        center, scale = float(get("mean")), float(get("sd"))
+        if not (np.isfinite(center) and np.isfinite(scale) and scale > 0):
+            raise ValueError(
+                f"x_distribution needs a finite mean and sd > 0. Got {center!r}, {scale!r}."
+            )
+    else:
+        raise ValueError(
+            f"x_distribution['distribution'] must be 'uniform' or 'normal'. Got {kind!r} instead."
+        )
+    L = orthonormal_coefficients(kind, degree)
+    features = np.vander((x - center) / scale, degree + 1, increasing=True) @ L.T
+    D = penalty_matrix(degree, penalize_intercept=penalize_intercept)
+    return np.linalg.solve(features.T @ features + alpha * D, features.T @ y)

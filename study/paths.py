@@ -22,6 +22,7 @@ TRANSFER_FILE = "transfer.csv"
 RISK_CURVES_FILE = "risk_curves.csv"
 MATCHED_FILE = "matched.csv"
 SENSITIVITY_FILE = "sensitivity.csv"
+BASES_FILE = "bases.csv"
 FITS_FILE = "fits.csv"
 CHECK_FILE = "check.csv"
 CHECKPOINT_DIR = "checkpoints"
@@ -36,10 +37,18 @@ RESULT_FILES = (
     RISK_CURVES_FILE,
     MATCHED_FILE,
     SENSITIVITY_FILE,
+    BASES_FILE,
     CHECK_FILE,
 )
 # the files the theory step writes (`study theory`; left out by --no-theory)
-THEORY_FILES = (TUNING_FILE, TRANSFER_FILE, RISK_CURVES_FILE, MATCHED_FILE, SENSITIVITY_FILE)
+THEORY_FILES = (
+    TUNING_FILE,
+    TRANSFER_FILE,
+    RISK_CURVES_FILE,
+    MATCHED_FILE,
+    SENSITIVITY_FILE,
+    BASES_FILE,
+)
 
 
 def results_dir(name: str, root: Path = RESULTS_ROOT) -> Path:

@@ -23,6 +23,7 @@ FIGURES = [
     "fig-tuned",
     "fig-matched",
     "fig-degrees",
+    "fig-bases",
 ]
 TABLES = [
     "tbl-scalings",

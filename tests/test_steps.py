@@ -15,6 +15,7 @@ THEORY_FILES = (
     "risk_curves.csv",
     "matched.csv",
     "sensitivity.csv",
+    "bases.csv",
 )
 FILES = ENGINE_FILES + THEORY_FILES
 

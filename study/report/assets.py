@@ -27,6 +27,7 @@ from study.numbers import (
     with_se,
 )
 from study.paths import (
+    BASES_FILE,
     DRAWS_FILE,
     GENERATED_DIR,
     MANIFEST_FILE,
@@ -255,6 +256,23 @@ def _transfer_variables(design, transfer, k: int) -> dict:
     }
 
 
+def _bases_variables(design, bases, k: int) -> dict:
+    """The best α in both bases (bases.csv) at the focus and the highest degree: at the
+    largest m with its standard error, the limit, the Hoerl–Kennard–Baldwin value, and how
+    many-fold α* moves from m0 to the largest m."""
+    out = {"m0": f"{int(bases.m0.iloc[0]):,}"}
+    for degree, tag in ((k, "focus"), (max(design.degree), "high")):
+        for name in ("monomial", "orthonormal"):
+            r = _row(bases, degree=degree, basis=name)
+            key = f"{name[:4]}_{tag}"
+            out[f"{key}_m"] = with_se(r.alpha_m, r.alpha_m_se)
+            out[f"{key}_m0"] = fmt(r.alpha_m0, 3)
+            out[f"{key}_limit"] = fmt(r.alpha_limit, 3)
+            out[f"{key}_move"] = fmt(r.alpha_m / r.alpha_m0, 3)
+        out[f"hkb_{tag}"] = fmt(_row(bases, degree=degree, basis="orthonormal").hkb, 3)
+    return out
+
+
 def _sensitivity_variables(design, sensitivity, k: int) -> dict:
     """Across the noise levels of sensitivity.csv: the range of the extra risk of keeping
     the tuned λ under `m` and under `none` (over every degree), and the noise factors."""
@@ -389,6 +407,8 @@ def build_assets(
     curves = pd.read_csv(results_dir / RISK_CURVES_FILE)
     matched = pd.read_csv(results_dir / MATCHED_FILE)
     sensitivity = pd.read_csv(results_dir / SENSITIVITY_FILE)
+    bases = pd.read_csv(results_dir / BASES_FILE)
+    variables["bases"] = _bases_variables(design, bases, k)
     variables["sensitivity"] = _sensitivity_variables(design, sensitivity, k)
     variables["matched"] = _matched_variables(design, matched, k)
     curves = curves[curves.degree == k].reset_index(drop=True)
@@ -411,6 +431,7 @@ def build_assets(
         "fig-risk-lambda": figures.fig_risk_vs_lambda(curves, risk, tuning, degree=k),
         "fig-tuned": figures.fig_tuned_lambda(tuning),
         "fig-degrees": figures.fig_degrees(tuning),
+        "fig-bases": figures.fig_bases(bases),
         "fig-matched": figures.fig_matched(
             matched,
             degrees=sorted({k, max(design.degree)}),

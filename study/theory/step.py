@@ -18,6 +18,7 @@ from study.engine.tasks import one_blas_thread
 from study.existence import finite_moment_order
 from study.numbers import nearest_on_log_scale
 from study.paths import (
+    BASES_FILE,
     MATCHED_FILE,
     RISK_CURVES_FILE,
     SENSITIVITY_FILE,
@@ -28,6 +29,7 @@ from study.results import STATUS_NOT_IDENTIFIABLE, to_csv
 from study.scaling import alpha as scaling_alpha
 from study.theory.largem import asymptotic_risk_table, asymptotic_table
 from study.theory.tuning import (
+    bases_table,
     design_grams,
     matched_table,
     sensitivity_table,
@@ -40,7 +42,7 @@ from study.theory.tuning import (
 def extend(design: Design, summary: pd.DataFrame, risk: pd.DataFrame, computed=None):
     """The theory step of a run: the large-m columns and finite-moment orders added to
     ``summary`` and ``risk``, and the texts of tuning.csv, transfer.csv, risk_curves.csv,
-    matched.csv and sensitivity.csv.
+    matched.csv, sensitivity.csv and bases.csv.
 
     ``computed`` holds the results of :func:`pieces`, one per degree, when the run computed
     them beside the simulation; without it they are computed here, the same way.
@@ -62,6 +64,7 @@ def extend(design: Design, summary: pd.DataFrame, risk: pd.DataFrame, computed=N
         RISK_CURVES_FILE: to_csv(frames["curves"]),
         MATCHED_FILE: to_csv(frames["matched"]),
         SENSITIVITY_FILE: to_csv(frames["sensitivity"]),
+        BASES_FILE: to_csv(frames["bases"]),
     }
     return summary, risk, files
 
@@ -75,8 +78,8 @@ def pieces(design: Design) -> list[tuple]:
 
 def degree_piece(design: Design, degree: int) -> dict[str, pd.DataFrame]:
     """Everything the theory says about one degree of the design: the large-m tables, the
-    tuned penalty, its transfer, the risk curves, the matched comparison and the
-    sensitivity to the noise level. With one BLAS
+    tuned penalty, its transfer, the risk curves, the matched comparison, the sensitivity
+    to the noise level and the best penalty in the orthonormal basis. With one BLAS
     thread wherever it runs, so that its numbers do not depend on where that is."""
     one = dataclasses.replace(design, degree=(degree,))
     grid = (list(one.m), [degree], list(one.lam), list(one.scaling))
@@ -92,6 +95,7 @@ def degree_piece(design: Design, degree: int) -> dict[str, pd.DataFrame]:
             "curves": risk_curves(one),
             "matched": matched_table(one, tuning),
             "sensitivity": sensitivity_table(one),
+            "bases": bases_table(one),
         }
 
 

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from study.basis import hankel_index, standard_basis
+from study.basis import BASES, hankel_index, standard_basis
 from study.conditional import conditional_risk_function, quantities
 from study.design import Design, XDistribution
 from study.engine.streams import chunk_power_sums, n_chunks
@@ -100,6 +100,7 @@ def optimal_alpha_limit(
     slope: float,
     noise_sd: float,
     penalize_intercept: bool = False,
+    basis: str = "monomial",
 ) -> float:
     """Limit as m → ∞ of the prediction-risk-optimal sum-form α.
 
@@ -123,7 +124,12 @@ def optimal_alpha_limit(
         α*_∞ (inf if Dw* = 0, 0 if σ = 0).
     """
     basis = standard_basis(
-        x, degree, intercept=intercept, slope=slope, penalize_intercept=penalize_intercept
+        x,
+        degree,
+        intercept=intercept,
+        slope=slope,
+        penalize_intercept=penalize_intercept,
+        basis=basis,
     )
     sigma_u_inv = np.linalg.inv(basis.sigma)
     t = np.trace(sigma_u_inv @ basis.penalty)
@@ -295,6 +301,7 @@ def optimal_lambda_conditional(
     slope: float,
     noise_sd: float,
     penalize_intercept: bool = False,
+    basis: str = "monomial",
 ) -> TunedPenalty:
     """λ* minimising the exact conditional expected risk averaged over given designs.
 
@@ -316,7 +323,12 @@ def optimal_lambda_conditional(
     TunedPenalty
     """
     basis = standard_basis(
-        x, degree, intercept=intercept, slope=slope, penalize_intercept=penalize_intercept
+        x,
+        degree,
+        intercept=intercept,
+        slope=slope,
+        penalize_intercept=penalize_intercept,
+        basis=basis,
     )
     G = np.asarray(G_stack_u, dtype=float)
     if G.shape[-2:] != (degree + 1, degree + 1):
@@ -629,3 +641,50 @@ def sensitivity_table(design: Design) -> pd.DataFrame:
                 row[f"extra_{scaling}_se"] = math.sqrt(var_m + var_m0)
             rows.append(row)
     return pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS)
+
+
+BASES_COLUMNS = [
+    "degree",
+    "basis",
+    "m0",
+    "m",
+    "alpha_m0",
+    "alpha_m0_se",
+    "alpha_m",
+    "alpha_m_se",
+] + ["alpha_limit", "hkb"]
+
+
+def bases_table(design: Design) -> pd.DataFrame:
+    """The number of weights: per degree, the risk-optimal α in the monomial basis and in
+    the basis orthonormal under the distribution of x, at m0 = ``design.reference_m`` and
+    at the largest m (exact given each design, averaged over the tuning's designs), their
+    limits α*∞, and the Hoerl–Kennard–Baldwin choice σ²·k/Σ_{j≥1} w*_j², which α*∞ equals
+    in the orthonormal basis (Σ = I there; tested). The same designs serve both bases:
+    only the penalty differs."""
+    m0, m_max = design.reference_m, max(design.m)
+    rows = []
+    for k in design.degree:
+        g0, g1 = design_grams(design, m0, k), design_grams(design, m_max, k)
+        for name in BASES:
+            kw = _kw(design) | {"basis": name}
+            at_m0 = optimal_lambda_conditional(g0, m0, k, scaling="m", **kw)
+            at_m = optimal_lambda_conditional(g1, m_max, k, scaling="m", **kw)
+            basis = standard_basis(
+                design.x,
+                k,
+                intercept=design.intercept,
+                slope=design.slope,
+                penalize_intercept=design.penalize_intercept,
+                basis=name,
+            )
+            first = 0 if design.penalize_intercept else 1
+            signal = float(np.sum(basis.w_star[first:] ** 2))
+            p = k + 1 - first
+            row = {"degree": k, "basis": name, "m0": m0, "m": m_max}
+            row |= {"alpha_m0": at_m0.alpha, "alpha_m0_se": at_m0.alpha * at_m0.log_alpha_se}
+            row |= {"alpha_m": at_m.alpha, "alpha_m_se": at_m.alpha * at_m.log_alpha_se}
+            row["alpha_limit"] = optimal_alpha_limit(k, **kw)
+            row["hkb"] = design.noise_sd**2 * p / signal if signal > 0 else math.inf
+            rows.append(row)
+    return pd.DataFrame(rows, columns=BASES_COLUMNS)

@@ -64,6 +64,7 @@ from study.report.figures.measures import (
     fig_variance,
 )
 from study.report.figures.tuning import (
+    fig_bases,
     fig_degrees,
     fig_matched,
     fig_risk_vs_lambda,
@@ -93,4 +94,5 @@ __all__ = [
     "fig_tuned_lambda",
     "fig_matched",
     "fig_degrees",
+    "fig_bases",
 ]

@@ -598,3 +598,77 @@ def fig_degrees(tuning: pd.DataFrame, *, z: float = 1.96) -> Figure:
         ax_b.set_title("what the tuned penalty gains over least squares", fontsize=8)
         style_legend(fig, handles)
     return fig
+
+
+# --- the number of weights: the best α in two bases ---------------------------------------
+
+BASIS_COLORS = {"monomial": "#555555", "orthonormal": "#CC79A7"}
+BASIS_LABELS = {"monomial": "monomials 1, x, …, xᵏ", "orthonormal": "orthonormal polynomials"}
+
+
+def fig_bases(bases: pd.DataFrame) -> Figure:
+    """The risk-optimal α* against the degree k in the monomial and the orthonormal basis:
+    at m0 (open markers), at the largest m (filled, with ±1.96 SE bars) and the limit α*∞
+    (dashed), beside the Hoerl–Kennard–Baldwin choice σ²k/Σ_{j≥1} w*_j² of the
+    orthonormal coefficients (dotted).
+
+    Parameters
+    ----------
+    bases : DataFrame
+        bases.csv: ``degree, basis, m0, m, alpha_m0, alpha_m, alpha_m_se, alpha_limit, hkb``.
+
+    Returns
+    -------
+    Figure
+        gids ``"bases:<m0|m|limit>:<basis>"`` and ``"bases:hkb"``.
+    """
+    m0, m = int(bases.m0.iloc[0]), int(bases.m.iloc[0])
+    with mpl.rc_context(RC):
+        fig = new_figure(3.0, width=4.6)
+        ax = fig.subplots()
+        handles = []
+        for name, color in BASIS_COLORS.items():
+            g = bases[bases.basis == name].sort_values("degree")
+            if g.empty:
+                continue
+            ax.plot(
+                g.degree,
+                g.alpha_m0,
+                color=color,
+                marker="o",
+                mfc="white",
+                ls="none",
+                ms=4,
+                gid=f"bases:m0:{name}",
+            )
+            ax.errorbar(
+                g.degree,
+                g.alpha_m,
+                yerr=1.96 * g.alpha_m_se,
+                color=color,
+                marker="o",
+                ms=4,
+                ls="-",
+                lw=1.0,
+            )
+            ax.lines[-1].set_gid(f"bases:m:{name}")
+            ax.plot(
+                g.degree, g.alpha_limit, color=color, ls=DASHED, lw=0.9, gid=f"bases:limit:{name}"
+            )
+            handles.append(Line2D([], [], color=color, lw=1.0, label=BASIS_LABELS[name]))
+        ortho = bases[bases.basis == "orthonormal"].sort_values("degree")
+        if not ortho.empty:
+            ax.plot(ortho.degree, ortho.hkb, color="black", ls=":", lw=1.0, gid="bases:hkb")
+        ax.set_yscale("log")
+        every_decade(ax.yaxis)
+        ax.set_xticks(sorted(bases.degree.unique()))
+        ax.set_xlabel("degree k (number of penalised weights)")
+        ax.set_ylabel("risk-optimal sum-form α*")
+        handles += [
+            Line2D([], [], color="0.3", marker="o", mfc="white", ls="none", label=f"m = {m0:,}"),
+            Line2D([], [], color="0.3", marker="o", ls="-", lw=1.0, label=f"m = {m:,}"),
+            Line2D([], [], color="0.3", ls=DASHED, lw=0.9, label="limit α*∞"),
+            Line2D([], [], color="black", ls=":", lw=1.0, label="σ²k/Σw*ⱼ² (Hoerl et al.)"),
+        ]
+        style_legend(fig, handles, ncols=2)
+    return fig
