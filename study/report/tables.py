@@ -158,7 +158,7 @@ CONVENTIONS = [
     ("Andrew Ng, *Machine Learning* [@ng2011ml]", "(1/2m)Σ(ŷ − y)² + (λ/2m)Σw²", "λ (`m`)", "no"),
     (
         "Andrew Ng, *Deep Learning Specialization* [@ng2017dl]",
-        "(1/m)Σ log-loss + (λ/2m)Σ‖W‖²_F",
+        "(1/m)Σ log-loss + (λ/2m)·(sum of every squared weight)",
         "λ/2 (`m`)",
         "weights only",
     ),
