@@ -15,12 +15,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SMALL = {
     "name": "small",
     "seed": 12345,
-    "replications": 60,
+    "replications": 70,  # not a multiple of the block size: a partial last block
     "block_size": 20,
     "dgp": {
         "intercept": 1.0,
         "slope": 2.0,
-        "noise_sd": 1.0,
+        "noise_sd": 0.7,  # σ ≠ 1: a wrong power of σ shows
         "x": {"distribution": "uniform", "low": -1.0, "high": 1.0},
     },
     "grid": {

@@ -599,3 +599,61 @@ def test_the_degrees_figure_plots_alpha_and_the_gain_where_least_squares_settles
         expected = {5: 11.0, 8: 6.0, 50: 10 / 3 + 1, 500: 3.5}
         np.testing.assert_allclose(benefit.get_ydata(), [expected[m] for m in shown])
     assert len(lines["benefit:5"].get_xdata()) < 4  # m = 5 and 8 left out at degree 5
+
+
+def test_the_bias_bars_are_z_mcse_wide_and_sit_on_the_bias(summary_theory):
+    """Each Monte Carlo bar of the bias figure spans bias ± 1.96·bias_mcse of summary.csv
+    (not the SD, whose bars would be √n times wider)."""
+    lam = float(summary_theory["lambda"].max())
+    fig = F.fig_bias(summary_theory, degree=DEGREE, coefs=[1], lam=lam)
+    checked = 0
+    for ax in fig.axes:
+        for cont in ax.containers:
+            gid = cont.lines[0].get_gid() or ""
+            if not gid.startswith("mc:"):
+                continue
+            _, scaling, coef = gid.split(":")
+            rows = summary_theory[
+                (summary_theory.degree == DEGREE)
+                & (summary_theory["lambda"] == lam)
+                & (summary_theory.scaling == scaling)
+                & (summary_theory.coef == int(coef))
+            ].set_index("m")
+            for (x0, lo), (_, hi) in (seg for seg in cont.lines[2][0].get_segments()):
+                row = rows.loc[int(round(x0))]
+                assert (lo + hi) / 2 == pytest.approx(row.bias, rel=1e-9, abs=1e-12)
+                assert (hi - lo) / 2 == pytest.approx(1.96 * row.bias_mcse, rel=1e-9)
+                checked += 1
+    assert checked >= 8
+
+
+def test_the_measures_table_shows_bias_sd_and_mse_with_their_mcse():
+    from study.numbers import with_se
+    from study.report.tables import table_measures
+
+    rows = []
+    for scaling in ("none", "m"):
+        for m, base in ((10, 0.4), (100, 0.05)):
+            rows.append(
+                dict(
+                    m=m,
+                    degree=3,
+                    coef=1,
+                    scaling=scaling,
+                    alpha=1.0,
+                    **{"lambda": 1.0},
+                    bias=-base,
+                    bias_mcse=base / 50,
+                    sd=2 * base,
+                    sd_mcse=base / 40,
+                    var=(2 * base) ** 2,
+                    var_mcse=base / 30,
+                    mse=5 * base**2,
+                    mse_mcse=base**2 / 20,
+                )
+            )
+    text = table_measures(pd.DataFrame(rows), degree=3, lam=1.0, coef=1, ms=[10, 100])
+    for r in rows:
+        cells = [with_se(r[c], r[f"{c}_mcse"]) for c in ("bias", "sd", "mse")]
+        assert f"| `{r['scaling']}` | {r['m']:,} | 1.00 | " + " | ".join(cells) + " |" in text
+        assert with_se(r["var"], r["var_mcse"]) not in text

@@ -778,8 +778,8 @@ def test_dry_run_prints_the_estimate_and_writes_nothing(tmp_path, capsys):
     assert code == 0 and stderr == ""
     line = one_line(stdout)
     # m = 10¹⁰: one data set per chunk (at most 2²² points), a minute or more each, one
-    # chunk per task: 60 tasks; m = 10: 60 data sets in one chunk and task
-    assert line.startswith("study: estimate: 61 tasks")
+    # chunk per task: 70 tasks; m = 10: 70 data sets in one chunk and task
+    assert line.startswith("study: estimate: 71 tasks")
     assert re.search(r"~[0-9.]+ (h|d) with 1 job", line), line  # 6e11 points: hours
     assert not out.exists()
 
