@@ -26,20 +26,6 @@ BASES_FILE = "bases.csv"
 FITS_FILE = "fits.csv"
 CHECK_FILE = "check.csv"
 CHECKPOINT_DIR = "checkpoints"
-RESULT_FILES = (
-    SUMMARY_FILE,
-    RISK_FILE,
-    DRAWS_FILE,
-    FITS_FILE,
-    MANIFEST_FILE,
-    TUNING_FILE,
-    TRANSFER_FILE,
-    RISK_CURVES_FILE,
-    MATCHED_FILE,
-    SENSITIVITY_FILE,
-    BASES_FILE,
-    CHECK_FILE,
-)
 # the files the theory step writes (`study theory`; left out by --no-theory)
 THEORY_FILES = (
     TUNING_FILE,
@@ -48,6 +34,15 @@ THEORY_FILES = (
     MATCHED_FILE,
     SENSITIVITY_FILE,
     BASES_FILE,
+)
+RESULT_FILES = (
+    SUMMARY_FILE,
+    RISK_FILE,
+    DRAWS_FILE,
+    FITS_FILE,
+    MANIFEST_FILE,
+    *THEORY_FILES,
+    CHECK_FILE,
 )
 
 
