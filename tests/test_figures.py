@@ -657,3 +657,37 @@ def test_the_measures_table_shows_bias_sd_and_mse_with_their_mcse():
         cells = [with_se(r[c], r[f"{c}_mcse"]) for c in ("bias", "sd", "mse")]
         assert f"| `{r['scaling']}` | {r['m']:,} | 1.00 | " + " | ".join(cells) + " |" in text
         assert with_se(r["var"], r["var_mcse"]) not in text
+
+
+def test_the_bases_figure_plots_alpha_against_the_degree_in_both_bases():
+    from study.report.figures import fig_bases
+
+    rows = []
+    for k in (1, 3, 5):
+        for basis, scale in (("monomial", 1.0), ("orthonormal", 0.75)):
+            rows.append(
+                dict(
+                    degree=k,
+                    basis=basis,
+                    m0=100,
+                    m=10_000,
+                    alpha_m0=scale * k + 0.5,
+                    alpha_m0_se=0.01,
+                    alpha_m=scale * k + 0.1,
+                    alpha_m_se=0.02,
+                    alpha_limit=scale * k,
+                    hkb=0.75 * k,
+                )
+            )
+    fig = fig_bases(pd.DataFrame(rows))
+    lines = {
+        ln.get_gid(): np.asarray(ln.get_xydata(), dtype=float)
+        for ax in fig.axes
+        for ln in ax.get_lines()
+        if ln.get_gid()
+    }
+    np.testing.assert_allclose(lines["bases:m:orthonormal"][:, 0], [1, 3, 5])
+    np.testing.assert_allclose(lines["bases:m:orthonormal"][:, 1], [0.85, 2.35, 3.85])
+    np.testing.assert_allclose(lines["bases:m0:monomial"][:, 1], [1.5, 3.5, 5.5])
+    np.testing.assert_allclose(lines["bases:limit:monomial"][:, 1], [1, 3, 5])
+    np.testing.assert_allclose(lines["bases:hkb"][:, 1], [0.75, 2.25, 3.75])

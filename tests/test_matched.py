@@ -22,7 +22,7 @@ DESIGN = small_design(
         "dgp.noise_sd": 0.5,
         "dgp.intercept": 1.5,
         "dgp.slope": -1.0,
-        "grid.m": [15, 60],
+        "grid.m": [15, 30, 60],
         "grid.degree": [2],
         "grid.scaling": ["m", "none", "sqrt-m"],
         "replications": 2000,
@@ -81,11 +81,26 @@ def test_bias_and_variance_match_fits_on_fresh_data(matched):
             )
             assert np.all(np.abs(z_bias) < 4), (m, scaling, z_bias)
             assert np.all(np.abs(z_var) < 4), (m, scaling, z_var)
+            # the prediction risk (ŵ − w*)ᵀΣ(ŵ − w*), Σ the raw moments of x on [−0.5, 2]
+            p = np.arange(5)
+            moments = (2.0 ** (p + 1) - (-0.5) ** (p + 1)) / ((p + 1) * 2.5)
+            sigma = moments[np.add.outer(np.arange(3), np.arange(3))]
+            err = w - w_star
+            r = np.einsum("ni,ij,nj->n", err, sigma, err)
+            row = rows.iloc[0]
+            z_risk = (row.risk - r.mean()) / np.hypot(row.risk_se, r.std(ddof=1) / math.sqrt(n))
+            assert abs(z_risk) < 4, (m, scaling, z_risk)
 
 
 def test_the_lambda_is_tuned_at_the_reference_m_and_held(matched):
     design, table = matched
     fit = table[table.coef == 0]
+    # at the reference m, every scaling's α is the tuning's α*(30), and its risk the least
+    tuning = tuning_table(design)
+    best30 = tuning[(tuning.method == "conditional") & (tuning.m == 30)].alpha_opt.iloc[0]
+    at30 = fit[fit.m == 30]
+    np.testing.assert_allclose(at30.alpha, best30, rtol=1e-12)
+    np.testing.assert_allclose(at30.risk_ratio, 1.0, atol=1e-12)
     at_m0 = None
     for scaling, g in fit.groupby("scaling"):
         assert g["lambda"].nunique() == 1  # held fixed across m

@@ -150,6 +150,12 @@ CONVENTIONS = [
         "all parameters",
     ),
     (
+        "XGBoost `reg_lambda=l`, tree booster, squared error [@xgboost]",
+        "Σ ½(y − ŷ)² + ½l·Σ(leaf weight)²: leaf weight = Σ residuals/(count + l)",
+        "l (`m`), on the leaf weights",
+        "no intercept (leaves only)",
+    ),
+    (
         "PyTorch `AdamW(weight_decay=d)` [@pytorchsgd; @loshchilov2019]",
         "decoupled decay w ← w − η·d·w, outside the adaptive step",
         "no fixed α (not an L2 penalty)",
@@ -202,7 +208,7 @@ def table_conventions() -> str:
     ]
     caption = (
         "Conventions. Every L2 objective is, up to a constant factor, the sum form "
-        "Σ(y − ŷ)² + α‖w‖² (Σ log-loss + α‖w‖² for the logistic row); the scaling in "
+        "Σ(y − ŷ)² + α‖w‖² (Σ log-loss + α‖w‖² for the log-loss rows); the scaling in "
         "brackets says how α depends on the training-set size m for a fixed parameter "
         "(`m`: α stays put, `none`: α grows like m). scikit-learn's MLP divides its "
         "penalty by the size of each minibatch, the one convention here where the batch "
@@ -422,12 +428,14 @@ def table_sensitivity(sensitivity: pd.DataFrame, *, degrees: list[int]) -> str:
             )
     first = sensitivity.iloc[0]
     m0, m = int(first.m0), int(first.m)
+    factors = sorted(set(sensitivity.noise_factor))
     header = ["degree", "σ", "σ/∣β₁∣", f"α* at {m0:,}", f"α* at {m:,}", "α*∞"]
     header += ["`m`", "`none`"]
     caption = (
         f"Sensitivity to the noise level: the risk-optimal α* at m = {m0:,} and {m:,} and its "
         f"limit, and the extra risk at m = {m:,} of the λ tuned at m = {m0:,} under `m` and "
-        "under `none`, for the design's σ times 0.25 to 4 (exact risk given each design, "
+        f"under `none`, for the design's σ times {factors[0]:g} to {factors[-1]:g} (exact risk "
+        "given each design, "
         "averaged over the tuning's designs; standard errors in brackets). With the intercept "
         "unpenalised these numbers depend on σ/∣β₁∣ alone, so the rows cover other slopes too."
     )

@@ -659,9 +659,9 @@ def bases_table(design: Design) -> pd.DataFrame:
     """The number of weights: per degree, the risk-optimal α in the monomial basis and in
     the basis orthonormal under the distribution of x, at m0 = ``design.reference_m`` and
     at the largest m (exact given each design, averaged over the tuning's designs), their
-    limits α*∞, and the Hoerl–Kennard–Baldwin choice σ²·k/Σ_{j≥1} w*_j², which α*∞ equals
-    in the orthonormal basis (Σ = I there; tested). The same designs serve both bases:
-    only the penalty differs."""
+    limits α*∞, and the Hoerl–Kennard–Baldwin choice σ²·k/Σ_{j≥1} w*_j² of each basis's own
+    coefficients, which α*∞ equals in the orthonormal basis only (Σ = I there; tested).
+    The same designs serve both bases: only the penalty differs."""
     m0, m_max = design.reference_m, max(design.m)
     rows = []
     for k in design.degree:
