@@ -134,7 +134,8 @@ def test_every_scaling_has_a_distinct_colour_marker_and_label():
     assert len({mcolors.to_hex(c) for c in F.SCALING_COLORS.values()}) == len(SCALINGS)
     assert len(set(F.SCALING_MARKERS.values())) == len(SCALINGS)
     for s in SCALINGS:
-        assert F.SCALING_LABELS[s] == f"{s}: {PENALTY_AS_WRITTEN[s]}"
+        # the name quoted: the scaling 'm' is not the sample size m
+        assert F.SCALING_LABELS[s] == f"‘{s}’: {PENALTY_AS_WRITTEN[s]}"
 
 
 def test_usable_cells_follow_the_order_of_finite_moments(summary, summary_theory):

@@ -21,7 +21,8 @@ SCALING_COLORS: dict[str, str] = {
     "k": "#CC79A7",  # reddish purple
 }
 SCALING_MARKERS: dict[str, str] = {"none": "o", "m": "s", "sqrt-m": "^", "k": "D"}
-SCALING_LABELS: dict[str, str] = {s: f"{s}: {PENALTY_AS_WRITTEN[s]}" for s in SCALINGS}
+# the name quoted, so that the scaling 'm' is not read as the sample size m
+SCALING_LABELS: dict[str, str] = {s: f"‘{s}’: {PENALTY_AS_WRITTEN[s]}" for s in SCALINGS}
 UNPENALISED_COLOR = "#000000"
 THEORY_COLOR = "#000000"
 GUIDE_COLOR = "0.45"
