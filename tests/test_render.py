@@ -532,3 +532,24 @@ def test_a_citation_missing_from_the_bibliography_fails_the_render(tmp_path):
     with pytest.raises(RenderError, match=r"citation @nobody1999 is not in the bibliography"):
         render(project, renderer="fallback")
     assert not (project / "_output" / "report.html").exists()
+
+
+def test_the_typst_header_named_in_the_project_is_the_one_used(tmp_path):
+    """format: typst: include-in-header names the header both renderers use."""
+    project = make_project(tmp_path, REPORT_QMD + "\nA WORDTOREPLACE here.\n")
+    header = render_mod._template("typst-header.typ") + '\n#show "WORDTOREPLACE": "replaced"\n'
+    (project / "own-header.typ").write_text(header)
+    config = project / "_quarto.yml"
+    config.write_text(
+        config.read_text().replace(
+            "  typst:\n", "  typst:\n    include-in-header: own-header.typ\n"
+        )
+    )
+    result = render(project, renderer="fallback")
+    pypdf = pytest.importorskip("pypdf")
+    pdf = " ".join(page.extract_text() for page in pypdf.PdfReader(result.pdf).pages)
+    assert "A replaced here" in _norm(pdf) and "WORDTOREPLACE" not in pdf
+    assert "WORDTOREPLACE" in result.html.read_text(encoding="utf-8")  # the HTML is untouched
+    (project / "own-header.typ").unlink()
+    with pytest.raises(RenderError, match="include-in-header names a file that does not exist"):
+        render(project, renderer="fallback")

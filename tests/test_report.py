@@ -41,9 +41,13 @@ TABLES = [
 
 @pytest.fixture(scope="module")
 def rendered(smoke_results, tmp_path_factory):
-    project = tmp_path_factory.mktemp("report")
+    root = tmp_path_factory.mktemp("repository")
+    project = root / "report"
+    project.mkdir()
     for name in ("report.qmd", "_quarto.yml", "references.bib"):
         shutil.copy(ROOT / "report" / name, project / name)
+    # _quarto.yml names the Typst header by its place in the repository
+    shutil.copytree(ROOT / "study" / "report" / "templates", root / "study/report/templates")
     names = build_assets(smoke_results, out_dir=project / "_generated", report_dir=project)
     result = render(project, renderer="fallback")
     return project, names, result

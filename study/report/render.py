@@ -417,9 +417,10 @@ def _render_fallback(project: _Project) -> RenderResult:
         warnings += _run_pandoc(pandoc, project, build, source, html_tmp, "html", opts, html_args)
 
         typ = build / f"{stem}.typ"
-        header = build / _TYPST_HEADER
-        typst_args = ["-t", "typst", "--include-in-header", str(header)]
         opts = _options(project.config, front, "typst")
+        typst_args = ["-t", "typst"]
+        for header in _typst_headers(project, opts, build):
+            typst_args += ["--include-in-header", str(header)]
         warnings += _run_pandoc(pandoc, project, build, source, typ, "typst", opts, typst_args)
 
         pdf_tmp = build / f"{stem}.pdf"
@@ -443,6 +444,20 @@ def _render_fallback(project: _Project) -> RenderResult:
     finally:
         shutil.rmtree(build, ignore_errors=True)
     return RenderResult("fallback", project.html, project.pdf, tuple(warnings))
+
+
+def _typst_headers(project: _Project, opts: dict[str, Any], build: Path) -> list[Path]:
+    """The Typst headers: those the project names under ``format: typst:
+    include-in-header`` (relative to the document, as Quarto reads them), so that both
+    renderers use the same file; else the package's own."""
+    named = opts.get("include-in-header")
+    if not named:
+        return [build / _TYPST_HEADER]
+    paths = [project.qmd.parent / str(n) for n in ([named] if isinstance(named, str) else named)]
+    for path in paths:
+        if not path.is_file():
+            raise RenderError(f"include-in-header names a file that does not exist: {path}")
+    return paths
 
 
 def _template(name: str) -> str:
