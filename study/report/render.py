@@ -45,8 +45,9 @@ VARIABLES_FILE = "_variables.yml"
 # Package data in study/report/templates/ that the fallback copies into its build directory.
 _LUA_FILTER = "pandoc-filter.lua"  # callouts, numbering, cross-references, image checks
 _HTML_CSS = "report.css"  # stylesheet embedded in the HTML
-_TYPST_HEADER = "typst-header.typ"  # table/figure style, title block, callout box
-_TEMPLATES = (_LUA_FILTER, _HTML_CSS, _TYPST_HEADER)
+_TYPST_HEADER = "typst-header.typ"  # the fallback's own: no typst numbering, title, callouts
+_TYPST_STYLE = "typst-style.typ"  # tables, figures, links: what Quarto includes too
+_TEMPLATES = (_LUA_FILTER, _HTML_CSS, _TYPST_HEADER, _TYPST_STYLE)
 
 
 class RenderError(RuntimeError):
@@ -447,17 +448,18 @@ def _render_fallback(project: _Project) -> RenderResult:
 
 
 def _typst_headers(project: _Project, opts: dict[str, Any], build: Path) -> list[Path]:
-    """The Typst headers: those the project names under ``format: typst:
-    include-in-header`` (relative to the document, as Quarto reads them), so that both
-    renderers use the same file; else the package's own."""
+    """The Typst headers: the fallback's own (numbering left to the pandoc filter, the title
+    block, callouts), then those the project names under ``format: typst:
+    include-in-header`` (relative to the document, as Quarto reads them: both renderers use
+    the same style), else the package's style."""
     named = opts.get("include-in-header")
     if not named:
-        return [build / _TYPST_HEADER]
+        return [build / _TYPST_HEADER, build / _TYPST_STYLE]
     paths = [project.qmd.parent / str(n) for n in ([named] if isinstance(named, str) else named)]
     for path in paths:
         if not path.is_file():
             raise RenderError(f"include-in-header names a file that does not exist: {path}")
-    return paths
+    return [build / _TYPST_HEADER, *paths]
 
 
 def _template(name: str) -> str:
