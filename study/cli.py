@@ -113,9 +113,10 @@ def _simulate_parser(sub) -> argparse.ArgumentParser:
         description="Run a design in tasks (groups of chunks of replications, sized by "
         "cost and sent longest first), fitting all (degree, λ, "
         "scaling) cells on the same data sets, then the theory step, and write summary.csv, "
-        "risk.csv, fits.csv, draws.npz, tuning.csv, transfer.csv, risk_curves.csv and "
-        "manifest.json. Finished tasks are checkpointed: after an interruption the same "
-        "command computes only what is missing. The results folder must be new, empty or "
+        "risk.csv, fits.csv, draws.npz, tuning.csv, transfer.csv, risk_curves.csv, "
+        "matched.csv, sensitivity.csv, bases.csv and manifest.json. Finished tasks are "
+        "checkpointed: after an interruption the same command computes only what is "
+        "missing. The results folder must be new, empty or "
         "one that study created; one run at a time may use it.",
     )
     sim.add_argument("design", type=Path, help="design file (TOML), e.g. simulations/default.toml")
@@ -158,8 +159,9 @@ def _simulate_parser(sub) -> argparse.ArgumentParser:
     sim.add_argument(
         "--no-theory",
         action="store_true",
-        help="the Monte Carlo step alone: no large-m columns, tuning.csv or transfer.csv "
-        "(add them later with `study theory`)",
+        help="the Monte Carlo step alone: no large-m columns and none of the theory's files "
+        "(tuning.csv, transfer.csv, risk_curves.csv, matched.csv, sensitivity.csv, "
+        "bases.csv; add them later with `study theory`)",
     )
     sim.add_argument(
         "--dry-run",
@@ -176,7 +178,8 @@ def _theory_parser(sub) -> argparse.ArgumentParser:
         help="add the theory to a finished run, without simulating",
         description="The theory step alone: merge the Monte Carlo results of a finished run "
         "again from its checkpoints (nothing is simulated), add the large-m columns and "
-        "the finite-moment orders, write tuning.csv, transfer.csv and risk_curves.csv, and "
+        "the finite-moment orders, write tuning.csv, transfer.csv, risk_curves.csv, "
+        "matched.csv, sensitivity.csv and bases.csv, and "
         "commit the folder again. For a run made with `study simulate --no-theory`, or "
         "after the theory's code changed. `study simulate` runs this step itself.",
     )
