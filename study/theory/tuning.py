@@ -478,6 +478,20 @@ def tuning_table(design: Design) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=TUNING_COLUMNS)
 
 
+def _kept_ratio(r_at, r_lo, r_hi, r_best, log_alpha_se_m0: float) -> tuple[float, float]:
+    """risk(α kept from m0)/risk(best α at m) and its standard error, from the risks given
+    each design of m at α, at α·e^∓SE_STEP and at the best α. Two sources of error: the
+    designs of m (the delta method for a ratio of two means over the same designs) and
+    those of m0, through the ratio's slope in log α times SE(log α*(m0)) (pass 0 when m0 is
+    m). The best α at m is a minimum, so its own error moves the ratio only to second
+    order and is left out."""
+    best = float(r_best.mean())
+    ratio = float(r_at.mean()) / best
+    var_m = float(np.var(r_at - ratio * r_best, ddof=1)) / r_best.size / best**2
+    slope = float(r_hi.mean() - r_lo.mean()) / (2 * SE_STEP) / best
+    return ratio, math.sqrt(var_m + (slope * log_alpha_se_m0) ** 2)
+
+
 def transfer_table(design: Design, tuning: pd.DataFrame) -> pd.DataFrame:
     """Risk at every m of the λ tuned at each m0 (conditional method), relative to the best.
 
@@ -513,19 +527,12 @@ def transfer_table(design: Design, tuning: pd.DataFrame) -> pd.DataFrame:
             r = per_design(np.concatenate([shifted, [a_best]]))
             r_at, r_lo, r_hi, r_best = r[: len(alphas)], *np.split(r[len(alphas) : -1], 2), r[-1]
             risk_opt = float(r_best.mean())
-            n = r_best.size
             for i, ((m0, s), lam, a) in enumerate(zip(pairs, lams, alphas, strict=True)):
-                risk = float(r_at[i].mean())
-                ratio = risk / risk_opt
-                # the designs of m: the ratio of two means over the same designs
-                var_m = float(np.var(r_at[i] - ratio * r_best, ddof=1)) / n / risk_opt**2
-                # the designs of m0: the slope of the ratio in log α times SE(log α*(m0))
-                slope = float(r_hi[i].mean() - r_lo[i].mean()) / (2 * h) / risk_opt
-                se_m0 = float(best[(m0, k, s)][2])
-                var_m0 = 0.0 if m0 == m else (slope * se_m0) ** 2
+                se_m0 = 0.0 if m0 == m else float(best[(m0, k, s)][2])
+                ratio, ratio_se = _kept_ratio(r_at[i], r_lo[i], r_hi[i], r_best, se_m0)
                 row = {"m0": m0, "m": m, "degree": k, "scaling": s, "lambda": lam, "alpha": a}
-                row |= {"risk": risk, "risk_opt": risk_opt, "risk_ratio": ratio}
-                row["risk_ratio_se"] = math.sqrt(var_m + var_m0)
+                row |= {"risk": float(r_at[i].mean()), "risk_opt": risk_opt}
+                row |= {"risk_ratio": ratio, "risk_ratio_se": ratio_se}
                 rows.append(row)
     rows.sort(key=lambda r: (r["degree"], r["scaling"], r["m0"], r["m"]))
     return pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
@@ -564,21 +571,18 @@ def matched_table(design: Design, tuning: pd.DataFrame) -> pd.DataFrame:
             )
             best = cond[(cond.m == m) & (cond.degree == k)].alpha_opt.iloc[0]
             r_best = risk_of(np.array([best]))[0]
-            risk_opt = float(r_best.mean())
+            se_m0 = 0.0 if m == m0 else tuned.log_alpha_se
             for s, a in alphas.items():
                 i = int(np.searchsorted(grid, a))
                 e, v = coef[:, i, :, 2], coef[:, i, :, 4]  # (n, p): E[ŵ|X] − w*, Var[ŵ|X]
                 r_at, r_lo, r_hi = risk_of(np.array([a, a * math.exp(-h), a * math.exp(h)]))
-                risk = float(r_at.mean())
-                ratio = risk / risk_opt
-                var_m = float(np.var(r_at - ratio * r_best, ddof=1)) / n / risk_opt**2
-                slope = float(r_hi.mean() - r_lo.mean()) / (2 * h) / risk_opt
-                var_m0 = 0.0 if m == m0 else (slope * tuned.log_alpha_se) ** 2
+                ratio, ratio_se = _kept_ratio(r_at, r_lo, r_hi, r_best, se_m0)
                 total = v + (e - e.mean(axis=0)) ** 2  # per design: mean is the variance
                 cell = {"m0": m0, "m": m, "degree": k, "scaling": s, "lambda": lams[s]}
                 cell |= {"alpha": a}
-                fit = {"risk": risk, "risk_se": float(np.std(r_at, ddof=1) / math.sqrt(n))}
-                fit |= {"risk_ratio": ratio, "risk_ratio_se": math.sqrt(var_m + var_m0)}
+                fit = {"risk": float(r_at.mean())}
+                fit["risk_se"] = float(np.std(r_at, ddof=1) / math.sqrt(n))
+                fit |= {"risk_ratio": ratio, "risk_ratio_se": ratio_se}
                 for j in range(p):
                     row = {**cell, "coef": j, "bias": float(e[:, j].mean())}
                     row["bias_se"] = float(np.std(e[:, j], ddof=1) / math.sqrt(n))
@@ -627,18 +631,14 @@ def sensitivity_table(design: Design) -> pd.DataFrame:
             row["alpha_m_se"] = at_m.alpha * at_m.log_alpha_se
             row["alpha_limit"] = optimal_alpha_limit(k, **kw)
             r_best = per_design(np.array([at_m.alpha]))[0]
-            best = float(r_best.mean())
-            n = r_best.size
+            se_m0 = 0.0 if m0 == m_max else at_m0.log_alpha_se
             for scaling in ("m", "none"):
                 lam = lam_from_alpha(at_m0.alpha, m=m0, degree=k, scaling=scaling)
                 a = scaling_alpha(lam, m=m_max, degree=k, scaling=scaling)
                 r_at, r_lo, r_hi = per_design(np.array([a, a * math.exp(-h), a * math.exp(h)]))
-                ratio = float(r_at.mean()) / best
-                var_m = float(np.var(r_at - ratio * r_best, ddof=1)) / n / best**2
-                slope = float(r_hi.mean() - r_lo.mean()) / (2 * h) / best
-                var_m0 = 0.0 if m0 == m_max else (slope * at_m0.log_alpha_se) ** 2
+                ratio, ratio_se = _kept_ratio(r_at, r_lo, r_hi, r_best, se_m0)
                 row[f"extra_{scaling}"] = ratio - 1
-                row[f"extra_{scaling}_se"] = math.sqrt(var_m + var_m0)
+                row[f"extra_{scaling}_se"] = ratio_se
             rows.append(row)
     return pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS)
 
