@@ -13,9 +13,11 @@ and imports nothing from the engine, the basis, the fit or the conditional momen
   normal) and whose second draws K + 1 standard normals z per data set, K the design's
   largest degree; the noise enters as Φᵤᵀε = V·diag(√λ)·z from the eigendecomposition
   of the Gram matrix Φᵤᵀ Φᵤ = V·diag(λ)·Vᵀ in u (eigenvalues below (K + 1)·ε·λ_max as 0);
-- the features are the monomials of the original x; α follows from the written
-  definition of each scaling; the penalty is diag(0, 1, …, 1), or the identity with
-  ``penalize_intercept``;
+- the features are the monomials of the original x, or, for the cells of the orthonormal
+  basis, ψ(u) from NumPy's Legendre (uniform x) or probabilists' Hermite (normal x)
+  Vandermonde matrices, normalised so that E[ψψᵀ] = I, whose noise scores are L·Φᵤᵀε
+  (ψ = L·φ(u)); α follows from the written definition of each scaling; the penalty is
+  diag(0, 1, …, 1), or the identity with ``penalize_intercept``;
 - the fit solves the augmented least-squares problem [Φ; √α·D] w ≈ [y; 0], reduced by a
   QR factorisation Φ = QR to [R; √α·D] w ≈ [Qᵀy; 0] (the same solution), where the
   responses enter only through Qᵀy = R·w* + σ·Qᵀε and Rᵀ(Qᵀε) = Φᵀε.
@@ -53,7 +55,8 @@ TOL_VAR = 1e-8
 _SLICE_POINTS = 1 << 21
 _PIECE_POINTS = 1 << 20
 
-AUDIT_COLUMNS = ["m", "degree", "lambda", "scaling", "coef", "what", "chunk", "engine", "audit"]
+AUDIT_COLUMNS = ["m", "degree", "lambda", "scaling", "basis", "coef", "what", "chunk", "engine"]
+AUDIT_COLUMNS += ["audit"]
 AUDIT_COLUMNS += ["allowed", "ok"]
 
 
@@ -118,12 +121,47 @@ def _penalty(p: int, penalize_intercept: bool) -> np.ndarray:
     return D
 
 
-def _true(design: Design, p: int) -> np.ndarray:
-    w = np.zeros(p)
-    w[0] = design.intercept
+def _true(design: Design, p: int, basis: str = "monomial") -> np.ndarray:
+    """w* of the first p features: (β0, β1, 0, …) for the monomials of x; for the
+    orthonormal ψ(u), the w with Σ wⱼψⱼ(u) = β0 + β1·x, i.e. Lᵀw = (β0 + β1·center,
+    β1·scale, 0, …)."""
+    if basis == "monomial":
+        w = np.zeros(p)
+        w[0] = design.intercept
+        if p > 1:
+            w[1] = design.slope
+        return w
+    center, scale = _to_x(design)
+    v = np.zeros(p)
+    v[0] = design.intercept + design.slope * center
     if p > 1:
-        w[1] = design.slope
-    return w
+        v[1] = design.slope * scale
+    return np.linalg.solve(_orthonormal_coefficients(design, p - 1).T, v)
+
+
+def _orthonormal_coefficients(design: Design, K: int) -> np.ndarray:
+    """L with ψ(u) = L·(1, u, …, u^K): normalised Legendre polynomials (uniform x) or
+    probabilists' Hermite (normal x), E[ψψᵀ] = I, from NumPy's polynomial classes."""
+    from numpy.polynomial import hermite_e, legendre
+
+    L = np.zeros((K + 1, K + 1))
+    for j in range(K + 1):
+        unit = np.eye(j + 1)[j]
+        if design.x.distribution == "uniform":
+            L[j, : j + 1] = legendre.leg2poly(unit) * math.sqrt(2 * j + 1)
+        else:
+            L[j, : j + 1] = hermite_e.herme2poly(unit) / math.sqrt(math.factorial(j))
+    return L
+
+
+def _orthonormal(design: Design, u: np.ndarray, K: int) -> np.ndarray:
+    """ψ₀(u) … ψ_K(u) along a new last axis, from NumPy's Vandermonde matrices."""
+    from numpy.polynomial import hermite_e, legendre
+
+    j = np.arange(K + 1)
+    if design.x.distribution == "uniform":
+        return legendre.legvander(u, K) * np.sqrt(2 * j + 1)
+    return hermite_e.hermevander(u, K) / np.sqrt([math.factorial(i) for i in j])
 
 
 def _ridge(R: np.ndarray, rhs: np.ndarray, alphas: np.ndarray, D: np.ndarray):
@@ -179,7 +217,8 @@ class AuditResult:
             r = bad.iloc[0]
             text += (
                 f"; first mismatch: m = {r.m}, degree {r.degree}, λ = {r['lambda']:g}, "
-                f"{r.scaling}, w{r.coef} ({r.what}): engine {r.engine:.6g}, audit "
+                f"{r.scaling}{'' if r.basis == 'monomial' else f', {r.basis} basis'}, "
+                f"w{r.coef} ({r.what}): engine {r.engine:.6g}, audit "
                 f"{r.audit:.6g}"
             )
         return text
@@ -204,27 +243,44 @@ def audit(design: Design, draws: dict[str, np.ndarray], *, noise_draw: str = "su
     return AuditResult(pd.DataFrame(columns))
 
 
-def _cells(design: Design, m: int, k: int) -> list[tuple[int, float, int, str, float]]:
-    """(λ index, λ, scaling index, scaling, α) of the cells fitted at (m, k)."""
+def _cells(design: Design, m: int, k: int, basis: str) -> list[tuple]:
+    """(λ index, λ, column index, scaling, α, basis) of the cells of one basis fitted at
+    (m, k); the columns are the design's (basis, scaling) pairs, basis outermost."""
     return [
-        (i_l, lam, i_s, scaling, alpha(lam, m, k, scaling))
+        (i_l, lam, i_c, scaling, alpha(lam, m, k, scaling), b)
         for i_l, lam in enumerate(design.lam)
         if lam > 0 or m > k  # else not identifiable: nothing fitted
-        for i_s, scaling in enumerate(design.scaling)
+        for i_c, (b, scaling) in enumerate(design.columns)
+        if b == basis
     ]
 
 
-def _r_factor(x: np.ndarray, K: int) -> np.ndarray:
-    """R of the QR factorisation of the powers x⁰ … x^K of each row of x (..., m), shape
-    (..., min(m, K + 1), K + 1): piece by piece along m for large m, by the QR of
-    [R so far; the next piece's powers], so that memory stays bounded."""
+def _r_factor(x: np.ndarray, K: int, features=None) -> np.ndarray:
+    """R of the QR factorisation of the features of each row of x (..., m): the powers
+    x⁰ … x^K, or ``features(x, K)``; shape (..., min(m, K + 1), K + 1). Piece by piece
+    along m for large m, by the QR of [R so far; the next piece's features], so that memory
+    stays bounded."""
+    features = features or _powers
     if x.shape[-1] <= _PIECE_POINTS:
-        return np.linalg.qr(_powers(x, K), mode="r")
+        return np.linalg.qr(features(x, K), mode="r")
     R = None
     for start in range(0, x.shape[-1], _PIECE_POINTS):
-        phi = _powers(x[..., start : start + _PIECE_POINTS], K)
+        phi = features(x[..., start : start + _PIECE_POINTS], K)
         R = np.linalg.qr(phi if R is None else np.concatenate([R, phi], axis=-2), mode="r")
     return R
+
+
+def _factors(design: Design, u: np.ndarray, K: int) -> dict[str, np.ndarray]:
+    """R of the features of each basis of the design for the data sets u (..., m): the
+    monomials of x = center + scale·u, or ψ(u)."""
+    center, scale = _to_x(design)
+    out = {}
+    for b in design.basis:
+        if b == "monomial":
+            out[b] = _r_factor(center + scale * u, K)
+        else:
+            out[b] = _r_factor(u, K, lambda v, K: _orthonormal(design, v, K))
+    return out
 
 
 def _powers(x: np.ndarray, K: int) -> np.ndarray:
@@ -248,6 +304,7 @@ def _block(m, k, cells, what, chunk, engine, audit_values, allowed, keep=None) -
         "degree": np.full(n, k),
         "lambda": np.repeat([c[1] for c in cells], p),
         "scaling": np.repeat(np.array([c[3] for c in cells], dtype=object), p),
+        "basis": np.repeat(np.array([c[5] for c in cells], dtype=object), p),
         "coef": np.tile(np.arange(p), len(cells)),
         "what": np.full(n, what, dtype=object),
         "chunk": np.full(n, chunk),
@@ -267,30 +324,36 @@ def _leading(R_K: np.ndarray, m: int, p: int) -> np.ndarray:
     return R_K[..., : min(m, p), :p]
 
 
+def _score_map(design: Design, basis: str, T: np.ndarray, K: int) -> np.ndarray:
+    """M with (features)ᵀε = M·Φᵤᵀε: T for the monomials of x, L for ψ(u) = L·φ(u)."""
+    return T if basis == "monomial" else _orthonormal_coefficients(design, K)
+
+
 def _first(design, draws, i_m, m, c, K, T, center, scale) -> list[dict]:
     rng_x, rng_noise = _streams(design.seed, m, c)
     u = _draw_u(rng_x, design, m)  # the first data set: the first m numbers
     z = rng_noise.standard_normal(K + 1)  # its K + 1 normals
-    x = center + scale * u
-    phi_x_eps = T @ _noise_scores(u, z, K)
-    R_K = _r_factor(x, K)
+    scores_u = _noise_scores(u, z, K)
+    factors = _factors(design, u, K)
     out = []
     for k in design.degree:
-        cells = _cells(design, m, k)
-        if not cells:
-            continue
-        p = k + 1
-        R = _leading(R_K, m, p)
-        w_star = _true(design, p)
-        q_eps = np.linalg.lstsq(R.T, phi_x_eps[:p], rcond=None)[0]  # Rᵀ(Qᵀε) = Φᵀε
-        rhs = R @ w_star + design.noise_sd * q_eps
-        alphas = np.array([cell[-1] for cell in cells])
-        w, reach, _, _ = _ridge(R, rhs, alphas, _penalty(p, design.penalize_intercept))
-        allowed = TOL * reach
-        recorded = draws[f"first_k{k}"][i_m, c]
-        engine = np.array([recorded[i_l, i_s] for i_l, _, i_s, _, _ in cells])
-        what = "ŵ of the chunk's first data set"
-        out.append(_block(m, k, cells, what, c, engine, w, allowed))
+        for b in design.basis:
+            cells = _cells(design, m, k, b)
+            if not cells:
+                continue
+            p = k + 1
+            R = _leading(factors[b], m, p)
+            w_star = _true(design, p, b)
+            scores = _score_map(design, b, T, K) @ scores_u
+            q_eps = np.linalg.lstsq(R.T, scores[:p], rcond=None)[0]  # Rᵀ(Qᵀε) = Φᵀε
+            rhs = R @ w_star + design.noise_sd * q_eps
+            alphas = np.array([cell[4] for cell in cells])
+            w, reach, _, _ = _ridge(R, rhs, alphas, _penalty(p, design.penalize_intercept))
+            allowed = TOL * reach
+            recorded = draws[f"first_k{k}"][i_m, c]
+            engine = np.array([recorded[cell[0], cell[2]] for cell in cells])
+            what = "ŵ of the chunk's first data set"
+            out.append(_block(m, k, cells, what, c, engine, w, allowed))
     return out
 
 
@@ -298,23 +361,24 @@ def _chunk0(design, draws, i_m, m, K, center, scale) -> list[dict]:
     n = min(chunk_length(m), design.replications_of(m))
     rng_x, _ = _streams(design.seed, m, 0)
     per_slice = max(1, _SLICE_POINTS // m)
-    # per degree: sums over the data sets of (e, e², Var[ŵ|X]) per α, and the largest
-    # rounding reach of E[ŵ_j|X] and condition number over them
-    sums: dict[int, np.ndarray] = {}
-    reaches: dict[int, np.ndarray] = {}
-    conds: dict[int, np.ndarray] = {}
-    cells = {k: _cells(design, m, k) for k in design.degree}
+    # per (degree, basis): sums over the data sets of (e, e², Var[ŵ|X]) per α, and the
+    # largest rounding reach of E[ŵ_j|X] and condition number over them
+    sums: dict[tuple, np.ndarray] = {}
+    reaches: dict[tuple, np.ndarray] = {}
+    conds: dict[tuple, np.ndarray] = {}
+    problems = [(k, b) for k in design.degree for b in design.basis]
+    cells = {(k, b): _cells(design, m, k, b) for k, b in problems}
     for start in range(0, n, per_slice):
         rows = min(per_slice, n - start)
-        x = center + scale * _draw_u(rng_x, design, (rows, m))
-        R_K = _r_factor(x, K)  # (rows, min(m, K + 1), K + 1)
-        for k in design.degree:
-            if not cells[k]:
+        factors = _factors(design, _draw_u(rng_x, design, (rows, m)), K)
+        for key in problems:
+            if not cells[key]:
                 continue
+            k, b = key
             p = k + 1
-            R = _leading(R_K, m, p)
-            w_star = _true(design, p)
-            alphas = np.array([cell[-1] for cell in cells[k]])
+            R = _leading(factors[b], m, p)  # (rows, min(m, p), p)
+            w_star = _true(design, p, b)
+            alphas = np.array([cell[4] for cell in cells[key]])
             D = _penalty(p, design.penalize_intercept)
             mean_w, reach, cond, R2inv = _ridge(R, R @ w_star, alphas, D)  # (rows, A, …)
             # Var[ŵ|X] = σ²·diag(HᵀH), H = R·(RᵀR + αDᵀD)⁻¹ (Φ's rows replaced by R)
@@ -322,31 +386,31 @@ def _chunk0(design, draws, i_m, m, K, center, scale) -> list[dict]:
             var = design.noise_sd**2 * (H**2).sum(axis=-2)
             e = mean_w - w_star
             part = np.stack([e, e**2, var], axis=-2).sum(axis=0)  # (A, 3, p)
-            sums[k] = part if k not in sums else sums[k] + part
+            sums[key] = part if key not in sums else sums[key] + part
             top = cond.max(axis=0)
-            conds[k] = top if k not in conds else np.maximum(conds[k], top)
+            conds[key] = top if key not in conds else np.maximum(conds[key], top)
             far = reach.max(axis=0)
-            reaches[k] = far if k not in reaches else np.maximum(reaches[k], far)
+            reaches[key] = far if key not in reaches else np.maximum(reaches[key], far)
     out = []
-    for k in design.degree:
-        if not cells[k]:
+    for key in problems:
+        if not cells[key]:
             continue
-        p = k + 1
-        means = sums[k] / n  # (A, 3, p): e, e², Var[ŵ|X]
+        k, _ = key
+        means = sums[key] / n  # (A, 3, p): e, e², Var[ŵ|X]
         # e: what rounding can move E[ŵ_j|X]; e²: that times 2|e| (and its square);
         # Var[ŵ|X]: relative to itself, through the condition number
-        reach = TOL * reaches[k]
+        reach = TOL * reaches[key]
         scales = (
             reach,
             reach * (2 * np.sqrt(means[:, 1]) + reach),
-            TOL_VAR * conds[k][:, None] * np.maximum(means[:, 2], 1e-300),
+            TOL_VAR * conds[key][:, None] * np.maximum(means[:, 2], 1e-300),
         )
         recorded = draws[f"chunk0_mean_k{k}"][i_m]  # (L, C, p, 5): d, d², e, e², v
         counts = draws[f"chunk0_n_k{k}"][i_m]
         for q, (name, index) in enumerate((("e", 2), ("e²", 3), ("Var[ŵ|X]", 4))):
-            engine = np.array([recorded[i_l, i_s, :, index] for i_l, _, i_s, _, _ in cells[k]])
+            engine = np.array([recorded[c[0], c[2], :, index] for c in cells[key]])
             # a fit that failed is left out of the engine's mean: not comparable, not shown
-            whole = np.array([counts[i_l, i_s] == n for i_l, _, i_s, _, _ in cells[k]])
+            whole = np.array([counts[c[0], c[2]] == n for c in cells[key]])
             what = f"chunk 0 mean of {name}"
-            out.append(_block(m, k, cells[k], what, 0, engine, means[:, q], scales[q], whole))
+            out.append(_block(m, k, cells[key], what, 0, engine, means[:, q], scales[q], whole))
     return out

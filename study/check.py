@@ -45,12 +45,14 @@ import numpy as np
 import pandas as pd
 
 from study.audit import AuditResult, audit
+from study.basis import BASES
 from study.numbers import percent, significant
 from study.paths import CHECK_FILE, DRAWS_FILE, MANIFEST_FILE, RISK_FILE, SUMMARY_FILE
 from study.results import (
     MAX_EXPANSION_STEP,
     STATUS_NEGATIVE_VARIANCE,
     STATUS_NON_FINITE,
+    read_table,
     usable_cells,
 )
 
@@ -63,7 +65,7 @@ FALSE_ALARM = 0.01
 STEP_TOL = 3.0
 # rounding: least squares' Rao–Blackwell bias is 0 up to this, relative to the coefficients
 ROUNDING = 1e-8
-KEYS = ["m", "degree", "lambda", "scaling", "coef"]
+KEYS = ["m", "degree", "lambda", "scaling", "basis", "coef"]
 CHECK_COLUMNS = (
     KEYS
     + ["measure", "mc", "rb", "rb_mcse", "z"]
@@ -127,6 +129,12 @@ class CheckResult:
                 else ""
             )
         )
+
+
+def basis_label(basis: str) -> str:
+    """How a message names a cell's basis: not at all for the monomials (the default, and
+    the only basis of most designs), else ``, orthonormal basis``."""
+    return "" if basis == BASES[0] else f", {basis} basis"
 
 
 def z_limit(n: int, rate: float = FALSE_ALARM) -> float:
@@ -200,8 +208,8 @@ def check(results_dir: Path) -> CheckResult:
         load_npz(results_dir / DRAWS_FILE),
         noise_draw=manifest.get("noise_draw", "sufficient"),
     )
-    summary = pd.read_csv(results_dir / SUMMARY_FILE)
-    risk = pd.read_csv(results_dir / RISK_FILE)
+    summary = read_table(results_dir / SUMMARY_FILE)
+    risk = read_table(results_dir / RISK_FILE)
     table = pd.concat(
         [
             _rows(summary, "bias", "bias", "bias_rb", "bias_diff_mcse", "bias_asym1", 2),
@@ -216,8 +224,8 @@ def check(results_dir: Path) -> CheckResult:
     theory = _theory_comparisons(table, usable)
     bad = table[table.flag.isin([STATUS_NON_FINITE, STATUS_NEGATIVE_VARIANCE])]
     impossible = [
-        f"m = {m}, degree {k}, λ = {lam:g}, {s} ({flag})"
-        for (m, k, lam, s), flag in bad.groupby(KEYS[:-1], sort=True).flag.first().items()
+        f"m = {m}, degree {k}, λ = {lam:g}, {s}{basis_label(b)} ({flag})"
+        for (m, k, lam, s, b), flag in bad.groupby(KEYS[:-1], sort=True).flag.first().items()
     ]
     return CheckResult(
         table=table,
@@ -253,7 +261,8 @@ def _theory_comparisons(table: pd.DataFrame, usable: pd.Series) -> dict:
         coef = f", w{w.coef}" if w.coef >= 0 else ""
         worst = (
             f" (worst: {w.measure} at m = {w.m}, degree {w.degree}, λ = {w['lambda']:g}, "
-            f"{w.scaling}{coef}: Rao–Blackwell {w.rb:.6g}, theory {w.asym:.6g} ± "
+            f"{w.scaling}{basis_label(w.basis)}{coef}: Rao–Blackwell {w.rb:.6g}, theory "
+            f"{w.asym:.6g} ± "
             f"{w.asym_allowed:.2g})"
         )
     return dict(

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from study.basis import StandardBasis, standard_basis, true_coefficients
+from study.basis import BASES, StandardBasis, standard_basis, true_coefficients
 from study.limits import check_representable
 from study.scaling import SCALINGS, check_scaling
 
@@ -54,6 +54,7 @@ _SCHEMA: dict[str, Any] = {
         "degree": "list",
         "lambda": "list",
         "scaling": "list",
+        "basis": "list",
         "penalize_intercept": "bool",
     },
     "output": {"keep_draws": "int"},
@@ -67,7 +68,11 @@ _OPTIONAL = {
     "block_size": None,
     "precision": None,
     "tuning": None,
+    "grid.basis": None,
 }
+# [grid] basis: the bases the coefficients (and so the penalty) are written in; the first
+# is the default
+DEFAULT_BASES = (BASES[0],)
 # [tuning] reference_m: the m at which the matched comparison tunes each scaling's λ
 REFERENCE_M = 100
 MAX_REFERENCE_M = 10**7
@@ -140,6 +145,15 @@ class Design:
     # [tuning]: the m at which each scaling's λ is tuned and then held fixed as m grows
     # (the theory step's matched comparison, matched.csv)
     reference_m: int = REFERENCE_M
+    # [grid] basis: the coefficients of the monomials in x, or of polynomials orthonormal
+    # under the distribution of x (study.basis.BASES); every basis is fitted to the same data
+    basis: tuple[str, ...] = DEFAULT_BASES
+
+    @property
+    def columns(self) -> tuple[tuple[str, str], ...]:
+        """The (basis, scaling) pairs of the cells' last axis, basis outermost: the engine's
+        arrays have one column per pair, and the result tables name both."""
+        return tuple((b, s) for b in self.basis for s in self.scaling)
 
     def replications_of(self, m: int) -> int:
         """The replications of m: ``replications``, or what a run with [precision] set."""
@@ -172,6 +186,9 @@ class Design:
                 "degree": list(self.degree),
                 "lambda": list(self.lam),
                 "scaling": list(self.scaling),
+                # the default basis is left out, so that designs written before the basis
+                # axis keep their hash
+                **({"basis": list(self.basis)} if self.basis != DEFAULT_BASES else {}),
                 "penalize_intercept": self.penalize_intercept,
             },
             "output": {"keep_draws": self.keep_draws},
@@ -207,15 +224,16 @@ class Design:
         return hashlib.sha256(text.encode()).hexdigest()
 
     # --- structure ---------------------------------------------------------------------
-    def standard_basis(self, degree: int) -> StandardBasis:
-        """The problem of a degree-``degree`` fit in the standardised basis
-        (:func:`study.basis.standard_basis`)."""
+    def standard_basis(self, degree: int, basis: str = DEFAULT_BASES[0]) -> StandardBasis:
+        """The problem of a degree-``degree`` fit whose coefficients are those of ``basis``,
+        in the standardised variable (:func:`study.basis.standard_basis`)."""
         return standard_basis(
             self.x,
             degree,
             intercept=self.intercept,
             slope=self.slope,
             penalize_intercept=self.penalize_intercept,
+            basis=basis,
         )
 
     def true_coefficients_of(self, degree: int, *, standardised: bool = False) -> np.ndarray:
@@ -333,7 +351,7 @@ def _x_distribution(chk: _Checker, x: dict) -> XDistribution:
 
 
 def _grid(chk: _Checker, grid: dict) -> tuple:
-    """The validated grid: (m, degree, λ, scaling, penalize_intercept)."""
+    """The validated grid: (m, degree, λ, scaling, basis, penalize_intercept)."""
     m = chk.unique_list("grid.m", grid["m"], "integers ≥ 1", lambda v: chk.integer("grid.m", v, 1))
     degree = chk.unique_list(
         "grid.degree",
@@ -357,10 +375,19 @@ def _grid(chk: _Checker, grid: dict) -> tuple:
     scaling = chk.unique_list(
         "grid.scaling", grid["scaling"], f"scalings among {list(SCALINGS)}", _scaling
     )
+
+    def _basis(v):
+        if not isinstance(v, str) or v not in BASES:
+            raise chk.fail("grid.basis", v, f"one of {list(BASES)}")
+        return v
+
+    basis = DEFAULT_BASES
+    if "basis" in grid:
+        basis = chk.unique_list("grid.basis", grid["basis"], f"bases among {list(BASES)}", _basis)
     penalize_intercept = grid["penalize_intercept"]
     if not isinstance(penalize_intercept, bool):
         raise chk.fail("grid.penalize_intercept", penalize_intercept, "true or false")
-    return m, degree, lam, scaling, penalize_intercept
+    return m, degree, lam, scaling, basis, penalize_intercept
 
 
 def design_from_dict(raw: dict, source: str = "design") -> Design:
@@ -394,7 +421,7 @@ def design_from_dict(raw: dict, source: str = "design") -> Design:
     noise_sd = chk.number("dgp.noise_sd", dgp["noise_sd"], minimum=0.0)
     x = _x_distribution(chk, dgp["x"])
 
-    m, degree, lam, scaling, penalize_intercept = _grid(chk, grid)
+    m, degree, lam, scaling, basis, penalize_intercept = _grid(chk, grid)
     keep_draws = chk.integer("output.keep_draws", output["keep_draws"], 0)
     if keep_draws > min(replications, MAX_KEEP_DRAWS):
         raise chk.fail(
@@ -448,6 +475,7 @@ def design_from_dict(raw: dict, source: str = "design") -> Design:
         target_mcse=target_mcse,
         max_replications=max_replications,
         reference_m=reference_m,
+        basis=basis,
     )
     check_representable(design, chk.fail)
     return design

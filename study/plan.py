@@ -32,7 +32,7 @@ import pandas as pd
 
 from study.design import Design, DesignError
 from study.engine.streams import CHUNK_DATA_SETS
-from study.results import usable_cells
+from study.results import read_table, usable_cells
 
 # replications of the pilot unless asked otherwise: one whole chunk of the smaller m
 PILOT_REPLICATIONS = CHUNK_DATA_SETS
@@ -119,5 +119,5 @@ def plan(design: Design, target: float, *, pilot: int = PILOT_REPLICATIONS, jobs
     with tempfile.TemporaryDirectory(prefix="study-plan-") as tmp:
         out = Path(tmp) / "pilot"
         simulate(pilot_design, out, jobs=jobs, progress=False)
-        summary = pd.read_csv(out / "summary.csv")
+        summary = read_table(out / "summary.csv")
     return plan_from_summary(summary, target, design.replications)

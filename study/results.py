@@ -22,14 +22,14 @@ def tail_column(threshold: float) -> str:
 
 
 SUMMARY_COLUMNS = (
-    ["m", "degree", "lambda", "scaling", "alpha", "coef", "true", "n", "mean"]
+    ["m", "degree", "lambda", "scaling", "basis", "alpha", "coef", "true", "n", "mean"]
     + ["bias", "bias_mcse", "var", "var_mcse", "sd", "sd_mcse", "mse", "mse_mcse"]
     + ["n_failed", "status", "kurtosis"]
     + [tail_column(t) for t in TAILS]
     + ["bias_rb", "bias_rb_mcse", "var_rb", "var_rb_mcse", "bias_diff_mcse", "var_diff_mcse"]
 )
 RISK_COLUMNS = (
-    ["m", "degree", "lambda", "scaling", "alpha", "n"]
+    ["m", "degree", "lambda", "scaling", "basis", "alpha", "n"]
     + ["risk", "risk_mcse", "n_failed", "status", "risk_kurtosis"]
     + ["risk_rb", "risk_rb_mcse", "risk_diff_mcse"]
 )
@@ -37,7 +37,7 @@ RISK_COLUMNS = (
 # fits.csv: per cell, the data sets fitted by each route of study.conditional (compiled,
 # pencil, direct) and those of batches the compiled kernel declined, by its reason
 FITS_COLUMNS = (
-    ["m", "degree", "lambda", "scaling", "alpha"]
+    ["m", "degree", "lambda", "scaling", "basis", "alpha"]
     + ["compiled", "pencil", "direct"]
     + ["declined_not_positive_definite", "declined_not_finite", "declined_not_converged"]
 )
@@ -117,6 +117,17 @@ def flag_impossible(frame: pd.DataFrame, kind: str) -> None:
         negative = (frame[_NON_NEGATIVE[kind]].to_numpy(dtype=float) < 0).any(axis=1)
     frame.loc[counted & negative, "status"] = STATUS_NEGATIVE_VARIANCE
     frame.loc[counted & ~finite, "status"] = STATUS_NON_FINITE
+
+
+def read_table(path) -> pd.DataFrame:
+    """summary.csv, risk.csv or fits.csv as a DataFrame. Tables written before the basis axis
+    have no ``basis`` column; all their cells are of the monomial basis, and it is added
+    after ``scaling`` as the current tables have it (their checkpoints are unchanged, so a
+    resumed or repeated run writes it too)."""
+    frame = pd.read_csv(path)
+    if "basis" not in frame.columns and "scaling" in frame.columns:
+        frame.insert(frame.columns.get_loc("scaling") + 1, "basis", "monomial")
+    return frame
 
 
 def to_csv(frame: pd.DataFrame) -> str:

@@ -92,8 +92,8 @@ def _scaled_alpha(monkeypatch):
 def _penalised_intercept(monkeypatch):
     basis = study.design.Design.standard_basis
 
-    def wrong(self, degree):
-        return basis(dataclasses.replace(self, penalize_intercept=True), degree)
+    def wrong(self, degree, *args):
+        return basis(dataclasses.replace(self, penalize_intercept=True), degree, *args)
 
     monkeypatch.setattr(study.design.Design, "standard_basis", wrong)
 
@@ -111,8 +111,8 @@ def _noise_sd_off(monkeypatch):
 def _wrong_basis_column(monkeypatch):
     basis = study.design.Design.standard_basis
 
-    def wrong(self, degree):  # the cubic's column of the change of basis, 1 % off
-        b = basis(self, degree)
+    def wrong(self, degree, *args):  # the cubic's column of the change of basis, 1 % off
+        b = basis(self, degree, *args)
         if degree != 3:
             return b
         B = b.B.copy()

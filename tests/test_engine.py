@@ -360,13 +360,14 @@ def test_not_identifiable_cells_are_reported(smoke_results):
 
 def test_smoke_results_have_the_documented_columns(smoke_results):
     summary = pd.read_csv(smoke_results / "summary.csv")
-    assert list(summary.columns[:17]) == (
-        "m degree lambda scaling alpha coef true n mean bias bias_mcse var var_mcse sd "
+    assert list(summary.columns[:18]) == (
+        "m degree lambda scaling basis alpha coef true n mean bias bias_mcse var var_mcse sd "
         "sd_mcse mse mse_mcse".split()
     )
+    assert set(summary.basis) == {"monomial"}
     risk = pd.read_csv(smoke_results / "risk.csv")
-    assert list(risk.columns[:9]) == (
-        "m degree lambda scaling alpha n risk risk_mcse n_failed".split()
+    assert list(risk.columns[:10]) == (
+        "m degree lambda scaling basis alpha n risk risk_mcse n_failed".split()
     )
     manifest = json.loads((smoke_results / "manifest.json").read_text())
     assert manifest["design"]["name"] == "smoke" and manifest["replications"] == 400

@@ -176,7 +176,7 @@ def test_the_refusal_names_follow_the_kernels_status_codes():
 
     for i, reason in enumerate(DECLINES, start=1):
         assert getattr(pencil, reason.upper()) == i
-    assert FITS_COLUMNS[5:] == list(FIT_COUNTS)
+    assert FITS_COLUMNS[6:] == list(FIT_COUNTS)
 
 
 def test_jacobi_reports_a_batch_that_does_not_converge():

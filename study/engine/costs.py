@@ -145,11 +145,12 @@ def task_payload_bytes(
     exactly what :func:`study.engine.tasks.run_task` returns (float64 and int64 arrays and
     ``seconds``).
 
-    Per degree k with L λ values, C scalings and p = k + 1, per cell: per chunk coef_n p,
-    coef_mean 5p, coef_M 25p, first p, risk_n 1, risk_mean 3, risk_M 9; per task n_failed
-    1, fit_counts 6, tails T·p (T thresholds) and draws keep·p values; 8 bytes each.
+    Per degree k with L λ values, C columns ((basis, scaling) pairs) and p = k + 1, per
+    cell: per chunk coef_n p, coef_mean 5p, coef_M 25p, first p, risk_n 1, risk_mean 3,
+    risk_M 9; per task n_failed 1, fit_counts 6, tails T·p (T thresholds) and draws keep·p
+    values; 8 bytes each.
     """
-    cells = (len(design.lam) if n_lambda is None else n_lambda) * len(design.scaling)
+    cells = (len(design.lam) if n_lambda is None else n_lambda) * len(design.columns)
     per_task = 1 + len(FIT_COUNTS)
     T = len(TAIL_THRESHOLDS)
     return 8 + sum(
@@ -251,7 +252,7 @@ def footprint(
     d = replace(design, replications=R, keep_draws=keep_total)
     per = chunks_per_task(d, workers)
     # bytes of one kept draw of every cell
-    per_draw = 8 * L * len(d.scaling) * sum(k + 1 for k in d.degree)
+    per_draw = 8 * L * len(d.columns) * sum(k + 1 for k in d.degree)
     rows = _result_rows(d, L)
     # kept draws, and the audit's arrays (engine.merge: the first estimates of up to
     # AUDIT_CHUNKS chunks, chunk 0's count and five means); raw float64, deflate only helps
@@ -288,7 +289,7 @@ def _checkpoint_bytes(d: Design, L: int, per: dict[int, int], per_draw: int) -> 
 
 
 def _result_rows(d: Design, L: int) -> _Rows:
-    M, C = len(d.m), len(d.scaling)
+    M, C = len(d.m), len(d.columns)
     return _Rows(
         summary=M * L * C * sum(k + 1 for k in d.degree),
         risk=M * L * C * len(d.degree),
@@ -323,7 +324,7 @@ def _worker_bytes(d: Design, L: int, per: dict[int, int]) -> int:
         fit = 0
         for k in d.degree:
             p = k + 1
-            A = L * len(d.scaling)  # distinct α ≤ cells
+            A = L * len(d.scaling)  # distinct α of one basis ≤ its cells
             numpy_path = 8 * batch * p * (A * NUMPY_FLOATS_PER_FIT + p * NUMPY_FLOATS_PER_FACTOR)
             moments = 3 * 8 * A * p * 31 + 8 * A * p * min(keep, batch)
             kept = 2 * 8 * keep * A * p  # the batches' draws and their concatenation
@@ -356,8 +357,9 @@ def _main_bytes(
 
 
 def _distinct_alphas(design: Design, m: int, k: int) -> int:
-    """Distinct α of the identifiable cells of (m, k), as :func:`study.engine.tasks.run_task`
-    fits them; bounded by the number of cells on very large grids."""
+    """Distinct α of the identifiable cells of (m, k) in one basis, as
+    :func:`study.engine.tasks.run_task` fits them (every basis fits them again); bounded by
+    the number of cells on very large grids."""
     L, C = len(design.lam), len(design.scaling)
     # λ = 0 with m ≤ k is not fitted; λ is sorted and unique, so only the first can be 0
     n_ident = L - (1 if m <= k and design.lam[0] == 0 else 0)
@@ -382,7 +384,7 @@ def _distinct_alphas(design: Design, m: int, k: int) -> int:
 def _task_seconds(design: Design, m: int, n: int, alphas: dict[int, int]) -> float:
     """A task of n data sets of m points, with ``alphas[k]`` distinct α per degree k."""
     K = max(design.degree)
-    L, C = len(design.lam), len(design.scaling)
+    L, C = len(design.lam), len(design.columns)
     draw = n * (
         SECONDS_PER_DATA_SET[0] + SECONDS_PER_DATA_SET[1] * K + m * point_seconds(design, K)
     )
@@ -391,8 +393,10 @@ def _task_seconds(design: Design, m: int, n: int, alphas: dict[int, int]) -> flo
         A = alphas[k]
         if A == 0:
             continue
-        fit += n * (FACTOR_SECONDS[k - 1] + A * ALPHA_SECONDS[k - 1])
-        fit += A * (BOOKKEEPING_SECONDS_PER_ALPHA + L * C * BOOKKEEPING_SECONDS_PER_CELL)
+        # each basis factorises and solves on its own
+        fit += len(design.basis) * n * (FACTOR_SECONDS[k - 1] + A * ALPHA_SECONDS[k - 1])
+        fit += len(design.basis) * A * BOOKKEEPING_SECONDS_PER_ALPHA
+        fit += A * L * C * BOOKKEEPING_SECONDS_PER_CELL
     return TASK_SECONDS + draw + fit
 
 

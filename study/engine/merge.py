@@ -39,9 +39,12 @@ def summarise(design: Design, store: CheckpointStore, tasks: list[Task]):
     fits : DataFrame, one row per cell (columns FITS_COLUMNS): the data sets fitted by
         each route and those of the batches the compiled kernel declined, by reason
     """
-    L, C = len(design.lam), len(design.scaling)
+    L, C = len(design.lam), len(design.columns)
     lam_grid = np.repeat(np.array(design.lam)[:, None], C, axis=1)
-    scal_grid = np.repeat(np.array(design.scaling, dtype=object)[None, :], L, axis=0)
+    bases = np.array([b for b, _ in design.columns], dtype=object)
+    scalings = np.array([s for _, s in design.columns], dtype=object)
+    scal_grid = np.repeat(scalings[None, :], L, axis=0)
+    basis_grid = np.repeat(bases[None, :], L, axis=0)
     coef_frames, risk_frames, fit_frames = [], [], []
     draws: dict[str, list[np.ndarray]] = {f"coef_k{k}": [] for k in design.degree}
     # what `study check` audits from the seeds: ŵ of each chunk's first data set, and the
@@ -73,7 +76,8 @@ def summarise(design: Design, store: CheckpointStore, tasks: list[Task]):
             audit[f"chunk0_mean_k{k}"].append(merger.chunk0(k).mean)
 
             cm = coefficient_measures(coef)
-            true = design.true_coefficients_of(k)
+            # w* in each column's basis, shape (C, k+1)
+            true = np.stack([design.standard_basis(k, b).w_star for b, _ in design.columns])
 
             def cell(a, k=k):  # (L, C) → (L, C, k+1), flattened
                 return np.repeat(np.asarray(a)[..., None], k + 1, axis=-1).ravel()
@@ -83,9 +87,10 @@ def summarise(design: Design, store: CheckpointStore, tasks: list[Task]):
                 "degree": np.full(L * C * (k + 1), k),
                 "lambda": cell(lam_grid),
                 "scaling": cell(scal_grid),
+                "basis": cell(basis_grid),
                 "alpha": cell(alphas),
                 "coef": np.tile(np.arange(k + 1), L * C),
-                "true": np.tile(true, L * C),
+                "true": np.tile(true.ravel(), L),
                 "n_failed": cell(n_failed),
                 "status": cell(status),
             }
@@ -105,13 +110,14 @@ def summarise(design: Design, store: CheckpointStore, tasks: list[Task]):
                 "degree": np.full(L * C, k),
                 "lambda": lam_grid.ravel(),
                 "scaling": scal_grid.ravel(),
+                "basis": basis_grid.ravel(),
                 "alpha": alphas.ravel(),
                 "n_failed": n_failed.ravel(),
                 "status": status.ravel(),
             }
             rframe.update({key: value.ravel() for key, value in rm.items()})
             risk_frames.append(pd.DataFrame(rframe))
-            fits = {key: rframe[key] for key in FITS_COLUMNS[:5]}
+            fits = {key: rframe[key] for key in FITS_COLUMNS[:6]}
             fits |= {name: merged.fit_counts[..., i].ravel() for i, name in enumerate(FIT_COUNTS)}
             fit_frames.append(pd.DataFrame(fits))
     summary = pd.concat(coef_frames, ignore_index=True)[SUMMARY_COLUMNS]
@@ -125,7 +131,9 @@ def summarise(design: Design, store: CheckpointStore, tasks: list[Task]):
     out.update(
         m=np.array(design.m),
         degree=np.array(design.degree),
-        scaling=np.array(design.scaling, dtype=str),
+        # the scaling and the basis of each column of the cells' last axis
+        scaling=np.array(scalings, dtype=str),
+        basis=np.array(bases, dtype=str),
         **{"lambda": np.array(design.lam)},
     )
     fits = pd.concat(fit_frames, ignore_index=True)[FITS_COLUMNS]

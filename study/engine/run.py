@@ -83,7 +83,7 @@ def count_fits(design: Design) -> tuple[int, int]:
     for m in design.m:
         for k in design.degree:
             n_cells = sum(
-                len(design.scaling) for lam in design.lam if design.identifiable(m, k, lam)
+                len(design.columns) for lam in design.lam if design.identifiable(m, k, lam)
             )
             fits += n_cells * design.replications_of(m)
         points += m * design.replications_of(m)

@@ -64,7 +64,7 @@ _F8, _I8 = np.dtype(np.float64).str, np.dtype(np.int64).str
 @dataclass
 class DegreeResult:
     """One degree k of a task of c chunks (or of merged tasks, without the chunk axis), with
-    L λ values and C scalings.
+    L λ values and C columns, the (basis, scaling) pairs of :attr:`Design.columns`.
 
     Attributes
     ----------
@@ -168,7 +168,7 @@ class TaskResult:
         ``design`` of ``chunks`` chunks keeping ``keep`` draws (``n_lambda`` λ values if
         given)."""
         L = len(design.lam) if n_lambda is None else n_lambda
-        C = len(design.scaling)
+        C = len(design.columns)
         out = {}
         for k in design.degree:
             shapes = DegreeResult.array_shapes(L, C, k, keep, chunks)
@@ -177,19 +177,20 @@ class TaskResult:
 
 
 def alpha_grid(design: Design, m: int, degree: int) -> np.ndarray:
-    """α = m·c(λ) of every (λ, scaling) cell, shape (n_lambda, n_scaling)."""
+    """α = m·c(λ) of every (λ, column) cell, shape (n_lambda, n_columns): the columns are
+    the (basis, scaling) pairs of :attr:`Design.columns`, and α depends on the scaling."""
     return np.array(
         [
-            [scaling_alpha(lam, m=m, degree=degree, scaling=s) for s in design.scaling]
+            [scaling_alpha(lam, m=m, degree=degree, scaling=s) for _, s in design.columns]
             for lam in design.lam
         ]
     )
 
 
 def identifiable_grid(design: Design, m: int, degree: int) -> np.ndarray:
-    """Boolean (n_lambda, n_scaling): False where λ = 0 and m ≤ degree."""
+    """Boolean (n_lambda, n_columns): False where λ = 0 and m ≤ degree."""
     ok = np.array([design.identifiable(m, degree, lam) for lam in design.lam])
-    return np.repeat(ok[:, None], len(design.scaling), axis=1)
+    return np.repeat(ok[:, None], len(design.columns), axis=1)
 
 
 def run_task(

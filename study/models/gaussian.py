@@ -40,13 +40,14 @@ def run_chunks(
     noise_draw: str = "sufficient",
 ) -> dict[int, DegreeResult]:
     """Draw the data sets of each chunk (common to every cell), reduce each to its power
-    sums, and fit every (degree, λ, scaling) cell to them through :mod:`study.conditional`.
+    sums, and fit every (degree, λ, basis, scaling) cell to them through
+    :mod:`study.conditional`.
     Each chunk is fitted and summarised on its own (its co-moments are one row of the
     result), so a chunk's numbers never depend on the other chunks of its task; ŵ of each
     chunk's first data set is kept too (``first``: what `study check` audits).
     ``noise_draw``: how the noise enters the sums (:func:`chunk_power_sums`)."""
     K = max(design.degree)
-    L, C = len(design.lam), len(design.scaling)
+    L, C = len(design.lam), len(design.columns)
     sums = []
     for c in chunks:
         power_sums, T = chunk_power_sums(design, m, c, K, noise_draw=noise_draw)
@@ -55,49 +56,60 @@ def run_chunks(
         sums.append((power_sums, T, keep))
     out: dict[int, DegreeResult] = {}
     n_c = len(sums)
+    column_basis = np.array([b for b, _ in design.columns])
     for k in design.degree:
-        basis = design.standard_basis(k)
         alphas = alpha_grid(design, m, k)
         ident = identifiable_grid(design, m, k)
         coef = CoMoments.empty((n_c, L, C, k + 1), len(COEF_QUANTITIES))
         risk = CoMoments.empty((n_c, L, C), len(RISK_QUANTITIES))
         n_failed = np.zeros((L, C), dtype=np.int64)
-        n_total = sum(ps.shape[0] for ps, _, _ in sums)
         draws = np.full((L, C, sum(keep for *_, keep in sums), k + 1), np.nan)
         first = np.full((n_c, L, C, k + 1), np.nan)
         fit_counts = np.zeros((L, C, len(FIT_COUNTS)), dtype=np.int64)
         tails = np.zeros((L, C, k + 1, len(TAIL_THRESHOLDS)), dtype=np.int64)
-        unique = np.unique(alphas[ident])
-        if not unique.size:
-            out[k] = DegreeResult(coef, risk, n_failed, draws, fit_counts, first, tails)
-            continue
-        # every identifiable cell takes the moments of its α
-        which = np.searchsorted(unique, alphas[ident])
-        ok_total = np.zeros(unique.size, dtype=np.int64)
-        kept_all = []
-        for i, (power_sums, T, keep) in enumerate(sums):
-            cm_coef, cm_risk, ok_count, kept, counts, chunk_tails = _fit_in_batches(
-                power_sums, T, basis, unique, design.noise_sd, max(keep, 1), solver
-            )
-            tails[ident] += chunk_tails[which]
-            first[i][ident] = kept[0, which]
-            for arr, src in (
-                (coef.n, cm_coef.n),
-                (coef.mean, cm_coef.mean),
-                (coef.M, cm_coef.M),
-                (risk.n, cm_risk.n),
-                (risk.mean, cm_risk.mean),
-                (risk.M, cm_risk.M),
-            ):
-                arr[i][ident] = src[which]
-            ok_total += ok_count
-            kept_all.append(kept[:keep])
-            fit_counts[ident] += counts  # every α of a batch takes the same route
-        n_failed[ident] = n_total - ok_total[which]
-        kept = np.concatenate(kept_all, axis=0)  # (keep, α, k+1)
-        draws[ident] = np.moveaxis(kept[:, which], 1, 0)
-        out[k] = DegreeResult(coef, risk, n_failed, draws, fit_counts, first, tails)
+        result = DegreeResult(coef, risk, n_failed, draws, fit_counts, first, tails)
+        # each basis is its own problem (another penalty in u) on the same data sets
+        for b in design.basis:
+            cells = ident & (column_basis == b)[None, :]
+            _fit_cells(result, sums, design.standard_basis(k, b), alphas, cells, design, solver)
+        out[k] = result
     return out
+
+
+def _fit_cells(result: DegreeResult, sums, basis: StandardBasis, alphas, cells, design, solver):
+    """Fit the cells ``cells`` (a mask of shape (L, C)) of one degree and basis to every
+    chunk of ``sums`` and write their numbers into ``result``: one factorisation of the
+    pencil per data set serves every distinct α of the cells."""
+    unique = np.unique(alphas[cells])
+    if not unique.size:
+        return
+    n_total = sum(ps.shape[0] for ps, _, _ in sums)
+    coef, risk = result.coef, result.risk
+    # every cell takes the moments of its α
+    which = np.searchsorted(unique, alphas[cells])
+    ok_total = np.zeros(unique.size, dtype=np.int64)
+    kept_all = []
+    for i, (power_sums, T, keep) in enumerate(sums):
+        cm_coef, cm_risk, ok_count, kept, counts, chunk_tails = _fit_in_batches(
+            power_sums, T, basis, unique, design.noise_sd, max(keep, 1), solver
+        )
+        result.tails[cells] += chunk_tails[which]
+        result.first[i][cells] = kept[0, which]
+        for arr, src in (
+            (coef.n, cm_coef.n),
+            (coef.mean, cm_coef.mean),
+            (coef.M, cm_coef.M),
+            (risk.n, cm_risk.n),
+            (risk.mean, cm_risk.mean),
+            (risk.M, cm_risk.M),
+        ):
+            arr[i][cells] = src[which]
+        ok_total += ok_count
+        kept_all.append(kept[:keep])
+        result.fit_counts[cells] += counts  # every α of a batch takes the same route
+    result.n_failed[cells] = n_total - ok_total[which]
+    kept = np.concatenate(kept_all, axis=0)  # (keep, α, k+1)
+    result.draws[cells] = np.moveaxis(kept[:, which], 1, 0)
 
 
 # Data sets fitted at once: bounds the per-replication arrays (data sets × α × coefficients

@@ -12,8 +12,10 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from study.basis import BASES
 from study.check import check
 from study.design import design_from_dict
 from study.existence import finite_moment_order
@@ -41,7 +43,7 @@ from study.paths import (
     TUNING_FILE,
 )
 from study.report import figures, tables
-from study.results import tail_column, usable_cells
+from study.results import read_table, tail_column, usable_cells
 
 VARIABLES_FILE = "_variables.yml"
 FOCUS = {"degree": 3, "lam": 1.0, "coef": 1}
@@ -382,19 +384,45 @@ def _save_figure(fig, out_dir: Path, name: str) -> None:
         atomic_write_bytes(out_dir / f"{name}.{ext}", buffer.getvalue())
 
 
+def report_basis(design) -> str:
+    """The basis whose simulated cells the report shows: the monomials when the design fits
+    them (the report's theory files, tuning.csv and what follows from it, are theirs), else
+    the design's first basis."""
+    return BASES[0] if BASES[0] in design.basis else design.basis[0]
+
+
+def report_basis_cells(design, summary: pd.DataFrame, risk: pd.DataFrame, draws: dict):
+    """The rows of ``summary`` and ``risk`` and the kept draws (``coef_k*``, with their
+    ``scaling`` and ``basis`` axes) of the report's basis (:func:`report_basis`) alone; the
+    other bases' cells are for ``study check`` and for users' own analyses."""
+    basis = report_basis(design)
+    draws = dict(draws)
+    # draws written before the basis axis have no "basis": all their columns are monomial
+    columns = np.asarray(draws.get("basis", [BASES[0]] * len(draws["scaling"]))) == basis
+    for key in [k for k in draws if k.startswith("coef_k")]:
+        draws[key] = np.asarray(draws[key])[:, :, columns]
+    draws["scaling"] = np.asarray(draws["scaling"])[columns]
+    draws["basis"] = np.full(int(columns.sum()), basis)
+    pick = [frame[frame["basis"] == basis].reset_index(drop=True) for frame in (summary, risk)]
+    return pick[0], pick[1], draws
+
+
 def build_assets(
     results_dir: Path, *, out_dir: Path = GENERATED_DIR, report_dir: Path = REPORT_DIR
 ) -> list[str]:
     """Write every figure, table and the variables file; return the names written."""
-    summary = pd.read_csv(results_dir / SUMMARY_FILE)
-    risk = pd.read_csv(results_dir / RISK_FILE)
     tuning = pd.read_csv(results_dir / TUNING_FILE, keep_default_na=False, na_values=[""])
     transfer = pd.read_csv(results_dir / TRANSFER_FILE)
-    draws = load_npz(results_dir / DRAWS_FILE)
     manifest = json.loads((results_dir / MANIFEST_FILE).read_text())
     # with [precision], the replications each m reached
     design = design_from_dict(manifest["design"]).with_replications(
         manifest.get("replications_by_m", {})
+    )
+    summary, risk, draws = report_basis_cells(
+        design,
+        read_table(results_dir / SUMMARY_FILE),
+        read_table(results_dir / RISK_FILE),
+        load_npz(results_dir / DRAWS_FILE),
     )
     result = check(results_dir)
     variables = build_variables(design, summary, risk, tuning, transfer, draws, result, manifest)

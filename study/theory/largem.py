@@ -136,6 +136,7 @@ def asymptotic_table(
     slope: float,
     noise_sd: float,
     penalize_intercept: bool = False,
+    basis: str = "monomial",
 ) -> pd.DataFrame:
     """Large-m bias and variance of every coefficient over a grid of cells (docs/theory.md).
 
@@ -161,24 +162,29 @@ def asymptotic_table(
     -------
     pandas.DataFrame
         One row per (m, degree, λ, scaling, coefficient), ordered as the arguments, with
-        columns ``m, degree, lambda, scaling, alpha, coef, true, bias_asym, bias_asym1,
+        columns ``m, degree, lambda, scaling, basis, alpha, coef, true, bias_asym, bias_asym1,
         bias_asym1_bound, asym_step, var_asym``.
     """
     frames = []
     for degree in degrees:
-        basis = standard_basis(
-            x, degree, intercept=intercept, slope=slope, penalize_intercept=penalize_intercept
+        problem = standard_basis(
+            x,
+            degree,
+            intercept=intercept,
+            slope=slope,
+            penalize_intercept=penalize_intercept,
+            basis=basis,
         )
         cells, alphas, m_arr = _cells(ms, lams, scalings, degree)
-        res = _large_m(basis, alphas / m_arr, m_arr, noise_sd)
-        bias = basis.to_raw(res.b_u)
-        bias1 = basis.to_raw(res.b_u + res.b1_u)
+        res = _large_m(problem, alphas / m_arr, m_arr, noise_sd)
+        bias = problem.to_raw(res.b_u)
+        bias1 = problem.to_raw(res.b_u + res.b1_u)
         # |raw_j| ≤ ‖v‖₂·‖B[:, j]‖₂ for raw = vᵀB; no bound where the expansion's step is
         # too large for it to mean anything
         tail = res.b2_norm / (1.0 - np.minimum(res.step, MAX_EXPANSION_STEP))
-        bound = tail[:, None] * np.linalg.norm(basis.B, axis=0)[None, :]
+        bound = tail[:, None] * np.linalg.norm(problem.B, axis=0)[None, :]
         bound[res.step > MAX_EXPANSION_STEP] = np.nan
-        var = np.diagonal(basis.cov_to_raw(res.cov_u), axis1=1, axis2=2)
+        var = np.diagonal(problem.cov_to_raw(res.cov_u), axis1=1, axis2=2)
         p = degree + 1
         n = len(cells)
         frames.append(
@@ -188,9 +194,10 @@ def asymptotic_table(
                     "degree": int(degree),
                     "lambda": np.repeat([float(c[1]) for c in cells], p),
                     "scaling": np.repeat([c[2] for c in cells], p),
+                    "basis": basis,
                     "alpha": np.repeat(alphas, p),
                     "coef": np.tile(np.arange(p), n),
-                    "true": np.tile(basis.w_star, n),
+                    "true": np.tile(problem.w_star, n),
                     "bias_asym": bias.ravel(),
                     "bias_asym1": bias1.ravel(),
                     "bias_asym1_bound": bound.ravel(),
@@ -214,6 +221,7 @@ def asymptotic_risk_table(
     slope: float,
     noise_sd: float,
     penalize_intercept: bool = False,
+    basis: str = "monomial",
 ) -> pd.DataFrame:
     """Large-m expected prediction risk b∞ᵀΣb∞ + tr(Σ·Cov) over a grid of cells.
 
@@ -221,15 +229,21 @@ def asymptotic_risk_table(
     -------
     pandas.DataFrame
         One row per (m, degree, λ, scaling), ordered as the arguments, with columns
-        ``m, degree, lambda, scaling, alpha, risk_asym, asym_step``.
+        ``m, degree, lambda, scaling, basis, alpha, risk_asym, asym_step``: the coefficients
+        (and so the penalty) are those of ``basis`` (:data:`study.basis.BASES`).
     """
     frames = []
     for degree in degrees:
-        basis = standard_basis(
-            x, degree, intercept=intercept, slope=slope, penalize_intercept=penalize_intercept
+        problem = standard_basis(
+            x,
+            degree,
+            intercept=intercept,
+            slope=slope,
+            penalize_intercept=penalize_intercept,
+            basis=basis,
         )
         cells, alphas, m_arr = _cells(ms, lams, scalings, degree)
-        res = _large_m(basis, alphas / m_arr, m_arr, noise_sd)
+        res = _large_m(problem, alphas / m_arr, m_arr, noise_sd)
         risk = noise_sd**2 * (degree + 1) / m_arr + res.bias_risk + res.excess_var_risk
         frames.append(
             pd.DataFrame(
@@ -238,6 +252,7 @@ def asymptotic_risk_table(
                     "degree": int(degree),
                     "lambda": [float(c[1]) for c in cells],
                     "scaling": [c[2] for c in cells],
+                    "basis": basis,
                     "alpha": alphas,
                     "risk_asym": risk,
                     "asym_step": res.step,

@@ -87,9 +87,16 @@ def degree_piece(design: Design, degree: int) -> dict[str, pd.DataFrame]:
     kw |= dict(penalize_intercept=one.penalize_intercept)
     with one_blas_thread(), sums_of_degree(max(design.degree)):
         tuning = tuning_table(one)
+        # the large-m theory of every basis the engine fits; the tuning and what follows
+        # from it are those of the monomials (bases.csv compares the orthonormal basis)
         return {
-            "asym": asymptotic_table(*grid, **kw),
-            "asym_risk": asymptotic_risk_table(*grid, **kw),
+            "asym": pd.concat(
+                [asymptotic_table(*grid, **kw, basis=b) for b in one.basis], ignore_index=True
+            ),
+            "asym_risk": pd.concat(
+                [asymptotic_risk_table(*grid, **kw, basis=b) for b in one.basis],
+                ignore_index=True,
+            ),
             "tuning": tuning,
             "transfer": transfer_table(one, tuning),
             "curves": risk_curves(one),
@@ -148,7 +155,7 @@ def add_theory(
     are not identifiable. ``asym`` and ``asym_risk``: the large-m tables of the design's
     cells (:func:`degree_piece`).
     """
-    keys = ["m", "degree", "lambda", "scaling"]
+    keys = ["m", "degree", "lambda", "scaling", "basis"]
     bias = ["bias_asym", "bias_asym1", "bias_asym1_bound"]
     asym = asym[keys + ["coef", *bias, "var_asym", "asym_step", "asym_leverage"]]
     asym_risk = asym_risk[keys + ["risk_asym", "asym_step", "asym_leverage"]]
