@@ -198,3 +198,21 @@ def test_a_bad_basis_is_refused_in_one_line(value, expected):
         design_from_dict(small_design(**{"grid.basis": value}))
     message = str(info.value)
     assert expected in message and "\n" not in message
+
+
+@pytest.mark.slow
+def test_the_bases_design_passes_study_check_in_both_bases(tmp_path):
+    """simulations/bases.toml, as shipped: the audit, the Monte Carlo against
+    Rao–Blackwell and Rao–Blackwell against the large-m theory all pass, with the
+    orthonormal cells among the comparisons counted."""
+    from study.check import counted_comparisons
+
+    from conftest import ROOT, run_cli
+
+    out = tmp_path / "bases"
+    run_cli("simulate", ROOT / "simulations" / "bases.toml", "--out", out, "-q", check=True)
+    result = check(out)
+    assert result.ok, result.summary_line()
+    counted = result.table[counted_comparisons(result.table)]
+    assert (counted.basis == "orthonormal").sum() > 300
+    assert (result.audit.table.basis == "orthonormal").sum() > 3000
