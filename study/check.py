@@ -45,13 +45,13 @@ import numpy as np
 import pandas as pd
 
 from study.audit import AuditResult, audit
-from study.basis import BASES
 from study.numbers import percent, significant
 from study.paths import CHECK_FILE, DRAWS_FILE, MANIFEST_FILE, RISK_FILE, SUMMARY_FILE
 from study.results import (
     MAX_EXPANSION_STEP,
     STATUS_NEGATIVE_VARIANCE,
     STATUS_NON_FINITE,
+    basis_label,
     read_table,
     usable_cells,
 )
@@ -131,12 +131,6 @@ class CheckResult:
         )
 
 
-def basis_label(basis: str) -> str:
-    """How a message names a cell's basis: not at all for the monomials (the default, and
-    the only basis of most designs), else ``, orthonormal basis``."""
-    return "" if basis == BASES[0] else f", {basis} basis"
-
-
 def z_limit(n: int, rate: float = FALSE_ALARM) -> float:
     """The Bonferroni limit for the largest of n standard normal |z|: P(max |z| > limit)
     ≤ n·P(|Z| > limit) = rate, whatever their correlation (equality if they exclude each
@@ -181,8 +175,12 @@ def _rows(frame, measure, mc, rb, se, asym, needed, coef=True):
 
 def unique_comparisons(table: pd.DataFrame) -> pd.Series:
     """Mask of the first of equal comparisons: λ = 0 is one cell under every scaling, and
-    is counted once."""
-    return ~table.duplicated(["m", "degree", "coef", "measure", "mc", "rb"])
+    is counted once; so is its risk under every basis (the same fitted function, whose risk
+    the two bases compute with different rounding)."""
+    same = table.duplicated(["m", "degree", "coef", "measure", "mc", "rb"])
+    risk_at_0 = (table.measure == "risk") & (table["lambda"] == 0)
+    same |= risk_at_0 & table.duplicated(["m", "degree", "measure", "lambda"])
+    return ~same
 
 
 def counted_comparisons(table: pd.DataFrame) -> pd.Series:

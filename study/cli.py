@@ -111,8 +111,8 @@ def _simulate_parser(sub) -> argparse.ArgumentParser:
         "simulate",
         help="run a design file and write its results",
         description="Run a design in tasks (groups of chunks of replications, sized by "
-        "cost and sent longest first), fitting all (degree, λ, "
-        "scaling) cells on the same data sets, then the theory step, and write summary.csv, "
+        "cost and sent longest first), fitting all (degree, λ, scaling, basis) cells on the "
+        "same data sets, then the theory step, and write summary.csv, "
         "risk.csv, fits.csv, draws.npz, tuning.csv, transfer.csv, risk_curves.csv, "
         "matched.csv, sensitivity.csv, bases.csv and manifest.json. Finished tasks are "
         "checkpointed: after an interruption the same command computes only what is "

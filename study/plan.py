@@ -32,7 +32,7 @@ import pandas as pd
 
 from study.design import Design, DesignError
 from study.engine.streams import CHUNK_DATA_SETS
-from study.results import read_table, usable_cells
+from study.results import basis_label, read_table, usable_cells
 
 # replications of the pilot unless asked otherwise: one whole chunk of the smaller m
 PILOT_REPLICATIONS = CHUNK_DATA_SETS
@@ -61,7 +61,7 @@ class Plan:
     def lines(self) -> list[str]:
         shown = self.table.copy()
         shown["cell"] = [
-            f"degree {r.degree}, λ = {r['lambda']:g}, {r.scaling}, w{r.coef}"
+            f"degree {r.degree}, λ = {r['lambda']:g}, {r.scaling}{basis_label(r.basis)}, w{r.coef}"
             for _, r in shown.iterrows()
         ]
         shown["sd"] = shown.sd.map(lambda v: f"{v:.4g}")
@@ -102,7 +102,7 @@ def plan_from_summary(summary: pd.DataFrame, target: float, replications: int) -
     rows["needed_upper"] = needed_replications(rows.sd_upper, target)
     worst = rows.loc[rows.groupby("m").needed.idxmax()]
     worst["needed_upper"] = rows.groupby("m").needed_upper.max().to_numpy()
-    cols = ["m", "degree", "lambda", "scaling", "coef", "sd", "kurtosis"]
+    cols = ["m", "degree", "lambda", "scaling", "basis", "coef", "sd", "kurtosis"]
     table = worst[cols + ["needed", "needed_upper"]].reset_index(drop=True)
     infinite = int((usable_cells(summary) & ~finite).sum())
     return Plan(target, pilot, table, infinite, replications)

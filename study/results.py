@@ -119,6 +119,12 @@ def flag_impossible(frame: pd.DataFrame, kind: str) -> None:
     frame.loc[counted & ~finite, "status"] = STATUS_NON_FINITE
 
 
+def basis_label(basis: str) -> str:
+    """How a message names a cell's basis: not at all for the monomials (the default, and
+    the only basis of most designs), else ``, orthonormal basis``."""
+    return "" if basis == "monomial" else f", {basis} basis"
+
+
 def read_table(path) -> pd.DataFrame:
     """summary.csv, risk.csv or fits.csv as a DataFrame. Tables written before the basis axis
     have no ``basis`` column; all their cells are of the monomial basis, and it is added

@@ -9,7 +9,7 @@ import pytest
 from numpy.polynomial import hermite_e, legendre
 from sklearn.linear_model import LinearRegression, Ridge
 
-from study.check import check
+from study.check import check, counted_comparisons
 from study.design import DesignError, design_from_dict
 from study.engine.streams import draw_chunk_data, n_chunks
 from study.files import load_npz
@@ -56,6 +56,7 @@ def test_orthonormal_cells_equal_scikit_learn_ridge_on_numpy_features(tmp_path, 
     design, out = _run(tmp_path, raw, noise_draw="plain")
     draws = load_npz(out / "draws.npz")
     risk = read_table(out / "risk.csv")
+    summary = read_table(out / "summary.csv")
     assert list(draws["basis"]) == ["monomial"] * 4 + ["orthonormal"] * 4
     compared = 0
     for i_m, m in enumerate(design.m):
@@ -84,6 +85,18 @@ def test_orthonormal_cells_equal_scikit_learn_ridge_on_numpy_features(tmp_path, 
                     tol = 1e-6 if m <= k + 1 and lam == 0 else 1e-8
                     scale = np.abs(fits).max(axis=0)
                     assert np.all(np.abs(engine - fits) <= tol * scale), (m, k, lam, scaling)
+                    rows = summary[
+                        (summary.m == m)
+                        & (summary.degree == k)
+                        & (summary["lambda"] == lam)
+                        & (summary.scaling == scaling)
+                        & (summary.basis == "orthonormal")
+                    ].sort_values("coef")
+                    # every replication is kept: the summary is the fits' own mean
+                    np.testing.assert_allclose(rows.true, w_star, rtol=1e-12, atol=1e-12)
+                    np.testing.assert_allclose(
+                        rows["mean"], fits.mean(axis=0), rtol=1e-7, atol=1e-9 * scale.max()
+                    )
                     row = risk[
                         (risk.m == m)
                         & (risk.degree == k)
@@ -133,14 +146,20 @@ def test_study_check_passes_on_both_bases_and_catches_a_wrong_basis(tmp_path, x)
     in its table, and its audit recomputes them); a basis column rescaled in the engine by
     1 % is caught by the audit, named by its basis."""
     raw = small_design(
-        **BOTH, **{"dgp.x": x, "replications": 300, "grid.m": [8, 60], "grid.lambda": [0.0, 0.3]}
+        **BOTH, **{"dgp.x": x, "replications": 200, "grid.m": [8, 60], "grid.lambda": [0.0, 0.3]}
     )
     _, out = _run(tmp_path, raw, "good")
     result = check(out)
     assert result.ok, result.summary_line()
     orth = result.table[result.table.basis == "orthonormal"]
     assert len(orth) > 0 and orth.asym.notna().sum() > 20
+    # λ = 0 is one fitted function under every scaling and basis: its risk counts once
+    counted = result.table[counted_comparisons(result.table)]
+    risk0 = counted[(counted.measure == "risk") & (counted["lambda"] == 0)]
+    assert len(risk0) > 0 and not risk0.duplicated(["m", "degree"]).any()
     assert (result.audit.table.basis == "orthonormal").sum() > 50
+    if x["distribution"] != "uniform":
+        return  # the injected bug once is enough
 
     import study.basis as basis_module
 
@@ -175,6 +194,35 @@ def test_the_report_reads_the_monomial_cells_of_a_design_with_both_bases(tmp_pat
     assert list(draws["scaling"]) == list(design.scaling)
 
 
+def test_the_report_refuses_a_design_without_the_monomial_basis(tmp_path):
+    """Its theory files and its figures of fitted curves are the monomials': one line,
+    exit status 2, nothing written into the project."""
+    from conftest import ROOT, run_cli
+
+    _, out = _run(tmp_path, small_design(**{"grid.basis": ["orthonormal"]}))
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "_quarto.yml").write_text((ROOT / "report" / "_quarto.yml").read_text())
+    proc = run_cli("report", out, "--no-render", "--project", project)
+    line = proc.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line, proc.stderr
+    assert proc.returncode == 2 and "grid.basis" in line and "'monomial'" in line, line
+    assert sorted(p.name for p in project.iterdir()) == ["_quarto.yml"]
+
+
+def test_figures_refuse_draws_of_two_bases(tmp_path):
+    from study.report.figures._select import draw_cell
+
+    design, out = _run(tmp_path, small_design(**BOTH))
+    draws = load_npz(out / "draws.npz")
+    with pytest.raises(ValueError, match="one basis"):
+        draw_cell(draws, 2, 8, 0.5, scaling="m")
+    _, _, picked = report_basis_cells(
+        design, read_table(out / "summary.csv"), read_table(out / "risk.csv"), draws
+    )
+    assert draw_cell(picked, 2, 8, 0.5, scaling="m").shape == (10, 3)
+
+
 def test_tables_written_before_the_basis_axis_read_as_monomial(tmp_path):
     _, out = _run(tmp_path, small_design())
     summary = pd.read_csv(out / "summary.csv").drop(columns="basis")
@@ -205,8 +253,6 @@ def test_the_bases_design_passes_study_check_in_both_bases(tmp_path):
     """simulations/bases.toml, as shipped: the audit, the Monte Carlo against
     Rao–Blackwell and Rao–Blackwell against the large-m theory all pass, with the
     orthonormal cells among the comparisons counted."""
-    from study.check import counted_comparisons
-
     from conftest import ROOT, run_cli
 
     out = tmp_path / "bases"

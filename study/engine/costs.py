@@ -293,8 +293,9 @@ def _result_rows(d: Design, L: int) -> _Rows:
     return _Rows(
         summary=M * L * C * sum(k + 1 for k in d.degree),
         risk=M * L * C * len(d.degree),
-        tuning=2 * M * len(d.degree) * C,
-        transfer=M * M * len(d.degree) * C,
+        # the tuning files are the monomials' alone: one row set per scaling
+        tuning=2 * M * len(d.degree) * len(d.scaling),
+        transfer=M * M * len(d.degree) * len(d.scaling),
     )
 
 

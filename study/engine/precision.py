@@ -29,7 +29,7 @@ import numpy as np
 
 from study.design import Design
 from study.engine.streams import chunk_length, n_chunks
-from study.results import usable_cells
+from study.results import basis_label, usable_cells
 
 # replications needed × this, so that one more round is rarely needed
 GROWTH = 1.1
@@ -99,13 +99,14 @@ def unmet(design: Design, summary) -> list[str]:
     reason: its m reached the cap, or the rounds ran out (MAX_ROUNDS)."""
     rows = summary[settled(summary) & (summary.bias_mcse > design.target_mcse).to_numpy()]
     # λ = 0 is one cell under every scaling: named once
-    rows = rows.drop_duplicates(["m", "degree", "lambda", "coef", "bias_mcse"])
+    rows = rows.drop_duplicates(["m", "degree", "lambda", "basis", "coef", "bias_mcse"])
     out = []
     for _, r in rows.iterrows():
         capped = design.replications_of(r.m) >= cap_replications(design, r.m)
         why = "its m reached max_replications" if capped else f"{MAX_ROUNDS} rounds ran out"
         out.append(
-            f"m = {r.m}, degree {r.degree}, λ = {r['lambda']:g}, {r.scaling}, w{r.coef}: "
+            f"m = {r.m}, degree {r.degree}, λ = {r['lambda']:g}, {r.scaling}"
+            f"{basis_label(r.basis)}, w{r.coef}: "
             f"bias MCSE {r.bias_mcse:.3g} with {int(r.n):,} replications ({why})"
         )
     return out

@@ -1,7 +1,7 @@
 """The model axis: what is specific to one model family, behind one small interface.
 
 A family says what a task draws, what it reduces each data set to, how it fits every
-(degree, λ, scaling) cell to those data and what it keeps per cell: a
+(degree, λ, scaling, basis) cell to those data and what it keeps per cell: a
 :class:`~study.engine.tasks.DegreeResult` of co-moments, failures and kept draws. The
 engine (streams, scheduling, checkpoints, merges), the summary, the checks and the report
 handle every family alike. A second family is one new module here, named in

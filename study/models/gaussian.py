@@ -2,9 +2,9 @@
 
 A task draws the data sets of each of its chunks once (common random numbers) from the
 chunk's stream (:mod:`study.engine.streams`), reduces each to its power sums, and fits
-every (degree, λ, scaling) cell to the same data. Per degree there is one factorisation of
-the pencil (G, P) per data set, reused for every distinct α (:mod:`study.conditional`);
-there is no Python loop over fits.
+every (degree, λ, scaling, basis) cell to the same data. Per degree and basis there is one
+factorisation of the pencil (G, P) per data set, reused for every distinct α
+(:mod:`study.conditional`); there is no Python loop over fits.
 
 Per cell and coefficient j the task keeps the co-moments (:mod:`study.moments`) of
 

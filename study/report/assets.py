@@ -17,7 +17,7 @@ import pandas as pd
 
 from study.basis import BASES
 from study.check import check
-from study.design import design_from_dict
+from study.design import DesignError, design_from_dict
 from study.existence import finite_moment_order
 from study.files import atomic_write_bytes, atomic_write_text, load_npz
 from study.numbers import (
@@ -385,10 +385,17 @@ def _save_figure(fig, out_dir: Path, name: str) -> None:
 
 
 def report_basis(design) -> str:
-    """The basis whose simulated cells the report shows: the monomials when the design fits
-    them (the report's theory files, tuning.csv and what follows from it, are theirs), else
-    the design's first basis."""
-    return BASES[0] if BASES[0] in design.basis else design.basis[0]
+    """The basis whose simulated cells the report shows: the monomials. The report's theory
+    files (tuning.csv and what follows from it) are theirs, and its figures of fitted curves
+    read the coefficients as those of 1, x, …, x^k; a design without the monomial basis is
+    refused in one line (``study check`` works on any basis)."""
+    if BASES[0] not in design.basis:
+        raise DesignError(
+            f"design '{design.name}': key 'grid.basis': got {list(design.basis)}; the report "
+            f"needs '{BASES[0]}' among the bases (it shows the monomial cells; study check "
+            "works on any basis)"
+        )
+    return BASES[0]
 
 
 def report_basis_cells(design, summary: pd.DataFrame, risk: pd.DataFrame, draws: dict):

@@ -461,6 +461,7 @@ def table_provenance(manifest: dict) -> str:
     cells = (
         f"{len(grid['m'])} m × {len(grid['degree'])} degrees × "
         f"{len(grid['lambda'])} λ × {len(grid['scaling'])} scalings"
+        + (f" × {len(grid['basis'])} bases" if len(grid.get("basis", [])) > 1 else "")
     )
     run_line = (
         f"{run['wall_seconds']:.1f} s wall, {run['jobs']} jobs ({run['backend']}), "

@@ -64,6 +64,12 @@ def draws_axes(draws: Mapping[str, np.ndarray], degree: int):
             f"The 'degree' parameter must be one of {have} (the degrees in draws). "
             f"Got {degree!r} instead."
         )
+    bases = sorted({str(b) for b in np.asarray(draws.get("basis", ["monomial"]))})
+    if len(bases) > 1:
+        raise ValueError(
+            f"The 'draws' parameter must hold the cells of one basis. Got the bases {bases} "
+            "instead (study.report.assets.report_basis_cells picks the monomial ones)."
+        )
     return (
         np.asarray(draws[key]),
         np.asarray(draws["m"]),
