@@ -18,7 +18,7 @@ TEST_JOBS ?= 2
 NAME = $(shell sed -n 's/^name *= *"\(.*\)".*/\1/p' $(DESIGN))
 RESULTS ?= simulations/results/$(NAME)
 
-.PHONY: help venv simulate test test-all check report assets bench lint clean
+.PHONY: help venv simulate test test-all check report assets bench lint mutate clean
 
 ASSETS := report/_generated/.built
 OUTPUTS := report/_output/report.html report/_output/report.pdf
@@ -84,8 +84,14 @@ test-all: $(SETUP) ## Run every test, the slow ones too
 
 lint: $(SETUP) ## ruff check and format check (installs the dev extra)
 	$(PY) -m pip install --quiet -e '.[dev]'
-	$(PY) -m ruff check study tests bench
-	$(PY) -m ruff format --check study tests bench
+	$(PY) -m ruff check study tests bench mutation
+	$(PY) -m ruff format --check study tests bench mutation
+
+MUTATE_BUDGET ?= 1800
+MUTATE_SEED ?= 20231201
+mutate: $(SETUP) ## Mutation testing of the core modules: a random sample within MUTATE_BUDGET seconds
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) mutation/mutate.py --budget $(MUTATE_BUDGET) --jobs $(JOBS) --seed $(MUTATE_SEED)
 
 clean: ## Remove the virtual environment, results and rendered report
 	rm -rf $(VENV) simulations/results report/_generated report/_output report/_variables.yml

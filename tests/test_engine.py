@@ -1,6 +1,7 @@
 """The engine against independent computations on the same random streams."""
 
 import json
+import re
 from pathlib import Path
 
 import mpmath
@@ -466,13 +467,26 @@ def test_checkpoint_packing_round_trips():
     }
     data = pack_checkpoint(arrays, design_hash="ab" * 32, task=Task(10, 2, 5))
     back = unpack_checkpoint(data, design_hash="ab" * 32, task=Task(10, 2, 5))
-    for wrong in (
-        {"design_hash": "cd" * 32, "task": Task(10, 2, 5)},
-        {"design_hash": "ab" * 32, "task": Task(10, 2, 4)},
-        {"design_hash": "ab" * 32, "task": Task(10, 3, 5)},
+    # each refusal says why: the warning a resumed run prints is this message
+    for wrong, why in (
+        (
+            {"design_hash": "cd" * 32, "task": Task(10, 2, 5)},
+            "another design (hash abababababab…)",
+        ),
+        ({"design_hash": "ab" * 32, "task": Task(10, 2, 4)}, "another task (m = 10, chunks 2–4"),
+        ({"design_hash": "ab" * 32, "task": Task(10, 3, 5)}, "another task (m = 10, chunks 2–4"),
     ):
-        with pytest.raises(CheckpointError):
+        with pytest.raises(CheckpointError, match=re.escape(why)):
             unpack_checkpoint(data, **wrong)
+    right = {"design_hash": "ab" * 32, "task": Task(10, 2, 5)}
+    for damaged, why in (
+        (b"", "empty"),
+        (data[:20], "not a checkpoint of this version of study, or truncated"),
+        (data[:-1] + bytes([data[-1] ^ 1]), "SHA-256 mismatch"),
+    ):
+        with pytest.raises(CheckpointError) as info:
+            unpack_checkpoint(damaged, **right)
+        assert why in str(info.value)
     assert back.keys() == arrays.keys()
     for key in arrays:
         assert back[key].dtype == arrays[key].dtype and back[key].shape == arrays[key].shape

@@ -234,6 +234,10 @@ def test_fig_variance_log_log_with_theory_and_guide(summary_theory, sd):
         (th,) = lines_by_gid(fig, f"theory:{s}:3")[f"theory:{s}:3"]
         expect = np.sqrt(want["var_asym"]) if sd else want["var_asym"]
         np.testing.assert_allclose(th.get_ydata(), expect)
+        # the Rao–Blackwell line, under its own name, is the Rao–Blackwell variance (or SD)
+        (rb,) = lines_by_gid(fig, f"rb:{s}:3")[f"rb:{s}:3"]
+        expect = np.sqrt(want["var_rb"]) if sd else want["var_rb"]
+        np.testing.assert_allclose(rb.get_ydata(), expect)
     guides = lines_by_gid(fig, "guide")["guide"]
     assert len(guides) == 2 * len(SCALINGS)
     x, y = guides[0].get_xdata(), guides[0].get_ydata()

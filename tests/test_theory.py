@@ -747,3 +747,36 @@ def test_the_tuning_designs_are_drawn_once_for_every_degree_with_the_same_number
     assert calls == [5, 5]  # two chunks (256 + 44 designs), both drawn to degree 5, once
     for k in (1, 5):
         np.testing.assert_array_equal(shared[k], own[k], strict=True)
+
+
+def test_every_theory_table_names_its_cells_in_full():
+    """The tables of one degree's theory piece (large-m, tuning, transfer, risk curves,
+    matched, sensitivity, bases): every key column is filled, holds the piece's degree and
+    only values of the design (a key written under another name would leave it empty), and
+    every scaling, m and basis of the design appears where the table is per cell."""
+    from study.design import design_from_dict
+    from study.theory.step import degree_piece
+
+    from conftest import small_design
+
+    raw = small_design(
+        **{"grid.m": [12, 40, 120], "grid.degree": [2, 3], "grid.lambda": [0.0, 0.3]},
+        **{"grid.basis": ["monomial", "orthonormal"]},
+    )
+    design = design_from_dict(raw)
+    piece = degree_piece(design, 3)
+    keys = ["m", "m0", "degree", "scaling", "method", "basis", "coef", "noise_factor", "lambda"]
+    for name, frame in piece.items():
+        assert len(frame) > 0, name
+        present = [k for k in keys if k in frame.columns]
+        assert "degree" in present, name
+        assert not frame[present].isna().any().any(), (name, frame[present].isna().sum())
+        assert set(frame.degree) == {3}, name
+        if "scaling" in frame.columns:
+            assert set(frame.scaling) == set(design.scaling), name
+        for col in ("m", "m0"):
+            if col in frame.columns:
+                assert set(frame[col]) <= set(design.m) | {design.reference_m}, (name, col)
+    for name in ("asym", "asym_risk"):
+        assert set(piece[name].basis) == set(design.basis)
+        assert set(piece[name].m) == set(design.m)
