@@ -125,6 +125,16 @@ def _cells(ms, lams, scalings, degree):
     return cells, alphas, m_arr
 
 
+def _grid_moments(ms, degree, lams, scalings, x, intercept, slope, noise_sd, penalize, basis):
+    """One degree's problem in ``basis``, its grid of (m, λ, scaling) cells with their α
+    and m, and the large-m moments of every cell."""
+    problem = standard_basis(
+        x, degree, intercept=intercept, slope=slope, penalize_intercept=penalize, basis=basis
+    )
+    cells, alphas, m_arr = _cells(ms, lams, scalings, degree)
+    return problem, cells, alphas, m_arr, _large_m(problem, alphas / m_arr, m_arr, noise_sd)
+
+
 def asymptotic_table(
     ms: Sequence[int],
     degrees: Sequence[int],
@@ -167,16 +177,9 @@ def asymptotic_table(
     """
     frames = []
     for degree in degrees:
-        problem = standard_basis(
-            x,
-            degree,
-            intercept=intercept,
-            slope=slope,
-            penalize_intercept=penalize_intercept,
-            basis=basis,
+        problem, cells, alphas, m_arr, res = _grid_moments(
+            ms, degree, lams, scalings, x, intercept, slope, noise_sd, penalize_intercept, basis
         )
-        cells, alphas, m_arr = _cells(ms, lams, scalings, degree)
-        res = _large_m(problem, alphas / m_arr, m_arr, noise_sd)
         bias = problem.to_raw(res.b_u)
         bias1 = problem.to_raw(res.b_u + res.b1_u)
         # |raw_j| ≤ ‖v‖₂·‖B[:, j]‖₂ for raw = vᵀB; no bound where the expansion's step is
@@ -234,16 +237,9 @@ def asymptotic_risk_table(
     """
     frames = []
     for degree in degrees:
-        problem = standard_basis(
-            x,
-            degree,
-            intercept=intercept,
-            slope=slope,
-            penalize_intercept=penalize_intercept,
-            basis=basis,
+        _, cells, alphas, m_arr, res = _grid_moments(
+            ms, degree, lams, scalings, x, intercept, slope, noise_sd, penalize_intercept, basis
         )
-        cells, alphas, m_arr = _cells(ms, lams, scalings, degree)
-        res = _large_m(problem, alphas / m_arr, m_arr, noise_sd)
         risk = noise_sd**2 * (degree + 1) / m_arr + res.bias_risk + res.excess_var_risk
         frames.append(
             pd.DataFrame(
