@@ -253,6 +253,20 @@ def fit_polynomial_ridge(
 def _fit_orthonormal(x, y, degree: int, alpha: float, x_distribution, penalize_intercept: bool):
     """Ridge on the features ψ(u) orthonormal under ``x_distribution``: ‖Ψw − y‖² + αwᵀDw,
     solved from its normal equations (Ψ is well conditioned: that is the point of it)."""
+    features = orthonormal_features(x, degree, x_distribution)
+    D = penalty_matrix(degree, penalize_intercept=penalize_intercept)
+    return np.linalg.solve(features.T @ features + alpha * D, features.T @ y)
+
+
+def orthonormal_features(x: np.ndarray, degree: int, x_distribution) -> np.ndarray:
+    """ψ_0(x) … ψ_k(x), shape (m, k + 1): the polynomials orthonormal under
+    ``x_distribution`` (a mapping or an XDistribution), ψ_0 = 1.
+
+    Raises
+    ------
+    ValueError
+        Without ``x_distribution``, or with one that is not a valid uniform or normal one.
+    """
     if x_distribution is None:
         raise ValueError(
             "basis='orthonormal' needs x_distribution, e.g. {'distribution': 'uniform', "
@@ -280,6 +294,4 @@ def _fit_orthonormal(x, y, degree: int, alpha: float, x_distribution, penalize_i
             f"x_distribution['distribution'] must be 'uniform' or 'normal'. Got {kind!r} instead."
         )
     L = orthonormal_coefficients(kind, degree)
-    features = np.vander((x - center) / scale, degree + 1, increasing=True) @ L.T
-    D = penalty_matrix(degree, penalize_intercept=penalize_intercept)
-    return np.linalg.solve(features.T @ features + alpha * D, features.T @ y)
+    return np.vander((x - center) / scale, degree + 1, increasing=True) @ L.T
