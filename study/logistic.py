@@ -1,0 +1,203 @@
+"""Penalised polynomial logistic regression, one data set at a time: the asker's own model.
+
+The objective is the mean log-loss with the study's penalty,
+
+    J(w) = (1/m) Σ_i [log(1 + exp(η_i)) − y_i·η_i] + (c/2) Σ_{j≥1} w_j²,   η = Φw,
+
+with c = λ, λ/m, λ/√m or λ/k for the four scalings, and α = m·c as for least squares.
+scikit-learn's ``LogisticRegression`` minimises ½‖w‖² + C·Σ log-loss, which divided by C·m
+is J with c = 1/(C·m): it is this fit with C = 1/α.
+
+Unlike least squares, J may have no minimiser:
+
+- with λ = 0, when a polynomial of the degree separates the two classes, even with ties on
+  its zero set (complete or quasi-complete separation, Albert and Anderson 1984): the
+  log-loss then decreases for ever along that polynomial and the coefficients diverge;
+- with λ > 0 and the intercept unpenalised, when every label is the same: the intercept
+  alone diverges.
+
+:func:`separable` decides the first exactly, by a linear programme: among the w with
+s_i·φ(x_i)ᵀw ≥ 0 for every point (s = 2y − 1) and |w_j| ≤ 1, the largest Σ s_i·φ(x_i)ᵀw is 0
+when the classes overlap and positive when some polynomial separates them.
+
+The fit works in the standardised variable u = (x − center)/scale, as the ridge fit does,
+by Newton's method with a backtracking line search on J (J is strictly convex where it
+has a minimiser), and maps the coefficients back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from study.basis import change_of_basis, check_basis, penalty_matrix
+from study.fit import orthonormal_features
+from study.scaling import alpha as scaling_alpha
+
+# Newton stops when the step moves no coefficient (in u) by more than this, relative
+NEWTON_TOL = 1e-12
+NEWTON_MAX_ITER = 200
+
+
+class NoEstimate(ValueError):
+    """The penalised log-loss has no minimiser for these data (module docstring)."""
+
+
+def _check_inputs(x, y, degree, lam):
+    x = np.asarray(x, dtype=float)
+    y_in = np.asarray(y)
+    if x.ndim != 1 or y_in.shape != x.shape or x.size == 0:
+        raise ValueError(
+            f"x and y must be 1-d arrays of the same non-zero length. Got shapes {x.shape} "
+            f"and {y_in.shape} instead."
+        )
+    if not np.isfinite(x).all():
+        raise ValueError("x must be finite. Got NaN or infinity instead.")
+    y = y_in.astype(float)
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError(f"y must hold labels 0 and 1 only. Got {np.unique(y_in)[:5]!r} instead.")
+    if isinstance(degree, bool) or not isinstance(degree, int | np.integer) or degree < 1:
+        raise ValueError(f"The 'degree' parameter must be an integer ≥ 1. Got {degree!r} instead.")
+    if not np.isfinite(lam) or lam < 0:
+        raise ValueError(f"The 'lam' parameter must be a finite number ≥ 0. Got {lam!r} instead.")
+    return x, y, int(degree)
+
+
+def _standard_features(x: np.ndarray, degree: int) -> tuple[np.ndarray, np.ndarray]:
+    """φ(u) for u = (x − center)/scale of the data's own range, and B with φ(u) = B·φ(x)."""
+    lo, hi = x.min(), x.max()
+    center = (lo + hi) / 2
+    scale = (hi - lo) / 2 if hi > lo else max(abs(center), 1.0)
+    return np.vander((x - center) / scale, degree + 1, increasing=True), change_of_basis(
+        center, scale, degree
+    )
+
+
+def separable(x, y, *, degree: int) -> bool:
+    """Whether a nonzero polynomial of degree ≤ ``degree`` separates the labels ``y`` (0/1)
+    at the points ``x``, ties on its zero set allowed: then the unpenalised log-loss has no
+    minimiser. Decided by a linear programme (module docstring); all labels equal counts as
+    separable (the constant separates them)."""
+    from scipy.optimize import linprog
+
+    x, y, degree = _check_inputs(x, y, degree, 0.0)
+    phi, _ = _standard_features(x, degree)
+    s = 2 * y - 1
+    signed = s[:, None] * phi  # rows s_i·φ(u_i)
+    result = linprog(
+        -signed.sum(axis=0),
+        A_ub=-signed,
+        b_ub=np.zeros(len(x)),
+        bounds=[(-1.0, 1.0)] * (degree + 1),
+        method="highs",
+    )
+    if result.status != 0:  # the feasible set is bounded and holds w = 0: never expected
+        raise RuntimeError(f"the separation programme failed: {result.message}")
+    # the features are of order 1 (u in [−1, 1]); rounding of the solver is far below this
+    return -result.fun > 1e-9 * len(x)
+
+
+def fit_polynomial_logistic(
+    x,
+    y,
+    *,
+    degree: int,
+    lam: float,
+    scaling: str = "m",
+    basis: str = "monomial",
+    penalize_intercept: bool = False,
+    x_distribution=None,
+) -> np.ndarray:
+    """Fit a degree-k polynomial logistic regression with one of the study's scalings.
+
+    Minimises (1/m)Σ log-loss + (c/2)Σ_{j≥1} w_j² (all j with ``penalize_intercept``),
+    c = λ, λ/m, λ/√m or λ/k for ``scaling`` = "none", "m", "sqrt-m", "k": scikit-learn
+    ``LogisticRegression(C=1/α)`` with α = m·c on the features x, …, x^k.
+
+    Parameters
+    ----------
+    x : ndarray of shape (m,)
+    y : ndarray of shape (m,)
+        Labels 0 and 1.
+    degree : int
+        Polynomial degree k ≥ 1.
+    lam : float
+        λ ≥ 0 as written in the penalty.
+    scaling : {"none", "m", "sqrt-m", "k"}, default="m"
+    basis : {"monomial", "orthonormal"}, default="monomial"
+        As in :func:`study.fit_polynomial_ridge` (``x_distribution`` needed for the
+        orthonormal basis).
+    penalize_intercept : bool, default=False
+
+    Returns
+    -------
+    ndarray of shape (degree + 1,)
+        The coefficients in ``basis``.
+
+    Raises
+    ------
+    NoEstimate
+        (a ValueError) When the objective has no minimiser: λ = 0 with data that a
+        polynomial of the degree separates (:func:`separable`), or λ > 0 with an
+        unpenalised intercept and every label the same.
+    ValueError
+        On bad inputs, or λ = 0 with fewer than k + 1 distinct x values.
+    """
+    x, y, degree = _check_inputs(x, y, degree, lam)
+    m = x.size
+    c = scaling_alpha(lam, m=m, degree=degree, scaling=scaling) / m
+    if c == 0 and np.unique(x).size <= degree:
+        raise ValueError(
+            f"With lam = 0 a degree-{degree} fit needs at least {degree + 1} distinct x values. "
+            f"Got {np.unique(x).size} instead: the coefficients are not identifiable."
+        )
+    if c == 0 and separable(x, y, degree=degree):
+        raise NoEstimate(
+            f"With lam = 0 the labels are separated by a polynomial of degree {degree}: the "
+            "log-loss has no minimiser (the coefficients diverge); use lam > 0"
+        )
+    if c > 0 and not penalize_intercept and y.min() == y.max():
+        raise NoEstimate(
+            f"Every label is {int(y[0])}: with the intercept unpenalised it diverges; "
+            "use penalize_intercept=True or data with both labels"
+        )
+    D = penalty_matrix(degree, penalize_intercept=penalize_intercept)
+    if check_basis(basis) == "orthonormal":
+        phi, B = orthonormal_features(x, degree, x_distribution), np.eye(degree + 1)
+    else:
+        phi, B = _standard_features(x, degree)
+    # w = Bᵀv, so wᵀDw = vᵀ(BDBᵀ)v
+    v = _newton(phi, y, c * (B @ D @ B.T))
+    return B.T @ v
+
+
+def _loss(eta: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.logaddexp(0.0, eta) - y * eta))
+
+
+def _newton(phi: np.ndarray, y: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """argmin (1/m)Σ log-loss(Φv) + ½vᵀPv by Newton's method with backtracking."""
+    m, p = phi.shape
+    v = np.zeros(p)
+    eta = phi @ v
+    objective = _loss(eta, y) + 0.5 * v @ P @ v
+    for _ in range(NEWTON_MAX_ITER):
+        prob = 0.5 * (1.0 + np.tanh(0.5 * eta))  # σ(η), without overflow
+        grad = phi.T @ (prob - y) / m + P @ v
+        hess = (phi.T * (prob * (1.0 - prob))) @ phi / m + P
+        step = np.linalg.solve(hess, grad)
+        t = 1.0
+        while True:
+            trial = v - t * step
+            eta_trial = phi @ trial
+            value = _loss(eta_trial, y) + 0.5 * trial @ P @ trial
+            if value <= objective - 1e-4 * t * (grad @ step) or t < 1e-10:
+                break
+            t *= 0.5
+        moved = np.max(np.abs(trial - v)) <= NEWTON_TOL * max(1.0, np.max(np.abs(trial)))
+        v, eta, objective = trial, eta_trial, value
+        if moved:
+            return v
+    raise RuntimeError(
+        f"Newton's method did not converge in {NEWTON_MAX_ITER} iterations (|step| "
+        f"{np.max(np.abs(step)):.3g})"
+    )
