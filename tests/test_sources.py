@@ -61,7 +61,7 @@ LAYERS = [
     (
         "shared",
         {"__init__.py", "basis.py", "design.py", "limits.py", "scaling.py", "fit.py"}
-        | {"logistic.py"}
+        | {"logistic.py", "minibatch.py"}
         | {"moments.py", "measures.py", "results.py", "existence.py", "numbers.py"}
         | {"paths.py", "files.py", "folder.py", "sources.py"},
     ),

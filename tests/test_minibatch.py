@@ -1,0 +1,69 @@
+"""Minibatch SGD on the penalised log-loss (study.minibatch): the penalty divided by m has
+the full-batch fixed point for every batch size; divided by the batch size B it has the
+fixed point of c = λ/B."""
+
+import numpy as np
+import pytest
+
+from study import fit_polynomial_logistic
+from study.minibatch import minibatch_logistic
+
+M, DEGREE, LAM = 200, 2, 2.0
+BATCHES = (1, 10, 100, M)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-0.5, 2.0, M)  # an asymmetric range
+    y = (rng.uniform(size=M) < 1 / (1 + np.exp(-(-0.8 + 1.7 * x)))).astype(float)
+    return x, y
+
+
+def _gap(w, exact):
+    return float(np.abs(w - exact).max() / np.abs(exact).max())
+
+
+def test_the_penalty_divided_by_m_has_one_fixed_point_for_every_batch_size(data):
+    x, y = data
+    exact = fit_polynomial_logistic(x, y, degree=DEGREE, lam=LAM, scaling="m")  # c = λ/m
+    for B in BATCHES:
+        w = minibatch_logistic(x, y, degree=DEGREE, lam=LAM, batch_size=B, divisor="m", seed=1)
+        # B = 1 carries the most gradient noise: 20,000 averaged steps leave a few per cent
+        assert _gap(w, exact) < (0.05 if B == 1 else 0.005), B
+
+
+def test_the_penalty_divided_by_the_batch_size_solves_alpha_m_lambda_over_b(data):
+    x, y = data
+    exact = {
+        B: fit_polynomial_logistic(x, y, degree=DEGREE, lam=LAM / B, scaling="none")  # c = λ/B
+        for B in BATCHES
+    }
+    for B in BATCHES:
+        w = minibatch_logistic(x, y, degree=DEGREE, lam=LAM, batch_size=B, divisor="batch", seed=1)
+        assert _gap(w, exact[B]) < (0.05 if B == 1 else 0.005), B
+    # and those are different models: α = m·λ/B from 400 down to 2
+    assert _gap(exact[1], exact[M]) > 0.5
+    assert np.abs(exact[1][1:]).max() < 0.5 * np.abs(exact[M][1:]).max()  # more shrinkage
+
+
+def test_the_run_is_deterministic_given_its_seed(data):
+    x, y = data
+    kwargs = dict(degree=DEGREE, lam=LAM, batch_size=10, steps=2000)
+    a = minibatch_logistic(x, y, seed=5, **kwargs)
+    assert np.array_equal(a, minibatch_logistic(x, y, seed=5, **kwargs))
+    assert not np.array_equal(a, minibatch_logistic(x, y, seed=6, **kwargs))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_size": 0}, "'batch_size'"),
+        ({"batch_size": M + 1}, "'batch_size'"),
+        ({"divisor": "k"}, "'divisor'"),
+    ],
+)
+def test_bad_options_are_refused(data, kwargs, message):
+    x, y = data
+    with pytest.raises(ValueError, match=message):
+        minibatch_logistic(x, y, degree=1, lam=1.0, **({"batch_size": 5} | kwargs))
