@@ -11,8 +11,9 @@ Written with d = B instead, as scikit-learn's MLP does with its minibatches, the
 steps estimate the gradient of (1/m)Σℓ + (λ/2B)Σw², a different problem: c = λ/B,
 α = m·λ/B, so the fitted model changes with the batch size.
 
-:func:`minibatch_logistic` runs the steps: epochs of a seeded permutation cut into batches
-of B (the last one shorter), as many epochs as make the run's number of steps; step sizes
+:func:`minibatch_logistic` runs the steps: epochs of a seeded random permutation cut into
+⌊m/B⌋ full batches (each a uniformly random set of B points, so that every step's gradient
+is an unbiased estimate of the full one, whatever m/B is); step sizes
 η_t = η₀/(1 + t/τ)^0.6; and the Polyak average of the iterates of the second half of the
 run, which converges to the fixed point at the rate of the noise (Polyak and Juditsky
 1992). It works in the standardised variable u, as the exact fit does, and returns raw
@@ -57,12 +58,12 @@ def minibatch_logistic(
         d = m (Ng: the same fixed point for every B) or d = B (the penalty divided by the
         batch size: the fixed point of c = λ/B).
     steps : int, default=20,000
-        At least this many steps, in whole epochs: the same for every batch size, since
-        large batches have few steps per epoch.
+        At least this many steps, in whole epochs: about the same for every batch size,
+        since large batches have few steps per epoch.
     step : float, default=1.0
         η₀, in units of the inverse of the largest curvature of the loss in u (¼·max ‖φ‖²).
     seed : int, default=0
-        Seed of the batches' order.
+        Seed of the batches.
 
     Returns
     -------
@@ -87,7 +88,7 @@ def minibatch_logistic(
     c = lam / (m if divisor == "m" else B)
     curvature = 0.25 * np.max(np.sum(phi**2, axis=1)) + c * np.linalg.norm(P, 2)
     eta0 = step / curvature
-    per_epoch = -(-m // B)
+    per_epoch = m // B  # full batches only (below)
     epochs = max(2, -(-int(steps) // per_epoch))
     tau = epochs * per_epoch / 20  # the steps decay over the run, ×1/6 by its end
     rng = np.random.default_rng(seed)
@@ -97,11 +98,14 @@ def minibatch_logistic(
     t = 0
     for epoch in range(epochs):
         order = rng.permutation(m)
-        for start in range(0, m, B):
+        # each full batch of a random permutation is a uniformly random set of B points, so
+        # its gradient is an unbiased estimate of the full one; the m mod B points left over
+        # (a random few) wait for another epoch
+        for start in range(0, per_epoch * B, B):
             batch = order[start : start + B]
             f = phi[batch]
             prob = 0.5 * (1.0 + np.tanh(0.5 * (f @ v)))
-            grad = f.T @ (prob - y[batch]) / len(batch) + c * (P @ v)
+            grad = f.T @ (prob - y[batch]) / B + c * (P @ v)
             v = v - eta0 / (1.0 + t / tau) ** 0.6 * grad
             t += 1
             if epoch >= epochs // 2:  # Polyak: average the second half
