@@ -1,9 +1,13 @@
 """mutmut's command line, for mutation/mutate.py.
 
 Imported as a module, so that mutmut's start-up does not warn that it was executed twice.
-With MUTATE_SKIP_CLEAN=1 the clean run of a batch's tests is left out: the stats run that
-precedes every batch has just run each of those tests without a mutant, and they passed
-(mutmut stops otherwise); repeating them for every batch would cost as much as the batch.
+With MUTATE_SKIP_CLEAN=1 mutmut's clean run of a batch's tests is left out. The first call
+of a `make mutate` ran every test once without a mutant (the recording of which tests
+reach which function), and mutmut stops when one fails; later calls load that recording,
+so their clean run would repeat those same tests for every batch, costing as much as the
+batch. What it also did, warm the parent process up (numba's cache, lazy imports) before
+the mutants fork from it, each mutant now pays inside its time limit, which
+[tool.mutmut] timeout_constant leaves room for.
 """
 
 import os

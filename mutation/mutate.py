@@ -26,7 +26,9 @@ import argparse
 import math
 import os
 import random
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -36,13 +38,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "mutation" / "work"
 RESULTS = ROOT / "mutation" / "results"
-# mutmut's statuses that count as caught, and those that count as missed
-CAUGHT = {"killed", "timeout", "segfault", "suspicious"}
-MISSED = {"survived", "no tests"}
+# mutmut's statuses that count as caught: a test failed, a test ran past its time limit
+# (generous: [tool.mutmut] timeout_constant, so that a test's shared set-up, which mutmut
+# does not time, cannot pass for a hang), or the process died; and those that count as
+# missed: every selected test passed, no test reaches the mutant, or the harness gave an
+# exit code mutmut does not know ("suspicious": nothing shows that a test saw the mutant).
+# Any other status (not checked, interrupted, skipped) is counted and shown, never scored.
+CAUGHT = {"killed", "timeout", "segfault"}
+MISSED = {"survived", "no tests", "suspicious"}
+# seconds kept for the report (a diff per survivor) at the end of the budget
+REPORT_SECONDS = 60
 # the frames of mutmut's progress spinner, left out of the log
 SPINNER = tuple("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏")
 # mutants per call of `mutmut run`: the budget is checked between calls
-BATCH = 60
+BATCH = 20
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,8 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     print("mutate: generating mutants and running every test once to see what it reaches")
     _mutmut(["run", "--max-children", str(args.jobs), "no-such-mutant"], check=False)
     names = _statuses()
-    if not names:
-        raise SystemExit("mutate: mutmut found no mutants; see mutation/results/mutmut.log")
+    if not names or not (WORK / "mutants" / "mutmut-stats.json").exists():
+        raise SystemExit(
+            "mutate: mutmut generated no mutants or could not run the tests; see "
+            f"{RESULTS / 'mutmut.log'}"
+        )
     order = _sample_order(names, args.seed)
     print(
         f"mutate: {len(names):,} mutants in {len({_module(n) for n in names})} modules "
@@ -71,16 +83,21 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.batch} until {args.budget:.0f} s have passed"
     )
     # whole batches only: mutmut tests the mutants of a batch fastest first, so a batch
-    # cut short would leave a biased sample; a batch starts only if the time left holds
-    # 1.5 times the longest batch so far
+    # cut short would leave a biased sample. A batch starts only if the time left holds
+    # 1.5 times the longest batch so far, and one still running at the deadline is stopped
+    # and left out of the score.
     tested: list[str] = []
     longest = 0.0
     for first in range(0, len(order), args.batch):
-        if time.monotonic() + 1.5 * longest > deadline:
+        left = deadline - REPORT_SECONDS - time.monotonic()
+        if left < 1.5 * longest or left <= 0:
             break
         batch = order[first : first + args.batch]
         began = time.monotonic()
-        _mutmut(["run", "--max-children", str(args.jobs), *batch], skip_clean=True)
+        arguments = ["run", "--max-children", str(args.jobs), *batch]
+        if _mutmut(arguments, skip_clean=True, timeout=left) is None:
+            print("mutate: the last batch was stopped at the deadline and is left out")
+            break
         longest = max(longest, time.monotonic() - began)
         tested += batch
         statuses = _statuses()
@@ -112,12 +129,31 @@ def _copy_checkout() -> None:
             shutil.copy2(source, target)
 
 
-def _mutmut(arguments: list[str], *, check: bool = True, skip_clean: bool = False) -> str:
-    """Run mutmut's command line in WORK; its output is appended to RESULTS/mutmut.log."""
+def _mutmut(
+    arguments: list[str], *, check: bool = True, skip_clean: bool = False, timeout=None
+) -> str | None:
+    """Run mutmut's command line in WORK; a run's output is appended to RESULTS/mutmut.log.
+    After ``timeout`` seconds mutmut and every process it started are stopped, and None is
+    returned."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     env = os.environ | {"PYTHONWARNINGS": "ignore", "MUTATE_SKIP_CLEAN": str(int(skip_clean))}
     command = [sys.executable, str(Path(__file__).with_name("_mutmut.py")), *arguments]
-    proc = subprocess.run(command, cwd=WORK, capture_output=True, text=True, env=env)
+    with subprocess.Popen(
+        command,
+        cwd=WORK,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group: stopped whole at the deadline
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            return None
+    proc = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     if arguments[0] == "run":  # not the listings of `results` and `show`
         # without the spinner's frames, one line each
         text = "".join(
@@ -146,7 +182,9 @@ def _statuses() -> dict[str, str]:
 
 
 def _module(name: str) -> str:
-    return name.split(".x")[0]
+    """``study.design`` of ``study.design.x_load_design__mutmut_3`` or of
+    ``study.design.xǁ_Checkerǁnumber__mutmut_24`` (mutmut's mangled names)."""
+    return re.sub(r"\.x[_ǁ].*$", "", name)
 
 
 def _sample_order(names: dict[str, str], seed: int) -> list[str]:
@@ -181,7 +219,8 @@ def _report(statuses, tested, total, args, seconds) -> int:
     low, high = _wilson(len(caught), len(done))
     by_module = defaultdict(Counter)
     for n in done:
-        by_module[_module(n)]["caught" if n in set(caught) else "missed"] += 1
+        by_module[_module(n)]["caught" if statuses[n] in CAUGHT else "missed"] += 1
+    counts = Counter(statuses.get(n, "not checked") for n in tested)
     lines = [
         "# `make mutate`",
         "",
@@ -189,6 +228,11 @@ def _report(statuses, tested, total, args, seconds) -> int:
         f"{seconds:.0f} s with {args.jobs} jobs; caught {len(caught):,}, missed "
         f"{len(missed):,}; score {_percent(len(caught), len(done))}, 95 % interval "
         f"{100 * low:.1f}–{100 * high:.1f} %.",
+        "",
+        "Statuses of the sample: "
+        + ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
+        + " (caught: killed, timeout, segfault; missed: survived, no tests, suspicious; "
+        "any other is not scored).",
         "",
         "| module | tested | caught | score |",
         "|---|---:|---:|---:|",
@@ -203,7 +247,7 @@ def _report(statuses, tested, total, args, seconds) -> int:
         for name in sorted(missed):
             diff = _mutmut(["show", name], check=False)
             out.write(f"## {name}: {statuses[name]}\n{diff}\n")
-    print("\n".join(lines[2:3]))
+    print("\n".join(lines[2:5]))
     print(f"(survivors with their diffs: {RESULTS / 'survivors.txt'})")
     print(f"mutation score: {len(caught)}/{len(done)} ({_percent(len(caught), len(done))})")
     return 0

@@ -217,3 +217,28 @@ def test_an_extra_risk_that_is_rounding_is_shown_as_such():
     assert tables.extra_risk(4e-14, 2e-10) == "< 0.05 %"
     # a small extra risk with a large error is shown with it
     assert tables.extra_risk(1e-4, 0.01) == "+0.0 (1.0) %"
+
+
+def test_the_scalings_table_says_what_each_scaling_computes():
+    """Its header, and each row's α and penalty read as formulas, against study.scaling at
+    an m, λ and k where every scaling gives a different number."""
+    from study.report.tables import table_scalings
+    from study.scaling import alpha
+
+    lines = table_scalings().splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header == ["scaling", "penalty as written", "α = m·c"]
+    m, lam, k = 37, 0.3, 3
+    seen = set()
+    for line in lines[2:6]:
+        name, penalty, formula = (c.strip() for c in line.strip("|").split("|"))
+        scaling = name.strip("`")
+        as_python = formula.replace("√m", f"{m}**0.5").replace("·", "*")
+        value = eval(as_python, {}, {"m": m, "λ": lam, "k": k})  # noqa: S307
+        assert value == pytest.approx(alpha(lam, m=m, degree=k, scaling=scaling)), scaling
+        # the penalty as written, (λ/2d)Σw², divides by d = m·λ/α
+        divisor = penalty.removeprefix("(λ/2").removesuffix(")Σw²") or "1"
+        d = eval(divisor.replace("√m", f"{m}**0.5"), {}, {"m": m, "k": k})  # noqa: S307
+        assert m * lam / d == pytest.approx(value), scaling
+        seen.add(scaling)
+    assert seen == {"none", "m", "sqrt-m", "k"}
