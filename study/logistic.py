@@ -16,9 +16,10 @@ Unlike least squares, J may have no minimiser:
 - with λ > 0 and the intercept unpenalised, when every label is the same: the intercept
   alone diverges.
 
-:func:`separable` decides the first exactly, by a linear programme: among the w with
-s_i·φ(x_i)ᵀw ≥ 0 for every point (s = 2y − 1) and |w_j| ≤ 1, the largest Σ s_i·φ(x_i)ᵀw is 0
-when the classes overlap and positive when some polynomial separates them.
+:func:`separable` decides the first exactly, by counting the roots a separating polynomial
+needs along the sorted x (the tests check it against a linear programme: among the w with
+s_i·φ(x_i)ᵀw ≥ 0 for every point, s = 2y − 1, and |w_j| ≤ 1, the largest Σ s_i·φ(x_i)ᵀw is
+0 when the classes overlap and positive when some polynomial separates them).
 
 The fit works in the standardised variable u = (x − center)/scale, as the ridge fit does,
 by Newton's method with a backtracking line search on J (J is strictly convex where it
@@ -73,27 +74,39 @@ def _standard_features(x: np.ndarray, degree: int) -> tuple[np.ndarray, np.ndarr
 
 
 def separable(x, y, *, degree: int) -> bool:
-    """Whether a nonzero polynomial of degree ≤ ``degree`` separates the labels ``y`` (0/1)
-    at the points ``x``, ties on its zero set allowed: then the unpenalised log-loss has no
-    minimiser. Decided by a linear programme (module docstring); all labels equal counts as
-    separable (the constant separates them)."""
-    from scipy.optimize import linprog
+    """Whether a nonzero polynomial p of degree ≤ ``degree`` separates the labels ``y``
+    (0/1) at the points ``x``: p ≥ 0 at every point labelled 1, p ≤ 0 at every point
+    labelled 0 (ties on its zero set allowed). Then the unpenalised log-loss has no
+    minimiser; all labels equal counts as separable (a constant separates them).
 
+    Decided exactly, in exact comparisons of the x values, by counting the roots such a p
+    needs. Without loss, p is nonzero at every point whose x carries one label (a root
+    there can move into the gap beside it), and zero at every x that carries both. Along
+    the sorted distinct x, p must change sign in each gap between two opposite required
+    signs (one root), and has a root at each x with both labels: a simple one where p
+    changes sign there, a double one where it does not. The fewest roots, counted with
+    their multiplicity, follow from a pass over the points that keeps, for each sign p may
+    have after the current point, the fewest roots so far; p exists exactly when that
+    number is at most the degree (the product of its roots is one)."""
     x, y, degree = _check_inputs(x, y, degree, 0.0)
-    phi, _ = _standard_features(x, degree)
-    s = 2 * y - 1
-    signed = s[:, None] * phi  # rows s_i·φ(u_i)
-    result = linprog(
-        -signed.sum(axis=0),
-        A_ub=-signed,
-        b_ub=np.zeros(len(x)),
-        bounds=[(-1.0, 1.0)] * (degree + 1),
-        method="highs",
-    )
-    if result.status != 0:  # the feasible set is bounded and holds w = 0: never expected
-        raise RuntimeError(f"the separation programme failed: {result.message}")
-    # the features are of order 1 (u in [−1, 1]); rounding of the solver is far below this
-    return -result.fun > 1e-9 * len(x)
+    order = np.argsort(x, kind="stable")
+    xs, ys = x[order], y[order]
+    bounds = np.flatnonzero(np.diff(xs)) + 1
+    groups = [set(g.tolist()) for g in np.split(ys, bounds)]
+    inf = float("inf")
+    # fewest roots so far, for p positive (index 1) or negative (index 0) after the point
+    cost = [0.0, 0.0]
+    for labels in groups:
+        new = [inf, inf]
+        if len(labels) == 1:  # one label: p has its sign there
+            s = int(labels.pop() == 1.0)
+            # keep the sign through the gap, or change it once in the gap
+            new[s] = min(cost[s], cost[1 - s] + 1)
+        else:  # both labels: a root at this x, simple if the sign changes across it
+            for after in (0, 1):
+                new[after] = min(cost[after] + 2, cost[1 - after] + 1)
+        cost = new
+    return min(cost) <= degree
 
 
 def fit_polynomial_logistic(

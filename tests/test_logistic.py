@@ -3,6 +3,7 @@ against scikit-learn and against an independent rule for separation."""
 
 import math
 import warnings
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -45,8 +46,8 @@ def test_equals_scikit_learn_logistic_regression_with_c_one_over_alpha(scaling, 
     rng = np.random.default_rng(100 * degree + len(scaling))
     for m, lam in ((40, 0.3), (200, 0.05), (200, 0.0)):
         x, y = _overlapping(rng, m)
-        if lam == 0 and separable(x, y, degree=degree):
-            continue
+        # these draws are not separable, so the λ = 0 comparison always runs
+        assert not separable(x, y, degree=degree)
         a = alpha(lam, m=m, degree=degree, scaling=scaling)
         w = fit_polynomial_logistic(x, y, degree=degree, lam=lam, scaling=scaling)
         ref = _sklearn(x, y, degree, a)
@@ -98,7 +99,52 @@ def test_separation_agrees_with_the_sign_change_rule_on_random_small_data():
     assert min(seen.values()) > 50
 
 
-def test_ties_make_quasi_separation_that_the_programme_sees():
+def _lp_separable(x, y, degree):
+    """The linear programme: among w with s_i·φ(x_i)ᵀw ≥ 0 at every point (s = 2y − 1) and
+    |w_j| ≤ 1, is the largest Σ s_i·φ(x_i)ᵀw positive? (x on a small grid of integers, so
+    that the solver's tolerances are far below the answer's size.)"""
+    from scipy.optimize import linprog
+
+    u = (x - 2.0) / 2.0  # x in 0..4 → u in [−1, 1]
+    signed = (2 * y - 1)[:, None] * np.vander(u, degree + 1, increasing=True)
+    result = linprog(
+        -signed.sum(axis=0),
+        A_ub=-signed,
+        b_ub=np.zeros(len(x)),
+        bounds=[(-1, 1)] * (degree + 1),
+        method="highs",
+    )
+    assert result.status == 0
+    return -result.fun > 1e-6
+
+
+def test_separation_agrees_with_a_linear_programme_on_data_with_ties():
+    """x on five values, so that many points share an x, some with both labels
+    (quasi-separation): the root count against the linear programme."""
+    rng = np.random.default_rng(11)
+    seen = Counter()
+    for _ in range(300):
+        m = int(rng.choice([4, 6, 9, 15]))
+        degree = int(rng.integers(1, 4))
+        x = rng.integers(0, 5, m).astype(float)
+        y = (rng.uniform(size=m) < 0.5).astype(float)
+        expected = _lp_separable(x, y, degree)
+        assert separable(x, y, degree=degree) == expected, (x, y, degree)
+        seen[expected] += 1
+    assert min(seen.values()) > 40
+
+
+def test_separation_is_exact_at_near_ties():
+    # labels 0, 1, 0, 1 along x with two points 1e-8 apart: three changes, no line separates
+    assert not separable(np.array([0.0, 1.0, 1 + 1e-8, 2.0]), np.array([0, 1, 0, 1.0]), degree=1)
+    # labels 0, 1, 1, 0 with 1e-9 gaps: a parabola separates them
+    d = 1e-9
+    x = np.array([-1.0, -1 + d, 1 - d, 1.0])
+    assert separable(x, np.array([0, 1, 1, 0.0]), degree=2)
+    assert not separable(x, np.array([0, 1, 1, 0.0]), degree=1)
+
+
+def test_ties_make_quasi_separation_that_the_root_count_sees():
     # both labels at x = 1 only: a line through x = 1 puts the rest on their sides
     x = np.array([0.0, 0.5, 1.0, 1.0, 1.5, 2.0])
     y = np.array([0, 0, 0, 1, 1, 1.0])
