@@ -28,6 +28,10 @@ from study.basis import penalty_matrix
 from study.logistic import _check_inputs, _standard_features
 
 DIVISORS = ("m", "batch")
+# the steps decay as η₀/(1 + t/τ)^0.6 with τ this many steps: ×1/6 after 20,000 steps,
+# slow enough for a full batch on an ill-conditioned problem, and to 0 as the run grows,
+# as the Polyak average needs to converge to the fixed point
+DECAY_STEPS = 1000
 
 
 def minibatch_logistic(
@@ -90,7 +94,7 @@ def minibatch_logistic(
     eta0 = step / curvature
     per_epoch = m // B  # full batches only (below)
     epochs = max(2, -(-int(steps) // per_epoch))
-    tau = epochs * per_epoch / 20  # the steps decay over the run, ×1/6 by its end
+    tau = DECAY_STEPS  # fixed: however long the run, its steps go to 0
     rng = np.random.default_rng(seed)
     v = np.zeros(degree + 1)
     average = np.zeros(degree + 1)

@@ -20,6 +20,13 @@ def data():
     return x, y
 
 
+def _step(B):
+    """B = 1 carries the most gradient noise, and the average of a finite run keeps an
+    offset that grows with the step size (about 2.5 % at η₀ = 1 after 20,000 steps): a
+    quarter of the step brings it below 1 %."""
+    return 0.25 if B == 1 else 1.0
+
+
 def _gap(w, exact):
     return float(np.abs(w - exact).max() / np.abs(exact).max())
 
@@ -29,9 +36,10 @@ def test_the_penalty_divided_by_m_has_one_fixed_point_for_every_batch_size(data)
     exact = fit_polynomial_logistic(x, y, degree=DEGREE, lam=LAM, scaling="m")  # c = λ/m
     # 30 and 150 do not divide m: the points left over wait for another epoch
     for B in (*BATCHES, 30, 150):
-        w = minibatch_logistic(x, y, degree=DEGREE, lam=LAM, batch_size=B, divisor="m", seed=1)
-        # B = 1 carries the most gradient noise: 20,000 averaged steps leave a few per cent
-        assert _gap(w, exact) < (0.05 if B == 1 else 0.005), B
+        w = minibatch_logistic(
+            x, y, degree=DEGREE, lam=LAM, batch_size=B, divisor="m", seed=1, step=_step(B)
+        )
+        assert _gap(w, exact) < (0.01 if B == 1 else 0.005), B
 
 
 def test_the_penalty_divided_by_the_batch_size_solves_alpha_m_lambda_over_b(data):
@@ -41,8 +49,10 @@ def test_the_penalty_divided_by_the_batch_size_solves_alpha_m_lambda_over_b(data
         for B in BATCHES
     }
     for B in BATCHES:
-        w = minibatch_logistic(x, y, degree=DEGREE, lam=LAM, batch_size=B, divisor="batch", seed=1)
-        assert _gap(w, exact[B]) < (0.05 if B == 1 else 0.005), B
+        w = minibatch_logistic(
+            x, y, degree=DEGREE, lam=LAM, batch_size=B, divisor="batch", seed=1, step=_step(B)
+        )
+        assert _gap(w, exact[B]) < (0.01 if B == 1 else 0.005), B
     # and those are different models: α = m·λ/B from 400 down to 2
     assert _gap(exact[1], exact[M]) > 0.5
     assert np.abs(exact[1][1:]).max() < 0.5 * np.abs(exact[M][1:]).max()  # more shrinkage
