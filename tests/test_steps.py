@@ -51,6 +51,20 @@ def test_engine_then_theory_equals_one_simulate(tmp_path):
     assert after["design_file"] == manifest["design_file"] == str(design)
     assert after["engine_run"] == manifest["run"] and after["run"]["id"] != manifest["run"]["id"]
     assert f"(`{design}`)" in table_provenance(after)
+    # every row of the provenance table under its name, with the manifest's numbers
+    rows = dict(
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in table_provenance(after).splitlines()[2:]
+        if line.startswith("| ")
+    )
+    assert list(rows) == [
+        "design", "seed", "replications per cell", "cells", "fits", "noise", "steps", "run",
+        "versions",
+    ]  # fmt: skip
+    counts = after["counts"]
+    assert rows["fits"] == f"{counts['fits']:,} on {counts['data_points']:,} data points"
+    assert rows["seed"] == str(after["seed"])
+    assert rows["steps"] == "engine, theory"
     # the check now runs (its verdict on so small a design is not the point here)
     checked = run_cli("check", steps)
     assert checked.returncode in (0, 1) and "z-values" in checked.stdout, checked.stderr

@@ -771,6 +771,9 @@ def test_every_theory_table_names_its_cells_in_full():
         present = [k for k in keys if k in frame.columns]
         assert "degree" in present, name
         assert not frame[present].isna().any().any(), (name, frame[present].isna().sum())
+        # a value written under another name leaves its column empty
+        empty = [c for c in frame.columns if frame[c].isna().all()]
+        assert not empty, (name, empty)
         assert set(frame.degree) == {3}, name
         if "scaling" in frame.columns:
             assert set(frame.scaling) == set(design.scaling), name
