@@ -40,7 +40,8 @@ WORK = ROOT / "mutation" / "work"
 RESULTS = ROOT / "mutation" / "results"
 # mutmut's statuses that count as caught: a test failed, a test ran past its time limit
 # (generous: [tool.mutmut] timeout_constant, so that a test's shared set-up, which mutmut
-# does not time, cannot pass for a hang), or the process died; and those that count as
+# does not time, cannot pass for a hang), or the process was killed by SIGSEGV or SIGKILL
+# (mutmut's "segfault"; other deaths are "suspicious"); and those that count as
 # missed: every selected test passed, no test reaches the mutant, or the harness gave an
 # exit code mutmut does not know ("suspicious": nothing shows that a test saw the mutant).
 # Any other status (not checked, interrupted, skipped) is counted and shown, never scored.
@@ -95,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         batch = order[first : first + args.batch]
         began = time.monotonic()
         arguments = ["run", "--max-children", str(args.jobs), *batch]
+        saved = _meta_files()
         if _mutmut(arguments, skip_clean=True, timeout=left) is None:
+            for path, data in saved.items():
+                path.write_bytes(data)
             print("mutate: the last batch was stopped at the deadline and is left out")
             break
         longest = max(longest, time.monotonic() - began)
@@ -133,41 +137,68 @@ def _mutmut(
     arguments: list[str], *, check: bool = True, skip_clean: bool = False, timeout=None
 ) -> str | None:
     """Run mutmut's command line in WORK; a run's output is appended to RESULTS/mutmut.log.
-    After ``timeout`` seconds mutmut and every process it started are stopped, and None is
-    returned."""
+    After ``timeout`` seconds (or on an interrupt of this script) mutmut's process group is
+    stopped, SIGINT first and SIGKILL after a grace period, and None is returned. Its output
+    goes to a file, not a pipe, so that a process it started in a session of its own (a
+    test's `study simulate`) cannot hold this script up."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     env = os.environ | {"PYTHONWARNINGS": "ignore", "MUTATE_SKIP_CLEAN": str(int(skip_clean))}
     command = [sys.executable, str(Path(__file__).with_name("_mutmut.py")), *arguments]
-    with subprocess.Popen(
-        command,
-        cwd=WORK,
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,  # its own process group: stopped whole at the deadline
-    ) as process:
+    with open(RESULTS / "mutmut.out", "w+", encoding="utf-8") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=WORK,
+            env=env,
+            text=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped whole
+        )
         try:
-            stdout, stderr = process.communicate(timeout=timeout)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
+            _stop(process)
             return None
-    proc = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+        except BaseException:  # Ctrl-C, SIGTERM: take mutmut and its workers along
+            _stop(process)
+            raise
+        out.seek(0)
+        output = out.read()
     if arguments[0] == "run":  # not the listings of `results` and `show`
         # without the spinner's frames, one line each
         text = "".join(
             line
-            for line in (proc.stdout + proc.stderr).splitlines(keepends=True)
+            for line in output.splitlines(keepends=True)
             if not line.lstrip().startswith(SPINNER)
         )
         with open(RESULTS / "mutmut.log", "a", encoding="utf-8") as log:
             log.write(f"$ mutmut {' '.join(arguments[:4])} …\n{text}\n")
-    if check and proc.returncode != 0:
+    if check and process.returncode != 0:
         raise SystemExit(
-            f"mutate: mutmut failed (exit status {proc.returncode}); see {RESULTS}/mutmut.log"
+            f"mutate: mutmut failed (exit status {process.returncode}); see {RESULTS}/mutmut.log"
         )
-    return proc.stdout
+    return output
+
+
+def _stop(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """Stop a mutmut process group: SIGINT (mutmut stops its workers and saves), then
+    SIGKILL after ``grace`` seconds."""
+    for sig, wait in ((signal.SIGINT, grace), (signal.SIGKILL, None)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(timeout=wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _meta_files() -> dict[Path, bytes]:
+    """mutmut's result files, to put back when a batch is stopped (a kill in the middle of
+    mutmut rewriting one would leave it truncated)."""
+    return {path: path.read_bytes() for path in (WORK / "mutants").rglob("*.meta")}
 
 
 def _statuses() -> dict[str, str]:
@@ -176,7 +207,7 @@ def _statuses() -> dict[str, str]:
     statuses = {}
     for line in out.splitlines():
         name, sep, status = line.strip().partition(": ")
-        if sep:
+        if sep and name.startswith("study."):  # not a warning's line
             statuses[name] = status.strip()
     return statuses
 

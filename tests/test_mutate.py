@@ -45,3 +45,34 @@ def test_every_prefix_of_the_sample_is_spread_over_the_modules_in_proportion():
         for mod, size in sizes.items():
             # within two of the proportional share, for every module and prefix
             assert abs(counts[mod] - n * size / total) <= 2, (n, mod, counts)
+
+
+def test_a_stopped_batch_takes_its_whole_process_group_along(tmp_path):
+    """_stop ends a process and the children it started in its group, even one that
+    ignores SIGINT, within the grace period."""
+    import subprocess
+    import time
+    from pathlib import Path
+
+    script = (
+        "import signal, subprocess, sys, time\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "child = subprocess.Popen([sys.executable, '-c', "
+        "'import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(60)'])\n"
+        f"open({str(tmp_path / 'child.pid')!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(60)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    pid_file = tmp_path / "child.pid"
+    for _ in range(100):
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+    mutate._stop(process, grace=0.5)
+    assert process.poll() is not None
+    time.sleep(0.2)
+    # gone, or a zombie waiting for init to reap it (its parent died too)
+    stat = Path(f"/proc/{child}/stat")
+    state = stat.read_text().rsplit(")", 1)[1].split()[0] if stat.exists() else "gone"
+    assert state in ("gone", "Z"), state
