@@ -76,8 +76,9 @@ def _standard_features(x: np.ndarray, degree: int) -> tuple[np.ndarray, np.ndarr
 def separable(x, y, *, degree: int) -> bool:
     """Whether a nonzero polynomial p of degree ≤ ``degree`` separates the labels ``y``
     (0/1) at the points ``x``: p ≥ 0 at every point labelled 1, p ≤ 0 at every point
-    labelled 0 (ties on its zero set allowed). Then the unpenalised log-loss has no
-    minimiser; all labels equal counts as separable (a constant separates them).
+    labelled 0 (ties on its zero set allowed), and nonzero at some point. Then the
+    unpenalised log-loss has no minimiser; all labels equal counts as separable (a constant
+    separates them).
 
     Decided exactly, in exact comparisons of the x values, by counting the roots such a p
     needs. Without loss, p is nonzero at every point whose x carries one label (a root
@@ -87,26 +88,30 @@ def separable(x, y, *, degree: int) -> bool:
     changes sign there, a double one where it does not. The fewest roots, counted with
     their multiplicity, follow from a pass over the points that keeps, for each sign p may
     have after the current point, the fewest roots so far; p exists exactly when that
-    number is at most the degree (the product of its roots is one)."""
+    number is at most the degree (the product of its roots is one) and some x carries a
+    single label (else that product is zero at every point and separates nothing)."""
     x, y, degree = _check_inputs(x, y, degree, 0.0)
     order = np.argsort(x, kind="stable")
     xs, ys = x[order], y[order]
     bounds = np.flatnonzero(np.diff(xs)) + 1
     groups = [set(g.tolist()) for g in np.split(ys, bounds)]
+    one_label = any(len(labels) == 1 for labels in groups)
     inf = float("inf")
     # fewest roots so far, for p positive (index 1) or negative (index 0) after the point
     cost = [0.0, 0.0]
     for labels in groups:
         new = [inf, inf]
         if len(labels) == 1:  # one label: p has its sign there
-            s = int(labels.pop() == 1.0)
+            s = int(next(iter(labels)) == 1.0)
             # keep the sign through the gap, or change it once in the gap
             new[s] = min(cost[s], cost[1 - s] + 1)
         else:  # both labels: a root at this x, simple if the sign changes across it
             for after in (0, 1):
                 new[after] = min(cost[after] + 2, cost[1 - after] + 1)
         cost = new
-    return min(cost) <= degree
+    # at least one x with a single label: where every x carries both, the only such p is
+    # zero at every point, separates nothing, and the log-loss has a (non-unique) minimiser
+    return min(cost) <= degree and one_label
 
 
 def fit_polynomial_logistic(

@@ -134,6 +134,32 @@ def test_separation_agrees_with_a_linear_programme_on_data_with_ties():
     assert min(seen.values()) > 40
 
 
+def test_separation_agrees_with_the_programme_on_every_small_pattern():
+    """Every assignment of one label, the other, or both to up to four distinct x on
+    0..4, degrees 1–3: the root count against the linear programme, all of them (both
+    labels at every x, with no more x than the degree + 1, included: a polynomial zero at
+    every point separates nothing)."""
+    import itertools
+
+    checked = 0
+    for n in range(1, 5):
+        for xs in itertools.combinations(range(5), n):
+            for kinds in itertools.product((0, 1, 2), repeat=n):  # 2: both labels
+                x = [
+                    float(v)
+                    for v, kind in zip(xs, kinds, strict=True)
+                    for _ in range(1 + (kind == 2))
+                ]
+                y = [float(lab) for kind in kinds for lab in ((0, 1) if kind == 2 else (kind,))]
+                x, y = np.array(x), np.array(y)
+                for degree in (1, 2, 3):
+                    assert separable(x, y, degree=degree) == _lp_separable(x, y, degree), (
+                        x, y, degree,
+                    )  # fmt: skip
+                    checked += 1
+    assert checked > 2000
+
+
 def test_separation_is_exact_at_near_ties():
     # labels 0, 1, 0, 1 along x with two points 1e-8 apart: three changes, no line separates
     assert not separable(np.array([0.0, 1.0, 1 + 1e-8, 2.0]), np.array([0, 1, 0, 1.0]), degree=1)
