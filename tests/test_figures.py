@@ -698,4 +698,5 @@ def test_the_bases_figure_plots_alpha_against_the_degree_in_both_bases():
     np.testing.assert_allclose(lines["bases:hkb"][:, 1], [0.75, 2.25, 3.75])
     # every panel says what its axes are
     for ax in fig.axes:
-        assert "degree" in ax.get_xlabel() and "α*" in ax.get_ylabel()
+        assert ax.get_xlabel() == "degree k (number of penalised weights)"
+        assert ax.get_ylabel() == "risk-optimal sum-form α*"
