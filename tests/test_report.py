@@ -99,7 +99,7 @@ def test_html_is_complete_and_self_contained(rendered):
     assert result.renderer == "fallback"
     html = result.html.read_text()
     assert "{{<" not in html and "_generated/" not in html
-    assert not re.search(r"@(fig|tbl|sec)-", html)
+    assert not re.search(r"@(fig|tbl|sec|eq)-|\{#(fig|tbl|sec|eq)-", html)
     for n in range(1, len(FIGURES) + 1):
         assert f"Figure&nbsp;{n}" in html or f"Figure\u00a0{n}" in html
     assert html.count("<table") == len(TABLES)
@@ -130,7 +130,9 @@ def test_pdf_has_every_figure_and_table(rendered):
         assert re.search(rf"Figure\s*{n}:", text), n
     for n in range(1, len(TABLES) + 1):
         assert re.search(rf"Table\s*{n}:", text), n
-    assert "{{<" not in text and "@fig-" not in text
+    assert "{{<" not in text
+    # no reference or label left as text, in the PDF as in the HTML
+    assert not re.search(r"\?@|@(fig|tbl|sec|eq)-|\{#", text)
 
 
 def test_no_result_is_typed_into_the_text():
