@@ -235,8 +235,8 @@ def audit(design: Design, draws: dict[str, np.ndarray], *, noise_draw: str = "su
         n_chunks = -(-design.replications_of(m) // chunk_length(m))
         if noise_draw == "sufficient":  # the plain draw's noise is audited by the tests
             for c in range(min(n_chunks, AUDIT_CHUNKS)):
-                blocks += _first(design, draws, i_m, m, c, K, T, center, scale)
-        blocks += _chunk0(design, draws, i_m, m, K, center, scale)
+                blocks += _first(design, draws, i_m, m, c, K, T)
+        blocks += _chunk0(design, draws, i_m, m, K)
     if not blocks:
         return AuditResult(pd.DataFrame(columns=AUDIT_COLUMNS))
     columns = {name: np.concatenate([b[name] for b in blocks]) for name in AUDIT_COLUMNS}
@@ -329,7 +329,7 @@ def _score_map(design: Design, basis: str, T: np.ndarray, K: int) -> np.ndarray:
     return T if basis == "monomial" else _orthonormal_coefficients(design, K)
 
 
-def _first(design, draws, i_m, m, c, K, T, center, scale) -> list[dict]:
+def _first(design, draws, i_m, m, c, K, T) -> list[dict]:
     rng_x, rng_noise = _streams(design.seed, m, c)
     u = _draw_u(rng_x, design, m)  # the first data set: the first m numbers
     z = rng_noise.standard_normal(K + 1)  # its K + 1 normals
@@ -357,7 +357,7 @@ def _first(design, draws, i_m, m, c, K, T, center, scale) -> list[dict]:
     return out
 
 
-def _chunk0(design, draws, i_m, m, K, center, scale) -> list[dict]:
+def _chunk0(design, draws, i_m, m, K) -> list[dict]:
     n = min(chunk_length(m), design.replications_of(m))
     rng_x, _ = _streams(design.seed, m, 0)
     per_slice = max(1, _SLICE_POINTS // m)

@@ -219,6 +219,21 @@ def fit_polynomial_ridge(
     >>> fit_polynomial_ridge(x, y, degree=2, lam=0.0).round(12) + 0.0
     array([0., 0., 1.])
     """
+    x, y, degree = check_fit_inputs(x, y, degree, lam)
+    a = scaling_alpha(lam, m=x.size, degree=degree, scaling=scaling)
+    check_identifiable(x, degree, a)
+    if check_basis(basis) == "orthonormal":
+        return _fit_orthonormal(x, y, degree, a, x_distribution, penalize_intercept)
+    center, scale = data_standardisation(x)
+    B = change_of_basis(center, scale, degree)
+    sums, T = power_sums((x - center) / scale, y, degree)
+    v = _solve_one(sums, T, degree, a, B, penalize_intercept=penalize_intercept)
+    return B.T @ v
+
+
+def check_fit_inputs(x, y, degree, lam) -> tuple[np.ndarray, np.ndarray, int]:
+    """x and y as float arrays and the degree as an int, after checking them and λ (the
+    checks every one-data-set fit shares)."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     if x.ndim != 1 or y.shape != x.shape or x.size == 0:
@@ -232,22 +247,24 @@ def fit_polynomial_ridge(
         raise ValueError(f"The 'degree' parameter must be an integer ≥ 1. Got {degree!r} instead.")
     if not np.isfinite(lam) or lam < 0:
         raise ValueError(f"The 'lam' parameter must be a finite number ≥ 0. Got {lam!r} instead.")
-    m = x.size
-    a = scaling_alpha(lam, m=m, degree=int(degree), scaling=scaling)
-    if a == 0 and np.unique(x).size <= degree:
+    return x, y, int(degree)
+
+
+def check_identifiable(x: np.ndarray, degree: int, alpha: float) -> None:
+    """Refuse an unpenalised fit with fewer distinct x values than coefficients."""
+    if alpha == 0 and np.unique(x).size <= degree:
         raise ValueError(
             f"With lam = 0 a degree-{degree} fit needs at least {degree + 1} distinct x values. "
             f"Got {np.unique(x).size} instead: the coefficients are not identifiable."
         )
-    if check_basis(basis) == "orthonormal":
-        return _fit_orthonormal(x, y, degree, a, x_distribution, penalize_intercept)
+
+
+def data_standardisation(x: np.ndarray) -> tuple[float, float]:
+    """center and scale of u = (x − center)/scale from the data's own range (u in [−1, 1])."""
     lo, hi = x.min(), x.max()
     center = (lo + hi) / 2
     scale = (hi - lo) / 2 if hi > lo else max(abs(center), 1.0)
-    B = change_of_basis(center, scale, degree)
-    sums, T = power_sums((x - center) / scale, y, degree)
-    v = _solve_one(sums, T, degree, a, B, penalize_intercept=penalize_intercept)
-    return B.T @ v
+    return center, scale
 
 
 def _fit_orthonormal(x, y, degree: int, alpha: float, x_distribution, penalize_intercept: bool):

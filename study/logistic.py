@@ -31,7 +31,12 @@ from __future__ import annotations
 import numpy as np
 
 from study.basis import change_of_basis, check_basis, penalty_matrix
-from study.fit import orthonormal_features
+from study.fit import (
+    check_fit_inputs,
+    check_identifiable,
+    data_standardisation,
+    orthonormal_features,
+)
 from study.scaling import alpha as scaling_alpha
 
 # Newton stops when the step moves no coefficient (in u) by more than this, relative
@@ -44,33 +49,18 @@ class NoEstimate(ValueError):
 
 
 def _check_inputs(x, y, degree, lam):
-    x = np.asarray(x, dtype=float)
-    y_in = np.asarray(y)
-    if x.ndim != 1 or y_in.shape != x.shape or x.size == 0:
-        raise ValueError(
-            f"x and y must be 1-d arrays of the same non-zero length. Got shapes {x.shape} "
-            f"and {y_in.shape} instead."
-        )
-    if not np.isfinite(x).all():
-        raise ValueError("x must be finite. Got NaN or infinity instead.")
-    y = y_in.astype(float)
+    """The checks of every one-data-set fit, and labels 0 and 1 only."""
+    x, y, degree = check_fit_inputs(x, y, degree, lam)
     if not np.isin(y, (0.0, 1.0)).all():
-        raise ValueError(f"y must hold labels 0 and 1 only. Got {np.unique(y_in)[:5]!r} instead.")
-    if isinstance(degree, bool) or not isinstance(degree, int | np.integer) or degree < 1:
-        raise ValueError(f"The 'degree' parameter must be an integer ≥ 1. Got {degree!r} instead.")
-    if not np.isfinite(lam) or lam < 0:
-        raise ValueError(f"The 'lam' parameter must be a finite number ≥ 0. Got {lam!r} instead.")
-    return x, y, int(degree)
+        raise ValueError(f"y must hold labels 0 and 1 only. Got {np.unique(y)[:5]!r} instead.")
+    return x, y, degree
 
 
 def _standard_features(x: np.ndarray, degree: int) -> tuple[np.ndarray, np.ndarray]:
     """φ(u) for u = (x − center)/scale of the data's own range, and B with φ(u) = B·φ(x)."""
-    lo, hi = x.min(), x.max()
-    center = (lo + hi) / 2
-    scale = (hi - lo) / 2 if hi > lo else max(abs(center), 1.0)
-    return np.vander((x - center) / scale, degree + 1, increasing=True), change_of_basis(
-        center, scale, degree
-    )
+    center, scale = data_standardisation(x)
+    u = (x - center) / scale
+    return np.vander(u, degree + 1, increasing=True), change_of_basis(center, scale, degree)
 
 
 def separable(x, y, *, degree: int) -> bool:
@@ -163,11 +153,7 @@ def fit_polynomial_logistic(
     x, y, degree = _check_inputs(x, y, degree, lam)
     m = x.size
     c = scaling_alpha(lam, m=m, degree=degree, scaling=scaling) / m
-    if c == 0 and np.unique(x).size <= degree:
-        raise ValueError(
-            f"With lam = 0 a degree-{degree} fit needs at least {degree + 1} distinct x values. "
-            f"Got {np.unique(x).size} instead: the coefficients are not identifiable."
-        )
+    check_identifiable(x, degree, c)
     if c == 0 and separable(x, y, degree=degree):
         raise NoEstimate(
             f"With lam = 0 the labels are separated by a polynomial of degree {degree}: the "
