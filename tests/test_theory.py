@@ -783,3 +783,79 @@ def test_every_theory_table_names_its_cells_in_full():
     for name in ("asym", "asym_risk"):
         assert set(piece[name].basis) == set(design.basis)
         assert set(piece[name].m) == set(design.m)
+
+
+@pytest.mark.parametrize("basis", ["monomial", "orthonormal"])
+def test_the_coarse_then_fine_grid_search_ends_where_the_full_grid_search_ends(basis, monkeypatch):
+    """The tuning looks at every COARSE-th point of its grid in log α and then near the best
+    of them; on tunings of every degree, small and large m, σ ≠ 1 and an asymmetric x range
+    it finds the α* (and the boundary cases) that the search of every grid point finds."""
+    x = XDistribution("uniform", low=-0.5, high=2.0)
+    rng = np.random.default_rng(11)
+    results = {}
+    for coarse in (1, tuning.COARSE):  # 1: every point of the grid, as before
+        monkeypatch.setattr(tuning, "COARSE", coarse)
+        monkeypatch.setattr(tuning, "_TUNED_CACHE", {})
+        rng = np.random.default_rng(11)
+        for degree in (1, 3, 5, 7):
+            for m in (degree + 3, 40, 2000):
+                u = rng.uniform(-1, 1, (60, m))  # u = (x − center)/scale is uniform on ±1
+                V = u[..., None] ** np.arange(degree + 1)
+                G = np.einsum("rmi,rmj->rij", V, V)
+                for sd in (0.0, 0.3, 1.7):
+                    tuned = tuning.optimal_lambda_conditional(
+                        G, m, degree, scaling="m", x=x, intercept=0.7, slope=-1.3,
+                        noise_sd=sd, basis=basis,
+                    )  # fmt: skip
+                    results.setdefault((degree, m, sd), []).append(tuned)
+    assert len(results) == 4 * 3 * 3
+    for key, (full, fast) in results.items():
+        assert fast.boundary == full.boundary, key
+        assert fast.alpha == pytest.approx(full.alpha, rel=1e-8), key
+        assert fast.risk == pytest.approx(full.risk, rel=1e-12), key
+    # the cases include the lower boundary (σ = 0) and interior minima two decades apart
+    assert {full.boundary for full, _ in results.values()} == {"lower", None}
+    alphas = [full.alpha for full, _ in results.values() if full.boundary is None]
+    assert max(alphas) > 100 * min(alphas)
+
+
+def test_the_cached_risk_and_tuning_follow_the_designs_and_the_noise_level():
+    """The set-up of a designs' risk function is kept between calls (it does not depend on
+    σ) and so is a tuning: each must still answer for the σ and the designs of the call,
+    also after the caller changes its array in place, against direct solves."""
+    rng = np.random.default_rng(12)
+    m, degree = 25, 3
+    V = design_matrix(rng.uniform(-1, 1, (50, m)), degree)
+    G = np.einsum("rmi,rmj->rij", V, V)
+    basis = standard_basis(UNIT, degree, **LINE)
+    alphas = np.array([0.3, 4.0])
+    for sd in (0.4, 2.5, 0.4):
+        got = conditional_risk_function(G, basis=basis, noise_sd=sd)(alphas)
+        ref = [independent_conditional_risk(G, a, degree, sd) for a in alphas]
+        np.testing.assert_allclose(got, ref, rtol=1e-9)
+    first = tuning.optimal_lambda_conditional(
+        G, m, degree, scaling="none", x=UNIT, **LINE, noise_sd=0.4
+    )
+    again = tuning.optimal_lambda_conditional(
+        G, m, degree, scaling="k", x=UNIT, **LINE, noise_sd=0.4
+    )
+    # λ from the scaling of the call: α = m·λ under none, m·λ/k under k
+    assert again.alpha == first.alpha and again.lam == pytest.approx(first.alpha * degree / m)
+    assert first.lam == pytest.approx(first.alpha / m)
+    louder = tuning.optimal_lambda_conditional(
+        G, m, degree, scaling="none", x=UNIT, **LINE, noise_sd=2.5
+    )
+    assert louder.alpha > 10 * first.alpha  # α* grows with σ²
+    # four copies of every point: A = 4(G + (α/4)P), the bias of α/4 and a quarter of the
+    # variance, so α* of (4G, σ) is 4·α* of (G, σ/2)
+    half = tuning.optimal_lambda_conditional(
+        G, m, degree, scaling="none", x=UNIT, **LINE, noise_sd=1.25
+    )
+    G[:] = G * 4.0  # the same designs with every point counted four times
+    risk = conditional_risk_function(G, basis=basis, noise_sd=2.5)(alphas)
+    ref = [independent_conditional_risk(G, a, degree, 2.5) for a in alphas]
+    np.testing.assert_allclose(risk, ref, rtol=1e-9)
+    tuned = tuning.optimal_lambda_conditional(
+        G, m, degree, scaling="none", x=UNIT, **LINE, noise_sd=2.5
+    )
+    assert tuned.alpha == pytest.approx(4 * half.alpha, rel=1e-6)
