@@ -323,8 +323,8 @@ def pencil_shift(alphas: np.ndarray) -> float:
 
 
 def _pencil_risk(G_u, *, basis: StandardBasis):
-    """The function (α, σ) ↦ :func:`conditional_risk` per design from one factorisation of the pencil (G, P) per
-    design, as in the engine: with WᵀGW = I, WᵀPW = Λ and s = 1/(1 + αΛ),
+    """The function (α, σ) ↦ :func:`conditional_risk` per design from one factorisation
+    of the pencil (G, P) per design, as in the engine: with WᵀGW = I, WᵀPW = Λ and s = 1/(1 + αΛ),
     E[v̂|X] = W(s∘WᵀGv*) and tr(Σ Cov[v̂|X]) = σ²·Σ_i s_i²(WᵀΣW)_ii. Ten times faster than a
     solve per α; used only where the pencil is accurate (x range touching 0) and every G is
     positive definite. Returns None otherwise."""

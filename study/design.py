@@ -61,6 +61,14 @@ _SCHEMA: dict[str, Any] = {
     "model": {"family": "str"},
     "precision": {"target_mcse": "float", "max_replications": "int"},
     "tuning": {"reference_m": "int"},
+    "minibatch": {
+        "m": "int",
+        "degree": "int",
+        "lambda": "float",
+        "batch_size": "list",
+        "seeds": "int",
+        "steps": "int",
+    },
 }
 # Keys that may be left out, with the value they then take.
 _OPTIONAL = {
@@ -69,6 +77,11 @@ _OPTIONAL = {
     "precision": None,
     "tuning": None,
     "grid.basis": None,
+    "minibatch": None,
+    **{
+        f"minibatch.{key}": None
+        for key in ("m", "degree", "lambda", "batch_size", "seeds", "steps")
+    },
 }
 # [grid] basis: the bases the coefficients (and so the penalty) are written in; the first
 # is the default
@@ -76,6 +89,45 @@ DEFAULT_BASES = (BASES[0],)
 # [tuning] reference_m: the m at which the matched comparison tunes each scaling's λ
 REFERENCE_M = 100
 MAX_REFERENCE_M = 10**7
+# [minibatch]: the minibatch experiment of the theory step (study.minibatch); the defaults
+# of its keys, and the bounds that keep it a few seconds of work
+MINIBATCH_DEFAULTS = {
+    "m": 200,
+    "degree": 2,
+    "lambda": 2.0,
+    "batch_size": [1, 10, 100, 200],
+    "seeds": 4,
+    "steps": 20_000,
+}
+MAX_MINIBATCH_M = 100_000
+MAX_MINIBATCH_STEPS = 1_000_000
+MAX_MINIBATCH_SEEDS = 100
+
+
+@dataclass(frozen=True)
+class MinibatchSpec:
+    """[minibatch]: penalised logistic regression of degree ``degree`` on one data set of
+    ``m`` points, trained by minibatch SGD with each batch size, the penalty divided by m
+    and by the batch size, ``seeds`` runs of at least ``steps`` steps each."""
+
+    m: int
+    degree: int
+    lam: float
+    batch_sizes: tuple[int, ...]
+    seeds: int
+    steps: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "m": self.m,
+            "degree": self.degree,
+            "lambda": self.lam,
+            "batch_size": list(self.batch_sizes),
+            "seeds": self.seeds,
+            "steps": self.steps,
+        }
+
+
 # The model families (study.models); the first is the default.
 FAMILIES = ("gaussian",)  # the keys of study.models.FAMILIES (tested)
 _X_KEYS = {"uniform": ("distribution", "low", "high"), "normal": ("distribution", "mean", "sd")}
@@ -148,6 +200,8 @@ class Design:
     # [grid] basis: the coefficients of the monomials in x, or of polynomials orthonormal
     # under the distribution of x (study.basis.BASES); every basis is fitted to the same data
     basis: tuple[str, ...] = DEFAULT_BASES
+    # [minibatch]: the theory step's minibatch experiment (minibatch.csv), or None
+    minibatch: MinibatchSpec | None = None
 
     @property
     def columns(self) -> tuple[tuple[str, str], ...]:
@@ -210,16 +264,18 @@ class Design:
                 if self.reference_m != REFERENCE_M
                 else {}
             ),
+            **({"minibatch": self.minibatch.to_dict()} if self.minibatch else {}),
         }
 
     @property
     def hash(self) -> str:
         """SHA-256 of the canonical JSON of the design without ``block_size`` (how the work
-        is cut never changes a number) and ``[tuning]`` (read by the theory step alone):
-        what a checkpoint must match."""
+        is cut never changes a number), ``[tuning]`` and ``[minibatch]`` (read by the theory
+        step alone): what a checkpoint must match."""
         identity = self.to_dict()
         identity.pop("block_size", None)
         identity.pop("tuning", None)
+        identity.pop("minibatch", None)
         text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -456,6 +512,7 @@ def design_from_dict(raw: dict, source: str = "design") -> Design:
                 reference_m,
                 f"an integer from {lowest} (the largest degree + 3) to {MAX_REFERENCE_M:,}",
             )
+    minibatch = _minibatch(chk, raw["minibatch"]) if "minibatch" in raw else None
     design = Design(
         name=name,
         seed=seed,
@@ -476,9 +533,30 @@ def design_from_dict(raw: dict, source: str = "design") -> Design:
         max_replications=max_replications,
         reference_m=reference_m,
         basis=basis,
+        minibatch=minibatch,
     )
     check_representable(design, chk.fail)
     return design
+
+
+def _minibatch(chk: _Checker, table: dict) -> MinibatchSpec:
+    """[minibatch], each key defaulting to MINIBATCH_DEFAULTS."""
+    raw = MINIBATCH_DEFAULTS | table
+    m = chk.integer("minibatch.m", raw["m"], 2, MAX_MINIBATCH_M)
+    degree = chk.integer("minibatch.degree", raw["degree"], 1, 10)
+    lam = chk.number("minibatch.lambda", raw["lambda"])
+    if not lam > 0:
+        # the penalty is what the experiment is about; and at λ = 0 the fit may not exist
+        raise chk.fail("minibatch.lambda", lam, "a finite number > 0")
+    batch_sizes = chk.unique_list(
+        "minibatch.batch_size",
+        raw["batch_size"],
+        f"integers from 1 to minibatch.m = {m}",
+        lambda b: chk.integer("minibatch.batch_size", b, 1, m),
+    )
+    seeds = chk.integer("minibatch.seeds", raw["seeds"], 1, MAX_MINIBATCH_SEEDS)
+    steps = chk.integer("minibatch.steps", raw["steps"], 100, MAX_MINIBATCH_STEPS)
+    return MinibatchSpec(m, degree, lam, tuple(sorted(batch_sizes)), seeds, steps)
 
 
 def _read_design_text(path: Path) -> str:

@@ -23,6 +23,7 @@ RISK_CURVES_FILE = "risk_curves.csv"
 MATCHED_FILE = "matched.csv"
 SENSITIVITY_FILE = "sensitivity.csv"
 BASES_FILE = "bases.csv"
+MINIBATCH_FILE = "minibatch.csv"  # only for a design with [minibatch]
 FITS_FILE = "fits.csv"
 CHECK_FILE = "check.csv"
 CHECKPOINT_DIR = "checkpoints"
@@ -34,6 +35,7 @@ THEORY_FILES = (
     MATCHED_FILE,
     SENSITIVITY_FILE,
     BASES_FILE,
+    MINIBATCH_FILE,
 )
 RESULT_FILES = (
     SUMMARY_FILE,

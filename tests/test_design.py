@@ -74,6 +74,22 @@ BAD_DESIGNS = {
     "penalize_intercept": ({"grid.penalize_intercept": "yes"}, ["grid.penalize_intercept"]),
     "keep_draws > replications": ({"output.keep_draws": 1000}, ["output.keep_draws", "1000"]),
     "table expected": ({"grid": 3}, ["grid", "a table"]),
+    "minibatch batch size 0": (
+        {"minibatch": {"batch_size": [1, 0]}},
+        ["minibatch.batch_size", "0", "integers from 1 to minibatch.m = 200"],
+    ),
+    "minibatch batch size above m": (
+        {"minibatch": {"m": 50, "batch_size": [10, 60]}},
+        ["minibatch.batch_size", "60", "minibatch.m = 50"],
+    ),
+    "minibatch lambda 0": ({"minibatch": {"lambda": 0}}, ["minibatch.lambda", "> 0"]),
+    "minibatch unknown key": (
+        {"minibatch": {"batch": [1]}},
+        ["unknown key 'minibatch.batch'", "minibatch.batch_size"],
+    ),
+    "minibatch steps": ({"minibatch": {"steps": 50}}, ["minibatch.steps", "50", "100"]),
+    "minibatch seeds": ({"minibatch": {"seeds": 0}}, ["minibatch.seeds", "from 1 to 100"]),
+    "minibatch m": ({"minibatch": {"m": 1}}, ["minibatch.m", "from 2"]),
 }
 
 

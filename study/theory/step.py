@@ -20,6 +20,7 @@ from study.numbers import nearest_on_log_scale
 from study.paths import (
     BASES_FILE,
     MATCHED_FILE,
+    MINIBATCH_FILE,
     RISK_CURVES_FILE,
     SENSITIVITY_FILE,
     TRANSFER_FILE,
@@ -44,8 +45,11 @@ def extend(design: Design, summary: pd.DataFrame, risk: pd.DataFrame, computed=N
     ``summary`` and ``risk``, and the texts of tuning.csv, transfer.csv, risk_curves.csv,
     matched.csv, sensitivity.csv and bases.csv.
 
-    ``computed`` holds the results of :func:`pieces`, one per degree, when the run computed
-    them beside the simulation; without it they are computed here, the same way.
+    and, for a design with [minibatch], minibatch.csv (:func:`study.minibatch.minibatch_table`).
+
+    ``computed`` holds the results of :func:`pieces`, one per degree and one for the
+    minibatch experiment, when the run computed them beside the simulation; without it they
+    are computed here, the same way.
 
     Returns
     -------
@@ -54,8 +58,10 @@ def extend(design: Design, summary: pd.DataFrame, risk: pd.DataFrame, computed=N
     """
     if computed is None:
         computed = [fn(*args) for fn, args in pieces(design)]
+    names = dict.fromkeys(name for c in computed for name in c)  # in order of first piece
     frames = {
-        name: pd.concat([c[name] for c in computed], ignore_index=True) for name in computed[0]
+        name: pd.concat([c[name] for c in computed if name in c], ignore_index=True)
+        for name in names
     }
     summary, risk = add_theory(summary, risk, frames["asym"], frames["asym_risk"])
     files = {
@@ -66,14 +72,29 @@ def extend(design: Design, summary: pd.DataFrame, risk: pd.DataFrame, computed=N
         SENSITIVITY_FILE: to_csv(frames["sensitivity"]),
         BASES_FILE: to_csv(frames["bases"]),
     }
+    if "minibatch" in frames:
+        files[MINIBATCH_FILE] = to_csv(frames["minibatch"])
     return summary, risk, files
 
 
 def pieces(design: Design) -> list[tuple]:
-    """The theory of a design as independent pieces, (function, arguments), one per degree:
-    they depend on the design alone, so a run computes them in its pool beside the
-    simulation, and :func:`extend` puts them together in degree order."""
-    return [(degree_piece, (design, k)) for k in design.degree]
+    """The theory of a design as independent pieces, (function, arguments), one per degree
+    and one for the minibatch experiment of a design with [minibatch]: they depend on the
+    design alone, so a run computes them in its pool beside the simulation, and
+    :func:`extend` puts them together."""
+    out = [(degree_piece, (design, k)) for k in design.degree]
+    if design.minibatch is not None:  # first: it takes longest (the pool runs them in order)
+        out.insert(0, (minibatch_piece, (design,)))
+    return out
+
+
+def minibatch_piece(design: Design) -> dict[str, pd.DataFrame]:
+    """The minibatch experiment (:func:`study.minibatch.minibatch_table`), with one BLAS
+    thread wherever it runs."""
+    from study.theory.minibatch import minibatch_table
+
+    with one_blas_thread():
+        return {"minibatch": minibatch_table(design)}
 
 
 def degree_piece(design: Design, degree: int) -> dict[str, pd.DataFrame]:

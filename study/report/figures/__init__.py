@@ -37,6 +37,8 @@ Modules
   :class:`~study.report.figures.measures.Measure` specification.
 - :mod:`.draws`: figures of the kept draws (fitted curves, the parabola's tail, sampling
   distributions).
+- :mod:`.minibatch`: what minibatch SGD reaches with the penalty divided by m and by the
+  batch size, against the exact full-batch fits.
 - :mod:`.tuning`: the risk against λ, the tuned λ*(m), α*(m), and the matched comparison
   (λ tuned at m₀ and held).
 """
@@ -63,6 +65,7 @@ from study.report.figures.measures import (
     fig_mse_split,
     fig_variance,
 )
+from study.report.figures.minibatch import fig_minibatch
 from study.report.figures.tuning import (
     fig_bases,
     fig_degrees,
@@ -73,6 +76,7 @@ from study.report.figures.tuning import (
 from study.results import usable_cells
 
 __all__ = [
+    "fig_minibatch",
     "SCALING_COLORS",
     "SCALING_LABELS",
     "SCALING_MARKERS",
