@@ -233,6 +233,10 @@ def audit(design: Design, draws: dict[str, np.ndarray], *, noise_draw: str = "su
     T = _u_to_x_powers(center, scale, K)
     for i_m, m in enumerate(design.m):
         n_chunks = -(-design.replications_of(m) // chunk_length(m))
+        if design.family == "logistic":  # no conditional moments: the first fits alone
+            for c in range(min(n_chunks, AUDIT_CHUNKS)):
+                blocks += _first_logistic(design, draws, i_m, m, c, K)
+            continue
         if noise_draw == "sufficient":  # the plain draw's noise is audited by the tests
             for c in range(min(n_chunks, AUDIT_CHUNKS)):
                 blocks += _first(design, draws, i_m, m, c, K, T)
@@ -413,4 +417,100 @@ def _chunk0(design, draws, i_m, m, K) -> list[dict]:
             whole = np.array([counts[c[0], c[2]] == n for c in cells[key]])
             what = f"chunk 0 mean of {name}"
             out.append(_block(m, k, cells[key], what, 0, engine, means[:, q], scales[q], whole))
+    return out
+
+
+# --- the logistic family -------------------------------------------------------------------
+# a fit's gap is a mismatch beyond this × (1 + cond(H)·‖w̃‖∞/s_j): rounding in the scaled
+# coordinates w̃ = s·w, amplified by the condition of the Hessian there
+TOL_LOGISTIC = 1e-12
+
+
+def _logistic_newton(F: np.ndarray, y: np.ndarray, c: float, D: np.ndarray):
+    """argmin mean log-loss(Fw, y) + (c/2)wᵀDw for one data set, by Newton's method with
+    halving steps, on the columns of F scaled to a largest entry of 1. Returns (w, the
+    rounding reach of each coefficient), or (None, None) if Newton does not converge."""
+    m = F.shape[0]
+    s = np.maximum(np.abs(F).max(axis=0), 1e-300)
+    G = F / s
+    Dt = D / np.outer(s, s)  # the penalty on w̃ = s·w
+    w = np.zeros(F.shape[1])
+
+    def value(w):
+        eta = G @ w
+        return np.mean(np.logaddexp(0.0, eta) - y * eta) + 0.5 * c * w @ Dt @ w
+
+    f = value(w)
+    for _ in range(500):
+        prob = 1.0 / (1.0 + np.exp(-(G @ w)))
+        grad = G.T @ (prob - y) / m + c * Dt @ w
+        hess = (G.T * (prob * (1.0 - prob))) @ G / m + c * Dt
+        step = np.linalg.solve(hess, grad)
+        t = 1.0
+        while t > 1e-12:
+            trial = w - t * step
+            f_trial = value(trial)
+            if f_trial <= f + 1e-13 * abs(f):
+                break
+            t /= 2
+        moved = np.max(np.abs(trial - w))
+        w, f = trial, f_trial
+        if moved <= 1e-14 * max(1.0, np.max(np.abs(w))):
+            reach = 1.0 + np.linalg.cond(hess) * np.max(np.abs(w)) / s
+            return w / s, reach
+    return None, None
+
+
+def _separable_plain(u: np.ndarray, y: np.ndarray, k: int) -> bool:
+    """Distinct points (as continuous x gives): a polynomial of degree k separates the
+    labels exactly when they change at most k times along the sorted points."""
+    order = np.argsort(u)
+    if np.any(np.diff(u[order]) == 0):
+        raise ValueError("tied x in an audited data set")
+    return int(np.sum(np.diff(y[order]) != 0)) <= k
+
+
+def _first_logistic(design, draws, i_m, m, c, K) -> list[dict]:
+    """The first data set of chunk c: u from the x stream, labels y = [r < p] with r
+    uniform from the noise stream and p = 1/(1 + exp(−(β0 + β1·x))); each cell fitted by
+    :func:`_logistic_newton` on the monomials of x or on ψ(u). Where the fit has no
+    minimiser (α = 0 and separable labels; α > 0, the intercept unpenalised and all labels
+    equal) the engine must have recorded none."""
+    rng_x, rng_noise = _streams(design.seed, m, c)
+    u = _draw_u(rng_x, design, m)
+    center, scale = _to_x(design)
+    x = center + scale * u
+    y = rng_noise.random(m) < 1.0 / (1.0 + np.exp(-(design.intercept + design.slope * x)))
+    y = y.astype(float)
+    features = {"monomial": _powers(x, K), "orthonormal": None}
+    if "orthonormal" in design.basis:
+        features["orthonormal"] = _orthonormal(design, u, K)
+    out = []
+    for k in design.degree:
+        p = k + 1
+        D = _penalty(p, design.penalize_intercept)
+        for b in design.basis:
+            cells = _cells(design, m, k, b)
+            if not cells:
+                continue
+            F = features[b][:, :p]
+            w = np.full((len(cells), p), np.nan)
+            allowed = np.zeros((len(cells), p))
+            for i, cell in enumerate(cells):
+                a = cell[4]
+                same = y.min() == y.max()
+                if (a == 0 and _separable_plain(u, y, k)) or (
+                    a > 0 and same and not design.penalize_intercept
+                ):
+                    continue  # no minimiser: the engine must record none
+                fit, reach = _logistic_newton(F, y, a / m, D)
+                if fit is not None:
+                    w[i], allowed[i] = fit, TOL_LOGISTIC * reach
+            recorded = draws[f"first_k{k}"][i_m, c]
+            engine = np.array([recorded[cell[0], cell[2]] for cell in cells])
+            what = "ŵ of the chunk's first data set"
+            block = _block(m, k, cells, what, c, engine, w, allowed)
+            none = np.isnan(w).ravel()
+            block["ok"] = np.where(none, np.isnan(engine).ravel(), block["ok"])
+            out.append(block)
     return out

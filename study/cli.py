@@ -337,6 +337,11 @@ def _report(args) -> int:
     generated = project / GENERATED_DIR.name
     from study.folder import reading
 
+    if _family(args.results) == "logistic":
+        raise DesignError(
+            f"{args.results}: the report is written for the gaussian family; results of "
+            "model.family = 'logistic' can be checked (`study check`) but not reported yet"
+        )
     with reading(args.results, _needed_files(for_report=True)):
         names = build_assets(args.results, out_dir=generated, report_dir=project)
     print(f"study: wrote {len(names)} report assets to {generated}/ and {project}/")
@@ -449,7 +454,19 @@ def _theory(args) -> int:
     return 0
 
 
-def _needed_files(*, for_report: bool = False) -> tuple[str, ...]:
+def _family(results: Path) -> str:
+    """The model family of a results folder's design, as its manifest says (gaussian when
+    the manifest cannot be read: reading the folder then says what is wrong)."""
+    import json
+
+    try:
+        manifest = json.loads((results / "manifest.json").read_text(encoding="utf-8"))
+        return str(manifest["design"].get("model", {}).get("family", "gaussian"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "gaussian"
+
+
+def _needed_files(*, for_report: bool = False, family: str = "gaussian") -> tuple[str, ...]:
     from study.paths import (
         BASES_FILE,
         DRAWS_FILE,
@@ -462,7 +479,10 @@ def _needed_files(*, for_report: bool = False) -> tuple[str, ...]:
         TUNING_FILE,
     )
 
-    # the theory step's files too: a run made with --no-theory is told to run it
+    # the theory step's files too: a run made with --no-theory is told to run it (the
+    # logistic family's theory is columns of summary.csv and risk.csv alone)
+    if family == "logistic":
+        return (SUMMARY_FILE, RISK_FILE, DRAWS_FILE)
     needed = (SUMMARY_FILE, RISK_FILE, TUNING_FILE, TRANSFER_FILE, DRAWS_FILE)
     if for_report:
         needed += (RISK_CURVES_FILE, MATCHED_FILE, SENSITIVITY_FILE, BASES_FILE)
@@ -473,15 +493,16 @@ def _check(args) -> int:
     from study.check import check, format_table, write_check
     from study.folder import reading
 
-    with reading(args.results, _needed_files()):
+    with reading(args.results, _needed_files(family=_family(args.results))):
         result = check(args.results)
         try:
             where = f"every comparison: {write_check(result, args.results)}"
         except PermissionError:  # a read-only copy of the results: the verdict still stands
             where = "check.csv not written: the results folder is read-only"
     table = result.table
-    if args.brief:
-        table = table.reindex(table.z.abs().sort_values(ascending=False).index).head(20)
+    if args.brief:  # the largest |z|; without z-values (logistic), the largest gap in SEs
+        key = table.z if table.z.notna().any() else table.se_gap_asym
+        table = table.reindex(key.abs().sort_values(ascending=False).index).head(20)
     print(format_table(table))
     print(f"({where})")
     bad = result.audit.mismatches if result.audit is not None else None

@@ -77,6 +77,7 @@ _OPTIONAL = {
     "precision": None,
     "tuning": None,
     "grid.basis": None,
+    "dgp.noise_sd": None,  # required by the gaussian family, refused by the logistic one
     "minibatch": None,
     **{
         f"minibatch.{key}": None
@@ -129,7 +130,7 @@ class MinibatchSpec:
 
 
 # The model families (study.models); the first is the default.
-FAMILIES = ("gaussian",)  # the keys of study.models.FAMILIES (tested)
+FAMILIES = ("gaussian", "logistic")  # the keys of study.models.FAMILIES (tested)
 _X_KEYS = {"uniform": ("distribution", "low", "high"), "normal": ("distribution", "mean", "sd")}
 
 
@@ -232,7 +233,8 @@ class Design:
             "dgp": {
                 "intercept": self.intercept,
                 "slope": self.slope,
-                "noise_sd": self.noise_sd,
+                # the logistic family has no noise level
+                **({"noise_sd": self.noise_sd} if self.family != "logistic" else {}),
                 "x": self.x.to_dict(),
             },
             "grid": {
@@ -474,7 +476,22 @@ def design_from_dict(raw: dict, source: str = "design") -> Design:
     dgp, grid, output = raw["dgp"], raw["grid"], raw["output"]
     intercept = chk.number("dgp.intercept", dgp["intercept"])
     slope = chk.number("dgp.slope", dgp["slope"])
-    noise_sd = chk.number("dgp.noise_sd", dgp["noise_sd"], minimum=0.0)
+    family = raw.get("model", _OPTIONAL["model"]).get("family", FAMILIES[0])
+    if family not in FAMILIES:
+        raise chk.fail("model.family", family, f"one of {list(FAMILIES)}")
+    if family == "logistic":
+        if "noise_sd" in dgp:
+            raise chk.fail(
+                "dgp.noise_sd",
+                dgp["noise_sd"],
+                "no such key with model.family = 'logistic': its labels are 0 or 1 with "
+                "probability σ(β0 + β1·x), and there is no noise level to set",
+            )
+        noise_sd = math.nan
+    elif "noise_sd" not in dgp:
+        raise DesignError(f"{chk.source}: missing key 'dgp.noise_sd'")
+    else:
+        noise_sd = chk.number("dgp.noise_sd", dgp["noise_sd"], minimum=0.0)
     x = _x_distribution(chk, dgp["x"])
 
     m, degree, lam, scaling, basis, penalize_intercept = _grid(chk, grid)
@@ -486,9 +503,6 @@ def design_from_dict(raw: dict, source: str = "design") -> Design:
             f"an integer from 0 to {min(replications, MAX_KEEP_DRAWS):,} (the replications, "
             f"at most {MAX_KEEP_DRAWS:,}: every kept draw of every cell is held in memory)",
         )
-    family = raw.get("model", _OPTIONAL["model"]).get("family", FAMILIES[0])
-    if family not in FAMILIES:
-        raise chk.fail("model.family", family, f"one of {list(FAMILIES)}")
     target_mcse = max_replications = None
     if "precision" in raw:
         precision = raw["precision"]

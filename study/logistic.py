@@ -39,9 +39,14 @@ from study.fit import (
 )
 from study.scaling import alpha as scaling_alpha
 
-# Newton stops when the step moves no coefficient (in u) by more than this, relative
-NEWTON_TOL = 1e-12
+# Newton stops when its full step moves no coefficient (in u) by more than this, relative
+# (the error after that step is of its square: rounding)
+NEWTON_TOL = 1e-10
 NEWTON_MAX_ITER = 200
+# ... or when the Newton decrement gᵀH⁻¹g is below this, relative to the objective: far
+# below what rounding resolves in the objective itself, and where the steps stop shrinking
+# on an ill-conditioned Hessian
+DECREMENT_FLOOR = 1e-24
 
 
 class NoEstimate(ValueError):
@@ -194,12 +199,18 @@ def _newton(phi: np.ndarray, y: np.ndarray, P: np.ndarray) -> np.ndarray:
             trial = v - t * step
             eta_trial = phi @ trial
             value = _loss(eta_trial, y) + 0.5 * trial @ P @ trial
-            if value <= objective - 1e-4 * t * (grad @ step) or t < 1e-10:
+            # Armijo, with rounding-level slack once the steps reach the precision limit
+            slack = 1e-13 * abs(objective)
+            if value <= objective - 1e-4 * t * (grad @ step) + slack or t < 1e-10:
                 break
             t *= 0.5
-        moved = np.max(np.abs(trial - v)) <= NEWTON_TOL * max(1.0, np.max(np.abs(trial)))
+        # converged when the full Newton step is negligible (a step the line search
+        # shortened says nothing about the distance to the minimum), or when the Newton
+        # decrement gᵀH⁻¹g, the objective's distance to its minimum, is at rounding level
+        moved = np.max(np.abs(step)) <= NEWTON_TOL * max(1.0, np.max(np.abs(trial)))
+        floor = grad @ step <= DECREMENT_FLOOR * max(1.0, abs(objective))
         v, eta, objective = trial, eta_trial, value
-        if moved:
+        if moved or floor:
             return v
     raise RuntimeError(
         f"Newton's method did not converge in {NEWTON_MAX_ITER} iterations (|step| "

@@ -107,14 +107,21 @@ def usable_cells(rows: pd.DataFrame, order: float | None = None) -> np.ndarray:
     return ok & (finite > order)
 
 
-def flag_impossible(frame: pd.DataFrame, kind: str) -> None:
+def flag_impossible(frame: pd.DataFrame, kind: str, *, rao_blackwell: bool = True) -> None:
     """Give rows whose measures are not finite, or whose variance is negative, a status
     other than ok, so that nothing impossible is ever reported as a result (round-off
-    beyond what a design's validation foresaw; ``study check`` fails on them)."""
+    beyond what a design's validation foresaw; ``study check`` fails on them). Without
+    ``rao_blackwell`` (the logistic family, which has no such estimates) the ``*_rb``
+    columns are not looked at."""
     counted = usable_cells(frame) & (frame["n"] >= 2).to_numpy()
+    keep = (
+        (lambda cols: cols)
+        if rao_blackwell
+        else (lambda cols: [c for c in cols if "_rb" not in c])
+    )
     with np.errstate(invalid="ignore"):
-        finite = np.isfinite(frame[_FINITE[kind]].to_numpy(dtype=float)).all(axis=1)
-        negative = (frame[_NON_NEGATIVE[kind]].to_numpy(dtype=float) < 0).any(axis=1)
+        finite = np.isfinite(frame[keep(_FINITE[kind])].to_numpy(dtype=float)).all(axis=1)
+        negative = (frame[keep(_NON_NEGATIVE[kind])].to_numpy(dtype=float) < 0).any(axis=1)
     frame.loc[counted & negative, "status"] = STATUS_NEGATIVE_VARIANCE
     frame.loc[counted & ~finite, "status"] = STATUS_NON_FINITE
 

@@ -16,6 +16,7 @@ from study.engine.store import CheckpointStore
 from study.engine.streams import n_chunks
 from study.engine.tasks import AUDIT_CHUNKS, ChunkMerger, Task, alpha_grid, identifiable_grid
 from study.measures import coefficient_measures, risk_measures
+from study.models import model_of
 from study.results import (
     FITS_COLUMNS,
     RISK_COLUMNS,
@@ -125,8 +126,9 @@ def summarise(design: Design, store: CheckpointStore, tasks: list[Task]):
     for frame in (summary, risk):
         frame["n"] = frame["n"].astype(np.int64)
         frame["n_failed"] = frame["n_failed"].astype(np.int64)
-    flag_impossible(summary, "summary")
-    flag_impossible(risk, "risk")
+    rao_blackwell = design.family != "logistic"  # which has no conditional moments
+    flag_impossible(summary, "summary", rao_blackwell=rao_blackwell)
+    flag_impossible(risk, "risk", rao_blackwell=rao_blackwell)
     out = {key: np.stack(value) for key, value in (draws | audit).items()}
     out.update(
         m=np.array(design.m),
@@ -137,4 +139,7 @@ def summarise(design: Design, store: CheckpointStore, tasks: list[Task]):
         **{"lambda": np.array(design.lam)},
     )
     fits = pd.concat(fit_frames, ignore_index=True)[FITS_COLUMNS]
+    model = model_of(design)
+    if hasattr(model, "fits_table"):  # a family's own names for its fit counts
+        fits = model.fits_table(fits)
     return summary, risk, out, fits

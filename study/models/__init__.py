@@ -9,6 +9,8 @@ handle every family alike. A second family is one new module here, named in
 
 - ``gaussian`` (:mod:`study.models.gaussian`): y = β0 + β1·x + ε, ε ~ N(0, σ²), fitted by
   polynomial ridge regression (least squares with the penalty of each scaling).
+- ``logistic`` (:mod:`study.models.logistic`): y ~ Bernoulli(σ(β0 + β1·x)), fitted by
+  penalised polynomial logistic regression (the mean log-loss with the same penalties).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
     from study.engine.tasks import DegreeResult
 
 # family → module that implements it
-FAMILIES = {"gaussian": "study.models.gaussian"}
+FAMILIES = {"gaussian": "study.models.gaussian", "logistic": "study.models.logistic"}
 
 
 class Model(Protocol):

@@ -64,16 +64,17 @@ def extend(design: Design, summary: pd.DataFrame, risk: pd.DataFrame, computed=N
         for name in names
     }
     summary, risk = add_theory(summary, risk, frames["asym"], frames["asym_risk"])
-    files = {
-        TUNING_FILE: to_csv(frames["tuning"]),
-        TRANSFER_FILE: to_csv(frames["transfer"]),
-        RISK_CURVES_FILE: to_csv(frames["curves"]),
-        MATCHED_FILE: to_csv(frames["matched"]),
-        SENSITIVITY_FILE: to_csv(frames["sensitivity"]),
-        BASES_FILE: to_csv(frames["bases"]),
+    # the files of the frames there are: the tuning's are the gaussian family's alone
+    names = {
+        "tuning": TUNING_FILE,
+        "transfer": TRANSFER_FILE,
+        "curves": RISK_CURVES_FILE,
+        "matched": MATCHED_FILE,
+        "sensitivity": SENSITIVITY_FILE,
+        "bases": BASES_FILE,
+        "minibatch": MINIBATCH_FILE,
     }
-    if "minibatch" in frames:
-        files[MINIBATCH_FILE] = to_csv(frames["minibatch"])
+    files = {file: to_csv(frames[name]) for name, file in names.items() if name in frames}
     return summary, risk, files
 
 
@@ -82,10 +83,28 @@ def pieces(design: Design) -> list[tuple]:
     and one for the minibatch experiment of a design with [minibatch]: they depend on the
     design alone, so a run computes them in its pool beside the simulation, and
     :func:`extend` puts them together."""
-    out = [(degree_piece, (design, k)) for k in design.degree]
+    piece = logistic_piece if design.family == "logistic" else degree_piece
+    out = [(piece, (design, k)) for k in design.degree]
     if design.minibatch is not None:  # first: it takes longest (the pool runs them in order)
         out.insert(0, (minibatch_piece, (design,)))
     return out
+
+
+def logistic_piece(design: Design, degree: int) -> dict[str, pd.DataFrame]:
+    """The theory of one degree of a logistic design: its large-m tables in every basis
+    (:mod:`study.theory.logistic`); the tuning and what follows from it are the gaussian
+    family's alone."""
+    from study.theory.logistic import logistic_tables
+
+    kw = dict(x=design.x, intercept=design.intercept, slope=design.slope)
+    kw |= dict(penalize_intercept=design.penalize_intercept)
+    grid = (list(design.m), degree, list(design.lam), list(design.scaling))
+    with one_blas_thread():
+        tables = [logistic_tables(*grid, **kw, basis=b) for b in design.basis]
+    return {
+        "asym": pd.concat([t[0] for t in tables], ignore_index=True),
+        "asym_risk": pd.concat([t[1] for t in tables], ignore_index=True),
+    }
 
 
 def minibatch_piece(design: Design) -> dict[str, pd.DataFrame]:
