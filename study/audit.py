@@ -442,7 +442,8 @@ def _logistic_newton(F: np.ndarray, y: np.ndarray, c: float, D: np.ndarray):
 
     f = value(w)
     for _ in range(500):
-        prob = 1.0 / (1.0 + np.exp(-(G @ w)))
+        with np.errstate(over="ignore"):  # exp(710) = inf: a probability of 0, exactly
+            prob = 1.0 / (1.0 + np.exp(-(G @ w)))
         grad = G.T @ (prob - y) / m + c * Dt @ w
         hess = (G.T * (prob * (1.0 - prob))) @ G / m + c * Dt
         step = np.linalg.solve(hess, grad)
@@ -480,7 +481,9 @@ def _first_logistic(design, draws, i_m, m, c, K) -> list[dict]:
     u = _draw_u(rng_x, design, m)
     center, scale = _to_x(design)
     x = center + scale * u
-    y = rng_noise.random(m) < 1.0 / (1.0 + np.exp(-(design.intercept + design.slope * x)))
+    with np.errstate(over="ignore"):
+        p_true = 1.0 / (1.0 + np.exp(-(design.intercept + design.slope * x)))
+    y = rng_noise.random(m) < p_true
     y = y.astype(float)
     features = {"monomial": _powers(x, K), "orthonormal": None}
     if "orthonormal" in design.basis:

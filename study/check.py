@@ -129,6 +129,12 @@ class CheckResult:
                 f"({STEP_TOL:g}× its size); {self.n_small_m} left out where m is too small "
                 f"for the expansion{self.worst_asym}"
                 + (
+                    "; nothing compared: every m of the design is too small for the "
+                    "expansion, so the check cannot pass"
+                    if self.n_bias + self.n_asym == 0
+                    else ""
+                )
+                + (
                     f"; {len(self.impossible)} cells with non-finite or impossible values, "
                     f"e.g. {self.impossible[0]}"
                     if self.impossible

@@ -272,3 +272,15 @@ def test_the_report_refuses_a_logistic_run_in_one_line(run):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "logistic" in lines[0] and "study check" in lines[0]
+
+
+def test_check_cannot_pass_where_every_m_is_too_small_for_the_expansion(tmp_path):
+    """m = 8 and 12 without a penalty: separation is common, the expansion says nothing,
+    nothing is compared, and the check fails saying so (the audit still matches)."""
+    raw = _raw(**{"grid.m": [8, 12], "grid.lambda": [0.0]})
+    out = tmp_path / "run"
+    run_cli("simulate", write_design(tmp_path / "d.toml", raw), "--out", out, "-q", check=True)
+    proc = run_cli("check", out, "--brief")
+    assert proc.returncode == 1
+    assert "nothing compared" in proc.stdout and "FAIL" in proc.stdout
+    assert check(out).audit.ok
