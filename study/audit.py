@@ -447,6 +447,7 @@ def _logistic_newton(F: np.ndarray, y: np.ndarray, c: float, D: np.ndarray):
         grad = G.T @ (prob - y) / m + c * Dt @ w
         hess = (G.T * (prob * (1.0 - prob))) @ G / m + c * Dt
         step = np.linalg.solve(hess, grad)
+        decrement = float(grad @ step)  # gᵀH⁻¹g: how far the objective is from its minimum
         t = 1.0
         while t > 1e-12:
             trial = w - t * step
@@ -454,9 +455,13 @@ def _logistic_newton(F: np.ndarray, y: np.ndarray, c: float, D: np.ndarray):
             if f_trial <= f + 1e-13 * abs(f):
                 break
             t /= 2
-        moved = np.max(np.abs(trial - w))
+        else:
+            return None, None  # no step lowers the objective: not converged
         w, f = trial, f_trial
-        if moved <= 1e-14 * max(1.0, np.max(np.abs(w))):
+        # converged on the full step (a shortened one says nothing about the distance to
+        # the minimum), or on a decrement at rounding level
+        small = np.max(np.abs(step)) <= 1e-10 * max(1.0, np.max(np.abs(w)))
+        if small or 0.0 <= decrement <= 1e-24 * max(1.0, abs(f)):
             reach = 1.0 + np.linalg.cond(hess) * np.max(np.abs(w)) / s
             return w / s, reach
     return None, None

@@ -33,6 +33,13 @@ Cells whose estimator lacks the moments a comparison needs are flagged and left 
 the criteria (their Monte Carlo averages never settle, whatever the number of
 replications): the bias needs a finite variance (``finite_moments`` > 2), the variance
 and the risk a finite fourth moment (> 4). See :func:`study.theory.largem.finite_moment_order`.
+
+The logistic family has no Rao–Blackwell estimates: its audit recomputes the first
+estimates with a plain Newton fit and the fits without an estimate by the separation
+rule (:func:`study.audit._first_logistic`), there are no z-values, and its Monte Carlo
+bias, variance and risk take the place of the Rao–Blackwell ones in comparison 2, against
+the logistic theory (:mod:`study.theory.logistic`), within z_limit(n) MCSEs plus the
+remainder.
 """
 
 from __future__ import annotations

@@ -114,7 +114,8 @@ def _simulate_parser(sub) -> argparse.ArgumentParser:
         "cost and sent longest first), fitting all (degree, λ, scaling, basis) cells on the "
         "same data sets, then the theory step, and write summary.csv, "
         "risk.csv, fits.csv, draws.npz, tuning.csv, transfer.csv, risk_curves.csv, "
-        "matched.csv, sensitivity.csv, bases.csv and manifest.json. Finished tasks are "
+        "matched.csv, sensitivity.csv, bases.csv (the tuning files: gaussian family only), "
+        "minibatch.csv (with [minibatch]) and manifest.json. Finished tasks are "
         "checkpointed: after an interruption the same command computes only what is "
         "missing. The results folder must be new, empty or "
         "one that study created; one run at a time may use it.",
@@ -161,7 +162,7 @@ def _simulate_parser(sub) -> argparse.ArgumentParser:
         action="store_true",
         help="the Monte Carlo step alone: no large-m columns and none of the theory's files "
         "(tuning.csv, transfer.csv, risk_curves.csv, matched.csv, sensitivity.csv, "
-        "bases.csv; add them later with `study theory`)",
+        "bases.csv, minibatch.csv; add them later with `study theory`)",
     )
     sim.add_argument(
         "--dry-run",
@@ -179,8 +180,9 @@ def _theory_parser(sub) -> argparse.ArgumentParser:
         description="The theory step alone: merge the Monte Carlo results of a finished run "
         "again from its checkpoints (nothing is simulated), add the large-m columns and "
         "the finite-moment orders, write tuning.csv, transfer.csv, risk_curves.csv, "
-        "matched.csv, sensitivity.csv and bases.csv, and "
-        "commit the folder again. For a run made with `study simulate --no-theory`, or "
+        "matched.csv, sensitivity.csv and bases.csv (for the gaussian family) and "
+        "minibatch.csv (for a design with [minibatch]), and commit the folder again. "
+        "For a run made with `study simulate --no-theory`, or "
         "after the theory's code changed. `study simulate` runs this step itself.",
     )
     th.add_argument("results", type=Path, help="results folder of a finished run")

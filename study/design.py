@@ -90,19 +90,22 @@ DEFAULT_BASES = (BASES[0],)
 # [tuning] reference_m: the m at which the matched comparison tunes each scaling's λ
 REFERENCE_M = 100
 MAX_REFERENCE_M = 10**7
-# [minibatch]: the minibatch experiment of the theory step (study.minibatch); the defaults
+# [minibatch]: the minibatch experiment of the theory step (study.theory.minibatch); the defaults
 # of its keys, and the bounds that keep it a few seconds of work
 MINIBATCH_DEFAULTS = {
     "m": 200,
     "degree": 2,
     "lambda": 2.0,
-    "batch_size": [1, 10, 100, 200],
+    "batch_size": [1, 10, 100, 200],  # without the key: 1, 10, 100 below m, and m
     "seeds": 4,
     "steps": 20_000,
 }
 MAX_MINIBATCH_M = 100_000
 MAX_MINIBATCH_STEPS = 1_000_000
 MAX_MINIBATCH_SEEDS = 100
+# the SGD steps of the whole experiment (seeds × steps × batch sizes × 2 divisors) at most:
+# each step is a Python-level update, some 20 µs, so this is a few minutes at most
+MAX_MINIBATCH_WORK = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -557,6 +560,8 @@ def _minibatch(chk: _Checker, table: dict) -> MinibatchSpec:
     """[minibatch], each key defaulting to MINIBATCH_DEFAULTS."""
     raw = MINIBATCH_DEFAULTS | table
     m = chk.integer("minibatch.m", raw["m"], 2, MAX_MINIBATCH_M)
+    if "batch_size" not in table:  # the default sizes below m, and m itself
+        raw["batch_size"] = [b for b in (1, 10, 100) if b < m] + [m]
     degree = chk.integer("minibatch.degree", raw["degree"], 1, 10)
     lam = chk.number("minibatch.lambda", raw["lambda"])
     if not lam > 0:
@@ -570,6 +575,16 @@ def _minibatch(chk: _Checker, table: dict) -> MinibatchSpec:
     )
     seeds = chk.integer("minibatch.seeds", raw["seeds"], 1, MAX_MINIBATCH_SEEDS)
     steps = chk.integer("minibatch.steps", raw["steps"], 100, MAX_MINIBATCH_STEPS)
+    work = seeds * steps * len(batch_sizes) * 2
+    if work > MAX_MINIBATCH_WORK:
+        most = MAX_MINIBATCH_WORK // (seeds * len(batch_sizes) * 2)
+        raise chk.fail(
+            "minibatch.steps",
+            steps,
+            f"at most {most:,} with {seeds} seeds and {len(batch_sizes)} batch sizes (the "
+            f"experiment's SGD steps, seeds × steps × batch sizes × 2, at most "
+            f"{MAX_MINIBATCH_WORK:,}: a few minutes)",
+        )
     return MinibatchSpec(m, degree, lam, tuple(sorted(batch_sizes)), seeds, steps)
 
 

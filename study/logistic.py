@@ -208,7 +208,7 @@ def _newton(phi: np.ndarray, y: np.ndarray, P: np.ndarray) -> np.ndarray:
         # shortened says nothing about the distance to the minimum), or when the Newton
         # decrement gᵀH⁻¹g, the objective's distance to its minimum, is at rounding level
         moved = np.max(np.abs(step)) <= NEWTON_TOL * max(1.0, np.max(np.abs(trial)))
-        floor = grad @ step <= DECREMENT_FLOOR * max(1.0, abs(objective))
+        floor = 0.0 <= grad @ step <= DECREMENT_FLOOR * max(1.0, abs(objective))
         v, eta, objective = trial, eta_trial, value
         if moved or floor:
             return v

@@ -242,3 +242,23 @@ def test_default_design_agrees_with_theory(tmp_path):
     result = check(out)
     assert result.n_z > 5000
     assert result.ok, result.summary_line()
+
+
+def test_a_theory_comparison_without_a_standard_error_is_allowed_the_remainder_alone():
+    """An estimate whose MCSE is missing gets no Monte Carlo allowance: only what the
+    expansion leaves out (the rule of asym_allowed)."""
+    import numpy as np
+    import pandas as pd
+
+    from study.check import _theory_comparisons
+
+    keys = dict(m=[50, 50], degree=[1, 1], scaling=["m", "m"], basis=["monomial"] * 2)
+    table = pd.DataFrame(
+        {**keys, "lambda": [0.0, 1.0], "coef": [0, 1], "measure": ["bias", "bias"]}
+        | {"rb": [1.0, 2.0], "asym": [1.05, 2.0], "rb_mcse": [np.nan, 0.01]}
+        | {"asym_remainder": [0.1, 0.02]}
+    )
+    out = _theory_comparisons(table, pd.Series([True, True]))
+    assert table.asym_allowed[0] == 0.1
+    assert table.asym_allowed[1] == pytest.approx(out["asym_z_limit"] * 0.01 + 0.02)
+    assert out["n_bias"] == 2 and out["n_bias_fail"] == 0

@@ -90,6 +90,10 @@ BAD_DESIGNS = {
     "minibatch steps": ({"minibatch": {"steps": 50}}, ["minibatch.steps", "50", "100"]),
     "minibatch seeds": ({"minibatch": {"seeds": 0}}, ["minibatch.seeds", "from 1 to 100"]),
     "minibatch m": ({"minibatch": {"m": 1}}, ["minibatch.m", "from 2"]),
+    "minibatch too much work": (
+        {"minibatch": {"seeds": 100, "steps": 100_000}},
+        ["minibatch.steps", "100000", "at most 12,500 with 100 seeds and 4 batch sizes"],
+    ),
 }
 
 

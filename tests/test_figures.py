@@ -700,3 +700,83 @@ def test_the_bases_figure_plots_alpha_against_the_degree_in_both_bases():
     for ax in fig.axes:
         assert ax.get_xlabel() == "degree k (number of penalised weights)"
         assert ax.get_ylabel() == "risk-optimal sum-form α*"
+
+
+# --- what the figures show, cell by cell (mutation survivors of the third `make mutate`) ---
+
+
+def test_the_unpenalised_fits_are_drawn_thinner_than_the_true_line(draws):
+    """The parabola panel draws many fits over the true line: each thinner than it, so the
+    truth stays visible through them."""
+    fig = F.fig_parabola_tail(draws, m=3, degree=2, lam=1.0, m_many=100)
+    fits = lines_by_gid(fig, "fit:lambda0")["fit:lambda0"]
+    (truth,) = lines_by_gid(fig, "truth")["truth"]
+    assert fits and all(f.get_linewidth() < truth.get_linewidth() for f in fits)
+
+
+def test_the_mean_marks_of_the_violins_end_where_they_are_drawn(draws):
+    """The mean of each sampling distribution is a bar of half a violin's width whose ends
+    are cut flat (no cap reaching past its ends into the neighbouring violin)."""
+    fig = F.fig_sampling_distributions(draws, degree=3, lam=1.0)
+    means = [
+        ln for ax in fig.axes for ln in ax.get_lines() if (ln.get_gid() or "").startswith("mean:")
+    ]
+    assert means
+    for line in means:
+        assert line.get_solid_capstyle() == "butt"
+        x = line.get_xdata()
+        assert x[1] - x[0] == pytest.approx(0.5)
+
+
+def test_a_log_axis_leaves_out_a_value_of_zero(summary_theory):
+    """On a log axis (the variance) a cell whose value is 0 cannot be drawn: it is left out
+    rather than sent to −∞."""
+    s = summary_theory.copy()
+    cell = (s.degree == 3) & (s["lambda"] == 1.0) & (s.scaling == "m") & (s.coef == 1)
+    first = s[cell & (s.status == "ok")].sort_values("m").index[-1]
+    s.loc[first, "var"] = 0.0
+    fig = F.fig_variance(s, coefs=(1,))
+    (line,) = lines_by_gid(fig, "mc:m:1")["mc:m:1"]
+    assert s.loc[first, "m"] not in line.get_xdata()
+    assert np.all(line.get_ydata() > 0)
+
+
+def test_the_bias_over_sd_figure_draws_the_lambda_it_is_given(summary_theory):
+    lam = 0.1  # of the smoke design; not the default 1
+    fig = F.fig_bias_over_sd(summary_theory, coefs=(1,), lam=lam)
+    want = expected_cells(summary_theory, degree=3, lam=lam, scaling="m", coef=1)
+    assert len(want) >= 2
+    (line,) = lines_by_gid(fig, "mc:m:1")["mc:m:1"]
+    np.testing.assert_allclose(line.get_ydata(), want["bias"].abs() / want["sd"])
+
+
+def test_the_second_tuning_method_is_drawn_with_markers(tuning):
+    """Lines for the first method, markers for the second (so that they can be told apart
+    where they coincide): in both panels."""
+    fig = F.fig_tuned_lambda(tuning, None, degree=DEGREE)
+    for gid, lines in lines_by_gid(fig, "alpha:").items():
+        (line,) = lines
+        if gid.startswith("alpha:conditional"):
+            assert line.get_marker() == "o" and line.get_linestyle() == "None"
+        else:
+            assert line.get_marker() in (None, "None", "") and line.get_linestyle() == "-"
+
+
+def test_the_matched_legend_shows_m0_as_drawn():
+    from study.report.figures import fig_matched
+
+    rows = [
+        dict(m0=100, m=m, degree=3, scaling=s, coef=c, bias=0.1, bias_se=0.01,
+             variance=0.5 / m, variance_se=0.001, risk_ratio=1.0 + (m != 100), risk_ratio_se=0.01)
+        for m in (10, 100, 1000) for s in ("m", "none") for c in (0, 1)
+    ]  # fmt: skip
+    fig = fig_matched(pd.DataFrame(rows), degrees=[3], scalings=["none", "m"])
+    marks = [
+        ln for ax in fig.axes for ln in ax.get_lines()
+        if ln.get_linestyle() == ":" and list(ln.get_xdata()) == [100, 100]
+    ]  # fmt: skip
+    assert marks
+    (handle,) = [h for h in fig.legends[0].legend_handles if h.get_label() == "m₀ = 100"]
+    for mark in marks:
+        assert same_color(handle.get_color(), mark.get_color())
+        assert handle.get_linestyle() == mark.get_linestyle()

@@ -165,7 +165,7 @@ def test_the_large_m_theory_with_its_one_over_m_term_matches_monte_carlo():
     """20,000 data sets of m = 200 at degree 2, unpenalised and penalised: the simulated
     mean is within 4 MCSE of w_c + the Cox–Snell 1/m term, while w_c alone misses by more
     than 6 MCSE somewhere (the 1/m term is what the check needs at moderate m); the
-    variance is within 20 % of the sandwich."""
+    variance is 0.9 to 1.2 times the sandwich's."""
     x = XDistribution("uniform", low=-0.5, high=2.0)
     basis = standard_basis(x, 2, intercept=-0.5, slope=1.7)
     rng = np.random.default_rng(9)
@@ -242,7 +242,7 @@ def test_the_audit_catches_a_wrong_fit(run, tmp_path):
     shutil.copytree(out, copy)
     draws = dict(load_npz(copy / "draws.npz"))
     draws["first_k2"] = draws["first_k2"].copy()
-    draws["first_k2"][1, 0, 2, 1, 1] *= 1.0 + 1e-6  # m = 40, chunk 0, λ = 4, scaling k, w1
+    draws["first_k2"][1, 0, 2, 1, 1] *= 1.0 + 1e-6  # m = 40, chunk 0, λ = 4, scaling m, w1
     np.savez(copy / "draws.npz", **draws)
     result = check(copy)
     assert not result.audit.ok
@@ -284,3 +284,24 @@ def test_check_cannot_pass_where_every_m_is_too_small_for_the_expansion(tmp_path
     assert proc.returncode == 1
     assert "nothing compared" in proc.stdout and "FAIL" in proc.stdout
     assert check(out).audit.ok
+
+
+def test_the_theory_step_of_a_logistic_design_is_the_logistic_theory():
+    """In this process (the runs above go through the command line): each degree's theory
+    piece holds the logistic large-m tables and none of the gaussian tuning's."""
+    from study.theory.step import pieces
+
+    design = design_from_dict(_raw(**{"grid.m": [200, 1000], "grid.lambda": [0.0, 2.0]}))
+    computed = [fn(*args) for fn, args in pieces(design)]
+    assert len(computed) == len(design.degree)
+    for k, piece in zip(design.degree, computed, strict=True):
+        assert set(piece) == {"asym", "asym_risk"}
+        table, risk = logistic_tables(
+            list(design.m), k, list(design.lam), list(design.scaling), x=design.x,
+            intercept=-0.5, slope=1.7,
+        )  # fmt: skip
+        np.testing.assert_array_equal(piece["asym"].bias_asym1, table.bias_asym1)
+        np.testing.assert_array_equal(piece["asym_risk"].risk_asym, risk.risk_asym)
+        # unpenalised: no large-m bias, and a Cox–Snell term of order 1/m
+        zero = piece["asym"][piece["asym"]["lambda"] == 0]
+        assert np.all(zero.bias_asym == 0) and np.all(zero.bias_asym1.abs() > 0)

@@ -4,6 +4,7 @@ them, its data against the documented stream, and the file across jobs and rerun
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -104,6 +105,9 @@ def test_the_table_is_optional_has_defaults_and_leaves_the_design_identity_alone
     assert full.hash == plain.hash  # read by the theory step alone: checkpoints stay valid
     assert design_from_dict(full.to_dict()).minibatch == full.minibatch
     assert _design().minibatch.batch_sizes == (1, 15, 40, 150)
+    # without batch_size: 1, 10 and 100 where below m, and m
+    small = design_from_dict(small_design(minibatch={"m": 50}))
+    assert small.minibatch.batch_sizes == (1, 10, 50)
 
 
 def test_the_run_writes_minibatch_csv_the_same_with_one_or_two_jobs_and_removes_it_without(
@@ -133,10 +137,19 @@ def test_the_report_paragraph_quotes_the_table(table):
     keys = ["divisor", "batch_size", "seed"]
     gap = frame.assign(d=(frame.sgd - frame.exact_m).abs(), s=frame.exact_m.abs())
     worst = gap.groupby(keys).d.max() / gap.groupby(keys).s.max()
-    assert f"{100 * worst.loc['m'].max():.2f} %" in text
+    up = lambda share: f"{math.ceil(share * 1e4) / 100:.2f} %"  # noqa: E731
+    assert up(worst.loc["m"].max()) in text  # a largest gap, rounded up
     own = frame.assign(d=(frame.sgd - frame.exact).abs(), s=frame.exact.abs())
     worst_own = own.groupby(keys).d.max() / own.groupby(keys).s.max()
-    assert f"{100 * worst_own.loc['batch'].max():.2f} %" in text
+    assert up(worst_own.loc["batch"].max()) in text
+    # a smallest gap, rounded down: B = 1 with the penalty divided by B against Ng's model
+    least = math.floor(worst.loc["batch"].loc[1].min() * 1e3) / 10
+    assert f"at least {least:.1f} %" in text
+    assert "reaches the same model" in text and "a different model for every" in text
+    # too few steps: the paragraph no longer says the runs reach anything
+    short = frame.assign(sgd=frame.sgd * 1.05)
+    paragraph = minibatch_section(design, short).split("![")[0]  # without the caption
+    assert "reaches" not in paragraph and "no closer" in paragraph
     assert "α = 450 at B = 1 to 3 at B = 150" in text
     assert "{#fig-minibatch}" in text and "@fig-minibatch" in text
     assert "[minibatch]" in minibatch_section(design_from_dict(small_design()), None)

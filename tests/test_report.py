@@ -4,6 +4,7 @@ import re
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
 from study.report.assets import build_assets
@@ -244,3 +245,27 @@ def test_the_scalings_table_says_what_each_scaling_computes():
         assert m * lam / d == pytest.approx(value), scaling
         seen.add(scaling)
     assert seen == {"none", "m", "sqrt-m", "k"}
+
+
+def test_the_check_table_shows_the_median_gap_to_theory_to_two_figures(smoke_results):
+    """The last column of the check table: the median relative gap between Rao–Blackwell
+    and the large-m theory at the largest m, over the comparisons the check counts, to two
+    significant figures, recomputed here from check.csv's rows."""
+    import math
+
+    from study.check import check, counted_comparisons
+    from study.numbers import fmt
+    from study.report.tables import table_check
+
+    result = check(smoke_results)
+    table = result.table
+    text = table_check(table, result)
+    used = table[counted_comparisons(table)]
+    for measure, name in (("bias", "bias"), ("var", "variance"), ("risk", "prediction risk")):
+        big = used[(used.measure == measure) & (used.m == used.m.max()) & used.asym.notna()]
+        gaps = [abs(r - a) / abs(a) for r, a in zip(big.rb, big.asym, strict=True) if a != 0]
+        median = float(np.median(gaps)) if gaps else math.nan
+        (row,) = [ln for ln in text.splitlines() if ln.startswith(f"| {name} |")]
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[-1] == fmt(median, 2), (name, cells[-1], median)
+        assert fmt(median, 2) != fmt(median, 3), name  # the number of figures shows

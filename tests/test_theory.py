@@ -859,3 +859,46 @@ def test_the_cached_risk_and_tuning_follow_the_designs_and_the_noise_level():
         G, m, degree, scaling="none", x=UNIT, **LINE, noise_sd=2.5
     )
     assert tuned.alpha == pytest.approx(4 * half.alpha, rel=1e-6)
+
+
+def test_a_risk_that_dips_twice_is_searched_on_every_grid_point(monkeypatch):
+    """Where the coarse values dip twice, the search looks at every grid point: here the
+    deeper dip is narrow and sits between two coarse points, where they see it shallower
+    than the broad one; the search still ends at the deeper one, as the search of every
+    point does, and a guard that never fired would end at the broad one."""
+    lo, hi = tuning._log_alpha_range(1.0)
+    grid = np.linspace(lo, hi, 201)
+    t_broad = grid[40]
+    t_deep = (grid[120] + grid[128]) / 2  # between two coarse points
+
+    def objective(alphas):
+        t = np.log(alphas)
+        return np.minimum(1.0 + 0.01 * (t - t_broad) ** 2, 0.9 + 2.0 * (t - t_deep) ** 2)
+
+    found = {}
+    for coarse in (1, tuning.COARSE):
+        monkeypatch.setattr(tuning, "COARSE", coarse)
+        found[coarse] = tuning._minimise_log_alpha(objective, math.inf, lo, hi)
+    assert found[1][0] == pytest.approx(math.exp(t_deep), rel=1e-6)
+    assert found[tuning.COARSE][0] == pytest.approx(found[1][0], rel=1e-9)
+    # without the guard the coarse search would have ended at the broad dip
+    coarse_values = objective(np.exp(grid[:: tuning.COARSE]))
+    assert abs(grid[:: tuning.COARSE][np.argmin(coarse_values)] - t_broad) < 1.0
+    assert not tuning._falls_then_rises(coarse_values)
+
+
+def test_a_minimum_below_the_grid_extends_it_downwards_as_the_full_search_does(monkeypatch):
+    """The risk falls all the way to the bottom of the grid: the search extends the grid
+    downwards, from the bottom point, which the coarse look must therefore include."""
+    lo, hi = tuning._log_alpha_range(10.0)
+    t_min = lo - 3.0  # below the grid
+
+    def objective(alphas):
+        return 1.0 + 0.01 * (np.log(alphas) - t_min) ** 2
+
+    found = {}
+    for coarse in (1, tuning.COARSE):
+        monkeypatch.setattr(tuning, "COARSE", coarse)
+        found[coarse] = tuning._minimise_log_alpha(objective, math.inf, lo, hi)
+    assert found[1][0] == pytest.approx(math.exp(t_min), rel=1e-5)
+    assert found[tuning.COARSE][0] == pytest.approx(found[1][0], rel=1e-9)

@@ -205,7 +205,11 @@ def newton_path(
             moved = np.abs(step).max(axis=1)
             size = np.maximum(1.0, np.abs(trial).max(axis=1))
             # ... or when the Newton decrement gᵀH⁻¹g is at rounding level
-            floor = decrease <= DECREMENT_FLOOR * np.maximum(1.0, np.abs(f_old))
+            # (a negative decrement, rounding on an ill-conditioned Hessian, is no sign
+            # of convergence)
+            floor = (decrease >= 0) & (
+                decrease <= DECREMENT_FLOOR * np.maximum(1.0, np.abs(f_old))
+            )
             idx = live[good]
             v[idx], value[idx] = trial[good], f_trial[good]
             count[idx] += 1

@@ -67,17 +67,30 @@ class LogisticLargeM:
         phi = np.vander(u, basis.degree + 1, increasing=True)
         P = basis.penalty
         true = sigmoid(phi @ basis.v_star)
+
+        def objective(v):  # E[log-loss] + (c/2)vᵀPv, whose gradient is the equation
+            eta = phi @ v
+            return wq @ (np.logaddexp(0.0, eta) - true * eta) + 0.5 * c * v @ P @ v
+
         v = basis.v_star.copy()
+        value = objective(v)
         for _ in range(200):
             s = sigmoid(phi @ v)
             grad = phi.T @ (wq * (s - true)) + c * P @ v
             hess = (phi.T * (wq * s * (1 - s))) @ phi + c * P
             step = np.linalg.solve(hess, grad)
-            v = v - step
-            if np.max(np.abs(step)) <= 1e-14 * max(1.0, np.max(np.abs(v))):
+            t = 1.0  # halved until the objective falls (Newton from v* may overshoot)
+            while objective(v - t * step) > value + 1e-14 * abs(value) and t > 1e-12:
+                t /= 2
+            v = v - t * step
+            value = objective(v)
+            if np.max(np.abs(step)) <= 1e-13 * max(1.0, np.max(np.abs(v))):
                 break
         else:
-            raise RuntimeError("the population solution did not converge")
+            raise RuntimeError(
+                f"the population solution of degree {basis.degree} at c = α/m = {c:.6g} did "
+                "not converge in 200 Newton steps"
+            )
         s = sigmoid(phi @ v)
         s1 = s * (1 - s)  # σ′
         s2 = s1 * (1 - 2 * s)  # σ″

@@ -45,6 +45,19 @@ def experiment_data(design) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def check_data(design) -> None:
+    """Raise DesignError (one line) if the experiment's labels are all equal: its penalised
+    fit, with the intercept unpenalised, would not exist. The data depend on the seed and
+    [minibatch] alone, so this is known before anything runs."""
+    x, y = experiment_data(design)
+    if y.min() == y.max():
+        m = design.minibatch.m
+        raise DesignError(
+            f"key 'minibatch.m': got {m}; every one of its {m} labels came out {int(y[0])}, "
+            "so the penalised fit does not exist: use a larger m or another seed"
+        )
+
+
 def minibatch_table(design):
     """The minibatch experiment of a design with [minibatch] (``design.minibatch``): on one
     data set (:func:`experiment_data`), Polyak-averaged SGD with every batch size B, the

@@ -8,6 +8,7 @@ checkpoints or draws data of the engine's streams (the tuning designs have their
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pandas as pd
@@ -43,9 +44,8 @@ from study.theory.tuning import (
 def extend(design: Design, summary: pd.DataFrame, risk: pd.DataFrame, computed=None):
     """The theory step of a run: the large-m columns and finite-moment orders added to
     ``summary`` and ``risk``, and the texts of tuning.csv, transfer.csv, risk_curves.csv,
-    matched.csv, sensitivity.csv and bases.csv.
-
-    and, for a design with [minibatch], minibatch.csv (:func:`study.minibatch.minibatch_table`).
+    matched.csv, sensitivity.csv and bases.csv (the gaussian family's alone) and, for a
+    design with [minibatch], minibatch.csv (:func:`study.theory.minibatch.minibatch_table`).
 
     ``computed`` holds the results of :func:`pieces`, one per degree and one for the
     minibatch experiment, when the run computed them beside the simulation; without it they
@@ -63,7 +63,9 @@ def extend(design: Design, summary: pd.DataFrame, risk: pd.DataFrame, computed=N
         name: pd.concat([c[name] for c in computed if name in c], ignore_index=True)
         for name in names
     }
-    summary, risk = add_theory(summary, risk, frames["asym"], frames["asym_risk"])
+    summary, risk = add_theory(
+        summary, risk, frames["asym"], frames["asym_risk"], family=design.family
+    )
     # the files of the frames there are: the tuning's are the gaussian family's alone
     names = {
         "tuning": TUNING_FILE,
@@ -86,6 +88,9 @@ def pieces(design: Design) -> list[tuple]:
     piece = logistic_piece if design.family == "logistic" else degree_piece
     out = [(piece, (design, k)) for k in design.degree]
     if design.minibatch is not None:  # first: it takes longest (the pool runs them in order)
+        from study.theory.minibatch import check_data
+
+        check_data(design)  # one line before anything runs if its fit cannot exist
         out.insert(0, (minibatch_piece, (design,)))
     return out
 
@@ -108,7 +113,7 @@ def logistic_piece(design: Design, degree: int) -> dict[str, pd.DataFrame]:
 
 
 def minibatch_piece(design: Design) -> dict[str, pd.DataFrame]:
-    """The minibatch experiment (:func:`study.minibatch.minibatch_table`), with one BLAS
+    """The minibatch experiment (:func:`study.theory.minibatch.minibatch_table`), with one BLAS
     thread wherever it runs."""
     from study.theory.minibatch import minibatch_table
 
@@ -187,11 +192,15 @@ def add_theory(
     risk: pd.DataFrame,
     asym: pd.DataFrame,
     asym_risk: pd.DataFrame,
+    *,
+    family: str = "gaussian",
 ):
     """Append the large-m theory and the order of finite moments to both tables.
 
     ``finite_moments`` is the order r below which E|ŵ|^r is finite (inf with a penalty;
-    see :func:`study.existence.finite_moment_order`). Theory is left empty in cells that
+    see :func:`study.existence.finite_moment_order`; for the logistic family inf: its
+    moments are over the data sets with an estimate, the others counted apart). Theory is
+    left empty in cells that
     are not identifiable. ``asym`` and ``asym_risk``: the large-m tables of the design's
     cells (:func:`degree_piece`).
     """
@@ -206,7 +215,7 @@ def add_theory(
             len(frame.columns),
             "finite_moments",
             [
-                finite_moment_order(m, k, lam)
+                math.inf if family == "logistic" else finite_moment_order(m, k, lam)
                 for m, k, lam in zip(merged.m, merged.degree, merged["lambda"], strict=True)
             ],
         )

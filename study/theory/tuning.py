@@ -188,18 +188,39 @@ def _minimise_log_alpha(
 COARSE = 8
 
 
+def _falls_then_rises(values: np.ndarray, rel_tol: float = 1e-9) -> bool:
+    """Whether a sequence (NaN and inf as +inf) falls and then rises, flat stretches
+    allowed: no rise by more than rel_tol·scale is followed by a fall by more."""
+    v = np.where(np.isfinite(values), values, np.inf)
+    finite = v[np.isfinite(v)]
+    if finite.size < 2:
+        return True
+    tol = rel_tol * max(float(np.abs(finite).max()), np.finfo(float).tiny)
+    with np.errstate(invalid="ignore"):
+        step = np.diff(v)
+    rises = np.flatnonzero(step > tol)
+    falls = np.flatnonzero(step < -tol)
+    return not (rises.size and falls.size and falls.max() > rises.min())
+
+
 def _grid_values(objective, grid: np.ndarray) -> np.ndarray:
     """The objective on the grid where the search needs it, NaN elsewhere: on every
     COARSE-th point (both ends included), then on every point within COARSE points of the
-    best of them. Where the objective is unimodal on the grid (a risk in log α is: it falls
-    with the variance and rises with the bias), the grid's minimum is among the points
-    evaluated, so the search ends where a search of every point would, at a fifth of the
-    cost; a test compares the two on every tuning of the default design."""
+    best of them. Where the objective falls and then rises along the grid, as the risk in
+    log α does where the variance falls and the bias grows, the grid's minimum is among the
+    points evaluated, so the search ends where a search of every point would, at a fifth of
+    the cost (a test compares the two on 72 tunings, both bases, σ from 0 to 1.7). Where the
+    coarse values dip twice, the risk of a design-averaged bias that is not monotone in α,
+    every point is evaluated."""
     n = grid.size
     coarse = np.unique(np.r_[np.arange(0, n, COARSE), n - 1])
     vals = np.full(n, np.nan)
     vals[coarse] = objective(np.exp(grid[coarse]))
     if np.all(np.isnan(vals[coarse])):
+        return vals
+    if not _falls_then_rises(vals[coarse]):  # two dips: every point, as the search needs
+        rest = np.setdiff1d(np.arange(n), coarse)
+        vals[rest] = objective(np.exp(grid[rest]))
         return vals
     best = int(coarse[np.nanargmin(vals[coarse])])
     near = np.arange(max(0, best - COARSE), min(n, best + COARSE + 1))
