@@ -116,6 +116,21 @@ class DegreeResult:
             tails=arrays["tails"],
         )
 
+    @classmethod
+    def empty(cls, L: int, C: int, degree: int, keep: int, chunks: int) -> DegreeResult:
+        """Nothing fitted yet, for ``chunks`` chunks: co-moments and counts 0, kept draws and
+        first estimates NaN (a family fills in the cells it fits)."""
+        p = degree + 1
+        return cls(
+            coef=CoMoments.empty((chunks, L, C, p), len(COEF_QUANTITIES)),
+            risk=CoMoments.empty((chunks, L, C), len(RISK_QUANTITIES)),
+            n_failed=np.zeros((L, C), dtype=np.int64),
+            draws=np.full((L, C, keep, p), np.nan),
+            fit_counts=np.zeros((L, C, len(FIT_COUNTS)), dtype=np.int64),
+            first=np.full((chunks, L, C, p), np.nan),
+            tails=np.zeros((L, C, p, len(TAIL_THRESHOLDS)), dtype=np.int64),
+        )
+
     @staticmethod
     def array_shapes(L: int, C: int, degree: int, keep: int, chunks: int) -> dict[str, tuple]:
         """Shape and dtype string of every array of :meth:`to_arrays`."""

@@ -19,16 +19,13 @@ import numpy as np
 
 from study.basis import StandardBasis
 from study.conditional import (
-    COEF_QUANTITIES,
     FIT_COUNTS,
-    RISK_QUANTITIES,
     TAIL_THRESHOLDS,
     batch_moments,
 )
 from study.design import Design
 from study.engine.streams import chunk_power_sums, chunk_span
 from study.engine.tasks import DegreeResult, alpha_grid, identifiable_grid
-from study.moments import CoMoments
 
 
 def run_chunks(
@@ -60,14 +57,7 @@ def run_chunks(
     for k in design.degree:
         alphas = alpha_grid(design, m, k)
         ident = identifiable_grid(design, m, k)
-        coef = CoMoments.empty((n_c, L, C, k + 1), len(COEF_QUANTITIES))
-        risk = CoMoments.empty((n_c, L, C), len(RISK_QUANTITIES))
-        n_failed = np.zeros((L, C), dtype=np.int64)
-        draws = np.full((L, C, sum(keep for *_, keep in sums), k + 1), np.nan)
-        first = np.full((n_c, L, C, k + 1), np.nan)
-        fit_counts = np.zeros((L, C, len(FIT_COUNTS)), dtype=np.int64)
-        tails = np.zeros((L, C, k + 1, len(TAIL_THRESHOLDS)), dtype=np.int64)
-        result = DegreeResult(coef, risk, n_failed, draws, fit_counts, first, tails)
+        result = DegreeResult.empty(L, C, k, sum(keep for *_, keep in sums), n_c)
         # each basis is its own problem (another penalty in u) on the same data sets
         for b in design.basis:
             cells = ident & (column_basis == b)[None, :]

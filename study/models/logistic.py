@@ -28,9 +28,7 @@ import numpy as np
 
 from study.basis import StandardBasis, hankel_index
 from study.conditional import (
-    COEF_QUANTITIES,
     FIT_COUNTS,
-    RISK_QUANTITIES,
     TAIL_THRESHOLDS,
 )
 from study.design import Design
@@ -278,14 +276,7 @@ def run_chunks(
     for k in design.degree:
         alphas = alpha_grid(design, m, k)
         ident = identifiable_grid(design, m, k)
-        coef = CoMoments.empty((n_c, L, C, k + 1), len(COEF_QUANTITIES))
-        risk = CoMoments.empty((n_c, L, C), len(RISK_QUANTITIES))
-        n_failed = np.zeros((L, C), dtype=np.int64)
-        draws = np.full((L, C, sum(keep for *_, keep in data), k + 1), np.nan)
-        first = np.full((n_c, L, C, k + 1), np.nan)
-        fit_counts = np.zeros((L, C, len(FIT_COUNTS)), dtype=np.int64)
-        tails = np.zeros((L, C, k + 1, len(TAIL_THRESHOLDS)), dtype=np.int64)
-        result = DegreeResult(coef, risk, n_failed, draws, fit_counts, first, tails)
+        result = DegreeResult.empty(L, C, k, sum(keep for *_, keep in data), n_c)
         for b in design.basis:
             cells = ident & (column_basis == b)[None, :]
             basis = design.standard_basis(k, b)
