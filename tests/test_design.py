@@ -67,6 +67,10 @@ BAD_DESIGNS = {
         ["dgp.x.distribution", "'cauchy'", "uniform"],
     ),
     "normal sd": ({"dgp.x": {"distribution": "normal", "mean": 0.0, "sd": 0.0}}, ["dgp.x.sd"]),
+    "normal mean": (
+        {"dgp.x": {"distribution": "normal", "mean": "zero", "sd": 1.0}},
+        ["dgp.x.mean", "'zero'", "a finite number"],
+    ),
     "x key of other law": ({"dgp.x": {**X_UNIFORM, "sd": 1.0}}, ["dgp.x.sd", "unknown key"]),
     "name unsafe": ({"name": "../escape"}, ["name", "'../escape'", "safe folder name"]),
     "name with slash": ({"name": "a/b"}, ["name", "'a/b'"]),

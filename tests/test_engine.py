@@ -12,7 +12,7 @@ from study import fit_polynomial_ridge
 from study.design import design_from_dict
 from study.engine.store import CheckpointStore
 from study.engine.streams import chunk_power_sums, draw_chunk_data, n_chunks
-from study.engine.tasks import Task, run_task
+from study.engine.tasks import Task, TaskResult, run_task
 from study.files import load_npz
 from study.scaling import alpha
 from study.steps import simulate
@@ -734,3 +734,33 @@ def test_the_rao_blackwell_and_difference_mcses_equal_a_direct_computation(tmp_p
                     )
                 checked += 1
     assert checked >= 8
+
+
+def test_a_checkpoint_of_the_other_noise_draw_is_refused(tmp_path):
+    """The noise draw is part of a checkpoint's identity: a task saved by a run that drew the
+    noise point by point ("plain") is not taken by one that draws it from the sufficient
+    statistic, though the design is the same."""
+    from study.engine.store import CheckpointStore
+
+    design = design_from_dict(small_design(**{"grid.m": [8]}))
+    task = Task(8, 0, 1)
+    result = run_task(design, task, noise_draw="plain")
+    CheckpointStore(tmp_path, design, noise_draw="plain").save(task, result)
+    assert CheckpointStore(tmp_path, design, noise_draw="plain").done() == [task]
+    reasons = []
+    store = CheckpointStore(tmp_path, design, noise_draw="sufficient")
+    assert store.done(on_reject=lambda path, moved, why: reasons.append(why)) == []
+    assert len(reasons) == 1
+
+
+def test_the_array_shapes_of_a_task_are_those_a_one_chunk_task_writes():
+    """TaskResult.array_shapes with its defaults describes what a task of one chunk
+    returns (the size model of the estimate relies on it)."""
+    design = design_from_dict(small_design(**{"grid.m": [8]}))
+    result = run_task(design, Task(8, 0, 1))
+    arrays = result.to_arrays()
+    shapes = TaskResult.array_shapes(design, keep=design.keep_draws)
+    assert set(shapes) == set(arrays)
+    for name, (shape, dtype) in shapes.items():
+        assert arrays[name].shape == shape, name
+        assert np.asarray(arrays[name]).dtype.str == dtype, name

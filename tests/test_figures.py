@@ -780,3 +780,30 @@ def test_the_matched_legend_shows_m0_as_drawn():
     for mark in marks:
         assert same_color(handle.get_color(), mark.get_color())
         assert handle.get_linestyle() == mark.get_linestyle()
+
+
+def test_the_tail_panel_names_its_guide_in_the_legend(draws):
+    fig = F.fig_parabola_tail(draws, m=3, degree=2, lam=1.0, m_many=100)
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    labels += [
+        t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()
+    ]
+    assert "∝ log(t)/t (no finite mean)" in labels
+
+
+def test_the_minibatch_legend_shows_each_artist_as_drawn():
+    """The legend's entries look like what they name: SGD runs as small squares, the exact
+    fits as open circles, Ng's fit as a dashed line."""
+    rows = [
+        dict(divisor=d, batch_size=b, seed=s, alpha=2.0, coef=j, sgd=1.0, exact=1.0, exact_m=1.0)
+        for d in ("m", "batch") for b in (1, 10) for s in (0, 1) for j in (0, 1)
+    ]  # fmt: skip
+    fig = F.fig_minibatch(pd.DataFrame(rows))
+    handles = {h.get_label(): h for h in fig.legends[0].legend_handles}
+    exact = [h for label, h in handles.items() if label.startswith("exact full-batch")][0]
+    (drawn,) = [ln for ln in fig.axes[0].get_lines() if ln.get_gid() == "exact"]
+    assert exact.get_marker() == drawn.get_marker() == "o"
+    assert exact.get_markerfacecolor() == drawn.get_markerfacecolor() == "white"
+    sgd = [h for label, h in handles.items() if label.startswith("SGD")][0]
+    (run,) = [ln for ln in fig.axes[0].get_lines() if ln.get_gid() == "sgd-0"]
+    assert sgd.get_marker() == run.get_marker() == "s"

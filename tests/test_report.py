@@ -269,3 +269,21 @@ def test_the_check_table_shows_the_median_gap_to_theory_to_two_figures(smoke_res
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[-1] == fmt(median, 2), (name, cells[-1], median)
         assert fmt(median, 2) != fmt(median, 3), name  # the number of figures shows
+
+
+def test_the_sensitivity_table_shows_the_numbers_of_sensitivity_csv(smoke_results):
+    import pandas as pd
+
+    from study.numbers import fmt
+    from study.report.tables import table_sensitivity
+
+    sens = pd.read_csv(smoke_results / "sensitivity.csv")
+    degree = int(sens.degree.iloc[0])
+    text = table_sensitivity(sens, degrees=[degree])
+    rows = [ln for ln in text.splitlines() if ln.startswith(f"| {degree} |")]
+    mine = sens[sens.degree == degree]
+    assert len(rows) == len(mine)
+    for row, (_, r) in zip(rows, mine.iterrows(), strict=True):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1] == fmt(r.noise_sd, 3) and cells[3] == fmt(r.alpha_m0, 3)
+        assert cells[5] == fmt(r.alpha_limit, 3)
