@@ -179,6 +179,11 @@ def fit_polynomial_logistic(
     return B.T @ v
 
 
+def sigmoid(eta):
+    """σ(η) = 1/(1 + e^−η), without overflow (as ½(1 + tanh(η/2)))."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(eta, dtype=float)))
+
+
 def _loss(eta: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.logaddexp(0.0, eta) - y * eta))
 
@@ -190,7 +195,7 @@ def _newton(phi: np.ndarray, y: np.ndarray, P: np.ndarray) -> np.ndarray:
     eta = phi @ v
     objective = _loss(eta, y) + 0.5 * v @ P @ v
     for _ in range(NEWTON_MAX_ITER):
-        prob = 0.5 * (1.0 + np.tanh(0.5 * eta))  # σ(η), without overflow
+        prob = sigmoid(eta)
         grad = phi.T @ (prob - y) / m + P @ v
         hess = (phi.T * (prob * (1.0 - prob))) @ phi / m + P
         step = np.linalg.solve(hess, grad)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from study.basis import penalty_matrix
-from study.logistic import _check_inputs, _standard_features
+from study.logistic import _check_inputs, _standard_features, sigmoid
 
 DIVISORS = ("m", "batch")
 # the steps decay as η₀/(1 + t/τ)^0.6 with τ this many steps: ×1/6 after 20,000 steps,
@@ -108,7 +108,7 @@ def minibatch_logistic(
         for start in range(0, per_epoch * B, B):
             batch = order[start : start + B]
             f = phi[batch]
-            prob = 0.5 * (1.0 + np.tanh(0.5 * (f @ v)))
+            prob = sigmoid(f @ v)
             grad = f.T @ (prob - y[batch]) / B + c * (P @ v)
             v = v - eta0 / (1.0 + t / tau) ** 0.6 * grad
             t += 1

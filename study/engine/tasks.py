@@ -22,6 +22,7 @@ from threadpoolctl import ThreadpoolController
 
 from study.conditional import COEF_QUANTITIES, FIT_COUNTS, RISK_QUANTITIES, TAIL_THRESHOLDS
 from study.design import Design
+from study.engine.streams import chunk_span
 from study.models import model_of
 from study.moments import CoMoments
 from study.scaling import alpha as scaling_alpha
@@ -206,6 +207,33 @@ def identifiable_grid(design: Design, m: int, degree: int) -> np.ndarray:
     """Boolean (n_lambda, n_columns): False where λ = 0 and m ≤ degree."""
     ok = np.array([design.identifiable(m, degree, lam) for lam in design.lam])
     return np.repeat(ok[:, None], len(design.columns), axis=1)
+
+
+def kept_in_chunk(design: Design, m: int, chunk: int, n: int) -> int:
+    """How many of the ``n`` data sets of chunk ``chunk`` of m keep their estimates in
+    draws.npz: those numbered below ``keep_draws``."""
+    start = chunk_span(design.replications_of(m), m, chunk)[0]
+    return int(np.clip(design.keep_draws - start, 0, n))
+
+
+def fit_every_cell(design: Design, m: int, n_chunks: int, keep: int, fit) -> dict:
+    """The cell loop every model family shares: per degree, an empty
+    :class:`DegreeResult` of ``n_chunks`` chunks keeping ``keep`` draws, and per basis (its
+    own problem, another penalty in u, on the same data sets) ``fit(result, basis, alphas,
+    cells)`` for the identifiable cells of that basis (a mask of shape (L, C)) with their
+    α (:func:`alpha_grid`). Returns {degree: DegreeResult}."""
+    L, C = len(design.lam), len(design.columns)
+    column_basis = np.array([b for b, _ in design.columns])
+    out: dict[int, DegreeResult] = {}
+    for k in design.degree:
+        alphas = alpha_grid(design, m, k)
+        ident = identifiable_grid(design, m, k)
+        result = DegreeResult.empty(L, C, k, keep, n_chunks)
+        for b in design.basis:
+            cells = ident & (column_basis == b)[None, :]
+            fit(result, design.standard_basis(k, b), alphas, cells)
+        out[k] = result
+    return out
 
 
 def run_task(

@@ -24,8 +24,8 @@ from study.conditional import (
     batch_moments,
 )
 from study.design import Design
-from study.engine.streams import chunk_power_sums, chunk_span
-from study.engine.tasks import DegreeResult, alpha_grid, identifiable_grid
+from study.engine.streams import chunk_power_sums
+from study.engine.tasks import DegreeResult, fit_every_cell, kept_in_chunk
 
 
 def run_chunks(
@@ -44,26 +44,15 @@ def run_chunks(
     chunk's first data set is kept too (``first``: what `study check` audits).
     ``noise_draw``: how the noise enters the sums (:func:`chunk_power_sums`)."""
     K = max(design.degree)
-    L, C = len(design.lam), len(design.columns)
     sums = []
     for c in chunks:
         power_sums, T = chunk_power_sums(design, m, c, K, noise_draw=noise_draw)
-        start = chunk_span(design.replications, m, c)[0]
-        keep = int(np.clip(design.keep_draws - start, 0, power_sums.shape[0]))
-        sums.append((power_sums, T, keep))
-    out: dict[int, DegreeResult] = {}
-    n_c = len(sums)
-    column_basis = np.array([b for b, _ in design.columns])
-    for k in design.degree:
-        alphas = alpha_grid(design, m, k)
-        ident = identifiable_grid(design, m, k)
-        result = DegreeResult.empty(L, C, k, sum(keep for *_, keep in sums), n_c)
-        # each basis is its own problem (another penalty in u) on the same data sets
-        for b in design.basis:
-            cells = ident & (column_basis == b)[None, :]
-            _fit_cells(result, sums, design.standard_basis(k, b), alphas, cells, design, solver)
-        out[k] = result
-    return out
+        sums.append((power_sums, T, kept_in_chunk(design, m, c, power_sums.shape[0])))
+
+    def fit(result, basis, alphas, cells):
+        _fit_cells(result, sums, basis, alphas, cells, design, solver)
+
+    return fit_every_cell(design, m, len(sums), sum(keep for *_, keep in sums), fit)
 
 
 def _fit_cells(result: DegreeResult, sums, basis: StandardBasis, alphas, cells, design, solver):

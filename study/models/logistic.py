@@ -32,8 +32,9 @@ from study.conditional import (
     TAIL_THRESHOLDS,
 )
 from study.design import Design
-from study.engine.streams import chunk_size, chunk_span, chunk_streams, draw_u
-from study.engine.tasks import DegreeResult, alpha_grid, identifiable_grid
+from study.engine.streams import chunk_size, chunk_streams, draw_u
+from study.engine.tasks import DegreeResult, fit_every_cell, kept_in_chunk
+from study.logistic import separable, sigmoid
 from study.moments import CoMoments
 
 # Newton stops for a data set when no coefficient (in u) moves by more than this, relative
@@ -68,19 +69,12 @@ def chunk_data(design: Design, m: int, chunk: int) -> tuple[np.ndarray, np.ndarr
     return u, y
 
 
-def sigmoid(eta):
-    """σ(η) = 1/(1 + e^−η), without overflow."""
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(eta, dtype=float)))
-
-
 def separated(u: np.ndarray, y: np.ndarray, degree: int) -> np.ndarray:
     """For each row of (u, y): whether a polynomial of the degree separates the labels, so
     that the unpenalised log-loss has no minimiser (all labels equal counts). Where the
     row's u values are distinct, as they are with probability one, that is exactly when
     the labels change at most ``degree`` times along the sorted u; rows with ties go
     through :func:`study.logistic.separable`, which decides them exactly."""
-    from study.logistic import separable
-
     order = np.argsort(u, axis=1, kind="stable")
     us = np.take_along_axis(u, order, axis=1)
     ys = np.take_along_axis(y, order, axis=1)
@@ -263,26 +257,15 @@ def run_chunks(
             "the logistic family has one solver and one way of drawing the labels: "
             f"solver='auto' and noise_draw='sufficient' (got {solver!r}, {noise_draw!r})"
         )
-    L, C = len(design.lam), len(design.columns)
     data = []
     for c in chunks:
         u, y = chunk_data(design, m, c)
-        start = chunk_span(design.replications_of(m), m, c)[0]
-        keep = int(np.clip(design.keep_draws - start, 0, u.shape[0]))
-        data.append((u, y, keep))
-    n_c = len(data)
-    column_basis = np.array([b for b, _ in design.columns])
-    out: dict[int, DegreeResult] = {}
-    for k in design.degree:
-        alphas = alpha_grid(design, m, k)
-        ident = identifiable_grid(design, m, k)
-        result = DegreeResult.empty(L, C, k, sum(keep for *_, keep in data), n_c)
-        for b in design.basis:
-            cells = ident & (column_basis == b)[None, :]
-            basis = design.standard_basis(k, b)
-            _fit_cells(result, data, basis, alphas, cells, design.penalize_intercept)
-        out[k] = result
-    return out
+        data.append((u, y, kept_in_chunk(design, m, c, u.shape[0])))
+
+    def fit(result, basis, alphas, cells):
+        _fit_cells(result, data, basis, alphas, cells, design.penalize_intercept)
+
+    return fit_every_cell(design, m, len(data), sum(keep for *_, keep in data), fit)
 
 
 def _fit_cells(result: DegreeResult, data, basis: StandardBasis, alphas, cells, penalize):

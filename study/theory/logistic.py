@@ -35,6 +35,7 @@ import pandas as pd
 
 from study.basis import StandardBasis, standard_basis
 from study.design import XDistribution
+from study.logistic import sigmoid
 from study.scaling import alpha as scaling_alpha
 
 QUADRATURE_POINTS = 200
@@ -44,10 +45,6 @@ QUADRATURE_POINTS = 200
 # long before a leverage of 0.5 (at m = 20 and degree 1, leverage 0.2, 1.3 % of the data
 # sets separate and the variance of the rest is five times the sandwich's)
 MAX_LOGISTIC_STEP = 0.1
-
-
-def sigmoid(eta):
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(eta, dtype=float)))
 
 
 def quadrature(x: XDistribution, n: int = QUADRATURE_POINTS) -> tuple[np.ndarray, np.ndarray]:

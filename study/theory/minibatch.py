@@ -11,7 +11,7 @@ import pandas as pd
 
 from study.design import DesignError
 from study.engine.streams import draw_u
-from study.logistic import NoEstimate, fit_polynomial_logistic
+from study.logistic import NoEstimate, fit_polynomial_logistic, sigmoid
 from study.minibatch import DIVISORS, minibatch_logistic
 
 MINIBATCH_COLUMNS = [
@@ -40,7 +40,7 @@ def experiment_data(design) -> tuple[np.ndarray, np.ndarray]:
     spec = design.minibatch
     rng = np.random.default_rng(np.random.SeedSequence(design.seed, spawn_key=(0,)))
     x = design.x.center + design.x.scale * draw_u(rng, design.x, spec.m)
-    p = 0.5 * (1.0 + np.tanh(0.5 * (design.intercept + design.slope * x)))  # σ(β0 + β1·x)
+    p = sigmoid(design.intercept + design.slope * x)
     y = (rng.random(spec.m) < p).astype(float)
     return x, y
 
