@@ -27,7 +27,9 @@ over m) says where it applies.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -37,6 +39,7 @@ from study.basis import StandardBasis, standard_basis
 from study.design import XDistribution
 from study.logistic import sigmoid
 from study.scaling import alpha as scaling_alpha
+from study.scaling import lam_from_alpha
 
 QUADRATURE_POINTS = 200
 # The expansion is compared with the simulation only where the largest leverage of a point
@@ -48,8 +51,15 @@ MAX_LOGISTIC_STEP = 0.1
 
 
 def quadrature(x: XDistribution, n: int = QUADRATURE_POINTS) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes in u and weights summing to 1 for expectations over x."""
-    if x.distribution == "uniform":
+    """Nodes in u and weights summing to 1 for expectations over x (computed once per
+    distribution and n: the tuning asks for them at every α it tries)."""
+    nodes, weights = _quadrature(x.distribution, n)
+    return nodes.copy(), weights.copy()
+
+
+@functools.cache
+def _quadrature(distribution: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    if distribution == "uniform":
         nodes, weights = np.polynomial.legendre.leggauss(n)
         return nodes, weights / 2.0
     nodes, weights = np.polynomial.hermite_e.hermegauss(n)
@@ -185,3 +195,126 @@ def logistic_tables(
             }
         )
     return pd.DataFrame(rows), pd.DataFrame(risk_rows)
+
+
+# The risk-optimal penalty of the logistic family. There is no closed form of the risk given
+# the design, as there is for least squares, so the tuning minimises the expansion above:
+#
+#     R̃(α, m) = ‖b(c) + b₁(c)/m‖²_Σ + tr(Σ·S(c))/m,   c = α/m,
+#
+# whose α-dependent part is exact to order 1/m² (the 1/m² terms of the variance it leaves
+# out depend on α only at order 1/m³). Where the expansion does not apply (``asym_leverage``
+# above MAX_LOGISTIC_STEP) the α it gives is a guide, not the optimum.
+ALPHA_SEARCH = (1e-3, 1e5)  # α searched on a log grid between these, then refined
+ALPHA_GRID_POINTS = 33
+# the step in c, relative to H's smallest eigenvalue, of the derivative of tr(Σ·S(c)) at
+# c = 0 in the limit α*∞
+LIMIT_STEP = 1e-4
+TUNING_COLUMNS_LOGISTIC = [
+    "m",
+    "degree",
+    "scaling",
+    "method",
+    "lambda_opt",
+    "alpha_opt",
+    "risk_opt",
+] + ["boundary", "alpha_limit", "asym_leverage"]
+
+
+def expansion_risk(th: LogisticLargeM, problem: StandardBasis, m: float) -> float:
+    """R̃ of one c at m: the squared bias with its 1/m term plus the sandwich variance,
+    both under Σ (the risk of the fitted log-odds, E_x[(η̂ − η*)²])."""
+    b = th.b_u + th.b1_u / m
+    return float(b @ problem.sigma @ b + np.trace(problem.sigma @ th.cov_u) / m)
+
+
+def best_alpha(problem: StandardBasis, x: XDistribution, m: float) -> dict:
+    """α*(m), the minimiser of R̃(α, m) (module comment above): the best of a log grid over
+    ALPHA_SEARCH, then Brent's method in log α between its neighbours. Returns alpha,
+    risk, boundary ("lower", "upper" or "" when the minimum is inside the range) and
+    leverage (2(k + 1) times the largest leverage of a point at α*, as ``asym_leverage``)."""
+    from study.theory.tuning import brent_bounded
+
+    cache: dict[float, tuple[float, LogisticLargeM]] = {}
+
+    def at(log_alpha: float) -> float:
+        if log_alpha not in cache:
+            th = LogisticLargeM(problem, x, math.exp(log_alpha) / m)
+            cache[log_alpha] = (expansion_risk(th, problem, m), th)
+        return cache[log_alpha][0]
+
+    grid = np.linspace(*np.log(ALPHA_SEARCH), ALPHA_GRID_POINTS)
+    values = [at(g) for g in grid]
+    i = int(np.argmin(values))
+    boundary = "lower" if i == 0 else "upper" if i == len(grid) - 1 else ""
+    best = grid[i]
+    if not boundary:
+        found, value = brent_bounded(at, grid[i - 1], grid[i + 1], xatol=1e-6)
+        if value < values[i]:
+            best = found
+    risk, th = cache[best]
+    leverage = 2 * (problem.degree + 1) * th.max_leverage / m
+    return {"alpha": math.exp(best), "risk": risk, "boundary": boundary, "leverage": leverage}
+
+
+def alpha_limit(problem: StandardBasis, x: XDistribution) -> float:
+    """α*∞ = lim α*(m). With c = α/m → 0, R̃ = tr(Σ·S₀)/m + (α²dᵀΣd + α(2dᵀΣb₁ + t′))/m²
+    + (terms free of α) + O(m⁻³), where d = dv_c/dc = −H⁻¹Pv* at c = 0 (differentiating the
+    population equation), b₁ the 1/m term of the bias at c = 0 and t′ the derivative of
+    tr(Σ·S(c)) at 0 (a one-sided difference); so α*∞ = −(2dᵀΣb₁ + t′)/(2dᵀΣd). Infinite
+    when nothing is penalised in the direction of the truth (dᵀΣd = 0)."""
+    zero = LogisticLargeM(problem, x, 0.0)
+    H = np.linalg.inv(zero.cov_u)  # at c = 0 and the true model, the sandwich is H⁻¹
+    d = -np.linalg.solve(H, problem.penalty @ problem.v_star)
+    curvature = float(d @ problem.sigma @ d)
+    # c small against H's smallest eigenvalue; one-sided (c < 0 may leave the objective
+    # without a minimum), second order
+    h = LIMIT_STEP * float(np.linalg.eigvalsh(H)[0])
+    one, two = (LogisticLargeM(problem, x, s * h) for s in (1.0, 2.0))
+    t0, t1, t2 = (float(np.trace(problem.sigma @ th.cov_u)) for th in (zero, one, two))
+    slope = (-3 * t0 + 4 * t1 - t2) / (2 * h)
+    linear = 2 * float(d @ problem.sigma @ zero.b1_u) + slope
+    if curvature <= 0.0:
+        return math.inf
+    return -linear / (2 * curvature)
+
+
+def logistic_tuning_table(
+    ms: Sequence[int],
+    degree: int,
+    scalings: Sequence[str],
+    *,
+    x: XDistribution,
+    intercept: float,
+    slope: float,
+    penalize_intercept: bool = False,
+) -> pd.DataFrame:
+    """tuning.csv of a logistic design, one degree: per m and scaling the best λ (the
+    monomial basis; α* does not depend on the basis), α*, R̃ there, ``boundary``, α*∞ and
+    ``asym_leverage`` at α*, which says whether the expansion applies (≤ MAX_LOGISTIC_STEP;
+    above it the α* of the expansion is a guide and the Monte Carlo risk on the design's
+    λ grid is the measure). ``method`` is "expansion"."""
+    problem = standard_basis(
+        x, degree, intercept=intercept, slope=slope, penalize_intercept=penalize_intercept
+    )
+    limit = alpha_limit(problem, x)
+    rows = []
+    for m in ms:
+        best = best_alpha(problem, x, m)
+        for s in scalings:
+            lam = lam_from_alpha(best["alpha"], m=int(m), degree=degree, scaling=s)
+            rows.append(
+                {
+                    "m": int(m),
+                    "degree": int(degree),
+                    "scaling": s,
+                    "method": "expansion",
+                    "lambda_opt": lam,
+                    "alpha_opt": best["alpha"],
+                    "risk_opt": best["risk"],
+                    "boundary": best["boundary"],
+                    "alpha_limit": limit,
+                    "asym_leverage": best["leverage"],
+                }
+            )
+    return pd.DataFrame(rows, columns=TUNING_COLUMNS_LOGISTIC)

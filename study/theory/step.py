@@ -44,7 +44,7 @@ from study.theory.tuning import (
 def extend(design: Design, summary: pd.DataFrame, risk: pd.DataFrame, computed=None):
     """The theory step of a run: the large-m columns and finite-moment orders added to
     ``summary`` and ``risk``, and the texts of tuning.csv, transfer.csv, risk_curves.csv,
-    matched.csv, sensitivity.csv and bases.csv (the gaussian family's alone) and, for a
+    matched.csv, sensitivity.csv and bases.csv (the logistic family's tuning.csv alone) and, for a
     design with [minibatch], minibatch.csv (:func:`study.theory.minibatch.minibatch_table`).
 
     ``computed`` holds the results of :func:`pieces`, one per degree and one for the
@@ -66,7 +66,7 @@ def extend(design: Design, summary: pd.DataFrame, risk: pd.DataFrame, computed=N
     summary, risk = add_theory(
         summary, risk, frames["asym"], frames["asym_risk"], family=design.family
     )
-    # the files of the frames there are: the tuning's are the gaussian family's alone
+    # the files of the frames there are: a logistic design has tuning.csv alone of these
     names = {
         "tuning": TUNING_FILE,
         "transfer": TRANSFER_FILE,
@@ -96,19 +96,22 @@ def pieces(design: Design) -> list[tuple]:
 
 
 def logistic_piece(design: Design, degree: int) -> dict[str, pd.DataFrame]:
-    """The theory of one degree of a logistic design: its large-m tables in every basis
-    (:mod:`study.theory.logistic`); the tuning and what follows from it are the gaussian
-    family's alone."""
-    from study.theory.logistic import logistic_tables
+    """The theory of one degree of a logistic design: its large-m tables in every basis and
+    the best penalty α*(m) of the expansion, with its limit (tuning.csv;
+    :mod:`study.theory.logistic`); the transfer, risk curves, matched comparison,
+    sensitivity and bases tables are the gaussian family's alone."""
+    from study.theory.logistic import logistic_tables, logistic_tuning_table
 
     kw = dict(x=design.x, intercept=design.intercept, slope=design.slope)
     kw |= dict(penalize_intercept=design.penalize_intercept)
     grid = (list(design.m), degree, list(design.lam), list(design.scaling))
     with one_blas_thread():
         tables = [logistic_tables(*grid, **kw, basis=b) for b in design.basis]
+        tuning = logistic_tuning_table(list(design.m), degree, list(design.scaling), **kw)
     return {
         "asym": pd.concat([t[0] for t in tables], ignore_index=True),
         "asym_risk": pd.concat([t[1] for t in tables], ignore_index=True),
+        "tuning": tuning,
     }
 
 
