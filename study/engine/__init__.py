@@ -5,7 +5,8 @@
 - :mod:`study.engine.tasks`: one task (m, chunks) → a typed
   :class:`~study.engine.tasks.TaskResult` (co-moments per chunk and cell), through the model
   of the design (:mod:`study.models`);
-- :mod:`study.engine.kernel`: the compiled (numba) inner loop of the Gaussian model;
+- :mod:`study.engine.kernel`: the compiled (numba) inner loops: the Gaussian model's, and
+  the logistic model's Newton solver (:mod:`study.engine.newton`);
 - :mod:`study.engine.store`: self-verifying checkpoints (written atomically, :mod:`study.files`);
 - :mod:`study.engine.merge`: checkpoints merged chunk by chunk into ``summary.csv``,
   ``risk.csv`` and ``draws.npz``;
@@ -25,4 +26,7 @@ Nothing here imports the theory or the report.
 #    draws, the sums and so every column changed in the last bits only.
 # 8: a task also counts the fits whose |ŵ_j − w*_j| exceeds 1, 10 and 100 (summary.csv's
 #    p_gt_*, over all replications); the numbers of 7 unchanged.
-ENGINE_VERSION = 8
+# 9: the logistic family's Newton solver is compiled (study.engine.newton): its own sums
+#    and σ, so the logistic numbers changed in the last bits (the same draws, the same
+#    stopping rules); the gaussian numbers of 8 unchanged.
+ENGINE_VERSION = 9

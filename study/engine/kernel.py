@@ -1,6 +1,11 @@
-"""The compiled inner loop of the engine: a batch of data sets, one degree, every α.
+"""The compiled inner loops of the engine: a batch of data sets, one degree, every α.
 
-For a batch of n data sets (given by their power sums) this computes what
+Two of them: the gaussian family's :func:`pencil_moments`, here, and the logistic family's
+Newton solver (:func:`study.engine.newton.newton_path`, loaded as ``loaded().newton_path``),
+which this module registers with the same cache (:data:`_COMPILED`, :func:`ensure_cached`),
+so that both are compiled once, in a separate process, and every run and worker loads them.
+
+For a batch of n data sets (given by their power sums) :func:`pencil_moments` computes what
 :func:`study.conditional._quantities_all_alphas` and :meth:`study.moments.CoMoments.from_samples`
 compute in NumPy, fused so that no per-fit array ever leaves the cache:
 
@@ -35,6 +40,18 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+from study.engine.newton import (
+    _cholesky_solve,
+    _exp_minus,
+    _log1p_unit,
+    _loss,
+    _newton,
+    _newton_system,
+    _power_sums,
+    _quadratic,
+    _sum,
+    newton_path,
+)
 from study.engine.pencil import (
     NOT_CONVERGED,
     NOT_FINITE,
@@ -63,6 +80,7 @@ __all__ = [
     "NOT_FINITE",
     "NOT_POSITIVE_DEFINITE",
     "OK",
+    "newton_path",
     "pencil_moments",
     "power_sums",
 ]
@@ -318,8 +336,8 @@ def pencil_moments(
 
 
 def compile_kernel() -> None:
-    """Compile the kernel for the argument types the engine uses (or load it from the
-    cache), by running it on a tiny batch."""
+    """Compile the kernel and the logistic Newton solver for the argument types the engine
+    uses (or load them from the cache), by running them on a tiny batch."""
     p, n, A = 2, 4, 2
     u = np.linspace(-1.0, 1.0, n)
     St = np.ascontiguousarray(np.stack([np.full(n, 3.0) + u**k for k in range(2 * p - 1)]))
@@ -349,6 +367,9 @@ def compile_kernel() -> None:
         np.zeros((A, p, 2), dtype=np.int64),
     )
     power_sums(St, 2, np.empty((St.shape[0], 3)))
+    # the logistic solver, with the argument types study.models.logistic.newton_path passes
+    labels = np.array([[0.0, 1.0, 0.0, 1.0], [1.0, 1.0, 0.0, 1.0]])
+    newton_path(St[:2, :4].copy(), labels, F @ F.T, np.array([1.0, 0.0]), np.ones((A, 2), bool))
 
 
 # every compiled function (all are compiled together; each has its own cache entry)
@@ -369,6 +390,16 @@ _COMPILED = (
     _coef_quantities,
     _risk_quantities,
     pencil_moments,
+    _exp_minus,
+    _log1p_unit,
+    _sum,
+    _loss,
+    _quadratic,
+    _power_sums,
+    _newton_system,
+    _cholesky_solve,
+    _newton,
+    newton_path,
 )
 
 

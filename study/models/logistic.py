@@ -6,7 +6,10 @@ x from the x stream, exactly as the gaussian family draws them, and the labels f
 noise stream, y = [r < σ(β0 + β1·x)] for r uniform on [0, 1). Every (degree, λ, scaling,
 basis) cell is fitted to the same data: per degree and basis, a batched Newton solver
 (:func:`newton_path`) fits all data sets of a chunk at once, every distinct α of the cells
-in turn from the largest down, each fit warm-started at the one before it.
+in turn from the largest down, each fit warm-started at the one before it. That solver
+is compiled (:mod:`study.engine.newton`, loaded from numba's cache as the engine's kernel
+is); :func:`newton_path_numpy` is the same method in NumPy, the reference the compiled one
+is tested against (tests/test_logistic_kernel.py).
 
 The objective of a cell is the mean log-loss plus (c/2)Σ_{j≥1} w_j² (all j with
 ``penalize_intercept``), α = m·c as for least squares (:mod:`study.logistic`). Some data
@@ -32,18 +35,19 @@ from study.conditional import (
     TAIL_THRESHOLDS,
 )
 from study.design import Design
+from study.engine.newton import (  # the stopping rules, shared with the compiled solver
+    ARMIJO,
+    ARMIJO_SLACK,
+    DECREMENT_FLOOR,
+    MAX_HALVINGS,
+    NEWTON_MAX_ITER,
+    NEWTON_TOL,
+)
 from study.engine.streams import chunk_size, chunk_streams, draw_u
 from study.engine.tasks import DegreeResult, fit_every_cell, kept_in_chunk
 from study.logistic import separable, sigmoid
 from study.moments import CoMoments
 
-# Newton stops for a data set when no coefficient (in u) moves by more than this, relative
-NEWTON_TOL = 1e-10
-NEWTON_MAX_ITER = 100
-# ... or when the Newton decrement falls below this, relative to the objective
-DECREMENT_FLOOR = 1e-24
-# halvings of the step before a data set's line search gives up (its fit then fails)
-MAX_HALVINGS = 40
 # What a logistic cell counts in the engine's fit-count slots (study.conditional.FIT_COUNTS,
 # shared by every family so that checkpoints keep one layout), and the names fits.csv gives
 # them (:func:`fits_table`): data sets fitted, without an estimate, whose Newton's method
@@ -75,12 +79,13 @@ def separated(u: np.ndarray, y: np.ndarray, degree: int) -> np.ndarray:
     row's u values are distinct, as they are with probability one, that is exactly when
     the labels change at most ``degree`` times along the sorted u; rows with ties go
     through :func:`study.logistic.separable`, which decides them exactly."""
-    order = np.argsort(u, axis=1, kind="stable")
-    us = np.take_along_axis(u, order, axis=1)
+    # the order among equal u values is immaterial (rows with ties are decided below): an
+    # unstable argsort does, at half the cost of a stable one
+    order = np.argsort(u, axis=1)
     ys = np.take_along_axis(y, order, axis=1)
     changes = (np.diff(ys, axis=1) != 0).sum(axis=1)
     out = changes <= degree
-    ties = (np.diff(us, axis=1) == 0).any(axis=1)
+    ties = (np.diff(np.sort(u, axis=1), axis=1) == 0).any(axis=1)
     for i in np.flatnonzero(ties):
         out[i] = separable(u[i], y[i], degree=degree)
     return out
@@ -117,7 +122,37 @@ def newton_path(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Minimise (1/m)Σ log-loss(Σ_j v_j u^j, y) + (c/2)vᵀPv for every row of (u, y) and
     every c of ``cs`` (in the given order; from the largest down, each fit starts at the
-    one before it), by Newton's method with a backtracking line search, all rows at once.
+    row's last solution), by the compiled Newton solver
+    (:func:`study.engine.newton.newton_path`), loaded from numba's cache
+    (:func:`study.engine.kernel.loaded`).
+
+    Parameters and returns as :func:`newton_path_numpy`, whose method it is, row by row
+    rather than all rows in lockstep; the results agree to rounding. A row's results
+    depend on that row alone, bit for bit.
+    """
+    from study.engine import kernel
+
+    solve = kernel.loaded().newton_path
+    return solve(
+        np.require(u, np.float64, ["C", "W"]),
+        np.require(y, np.float64, ["C", "W"]),
+        np.require(P, np.float64, ["C", "W"]),
+        np.require(cs, np.float64, ["C", "W"]),
+        np.require(fit, np.bool_, ["C", "W"]),
+    )
+
+
+def newton_path_numpy(
+    u: np.ndarray, y: np.ndarray, P: np.ndarray, cs: np.ndarray, fit: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """What :func:`newton_path` computes, in NumPy: the reference the compiled solver is
+    tested against (tests/test_logistic_kernel.py), with the same stopping rules. Every row
+    of the batch moves in lockstep: one vectorised Newton iteration for all rows that
+    have not yet converged or failed.
+
+    Minimises (1/m)Σ log-loss(Σ_j v_j u^j, y) + (c/2)vᵀPv for every row of (u, y) and
+    every c of ``cs`` (in the given order; from the largest down, each fit starts at the
+    row's last solution), by Newton's method with a backtracking line search.
 
     The gradient and the Hessian need only the weighted power sums Σ(σ − y)u^r (r ≤ k)
     and Σσ(1 − σ)u^r (r ≤ 2k) of each row, so an iteration costs O(m·k) per row.
@@ -181,15 +216,15 @@ def newton_path(
             f_trial = _objective(ul, yl, trial, c, P)
             f_old = value[live]
             # Armijo, with rounding-level slack once the steps are at the precision limit
-            slack = 1e-13 * np.abs(f_old)
+            slack = ARMIJO_SLACK * np.abs(f_old)
             for _ in range(MAX_HALVINGS):
-                short = ~bad & ~(f_trial <= f_old - 1e-4 * t * decrease + slack)
+                short = ~bad & ~(f_trial <= f_old - ARMIJO * t * decrease + slack)
                 if not short.any():
                     break
                 t[short] *= 0.5
                 trial[short] = vl[short] - t[short, None] * step[short]
                 f_trial[short] = _objective(ul[short], yl[short], trial[short], c, P)
-            stuck = ~bad & ~(f_trial <= f_old - 1e-4 * t * decrease + slack)
+            stuck = ~bad & ~(f_trial <= f_old - ARMIJO * t * decrease + slack)
             failed[live[stuck]] = True
             good = ~bad & ~stuck
             # converged when the full Newton step is negligible (a step the line search
