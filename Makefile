@@ -15,8 +15,13 @@ DESIGN ?= simulations/default.toml
 JOBS ?= 2
 # test processes (pytest-xdist); each test file runs in one of them
 TEST_JOBS ?= 2
-NAME = $(shell sed -n 's/^name *= *"\(.*\)".*/\1/p' $(DESIGN))
-RESULTS ?= simulations/results/$(NAME)
+name_of = $(shell sed -n 's/^name *= *"\(.*\)".*/\1/p' $(1))
+RESULTS ?= simulations/results/$(call name_of,$(DESIGN))
+# The default studies are two designs: least squares (DESIGN) and logistic regression
+# (LOGISTIC), whose results the report's section on logistic regression reads. With another
+# DESIGN only that one runs, unless LOGISTIC is given too (LOGISTIC= runs none).
+LOGISTIC ?= $(if $(filter simulations/default.toml,$(DESIGN)),simulations/logistic.toml)
+LRESULTS ?= $(if $(LOGISTIC),simulations/results/$(call name_of,$(LOGISTIC)))
 
 .PHONY: help venv simulate test test-all check report assets bench lint mutate clean
 
@@ -34,13 +39,13 @@ $(STAMP): pyproject.toml
 
 # numba compiles the engine's kernel once (some tens of seconds) into its cache, so that runs
 # and their workers only load it; again whenever the kernel's source changes
-$(KERNEL): study/engine/kernel.py study/engine/pencil.py $(STAMP)
+$(KERNEL): study/engine/kernel.py study/engine/pencil.py study/engine/newton.py $(STAMP)
 	$(PY) -m study.engine.kernel
 	@touch $(KERNEL)
 
 venv: $(SETUP) ## Create or update the virtual environment (.venv) from pyproject.toml
 
-simulate: $(RESULTS)/manifest.json ## Run a design's steps (DESIGN=simulations/default.toml JOBS=2); resumes if interrupted
+simulate: $(RESULTS)/manifest.json $(if $(LRESULTS),$(LRESULTS)/manifest.json) ## Run the default studies (or DESIGN=…; JOBS=2); resumes if interrupted
 
 # The steps of a run, each a file target whose prerequisites are the code behind it, as
 # study/sources.py reads it from the imports (no list kept by hand):
@@ -49,20 +54,25 @@ simulate: $(RESULTS)/manifest.json ## Run a design's steps (DESIGN=simulations/d
 # checkpoints, without simulating. The engine's stamp lives beside the results folder
 # (inside it, it would be a file study does not own); the folder's marker, which study
 # writes first, is a prerequisite, so that a deleted results folder is simulated again.
+# design_steps (design file, results folder) writes these rules for one design.
 sources = $(shell $(PYTHON) study/sources.py $(1))
-ENGINE_DONE = $(dir $(RESULTS)).$(notdir $(RESULTS)).engine-done
-$(ENGINE_DONE): $(DESIGN) $(call sources,study/engine/run.py) $(RESULTS)/.study-results \
-		| $(SETUP)
-	$(PY) -m study simulate $(DESIGN) --jobs $(JOBS) --out $(RESULTS) --no-theory
-	@touch $@
+engine_done = $(dir $(1)).$(notdir $(1)).engine-done
+define design_steps
+$(call engine_done,$(2)): $(1) $(call sources,study/engine/run.py) $(2)/.study-results | $(SETUP)
+	$(PY) -m study simulate $(1) --jobs $(JOBS) --out $(2) --no-theory
+	@touch $$@
 
-$(RESULTS)/.study-results:
+$(2)/.study-results:
 
-$(RESULTS)/manifest.json: $(ENGINE_DONE) $(call sources,study/theory/step.py) | $(SETUP)
-	$(PY) -m study theory $(RESULTS)
+$(2)/manifest.json: $(call engine_done,$(2)) $(call sources,study/theory/step.py) | $(SETUP)
+	$(PY) -m study theory $(2)
+endef
+$(eval $(call design_steps,$(DESIGN),$(RESULTS)))
+$(if $(LRESULTS),$(eval $(call design_steps,$(LOGISTIC),$(LRESULTS))))
 
-$(ASSETS): $(RESULTS)/manifest.json $(call sources,study/report/assets.py) | $(SETUP)
-	$(PY) -m study report $(RESULTS) --no-render --project report
+$(ASSETS): $(RESULTS)/manifest.json $(if $(LRESULTS),$(LRESULTS)/manifest.json) \
+		$(call sources,study/report/assets.py) | $(SETUP)
+	$(PY) -m study report $(RESULTS) $(if $(LRESULTS),--logistic $(LRESULTS)) --no-render --project report
 	@touch $@
 
 $(OUTPUTS) &: $(ASSETS) report/report.qmd report/_quarto.yml report/references.bib $(call sources,study/report/render.py) \
@@ -75,6 +85,7 @@ report: $(SETUP) $(OUTPUTS) ## Render report/_output/report.html and .pdf (simul
 
 check: $(SETUP) ## Compare simulation and theory for RESULTS (default: the DESIGN's results)
 	$(PY) -m study check $(RESULTS) --brief
+	$(if $(LRESULTS),$(PY) -m study check $(LRESULTS) --brief)
 
 test: $(SETUP) ## Run the test suite (without the tests marked slow)
 	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile

@@ -114,7 +114,8 @@ def _simulate_parser(sub) -> argparse.ArgumentParser:
         "cost and sent longest first), fitting all (degree, λ, scaling, basis) cells on the "
         "same data sets, then the theory step, and write summary.csv, "
         "risk.csv, fits.csv, draws.npz, tuning.csv, transfer.csv, risk_curves.csv, "
-        "matched.csv, sensitivity.csv, bases.csv (the tuning files: gaussian family only), "
+        "matched.csv, sensitivity.csv, bases.csv (of these, a logistic design has tuning.csv "
+        "alone), "
         "minibatch.csv (with [minibatch]) and manifest.json. Finished tasks are "
         "checkpointed: after an interruption the same command computes only what is "
         "missing. The results folder must be new, empty or "
@@ -180,7 +181,8 @@ def _theory_parser(sub) -> argparse.ArgumentParser:
         description="The theory step alone: merge the Monte Carlo results of a finished run "
         "again from its checkpoints (nothing is simulated), add the large-m columns and "
         "the finite-moment orders, write tuning.csv, transfer.csv, risk_curves.csv, "
-        "matched.csv, sensitivity.csv and bases.csv (for the gaussian family) and "
+        "matched.csv, sensitivity.csv and bases.csv (for the gaussian family; tuning.csv for "
+        "the logistic) and "
         "minibatch.csv (for a design with [minibatch]), and commit the folder again. "
         "For a run made with `study simulate --no-theory`, or "
         "after the theory's code changed. `study simulate` runs this step itself.",
@@ -270,11 +272,19 @@ def _report_parsers(sub) -> tuple[argparse.ArgumentParser, argparse.ArgumentPars
         "report",
         help="write the report's figures, tables and numbers from results, then render it",
         description="Write report/_generated/ (figures as SVG and PNG, tables as Markdown) and "
-        "report/_variables.yml from a results folder, then render report/ to "
+        "report/_variables.yml from a results folder (and the section on logistic regression "
+        "from a logistic design's, with --logistic), then render report/ to "
         "report/_output/report.html and report.pdf: with quarto when it is on PATH, else with "
         "the pandoc + typst fallback (PyPI packages). Says which renderer it used.",
     )
     rep.add_argument("results", type=Path, help="results folder, e.g. simulations/results/default")
+    rep.add_argument(
+        "--logistic",
+        type=Path,
+        metavar="DIR",
+        help="results of a logistic design (e.g. simulations/results/logistic) for the section "
+        "on logistic regression; without it the section says none was run",
+    )
     rep.add_argument("--no-render", action="store_true", help="write the assets only")
     rep.add_argument(
         "--project",
@@ -341,11 +351,25 @@ def _report(args) -> int:
 
     if _family(args.results) == "logistic":
         raise DesignError(
-            f"{args.results}: the report is written for the gaussian family; results of "
-            "model.family = 'logistic' can be checked (`study check`) but not reported yet"
+            f"argument RESULTS: {args.results} holds results of model.family = 'logistic'; "
+            "give a gaussian design's results there and these with --logistic"
         )
-    with reading(args.results, _needed_files(for_report=True)):
-        names = build_assets(args.results, out_dir=generated, report_dir=project)
+    from study.paths import FITS_FILE
+
+    with contextlib.ExitStack() as held:
+        held.enter_context(reading(args.results, _needed_files(for_report=True)))
+        if args.logistic is not None:
+            needed = _needed_files(for_report=True, family="logistic") + (FITS_FILE,)
+            held.enter_context(reading(args.logistic, needed))
+            family = _family(args.logistic)
+            if family != "logistic":
+                raise DesignError(
+                    f"option '--logistic': {args.logistic} holds results of model.family = "
+                    f"'{family}'; expected those of a logistic design"
+                )
+        names = build_assets(
+            args.results, out_dir=generated, report_dir=project, logistic_dir=args.logistic
+        )
     print(f"study: wrote {len(names)} report assets to {generated}/ and {project}/")
     if args.no_render:
         return 0
@@ -482,9 +506,9 @@ def _needed_files(*, for_report: bool = False, family: str = "gaussian") -> tupl
     )
 
     # the theory step's files too: a run made with --no-theory is told to run it (the
-    # logistic family's theory is columns of summary.csv and risk.csv alone)
+    # logistic family's theory is columns of summary.csv and risk.csv, and tuning.csv)
     if family == "logistic":
-        return (SUMMARY_FILE, RISK_FILE, DRAWS_FILE)
+        return (SUMMARY_FILE, RISK_FILE, DRAWS_FILE) + (TUNING_FILE,) * for_report
     needed = (SUMMARY_FILE, RISK_FILE, TUNING_FILE, TRANSFER_FILE, DRAWS_FILE)
     if for_report:
         needed += (RISK_CURVES_FILE, MATCHED_FILE, SENSITIVITY_FILE, BASES_FILE)

@@ -100,3 +100,37 @@ def smoke_results(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("smoke") / "smoke"
     run_cli("simulate", ROOT / "simulations" / "smoke.toml", "--out", out, "--quiet", check=True)
     return out
+
+
+# A small logistic design for the report's section on logistic regression: m = 5 and 10
+# (separation is common), 100 (the λ of every scaling matched there: 0.01, 0.1 and 1 give
+# α = 1) and 1000; an asymmetric x range and a line other than the default's
+LOGISTIC_SMALL = {
+    "name": "logistic-small",
+    "seed": 11,
+    "replications": 300,
+    "model": {"family": "logistic"},
+    "dgp": {
+        "intercept": -0.5,
+        "slope": 1.7,
+        "x": {"distribution": "uniform", "low": -0.5, "high": 2.0},
+    },
+    "grid": {
+        "m": [5, 10, 100, 1000],
+        "degree": [1, 2],
+        "lambda": [0.0, 0.01, 0.1, 1.0, 10.0],
+        "scaling": ["none", "m", "sqrt-m"],
+        "penalize_intercept": False,
+    },
+    "output": {"keep_draws": 20},
+}
+
+
+@pytest.fixture(scope="session")
+def logistic_results(tmp_path_factory) -> Path:
+    """LOGISTIC_SMALL, simulated once per test session."""
+    folder = tmp_path_factory.mktemp("logistic-small")
+    design = write_design(folder / "design.toml", LOGISTIC_SMALL)
+    out = folder / "results"
+    run_cli("simulate", design, "--out", out, "--quiet", check=True)
+    return out

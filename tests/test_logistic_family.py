@@ -271,7 +271,7 @@ def test_the_report_refuses_a_logistic_run_in_one_line(run):
     proc = run_cli("report", out, "--no-render")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "logistic" in lines[0] and "study check" in lines[0]
+    assert len(lines) == 1 and "logistic" in lines[0] and "--logistic" in lines[0]
 
 
 def test_check_cannot_pass_where_every_m_is_too_small_for_the_expansion(tmp_path):
@@ -288,14 +288,17 @@ def test_check_cannot_pass_where_every_m_is_too_small_for_the_expansion(tmp_path
 
 def test_the_theory_step_of_a_logistic_design_is_the_logistic_theory():
     """In this process (the runs above go through the command line): each degree's theory
-    piece holds the logistic large-m tables and none of the gaussian tuning's."""
+    piece holds the logistic large-m tables and the logistic tuning (the expansion's α*),
+    none of the gaussian tuning's files."""
     from study.theory.step import pieces
 
     design = design_from_dict(_raw(**{"grid.m": [200, 1000], "grid.lambda": [0.0, 2.0]}))
     computed = [fn(*args) for fn, args in pieces(design)]
     assert len(computed) == len(design.degree)
     for k, piece in zip(design.degree, computed, strict=True):
-        assert set(piece) == {"asym", "asym_risk"}
+        assert set(piece) == {"asym", "asym_risk", "tuning"}
+        assert set(piece["tuning"].method) == {"expansion"}
+        assert sorted(set(piece["tuning"].m)) == [200, 1000]
         table, risk = logistic_tables(
             list(design.m), k, list(design.lam), list(design.scaling), x=design.x,
             intercept=-0.5, slope=1.7,

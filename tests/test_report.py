@@ -40,8 +40,11 @@ TABLES = [
 ]
 
 
+LOGISTIC_FIGURES = ["fig-logistic-separation", "fig-logistic-bias", "fig-logistic-tuned"]
+
+
 @pytest.fixture(scope="module")
-def rendered(smoke_results, tmp_path_factory):
+def rendered(smoke_results, logistic_results, tmp_path_factory):
     root = tmp_path_factory.mktemp("repository")
     project = root / "report"
     project.mkdir()
@@ -49,14 +52,19 @@ def rendered(smoke_results, tmp_path_factory):
         shutil.copy(ROOT / "report" / name, project / name)
     # _quarto.yml names the Typst header by its place in the repository
     shutil.copytree(ROOT / "study" / "report" / "templates", root / "study/report/templates")
-    names = build_assets(smoke_results, out_dir=project / "_generated", report_dir=project)
+    names = build_assets(
+        smoke_results,
+        out_dir=project / "_generated",
+        report_dir=project,
+        logistic_dir=logistic_results,
+    )
     result = render(project, renderer="fallback")
     return project, names, result
 
 
 def test_assets_are_built_from_results(rendered):
     project, names, _ = rendered
-    for fig in FIGURES:
+    for fig in FIGURES + LOGISTIC_FIGURES:
         assert (project / "_generated" / f"{fig}.svg").stat().st_size > 1000
         assert (project / "_generated" / f"{fig}.png").stat().st_size > 1000
     for tbl in TABLES:
@@ -101,10 +109,12 @@ def test_html_is_complete_and_self_contained(rendered):
     html = result.html.read_text()
     assert "{{<" not in html and "_generated/" not in html
     assert not re.search(r"@(fig|tbl|sec|eq)-|\{#(fig|tbl|sec|eq)-", html)
-    for n in range(1, len(FIGURES) + 1):
+    figures = len(FIGURES) + len(LOGISTIC_FIGURES) + ("fig-minibatch" in html)
+    for n in range(1, figures + 1):
         assert f"Figure&nbsp;{n}" in html or f"Figure\u00a0{n}" in html
+    assert "Logistic regression and neural networks" in html
     assert html.count("<table") == len(TABLES)
-    assert html.count("<svg") + html.count("data:image") >= len(FIGURES)
+    assert html.count("<svg") + html.count("data:image") >= figures
     assert not re.search(r'<img[^>]+src="(?!data:)', html)
     # formulas as MathML, readable offline; nothing loaded from a CDN
     assert "<math" in html and "mathjax" not in html.lower()
@@ -287,3 +297,16 @@ def test_the_sensitivity_table_shows_the_numbers_of_sensitivity_csv(smoke_result
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[1] == fmt(r.noise_sd, 3) and cells[3] == fmt(r.alpha_m0, 3)
         assert cells[5] == fmt(r.alpha_limit, 3)
+
+
+def test_report_refuses_a_gaussian_folder_as_logistic_in_one_line(smoke_results, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "_quarto.yml").write_text("project:\n  type: default\n")
+    proc = run_cli(
+        "report", smoke_results, "--logistic", smoke_results, "--no-render", "--project", project
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--logistic" in lines[0] and "gaussian" in lines[0]
+    assert not (project / "_generated").exists()

@@ -529,9 +529,19 @@ def minibatch_section(design, frame: pd.DataFrame | None) -> str:
 
 
 def build_assets(
-    results_dir: Path, *, out_dir: Path = GENERATED_DIR, report_dir: Path = REPORT_DIR
+    results_dir: Path,
+    *,
+    out_dir: Path = GENERATED_DIR,
+    report_dir: Path = REPORT_DIR,
+    logistic_dir: Path | None = None,
 ) -> list[str]:
-    """Write every figure, table and the variables file; return the names written."""
+    """Write every figure, table and the variables file; return the names written. The
+    section on logistic regression (:mod:`study.report.logistic`) is built from the results
+    of a logistic design in ``logistic_dir``; without one it says that none was run."""
+    from study.report.logistic import SECTION, SHORT, logistic_section
+
+    # first: a logistic folder that cannot be reported is refused before anything is written
+    logistic_text, logistic_short, logistic_figures = logistic_section(logistic_dir)
     tuning = pd.read_csv(results_dir / TUNING_FILE, keep_default_na=False, na_values=[""])
     transfer = pd.read_csv(results_dir / TRANSFER_FILE)
     manifest = json.loads((results_dir / MANIFEST_FILE).read_text())
@@ -592,6 +602,7 @@ def build_assets(
         verify_file(results_dir, MINIBATCH_FILE, manifest["files"].get(MINIBATCH_FILE))
         minibatch = pd.read_csv(results_dir / MINIBATCH_FILE)
         made["fig-minibatch"] = figures.fig_minibatch(minibatch)
+    made |= logistic_figures
     for name, fig in made.items():
         _save_figure(fig, out_dir, name)
 
@@ -617,6 +628,8 @@ def build_assets(
         "tbl-provenance": tables.table_provenance(manifest),
     }
     md["sec-minibatch"] = minibatch_section(design, minibatch)
+    md[SECTION] = logistic_text
+    md[SHORT] = logistic_short
     for name, text in md.items():
         atomic_write_text(out_dir / f"{name}.md", text)
     atomic_write_text(report_dir / VARIABLES_FILE, _yaml(variables) + "\n")

@@ -1,0 +1,180 @@
+"""The report's section on logistic regression: every number it quotes recomputed from the
+results files, the figures' plotted values against the same files, and the refusals of
+`study report` for results of the wrong family, in one line."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from study.numbers import percent_with_se, with_se
+from study.report.figures.logistic import (
+    grid_best,
+    separation_rates,
+)
+from study.report.logistic import NOT_RUN, logistic_section
+
+from conftest import LOGISTIC_SMALL, run_cli
+
+
+@pytest.fixture(scope="module")
+def section(logistic_results):
+    text, short, figs = logistic_section(logistic_results)
+    files = {
+        name: pd.read_csv(logistic_results / f"{name}.csv")
+        for name in ("summary", "risk", "fits", "tuning")
+    }
+    return text, short, figs, files
+
+
+def test_without_logistic_results_the_section_says_so():
+    assert logistic_section(None) == (NOT_RUN, "", {})
+
+
+def test_the_separation_rates_are_counted_from_fits_csv(section):
+    """The shares at λ = 0 against a count over fits.csv written out here: the data sets
+    without an estimate over all data sets of the cell, the same under every scaling."""
+    text, _, figs, files = section
+    fits = files["fits"]
+    zero = fits[fits["lambda"] == 0]
+    for (m, k), g in zero.groupby(["m", "degree"]):
+        counts = g.no_estimate.to_numpy()
+        assert (counts == counts[0]).all()  # one fit per data set, whatever the scaling
+        total = int(g.fitted.iloc[0] + g.no_estimate.iloc[0] + g.not_converged.iloc[0])
+        assert total == LOGISTIC_SMALL["replications"]
+        share = counts[0] / total
+        se = np.sqrt(share * (1 - share) / total)
+        if m in (5, 10):
+            assert percent_with_se(share, se) in text
+        rates = separation_rates(fits).set_index(["m", "degree"])
+        assert rates.loc[(m, k), "share"] == share
+    # the plotted points are the shares in percent
+    ax = figs["fig-logistic-separation"].axes[0]
+    for k in LOGISTIC_SMALL["grid"]["degree"]:
+        line = next(li for li in ax.get_lines() if li.get_gid() == f"separation:{k}")
+        g = zero[(zero.degree == k) & (zero.scaling == "m")].sort_values("m")
+        expected = 100 * g.no_estimate / (g.fitted + g.no_estimate + g.not_converged)
+        np.testing.assert_allclose(line.get_ydata(), expected)
+    # at m = 5 separation is common: the rule is not vacuous here
+    assert zero[zero.m == 5].no_estimate.min() > 0.2 * LOGISTIC_SMALL["replications"]
+
+
+def _matched(tuning):
+    """α0 and the λ of each scaling, worked out here: at m0 = 100, of the grid values whose
+    λ/100 ('none') and λ/10 ('sqrt-m') are on the grid too (1 and 10), the one nearest α*
+    of degree 2 on a log scale."""
+    best = tuning[(tuning.m == 100) & (tuning.degree == 2)].alpha_opt.iloc[0]
+    alpha0 = min((1.0, 10.0), key=lambda a: abs(np.log(a / best)))
+    return alpha0, {"none": alpha0 / 100, "m": alpha0, "sqrt-m": alpha0 / 10}
+
+
+def test_the_bias_quoted_is_the_matched_cells_of_summary_csv(section):
+    """The λ of every scaling that gives the same α at m = 100; the paragraph quotes the
+    slope's bias at m = 100 and at the largest m for each, with its MCSE, and the figure
+    plots exactly those cells with ±1.96 MCSE bars."""
+    text, short, figs, files = section
+    s = files["summary"]
+    alpha0, lams = _matched(files["tuning"])
+    assert f"α = {alpha0:g} at m = 100" in text
+
+    def cell(m, k, scaling):
+        g = s[(s.coef == 1) & (s.degree == k) & (s.m == m) & (s.scaling == scaling)]
+        return g[np.isclose(g["lambda"], lams[scaling])].iloc[0]
+
+    for scaling in lams:
+        for m in (100, 1000):
+            row = cell(m, 2, scaling)
+            assert with_se(row.bias, row.bias_mcse) in text
+    for scaling in ("none", "m"):
+        row = cell(1000, 2, scaling)
+        assert with_se(row.bias, row.bias_mcse) in short
+    # the claim is made only where the numbers bear it out
+    none, ng, ng0 = cell(1000, 2, "none"), cell(1000, 2, "m"), cell(100, 2, "m")
+    apart = abs(none.bias) - abs(ng.bias) > 2 * np.hypot(none.bias_mcse, ng.bias_mcse)
+    fades = abs(ng0.bias) - abs(ng.bias) > 2 * np.hypot(ng0.bias_mcse, ng.bias_mcse)
+    assert ("it stays however many points there are" in text) == (apart and fades)
+    assert ("behaves the same way" in short) == apart
+    fig = figs["fig-logistic-bias"]
+    for ax, k in zip(fig.axes, LOGISTIC_SMALL["grid"]["degree"], strict=True):
+        for scaling, lam in lams.items():
+            line = next(li for li in ax.get_lines() if li.get_gid() == f"mc:{scaling}:{k}")
+            g = s[(s.coef == 1) & (s.degree == k) & (s.scaling == scaling)]
+            g = g[np.isclose(g["lambda"], lam)].sort_values("m")
+            np.testing.assert_allclose(np.asarray(line.get_ydata(), float), g.bias)
+            np.testing.assert_allclose(np.asarray(line.get_xdata(), float), g.m)
+    # the bars are ±1.96 MCSE: the half-lengths of one panel's 'none' bars
+    ax = fig.axes[1]
+    g = s[(s.coef == 1) & (s.degree == 2) & (s.scaling == "none")]
+    g = g[np.isclose(g["lambda"], lams["none"])].sort_values("m")
+    expected = np.sort(1.96 * g.bias_mcse.to_numpy())
+    found = [
+        np.sort([abs(seg[1][1] - seg[0][1]) / 2 for seg in c.get_segments()])
+        for c in ax.collections
+        if len(c.get_segments()) == len(g)
+    ]
+    assert any(np.allclose(f, expected, rtol=1e-9) for f in found)
+
+
+def test_the_estimators_own_bias_is_quoted_where_the_expansion_applies(section):
+    text, _, _, files = section
+    s = files["summary"]
+    zero = s[(s.coef == 1) & (s.degree == 2) & (s["lambda"] == 0) & (s.scaling == "m")]
+    zero = zero[zero.asym_step <= 0.1].sort_values("m").iloc[0]
+    assert f"at m = {int(zero.m):,} and degree 2" in text
+    assert with_se(zero.bias, zero.bias_mcse) in text
+    seen = zero.bias * np.sign(zero.true) > 2 * zero.bias_mcse
+    assert ("away from zero, as the theory says" in text) == bool(
+        seen and np.sign(zero.bias_asym1) == np.sign(zero.bias)
+    )
+
+
+def test_the_best_penalty_is_tuning_csv_and_the_grid_best_is_risk_csv(section):
+    text, _, figs, files = section
+    tuning, risk = files["tuning"], files["risk"]
+    fig = figs["fig-logistic-tuned"]
+    ax_a, ax_l = fig.axes[:2]
+    for k in LOGISTIC_SMALL["grid"]["degree"]:
+        g = tuning[(tuning.degree == k) & (tuning.scaling == "m")].sort_values("m")
+        line = next(li for li in ax_a.get_lines() if li.get_gid() == f"alpha:{k}")
+        applies = g.asym_leverage <= 0.1
+        np.testing.assert_allclose(line.get_ydata(), np.where(applies, g.alpha_opt, np.nan))
+        none = next(li for li in ax_l.get_lines() if li.get_gid() == f"lambda_none:{k}")
+        np.testing.assert_allclose(none.get_ydata(), np.where(applies, g.alpha_opt / g.m, np.nan))
+        limit = next(li for li in ax_a.get_lines() if li.get_gid() == f"alpha_limit:{k}")
+        assert limit.get_ydata()[0] == g.alpha_limit.iloc[0]
+    # the grid's best by Monte Carlo, recomputed: the λ > 0 cell of least risk under 'm'
+    best = grid_best(risk)
+    part = risk[(risk.scaling == "m") & (risk["lambda"] > 0)]
+    for (m, k), g in part.groupby(["m", "degree"]):
+        row = best[(best.m == m) & (best.degree == k)].iloc[0]
+        assert row.alpha_best == g.loc[g.risk.idxmin(), "alpha"]
+    assert "@fig-logistic-tuned" in text
+
+
+def test_the_section_numbers_are_labelled_figures_and_cite_their_sources(section):
+    text, short, _, _ = section
+    for name in ("fig-logistic-separation", "fig-logistic-bias", "fig-logistic-tuned"):
+        assert f"{{#{name}}}" in text and f"@{name}" in text
+    assert "@albert1984" in text and "@coxsnell1968" in text
+    assert not re.search(r"\bnan\b|\binf\b", text)
+    # a bare * (α*, λ*) would open Markdown emphasis and vanish from the rendered text
+    for part in (text, short):
+        stripped = part.replace("**", "")
+        assert all(stripped[i - 1] == "\\" for i, c in enumerate(stripped) if c == "*")
+
+
+def test_report_refuses_results_of_the_wrong_family_in_one_line(logistic_results, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "_quarto.yml").write_text("project:\n  type: default\n")
+    proc = run_cli("report", logistic_results, "--no-render", "--project", project)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "logistic" in lines[0] and "--logistic" in lines[0]
+    assert not (project / "_generated").exists()
+    manifest = json.loads((logistic_results / "manifest.json").read_text())
+    assert manifest["design"]["model"]["family"] == "logistic"
