@@ -83,9 +83,9 @@ assets: $(ASSETS) ## Write the report's figures, tables and numbers from RESULTS
 
 report: $(SETUP) $(OUTPUTS) ## Render report/_output/report.html and .pdf (simulates first if needed)
 
-check: $(SETUP) ## Compare simulation and theory for RESULTS (default: the DESIGN's results)
+check: $(SETUP) ## Compare simulation and theory for RESULTS (default: the DESIGN's results), and LRESULTS if simulated
 	$(PY) -m study check $(RESULTS) --brief
-	$(if $(LRESULTS),$(PY) -m study check $(LRESULTS) --brief)
+	$(if $(wildcard $(LRESULTS)/manifest.json),$(PY) -m study check $(LRESULTS) --brief)
 
 test: $(SETUP) ## Run the test suite (without the tests marked slow)
 	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile

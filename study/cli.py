@@ -354,13 +354,19 @@ def _report(args) -> int:
             f"argument RESULTS: {args.results} holds results of model.family = 'logistic'; "
             "give a gaussian design's results there and these with --logistic"
         )
+    from study.folder import FolderError
     from study.paths import FITS_FILE
 
     with contextlib.ExitStack() as held:
         held.enter_context(reading(args.results, _needed_files(for_report=True)))
         if args.logistic is not None:
             needed = _needed_files(for_report=True, family="logistic") + (FITS_FILE,)
-            held.enter_context(reading(args.logistic, needed))
+            try:
+                held.enter_context(reading(args.logistic, needed))
+            except FolderError as exc:  # its message names the positional argument
+                raise FolderError(
+                    str(exc).replace("argument RESULTS", "option '--logistic'", 1)
+                ) from None
             family = _family(args.logistic)
             if family != "logistic":
                 raise DesignError(

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from study.numbers import percent_with_se, with_se
+from study.numbers import fmt, percent_with_se, with_se
 from study.report.figures.logistic import (
     grid_best,
     separation_rates,
@@ -160,7 +160,8 @@ def test_the_section_numbers_are_labelled_figures_and_cite_their_sources(section
     for name in ("fig-logistic-separation", "fig-logistic-bias", "fig-logistic-tuned"):
         assert f"{{#{name}}}" in text and f"@{name}" in text
     assert "@albert1984" in text and "@coxsnell1968" in text
-    assert not re.search(r"\bnan\b|\binf\b", text)
+    # fmt writes NaN as "–" and an infinity as "∞": neither belongs in a quoted number
+    assert not re.search(r"\bnan\b|\binf\b|–|∞", text + short)
     # a bare * (α*, λ*) would open Markdown emphasis and vanish from the rendered text
     for part in (text, short):
         stripped = part.replace("**", "")
@@ -178,3 +179,65 @@ def test_report_refuses_results_of_the_wrong_family_in_one_line(logistic_results
     assert not (project / "_generated").exists()
     manifest = json.loads((logistic_results / "manifest.json").read_text())
     assert manifest["design"]["model"]["family"] == "logistic"
+
+
+def test_the_tuning_paragraph_quotes_tuning_csv(section):
+    """Per degree: α* at the first and last m where the expansion applies, the fold between
+    them and the limit, as tuning.csv has them; and the count of agreeing pairs."""
+    text, _, _, files = section
+    tu = files["tuning"]
+    tu = tu[(tu.scaling == "m") & (tu.asym_leverage <= 0.1)].sort_values(["degree", "m"])
+    assert not tu.empty
+    for k, g in tu.groupby("degree"):
+        lo, hi = g.iloc[0], g.iloc[-1]
+        if len(g) > 1:
+            fold = g.alpha_opt.max() / g.alpha_opt.min()
+            assert (
+                f"at degree {k}, from {fmt(lo.alpha_opt)} at m = {int(lo.m):,} to "
+                f"{fmt(hi.alpha_opt)} at m = {int(hi.m):,} ({fmt(fold, 2)}-fold), "
+                f"limit {fmt(lo.alpha_limit)}"
+            ) in text
+        else:
+            assert f"at degree {k}, {fmt(lo.alpha_opt)} at m = {int(lo.m):,}" in text
+
+
+def test_the_check_paragraph_is_the_checks_own_counts(section, logistic_results):
+    from study.check import check
+
+    text, _, _, _ = section
+    result = check(logistic_results)
+    assert result.ok and "it passes" in text
+    assert f"{result.n_bias - result.n_bias_fail:,} of {result.n_bias:,} biases" in text
+    assert f"{result.n_small_m:,} comparisons left out" in text
+
+
+def test_every_branch_of_the_bias_claims(section, logistic_results):
+    """The claims switch with the numbers: with the bias without the m set to shrink like
+    Ng's, "stays" is not written; with Ng's bias held at its m = 100 value, "fades" is not;
+    the estimator's own bias is called away from zero, towards zero or not distinguishable
+    from zero as the simulated value says."""
+    from study.report.logistic import _own_bias_verdict, bias_paragraph, read_logistic
+
+    design, t = read_logistic(logistic_results)
+    alpha0, lams = _matched(t["tuning"])
+    s = t["summary"]
+    args = (design, None, 100, alpha0, lams, 2, "fig-logistic-bias")
+
+    def cell(m, scaling):
+        g = s[(s.coef == 1) & (s.degree == 2) & (s.m == m) & (s.scaling == scaling)]
+        return g[np.isclose(g["lambda"], lams[scaling])].index[0]
+
+    shrink = s.copy()
+    shrink.loc[cell(1000, "none"), "bias"] = shrink.loc[cell(1000, "m"), "bias"]
+    text = bias_paragraph(args[0], shrink, *args[2:])
+    assert "it stays" not in text and "does not show it staying" in text
+    held = s.copy()
+    held.loc[cell(1000, "m"), ["bias", "bias_mcse"]] = held.loc[
+        cell(100, "m"), ["bias", "bias_mcse"]
+    ].to_numpy()
+    text = bias_paragraph(args[0], held, *args[2:])
+    assert "fades" not in text and "cannot tell the bias at m = 1,000" in text
+    row = pd.Series({"bias": 0.3, "bias_mcse": 0.05, "true": 1.7, "bias_asym1": 0.2})
+    assert _own_bias_verdict(row) == "away from zero, as the theory says"
+    assert _own_bias_verdict(row.copy().replace({0.3: -0.3})).startswith("towards zero, against")
+    assert _own_bias_verdict(row.copy().replace({0.3: 0.05})).startswith("which at this m")

@@ -57,16 +57,16 @@ def test_best_alpha_is_the_minimiser_of_the_expansion(degree):
 @pytest.mark.parametrize("degree", [1, 2, 3])
 def test_the_limit_is_where_alpha_star_goes(degree):
     """α*∞ from its closed form against α*(m) at m = 10⁹, found by the brute-force search
-    (the form's every term shows: without the 1/m bias or the variance's slope it misses
-    by far more than the tolerance, tested below)."""
+    of R̃ (a limit without its 1/m bias term misses by far more than the tolerance, below)."""
     problem = standard_basis(X, degree, **LINE)
     limit = alpha_limit(problem, X)
     assert limit == pytest.approx(_brute_force(problem, 1e9), rel=0.01)
 
 
 def test_the_limit_needs_its_one_over_m_bias(monkeypatch):
-    """A bug that drops the Cox–Snell term from the limit's linear coefficient is caught
-    by the comparison above: it moves α*∞ by more than 1 %."""
+    """The Cox–Snell term matters to the limit: dropping it (everywhere, so that the brute
+    force above would follow it) moves α*∞ by more than 5 %, far beyond that test's 1 %
+    tolerance; so the closed form must carry it to agree with R̃'s minimiser."""
     problem = standard_basis(X, 2, **LINE)
     right = alpha_limit(problem, X)
     original = LogisticLargeM.__init__

@@ -541,7 +541,11 @@ def build_assets(
     from study.report.logistic import SECTION, SHORT, logistic_section
 
     # first: a logistic folder that cannot be reported is refused before anything is written
-    logistic_text, logistic_short, logistic_figures = logistic_section(logistic_dir)
+    manifest = json.loads((results_dir / MANIFEST_FILE).read_text())
+    line = design_from_dict(manifest["design"])
+    logistic_text, logistic_short, logistic_figures = logistic_section(
+        logistic_dir, line=(line.intercept, line.slope)
+    )
     tuning = pd.read_csv(results_dir / TUNING_FILE, keep_default_na=False, na_values=[""])
     transfer = pd.read_csv(results_dir / TRANSFER_FILE)
     manifest = json.loads((results_dir / MANIFEST_FILE).read_text())

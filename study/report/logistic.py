@@ -20,6 +20,7 @@ import pandas as pd
 
 from study.check import check
 from study.design import DesignError, design_from_dict
+from study.engine.newton import NEWTON_MAX_ITER
 from study.numbers import as_written, fmt, nearest_on_log_scale, percent_with_se, with_se
 from study.paths import FITS_FILE, MANIFEST_FILE, RISK_FILE, SUMMARY_FILE, TUNING_FILE
 from study.report.figures.logistic import (
@@ -73,9 +74,9 @@ def read_logistic(results_dir: Path):
         "fits": pd.read_csv(results_dir / FITS_FILE),
         "tuning": pd.read_csv(results_dir / TUNING_FILE, keep_default_na=False, na_values=[""]),
     }
-    for name in ("summary", "risk", "fits"):
-        frame = tables[name]
-        tables[name] = frame[frame.basis == "monomial"].reset_index(drop=True)
+    for name, frame in tables.items():
+        if "basis" in frame:  # tuning.csv of version 9 before its basis column had none
+            tables[name] = frame[frame.basis == "monomial"].reset_index(drop=True)
     return design, tables
 
 
@@ -121,7 +122,7 @@ def _degrees(ks) -> str:
 
 def separation_paragraph(design, fits: pd.DataFrame, n_fig: str) -> str:
     rates = separation_rates(fits)
-    ms = [m for m in SEPARATION_MS if m in design.m]
+    ms = [m for m in SEPARATION_MS if m in design.m] or sorted(design.m)[:3]
     parts = []
     for m in ms:
         g = rates[rates.m == m].sort_values("degree")
@@ -145,13 +146,10 @@ def separation_paragraph(design, fits: pd.DataFrame, n_fig: str) -> str:
         )
     positive = fits[(fits["lambda"] > 0) & (fits.scaling == "m")]
     if not design.penalize_intercept and not positive.empty:
-        m_lo = int(positive.m.min())
-        lo = positive[positive.m == m_lo]
-        share = float((lo.no_estimate / (lo.fitted + lo.no_estimate + lo.not_converged)).max())
         text += (
             "Any λ > 0 gives every data set a fit except those whose labels are all equal "
-            f"(the intercept is not penalised): at most {fmt(100 * share, 2)} % at "
-            f"m = {m_lo:,}. "
+            f"(the intercept is not penalised): {_all_equal(fits)} at m = "
+            f"{int(positive.m.min()):,}. "
         )
     # one fit per data set and α: the scalings that share an α share the fit
     fitted = fits.drop_duplicates(["m", "degree", "alpha"])
@@ -166,14 +164,27 @@ def separation_paragraph(design, fits: pd.DataFrame, n_fig: str) -> str:
     )
     total = int(failed.not_converged.sum())
     return text + (
-        f"; Newton's method stopped at the limit of precision on {total:,} of them "
-        f"({where}), left out likewise."
+        f"; Newton's method failed on {total:,} of them (a singular Hessian, a line search "
+        f"that could not descend, or {NEWTON_MAX_ITER} iterations: {where}), left out "
+        "likewise."
     )
 
 
 def _apart(a: pd.Series, b: pd.Series, z: float = 2.0) -> bool:
     """|bias of a| above |bias of b| by more than z standard errors of the difference."""
     return abs(a.bias) - abs(b.bias) > z * math.hypot(a.bias_mcse, b.bias_mcse)
+
+
+def _own_bias_verdict(z: pd.Series) -> str:
+    """What the simulated bias of the unpenalised slope says, against zero (twice its
+    standard error) and against the sign of the theory's 1/m term."""
+    if abs(z.bias) <= 2 * z.bias_mcse:
+        return "which at this m cannot be told from zero within twice its standard error"
+    away = np.sign(z.bias) == np.sign(z.true)
+    agrees = np.sign(z.bias) == np.sign(z.bias_asym1)
+    return ("away from zero" if away else "towards zero") + (
+        ", as the theory says" if agrees else ", against the sign of the theory's term"
+    )
 
 
 def bias_paragraph(design, summary, m0, alpha0, lams, focus: int, n_fig: str) -> str:
@@ -191,7 +202,8 @@ def bias_paragraph(design, summary, m0, alpha0, lams, focus: int, n_fig: str) ->
     text = (
         f"**The bias, with λ matched at m = {m0:,}.** @{n_fig} gives each scaling the λ "
         f"that makes its penalty α = {as_written(alpha0)} at m = {m0:,} ({matched}; of the "
-        "grid's values, the one nearest the best α there, below) and holds it. From "
+        "grid's values that every scaling's λ grid holds, the one nearest the best α there, "
+        "below) and holds it. From "
         f"m = {m0:,} to {m_max:,} the slope's bias at degree {focus} goes {move('m')} under "
         f"Ng's scaling and {move('none')} without the m (Monte Carlo, standard errors in "
         "brackets)"
@@ -199,31 +211,35 @@ def bias_paragraph(design, summary, m0, alpha0, lams, focus: int, n_fig: str) ->
         + f". The large-m theory puts the bias without the m at {fmt(none.bias_asym)} in "
         f"the limit, and Ng's at {fmt(ng.bias_asym1)} at m = {m_max:,}, on its way to 0. "
     )
-    if _apart(none, ng) and _apart(at(m0, "m"), ng):
-        text += (
-            "As for least squares, the penalty divided by m fades with m, and without the m "
-            "it stays however many points there are. "
-        )
+    # the claims, each only where the numbers bear it out (twice the standard error)
+    fades = _apart(at(m0, "m"), ng)
+    stays = not _apart(at(m0, "none"), none) and abs(none.bias) > 2 * none.bias_mcse
+    ng_text = (
+        "under Ng's scaling the bias fades with m"
+        if fades
+        else f"under Ng's scaling the simulation cannot tell the bias at m = {m_max:,} from "
+        f"that at m = {m0:,} within twice their standard errors"
+    )
+    none_text = (
+        "without the m it stays however many points there are"
+        if stays
+        else "without the m the simulation does not show it staying: it shrinks, or cannot "
+        "be told from zero, within twice its standard error"
+    )
+    if fades and stays:
+        text += f"As for least squares, {ng_text}, and {none_text}. "
     else:
-        text += (
-            f"At m = {m_max:,} the simulation cannot yet tell the two apart within twice "
-            "their standard errors. "
-        )
+        text += f"{ng_text[0].upper()}{ng_text[1:]}; {none_text}. "
     # the estimator's own 1/m bias, at the smallest m where the expansion applies
     zero = summary[(summary.degree == focus) & (summary.coef == 1) & (summary["lambda"] == 0)]
     zero = zero[(zero.scaling == "m") & (zero.asym_step <= MAX_LOGISTIC_STEP)].sort_values("m")
     if not zero.empty:
         z = zero.iloc[0]
-        seen = z.bias * np.sign(z.true) > 2 * z.bias_mcse
         text += (
-            "Unlike least squares, the unpenalised estimator is biased itself: its 1/m term "
-            f"[@coxsnell1968] puts the slope's bias at {fmt(z.bias_asym1)} at m = {int(z.m):,} "
-            f"and degree {focus}, and the simulation finds {with_se(z.bias, z.bias_mcse)}"
-            + (
-                ", away from zero, as the theory says."
-                if seen and np.sign(z.bias_asym1) == np.sign(z.bias)
-                else ", which at this m it cannot tell from zero within twice its standard error."
-            )
+            "Unlike least squares, the unpenalised estimator has a bias of its own: its 1/m "
+            f"term [@coxsnell1968] puts the slope's bias at {fmt(z.bias_asym1)} at "
+            f"m = {int(z.m):,} and degree {focus}, and the simulation finds "
+            f"{with_se(z.bias, z.bias_mcse)}, " + _own_bias_verdict(z) + "."
         )
     return text
 
@@ -231,27 +247,32 @@ def bias_paragraph(design, summary, m0, alpha0, lams, focus: int, n_fig: str) ->
 def tuning_paragraph(design, tuning, risk, n_fig: str) -> str:
     tu = tuning[tuning.scaling == "m"]
     best = grid_best(risk)
-    parts, agree, resolved, applicable, misses, where = [], 0, 0, 0, [], []
+    alphas = np.sort(risk[(risk.scaling == "m") & (risk["lambda"] > 0)].alpha.unique())
+    parts, agree, resolved, flat, misses, where = [], 0, 0, 0, [], []
+    limits = {}
     for k in sorted(tu.degree.unique()):
         g = tu[tu.degree == k].sort_values("m")
-        ok = g[g.asym_leverage <= MAX_LOGISTIC_STEP]
+        limits[k] = float(g.alpha_limit.iloc[0])
+        # where the expansion applies and its minimum lies inside the searched range
+        inside = g.boundary.isna() | g.boundary.eq("")
+        ok = g[(g.asym_leverage <= MAX_LOGISTIC_STEP) & inside]
         if ok.empty:
             continue
         lo, hi = ok.iloc[0], ok.iloc[-1]
-        values = ok.alpha_opt
-        limit = fmt(float(g.alpha_limit.iloc[0]))
+        limit = fmt(limits[k])
         parts.append(
             f"at degree {k}, from {fmt(lo.alpha_opt)} at m = {int(lo.m):,} to "
-            f"{fmt(hi.alpha_opt)} at m = {int(hi.m):,} ({fmt(values.max() / values.min(), 2)}-"
-            f"fold), limit {limit}"
+            f"{fmt(hi.alpha_opt)} at m = {int(hi.m):,} "
+            f"({fmt(ok.alpha_opt.max() / ok.alpha_opt.min(), 2)}-fold), limit {limit}"
             if len(ok) > 1
             else f"at degree {k}, {fmt(lo.alpha_opt)} at m = {int(lo.m):,}, limit {limit}"
         )
-        alphas = np.sort(risk[(risk.scaling == "m") & (risk["lambda"] > 0)].alpha.unique())
-        applicable += len(ok)
         for r in ok.itertuples():
             b = best[(best.m == r.m) & (best.degree == k)]
-            if b.empty or bool(b.at_edge.iloc[0]):
+            if b.empty:
+                continue
+            if bool(b.at_edge.iloc[0]):
+                flat += 1
                 continue
             resolved += 1
             nearest = alphas[np.argmin(np.abs(np.log(alphas / r.alpha_opt)))]
@@ -262,24 +283,33 @@ def tuning_paragraph(design, tuning, risk, n_fig: str) -> str:
                 misses.append(f"m = {int(r.m):,}, degree {k}")
     text = (
         f"**The best penalty.** @{n_fig} shows the α that minimises the expected risk of the "
-        "fitted log-odds, E[(η̂(x) − η\\*(x))²], from the large-m expansion with its 1/m terms "
-        "(unlike least squares, logistic regression has no closed form given the design), where "
-        f"the expansion applies (a point's leverage at most {MAX_LOGISTIC_STEP:g}). Under "
-        "Ng's scaling λ\\* = α\\* settles towards a limit, but it drifts on the way: "
+        "fitted log-odds, E[(η̂(x) − η\\*(x))²], from the large-m expansion with its 1/m "
+        "terms (unlike least squares, logistic regression has no closed form given the "
+        "design), where the expansion applies: where 2(k + 1) times the largest leverage of "
+        f"a point is at most {MAX_LOGISTIC_STEP:g}. "
+    )
+    if not parts:
+        return text + (
+            "At no m of the design does the expansion apply, so the figure's curves are a "
+            "guide only, and the Monte Carlo risk on the design's λ grid is the measure."
+        )
+    settles = all(np.isfinite(v) and v > 0 for v in limits.values())
+    text += (
+        "Under Ng's scaling λ\\* = α\\* "
+        + ("tends to a limit, but moves on the way: " if settles else "moves with m: ")
         + "; ".join(parts)
-        + ". Without the m the best λ is α\\*/m: it falls like 1/m, "
+        + ". Without the m the best λ is α\\*/m"
     )
     k0 = int(tu.degree.min())
     g = tu[(tu.degree == k0) & (tu.asym_leverage <= MAX_LOGISTIC_STEP)].sort_values("m")
     if len(g) > 1:
         ratio = (g.alpha_opt.iloc[0] / g.m.iloc[0]) / (g.alpha_opt.iloc[-1] / g.m.iloc[-1])
         text += (
-            f"{fmt(ratio, 2)}-fold from m = {int(g.m.iloc[0]):,} to {int(g.m.iloc[-1]):,} at "
-            f"degree {k0}. "
+            f": it falls {fmt(ratio, 2)}-fold from m = {int(g.m.iloc[0]):,} to "
+            f"{int(g.m.iloc[-1]):,} at degree {k0}, and like 1/m once α\\* settles. "
         )
     else:
-        text += "at every degree. "
-    flat = applicable - resolved
+        text += ", which falls like 1/m once α\\* settles. "
     if resolved:
         pairs = ", ".join(f"m = {m:,} at degree {k}" for m, k in sorted(where))
         text += (
@@ -287,7 +317,8 @@ def tuning_paragraph(design, tuning, risk, n_fig: str) -> str:
             + ("agrees wherever it can tell: at " if agree == resolved else "agrees at ")
             + f"{agree} of the {resolved} (m, degree) pairs where the expansion applies and "
             "the grid resolves the minimum (the grid values within 1.96 standard errors of "
-            "the smallest risk do not reach an end of the grid), the grid value nearest the "
+            "the smallest risk, the errors combined as if independent, which widens the "
+            "range, do not reach an end of the grid), the grid value nearest the "
             "expansion's α\\* is among them"
             + (f" ({pairs})" if where else "")
             + (f"; not at {'; '.join(misses)}." if misses else ".")
@@ -298,8 +329,6 @@ def tuning_paragraph(design, tuning, risk, n_fig: str) -> str:
             "near its minimum for the grid to resolve it: grid values up to an end of the "
             "grid are within 1.96 standard errors of the smallest risk."
         )
-    if not resolved and not flat:
-        text += "The expansion applies at no m of the design, so nothing is compared."
     return text
 
 
@@ -344,15 +373,34 @@ def short_answer(design, t, m0, alpha0, lams, focus: int) -> str:
         f"slope's bias at m = {m_max:,} and degree {focus} is "
         f"{with_se(row['none'].bias, row['none'].bias_mcse)} without the m and "
         f"{with_se(row['m'].bias, row['m'].bias_mcse)} with it. Its own twist is at small m: "
-        f"without a penalty the fit often does not exist (at m = {m_small:,}: {shares} of the "
-        "data sets), and any λ > 0 restores it.\n"
+        f"without a penalty the fit does not exist for some data sets (at m = {m_small:,}: "
+        f"{shares} of them), and any λ > 0 restores it"
+        + (
+            f", except for the data sets whose labels are all equal ({_all_equal(t['fits'])} "
+            f"at m = {m_small:,}), which have no fit while the intercept is not penalised.\n"
+            if not design.penalize_intercept
+            else ".\n"
+        )
     )
 
 
-def logistic_section(results_dir: Path | None) -> tuple[str, str, dict]:
+def _all_equal(fits: pd.DataFrame) -> str:
+    """The share of data sets without a fit at λ > 0 (all labels equal, with the intercept
+    unpenalised) at the smallest m, with its binomial standard error."""
+    positive = fits[(fits["lambda"] > 0) & (fits.scaling == "m")]
+    row = positive[positive.m == positive.m.min()].iloc[0]
+    n = row.fitted + row.no_estimate + row.not_converged
+    share = row.no_estimate / n
+    return percent_with_se(share, math.sqrt(share * (1 - share) / n))
+
+
+def logistic_section(
+    results_dir: Path | None, line: tuple[float, float] | None = None
+) -> tuple[str, str, dict]:
     """The section's Markdown, the short answer's paragraph and the section's figures
     (name → Figure); for no results, the one sentence :data:`NOT_RUN`, no paragraph and no
-    figures."""
+    figures. ``line``: the (intercept, slope) of the least-squares study the report is
+    built from, so that the text says whether the logistic design reads the same line."""
     if results_dir is None:
         return NOT_RUN, "", {}
     design, t = read_logistic(results_dir)
@@ -375,8 +423,13 @@ def logistic_section(results_dir: Path | None) -> tuple[str, str, dict]:
     intro = (
         "The question was asked about logistic regression. A second design "
         f"(`{design.name}`) puts the same questions to it: labels y drawn with probability "
-        f"σ({as_written(design.intercept)} + {as_written(design.slope)}·x), the line above "
-        f"read as log-odds, x {where}, and polynomials of degree {_degrees(degrees)} fitted "
+        f"σ({as_written(design.intercept)} + {as_written(design.slope)}·x)"
+        + (
+            ", the line of the least-squares study read as log-odds"
+            if line is not None and line == (design.intercept, design.slope)
+            else ""
+        )
+        + f", x {where}, and polynomials of degree {_degrees(degrees)} fitted "
         "by Newton's method to the mean log-loss plus each scaling's penalty, the intercept "
         + ("penalised" if design.penalize_intercept else "not penalised")
         + f" ({design.replications:,} data sets at each of m = {ms})."
@@ -397,9 +450,11 @@ def logistic_section(results_dir: Path | None) -> tuple[str, str, dict]:
         "sets with an estimate (bars ±1.96 MCSE) and the large-m theory with its 1/m term "
         "(dashed, where the expansion applies).",
         "fig-logistic-tuned": "The risk-optimal penalty of logistic regression: α\\*(m) from the "
-        "large-m expansion (solid where it applies, dotted where it does not), its limit "
+        "large-m expansion (solid where it applies, 2(k + 1) times the largest leverage of a "
+        "point at most 0.1; dotted where it does not), its limit "
         "(dashed) and the best value of the design's λ grid by Monte Carlo (open markers, "
-        "where resolved; bars: the grid values within 1.96 standard errors of it); right, the "
+        "where resolved; bars: the grid values within 1.96 standard errors of it, the errors "
+        "combined as if independent); right, the "
         "λ\\* to set when the penalty is not divided by m.",
     }
     text = "\n\n".join(p for p in paragraphs if p)

@@ -116,6 +116,7 @@ class LogisticLargeM:
         self.b1_u = A_inv @ (first - 0.5 * second)  # times 1/m
         self.cov_u = S  # times 1/m
         self.max_leverage = float(np.max(s1 * h))  # over m: the largest leverage
+        self.hessian_u = H  # E[σ′(η_c)φφᵀ], without the penalty
 
 
 def _cells(ms, lams, scalings, degree):
@@ -214,6 +215,7 @@ TUNING_COLUMNS_LOGISTIC = [
     "m",
     "degree",
     "scaling",
+    "basis",
     "method",
     "lambda_opt",
     "alpha_opt",
@@ -264,12 +266,13 @@ def alpha_limit(problem: StandardBasis, x: XDistribution) -> float:
     tr(Σ·S(c)) at 0 (a one-sided difference); so α*∞ = −(2dᵀΣb₁ + t′)/(2dᵀΣd). Infinite
     when nothing is penalised in the direction of the truth (dᵀΣd = 0)."""
     zero = LogisticLargeM(problem, x, 0.0)
-    H = np.linalg.inv(zero.cov_u)  # at c = 0 and the true model, the sandwich is H⁻¹
+    H = zero.hessian_u
     d = -np.linalg.solve(H, problem.penalty @ problem.v_star)
     curvature = float(d @ problem.sigma @ d)
-    # c small against H's smallest eigenvalue; one-sided (c < 0 may leave the objective
-    # without a minimum), second order
-    h = LIMIT_STEP * float(np.linalg.eigvalsh(H)[0])
+    # c·P small against H: c·‖P‖ a small share of H's smallest eigenvalue; one-sided (c < 0
+    # may leave the objective without a minimum), second order
+    scale = max(1.0, float(np.linalg.norm(problem.penalty, 2)))
+    h = LIMIT_STEP * float(np.linalg.eigvalsh(H)[0]) / scale
     one, two = (LogisticLargeM(problem, x, s * h) for s in (1.0, 2.0))
     t0, t1, t2 = (float(np.trace(problem.sigma @ th.cov_u)) for th in (zero, one, two))
     slope = (-3 * t0 + 4 * t1 - t2) / (2 * h)
@@ -288,15 +291,17 @@ def logistic_tuning_table(
     intercept: float,
     slope: float,
     penalize_intercept: bool = False,
+    basis: str = "monomial",
 ) -> pd.DataFrame:
-    """tuning.csv of a logistic design, one degree: per m and scaling the best λ (the
-    monomial basis; α* does not depend on the basis), α*, R̃ there, ``boundary``, α*∞ and
+    """tuning.csv of a logistic design, one degree and basis (the penalty, and so α*,
+    depends on the basis): per m and scaling the best λ, α*, R̃ there, ``boundary``, α*∞ and
     ``asym_leverage`` at α*, which says whether the expansion applies (≤ MAX_LOGISTIC_STEP;
     above it the α* of the expansion is a guide and the Monte Carlo risk on the design's
     λ grid is the measure). ``method`` is "expansion"."""
     problem = standard_basis(
-        x, degree, intercept=intercept, slope=slope, penalize_intercept=penalize_intercept
-    )
+        x, degree, intercept=intercept, slope=slope, penalize_intercept=penalize_intercept,
+        basis=basis,
+    )  # fmt: skip
     limit = alpha_limit(problem, x)
     rows = []
     for m in ms:
@@ -308,6 +313,7 @@ def logistic_tuning_table(
                     "m": int(m),
                     "degree": int(degree),
                     "scaling": s,
+                    "basis": basis,
                     "method": "expansion",
                     "lambda_opt": lam,
                     "alpha_opt": best["alpha"],

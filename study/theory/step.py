@@ -107,7 +107,13 @@ def logistic_piece(design: Design, degree: int) -> dict[str, pd.DataFrame]:
     grid = (list(design.m), degree, list(design.lam), list(design.scaling))
     with one_blas_thread():
         tables = [logistic_tables(*grid, **kw, basis=b) for b in design.basis]
-        tuning = logistic_tuning_table(list(design.m), degree, list(design.scaling), **kw)
+        tuning = pd.concat(
+            [
+                logistic_tuning_table(list(design.m), degree, list(design.scaling), **kw, basis=b)
+                for b in design.basis
+            ],
+            ignore_index=True,
+        )
     return {
         "asym": pd.concat([t[0] for t in tables], ignore_index=True),
         "asym_risk": pd.concat([t[1] for t in tables], ignore_index=True),

@@ -127,7 +127,8 @@ def fig_logistic_bias(
             log_m_axis(ax, rows.m)
             ax.axhline(0.0, color="0.6", lw=0.6, zorder=1)
             for s, lam in lams.items():
-                g = rows[(rows.scaling == s) & np.isclose(rows["lambda"], lam)].sort_values("m")
+                same = np.isclose(rows["lambda"], lam, rtol=1e-12, atol=0.0)
+                g = rows[(rows.scaling == s) & same].sort_values("m")
                 g = g[g.status == "ok"]
                 errorbar(
                     ax, g.m, g.bias, z * g.bias_mcse, color=SCALING_COLORS[s],
@@ -190,6 +191,8 @@ def fig_logistic_tuned(tuning: pd.DataFrame, risk: pd.DataFrame, *, z: float = 1
     left). gids ``"alpha:<k>"``, ``"alpha_limit:<k>"``, ``"grid:<k>"``,
     ``"lambda_none:<k>"``."""
     tu = tuning[tuning.scaling == tuning.scaling.iloc[0]]
+    if "basis" in tu:
+        tu = tu[tu.basis == "monomial"]
     degrees = sorted(tu.degree.unique())
     colors = degree_colors(degrees)
     best = grid_best(risk, z=z)
@@ -211,7 +214,7 @@ def fig_logistic_tuned(tuning: pd.DataFrame, risk: pd.DataFrame, *, z: float = 1
             guide = slice(0, min(first + 1, len(g)))
             ax_a.plot(g.m[guide], g.alpha_opt[guide], color=colors[k], lw=1.0, ls=":")
             limit = float(g.alpha_limit.iloc[0])
-            if np.isfinite(limit):
+            if np.isfinite(limit) and limit > 0:  # a log axis
                 ax_a.axhline(limit, color=colors[k], lw=0.8, ls=DASHED, gid=f"alpha_limit:{k}")
             b = best[(best.degree == k) & ~best.at_edge].sort_values("m")
             if not b.empty:
