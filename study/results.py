@@ -46,6 +46,12 @@ FITS_COLUMNS = (
 # E[h²]/m for the variance and the risk; docs/checks.md) is at most this: the theory leaves
 # bias_asym1_bound empty beyond it, and the check compares nothing there.
 MAX_EXPANSION_STEP = 0.5
+# For the logistic family: the largest leverage of a point (``asym_step``) at most this for
+# the bias (study.theory.logistic explains why), and 2(k + 1) times it (``asym_leverage``)
+# at most this for the best penalty α*(m) of the expansion, stricter than the check's
+# MAX_EXPANSION_STEP for the variance and the risk: α* rests on how the variance moves
+# with α, a smaller term than the variance itself
+MAX_LOGISTIC_STEP = 0.1
 
 # The tuned λ averages the exact conditional risk over the first this many simulated
 # designs of each m (tuning.csv; the report's captions quote it).

@@ -20,7 +20,6 @@ import pandas as pd
 
 from study.check import check
 from study.design import DesignError, design_from_dict
-from study.engine.newton import NEWTON_MAX_ITER
 from study.numbers import as_written, fmt, nearest_on_log_scale, percent_with_se, with_se
 from study.paths import FITS_FILE, MANIFEST_FILE, RISK_FILE, SUMMARY_FILE, TUNING_FILE
 from study.report.figures.logistic import (
@@ -31,8 +30,7 @@ from study.report.figures.logistic import (
     matched_lambdas,
     separation_rates,
 )
-from study.results import read_table
-from study.theory.logistic import MAX_LOGISTIC_STEP
+from study.results import MAX_LOGISTIC_STEP, read_table
 
 SECTION = "sec-logistic"
 SHORT = "short-logistic"
@@ -165,8 +163,7 @@ def separation_paragraph(design, fits: pd.DataFrame, n_fig: str) -> str:
     total = int(failed.not_converged.sum())
     return text + (
         f"; Newton's method failed on {total:,} of them (a singular Hessian, a line search "
-        f"that could not descend, or {NEWTON_MAX_ITER} iterations: {where}), left out "
-        "likewise."
+        f"that could not descend, or its iteration limit: {where}), left out likewise."
     )
 
 

@@ -38,6 +38,7 @@ import pandas as pd
 from study.basis import StandardBasis, standard_basis
 from study.design import XDistribution
 from study.logistic import sigmoid
+from study.results import MAX_LOGISTIC_STEP
 from study.scaling import alpha as scaling_alpha
 from study.scaling import lam_from_alpha
 
@@ -47,7 +48,7 @@ QUADRATURE_POINTS = 200
 # (variance, risk): unpenalised fits come near separation with appreciable probability
 # long before a leverage of 0.5 (at m = 20 and degree 1, leverage 0.2, 1.3 % of the data
 # sets separate and the variance of the rest is five times the sandwich's)
-MAX_LOGISTIC_STEP = 0.1
+# (the number lives in study.results, which the report reads too)
 
 
 def quadrature(x: XDistribution, n: int = QUADRATURE_POINTS) -> tuple[np.ndarray, np.ndarray]:

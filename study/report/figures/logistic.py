@@ -28,7 +28,7 @@ from study.report.figures._style import (
     style_legend,
     theory_handle,
 )
-from study.theory.logistic import MAX_LOGISTIC_STEP
+from study.results import MAX_LOGISTIC_STEP
 
 
 def degree_colors(degrees: Sequence[int]) -> dict[int, tuple]:
