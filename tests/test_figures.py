@@ -414,6 +414,47 @@ def test_fig_sampling_distributions(draws):
 # --- risk and tuning -----------------------------------------------------------------------
 
 
+def test_fig_mse_split_rows_span_every_mse_and_variance(summary):
+    """A row's y range is what the caption promises: from a third of the smallest MSE or
+    positive variance of the row's panels (at most six decades below the largest) to three
+    times the largest, whatever matplotlib would choose by itself."""
+    fig = F.fig_mse_split(summary, coefs=(1, 3))
+    for r, j in enumerate((1, 3)):
+        values = []
+        for s in SCALINGS:
+            d = expected_cells(summary, degree=3, lam=1.0, scaling=s, coef=j, col="mse", order=4)
+            values += d["mse"][d["mse"] > 0].tolist() + d["var"][d["var"] > 0].tolist()
+        hi = max(values)
+        lo = max(min(values), hi * 1e-6)
+        ax = fig.axes[r * len(SCALINGS)]
+        np.testing.assert_allclose(ax.get_ylim(), (lo / 3, hi * 3), rtol=1e-12)
+
+
+def test_fig_risk_vs_lambda_draws_each_scaling_in_its_colour(risk_curves, risk, tuning):
+    """Every curve and its label are a shade of their scaling's colour, 0.85·(1 − t + t·c)
+    for one t in (0, 1] (white mixed in, then darkened a little for print), and within a
+    panel t grows with m: the curves of one scaling are told apart by lightness alone."""
+    fig = F.fig_risk_vs_lambda(risk_curves, risk, tuning, degree=DEGREE, ms=(10, 100, 1000))
+    curves = lines_by_gid(fig, "curve:")
+    labels = {t.get_gid(): t for ax in fig.axes for t in ax.texts if t.get_gid()}
+    shades: dict[str, list[tuple[int, float]]] = {}
+    for gid, (line,) in curves.items():
+        _, s, m = gid.split(":")
+        c = np.asarray(mcolors.to_rgb(F.SCALING_COLORS[s]))
+        got = np.asarray(mcolors.to_rgb(line.get_color())) / 0.85
+        # got = 1 − t(1 − c): t from the channel where the colour differs most from white
+        i = int(np.argmax(1 - c))
+        t = (1 - got[i]) / (1 - c[i])
+        assert 0 < t <= 1 + 1e-12, gid
+        np.testing.assert_allclose(got, 1 - t * (1 - c), atol=1e-9, err_msg=gid)
+        assert same_color(labels[f"label:{s}:{m}"].get_color(), line.get_color()), gid
+        shades.setdefault(s, []).append((int(m), t))
+    assert set(shades) == set(SCALINGS)
+    for s, pairs in shades.items():
+        ts = [t for _, t in sorted(pairs)]
+        assert ts == sorted(ts) and ts[-1] == pytest.approx(1.0), s
+
+
 def test_fig_risk_vs_lambda(risk_curves, risk, tuning):
     ms = (10, 100, 1000, 10000)
     fig = F.fig_risk_vs_lambda(risk_curves, risk, tuning, degree=DEGREE, ms=ms)
