@@ -128,3 +128,26 @@ def test_the_audit_is_a_second_implementation():
     """The audit re-derives the simulation from the seeds on its own: of the package it
     reads the design alone, not the basis, the fit, the scalings or the engine."""
     assert _runtime_imports(STUDY / "audit.py") == {"design.py"}
+
+
+def _make_dry_run(*args: str) -> str:
+    """The commands `make -n` would run in the repository (-n runs none of them), with the
+    venv and results pointing nowhere, so that every step is listed."""
+    proc = subprocess.run(
+        ["make", "-n", *args, "VENV=/nonexistent-venv"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    return proc.stdout
+
+
+def test_make_simulate_runs_the_two_default_studies_and_another_design_alone():
+    both = _make_dry_run("simulate", "RESULTS=/nonexistent/default", "LRESULTS=/nonexistent/lg")
+    assert "study simulate simulations/default.toml" in both
+    assert "study simulate simulations/logistic.toml" in both
+    alone = _make_dry_run("simulate", "DESIGN=simulations/smoke.toml", "RESULTS=/nonexistent/s")
+    assert "study simulate simulations/smoke.toml" in alone
+    assert "logistic" not in alone
+    report = _make_dry_run("assets", "RESULTS=/nonexistent/default", "LRESULTS=/nonexistent/lg")
+    assert "--logistic /nonexistent/lg" in report
