@@ -203,11 +203,13 @@ def bias_paragraph(design, summary, m0, alpha0, lams, focus: int, n_fig: str) ->
         "below) and holds it. From "
         f"m = {m0:,} to {m_max:,} the slope's bias at degree {focus} goes {move('m')} under "
         f"Ng's scaling and {move('none')} without the m (Monte Carlo, standard errors in "
-        "brackets)"
-        + (f", and {move('sqrt-m')} under `sqrt-m`" if "sqrt-m" in lams else "")
-        + f". The large-m theory puts the bias without the m at {fmt(none.bias_asym)} in "
-        f"the limit, and Ng's at {fmt(ng.bias_asym1)} at m = {m_max:,}, on its way to 0. "
+        "brackets)" + (f", and {move('sqrt-m')} under `sqrt-m`" if "sqrt-m" in lams else "") + ". "
     )
+    if np.isfinite(none.bias_asym) and np.isfinite(ng.bias_asym1):  # where the theory applies
+        text += (
+            f"The large-m theory puts the bias without the m at {fmt(none.bias_asym)} in the "
+            f"limit, and Ng's at {fmt(ng.bias_asym1)} at m = {m_max:,}, on its way to 0. "
+        )
     # the claims, each only where the numbers bear it out (twice the standard error)
     fades = _apart(at(m0, "m"), ng)
     stays = not _apart(at(m0, "none"), none) and abs(none.bias) > 2 * none.bias_mcse
