@@ -722,7 +722,8 @@ def test_the_bases_figure_plots_alpha_against_the_degree_in_both_bases():
                     alpha_m=scale * k + 0.1,
                     alpha_m_se=0.02,
                     alpha_limit=scale * k,
-                    hkb=0.75 * k,
+                    # each row's own coefficients: the two bases' differ
+                    hkb=0.75 * k if basis == "orthonormal" else 0.9 * k,
                 )
             )
     fig = fig_bases(pd.DataFrame(rows))
@@ -736,6 +737,7 @@ def test_the_bases_figure_plots_alpha_against_the_degree_in_both_bases():
     np.testing.assert_allclose(lines["bases:m:orthonormal"][:, 1], [0.85, 2.35, 3.85])
     np.testing.assert_allclose(lines["bases:m0:monomial"][:, 1], [1.5, 3.5, 5.5])
     np.testing.assert_allclose(lines["bases:limit:monomial"][:, 1], [1, 3, 5])
+    # the Hoerl–Kennard–Baldwin line is the orthonormal rows' (its closed form holds there)
     np.testing.assert_allclose(lines["bases:hkb"][:, 1], [0.75, 2.25, 3.75])
     # every panel says what its axes are
     for ax in fig.axes:
@@ -753,6 +755,35 @@ def test_the_unpenalised_fits_are_drawn_thinner_than_the_true_line(draws):
     fits = lines_by_gid(fig, "fit:lambda0")["fit:lambda0"]
     (truth,) = lines_by_gid(fig, "truth")["truth"]
     assert fits and all(f.get_linewidth() < truth.get_linewidth() for f in fits)
+
+
+def test_the_unpenalised_fits_are_the_kept_polynomials_over_the_x_range(draws):
+    """Each fit of the parabola panel is a kept draw's polynomial, drawn over the design's
+    x range (here an asymmetric one), not over the index of its points."""
+    fig = F.fig_parabola_tail(draws, m=3, degree=2, lam=1.0, m_many=100, x_range=(-0.5, 2.0))
+    fits = lines_by_gid(fig, "fit:lambda0")["fit:lambda0"]
+    assert fits
+    for line in fits:
+        x, y = (np.asarray(v, dtype=float) for v in (line.get_xdata(), line.get_ydata()))
+        assert x[0] == -0.5 and x[-1] == 2.0 and np.all(np.diff(x) > 0)
+        # a quadratic through its points: the second differences on the even grid agree
+        second = np.diff(y, 2)
+        np.testing.assert_allclose(second, second[0], rtol=1e-6, atol=1e-9)
+
+
+def test_a_risk_curves_label_moves_to_its_optimum_within_two_and_a_half_decades():
+    """The label "m = …" sits at the curve's left end, unless the optimum is within 2.5
+    decades of it (the label would cover it); then beside the optimum."""
+    from study.report.figures._style import new_figure
+    from study.report.figures.tuning import _risk_curve
+
+    lam = np.logspace(-5, 3, 81)
+    d = pd.DataFrame({"lambda": lam, "risk": 1.0 + (np.log10(lam) + 1.0) ** 2})
+    for decades, at_left in ((2.45, False), (2.55, True)):
+        ax = new_figure(2.0).subplots()
+        _risk_curve(ax, d, lam[0] * 10**decades, color="black", key="m:10", m=10)
+        (label,) = [t for t in ax.texts if t.get_gid() == "label:m:10"]
+        assert (label.xy[0] == lam[0]) == at_left, decades
 
 
 def test_the_mean_marks_of_the_violins_end_where_they_are_drawn(draws):

@@ -241,3 +241,51 @@ def test_every_branch_of_the_bias_claims(section, logistic_results):
     assert _own_bias_verdict(row) == "away from zero, as the theory says"
     assert _own_bias_verdict(row.copy().replace({0.3: -0.3})).startswith("towards zero, against")
     assert _own_bias_verdict(row.copy().replace({0.3: 0.05})).startswith("which at this m")
+
+
+def test_the_grid_comparison_counts_agreement_and_misses():
+    """On made-up tables where the grid's minimum is sharp: the expansion's α* near it is
+    counted as agreeing, one far from it as a miss, and a flat risk as unresolved."""
+    from types import SimpleNamespace
+
+    from study.report.logistic import tuning_paragraph
+
+    alphas = np.array([0.1, 0.3, 1.0, 3.0, 10.0])
+    risk_rows, tuning_rows = [], []
+    for m, best, flat in ((200, 1.2, False), (500, 30.0, False), (1000, 1.0, True)):
+        for a in alphas:
+            curve = 1.0 if flat else 1.0 + np.log(a) ** 2
+            risk_rows.append(
+                dict(
+                    m=m,
+                    degree=1,
+                    scaling="m",
+                    basis="monomial",
+                    alpha=a,
+                    risk=curve,
+                    risk_mcse=1e-3,
+                    status="ok",
+                    **{"lambda": a},
+                )
+            )
+        tuning_rows.append(
+            dict(
+                m=m,
+                degree=1,
+                scaling="m",
+                basis="monomial",
+                alpha_opt=best,
+                alpha_limit=1.0,
+                asym_leverage=0.05,
+                boundary="",
+            )
+        )
+    text = tuning_paragraph(
+        SimpleNamespace(m=(200, 500, 1000)),
+        pd.DataFrame(tuning_rows),
+        pd.DataFrame(risk_rows),
+        "fig-logistic-tuned",
+    )
+    assert "agrees at 1 of the 2 (m, degree) pairs" in text
+    assert "(m = 200 at degree 1); not at m = 500, degree 1." in text
+    assert "At the other 1 pairs where the expansion applies the risk is too flat" in text
