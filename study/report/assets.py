@@ -542,13 +542,12 @@ def build_assets(
 
     # first: a logistic folder that cannot be reported is refused before anything is written
     manifest = json.loads((results_dir / MANIFEST_FILE).read_text())
-    line = design_from_dict(manifest["design"])
+    gaussian = design_from_dict(manifest["design"])
     logistic_text, logistic_short, logistic_figures = logistic_section(
-        logistic_dir, line=(line.intercept, line.slope)
+        logistic_dir, line=(gaussian.intercept, gaussian.slope)
     )
     tuning = pd.read_csv(results_dir / TUNING_FILE, keep_default_na=False, na_values=[""])
     transfer = pd.read_csv(results_dir / TRANSFER_FILE)
-    manifest = json.loads((results_dir / MANIFEST_FILE).read_text())
     # with [precision], the replications each m reached
     design = design_from_dict(manifest["design"]).with_replications(
         manifest.get("replications_by_m", {})
