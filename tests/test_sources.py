@@ -143,11 +143,12 @@ def _make_dry_run(*args: str) -> str:
 
 
 def test_make_simulate_runs_the_two_default_studies_and_another_design_alone():
-    both = _make_dry_run("simulate", "RESULTS=/nonexistent/default", "LRESULTS=/nonexistent/lg")
+    both = _make_dry_run(
+        "simulate", "assets", "RESULTS=/nonexistent/default", "LRESULTS=/nonexistent/lg"
+    )
     assert "study simulate simulations/default.toml" in both
     assert "study simulate simulations/logistic.toml" in both
+    assert "--logistic /nonexistent/lg" in both  # the report's assets read it
     alone = _make_dry_run("simulate", "DESIGN=simulations/smoke.toml", "RESULTS=/nonexistent/s")
     assert "study simulate simulations/smoke.toml" in alone
     assert "logistic" not in alone
-    report = _make_dry_run("assets", "RESULTS=/nonexistent/default", "LRESULTS=/nonexistent/lg")
-    assert "--logistic /nonexistent/lg" in report
