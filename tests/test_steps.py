@@ -65,6 +65,12 @@ def test_engine_then_theory_equals_one_simulate(tmp_path):
     assert rows["fits"] == f"{counts['fits']:,} on {counts['data_points']:,} data points"
     assert rows["seed"] == str(after["seed"])
     assert rows["steps"] == "engine, theory"
+    # the run row is the engine's run, not the theory's that came after it
+    engine = after["engine_run"]
+    assert rows["run"].startswith(f"{engine['wall_seconds']:.1f} s wall, {engine['jobs']} jobs")
+    later = {**after, "run": {**after["run"], "wall_seconds": 9999.0, "jobs": 77}}
+    assert "9999.0 s wall" not in table_provenance(later)
+    assert "77 jobs" not in table_provenance(later)
     # the check now runs (its verdict on so small a design is not the point here)
     checked = run_cli("check", steps)
     assert checked.returncode in (0, 1) and "z-values" in checked.stdout, checked.stderr
