@@ -110,6 +110,9 @@ def test_the_table_is_optional_has_defaults_and_leaves_the_design_identity_alone
     assert small.minibatch.batch_sizes == (1, 10, 50)
 
 
+# slow (15 s): the default suite is at its five minutes; the engine's own byte-identity
+# across jobs is in the default suite (tests/test_engine.py)
+@pytest.mark.slow
 def test_the_run_writes_minibatch_csv_the_same_with_one_or_two_jobs_and_removes_it_without(
     tmp_path,
 ):
