@@ -252,7 +252,6 @@ def test_every_branch_of_the_bias_claims(section, logistic_results):
 def test_the_grid_comparison_counts_agreement_and_misses():
     """On made-up tables where the grid's minimum is sharp: the expansion's α* near it is
     counted as agreeing, one far from it as a miss, and a flat risk as unresolved."""
-    from types import SimpleNamespace
 
     from study.report.logistic import tuning_paragraph
 
@@ -287,7 +286,6 @@ def test_the_grid_comparison_counts_agreement_and_misses():
             )
         )
     text = tuning_paragraph(
-        SimpleNamespace(m=(200, 500, 1000)),
         pd.DataFrame(tuning_rows),
         pd.DataFrame(risk_rows),
         "fig-logistic-tuned",

@@ -243,7 +243,7 @@ def bias_paragraph(design, summary, m0, alpha0, lams, focus: int, n_fig: str) ->
     return text
 
 
-def tuning_paragraph(design, tuning, risk, n_fig: str) -> str:
+def tuning_paragraph(tuning, risk, n_fig: str) -> str:
     tu = tuning[tuning.scaling == "m"]
     best = grid_best(risk)
     alphas = np.sort(risk[(risk.scaling == "m") & (risk["lambda"] > 0)].alpha.unique())
@@ -437,7 +437,7 @@ def logistic_section(
         intro,
         separation_paragraph(design, t["fits"], "fig-logistic-separation"),
         bias_paragraph(design, t["summary"], m0, alpha0, lams, focus, "fig-logistic-bias"),
-        tuning_paragraph(design, t["tuning"], t["risk"], "fig-logistic-tuned"),
+        tuning_paragraph(t["tuning"], t["risk"], "fig-logistic-tuned"),
         check_paragraph(check(results_dir)),
     ]
     captions = {

@@ -120,10 +120,6 @@ class LogisticLargeM:
         self.hessian_u = H  # E[σ′(η_c)φφᵀ], without the penalty
 
 
-def _cells(ms, lams, scalings, degree):
-    return list(itertools.product(ms, lams, scalings))
-
-
 def logistic_tables(
     ms: Sequence[int],
     degree: int,
@@ -155,7 +151,7 @@ def logistic_tables(
     cache: dict[float, LogisticLargeM] = {}
     col_norm = np.linalg.norm(problem.B, axis=0)
     p = degree + 1
-    for m, lam, scaling in _cells(ms, lams, scalings, degree):
+    for m, lam, scaling in itertools.product(ms, lams, scalings):
         alpha = scaling_alpha(lam, m=int(m), degree=degree, scaling=scaling)
         c = alpha / m
         if c not in cache:

@@ -58,6 +58,14 @@ M_LABEL = "m (training points)"
 DASHED = (0, (4, 2))  # the large-m theory and the true line
 
 
+def degree_colors(degrees) -> dict[int, tuple]:
+    """One colour per degree (viridis, its lightest end left out: too pale on white)."""
+    import matplotlib as mpl
+
+    colors = mpl.colormaps["viridis"](np.linspace(0.0, 0.85, len(degrees)))
+    return {int(k): tuple(c) for k, c in zip(degrees, colors, strict=True)}
+
+
 def coef_symbol(j: int, *, hat: bool = True) -> str:
     """``"ŵ₂"`` (the estimate) or ``"w₂"`` for the coefficient of x^j."""
     return ("ŵ" if hat else "w") + subscript(int(j))

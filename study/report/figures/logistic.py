@@ -19,6 +19,7 @@ from study.report.figures._style import (
     SCALING_LABELS,
     SCALING_MARKERS,
     coef_symbol,
+    degree_colors,
     errorbar,
     every_decade,
     log_m_axis,
@@ -29,12 +30,6 @@ from study.report.figures._style import (
     theory_handle,
 )
 from study.results import MAX_LOGISTIC_STEP
-
-
-def degree_colors(degrees: Sequence[int]) -> dict[int, tuple]:
-    """One colour per degree, as in the gaussian family's figure of the degrees."""
-    colors = mpl.colormaps["viridis"](np.linspace(0.0, 0.85, len(degrees)))
-    return {int(k): tuple(c) for k, c in zip(degrees, colors, strict=True)}
 
 
 def separation_rates(fits: pd.DataFrame) -> pd.DataFrame:

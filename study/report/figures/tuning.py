@@ -24,6 +24,7 @@ from study.report.figures._style import (
     SCALING_LABELS,
     SCALING_MARKERS,
     THEORY_COLOR,
+    degree_colors,
     every_decade,
     log_m_axis,
     new_figure,
@@ -556,7 +557,7 @@ def fig_degrees(tuning: pd.DataFrame, *, z: float = 1.96) -> Figure:
     cond = tuning[tuning.method == "conditional"]
     cond = cond[cond.scaling == cond.scaling.iloc[0]]  # α* and the gain: the same for all
     degrees = sorted(cond.degree.unique())
-    colors = mpl.colormaps["viridis"](np.linspace(0.0, 0.85, len(degrees)))
+    colors = degree_colors(degrees).values()
     with mpl.rc_context(RC):
         fig = new_figure(3.0)
         ax_a, ax_b = fig.subplots(1, 2, sharex=True)
