@@ -12,6 +12,11 @@ modules in proportion to their mutants, as many as the time budget allows, and r
 the score of the sample with a 95 % Wilson interval: a Monte Carlo estimate of the score
 of all mutants, like any other number of this study.
 
+Recording which tests reach which function runs every test once, in one process; with
+``--jobs N`` above 1 the test files are split into N shards of about equal cost (the last
+run's recorded seconds per file, or the files' sizes), each recorded in a copy of its own at
+the same time, and the recordings are merged into one before the mutants are tested.
+
 It works in a copy of the repository's files (tracked, and untracked but not ignored) in
 ``mutation/work/``, so nothing of the checkout is touched; it writes
 ``mutation/results/survivors.txt`` (every surviving mutant of the sample with its diff)
@@ -23,6 +28,7 @@ Usage: ``python mutation/mutate.py [--budget SECONDS] [--jobs N] [--seed S]``.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import random
@@ -32,12 +38,14 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections import Counter, defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "mutation" / "work"
 RESULTS = ROOT / "mutation" / "results"
+STATS = Path("mutants") / "mutmut-stats.json"  # mutmut's recording, within a work copy
 # mutmut's statuses that count as caught: a test failed, a test ran past its time limit
 # (generous: [tool.mutmut] timeout_constant, so that a test's shared set-up, which mutmut
 # does not time, cannot pass for a hang), or the process was killed by SIGSEGV or SIGKILL
@@ -65,14 +73,17 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     deadline = started + args.budget
 
-    _copy_checkout()
+    _copy_checkout(WORK)
     (RESULTS / "mutmut.log").unlink(missing_ok=True)
     # generation and the stats run (every test once, recording which functions it reaches
-    # and how long it takes); a name that matches no mutant stops mutmut right after it
-    print("mutate: generating mutants and running every test once to see what it reaches")
-    _mutmut(["run", "--max-children", str(args.jobs), "no-such-mutant"], check=False)
+    # and how long it takes), in shards side by side
+    print(
+        "mutate: generating mutants and running every test once to see what it reaches"
+        + (f", in {args.jobs} shards" if args.jobs > 1 else "")
+    )
+    _record(args.jobs)
     names = _statuses()
-    if not names or not (WORK / "mutants" / "mutmut-stats.json").exists():
+    if not names or not (WORK / STATS).exists():
         raise SystemExit(
             "mutate: mutmut generated no mutants or could not run the tests; see "
             f"{RESULTS / 'mutmut.log'}"
@@ -115,10 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     return _report(_statuses(), tested, len(names), args, time.monotonic() - started)
 
 
-def _copy_checkout() -> None:
-    """The repository's files (tracked, and untracked but not ignored) copied to WORK."""
-    if WORK.exists():
-        shutil.rmtree(WORK)
+def _copy_checkout(work: Path) -> None:
+    """The repository's files (tracked, and untracked but not ignored) copied to ``work``."""
+    if work.exists():
+        shutil.rmtree(work)
     files = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT,
@@ -128,9 +139,110 @@ def _copy_checkout() -> None:
     for name in filter(None, files):
         source = ROOT / os.fsdecode(name)
         if source.is_file() and not source.is_relative_to(ROOT / "mutation"):
-            target = WORK / os.fsdecode(name)
+            target = work / os.fsdecode(name)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
+
+
+def _record(shards: int) -> None:
+    """mutmut's generation and recording, the test files split into ``shards`` parts
+    recorded side by side (shard 0 in WORK, shard k in a copy WORK-k), then merged into
+    WORK's recording. A name that matches no mutant stops each mutmut right after it."""
+    files = _test_files()
+    parts = _shards(files, _file_costs(files), shards) if shards > 1 else [files]
+    works = [WORK] + [WORK.with_name(f"{WORK.name}-{k}") for k in range(1, len(parts))]
+    for work in works[1:]:
+        _copy_checkout(work)
+    processes = []
+    for k, (work, part) in enumerate(zip(works, parts, strict=True)):
+        others = sorted(set(files) - set(part))
+        # PYTEST_ADDOPTS is read by every pytest run, mutmut's in-process ones too; the
+        # configuration (and so mutmut's fingerprint of it) stays the same in every copy
+        env = {"PYTEST_ADDOPTS": " ".join(f"--ignore={name}" for name in others)}
+        arguments = ["run", "--max-children", "1", "no-such-mutant"]
+        processes.append(_start(arguments, work, RESULTS / f"mutmut-record-{k}.out", env))
+    try:
+        for process in processes:
+            process.wait()
+    except BaseException:
+        for process in processes:
+            _stop(process)
+        raise
+    for k in range(len(works)):
+        out = (RESULTS / f"mutmut-record-{k}.out").read_text(encoding="utf-8", errors="replace")
+        _log(f"record shard {k}: {len(parts[k])} test files", out)
+    recordings = [json.loads((w / STATS).read_text()) for w in works if (w / STATS).exists()]
+    if len(recordings) == len(works):
+        (WORK / STATS).write_text(json.dumps(_merge_recordings(recordings), indent=1))
+        _save_file_costs(recordings)
+    for work in works[1:]:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _test_files() -> list[str]:
+    """The test files mutmut's runs collect: tests/test_*.py less those pyproject.toml's
+    [tool.mutmut] pytest_add_cli_args ignore."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    ignored = {a.removeprefix("--ignore=") for a in config.get("pytest_add_cli_args", [])}
+    return [
+        path.relative_to(ROOT).as_posix()
+        for path in sorted((ROOT / "tests").glob("test_*.py"))
+        if path.relative_to(ROOT).as_posix() not in ignored
+    ]
+
+
+def _file_costs(files: list[str]) -> dict[str, float]:
+    """Each test file's cost for the split: its seconds in the last recording, when one
+    was saved, or else its size in bytes scaled to seconds (a new file, or no recording)."""
+    saved = RESULTS / "file-seconds.json"
+    seconds = json.loads(saved.read_text()) if saved.exists() else {}
+    # bytes to seconds: the saved files' ratio, or a nominal 2 kB a second
+    known = [f for f in files if f in seconds]
+    total_bytes = sum((ROOT / f).stat().st_size for f in known)
+    per_byte = sum(seconds[f] for f in known) / total_bytes if total_bytes else 1 / 2000
+    return {f: seconds.get(f, (ROOT / f).stat().st_size * per_byte) for f in files}
+
+
+def _shards(files: list[str], costs: dict[str, float], n: int) -> list[list[str]]:
+    """``files`` in ``n`` parts of about equal total cost: the costliest first, each to
+    the part with the least so far (longest processing time first)."""
+    parts: list[list[str]] = [[] for _ in range(n)]
+    totals = [0.0] * n
+    for name in sorted(files, key=lambda f: (-costs[f], f)):
+        k = totals.index(min(totals))
+        parts[k].append(name)
+        totals[k] += costs[name]
+    return [sorted(part) for part in parts if part]
+
+
+def _merge_recordings(recordings: list[dict]) -> dict:
+    """One mutmut recording from the shards' recordings: the tests that reach each
+    function and the callers of each function joined, the tests' seconds gathered, the
+    recording time added up; the rest (function hashes, configuration) is the same in each."""
+    merged = dict(recordings[0])
+    for key in ("tests_by_mangled_function_name", "function_dependencies"):
+        joined: dict[str, set] = defaultdict(set)
+        for recording in recordings:
+            for name, values in recording[key].items():
+                joined[name].update(values)
+        merged[key] = {name: sorted(values) for name, values in sorted(joined.items())}
+    merged["duration_by_test"] = {
+        test: seconds
+        for recording in recordings
+        for test, seconds in recording["duration_by_test"].items()
+    }
+    merged["stats_time"] = sum(recording["stats_time"] or 0.0 for recording in recordings)
+    return merged
+
+
+def _save_file_costs(recordings: list[dict]) -> None:
+    """The seconds of each test file's tests in this recording, for the next run's split."""
+    seconds: dict[str, float] = defaultdict(float)
+    for recording in recordings:
+        for test, s in recording["duration_by_test"].items():
+            seconds[test.split("::")[0]] += s
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "file-seconds.json").write_text(json.dumps(dict(sorted(seconds.items())), indent=1))
 
 
 def _mutmut(
@@ -141,43 +253,50 @@ def _mutmut(
     stopped, SIGINT first and SIGKILL after a grace period, and None is returned. Its output
     goes to a file, not a pipe, so that a process it started in a session of its own (a
     test's `study simulate`) cannot hold this script up."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    env = os.environ | {"PYTHONWARNINGS": "ignore", "MUTATE_SKIP_CLEAN": str(int(skip_clean))}
-    command = [sys.executable, str(Path(__file__).with_name("_mutmut.py")), *arguments]
-    with open(RESULTS / "mutmut.out", "w+", encoding="utf-8") as out:
-        process = subprocess.Popen(
-            command,
-            cwd=WORK,
-            env=env,
-            text=True,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stopped whole
-        )
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _stop(process)
-            return None
-        except BaseException:  # Ctrl-C, SIGTERM: take mutmut and its workers along
-            _stop(process)
-            raise
-        out.seek(0)
-        output = out.read()
+    skip = {"MUTATE_SKIP_CLEAN": str(int(skip_clean))}
+    process = _start(arguments, WORK, RESULTS / "mutmut.out", skip)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _stop(process)
+        return None
+    except BaseException:  # Ctrl-C, SIGTERM: take mutmut and its workers along
+        _stop(process)
+        raise
+    output = (RESULTS / "mutmut.out").read_text(encoding="utf-8", errors="replace")
     if arguments[0] == "run":  # not the listings of `results` and `show`
-        # without the spinner's frames, one line each
-        text = "".join(
-            line
-            for line in output.splitlines(keepends=True)
-            if not line.lstrip().startswith(SPINNER)
-        )
-        with open(RESULTS / "mutmut.log", "a", encoding="utf-8") as log:
-            log.write(f"$ mutmut {' '.join(arguments[:4])} …\n{text}\n")
+        _log(" ".join(arguments[:4]) + " …", output)
     if check and process.returncode != 0:
         raise SystemExit(
             f"mutate: mutmut failed (exit status {process.returncode}); see {RESULTS}/mutmut.log"
         )
     return output
+
+
+def _start(arguments: list[str], work: Path, out: Path, env: dict) -> subprocess.Popen:
+    """mutmut's command line started in ``work``, its output to the file ``out``."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    env = os.environ | {"PYTHONWARNINGS": "ignore", "MUTATE_SKIP_CLEAN": "0"} | env
+    command = [sys.executable, str(Path(__file__).with_name("_mutmut.py")), *arguments]
+    with open(out, "w", encoding="utf-8") as stream:
+        return subprocess.Popen(
+            command,
+            cwd=work,
+            env=env,
+            text=True,
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped whole
+        )
+
+
+def _log(title: str, output: str) -> None:
+    """A run's output, without the spinner's frames, appended to RESULTS/mutmut.log."""
+    text = "".join(
+        line for line in output.splitlines(keepends=True) if not line.lstrip().startswith(SPINNER)
+    )
+    with open(RESULTS / "mutmut.log", "a", encoding="utf-8") as log:
+        log.write(f"$ mutmut {title}\n{text}\n")
 
 
 def _stop(process: subprocess.Popen, grace: float = 10.0) -> None:

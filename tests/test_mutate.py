@@ -76,3 +76,66 @@ def test_a_stopped_batch_takes_its_whole_process_group_along(tmp_path):
     stat = Path(f"/proc/{child}/stat")
     state = stat.read_text().rsplit(")", 1)[1].split()[0] if stat.exists() else "gone"
     assert state in ("gone", "Z"), state
+
+
+def test_the_recording_shards_balance_the_files_costs():
+    """Longest processing time first: every file in exactly one shard, and no shard's cost
+    above the ideal share plus the largest single file (Graham's bound for this rule)."""
+    rng = np.random.default_rng(5)
+    files = [f"tests/test_{i:02d}.py" for i in range(23)]
+    costs = dict(zip(files, rng.lognormal(1.0, 1.2, len(files)), strict=True))
+    for n in (2, 3):
+        parts = mutate._shards(files, costs, n)
+        assert sorted(f for part in parts for f in part) == sorted(files)
+        totals = [sum(costs[f] for f in part) for part in parts]
+        assert max(totals) <= sum(costs.values()) / n + max(costs.values())
+        assert max(totals) - min(totals) <= max(costs.values())
+    # one costly file and many cheap ones: the costly one alone, the rest together
+    costs = {"a": 10.0, "b": 1.0, "c": 1.0, "d": 1.0}
+    assert mutate._shards(list(costs), costs, 2) == [["a"], ["b", "c", "d"]]
+
+
+def test_merged_recordings_join_what_each_shard_saw():
+    """A function reached by tests of both shards keeps the tests of both; each test keeps
+    its seconds; the recording times add up; what both shards share is kept."""
+    one = {
+        "tests_by_mangled_function_name": {"study.a.x_f": ["t1::a"], "study.a.x_g": ["t1::b"]},
+        "duration_by_test": {"t1::a": 0.5, "t1::b": 2.0},
+        "stats_time": 3.0,
+        "function_hashes": {"study.a.x_f": "h"},
+        "function_dependencies": {"study.a.x_f": ["study.a.x_g"]},
+        "config_fingerprint": {"test_selection": "s"},
+        "watched_file_hashes": {},
+        "git_commit": None,
+    }
+    two = one | {
+        "tests_by_mangled_function_name": {"study.a.x_f": ["t2::c"], "study.b.x_h": ["t2::c"]},
+        "duration_by_test": {"t2::c": 1.25},
+        "stats_time": 4.5,
+        "function_dependencies": {"study.a.x_f": ["study.b.x_h"]},
+    }
+    merged = mutate._merge_recordings([one, two])
+    assert merged["tests_by_mangled_function_name"] == {
+        "study.a.x_f": ["t1::a", "t2::c"],
+        "study.a.x_g": ["t1::b"],
+        "study.b.x_h": ["t2::c"],
+    }
+    assert merged["duration_by_test"] == {"t1::a": 0.5, "t1::b": 2.0, "t2::c": 1.25}
+    assert merged["stats_time"] == 7.5
+    assert merged["function_dependencies"] == {"study.a.x_f": ["study.a.x_g", "study.b.x_h"]}
+    assert merged["function_hashes"] == one["function_hashes"]
+    assert merged["config_fingerprint"] == one["config_fingerprint"]
+
+
+def test_the_shards_cover_the_test_files_mutmut_runs():
+    """The files split are those mutmut's runs collect: pyproject's ignored ones left out."""
+    import tomllib
+
+    files = mutate._test_files()
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    ignored = [a.removeprefix("--ignore=") for a in config["pytest_add_cli_args"] if "=" in a]
+    assert ignored and not set(ignored) & set(files)
+    on_disk = {p.relative_to(ROOT).as_posix() for p in (ROOT / "tests").glob("test_*.py")}
+    assert set(files) == on_disk - set(ignored)
+    costs = mutate._file_costs(files)
+    assert set(costs) == set(files) and all(c > 0 for c in costs.values())
