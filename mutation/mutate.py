@@ -46,6 +46,8 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "mutation" / "work"
 RESULTS = ROOT / "mutation" / "results"
 STATS = Path("mutants") / "mutmut-stats.json"  # mutmut's recording, within a work copy
+# mutants shown to change nothing observable, each with its reason (docs/testing.md)
+EQUIVALENTS = ROOT / "mutation" / "equivalents.toml"
 # mutmut's statuses that count as caught: a test failed, a test ran past its time limit
 # (generous: [tool.mutmut] timeout_constant, so that a test's shared set-up, which mutmut
 # does not time, cannot pass for a hang), or the process was killed by SIGSEGV or SIGKILL
@@ -365,42 +367,94 @@ def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def _report(statuses, tested, total, args, seconds) -> int:
     done = [n for n in tested if statuses.get(n) in CAUGHT | MISSED]
     caught = [n for n in done if statuses[n] in CAUGHT]
-    missed = [n for n in done if statuses[n] in MISSED]
-    low, high = _wilson(len(caught), len(done))
+    diffs = {n: _mutmut(["show", n], check=False) or "" for n in done if statuses[n] in MISSED}
+    entries = _equivalents()
+    equivalent = {n: e for n, diff in diffs.items() if (e := _equivalent(n, diff, entries))}
+    missed = [n for n in diffs if n not in equivalent]
+    scored = len(caught) + len(missed)
+    low, high = _wilson(len(caught), scored)
     by_module = defaultdict(Counter)
     for n in done:
-        by_module[_module(n)]["caught" if statuses[n] in CAUGHT else "missed"] += 1
+        kind = "caught" if n in caught else "equivalent" if n in equivalent else "missed"
+        by_module[_module(n)][kind] += 1
     counts = Counter(statuses.get(n, "not checked") for n in tested)
     lines = [
         "# `make mutate`",
         "",
         f"{len(done):,} of {total:,} mutants tested (a random sample, seed {args.seed}) in "
         f"{seconds:.0f} s with {args.jobs} jobs; caught {len(caught):,}, missed "
-        f"{len(missed):,}; score {_percent(len(caught), len(done))}, 95 % interval "
-        f"{100 * low:.1f}–{100 * high:.1f} %.",
+        f"{len(missed):,}, equivalent {len(equivalent):,} (listed in "
+        f"mutation/equivalents.toml, left out of the score); score "
+        f"{_percent(len(caught), scored)}, 95 % interval {100 * low:.1f}–{100 * high:.1f} % "
+        f"({_percent(len(caught), len(done))} with the equivalent ones counted as missed).",
         "",
         "Statuses of the sample: "
         + ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
         + " (caught: killed, timeout, segfault; missed: survived, no tests, suspicious; "
         "any other is not scored).",
         "",
-        "| module | tested | caught | score |",
-        "|---|---:|---:|---:|",
+        "| module | tested | caught | equivalent | score |",
+        "|---|---:|---:|---:|---:|",
     ]
     for module in sorted(by_module):
         c = by_module[module]
         n = c["caught"] + c["missed"]
-        lines.append(f"| `{module}` | {n} | {c['caught']} | {_percent(c['caught'], n)} |")
+        lines.append(
+            f"| `{module}` | {n + c['equivalent']} | {c['caught']} | {c['equivalent']} | "
+            f"{_percent(c['caught'], n)} |"
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     with open(RESULTS / "survivors.txt", "w", encoding="utf-8") as out:
-        for name in sorted(missed):
-            diff = _mutmut(["show", name], check=False)
-            out.write(f"## {name}: {statuses[name]}\n{diff}\n")
+        for name in sorted(diffs):
+            if name in equivalent:
+                note = f"equivalent: {equivalent[name]['reason']}"
+            else:
+                note = statuses[name]
+            out.write(f"## {name}: {note}\n{diffs[name]}\n")
     print("\n".join(lines[2:5]))
     print(f"(survivors with their diffs: {RESULTS / 'survivors.txt'})")
-    print(f"mutation score: {len(caught)}/{len(done)} ({_percent(len(caught), len(done))})")
+    print(f"mutation score: {len(caught)}/{scored} ({_percent(len(caught), scored)})")
     return 0
+
+
+def _equivalents(path: Path = EQUIVALENTS) -> list[dict]:
+    """The listed equivalent mutants: each names a function (mutmut's mangled name without
+    the mutant's number), a text of the line the mutant removes, a text of the line it
+    adds, and why the change cannot be observed."""
+    if not path.exists():
+        return []
+    return tomllib.loads(path.read_text(encoding="utf-8")).get("equivalent", [])
+
+
+def _function(name: str) -> str:
+    """``study.moments.xǁCoMomentsǁcov`` of ``study.moments.xǁCoMomentsǁcov__mutmut_7``."""
+    return re.sub(r"__mutmut_\d+$", "", name)
+
+
+def _equivalent(name: str, diff: str, entries: list[dict]) -> dict | None:
+    """The entry of ``entries`` that a surviving mutant matches, or None: the same function,
+    and a changed line that contains the entry's ``removed`` text and one that contains its
+    ``added`` text (spaces ignored: mutmut reformats the lines it shows)."""
+    body = diff.splitlines()
+    removed = [
+        _squeeze(line[1:]) for line in body if line.startswith("-") and not line.startswith("---")
+    ]
+    added = [
+        _squeeze(line[1:]) for line in body if line.startswith("+") and not line.startswith("+++")
+    ]
+    for entry in entries:
+        if (
+            entry["function"] == _function(name)
+            and any(_squeeze(entry["removed"]) in line for line in removed)
+            and any(_squeeze(entry["added"]) in line for line in added)
+        ):
+            return entry
+    return None
+
+
+def _squeeze(text: str) -> str:
+    return "".join(text.split())
 
 
 def _percent(k: int, n: int) -> str:

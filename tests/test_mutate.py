@@ -139,3 +139,58 @@ def test_the_shards_cover_the_test_files_mutmut_runs():
     assert set(files) == on_disk - set(ignored)
     costs = mutate._file_costs(files)
     assert set(costs) == set(files) and all(c > 0 for c in costs.values())
+
+
+DIFF = """# study.moments.xǁCoMomentsǁcov__mutmut_4: survived
+--- study/moments.py
++++ study/moments.py
+@@ -1,6 +1,6 @@
+ def cov(self) -> np.ndarray:
+-    with np.errstate(invalid="ignore", divide="ignore"):
++    with np.errstate(invalid=None, divide="ignore"):
+         return (
+"""
+
+
+def test_a_survivor_is_equivalent_only_in_its_function_and_for_its_change():
+    entry = {
+        "function": "study.moments.xǁCoMomentsǁcov",
+        "removed": 'np.errstate(invalid="ignore"',
+        "added": "np.errstate(invalid=None",
+        "reason": "r",
+    }
+    other = entry | {"function": "study.moments.xǁCoMomentsǁfrom_samples"}
+    name = "study.moments.xǁCoMomentsǁcov__mutmut_4"
+    assert mutate._equivalent(name, DIFF, [other, entry]) is entry
+    assert mutate._equivalent(name, DIFF, [other]) is None
+    # the same function, another change: the other keyword dropped instead
+    changed = DIFF.replace('invalid=None, divide="ignore"', 'invalid="ignore"')
+    assert mutate._equivalent(name, changed, [entry]) is None
+    # the entry's texts must be on the removed and the added side, not the other way round
+    swapped = entry | {"removed": entry["added"], "added": entry["removed"]}
+    assert mutate._equivalent(name, DIFF, [swapped]) is None
+    # the diff's header lines are no changed lines
+    header_only = '--- np.errstate(invalid="ignore"\n+++ np.errstate(invalid=None\n'
+    assert mutate._equivalent(name, header_only, [entry]) is None
+
+
+def test_every_listed_equivalent_is_still_in_its_function():
+    """An entry whose line has gone (renamed, rewritten) would excuse nothing, or the wrong
+    mutant: each `removed` text must be in the source of the function the entry names, and
+    each entry must give its reason."""
+    import importlib
+    import inspect
+
+    entries = mutate._equivalents()
+    assert len(entries) >= 9
+    for entry in entries:
+        assert entry["reason"].strip() and entry["removed"] != entry["added"]
+        module, _, mangled = entry["function"].rpartition(".")
+        assert mangled.startswith("x"), entry
+        if "ǁ" in mangled:
+            _, cls, name = mangled.split("ǁ")
+            function = getattr(getattr(importlib.import_module(module), cls), name)
+        else:
+            function = getattr(importlib.import_module(module), mangled.removeprefix("x_"))
+        source = mutate._squeeze(inspect.getsource(function))
+        assert mutate._squeeze(entry["removed"]) in source, entry
