@@ -119,14 +119,14 @@ def _curves_at(risk_curves: pd.DataFrame, degree: int, ms) -> tuple[pd.DataFrame
     rc = risk_curves[risk_curves["degree"] == degree]
     if rc.empty:
         raise ValueError(
-            f"The 'degree' parameter must be one of {sorted(risk_curves['degree'].unique())} "
+            f"The 'degree' parameter must be one of {sorted(risk_curves['degree'].unique().tolist())} "
             f"(the degrees in risk_curves). Got {degree!r} instead."
         )
     have = sorted(set(rc["m"].astype(int)))
     ms = have if ms is None else [int(m) for m in ms if int(m) in have]
     if not ms:
         raise ValueError(
-            f"The 'ms' parameter must name m values among {sorted(rc['m'].unique())}. Got none."
+            f"The 'ms' parameter must name m values among {sorted(rc['m'].unique().tolist())}. Got none."
         )
     return rc, ms
 
@@ -282,7 +282,7 @@ def fig_tuned_lambda(
     tu = tuning[tuning["degree"] == degree]
     if tu.empty:
         raise ValueError(
-            f"The 'degree' parameter must be one of {sorted(tuning['degree'].unique())} "
+            f"The 'degree' parameter must be one of {sorted(tuning['degree'].unique().tolist())} "
             f"(the degrees in tuning). Got {degree!r} instead."
         )
     methods = [m for m in methods if m in set(tu["method"])]
@@ -458,7 +458,7 @@ def fig_matched(
     if missing:
         raise ValueError(
             f"The 'degrees' parameter must hold degrees of matched.csv, "
-            f"{sorted(matched['degree'].unique())}. Got {missing!r} instead."
+            f"{sorted(matched['degree'].unique().tolist())}. Got {missing!r} instead."
         )
     m0 = int(matched["m0"].iloc[0])
     with mpl.rc_context(RC):
