@@ -52,7 +52,9 @@ def test_orthonormal_cells_equal_scikit_learn_ridge_on_numpy_features(tmp_path, 
     intercept ψ₀ = 1 unpenalised) on ψ(x) of the same data, and its risk is the mean of
     ‖ŵ − w*‖² (the features are orthonormal, so E[(f̂ − f)²] is that), with w* found by
     least squares of the true line on ψ."""
-    raw = small_design(**BOTH, **{"dgp.x": x, "output.keep_draws": 70, "grid.m": [5, 40]})
+    raw = small_design(
+        **BOTH, **{"dgp.x": x, "replications": 33, "output.keep_draws": 33, "grid.m": [5, 40]}
+    )
     design, out = _run(tmp_path, raw, noise_draw="plain")
     draws = load_npz(out / "draws.npz")
     risk = read_table(out / "risk.csv")
