@@ -230,6 +230,8 @@ def test_an_extra_risk_that_is_rounding_is_shown_as_such():
     assert tables.extra_risk(4e-14, 2e-10) == "< 0.05 %"
     # a small extra risk with a large error is shown with it
     assert tables.extra_risk(1e-4, 0.01) == "+0.0 (1.0) %"
+    # a gain beyond the rounding carries its own minus sign, and no plus before it
+    assert tables.extra_risk(-0.01, 0.001) == "−1.00 (0.10) %"
 
 
 def test_the_scalings_table_says_what_each_scaling_computes():

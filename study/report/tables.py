@@ -373,7 +373,9 @@ def extra_risk(extra: float, se: float) -> str:
         return f"< {100 * EXTRA_SHOWN:g} %"
     if extra >= 1:
         return f"{with_se(1 + extra, se)}×"
-    return "+" + percent_with_se(extra, se)
+    # a gain (the held λ better than the tuned one, within the tuning's tolerance) keeps
+    # its own minus sign, without a plus before it
+    return ("+" if extra >= 0 else "") + percent_with_se(extra, se)
 
 
 def tune_once_cell(row) -> str:
