@@ -352,14 +352,12 @@ def test_alpha_is_each_scalings_definition():
 
 
 def test_the_chunk_length_halves_above_the_points_limit():
-    assert [A.chunk_length(m) for m in (1, 16_384, 16_385, 32_769, 1 << 22, 1 << 23)] == [
-        256,
-        256,
-        128,
-        64,
-        1,
-        1,
-    ]
+    """256 data sets, halved while a chunk would hold more than 2²² points (docs/engine.md):
+    256·16,384 = 2²² exactly stays, one point more halves, 128·32,769 > 2²² halves twice,
+    and never below one data set."""
+    ms = (1, 16_384, 16_385, 32_769, 1 << 22, 1 << 23)
+    assert [A.chunk_length(m) for m in ms] == [_chunk_len(m) for m in ms]
+    assert A.chunk_length(16_384) == 256 and A.chunk_length(16_385) == 128  # the edge
 
 
 def test_the_change_to_powers_of_x_is_the_binomial_expansion():
@@ -665,6 +663,13 @@ def check_inputs():
     return reference_draws(CHECK_RAW)
 
 
+@pytest.fixture(scope="module")
+def clean_check(tmp_path_factory, check_inputs):
+    """The check of the unmoved tables, once for the tests that move one value from it."""
+    summary, risk = _tables()
+    return C.check(_folder(tmp_path_factory.mktemp("clean"), check_inputs, summary, risk))
+
+
 def _folder(tmp_path, draws, summary, risk, raw=CHECK_RAW):
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "manifest.json").write_text(json.dumps({"design": raw}))
@@ -702,7 +707,9 @@ def test_the_check_table_is_the_rule_written_out(tmp_path, check_inputs):
     gap = summary.bias_rb - summary.bias_asym1
     np.testing.assert_allclose(bias.rel_gap_asym, gap / summary.bias_asym1.abs())
     np.testing.assert_allclose(bias.se_gap_asym, gap / summary.bias_rb_mcse)
-    assert result.n_z == (t.z.notna() & (t.flag == "")).sum() - 5  # λ = 0 counted once
+    # λ = 0 counted once: at m = 12 its rows under 'none' repeat those under 'm' (2 biases,
+    # 2 variances, 1 risk); at m = 3 they are flagged (finite_moments 2)
+    assert result.n_z == (t.z.notna() & (t.flag == "")).sum() - 5
     # the bias's remainder: 3 × the O(1/m²) term + 10⁻⁸ of the largest |w*| of the cell (≥ 1)
     np.testing.assert_allclose(bias.asym_remainder, 3 * 0.002 + 1e-8 * 2.0, rtol=1e-12)
     var = t[t.measure == "var"].reset_index(drop=True)
@@ -789,10 +796,10 @@ def _shifted(summary, column, by):
 
 @pytest.mark.parametrize("sign", [1, -1])
 def test_the_largest_z_fails_the_check_just_beyond_its_limit_either_way(
-    tmp_path, check_inputs, sign
+    tmp_path, check_inputs, clean_check, sign
 ):
     summary, risk = _tables()
-    n_z = C.check(_folder(tmp_path / "clean", check_inputs, summary, risk)).n_z
+    n_z = clean_check.n_z
     limit = C.z_limit(n_z)  # the shifted z replaces one of the same n
     for factor, ok in [(limit - 0.02, True), (limit + 0.02, False)]:
         moved = _shifted(
@@ -813,10 +820,10 @@ def test_the_largest_z_fails_the_check_just_beyond_its_limit_either_way(
 @pytest.mark.parametrize("sign", [1, -1])
 @pytest.mark.parametrize("measure", ["bias", "var"])
 def test_rao_blackwell_off_the_theory_fails_either_way_and_is_named(
-    tmp_path, check_inputs, sign, measure
+    tmp_path, check_inputs, clean_check, sign, measure
 ):
     summary, risk = _tables()
-    clean = C.check(_folder(tmp_path / "clean", check_inputs, summary, risk))
+    clean = clean_check
     row = clean.table[
         (clean.table.measure == measure)
         & (clean.table.m == 12)
@@ -835,7 +842,8 @@ def test_rao_blackwell_off_the_theory_fails_either_way_and_is_named(
         rb_col = f"{measure}_rb"
         delta = target - moved.loc[i, rb_col]
         moved.loc[i, [rb_col, measure]] += delta
-        assert moved.loc[i, asym_col] == row.asym
+        # the theory stays put (read back from summary.csv: equal to rounding)
+        assert moved.loc[i, asym_col] == pytest.approx(row.asym, rel=1e-12)
         result = C.check(_folder(tmp_path / f"{excess}", check_inputs, moved, risk))
         assert result.max_abs_z == pytest.approx(clean.max_abs_z)
         assert result.ok is ok, result.summary_line()
@@ -1000,9 +1008,9 @@ def test_unique_comparisons_count_lambda_zero_and_its_risk_once():
     assert list(C.counted_comparisons(t, need_z=False)) == [True, False, True, False, False, False]
 
 
-def test_the_check_file_and_the_printed_table(tmp_path, check_inputs):
-    summary, risk = _tables()
-    result = C.check(_folder(tmp_path, check_inputs, summary, risk))
+def test_the_check_file_and_the_printed_table(tmp_path, clean_check):
+    _, risk = _tables()
+    result = clean_check
     path = C.write_check(result, tmp_path)
     assert path == tmp_path / "check.csv"
     back = pd.read_csv(path, keep_default_na=False, na_values=[""])

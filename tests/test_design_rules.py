@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 import study.design as design_module
-from study.basis import standard_basis
 from study.design import (
     MAX_DESIGN_BYTES,
     DesignError,
@@ -927,11 +926,18 @@ def test_standard_basis_of_a_degree_is_that_of_the_design():
     np.testing.assert_allclose(ortho.w_star, [-2.5, -4.0 / math.sqrt(3.0), 0.0], atol=1e-12)
     np.testing.assert_allclose(ortho.v_star, [-2.5, -4.0, 0.0])
     assert ortho.degree == 2
-    reference = standard_basis(
-        design.x, 2, intercept=1.5, slope=-2.0, penalize_intercept=True, basis="orthonormal"
+    # ψ2 = √5·(3u² − 1)/2, so φ(u) = B·ψ with 1 = ψ0, u = ψ1/√3, u² = ψ0/3 + 2ψ2/(3√5);
+    # with the intercept penalised D = I: the penalty is BBᵀ and its root F is B itself
+    B_ortho = np.array(
+        [
+            [1.0, 0.0, 0.0],
+            [0.0, 1.0 / math.sqrt(3.0), 0.0],
+            [1.0 / 3.0, 0.0, 2.0 / (3.0 * math.sqrt(5.0))],
+        ]
     )
-    np.testing.assert_allclose(ortho.penalty, reference.penalty)
-    np.testing.assert_allclose(ortho.F, reference.F)
+    np.testing.assert_allclose(ortho.B, B_ortho, atol=1e-14)
+    np.testing.assert_allclose(ortho.penalty, B_ortho @ B_ortho.T, atol=1e-14)
+    np.testing.assert_allclose(ortho.F, B_ortho, atol=1e-14)
 
 
 # --- reading the file ------------------------------------------------------------------
@@ -1104,6 +1110,9 @@ def test_design_is_opened_without_blocking_or_becoming_a_terminal(tmp_path, monk
     monkeypatch.setattr(design_module.os, "open", spy)
     load_design(path)
     assert len(flags) == 1
-    wanted = os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    # the flags a platform lacks (Windows has none of the three) are asked of no one
+    wanted = 0
+    for name in ("O_NONBLOCK", "O_NOCTTY", "O_CLOEXEC"):
+        wanted |= getattr(os, name, 0)
     assert flags[0] & wanted == wanted
     assert flags[0] & (os.O_WRONLY | os.O_RDWR) == 0

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from study.report.figures import _select, _style, draws, measures, tuning
 
@@ -64,6 +65,16 @@ def bars(fig, gid):
 def legend_texts(fig):
     (leg,) = fig.legends
     return [t.get_text() for t in leg.get_texts()]
+
+
+def legend_columns(fig):
+    """The columns of the figure's legend as laid out: the distinct left edges of its
+    entries' texts after drawing the legend alone (public API in place of the private
+    ``Legend._ncols``; cheap). The rows follow: ⌈entries / columns⌉."""
+    (leg,) = fig.legends
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    leg.draw(renderer)
+    return len({round(t.get_window_extent(renderer).x0, 1) for t in leg.get_texts()})
 
 
 def tick_labels(ax):
@@ -183,7 +194,7 @@ def test_bias_markers_bars_and_lines_follow_the_usable_rows(summary):
     assert 100 not in bars(fig, "mc:sqrt-m:3")[1]
     assert -0.4 in bars(fig, "mc:none:1")[2]
     assert legend_texts(fig) == [f"Monte Carlo ± {z:g} MCSE", "Rao–Blackwell", "large-m theory"]
-    assert fig._suptitle.get_text() == "Bias, degree 3, λ = 1"
+    assert fig.get_suptitle() == "Bias, degree 3, λ = 1"
 
 
 def test_bias_at_lambda_zero_needs_a_finite_variance(summary):
@@ -204,7 +215,7 @@ def test_every_wrapper_draws_degree_3_coefs_1_and_3_at_lambda_1_with_196_mcse(su
     for func, (col, mcse, order, title) in want.items():
         fig = func(summary, scalings=["k"])
         assert len(fig.axes) == 2
-        assert fig._suptitle.get_text() == f"{title}, degree 3, λ = 1"
+        assert fig.get_suptitle() == f"{title}, degree 3, λ = 1"
         for s in ("k",):
             for j in (1, 3):
                 d = cells(summary, degree=3, lam=1.0, s=s, j=j, order=order)
@@ -224,7 +235,7 @@ def test_every_wrapper_draws_degree_3_coefs_1_and_3_at_lambda_1_with_196_mcse(su
         d = d[np.isfinite(d.bias)]
         _, x, y, _, hi = bars(fig, f"mc:{s}:3")
         np.testing.assert_allclose(hi - y, 1.96 * d.bias_mcse / d.sd)
-    assert fig._suptitle.get_text() == "Bias relative to the standard deviation, degree 3, λ = 1"
+    assert fig.get_suptitle() == "Bias relative to the standard deviation, degree 3, λ = 1"
 
 
 def test_variance_is_log_log_with_bars_clipped_at_a_tenth_and_a_1_over_m_guide(summary):
@@ -268,6 +279,7 @@ def test_variance_is_log_log_with_bars_clipped_at_a_tenth_and_a_1_over_m_guide(s
         "large-m theory",
         "slope guide",
     ]
+    assert legend_columns(fig) == 4  # up to four entries: one row
     assert fig.axes[0].get_ylabel() == "variance of ŵ₁"
     assert fig.axes[2].get_ylabel() == "variance of ŵ₃"
     assert all(ax.get_xlabel() == M_LABEL for ax in fig.axes[2:])
@@ -288,7 +300,7 @@ def test_sd_is_the_square_root_of_the_variance_lines_with_a_1_over_sqrt_m_guide(
     assert [t.get_text() for t in fig.axes[0].texts] == ["∝ 1/√m"]
     assert legend_texts(fig)[-1] == "slope guide ∝ 1/√m"
     assert fig.axes[0].get_ylabel() == "SD of ŵ₀"
-    assert fig._suptitle.get_text() == "Sd, degree 2, λ = 0.5"
+    assert fig.get_suptitle() == "Sd, degree 2, λ = 0.5"
 
 
 def test_variance_at_lambda_zero_needs_a_fourth_moment(summary):
@@ -379,6 +391,7 @@ def test_bias_over_sd_puts_every_scaling_in_one_panel_per_coefficient(summary):
         assert fig.axes[ax_i].get_xlabel() == M_LABEL
     assert fig.axes[0].get_ylabel() == "|bias| / SD  (dimensionless)"
     assert legend_texts(fig) == [LABELS[s] for s in SCALINGS] + ["large-m theory"]
+    assert legend_columns(fig) == 3  # beyond four entries: three columns
     (leg,) = fig.legends
     for h, s in zip(leg.legend_handles, SCALINGS, strict=False):
         assert h.get_marker() == MARKERS[s] and same_color(h.get_color(), COLORS[s])
@@ -394,14 +407,6 @@ def test_the_traces_need_their_columns(summary):
     )
     assert gids(fig, "theory:") == set() and gids(fig, "rb:") == {"rb:m:1", "rb:k:1"}
     assert legend_texts(fig) == ["Monte Carlo ± 1.96 MCSE", "Rao–Blackwell"]
-
-
-def test_the_legend_has_three_columns_beyond_four_entries(summary):
-    fig = measures.fig_variance(summary, degree=3, coefs=[1], scalings=["m"])
-    assert fig.legends[0]._ncols == 4  # the markers, RB, theory, guide: one row
-    plt.close(fig)
-    fig = measures.fig_bias_over_sd(summary, degree=3, coefs=[1])
-    assert fig.legends[0]._ncols == 3  # four scalings and the theory: two rows
 
 
 def test_the_rows_are_picked_by_degree_and_lambda(summary):
@@ -564,7 +569,7 @@ def test_the_fitted_curves_are_the_kept_polynomials_and_their_mean(dr):
     assert axes[0, 0].get_title() == "λ = 0\n(every scaling)"
     assert axes[0, 2].get_title() == "k: (λ/2k)Σw²\nλ = 1"
     assert legend_texts(fig) == ["fits to 7 data sets", "mean of the kept fits", "true line"]
-    assert fig._suptitle.get_text() == "Degree-3 polynomial fits"
+    assert fig.get_suptitle() == "Degree-3 polynomial fits"
 
 
 def test_the_fitted_curves_by_default(dr):
@@ -807,7 +812,7 @@ def test_the_sampling_distributions_are_the_central_draws_and_the_mean_of_all(dr
         for ln in axes[0, 1].get_lines()
         if ln.get_gid() is None and np.allclose(ln.get_ydata(), 0)
     ]
-    assert fig._suptitle.get_text() == (
+    assert fig.get_suptitle() == (
         f"Sampling distributions, degree 3: central 80% of the {KEEP} kept draws per cell"
     )
     assert legend_texts(fig) == ["mean of the kept draws", "true value 0"]
@@ -841,7 +846,7 @@ def test_the_sampling_distributions_by_default(dr):
     fig = draws.fig_sampling_distributions(dr, scalings=["k"])
     assert len(fig.axes) == 4  # coefficients 2 and 3, λ = 0 and one scaling
     assert gids(fig, "mean:k:3:") == {"mean:k:3:10", "mean:k:3:100", "mean:k:3:1000"}
-    assert "central 98%" in fig._suptitle.get_text()
+    assert "central 98%" in fig.get_suptitle()
     w = dr["coef_k3"][1, 1, 3][:, 2]
     np.testing.assert_allclose(one_line(fig, "mean:k:2:10").get_ydata()[0], w.mean())
     plt.close(fig)
@@ -957,7 +962,11 @@ def test_the_risk_curves_optima_and_simulated_points(rc, risk):
             np.testing.assert_allclose(y, rr.risk)
             np.testing.assert_allclose(hi - y, z * rr.risk_mcse)
             np.testing.assert_allclose(y - lo, z * rr.risk_mcse)
-            assert one_line(fig, f"mc:{s}:{m}").get_markerfacecolor() == "white"
+            mc = one_line(fig, f"mc:{s}:{m}")
+            assert mc.get_markerfacecolor() == "white"
+            # the simulated risk in its curve's colour, with the scaling's marker
+            assert same_color(mc.get_color(), mcolors.to_rgb(ln.get_color()))
+            assert mc.get_marker() == MARKERS[s]
     # the optimum of the tuning table, on the curve
     np.testing.assert_allclose(
         one_line(fig, "opt:m:10").get_xydata(), [[GRID[7], curve(rc, "m", 10).risk.iloc[7]]]
@@ -983,7 +992,12 @@ def test_the_risk_curves_optima_and_simulated_points(rc, risk):
     assert fig.axes[0].get_title() == LABELS["m"]
     assert fig.axes[0].get_ylabel() == "expected prediction risk E[R(ŵ)]\n(squared units of y)"
     assert legend_texts(fig) == ["expected risk", "optimum λ*", f"Monte Carlo ± {z:g} MCSE"]
-    assert fig._suptitle.get_text() == "Prediction risk against λ, degree 3 (darker: larger m)"
+    # the legend's optimum looks like the markers it names
+    opt = one_line(fig, "opt:m:100")
+    assert handle(fig, "optimum λ*").get_markersize() == opt.get_markersize()
+    assert handle(fig, "optimum λ*").get_markeredgecolor() == opt.get_markeredgecolor()
+    assert fig.get_suptitle() == "Prediction risk against λ, degree 3 (darker: larger m)"
+    assert fig.get_size_inches()[0] == pytest.approx(6.5)  # the page width
 
 
 def test_risk_curves_are_darker_for_larger_m(rc):
@@ -1003,7 +1017,7 @@ def test_risk_curves_are_darker_for_larger_m(rc):
         )
     assert legend_texts(fig) == ["exact", "optimum λ*"]
     assert gids(fig, "mc:") == set()
-    assert fig._suptitle.get_text().startswith("Prediction risk against λ, degree 2")
+    assert fig.get_suptitle().startswith("Prediction risk against λ, degree 2")
     plt.close(fig)
     fig = tuning.fig_risk_vs_lambda(rc, degree=2, ms=[100, 7], scalings=["m"])
     assert gids(fig, "curve:") == {"curve:m:100"}
@@ -1039,14 +1053,13 @@ def test_the_curve_label_sits_at_the_left_end_unless_the_optimum_is_there(rc):
     fig = tuning.fig_risk_vs_lambda(rc, tuning=tun, degree=3, scalings=["none"], ms=[10, 100])
     ax = fig.axes[0]
     labels = {t.get_gid(): t for t in ax.texts}
-    d10, d100 = curve(rc, "none", 10), curve(rc, "none", 100)
+    d100 = curve(rc, "none", 100)
     assert labels["label:none:10"].get_text() == "m = 10"
     np.testing.assert_allclose(
         labels["label:none:10"].xy, one_line(fig, "opt:none:10").get_xydata()[0]
     )
     np.testing.assert_allclose(labels["label:none:100"].xy, (GRID[0], d100.risk.iloc[0]))
     assert labels["label:none:100"].get_text() == "m = 100"
-    assert d10 is not None
 
 
 @pytest.mark.parametrize(
@@ -1146,8 +1159,12 @@ def test_the_tuned_lambda_and_alpha_per_method(rc):
         "exact risk over simulated designs (markers)",
         r"limit $\alpha^*_\infty$ as m → ∞",
     ]
-    assert fig.legends[0]._ncols == 3
-    assert fig._suptitle.get_text() == "Risk-optimal penalty, degree 3"
+    assert legend_columns(fig) == 3  # seven entries in three columns
+    markers = one_line(fig, "lambda:conditional:m")
+    h = handle(fig, "exact risk over simulated designs (markers)")
+    assert h.get_linestyle() == markers.get_linestyle() == "None"
+    assert h.get_markerfacecolor() == markers.get_markerfacecolor()
+    assert fig.get_suptitle() == "Risk-optimal penalty, degree 3"
 
 
 def test_disagreeing_alphas_are_drawn_per_scaling_and_the_limit_may_be_given(rc):
@@ -1164,7 +1181,7 @@ def test_disagreeing_alphas_are_drawn_per_scaling_and_the_limit_may_be_given(rc)
         LABELS["k"],
         "exact risk over simulated designs (lines)",
     ]
-    assert fig.legends[0]._ncols == 3
+    assert legend_columns(fig) == 3  # up to four entries: one row
     plt.close(fig)
     fig = tuning.fig_tuned_lambda(tun, 7.5, degree=2, scalings=["none", "m"])
     np.testing.assert_allclose(one_line(fig, "alpha_limit").get_ydata(), [7.5, 7.5])
@@ -1187,7 +1204,7 @@ def test_disagreeing_alphas_are_drawn_per_scaling_and_the_limit_may_be_given(rc)
     # lacks, or an infinite one, is no line at all
     fig = tuning.fig_tuned_lambda(tun, 7.5, degree=2, scalings=["k"])
     assert gids(fig, "lambda_limit") == set() and gids(fig, "alpha_limit") == {"alpha_limit"}
-    assert fig.legends[0]._ncols == 4
+    assert legend_columns(fig) == 4
     plt.close(fig)
     fig = tuning.fig_tuned_lambda(tun, np.inf, degree=2, scalings=["m"])
     assert gids(fig, "alpha_limit") == set() and gids(fig, "lambda_limit") == set()
@@ -1288,7 +1305,7 @@ def test_the_matched_figure_lines_and_bands():
     assert [ax.get_xlabel() for ax in axes[1]] == [M_LABEL] * 3
     assert [ax.get_xlabel() for ax in axes[0]] == [""] * 3
     assert legend_texts(fig) == [LABELS["m"], LABELS["k"], "m₀ = 1,000"]
-    assert fig._suptitle.get_text() == "λ tuned at m₀ = 1,000 under each scaling, then held fixed"
+    assert fig.get_suptitle() == "λ tuned at m₀ = 1,000 under each scaling, then held fixed"
 
 
 def test_the_matched_figure_by_default():
@@ -1384,13 +1401,19 @@ def test_the_degrees_figure_alpha_bands_and_benefit():
     assert legend_texts(fig) == ["degree 1", "degree 3"]
 
 
-def test_the_degrees_figure_by_default_uses_196_standard_errors():
+def test_the_degrees_figure_by_default_uses_196_standard_errors_alpha_left_gain_right():
     tun = make_degrees_tuning()
     fig = tuning.fig_degrees(tun)
     g = tun[(tun.method == "conditional") & (tun.scaling == "sqrt-m") & (tun.degree == 3)]
     band = [p for p in fig.axes[0].collections][1]
     v = band.get_paths()[0].vertices
     np.testing.assert_allclose(v[1:6, 1], g.alpha_opt / np.exp(1.96 * g.log_alpha_se))
+    ax_a, ax_b = fig.axes
+    assert ax_a.get_subplotspec().get_geometry() == (1, 2, 0, 0)
+    assert ax_b.get_subplotspec().get_geometry() == (1, 2, 1, 1)
+    assert fig.get_size_inches()[0] == pytest.approx(6.5)  # the page width
+    assert ax_a.get_title() == "α*(m) and its limit α*∞ (dashed)"
+    assert ax_b.get_title() == "what the tuned penalty gains over least squares"
 
 
 def test_the_bases_figure_bars_and_legend():
@@ -1438,7 +1461,9 @@ def test_the_bases_figure_bars_and_legend():
         "limit α*∞",
         "σ²k/Σw*ⱼ² (Hoerl et al.)",
     ]
-    np.testing.assert_allclose(fig.get_size_inches(), (4.6, 3.0))
+    hkb = one_line(fig, "bases:hkb")
+    h = handle(fig, "σ²k/Σw*ⱼ² (Hoerl et al.)")
+    assert (h.get_linewidth(), h.get_linestyle()) == (hkb.get_linewidth(), hkb.get_linestyle())
     plt.close(fig)
     fig = tuning.fig_bases(bases[bases.basis == "monomial"])
     assert gids(fig, "bases:") == {"bases:m0:monomial", "bases:m:monomial", "bases:limit:monomial"}
@@ -1481,25 +1506,6 @@ def test_the_variance_and_sd_specifications():
     assert [t.legend["label"] for t in var.traces] == ["Rao–Blackwell", "large-m theory"]
 
 
-def test_the_simulated_risk_is_drawn_in_its_curves_colour(rc, risk):
-    fig = tuning.fig_risk_vs_lambda(rc, risk, degree=3, scalings=["k"], ms=[10, 1000])
-    for m in (10, 1000):
-        curve_color = mcolors.to_rgb(one_line(fig, f"curve:k:{m}").get_color())
-        assert same_color(one_line(fig, f"mc:k:{m}").get_color(), curve_color)
-        assert one_line(fig, f"mc:k:{m}").get_marker() == MARKERS["k"]
-    np.testing.assert_allclose(fig.get_size_inches(), (6.5, 3.4))
-
-
-def test_the_degrees_figure_is_alpha_left_and_the_gain_right():
-    fig = tuning.fig_degrees(make_degrees_tuning())
-    ax_a, ax_b = fig.axes
-    assert ax_a.get_subplotspec().get_geometry() == (1, 2, 0, 0)
-    assert ax_b.get_subplotspec().get_geometry() == (1, 2, 1, 1)
-    np.testing.assert_allclose(fig.get_size_inches(), (6.5, 3.0))
-    assert ax_a.get_title() == "α*(m) and its limit α*∞ (dashed)"
-    assert ax_b.get_title() == "what the tuned penalty gains over least squares"
-
-
 def test_the_bases_figure_draws_every_line_against_the_degree():
     rows = [
         dict(
@@ -1527,8 +1533,20 @@ def test_the_bases_figure_draws_every_line_against_the_degree():
     assert one_line(fig, "bases:limit:monomial").get_linestyle() == "--"
 
 
-def test_the_alpha_box_sits_in_the_top_left_corner_and_the_panels_share_y(dr):
-    fig = draws.fig_fitted_curves(dr, degree=2, m_small=10, m_large=100, scalings=["none"])
+def handle(fig, label):
+    (leg,) = fig.legends
+    (h,) = [
+        h
+        for h, t in zip(leg.legend_handles, leg.get_texts(), strict=True)
+        if t.get_text() == label
+    ]
+    return h
+
+
+def test_the_alpha_box_sits_in_the_top_left_corner_the_panels_share_y_and_the_legend_matches(dr):
+    fig = draws.fig_fitted_curves(
+        dr, degree=2, m_small=10, m_large=100, scalings=["m"], n_curves=5
+    )
     axes = fig.axes
     for ax in axes:
         (t,) = ax.texts
@@ -1540,79 +1558,31 @@ def test_the_alpha_box_sits_in_the_top_left_corner_and_the_panels_share_y(dr):
     # the true line is dashed black
     for tr in gid_lines(fig, "truth"):
         assert same_color(tr.get_color(), "black") and tr.get_linestyle() == "--"
-    np.testing.assert_allclose(fig.get_size_inches(), (6.5, 3.9))
+    assert fig.get_size_inches()[0] == pytest.approx(6.5)  # the page width
+    # the legend's entries look like what they name
+    mean, fit = one_line(fig, "mean:m:10"), gid_lines(fig, "fit:m:10")[0]
+    assert handle(fig, "mean of the kept fits").get_linewidth() == mean.get_linewidth()
+    assert handle(fig, "fits to 5 data sets").get_linewidth() == fit.get_linewidth()
+    truth = gid_lines(fig, "truth")[0]
+    assert mean.get_linewidth() > max(truth.get_linewidth(), fit.get_linewidth())  # thick
 
 
 def test_the_parabolas_true_line_is_black_and_the_zero_line_of_the_violins_grey(dr):
     fig = draws.fig_parabola_tail(dr, scalings=["m"])
     assert same_color(one_line(fig, "truth").get_color(), "black")
     assert one_line(fig, "truth").get_linestyle() == "--"
-    np.testing.assert_allclose(fig.get_size_inches(), (6.5, 2.9))
+    assert fig.get_size_inches()[0] == pytest.approx(6.5)  # the page width
+    many, few = one_line(fig, "tail:lambda0:100"), one_line(fig, "tail:lambda0:3")
+    assert many.get_linestyle() != few.get_linestyle()  # λ = 0 at m_many stands apart
+    assert same_color(many.get_color(), "0.5")
     plt.close(fig)
     fig = draws.fig_sampling_distributions(dr, degree=2, coefs=[2], ms=[10], scalings=["m"])
     for ax in fig.axes:
         (zero,) = [ln for ln in ax.get_lines() if ln.get_gid() is None]
         assert same_color(zero.get_color(), "0.5") and np.allclose(zero.get_ydata(), 0)
     assert fig.axes[0].get_shared_y_axes().joined(fig.axes[0], fig.axes[1])
-
-
-def handle(fig, label):
-    (leg,) = fig.legends
-    (h,) = [
-        h
-        for h, t in zip(leg.legend_handles, leg.get_texts(), strict=True)
-        if t.get_text() == label
-    ]
-    return h
-
-
-def test_legend_entries_look_like_what_they_name(dr, rc):
-    fig = draws.fig_fitted_curves(
-        dr, degree=2, m_small=10, m_large=100, scalings=["m"], n_curves=5
-    )
-    mean, fit = one_line(fig, "mean:m:10"), gid_lines(fig, "fit:m:10")[0]
-    assert handle(fig, "mean of the kept fits").get_linewidth() == mean.get_linewidth()
-    assert handle(fig, "fits to 5 data sets").get_linewidth() == fit.get_linewidth()
-    assert mean.get_linewidth() > 1.5 * 1.0  # thick: above the true line's 1.0
-    plt.close(fig)
-    fig = draws.fig_sampling_distributions(dr, degree=2, coefs=[2], ms=[10], scalings=["m"])
     (zero,) = [ln for ln in fig.axes[0].get_lines() if ln.get_gid() is None]
     assert handle(fig, "true value 0").get_linewidth() == zero.get_linewidth()
     assert handle(fig, "mean of the kept draws").get_linewidth() == (
         one_line(fig, "mean:m:2:10").get_linewidth()
     )
-    plt.close(fig)
-    fig = draws.fig_parabola_tail(dr, scalings=["m"])
-    many, few = one_line(fig, "tail:lambda0:100"), one_line(fig, "tail:lambda0:3")
-    assert many.get_linestyle() != few.get_linestyle()  # λ = 0 at m_many stands apart
-    assert same_color(many.get_color(), "0.5")
-    plt.close(fig)
-    fig = tuning.fig_risk_vs_lambda(rc, degree=3, scalings=["m"], ms=[100])
-    opt = one_line(fig, "opt:m:100")
-    assert handle(fig, "optimum λ*").get_markersize() == opt.get_markersize()
-    assert handle(fig, "optimum λ*").get_markeredgecolor() == opt.get_markeredgecolor()
-    plt.close(fig)
-    fig = tuning.fig_tuned_lambda(make_tuning(), degree=3, scalings=["m"])
-    markers = one_line(fig, "lambda:conditional:m")
-    h = handle(fig, "exact risk over simulated designs (markers)")
-    assert h.get_linestyle() == markers.get_linestyle() == "None"
-    assert h.get_markerfacecolor() == markers.get_markerfacecolor()
-    plt.close(fig)
-    rows = [
-        dict(
-            degree=k,
-            basis="orthonormal",
-            m0=100,
-            m=1000,
-            alpha_m0=1.0,
-            alpha_m=1.0,
-            alpha_m_se=0.1,
-            alpha_limit=1.0,
-            hkb=0.5 * k,
-        )
-        for k in (1, 2)
-    ]
-    fig = tuning.fig_bases(pd.DataFrame(rows))
-    hkb = one_line(fig, "bases:hkb")
-    h = handle(fig, "σ²k/Σw*ⱼ² (Hoerl et al.)")
-    assert (h.get_linewidth(), h.get_linestyle()) == (hkb.get_linewidth(), hkb.get_linestyle())

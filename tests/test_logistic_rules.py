@@ -434,10 +434,15 @@ def test_quadrature_gives_the_moments_of_u_and_fresh_arrays(x, moments):
     assert nodes.shape == weights.shape == (tl.QUADRATURE_POINTS,)
     for k, value in moments.items():
         assert abs(weights @ nodes**k - value) < 1e-12, k
+    # fresh arrays: writing into the ones returned does not change what the same call
+    # returns next (the nodes are computed once per distribution and n)
     nodes[:] = 0.0
     weights[:] = 0.0
-    again, w2 = tl.quadrature(x, 200)
-    assert abs(w2.sum() - 1.0) < 1e-13 and abs(w2 @ again**2 - moments[2]) < 1e-12
+    again, w_again = tl.quadrature(x)
+    for k, value in moments.items():
+        assert abs(w_again @ again**k - value) < 1e-12, k
+    more, w2 = tl.quadrature(x, 200)
+    assert abs(w2.sum() - 1.0) < 1e-13 and abs(w2 @ more**2 - moments[2]) < 1e-12
     few, wf = tl.quadrature(x, 7)
     assert few.size == 7 and abs(wf.sum() - 1.0) < 1e-13
 
@@ -582,7 +587,7 @@ def test_logistic_tables_assemble_each_cell_from_its_large_m_quantities():
         )
         step = th.max_leverage / m
         np.testing.assert_allclose(rows.asym_step, step, rtol=1e-12)
-        np.testing.assert_allclose(rows.asym_leverage, 6 * step, rtol=1e-12)
+        np.testing.assert_allclose(rows.asym_leverage, 6 * step, rtol=1e-12)  # 2(k + 1)
         if step > 0.1:
             assert rows.bias_asym1_bound.isna().all()
             nan_bounds += 1
@@ -619,6 +624,7 @@ def test_a_true_line_the_penalty_cannot_bias_has_an_infinite_limit_and_the_upper
     assert best["alpha"] == pytest.approx(tl.ALPHA_SEARCH[1], rel=1e-12)
     th = tl.LogisticLargeM(problem, UNI, tl.ALPHA_SEARCH[1] / 300)
     assert best["risk"] == pytest.approx(tl.expansion_risk(th, problem, 300), rel=1e-12)
+    # asym_leverage: 2(k + 1) times the largest leverage over m, 4 at degree 1
     assert best["leverage"] == pytest.approx(4 * th.max_leverage / 300, rel=1e-12)
 
 
@@ -627,6 +633,7 @@ def test_best_alpha_below_the_search_range_is_the_lower_boundary(monkeypatch):
     free = tl.best_alpha(problem, UNI, 400)
     assert free["boundary"] == ""
     th = tl.LogisticLargeM(problem, UNI, free["alpha"] / 400)
+    # 2(k + 1) = 6 at degree 2
     assert free["leverage"] == pytest.approx(6 * th.max_leverage / 400, rel=1e-9)
     lo = free["alpha"] * 5
     monkeypatch.setattr(tl, "ALPHA_SEARCH", (lo, lo * 1e3))

@@ -526,7 +526,10 @@ def test_fewer_points_than_coefficients_make_alpha_zero_infinite_even_if_lu_succ
     few = draw(np.random.default_rng(9), x, 1, 3, degree, noise_sd)[0]
     many = draw(np.random.default_rng(10), x, 3, 9, degree, noise_sd)[0]
     G_u = np.concatenate([u_grams(many, x, degree), u_grams(few, x, degree)])
-    assert np.isfinite(np.linalg.solve(G_u[3], np.ones(4))).all()  # the LU does not notice
+    # G_u[3] = ΦᵀΦ with Φ of 3 rows and 4 columns: rank 3 at most, whatever the rounding.
+    # Whether an LU of it meets an exact zero pivot depends on the LAPACK's rounding (here
+    # it usually does not), so that is not asserted: the rule must hold either way.
+    assert few.shape == (1, 3) and np.unique(few).size == 3 < degree + 1
     alphas = np.array([0.0, 0.8])
     got = conditional_risk(G_u, alphas, basis=basis, noise_sd=noise_sd, solver=solver)
     assert got[0] == math.inf

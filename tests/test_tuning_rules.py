@@ -94,6 +94,26 @@ def brute_force_minimum(mean_risk, lo: float, hi: float, n: int = 801):
     return math.exp(t[i]), float(r[i])
 
 
+def alpha_limit_reference(k: int, *, noise_sd: float = SIGMA, pen: bool = False) -> float:
+    """α*∞ = σ²·tr(Σ⁻¹D)/(w*ᵀDΣ⁻¹Dw*) with the raw moment matrix Σ of x (docs/theory.md)."""
+    mu = uniform_raw_moments(X.low, X.high, 2 * k)
+    S_inv = np.linalg.inv(mu[np.add.outer(np.arange(k + 1), np.arange(k + 1))])
+    D = np.eye(k + 1)
+    D[0, 0] = 1.0 if pen else 0.0
+    w = np.zeros(k + 1)
+    w[:2] = LINE["intercept"], LINE["slope"]
+    return noise_sd**2 * np.trace(S_inv @ D) / (D @ w @ S_inv @ D @ w)
+
+
+def log_alpha_se_reference(per_design_risk, a: float, h: float = 0.05) -> float:
+    """SD_i(R_i′)/(√n·mean R″) in log α at α = a, by central differences of step h
+    (docs/results.md); ``per_design_risk`` maps an array of α to risks of shape (α, n)."""
+    r = per_design_risk(a * np.exp([-h, 0.0, h]))
+    slope = (r[2] - r[0]) / (2 * h)
+    curvature = np.mean(r[2] - 2 * r[1] + r[0]) / h**2
+    return float(np.std(slope, ddof=1) / math.sqrt(r.shape[1]) / curvature)
+
+
 # --- the risk-optimal α given the designs -----------------------------------------------
 
 
@@ -115,7 +135,7 @@ def test_the_conditional_optimum_is_the_brute_force_minimum_of_the_exact_risk(de
     assert tuned.alpha == pytest.approx(a_ref, rel=1e-4)
     assert tuned.risk == pytest.approx(r_ref, rel=1e-9)
     assert tuned.risk == pytest.approx(mean_risk([tuned.alpha])[0], rel=1e-9)
-    assert tuned.lam == tuned.alpha  # under `m`, λ = α
+    assert tuned.lam == pytest.approx(tuned.alpha, rel=1e-15)  # under `m`, λ = α
 
 
 def test_the_errors_and_the_benefit_follow_their_delta_method_rules(designs):
@@ -247,13 +267,7 @@ def test_the_limit_of_alpha_star_is_the_closed_form_in_raw_monomials():
     """α*∞ = σ²·tr(Σ⁻¹D)/(w*ᵀDΣ⁻¹Dw*) with the raw moment matrix Σ of x (docs/theory.md),
     intercept free or penalised; 0 without noise and inf for a flat line."""
     for k, pen in ((1, False), (2, False), (3, True)):
-        mu = uniform_raw_moments(X.low, X.high, 2 * k)
-        S_inv = np.linalg.inv(mu[np.add.outer(np.arange(k + 1), np.arange(k + 1))])
-        D = np.eye(k + 1)
-        D[0, 0] = 1.0 if pen else 0.0
-        w = np.zeros(k + 1)
-        w[:2] = LINE["intercept"], LINE["slope"]
-        ref = SIGMA**2 * np.trace(S_inv @ D) / (D @ w @ S_inv @ D @ w)
+        ref = alpha_limit_reference(k, pen=pen)
         got = tuning.optimal_alpha_limit(k, x=X, **LINE, noise_sd=SIGMA, penalize_intercept=pen)
         assert got == pytest.approx(ref, rel=1e-9), (k, pen)
     assert tuning.optimal_alpha_limit(1, x=X, **LINE, noise_sd=SIGMA) == pytest.approx(
@@ -488,7 +502,7 @@ def test_the_grid_search_looks_at_few_points_where_the_risk_falls_then_rises():
     assert int(np.nanargmin(vals)) == int(np.argmin(full)) == 77
     coarse = set(range(0, 201, tuning.COARSE)) | {200}
     assert coarse <= set(evaluated)
-    best = 80  # the coarse point nearest t0
+    best = min(coarse, key=lambda j: abs(grid[j] - t0))  # the coarse point nearest t0
     assert (
         set(evaluated) - coarse
         == set(range(best - tuning.COARSE, best + tuning.COARSE + 1)) - coarse
@@ -528,6 +542,24 @@ def gram_risks(G_x, alphas, degree, *, noise_sd, intercept, slope, x=X):
     bias = np.einsum("ari,ij,arj->ar", e, sigma, e)
     var = np.einsum("ij,arjk,rkl,arli->ar", sigma, Ainv, G_x, Ainv)
     return bias + noise_sd**2 * var
+
+
+def orthonormal_risks(G_u, alphas, *, noise_sd=SIGMA, x=X):
+    """Exact E[R | X] per design, shape (len(alphas), n), for degree 2 in the coefficients of
+    ψ_j = √(2j + 1)·P_j(u) (NumPy's Legendre), the intercept ψ_0 free: G_ψ = L·G_u·Lᵀ for
+    ψ = L·φ(u), Σ_ψ = I, and w* = (β0 + β1·c, β1·s/√3, 0)."""
+    L = np.zeros((3, 3))
+    for j in range(3):
+        L[j, : j + 1] = legendre.leg2poly([0] * j + [1]) * math.sqrt(2 * j + 1)
+    Gp = L @ G_u @ L.T
+    w = np.array(
+        [LINE["intercept"] + LINE["slope"] * x.center, LINE["slope"] * x.scale / 3**0.5, 0]
+    )
+    A = Gp[None] + np.asarray(alphas, dtype=float)[:, None, None, None] * np.diag([0.0, 1.0, 1.0])
+    Ainv = np.linalg.inv(A)
+    e = np.einsum("arij,rj->ari", Ainv, Gp @ w) - w
+    var = np.einsum("arjk,rkl,arlj->ar", Ainv, Gp, Ainv)
+    return np.sum(e**2, axis=-1) + noise_sd**2 * var
 
 
 TABLE_RAW = small_design(
@@ -603,6 +635,8 @@ def test_only_the_chunks_the_designs_need_are_drawn(monkeypatch):
 def test_the_tuning_table_has_both_methods_for_every_cell_and_the_rules_of_its_columns(
     table_design,
 ):
+    from study.theory.largem import asymptotic_risk_table
+
     design = table_design
     table = tuning.tuning_table(design)
     assert list(table.columns) == tuning.TUNING_COLUMNS
@@ -614,8 +648,7 @@ def test_the_tuning_table_has_both_methods_for_every_cell_and_the_rules_of_its_c
         .any()
         .any()
     )
-    limit = tuning.optimal_alpha_limit(2, x=design.x, **LINE, noise_sd=SIGMA)
-    np.testing.assert_allclose(table.alpha_limit, limit, rtol=1e-15)
+    np.testing.assert_allclose(table.alpha_limit, alpha_limit_reference(2), rtol=1e-9)
     assert set(table.boundary) == {""}
     for (m, method), g in table.groupby(["m", "method"]):
         assert set(g.scaling) == set(design.scaling) and g.degree.eq(2).all()
@@ -624,10 +657,16 @@ def test_the_tuning_table_has_both_methods_for_every_cell_and_the_rules_of_its_c
         for s, lam in zip(g.scaling, g.lambda_opt, strict=True):
             assert lam == pytest.approx(LAM_OF[s](a, m, 2), rel=1e-14), (m, s)
         if method == "asymptotic":
-            ref = tuning.optimal_lambda_asymptotic(
-                m, 2, scaling="m", x=design.x, **LINE, noise_sd=SIGMA
-            )
-            assert (a, g.risk_opt.iloc[0]) == (ref.alpha, ref.risk)
+            # the brute-force minimum of the large-m risk of study.theory.largem (λ = α
+            # under `m`)
+            def risk_asym(alphas, m=m):
+                return asymptotic_risk_table(
+                    [m], [2], list(alphas), ["m"], x=design.x, **LINE, noise_sd=SIGMA
+                ).risk_asym.to_numpy()
+
+            a_ref, r_ref = brute_force_minimum(risk_asym, 1e-3, 1e3)
+            assert a == pytest.approx(a_ref, rel=1e-4), m
+            assert g.risk_opt.iloc[0] == pytest.approx(r_ref, rel=1e-10), m
             assert g[["log_alpha_se", "risk_opt_se", "benefit", "benefit_se"]].isna().all().all()
             continue
         assert method == "conditional"
@@ -784,7 +823,6 @@ def test_add_theory_appends_the_large_m_columns_and_the_finite_moments():
 def test_extend_puts_the_pieces_together_into_the_theory_files(monkeypatch):
     """extend with computed pieces: each frame concatenated over the pieces in order, one
     file per frame there is (a logistic design has tuning.csv alone of the tuning files)."""
-    from study.results import to_csv
     from study.theory import step
 
     design = design_from_dict(small_design(**{"grid.degree": [1, 2]}))
@@ -827,7 +865,7 @@ def test_extend_puts_the_pieces_together_into_the_theory_files(monkeypatch):
     assert set(files) == set(expected)
     for file, name in expected.items():
         frame = pd.DataFrame({"degree": [1, 1, 2, 2], "what": [name] * 4})
-        assert files[file] == to_csv(frame), file
+        assert files[file] == frame.to_csv(index=False, lineterminator="\n"), file
     # the pieces of a logistic design: its tuning.csv alone
     logistic = [
         piece(1, ["asym", "asym_risk", "tuning"]),
@@ -896,18 +934,29 @@ def test_the_bases_table_has_both_bases_their_limits_and_the_hkb_choice(table_de
     assert list(table.columns) == tuning.BASES_COLUMNS
     assert list(table.basis) == ["monomial", "orthonormal"]
     assert table.m0.eq(9).all() and table.m.eq(30).all() and table.degree.eq(2).all()
+    w1 = LINE["slope"] * X.scale / math.sqrt(3)
+    # α*∞: the closed form in raw monomials; Hoerl–Kennard–Baldwin's σ²·k/w*_1² where Σ = I
+    limits = {"monomial": alpha_limit_reference(2), "orthonormal": SIGMA**2 * 2 / w1**2}
     for row in table.itertuples():
-        kw = dict(x=design.x, **LINE, noise_sd=SIGMA, basis=row.basis)
         for m, a, se in ((9, row.alpha_m0, row.alpha_m0_se), (30, row.alpha_m, row.alpha_m_se)):
-            ref = tuning.optimal_lambda_conditional(
-                tuning.design_grams(design, m, 2), m, 2, scaling="m", **kw
-            )
-            assert a == ref.alpha and se == pytest.approx(ref.alpha * ref.log_alpha_se, rel=1e-12)
-        assert row.alpha_limit == pytest.approx(tuning.optimal_alpha_limit(2, **kw), rel=1e-14)
+            # the same designs (the tuning's), the exact risk of the row's basis
+            G_u = tuning.design_grams(design, m, 2)
+            if row.basis == "monomial":
+
+                def per_design(alphas, G_u=G_u):
+                    return gram_risks(raw_grams(G_u), alphas, 2, noise_sd=SIGMA, **LINE)
+            else:
+
+                def per_design(alphas, G_u=G_u):
+                    return orthonormal_risks(G_u, alphas)
+
+            a_ref, _ = brute_force_minimum(lambda al: per_design(al).mean(axis=1), 1e-3, 1e3)
+            assert a == pytest.approx(a_ref, rel=1e-4), (row.basis, m)
+            assert se == pytest.approx(a * log_alpha_se_reference(per_design, a), rel=1e-5)
+        assert row.alpha_limit == pytest.approx(limits[row.basis], rel=1e-9)
     mono, ortho = table.iloc[0], table.iloc[1]
     # monomial coefficients of 0.8 − 1.3x: w*_1 = −1.3, w*_2 = 0
     assert mono.hkb == pytest.approx(SIGMA**2 * 2 / 1.3**2, rel=1e-12)
-    w1 = LINE["slope"] * X.scale / math.sqrt(3)
     assert ortho.hkb == pytest.approx(SIGMA**2 * 2 / w1**2, rel=1e-9)
     assert ortho.hkb == pytest.approx(ortho.alpha_limit, rel=1e-9)
     assert abs(mono.hkb / mono.alpha_limit - 1) > 0.05
@@ -944,16 +993,22 @@ def test_the_sensitivity_rows_are_the_tuning_at_each_noise_level(table_design):
     np.testing.assert_allclose(table.noise_sd, table.noise_factor * SIGMA, rtol=1e-15)
     np.testing.assert_allclose(table.noise_to_slope, table.noise_sd / 1.3, rtol=1e-15)
     assert table.m0.eq(9).all() and table.m.eq(30).all()
-    limit = tuning.optimal_alpha_limit(2, x=design.x, **LINE, noise_sd=SIGMA)
-    np.testing.assert_allclose(table.alpha_limit, limit * table.noise_factor**2, rtol=1e-12)
+    np.testing.assert_allclose(
+        table.alpha_limit,
+        [alpha_limit_reference(2, noise_sd=f * SIGMA) for f in table.noise_factor],
+        rtol=1e-9,
+    )
     row = table[table.noise_factor == 2.0].iloc[0]
     sd = 2 * SIGMA
-    G30 = tuning.design_grams(design, 30, 2)
-    at_m = tuning.optimal_lambda_conditional(
-        G30, 30, 2, scaling="m", x=design.x, **LINE, noise_sd=sd
+
+    def per_design(alphas):
+        return _risks(design, 30, alphas, noise_sd=sd)
+
+    a_ref, _ = brute_force_minimum(lambda al: per_design(al).mean(axis=1), 1e-3, 1e3)
+    assert row.alpha_m == pytest.approx(a_ref, rel=1e-4)
+    assert row.alpha_m_se == pytest.approx(
+        row.alpha_m * log_alpha_se_reference(per_design, row.alpha_m), rel=1e-5
     )
-    assert row.alpha_m == at_m.alpha
-    assert row.alpha_m_se == pytest.approx(at_m.alpha * at_m.log_alpha_se, rel=1e-12)
     a0 = row.alpha_m0
     r9 = _risks(design, 9, [a0 * 0.99, a0, a0 * 1.01], noise_sd=sd).mean(axis=1)
     assert r9[1] < r9[0] and r9[1] < r9[2]
