@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.text import Text
 
 from study.report.figures import _select, _style, draws, measures, tuning
 
@@ -847,6 +848,9 @@ def test_the_sampling_distributions_by_default(dr):
     assert len(fig.axes) == 4  # coefficients 2 and 3, λ = 0 and one scaling
     assert gids(fig, "mean:k:3:") == {"mean:k:3:10", "mean:k:3:100", "mean:k:3:1000"}
     assert "central 98%" in fig.get_suptitle()
+    # the title at the size of every panel's title (8 pt), not matplotlib's larger default
+    (title,) = [t for t in fig.findobj(Text) if t.get_text() == fig.get_suptitle()]
+    assert title.get_fontsize() == fig.axes[0].title.get_fontsize() == 8
     w = dr["coef_k3"][1, 1, 3][:, 2]
     np.testing.assert_allclose(one_line(fig, "mean:k:2:10").get_ydata()[0], w.mean())
     plt.close(fig)

@@ -818,6 +818,13 @@ def test_add_theory_appends_the_large_m_columns_and_the_finite_moments():
     # the logistic family: moments over the data sets with an estimate, inf
     s_log, r_log = add_theory(summary, risk, asym, asym_risk, family="logistic")
     assert np.all(s_log.finite_moments == math.inf) and np.all(r_log.finite_moments == math.inf)
+    # a theory with two rows for one cell is refused, not merged into doubled rows
+    twice = pd.concat([asym_risk, asym_risk.iloc[[1]]], ignore_index=True)
+    with pytest.raises(pd.errors.MergeError):
+        add_theory(summary, risk, asym, twice)
+    twice = pd.concat([asym, asym.iloc[[0]]], ignore_index=True)
+    with pytest.raises(pd.errors.MergeError):
+        add_theory(summary, risk, twice, asym_risk)
 
 
 def test_extend_puts_the_pieces_together_into_the_theory_files(monkeypatch):
