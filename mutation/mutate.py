@@ -6,7 +6,7 @@ to one of its mutants (an operator, a constant, an argument changed), records wh
 reach which function (its per-mutant test selection), and runs those tests against each
 mutant: a mutant is killed when a test fails, and survives when all pass.
 
-The core modules have about 13,000 mutants, far more than two cores test in half an hour.
+The core modules have about 18,000 mutants, far more than two cores test in half an hour.
 So this script tests a random sample of them, drawn from a fixed seed and spread over the
 modules in proportion to their mutants, as many as the time budget allows, and reports
 the score of the sample with a 95 % Wilson interval: a Monte Carlo estimate of the score
