@@ -118,15 +118,17 @@ def _curves_at(risk_curves: pd.DataFrame, degree: int, ms) -> tuple[pd.DataFrame
     """The risk curves of one degree and the m values to draw (checked)."""
     rc = risk_curves[risk_curves["degree"] == degree]
     if rc.empty:
+        degrees = sorted(risk_curves["degree"].unique().tolist())
         raise ValueError(
-            f"The 'degree' parameter must be one of {sorted(risk_curves['degree'].unique().tolist())} "
+            f"The 'degree' parameter must be one of {degrees} "
             f"(the degrees in risk_curves). Got {degree!r} instead."
         )
     have = sorted(set(rc["m"].astype(int)))
     ms = have if ms is None else [int(m) for m in ms if int(m) in have]
     if not ms:
         raise ValueError(
-            f"The 'ms' parameter must name m values among {sorted(rc['m'].unique().tolist())}. Got none."
+            f"The 'ms' parameter must name m values among "
+            f"{sorted(rc['m'].unique().tolist())}. Got none."
         )
     return rc, ms
 
