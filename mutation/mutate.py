@@ -153,6 +153,8 @@ def _record(shards: int) -> None:
     files = _test_files()
     parts = _shards(files, _file_costs(files), shards) if shards > 1 else [files]
     works = [WORK] + [WORK.with_name(f"{WORK.name}-{k}") for k in range(1, len(parts))]
+    for stale in WORK.parent.glob(f"{WORK.name}-*"):  # an interrupted run's copies
+        shutil.rmtree(stale, ignore_errors=True)
     for work in works[1:]:
         _copy_checkout(work)
     processes = []
@@ -169,16 +171,25 @@ def _record(shards: int) -> None:
     except BaseException:
         for process in processes:
             _stop(process)
+        for work in works[1:]:
+            shutil.rmtree(work, ignore_errors=True)
         raise
     for k in range(len(works)):
         out = (RESULTS / f"mutmut-record-{k}.out").read_text(encoding="utf-8", errors="replace")
         _log(f"record shard {k}: {len(parts[k])} test files", out)
     recordings = [json.loads((w / STATS).read_text()) for w in works if (w / STATS).exists()]
-    if len(recordings) == len(works):
-        (WORK / STATS).write_text(json.dumps(_merge_recordings(recordings), indent=1))
-        _save_file_costs(recordings)
     for work in works[1:]:
         shutil.rmtree(work, ignore_errors=True)
+    if len(recordings) != len(works):
+        # a partial recording would leave the other shards' tests to be recorded inside
+        # the first batch's time limit, or select no test for their functions
+        (WORK / STATS).unlink(missing_ok=True)
+        raise SystemExit(
+            f"mutate: a shard of the recording failed; see {RESULTS}/mutmut-record-*.out"
+            f" and {RESULTS}/mutmut.log"
+        )
+    (WORK / STATS).write_text(json.dumps(_merge_recordings(recordings), indent=1))
+    _save_file_costs(recordings)
 
 
 def _test_files() -> list[str]:
