@@ -982,6 +982,8 @@ def test_the_matched_table_of_a_design_with_one_scaling():
     np.testing.assert_allclose(matched.alpha, a9, rtol=1e-15)
     at9 = matched[matched.m == 9]
     np.testing.assert_allclose(at9.risk_ratio, 1.0, atol=1e-12)
+    # at m0 the held α is the tuned one: neither sample of designs moves the ratio
+    np.testing.assert_allclose(at9.risk_ratio_se, 0.0, atol=1e-9)
     at30 = matched[matched.m == 30]
     a30 = table[(table.method == "conditional") & (table.m == 30)].alpha_opt.iloc[0]
     r = _risks(design, 30, [a9, a30])
