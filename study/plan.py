@@ -87,11 +87,15 @@ def needed_replications(sd, target: float) -> np.ndarray:
     return np.maximum(np.ceil((np.asarray(sd, dtype=float) / target) ** 2), 2).astype(np.int64)
 
 
+def _check_target(target: float) -> None:
+    if not (target > 0 and math.isfinite(target)):
+        raise DesignError(f"option '--target-mcse': got {target!r}; expected a number > 0")
+
+
 def plan_from_summary(summary: pd.DataFrame, target: float, replications: int) -> Plan:
     """The plan from a pilot's summary.csv: per m, the finite-variance cell with the
     largest SD of its estimates, and the replications it needs."""
-    if not (target > 0 and math.isfinite(target)):
-        raise DesignError(f"option '--target-mcse': got {target!r}; expected a number > 0")
+    _check_target(target)
     finite = usable_cells(summary, 2)  # the cells whose bias study check compares
     rows = summary[finite].copy()
     pilot = int(rows.n.max())
@@ -113,6 +117,8 @@ def plan(design: Design, target: float, *, pilot: int = PILOT_REPLICATIONS, jobs
     from it (module docstring)."""
     from study.engine.run import simulate
 
+    # both options refused before the pilot runs, not after
+    _check_target(target)
     if pilot < 2:
         raise DesignError(f"option '--pilot': got {pilot}; expected at least 2 replications")
     pilot_design = dataclasses.replace(design, replications=pilot, keep_draws=0)

@@ -73,6 +73,23 @@ def test_bad_options_are_refused_in_one_line(tmp_path, args, key):
     assert len(lines) == 1 and key in lines[0], proc.stderr
 
 
+@pytest.mark.parametrize("target", [0.0, -0.01, float("nan"), float("inf")])
+def test_a_bad_target_is_refused_before_the_pilot_runs(monkeypatch, target):
+    import study.engine.run
+
+    def no_pilot(*args, **kwargs):
+        raise AssertionError("the pilot ran before the options were checked")
+
+    monkeypatch.setattr(study.engine.run, "simulate", no_pilot)
+    with pytest.raises(DesignError, match=r"option '--target-mcse': got .*expected a number > 0"):
+        plan(_design(), target, pilot=64)
+    with pytest.raises(DesignError, match="option '--pilot'"):
+        plan(_design(), 0.01, pilot=1)
+    # a good target reaches the pilot
+    with pytest.raises(AssertionError, match="the pilot ran"):
+        plan(_design(), 0.01, pilot=64)
+
+
 def test_plan_from_summary_refuses_a_bad_target():
     with pytest.raises(DesignError, match="--target-mcse"):
         plan_from_summary(pd.DataFrame(), -1.0, 100)
