@@ -8,6 +8,8 @@ from pathlib import Path
 import matplotlib
 import pytest
 
+from study.paths import RESULT_FILES
+
 matplotlib.use("Agg")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +82,26 @@ def to_toml(d: dict) -> str:
 def write_design(path: Path, d: dict) -> Path:
     path.write_text(to_toml(d))
     return path
+
+
+# every result file a run of SMALL commits: check.csv is written by `study check`, not the
+# run, and SMALL has no [minibatch] table, so no minibatch.csv
+RESULTS = tuple(
+    n for n in RESULT_FILES if n not in ("manifest.json", "check.csv", "minibatch.csv")
+)
+
+
+def result_bytes(folder: Path) -> dict[str, bytes]:
+    """The bytes of each of RESULTS in ``folder``."""
+    return {name: (folder / name).read_bytes() for name in RESULTS}
+
+
+def one_line(stderr: str) -> str:
+    """The only line of ``stderr``, which holds no traceback."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
 
 
 def run_cli(*args, cwd=None, check=False) -> subprocess.CompletedProcess:

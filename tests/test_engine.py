@@ -332,22 +332,6 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path):
     assert _files(ref) == _files(out)
 
 
-def test_checkpoints_of_another_design_are_refused(tmp_path):
-    path = write_design(tmp_path / "d.toml", small_design())
-    out = tmp_path / "out"
-    run_cli("simulate", path, "--out", out, "--quiet", check=True)
-    write_design(path, small_design(seed=99))
-    before = _files(out)
-    proc = run_cli("simulate", path, "--out", out, "--quiet")
-    assert proc.returncode == 2
-    assert "different design" in proc.stderr and "--fresh" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
-    assert _files(out) == before
-    proc = run_cli("simulate", path, "--out", out, "--quiet", "--fresh")
-    assert proc.returncode == 0
-    assert _files(out) != before
-
-
 def test_not_identifiable_cells_are_reported(smoke_results):
     summary = pd.read_csv(smoke_results / "summary.csv")
     bad = summary[(summary["lambda"] == 0) & (summary.m <= summary.degree)]

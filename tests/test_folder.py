@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,16 +22,9 @@ from study.design import design_from_dict
 from study.engine.store import CheckpointStore, pack_checkpoint
 from study.engine.tasks import Task
 from study.folder import LOCK, MARKER, check_out_path
-from study.paths import RESULT_FILES
 from study.results import to_csv
 
-from conftest import ROOT, run_cli, small_design, write_design
-
-# every result file a run commits (check.csv is written by `study check`, not the run)
-# what a run of the small design writes (it has no [minibatch] table: no minibatch.csv)
-RESULTS = tuple(
-    n for n in RESULT_FILES if n not in ("manifest.json", "check.csv", "minibatch.csv")
-)
+from conftest import RESULTS, ROOT, one_line, result_bytes, run_cli, small_design, write_design
 
 
 def tree(folder: Path) -> dict[str, str]:
@@ -45,17 +37,6 @@ def tree(folder: Path) -> dict[str, str]:
         elif path.is_file():
             out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
-
-
-def results(folder: Path) -> dict[str, bytes]:
-    return {name: (folder / name).read_bytes() for name in RESULTS}
-
-
-def one_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert "Traceback" not in stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +121,7 @@ def test_fresh_removes_only_what_study_wrote(tmp_path, reference, design_file):
     after = tree(out)
     assert {k: after[k] for k in foreign} == foreign
     assert outside.read_text() == "the user's own table\n"
-    assert results(out) == results(reference)
+    assert result_bytes(out) == result_bytes(reference)
 
 
 def test_symbolic_links_and_empty_paths_are_refused(tmp_path, design_file):
@@ -208,11 +189,12 @@ def test_another_design_is_refused_then_replaced_with_fresh(tmp_path, reference,
     other = write_design(tmp_path / "other.toml", small_design(seed=99))
     before = tree(out)
     proc = run_cli("simulate", other, "--out", out, "--quiet")
-    assert proc.returncode == 2 and "different design" in one_line(proc.stderr)
+    line = one_line(proc.stderr)
+    assert proc.returncode == 2 and "different design" in line and "--fresh" in line
     assert tree(out) == before
     proc = run_cli("simulate", other, "--out", out, "--quiet", "--fresh")
     assert proc.returncode == 0, proc.stderr
-    assert results(out) != results(reference)
+    assert result_bytes(out) != result_bytes(reference)
 
 
 # --- checkpoints ---------------------------------------------------------------------------
@@ -281,7 +263,7 @@ def test_a_damaged_checkpoint_is_rejected_and_recomputed(tmp_path, reference, de
     line = one_line(proc.stderr)
     assert "warning" in line and "m2000-c1-2.ckpt" in line and "rejected" in line
     assert (out / "checkpoints" / "rejected" / "m2000-c1-2.ckpt").read_bytes() == damaged
-    assert results(out) == results(reference)
+    assert result_bytes(out) == result_bytes(reference)
     assert "3 resumed" in proc.stdout  # 2 values of m × 2 chunks, one computed again
 
 
@@ -317,7 +299,7 @@ def test_a_folder_under_a_checkpoint_name_is_rejected(tmp_path, reference, desig
     proc = run_cli("simulate", design_file, "--out", out, "--quiet")
     assert proc.returncode == 0 and "rejected" in one_line(proc.stderr)
     assert (out / "checkpoints" / "rejected" / "m5-c0-1.ckpt").is_dir()
-    assert results(out) == results(reference)
+    assert result_bytes(out) == result_bytes(reference)
 
 
 def test_stale_temporary_files_are_removed_and_foreign_ones_kept(tmp_path, reference, design_file):
@@ -331,203 +313,6 @@ def test_stale_temporary_files_are_removed_and_foreign_ones_kept(tmp_path, refer
     assert proc.returncode == 0, proc.stderr
     assert not any(p.exists() for p in stale)
     assert mine.read_text() == "user"
-
-
-# --- one writer at a time ------------------------------------------------------------------
-
-
-def _session_processes(sid: int) -> list[int]:
-    """Processes of the session ``sid`` (a test starts each run in a new session)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if fields[0] != "Z" and int(fields[3]) == sid:
-            pids.append(int(entry.name))
-    return pids
-
-
-def _start(design_file, out, *extra) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "study", "simulate", str(design_file), "--out", str(out)]
-    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return subprocess.Popen([*cmd, "--quiet", *map(str, extra)], **pipes, start_new_session=True)
-
-
-def _wait_for_checkpoints(out: Path, n: int, proc: subprocess.Popen, timeout=120) -> None:
-    deadline = time.time() + timeout
-    while len(list(out.glob("checkpoints/m*.ckpt"))) < n:
-        assert proc.poll() is None, proc.communicate()
-        assert time.time() < deadline, "the run made no progress"
-        time.sleep(0.01)
-
-
-@pytest.fixture(scope="module")
-def long_design(tmp_path_factory) -> tuple[Path, Path]:
-    """A design of a few seconds in many tasks, and its results from a lone run."""
-    folder = tmp_path_factory.mktemp("long")
-    # 24 chunks of each m, one per task
-    raw = small_design(**{"replications": 6000, "block_size": 256, "grid.m": [400, 2000]})
-    path = write_design(folder / "long.toml", raw)
-    ref = folder / "ref"
-    run_cli("simulate", path, "--out", ref, "--quiet", check=True)
-    return path, ref
-
-
-def test_a_second_run_on_a_locked_folder_is_refused_at_once(tmp_path, long_design, design_file):
-    path, ref = long_design
-    out = tmp_path / "out"
-    first = _start(path, out, "--jobs", "2")
-    try:
-        _wait_for_checkpoints(out, 2, first)
-        first.send_signal(signal.SIGSTOP)  # so that it cannot finish before the second tries
-        started = time.time()
-        try:
-            second = run_cli("simulate", design_file, "--out", out, "--quiet", "--fresh")
-        finally:
-            first.send_signal(signal.SIGCONT)
-        assert time.time() - started < 30
-        assert second.returncode == 2
-        assert f"process {first.pid}" in one_line(second.stderr)
-        assert "locked" in second.stderr
-    finally:
-        stdout, stderr = first.communicate(timeout=300)
-    assert first.returncode == 0, stderr
-    assert results(out) == results(ref)
-
-
-def test_readers_refuse_a_folder_being_written(tmp_path, reference):
-    """While a writer holds the lock (here: this test process), check reads nothing."""
-    import fcntl
-
-    out = copy_of(reference, tmp_path)
-    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        (out / LOCK).write_text(f"{os.getpid()}\n")
-        proc = run_cli("check", out)
-        assert proc.returncode == 2 and "PASS" not in proc.stdout
-        assert f"process {os.getpid()}" in one_line(proc.stderr)
-        assert (
-            not (out / "check.csv").exists()
-            or (out / "check.csv").read_bytes() == (reference / "check.csv").read_bytes()
-        )
-        (out / LOCK).unlink()  # a copy without the note: the folder itself is still locked
-        proc = run_cli("check", out)
-        assert proc.returncode == 2 and "locked" in one_line(proc.stderr)
-    finally:
-        os.close(fd)
-    assert run_cli("check", out).returncode == 0
-
-
-# --- signals and crashes -------------------------------------------------------------------
-
-
-# SIGHUP takes the same path as SIGTERM (both raise Interrupted): slow, to keep the default
-# suite under five minutes
-@pytest.mark.parametrize(
-    "sig", [signal.SIGTERM, pytest.param(signal.SIGHUP, marks=pytest.mark.slow)]
-)
-def test_a_signal_keeps_finished_tasks_and_leaves_no_process(tmp_path, long_design, sig):
-    path, ref = long_design
-    out = tmp_path / "out"
-    proc = _start(path, out, "--jobs", "2")
-    _wait_for_checkpoints(out, 3, proc)
-    proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + sig
-    # the study's own output is one line; multiprocessing's resource tracker (a process of
-    # joblib's, not ours) may add a warning of its own when the run ends abruptly
-    ours = [line for line in stderr.splitlines() if line.startswith("study:")]
-    assert len(ours) == 1 and "interrupted" in ours[0] and "resume" in ours[0], stderr
-    assert "Traceback" not in stderr or "resource_tracker" in stderr, stderr
-    deadline = time.time() + 5
-    while _session_processes(proc.pid) and time.time() < deadline:
-        time.sleep(0.05)
-    assert _session_processes(proc.pid) == [], "worker processes outlived the run"
-    assert not (out / "manifest.json").exists()
-    done = run_cli("simulate", path, "--out", out, "--quiet", check=True)
-    assert "resumed" in done.stdout
-    assert results(out) == results(ref)
-
-
-def test_a_killed_worker_ends_the_run_with_one_line(tmp_path, long_design):
-    path, ref = long_design
-    out = tmp_path / "out"
-    proc = _start(path, out, "--jobs", "2")
-    _wait_for_checkpoints(out, 2, proc)
-    workers = [
-        pid
-        for pid in _session_processes(proc.pid)
-        if b"popen_loky_posix" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
-    assert len(workers) == 2, "the two loky workers were not found"
-    os.kill(workers[0], signal.SIGKILL)
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 1, stderr
-    line = one_line(stderr)
-    assert "worker process died" in line and "chunk" in line and "resume" in line
-    deadline = time.time() + 5
-    while _session_processes(proc.pid) and time.time() < deadline:
-        time.sleep(0.05)
-    assert _session_processes(proc.pid) == []
-    run_cli("simulate", path, "--out", out, "--quiet", check=True)
-    assert results(out) == results(ref)
-
-
-# A worker that dies while sending its result leaves loky's manager thread waiting for the
-# rest of the message: without study's watch on the workers the run hangs, even to SIGTERM
-# (a fresh-clone CI run did). The worker here writes the start of a message, as a worker
-# killed mid-send does, then kills itself.
-_DIES_MID_SEND = """
-import gc, os, signal, struct, sys, time, types
-from study.engine import run
-
-def piece(i):
-    if i == 1:
-        from joblib.externals.loky.backend.queues import SimpleQueue
-        (queue,) = [q for q in gc.get_objects() if isinstance(q, SimpleQueue)]
-        queue._wlock.acquire()
-        os.write(queue._writer.fileno(), struct.pack("!i", 1000) + b"half a message")
-        os.kill(os.getpid(), signal.SIGKILL)
-    time.sleep(1.5)
-    return i
-
-try:
-    run._run_tasks(types.SimpleNamespace(name="t"), None, [], 0, 0, jobs=2, backend="loky",
-                   progress=False, solver=None, pieces=[(piece, (i,)) for i in range(4)])
-except run.WorkerDied as exc:
-    print(exc)
-    sys.exit(1)
-"""
-
-
-def test_a_worker_that_dies_mid_send_ends_the_run_instead_of_hanging_it(tmp_path):
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _DIES_MID_SEND],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail("the run hung after a worker died while sending its result")
-    assert proc.returncode == 1, stderr
-    assert "a worker process died (exit SIGKILL(-9))" in stdout and "resume" in stdout
-    deadline = time.time() + 5
-    while _session_processes(proc.pid) and time.time() < deadline:
-        time.sleep(0.05)
-    assert _session_processes(proc.pid) == []
 
 
 def test_an_unexpected_error_is_one_line_and_a_log(tmp_path, design_file, monkeypatch, capsys):
@@ -570,7 +355,33 @@ def test_a_failed_write_names_the_result_file(tmp_path, monkeypatch):
 # --- readers ---------------------------------------------------------------------------------
 
 
-def test_check_refuses_folders_whose_files_disagree(tmp_path, reference, design_file):
+def test_readers_refuse_a_folder_being_written(tmp_path, reference):
+    """While a writer holds the lock (here: this test process), check reads nothing."""
+    import fcntl
+
+    out = copy_of(reference, tmp_path)
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        (out / LOCK).write_text(f"{os.getpid()}\n")
+        proc = run_cli("check", out)
+        assert proc.returncode == 2 and "PASS" not in proc.stdout
+        assert f"process {os.getpid()}" in one_line(proc.stderr)
+        assert (
+            not (out / "check.csv").exists()
+            or (out / "check.csv").read_bytes() == (reference / "check.csv").read_bytes()
+        )
+        (out / LOCK).unlink()  # a copy without the note: the folder itself is still locked
+        proc = run_cli("check", out)
+        assert proc.returncode == 2 and "locked" in one_line(proc.stderr)
+    finally:
+        os.close(fd)
+    assert run_cli("check", out).returncode == 0
+
+
+def test_check_refuses_folders_whose_files_disagree(tmp_path, reference, capsys):
+    """The first case through the command line, the others through its main function (the
+    same code, without starting Python for each)."""
     assert run_cli("check", reference, "--brief").returncode == 0
     cases = {}
     out = copy_of(reference, tmp_path / "truncated")
@@ -580,7 +391,7 @@ def test_check_refuses_folders_whose_files_disagree(tmp_path, reference, design_
     out = copy_of(reference, tmp_path / "mixed")
     other = tmp_path / "other"
     other_file = write_design(tmp_path / "o.toml", small_design(seed=5))
-    run_cli("simulate", other_file, "--out", other, "--quiet", check=True)
+    assert _cli(capsys, "simulate", other_file, "--out", other, "--quiet")[0] == 0
     shutil.copy(other / "risk.csv", out / "risk.csv")
     cases["mixed"] = out
     out = copy_of(reference, tmp_path / "no-manifest")
@@ -600,11 +411,15 @@ def test_check_refuses_folders_whose_files_disagree(tmp_path, reference, design_
     out = copy_of(reference, tmp_path / "draws")
     (out / "draws.npz").write_bytes((out / "draws.npz").read_bytes()[:100])
     cases["truncated draws.npz (check does not read it, but verifies it)"] = out
-    for case, folder in cases.items():
-        proc = run_cli("check", folder)
-        assert proc.returncode == 2, case
-        assert "PASS" not in proc.stdout, case
-        line = one_line(proc.stderr)
+    for i, (case, folder) in enumerate(cases.items()):
+        if i == 0:
+            proc = run_cli("check", folder)
+            code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+        else:
+            code, stdout, stderr = _cli(capsys, "check", folder)
+        assert code == 2, case
+        assert "PASS" not in stdout, case
+        line = one_line(stderr)
         assert str(folder) in line, (case, line)
 
 
@@ -728,7 +543,7 @@ def _mutation_test(tmp_path, capsys, mutation_base, data) -> None:
     code, stdout, stderr = _cli(capsys, "simulate", path, "--out", out, "--quiet")
     assert "Traceback" not in stderr
     if code == 0:
-        assert results(out) == results(ref), rel
+        assert result_bytes(out) == result_bytes(ref), rel
         lines = stderr.strip().splitlines()
         assert all(line.startswith("study: warning: checkpoint") for line in lines), stderr
     else:  # only a damaged marker makes the folder another's
