@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20231201, help="seed of the sample")
     parser.add_argument("--batch", type=int, default=BATCH, help="mutants per batch")
     args = parser.parse_args(argv)
+    _stop_on_termination()
     started = time.monotonic()
     deadline = started + args.budget
 
@@ -126,6 +127,19 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     return _report(_statuses(), tested, len(names), args, time.monotonic() - started)
+
+
+def _terminated(signum, frame) -> None:
+    raise SystemExit(f"mutate: stopped by {signal.Signals(signum).name}")
+
+
+def _stop_on_termination() -> None:
+    """SIGTERM and SIGHUP raise SystemExit, as Ctrl-C raises KeyboardInterrupt, so that
+    the clean-up around each mutmut process runs: mutmut and its workers live in sessions
+    of their own, which no signal to this script reaches (a background job, as `make
+    mutate &` starts, even ignores SIGINT)."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminated)
 
 
 def _copy_checkout(work: Path) -> None:

@@ -1,8 +1,13 @@
 """mutation/mutate.py's own arithmetic: the sample's order, its score interval, and how it
 names a mutant's module (mutmut itself is not run here: `make mutate` takes half an hour)."""
 
+import os
+import signal
+import subprocess
 import sys
+import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,3 +199,71 @@ def test_every_listed_equivalent_is_still_in_its_function():
             function = getattr(importlib.import_module(module), mangled.removeprefix("x_"))
         source = mutate._squeeze(inspect.getsource(function))
         assert mutate._squeeze(entry["removed"]) in source, entry
+
+
+# A script that runs _mutmut with mutmut replaced by a sleeping process in a session of its
+# own (as mutmut's is), and prints that process's id
+_SLEEPER = """
+import subprocess, sys
+sys.path.insert(0, {mutation!r})
+import mutate
+from pathlib import Path
+
+mutate.RESULTS = Path({results!r})
+
+def start(arguments, work, out, env):
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    print(child.pid, flush=True)
+    return child
+
+mutate._start = start
+if {handled}:
+    mutate._stop_on_termination()
+mutate._mutmut(["run"])
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("handled", [True, False])
+def test_sigterm_stops_mutmut_too(tmp_path, handled):
+    """SIGTERM to the script stops the mutmut process it started (here a stand-in, in a
+    session of its own like mutmut's); without the handler the stand-in would outlive it,
+    which the second case shows."""
+    script = _SLEEPER.format(
+        mutation=str(ROOT / "mutation"), results=str(tmp_path / "results"), handled=handled
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    child = int(proc.stdout.readline())
+    try:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+        deadline = time.time() + 10
+        while handled and _alive(child) and time.time() < deadline:
+            time.sleep(0.05)
+        if handled:
+            assert proc.returncode == 1 and "mutate: stopped by SIGTERM" in stderr, stderr
+            assert not _alive(child), "mutmut outlived the script"
+        else:
+            assert proc.returncode == -signal.SIGTERM
+            assert _alive(child)
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
