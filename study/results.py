@@ -6,6 +6,9 @@ Every step (engine, theory, check, report) reads this module; it imports none of
 
 from __future__ import annotations
 
+import csv
+import io
+
 import numpy as np
 import pandas as pd
 
@@ -182,7 +185,11 @@ def _csv_column(column: pd.Series) -> list[str] | None:
 
 
 def _csv_field(text: str) -> str:
-    """Quote a field as the csv module's QUOTE_MINIMAL does."""
+    """Quote a field as pandas does: a field with a comma, a quote or a line break goes
+    through the csv module (QUOTE_MINIMAL, lineterminator "\\n"), whose rule for "\\r"
+    differs between Python versions."""
     if any(c in text for c in ',"\n\r'):
-        return '"' + text.replace('"', '""') + '"'
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow([text])
+        return buffer.getvalue()[:-1]
     return text

@@ -1653,6 +1653,10 @@ def test_to_csv_writes_the_bytes_pandas_writes():
     assert to_csv(objs) == objs.to_csv(index=False, lineterminator="\n")
     quoted = pd.DataFrame({'a"b': [1, 2], "c,d": ["e\nf", "g"]})
     assert to_csv(quoted) == quoted.to_csv(index=False, lineterminator="\n")
+    # a carriage return alone, with a comma, and at either end: pandas' quoting, whatever
+    # this Python's csv module decides for "\r"
+    returns = pd.DataFrame({"r": ["a\rb", "c,\rd", "\re", "f\r", "g\r\nh"], "n": range(5)})
+    assert to_csv(returns) == returns.to_csv(index=False, lineterminator="\n")
 
 
 def test_a_task_limits_blas_to_one_thread_and_passes_its_solver():
