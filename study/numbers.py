@@ -45,8 +45,8 @@ def as_written(value: float) -> str:
 
 
 def percent(share: float, decimals: int = 1) -> str:
-    """A share as a percentage: 0.046 → '4.6 %'."""
-    return f"{100 * share:.{decimals}f} %"
+    """A share as a percentage: 0.046 → '4.6 %', −0.046 → '−4.6 %'."""
+    return f"{100 * share:.{decimals}f} %".replace("-", "−")
 
 
 def percent_with_se(share: float, se: float) -> str:

@@ -1181,3 +1181,12 @@ def test_the_section_names_the_line_of_the_least_squares_study_when_it_is_the_sa
     assert seen["matching"][0][2] == 2  # degree 2 in the design: the focus
     _, _, text, _, _, _ = _section(monkeypatch, raw, line=(-0.5, 1.0))
     assert "read as log-odds" not in text and "σ(−0.5 + 1.7·x), x uniform" in text
+
+
+def test_negative_percentages_have_a_true_minus_with_and_without_an_error():
+    assert percent(0.046) == "4.6 %"
+    assert percent(-0.046) == "−4.6 %"
+    assert percent(-0.00123, 2) == "−0.12 %"
+    assert percent_with_se(-0.05, float("nan")) == "−5.0 %"
+    assert percent_with_se(-0.05, 0.0) == "−5.0 %"
+    assert percent_with_se(-0.0512, 0.0031) == "−5.12 (0.31) %"  # two figures of the error
