@@ -367,7 +367,7 @@ def _direct_risk(G_u, *, basis: StandardBasis):
     A = G_u + αP per α."""
     sigma_u, P, vs = basis.sigma, basis.penalty, basis.v_star
     R, p = G_u.shape[0], G_u.shape[-1]
-    singular = bool(np.any(np.linalg.matrix_rank(G_u, hermitian=True) < p))
+    singular = np.linalg.matrix_rank(G_u, hermitian=True) < p  # per design
     rhs = np.concatenate([G_u, np.broadcast_to(np.eye(p), G_u.shape)], axis=-1)  # [G | I]
     chunk = max(1, 200_000 // (R * p * p))
 
@@ -375,11 +375,12 @@ def _direct_risk(G_u, *, basis: StandardBasis):
         out = np.empty(alphas.shape + (R,))
         for start in range(0, alphas.size, chunk):
             a = alphas[start : start + chunk]
-            ok = ~((a == 0.0) & singular)
-            out[start : start + chunk][~ok] = math.inf
-            if not ok.any():
-                continue
-            A = G_u[None] + a[ok, None, None, None] * P  # (n, R, p, p)
+            A = G_u[None] + a[:, None, None, None] * P  # (n, R, p, p)
+            # not identifiable: α = 0 on a rank-deficient design (its solve might still
+            # return numbers). Only that design's risk is inf, the others' stay; an identity
+            # stands in for its system, so that the batched solve does not fail over it
+            unidentified = (a == 0.0)[:, None] & singular[None, :]
+            A[unidentified] = np.eye(p)
             # some A singular (a tiny α on a singular design, or σ = 0 pushing the search
             # to the ends of its range): that α's solutions are NaN, its risk infinite
             X = solve_or_nan(A, np.broadcast_to(rhs, A.shape[:2] + rhs.shape[1:]))
@@ -387,8 +388,9 @@ def _direct_risk(G_u, *, basis: StandardBasis):
             d = M @ vs - vs
             bias = np.einsum("nri,ij,nrj->nr", d, sigma_u, d)
             var = noise_sd**2 * np.einsum("ij,nrjk,nrki->nr", sigma_u, M, Ainv)
-            total = bias + var
-            out[start : start + chunk][ok] = np.where(np.isfinite(total), total, math.inf)
+            total = np.where(np.isfinite(bias + var), bias + var, math.inf)
+            total[unidentified] = math.inf
+            out[start : start + chunk] = total
         return out
 
     return risk

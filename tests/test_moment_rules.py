@@ -491,8 +491,8 @@ def test_conditional_risk_far_from_zero_solves_directly_and_the_pencil_declines(
 
 @pytest.mark.parametrize("solver", ["auto", "direct"])
 def test_a_singular_design_has_infinite_risk_at_alpha_zero_only(solver):
-    """m ≤ k for one design of the stack: the risk at α = 0 is inf (not identifiable), every
-    α > 0 the closed form; the pencil declines the stack."""
+    """m ≤ k for one design of the stack: its risk at α = 0 is inf (not identifiable), the
+    other designs' and every α > 0 the closed form; the pencil declines the stack."""
     x = XDistribution("uniform", low=-0.5, high=2.5)
     degree, noise_sd = 3, 1.3
     rng = np.random.default_rng(9)
@@ -509,6 +509,10 @@ def test_a_singular_design_has_infinite_risk_at_alpha_zero_only(solver):
     assert np.isfinite(per[1:]).all()
     ref = reference_risk(xs, x, degree, alphas, noise_sd)
     assert_close(per[1:], ref[1:], 1e-8)
+    # at α = 0 the other designs keep their own finite risk
+    others = np.arange(xs.shape[0]) != 4
+    assert np.isfinite(per[0, others]).all()
+    assert_close(per[:1, others], ref[:1, others], 1e-8)
     mean = conditional_risk(G_u, alphas, basis=basis, noise_sd=noise_sd, solver=solver)
     assert mean[0] == math.inf
     np.testing.assert_allclose(mean[1:], ref[1:].mean(axis=1), rtol=1e-8)
