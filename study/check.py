@@ -273,7 +273,7 @@ def check(results_dir: Path) -> CheckResult:
         table["z"] = np.nan
     unique = unique_comparisons(table)
     usable = counted_comparisons(table, need_z=not logistic)
-    z = table.z[usable].abs()
+    z = table.z[usable].abs().dropna()  # the logistic family's rows have no z
     theory = _theory_comparisons(table, usable, "Monte Carlo" if logistic else "Rao–Blackwell")
     bad = table[table.flag.isin([STATUS_NON_FINITE, STATUS_NEGATIVE_VARIANCE])]
     impossible = [
