@@ -137,9 +137,11 @@ def _stop_on_termination() -> None:
     """SIGTERM and SIGHUP raise SystemExit, as Ctrl-C raises KeyboardInterrupt, so that
     the clean-up around each mutmut process runs: mutmut and its workers live in sessions
     of their own, which no signal to this script reaches (a background job, as `make
-    mutate &` starts, even ignores SIGINT)."""
+    mutate &` starts, even ignores SIGINT). A signal the script was started ignoring stays
+    ignored: `nohup make mutate` goes on when its terminal closes."""
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _terminated)
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, _terminated)
 
 
 def _copy_checkout(work: Path) -> None:

@@ -1,5 +1,7 @@
-"""mutation/mutate.py's own arithmetic: the sample's order, its score interval, and how it
-names a mutant's module (mutmut itself is not run here: `make mutate` takes half an hour)."""
+"""mutation/mutate.py's own arithmetic: the sample's order, its score interval, how it
+names a mutant's module, the split and merge of the recording and the matching of
+equivalent mutants; and that a signal to it stops the mutmut process it started (a
+stand-in for mutmut: mutmut itself is not run here, `make mutate` takes half an hour)."""
 
 import os
 import signal
@@ -242,7 +244,9 @@ def test_sigterm_stops_mutmut_too(tmp_path, handled):
     session of its own like mutmut's); without the handler the stand-in would outlive it,
     which the second case shows."""
     script = _SLEEPER.format(
-        mutation=str(ROOT / "mutation"), results=str(tmp_path / "results"), handled=handled
+        mutation=str(Path(mutate.__file__).parent),
+        results=str(tmp_path / "results"),
+        handled=handled,
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", script],
@@ -267,3 +271,21 @@ def test_sigterm_stops_mutmut_too(tmp_path, handled):
     finally:
         if _alive(child):
             os.kill(child, signal.SIGKILL)
+
+
+def test_a_signal_the_script_was_started_ignoring_stays_ignored():
+    """`nohup make mutate` starts the script with SIGHUP ignored: the handler leaves it so
+    (the run goes on when the terminal closes) and still takes SIGTERM."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        mutate._stop_on_termination()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is mutate._terminated
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        mutate._stop_on_termination()
+        assert signal.getsignal(signal.SIGHUP) is mutate._terminated
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
