@@ -382,8 +382,10 @@ def _direct_risk(G_u, *, basis: StandardBasis):
             unidentified = (a == 0.0)[:, None] & singular[None, :]
             A[unidentified] = np.eye(p)
             # some A singular (a tiny α on a singular design, or σ = 0 pushing the search
-            # to the ends of its range): that α's solutions are NaN, its risk infinite
-            X = solve_or_nan(A, np.broadcast_to(rhs, A.shape[:2] + rhs.shape[1:]))
+            # to the ends of its range): that system's solution is NaN, its risk infinite.
+            # One stack of systems, so that a failure costs no other design its solution
+            B = np.broadcast_to(rhs, A.shape[:2] + rhs.shape[1:])
+            X = solve_or_nan(A.reshape(-1, p, p), B.reshape(-1, p, 2 * p)).reshape(B.shape)
             M, Ainv = X[..., :p], X[..., p:]  # A⁻¹G and A⁻¹
             d = M @ vs - vs
             bias = np.einsum("nri,ij,nrj->nr", d, sigma_u, d)

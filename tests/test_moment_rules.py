@@ -849,3 +849,34 @@ def test_the_covariance_has_denominator_n_minus_one_and_is_nan_below_two():
     assert np.isnan(CoMoments.empty((2,), 2).cov()).all()
     stack = CoMoments.combine([CoMoments.from_samples(q[:5, None]), CoMoments.empty((1,), 2)])
     np.testing.assert_allclose(stack.cov()[0], np.cov(q[:5], rowvar=False), rtol=1e-12)
+
+
+def test_a_system_that_fails_to_solve_costs_no_other_design_its_risk(monkeypatch):
+    """Where LAPACK finds one design's A = G + αP singular at some α > 0 (rare: a tiny α on
+    a singular design), that design's risk is inf there and every other design's is its
+    own, not lost with it. The failure is simulated: solve raises for that one matrix, as
+    LAPACK does for an exactly singular one, alone or within a stack."""
+    x = XDistribution("uniform", low=-0.5, high=2.5)
+    degree, noise_sd, R = 2, 1.3, 6
+    xs = draw(np.random.default_rng(21), x, R, 9, degree, noise_sd)[0]
+    basis = standard_basis(x, degree, **LINE)
+    G_u = u_grams(xs, x, degree)
+    alphas = np.array([0.0, 0.5, 3.0])
+    bad = G_u[2] + 0.5 * basis.penalty
+    solve = np.linalg.solve
+
+    def failing(A, b):
+        if np.any(np.all(np.isclose(A, bad, rtol=0, atol=1e-12), axis=(-2, -1))):
+            raise np.linalg.LinAlgError("Singular matrix")
+        return solve(A, b)
+
+    monkeypatch.setattr(np.linalg, "solve", failing)
+    per = conditional_risk_function(
+        G_u, basis=basis, noise_sd=noise_sd, solver="direct", per_design=True
+    )(alphas)
+    monkeypatch.undo()
+    ref = reference_risk(xs, x, degree, alphas, noise_sd)
+    assert per[1, 2] == math.inf
+    keep = np.ones(per.shape, dtype=bool)
+    keep[1, 2] = False
+    np.testing.assert_allclose(per[keep], ref[keep], rtol=1e-8)
