@@ -61,13 +61,15 @@ def long_design(tmp_path_factory) -> tuple[Path, Path]:
 def test_a_second_run_on_a_locked_folder_is_refused_at_once(tmp_path, long_design):
     path, ref = long_design
     out = tmp_path / "out"
+    # another design, with --fresh: neither gets it past the lock
+    other = write_design(tmp_path / "other.toml", small_design(seed=99))
     first = _start(path, out, "--jobs", "2")
     try:
         _wait_for_checkpoints(out, 2, first)
         first.send_signal(signal.SIGSTOP)  # so that it cannot finish before the second tries
         started = time.time()
         try:
-            second = run_cli("simulate", path, "--out", out, "--quiet", "--fresh")
+            second = run_cli("simulate", other, "--out", out, "--quiet", "--fresh")
         finally:
             first.send_signal(signal.SIGCONT)
         assert time.time() - started < 30
