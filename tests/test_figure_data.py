@@ -1392,6 +1392,9 @@ def test_the_degrees_figure_alpha_bands_and_benefit():
         bv = g.benefit[keep].to_numpy()
         np.testing.assert_allclose(v[1 : n + 1, 1], np.maximum(bv - z * bse, 1.0))
         np.testing.assert_allclose(v[n + 2 : 2 * n + 2, 1], (bv + z * bse)[::-1])
+        # a degree's two lines drawn alike: one line width, one marker and its size
+        style = ("get_linewidth", "get_marker", "get_markersize", "get_linestyle")
+        assert [getattr(b, f)() for f in style] == [getattr(ln, f)() for f in style], k
     for ax in fig.axes:
         assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
         assert ax.get_xlabel() == M_LABEL

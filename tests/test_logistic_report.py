@@ -59,6 +59,9 @@ def test_the_separation_rates_are_counted_from_fits_csv(section):
         g = zero[(zero.degree == k) & (zero.scaling == "m")].sort_values("m")
         expected = 100 * g.no_estimate / (g.fitted + g.no_estimate + g.not_converged)
         np.testing.assert_allclose(line.get_ydata(), expected)
+    # a share's axis: 0 to 100 % in view, upright, with a small margin only
+    low, high = ax.get_ylim()
+    assert -5 <= low <= 0 and 100 <= high <= 105, (low, high)
     # at m = 5 separation is common: the rule is not vacuous here
     assert zero[zero.m == 5].no_estimate.min() > 0.2 * LOGISTIC_SMALL["replications"]
 
@@ -150,6 +153,17 @@ def test_the_best_penalty_is_tuning_csv_and_the_grid_best_is_risk_csv(section):
         np.testing.assert_allclose(line.get_ydata(), np.where(applies, g.alpha_opt, np.nan))
         none = next(li for li in ax_l.get_lines() if li.get_gid() == f"lambda_none:{k}")
         np.testing.assert_allclose(none.get_ydata(), np.where(applies, g.alpha_opt / g.m, np.nan))
+        # a degree's α* and λ* drawn alike, the dotted guides (the expansion outside its
+        # range) thinner than both
+        assert line.get_linewidth() == none.get_linewidth()
+        guides = [
+            li
+            for ax in (ax_a, ax_l)
+            for li in ax.get_lines()
+            if li.get_linestyle() == ":" and li.get_color() == line.get_color()
+        ]
+        assert len(guides) == 2
+        assert all(li.get_linewidth() < line.get_linewidth() for li in guides)
         limit = next(li for li in ax_a.get_lines() if li.get_gid() == f"alpha_limit:{k}")
         assert limit.get_ydata()[0] == g.alpha_limit.iloc[0]
     # the grid's best by Monte Carlo, recomputed: the λ > 0 cell of least risk under 'm'

@@ -1008,6 +1008,24 @@ def test_the_tuning_paragraph_when_every_pair_agrees_or_one_m_applies():
     assert "tends to a limit, but moves on the way: " in L.tuning_paragraph(tuning, risk, "f")
 
 
+def test_the_tuning_paragraph_quotes_the_fall_of_lambda_from_two_m_on():
+    """Two values of m where the expansion applies at the lowest degree are enough for the
+    fall of the best λ = α*/m between them; one is not."""
+    spec = {(50, 1): (1.2, 0.1, "", 1.0), (400, 1): (2.0, 0.02, "", 3.0),
+            (400, 2): (0.7, 0.05, "", 1.0)}  # fmt: skip
+    tuning, risk = _tuning_risk(spec)
+    fold = (1.2 / 50) / (2.0 / 400)  # 4.8
+    assert (
+        f"Without the m the best λ is α\\*/m: it falls {fmt(fold, 2)}-fold from m = 50 to 400 "
+        "at degree 1, and like 1/m once α\\* settles. "
+    ) in L.tuning_paragraph(tuning, risk, "fig-t")
+    one = {key: value for key, value in spec.items() if key != (50, 1)}
+    tuning, risk = _tuning_risk(one)
+    assert "Without the m the best λ is α\\*/m, which falls like 1/m once α\\* settles. " in (
+        L.tuning_paragraph(tuning, risk, "fig-t")
+    )
+
+
 def test_the_tuning_paragraph_where_the_expansion_never_applies():
     spec = {(20, 1): (1.1, 0.5, "", 1.0), (100, 1): (2.8, 0.05, "lower", 3.0)}
     tuning, risk = _tuning_risk(spec)
