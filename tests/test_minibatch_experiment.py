@@ -110,6 +110,23 @@ def test_the_table_is_optional_has_defaults_and_leaves_the_design_identity_alone
     assert small.minibatch.batch_sizes == (1, 10, 50)
 
 
+def test_a_run_in_this_process_writes_the_designs_minibatch_table(tmp_path):
+    """The theory step of a run writes minibatch.csv from the design's own [minibatch]
+    (the table computed here directly, apart from any run) and lists it in the manifest;
+    in this process, so that `make mutate`'s recording sees the step (the test below runs
+    the command line)."""
+    from study.results import read_table
+    from study.steps import simulate
+
+    spec = {"m": 60, "batch_size": [1, 6, 60], "seeds": 2, "steps": 600}
+    design = design_from_dict(small_design(**{"grid.m": [8]}, **LINE, minibatch=spec))
+    simulate(design, tmp_path / "out", jobs=1, progress=False)
+    written = read_table(tmp_path / "out" / "minibatch.csv")
+    # floats written in full (shortest round-trip repr): read back bit for bit
+    pd.testing.assert_frame_equal(written, minibatch_table(design), check_exact=True)
+    assert '"minibatch.csv"' in (tmp_path / "out" / "manifest.json").read_text()
+
+
 # slow (15 s): the default suite is at its five minutes; the engine's own byte-identity
 # across jobs is in the default suite (tests/test_engine.py)
 @pytest.mark.slow
