@@ -1048,3 +1048,29 @@ def test_the_tuning_cache_keeps_the_last_few_results(monkeypatch):
     assert calls == []  # the newest is kept
     again = tuning.optimal_lambda_conditional(stacks[0], 10, 2, scaling="m", **kw)
     assert calls == [1] and again == first
+
+
+def test_a_risk_without_curvature_at_its_alpha_gives_log_alpha_no_standard_error():
+    """SE(log α*) = SD_i(R_i') / (√n · mean_i R_i''): where the mean risk has no curvature
+    at α* (here the three points on a line, design by design, with slopes that differ) the
+    minimiser's standard error is undefined, NaN, not the infinity a division by 0 gives;
+    the risk's own standard error stays."""
+    a = np.array([0.5, -1.0, 2.0, 0.25])
+
+    def straight(alphas):
+        assert alphas.shape == (3,)
+        return np.stack([1.0 + a, np.ones(4), 1.0 - a])  # second difference exactly 0
+
+    se_log_alpha, se_risk = tuning._standard_errors(straight, 2.0)
+    assert math.isnan(se_log_alpha)
+    assert se_risk == 0.0  # the four designs' risks at α* are all 1
+    # with curvature the delta method applies: SD of the slopes over √n and the curvature
+    h = tuning.SE_STEP
+
+    def curved(alphas):
+        return np.stack([1.0 + a + 0.02, np.ones(4), 1.0 - a + 0.02])
+
+    se_log_alpha, _ = tuning._standard_errors(curved, 2.0)
+    slope = -2 * a / (2 * h)
+    expected = np.std(slope, ddof=1) / 2.0 / (0.04 / h**2)
+    assert se_log_alpha == pytest.approx(expected, rel=1e-12)
