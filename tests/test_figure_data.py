@@ -559,6 +559,9 @@ def test_the_fitted_curves_are_the_kept_polynomials_and_their_mean(dr):
             assert mean[0].get_linewidth() > fits[0].get_linewidth()
             (tr,) = [ln for ln in ax.get_lines() if ln.get_gid() == "truth"]
             np.testing.assert_allclose(tr.get_ydata(), truth)
+            # layered: the fits, their mean above them, then the truth, the α label on top
+            label = ax.texts[0].get_zorder()
+            assert fits[0].get_zorder() < mean[0].get_zorder() < tr.get_zorder() < label
             np.testing.assert_allclose(ax.get_ylim(), (truth.min() - 2.5, truth.max() + 2.5))
             np.testing.assert_allclose(ax.get_xlim(), xr)
             alpha = {"lambda0": 0.0, "m": 1.0, "k": m * 1.0 / 3}[col]
@@ -1399,6 +1402,12 @@ def test_the_degrees_figure_alpha_bands_and_benefit():
         assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
         assert ax.get_xlabel() == M_LABEL
         np.testing.assert_allclose(ax.get_xlim(), (4 / 1.5, 2000 * 1.5))
+        # drawn in the report's style (the rc settings every figure shares)
+        assert not ax.spines["top"].get_visible() and not ax.spines["right"].get_visible()
+        assert ax.xaxis.label.get_fontsize() == _style.RC["axes.labelsize"]
+        assert {t.label1.get_fontsize() for t in ax.yaxis.get_major_ticks()} == {
+            _style.RC["ytick.labelsize"]
+        }
     top = ax_b.get_ylim()[1]
     ticks = [t for t in (1, 1.1, 1.2, 1.5, 2, 3, 5, 10, 20, 50, 100) if t <= top]
     np.testing.assert_allclose(ax_b.get_yticks(), ticks)

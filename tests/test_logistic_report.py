@@ -146,6 +146,9 @@ def test_the_best_penalty_is_tuning_csv_and_the_grid_best_is_risk_csv(section):
     tuning, risk = files["tuning"], files["risk"]
     fig = figs["fig-logistic-tuned"]
     ax_a, ax_l = fig.axes[:2]
+    # each panel says what it shows
+    assert ax_a.get_title("left") == "α*(m): Ng's λ* settles"
+    assert ax_l.get_title("left") == "λ*(m) for (λ/2)Σw²: falls like 1/m"
     for k in LOGISTIC_SMALL["grid"]["degree"]:
         g = tuning[(tuning.degree == k) & (tuning.scaling == "m")].sort_values("m")
         line = next(li for li in ax_a.get_lines() if li.get_gid() == f"alpha:{k}")
