@@ -489,6 +489,18 @@ def test_the_slope_guide_needs_two_positive_points():
     assert line.get_gid() == "guide"
 
 
+def test_the_slope_guide_takes_none_as_a_missing_value():
+    """Values as a plain list with None where a cell has no number (as NaN is): the guide
+    runs over the others, ending factor times above the last."""
+    fig = _style.new_figure(2)
+    ax = fig.subplots()
+    _style.slope_guide(ax, [10, 100, 1000, 10_000], [1.0, None, 0.01, 0.001], -1.0, "g")
+    (line,) = ax.get_lines()
+    xs = np.array([10.0, np.sqrt(10 * 10_000), 10_000.0])
+    np.testing.assert_allclose(line.get_xdata(), xs)
+    np.testing.assert_allclose(line.get_ydata(), 3 * 0.001 * (xs / 10_000) ** -1)
+
+
 # --- draws.npz ------------------------------------------------------------------------------
 
 D_MS = (3, 10, 100, 1000)

@@ -109,6 +109,11 @@ def test_the_bias_quoted_is_the_matched_cells_of_summary_csv(section):
             g = g[np.isclose(g["lambda"], lam)].sort_values("m")
             np.testing.assert_allclose(np.asarray(line.get_ydata(), float), g.bias)
             np.testing.assert_allclose(np.asarray(line.get_xdata(), float), g.m)
+    # the legend names each scaling with its matched λ, then the two kinds of marks
+    texts = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    for scaling, lam in lams.items():
+        assert sum(t.startswith(f"‘{scaling}’") and t.endswith(f"λ = {lam:g}") for t in texts) == 1
+    assert texts[len(lams) :] == ["Monte Carlo ± 1.96 MCSE", "large-m theory with its 1/m term"]
     # the bars are ±1.96 MCSE: the half-lengths of one panel's 'none' bars
     ax = fig.axes[1]
     g = s[(s.coef == 1) & (s.degree == 2) & (s.scaling == "none")]

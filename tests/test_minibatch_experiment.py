@@ -191,3 +191,5 @@ def test_the_figure_draws_the_tables_numbers(table):
             np.testing.assert_array_equal(run.get_ydata(), got)
         (ng,) = [ln for ln in ax.lines if ln.get_gid() is None and ln.get_linestyle() != "None"]
         assert ng.get_ydata()[0] == slope.exact_m.iloc[0]
+    # the panels share their y axis: its label once, on the left
+    assert [ax.get_ylabel() for ax in fig.axes] == ["ŵ₁ reached", ""]

@@ -169,7 +169,9 @@ def errorbar(ax, x, y, err, *, color, marker, gid, lower_positive=False):
 def slope_guide(ax, ms, values, slope: float, label: str, factor: float = 3.0) -> None:
     """A dotted ∝ m^slope line over the last five points, ``factor`` times above them.
 
-    The label sits above the middle of the line, away from the data below it.
+    ``values`` may be any sequence of numbers, NaN or None where a cell has none; only the
+    finite positive ones count. The label sits above the middle of the line, away from the
+    data below it.
     """
     ms, values = np.asarray(ms, float), np.asarray(values, float)
     ok = np.isfinite(values) & (values > 0)
