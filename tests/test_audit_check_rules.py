@@ -1194,6 +1194,8 @@ def test_the_logistic_check_compares_monte_carlo_with_theory_and_fails_either_wa
     assert clean.n_bias > 0 and clean.n_asym > 0
     assert clean.ok, clean.summary_line()
     assert clean.summary_line().startswith("PASS: audit from the seeds: ")
+    # comparisons were made: the line does not say there were none
+    assert "nothing compared" not in clean.summary_line()
     # one bias moved 8 MCSE past its theory, up or down
     i = summary.index[
         (summary.m == 12)

@@ -1014,6 +1014,10 @@ def test_the_risk_curves_optima_and_simulated_points(rc, risk):
     # the legend's optimum looks like the markers it names
     opt = one_line(fig, "opt:m:100")
     assert handle(fig, "optimum λ*").get_markersize() == opt.get_markersize()
+    # and its Monte Carlo entry is a hollow marker, as the simulated points are, not a line
+    mc_entry = handle(fig, f"Monte Carlo ± {z:g} MCSE")
+    assert mc_entry.get_marker() not in ("None", "", None, " ")
+    assert mc_entry.get_linestyle() == "None" and mc_entry.get_markerfacecolor() == "white"
     assert handle(fig, "optimum λ*").get_markeredgecolor() == opt.get_markeredgecolor()
     assert fig.get_suptitle() == "Prediction risk against λ, degree 3 (darker: larger m)"
     assert fig.get_size_inches()[0] == pytest.approx(6.5)  # the page width

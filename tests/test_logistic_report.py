@@ -59,6 +59,7 @@ def test_the_separation_rates_are_counted_from_fits_csv(section):
         g = zero[(zero.degree == k) & (zero.scaling == "m")].sort_values("m")
         expected = 100 * g.no_estimate / (g.fitted + g.no_estimate + g.not_converged)
         np.testing.assert_allclose(line.get_ydata(), expected)
+    assert ax.get_ylabel() == "data sets without an estimate\nat λ = 0 (%)"
     # a share's axis: 0 to 100 % in view, upright, with a small margin only
     low, high = ax.get_ylim()
     assert -5 <= low <= 0 and 100 <= high <= 105, (low, high)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import matplotlib.colors as mcolors
 import numpy as np
 import pandas as pd
 import pytest
@@ -193,3 +194,12 @@ def test_the_figure_draws_the_tables_numbers(table):
         assert ng.get_ydata()[0] == slope.exact_m.iloc[0]
     # the panels share their y axis: its label once, on the left
     assert [ax.get_ylabel() for ax in fig.axes] == ["ŵ₁ reached", ""]
+    # the SGD runs are drawn in each divisor's colour, so their legend entry is neutral grey
+    (legend,) = fig.legends
+    (sgd,) = [
+        h
+        for h, t in zip(legend.legend_handles, legend.get_texts(), strict=True)
+        if t.get_text().startswith("SGD")
+    ]
+    r, g, b = mcolors.to_rgb(sgd.get_color())
+    assert r == g == b and 0 < r < 1
