@@ -110,6 +110,9 @@ def test_the_bias_quoted_is_the_matched_cells_of_summary_csv(section):
             g = g[np.isclose(g["lambda"], lam)].sort_values("m")
             np.testing.assert_allclose(np.asarray(line.get_ydata(), float), g.bias)
             np.testing.assert_allclose(np.asarray(line.get_xdata(), float), g.m)
+    # a strip on the printed page: its text width, one row of panels less than half as tall
+    width, height = fig.get_size_inches()
+    assert width == pytest.approx(6.5) and height < width / 2
     # the legend names each scaling with its matched λ, then the two kinds of marks
     texts = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
     for scaling, lam in lams.items():

@@ -756,3 +756,19 @@ def test_the_ridge_tables_in_the_orthonormal_basis_are_the_closed_forms(penalize
                     cell.bias_asym1_bound, tail * np.linalg.norm(B, axis=0), rtol=1e-8
                 )
     assert 0 < steps_over < 16
+
+
+def test_the_bound_of_the_expansion_holds_up_to_its_limit_inclusive(monkeypatch):
+    """The expansion applies where a point's largest leverage over m is at most
+    MAX_LOGISTIC_STEP, as the report and the check select (asym_step ≤ the limit): a cell
+    exactly at the limit keeps its bound, one just above it has none (NaN)."""
+    kw = dict(x=XDistribution("uniform", low=-0.5, high=2.0), intercept=-0.5, slope=1.7)
+    table, _ = tl.logistic_tables([200], 2, [0.3], ["m"], **kw)
+    step = float(table.asym_step.iloc[0])
+    assert step < 0.1 and np.isfinite(table.bias_asym1_bound).all()
+    monkeypatch.setattr(tl, "MAX_LOGISTIC_STEP", step)
+    at, _ = tl.logistic_tables([200], 2, [0.3], ["m"], **kw)
+    np.testing.assert_array_equal(at.bias_asym1_bound, table.bias_asym1_bound)
+    monkeypatch.setattr(tl, "MAX_LOGISTIC_STEP", np.nextafter(step, 0.0))
+    above, _ = tl.logistic_tables([200], 2, [0.3], ["m"], **kw)
+    assert above.bias_asym1_bound.isna().all()
