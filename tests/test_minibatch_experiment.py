@@ -4,6 +4,7 @@ them, its data against the documented stream, and the file across jobs and rerun
 
 from __future__ import annotations
 
+import io
 import math
 import warnings
 
@@ -203,3 +204,5 @@ def test_the_figure_draws_the_tables_numbers(table):
     ]
     r, g, b = mcolors.to_rgb(sgd.get_color())
     assert r == g == b and 0 < r < 1
+    # and it draws: labels and annotations are laid out only then
+    fig.savefig(io.BytesIO(), format="png")

@@ -332,6 +332,13 @@ def _recorded(f):
         (lambda t: abs(t - 0.37) ** 1.5, -1.0, 2.0, 1e-10),  # not smooth at the minimum
         (lambda t: math.exp(-t) + 0.01 * t, -1.0, 1.0, 1e-10),  # at the upper bound
         (lambda t: (t + 4.0) ** 2, -1.0, 1.0, 1e-10),  # at the lower bound
+        # parabolas whose vertex leaves the bracket, which both refuse for golden section
+        (
+            lambda t: abs(t - 0.3698) ** 3.5298 + 0.059 * math.sin(4.3095 * t),
+            -1.8095,
+            -0.0907,
+            1e-10,
+        ),  # fmt: skip
     ],
 )
 def test_brent_evaluates_the_points_scipy_evaluates(f, lo, hi, xatol):
