@@ -117,13 +117,12 @@ def test_a_run_in_this_process_writes_the_designs_minibatch_table(tmp_path):
     (the table computed here directly, apart from any run) and lists it in the manifest;
     in this process, so that `make mutate`'s recording sees the step (the test below runs
     the command line)."""
-    from study.results import read_table
     from study.steps import simulate
 
     spec = {"m": 60, "batch_size": [1, 6, 60], "seeds": 2, "steps": 600}
     design = design_from_dict(small_design(**{"grid.m": [8]}, **LINE, minibatch=spec))
     simulate(design, tmp_path / "out", jobs=1, progress=False)
-    written = read_table(tmp_path / "out" / "minibatch.csv")
+    written = pd.read_csv(tmp_path / "out" / "minibatch.csv", float_precision="round_trip")
     # floats written in full (shortest round-trip repr): read back bit for bit
     pd.testing.assert_frame_equal(written, minibatch_table(design), check_exact=True)
     assert '"minibatch.csv"' in (tmp_path / "out" / "manifest.json").read_text()
@@ -194,7 +193,8 @@ def test_the_figure_draws_the_tables_numbers(table):
         (ng,) = [ln for ln in ax.lines if ln.get_gid() is None and ln.get_linestyle() != "None"]
         assert ng.get_ydata()[0] == slope.exact_m.iloc[0]
     # the panels share their y axis: its label once, on the left
-    assert [ax.get_ylabel() for ax in fig.axes] == ["ŵ₁ reached", ""]
+    left, right = (ax.get_ylabel() for ax in fig.axes)
+    assert left.startswith("ŵ₁") and right == ""
     # the SGD runs are drawn in each divisor's colour, so their legend entry is neutral grey
     (legend,) = fig.legends
     (sgd,) = [

@@ -333,6 +333,7 @@ def _recorded(f):
         (lambda t: math.exp(-t) + 0.01 * t, -1.0, 1.0, 1e-10),  # at the upper bound
         (lambda t: (t + 4.0) ** 2, -1.0, 1.0, 1e-10),  # at the lower bound
         # parabolas whose vertex leaves the bracket, which both refuse for golden section
+        # (constants found by a search over |t − c|^p + a·sin(ft) for such a step)
         (
             lambda t: abs(t - 0.3698) ** 3.5298 + 0.059 * math.sin(4.3095 * t),
             -1.8095,
