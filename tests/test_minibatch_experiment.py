@@ -122,8 +122,9 @@ def test_a_run_in_this_process_writes_the_designs_minibatch_table(tmp_path):
     spec = {"m": 60, "batch_size": [1, 6, 60], "seeds": 2, "steps": 600}
     design = design_from_dict(small_design(**{"grid.m": [8]}, **LINE, minibatch=spec))
     simulate(design, tmp_path / "out", jobs=1, progress=False)
-    written = pd.read_csv(tmp_path / "out" / "minibatch.csv", float_precision="round_trip")
-    # floats written in full (shortest round-trip repr): read back bit for bit
+    written = pd.read_csv(tmp_path / "out" / "minibatch.csv")
+    # floats written in full (shortest round-trip repr): read back bit for bit (pandas'
+    # default parser round-trips; its float_precision option is deprecated)
     pd.testing.assert_frame_equal(written, minibatch_table(design), check_exact=True)
     assert '"minibatch.csv"' in (tmp_path / "out" / "manifest.json").read_text()
 
