@@ -462,7 +462,7 @@ def design_from_dict(raw: dict, source: str = "design") -> Design:
     chk = _Checker(source)
     _check_keys(chk, raw, _SCHEMA, "")
     name = raw["name"]
-    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or set(name) <= {"."}:
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
         raise chk.fail(
             "name",
             name,
@@ -479,7 +479,8 @@ def design_from_dict(raw: dict, source: str = "design") -> Design:
     dgp, grid, output = raw["dgp"], raw["grid"], raw["output"]
     intercept = chk.number("dgp.intercept", dgp["intercept"])
     slope = chk.number("dgp.slope", dgp["slope"])
-    family = raw.get("model", _OPTIONAL["model"]).get("family", FAMILIES[0])
+    # a [model] table given has its key (_check_keys), and without it the default holds
+    family = raw.get("model", _OPTIONAL["model"])["family"]
     if family not in FAMILIES:
         raise chk.fail("model.family", family, f"one of {list(FAMILIES)}")
     if family == "logistic":

@@ -608,12 +608,14 @@ def test_each_key_of_the_x_law_is_required(x, missing):
         ("precision", "precision.target_mcse"),
         ("precision", "precision.max_replications"),
         ("tuning", "tuning.reference_m"),
+        ("model", "model.family"),
     ],
 )
 def test_keys_of_an_optional_table_are_required_once_it_is_given(table, key):
     given = {
         "precision": {"target_mcse": 0.1, "max_replications": 100},
         "tuning": {"reference_m": 50},
+        "model": {"family": "gaussian"},
     }[table]
     raw = small_design(**{table: dict(given)})
     del raw[table][key.split(".")[1]]
