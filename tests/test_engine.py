@@ -539,6 +539,11 @@ def test_designs_alone_are_the_simulations_designs(x, monkeypatch):
     grams = design_grams(design, 8, 3, n=280)
     both = np.concatenate([chunk_power_sums(design, 8, c, 3)[0] for c in (0, 1)])
     np.testing.assert_array_equal(grams, both[:280][:, hankel_index(3)])
+    # 530 of 601 replications: chunks 0, 1 and 18 of chunk 2, each chunk once and in order
+    more = design_from_dict(small_design(**{"dgp.x": x, "replications": 601}))
+    grams = design_grams(more, 8, 2, n=530)
+    three = np.concatenate([chunk_power_sums(more, 8, c, 2)[0] for c in (0, 1, 2)])
+    np.testing.assert_array_equal(grams, three[:530][:, hankel_index(2)])
     monkeypatch.setattr("study.engine.streams.MAX_PIECE", 7)
     power_sums, _ = chunk_power_sums(design, 40, 0, 3, first=4, noise=False)
     np.testing.assert_allclose(power_sums, chunk_power_sums(design, 40, 0, 3)[0][:4], rtol=1e-13)

@@ -1165,6 +1165,8 @@ def test_the_tuned_lambda_and_alpha_per_method(rc):
         np.testing.assert_allclose(a.get_ydata(), d.alpha_opt)
         np.testing.assert_array_equal(a.get_xdata(), d.m)
         assert (a.get_marker() == "o") != line
+        # one method drawn alike on both panels: α*'s line as wide as the λ* lines
+        assert a.get_linewidth() == ln.get_linewidth() and a.get_linestyle() == ln.get_linestyle()
     assert gids(fig, "lambda:other") == set()
     assert gids(fig, "alpha:") == {"alpha:asymptotic:all", "alpha:conditional:all"}
     # the limit α*∞ of the table: on both panels (λ* → α*∞ under 'm')
@@ -1435,6 +1437,22 @@ def test_the_degrees_figure_alpha_bands_and_benefit():
     assert ax_a.get_ylabel() == "risk-optimal sum-form α*"
     assert ax_b.get_ylabel() == "risk(λ = 0) / risk(λ*)"
     assert legend_texts(fig) == ["degree 1", "degree 3"]
+
+
+def test_the_degrees_figure_names_round_gains_up_to_its_top():
+    """The gain axis names round values a reader compares: every tick of one significant
+    figure (or 1.1, 1.2, 1.5 for gains of less than double), every 1-2-5 value from 1× to
+    the top named, none above it; here with gains up to about 75×."""
+    tun = make_degrees_tuning()
+    tun["benefit"] *= 15.0
+    ax_b = tuning.fig_degrees(tun).axes[1]
+    top = ax_b.get_ylim()[1]
+    assert 55 < top < 100
+    ticks = list(ax_b.get_yticks())
+    assert all(t <= top for t in ticks)
+    assert all(t in (1.1, 1.2, 1.5) or float(f"{t:.0e}") == t for t in ticks), ticks
+    series = [d * 10**e for e in range(3) for d in (1, 2, 5) if d * 10**e <= top]
+    assert set(series) <= set(ticks) and 50 in series
 
 
 def test_the_degrees_figure_by_default_uses_196_standard_errors_alpha_left_gain_right():
