@@ -386,6 +386,26 @@ def test_the_noise_scores_have_the_gram_matrix_as_covariance(m, K):
     np.testing.assert_allclose(S @ S.T, gram, rtol=1e-9, atol=1e-9 * np.abs(gram).max())
 
 
+def test_both_sufficient_noise_draws_raise_no_warning():
+    """The engine's draw of Φᵀε and the audit's plain reimplementation of it run with every
+    warning an error: nothing deprecated (NumPy deprecates, then removes) and nothing
+    invalid, also on a singular Gram matrix (m ≤ K)."""
+    import warnings
+
+    from study.engine.streams import sufficient_noise
+
+    rng = np.random.default_rng(7)
+    for m, K in ((40, 3), (2, 3)):
+        u = rng.uniform(-0.3, 1.0, m)
+        phi = np.vander(u, K + 1, increasing=True)
+        z = rng.standard_normal(K + 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            engine = sufficient_noise((phi.T @ phi)[None], z[None])[0]
+            audit = A._noise_scores(u, z, K)
+        assert np.isfinite(engine).all() and np.isfinite(audit).all()
+
+
 @pytest.mark.parametrize("m, K, seed", [(2, 4, 0), (1, 3, 1), (3, 5, 2), (2, 3, 3)])
 def test_the_noise_scores_of_a_singular_gram_lie_in_its_range(m, K, seed):
     """Φᵤᵀε lies in the row space of Φᵤ: the eigenvalues of ΦᵤᵀΦᵤ below (K + 1)·ε·λ_max are
