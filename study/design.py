@@ -467,7 +467,7 @@ def design_from_dict(raw: dict, source: str = "design") -> Design:
             "name",
             name,
             "a safe folder name: letters, digits, '.', '_' or '-', at most 64, "
-            "not starting with '.' or '-'",
+            "starting with a letter or digit",
         )
     seed = chk.integer("seed", raw["seed"], 0)
     replications = chk.integer("replications", raw["replications"], 2)

@@ -29,7 +29,7 @@ from conftest import small_design, to_toml, write_design
 SCALINGS_TEXT = "['none', 'm', 'sqrt-m', 'k']"
 NAME_RULE = (
     "a safe folder name: letters, digits, '.', '_' or '-', at most 64, "
-    "not starting with '.' or '-'"
+    "starting with a letter or digit"
 )
 LOGISTIC_NOISE = (
     "no such key with model.family = 'logistic': its labels are 0 or 1 with probability "
@@ -116,6 +116,8 @@ REFUSED = {
     "dgp not a table": ({"dgp": [1]}, "dgp", "[1]", "a table"),
     "output not a table": ({"output": 10}, "output", "10", "a table"),
     "grid is a bool": ({"grid": False}, "grid", "false", "a table"),
+    "model a number": ({"model": 1}, "model", "1", "a table"),
+    "model a string": ({"model": "logistic"}, "model", "'logistic'", "a table"),
     "x distribution unknown": (
         {"dgp.x": {"distribution": "cauchy", "low": 0.0, "high": 1.0}},
         "dgp.x.distribution",
