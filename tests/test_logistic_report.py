@@ -135,20 +135,25 @@ def test_the_bias_quoted_is_the_matched_cells_of_summary_csv(section):
 
 
 def test_the_bias_figure_draws_its_theory_as_its_legend_shows_and_says_what_is_matched(section):
-    """Each theory line has the dashes and the width of the legend's theory mark (its colour
-    is its scaling's), and the title says where λ is matched and that α is the same there
-    under every scaling, in one closed parenthesis."""
-    fig = section[2]["fig-logistic-bias"]
+    """Each theory line has the dashes and the width of the legend's theory mark and its
+    scaling's colour, some of them have points, and the title names where λ is matched, in
+    one closed parenthesis."""
+    _, _, figs, files = section
+    fig = figs["fig-logistic-bias"]
     (legend,) = fig.legends
     (mark,) = [h for h in legend.legend_handles if h.get_label().startswith("large-m theory")]
-    lines = [li for ax in fig.axes for li in ax.get_lines() if li.get_gid() or ""]
-    lines = [li for li in lines if li.get_gid().startswith("theory:")]
-    assert len(lines) == len(fig.axes) * len(_matched(section[3]["tuning"])[1])
-    for line in lines:
-        assert line.get_linestyle() == mark.get_linestyle(), line.get_gid()
-        assert line.get_linewidth() == mark.get_linewidth(), line.get_gid()
-    title = fig._suptitle.get_text()
-    assert "m = 100 " in title and "(the same α there under every scaling)" in title
+    lams = _matched(files["tuning"])[1]
+    for ax in fig.axes:
+        lines = [li for li in ax.get_lines() if (li.get_gid() or "").startswith("theory:")]
+        assert sorted(li.get_gid().split(":")[1] for li in lines) == sorted(lams)
+        for line in lines:
+            assert line.get_linestyle() == mark.get_linestyle(), line.get_gid()
+            assert line.get_linewidth() == mark.get_linewidth(), line.get_gid()
+            mc = next(li for li in ax.get_lines() if li.get_gid() == "mc" + line.get_gid()[6:])
+            assert line.get_color() == mc.get_color()
+    assert any(len(li.get_xdata()) for ax in fig.axes for li in ax.get_lines())
+    title = fig.get_suptitle()
+    assert "m = 100 " in title and "every scaling" in title
     assert title.count("(") == title.count(")") == 1 and title.endswith(")")
 
 
@@ -179,6 +184,7 @@ def test_the_best_penalty_is_tuning_csv_and_the_grid_best_is_risk_csv(section):
     # each panel says what it shows
     assert ax_a.get_title("left").startswith("α*(m)")
     assert ax_l.get_title("left").startswith("λ*(m)")
+    (limit_mark,) = [h for h in fig.legends[0].legend_handles if h.get_label() == "limit α*∞"]
     for k in LOGISTIC_SMALL["grid"]["degree"]:
         g = tuning[(tuning.degree == k) & (tuning.scaling == "m")].sort_values("m")
         line = next(li for li in ax_a.get_lines() if li.get_gid() == f"alpha:{k}")
@@ -199,9 +205,8 @@ def test_the_best_penalty_is_tuning_csv_and_the_grid_best_is_risk_csv(section):
         assert all(li.get_linewidth() < line.get_linewidth() for li in guides)
         limit = next(li for li in ax_a.get_lines() if li.get_gid() == f"alpha_limit:{k}")
         assert limit.get_ydata()[0] == g.alpha_limit.iloc[0]
-        # drawn as the legend's "limit α*∞" mark is: dashed, apart from the solid α*
-        (mark,) = [h for h in fig.legends[0].legend_handles if h.get_label() == "limit α*∞"]
-        assert limit.get_linestyle() == mark.get_linestyle() != "-"
+        # dashed, like its legend mark, apart from the solid α*
+        assert limit.get_linestyle() == limit_mark.get_linestyle() != line.get_linestyle()
     # the grid's best by Monte Carlo, recomputed: the λ > 0 cell of least risk under 'm'
     best = grid_best(risk)
     part = risk[(risk.scaling == "m") & (risk["lambda"] > 0)]
