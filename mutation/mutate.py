@@ -462,7 +462,9 @@ def _function(name: str) -> str:
 def _equivalent(name: str, diff: str, entries: list[dict]) -> dict | None:
     """The entry of ``entries`` that a surviving mutant matches, or None: the same function,
     and a changed line that contains the entry's ``removed`` text and one that contains its
-    ``added`` text (spaces ignored: mutmut reformats the lines it shows)."""
+    ``added`` text (spaces ignored: mutmut reformats the lines it shows). An entry whose
+    ``added`` is empty is a deletion: the changed lines without its ``removed`` text, and
+    nothing else, are the lines that replace them."""
     body = diff.splitlines()
     removed = [
         _squeeze(line[1:]) for line in body if line.startswith("-") and not line.startswith("---")
@@ -471,11 +473,13 @@ def _equivalent(name: str, diff: str, entries: list[dict]) -> dict | None:
         _squeeze(line[1:]) for line in body if line.startswith("+") and not line.startswith("+++")
     ]
     for entry in entries:
-        if (
-            entry["function"] == _function(name)
-            and any(_squeeze(entry["removed"]) in line for line in removed)
-            and any(_squeeze(entry["added"]) in line for line in added)
-        ):
+        cut = _squeeze(entry["removed"])
+        if entry["function"] != _function(name) or not any(cut in line for line in removed):
+            continue
+        if entry["added"]:
+            if any(_squeeze(entry["added"]) in line for line in added):
+                return entry
+        elif "".join(removed).replace(cut, "", 1) == "".join(added):
             return entry
     return None
 

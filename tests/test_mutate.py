@@ -181,6 +181,23 @@ def test_a_survivor_is_equivalent_only_in_its_function_and_for_its_change():
     assert mutate._equivalent(name, header_only, [entry]) is None
 
 
+def test_an_entry_without_added_text_excuses_only_the_deletion_of_its_text():
+    entry = {"function": "study.f.x_g", "removed": 'linestyle="none",', "added": "", "reason": "r"}
+    name = "study.f.x_g__mutmut_3"
+    head = "--- study/f.py\n+++ study/f.py\n@@ -1,3 +1,2 @@\n"
+    deleted = head + '     marker="o",\n-    linestyle="none",\n     zorder=5,\n'
+    assert mutate._equivalent(name, deleted, [entry]) is entry
+    # the call shown reformatted on one line, the keyword gone
+    joined = head + '-f(marker="o", linestyle="none", zorder=5)\n+f(marker="o", zorder=5)\n'
+    spaced = entry | {"removed": 'linestyle="none", '}
+    assert mutate._equivalent(name, joined, [spaced]) is spaced
+    # the text changed, not deleted; or deleted with another change beside it
+    changed = head + '-    linestyle="none",\n+    linestyle="XXnoneXX",\n'
+    assert mutate._equivalent(name, changed, [entry]) is None
+    beside = head + '-    linestyle="none",\n-    zorder=5,\n+    zorder=6,\n'
+    assert mutate._equivalent(name, beside, [entry]) is None
+
+
 def test_every_listed_equivalent_is_still_in_its_function():
     """An entry whose line has gone (renamed, rewritten) would excuse nothing, or the wrong
     mutant: each `removed` text must be in the source of the function the entry names, and
