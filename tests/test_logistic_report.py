@@ -157,6 +157,15 @@ def test_the_bias_figure_draws_its_theory_as_its_legend_shows_and_says_what_is_m
     assert title.count("(") == title.count(")") == 1 and title.endswith(")")
 
 
+def test_the_section_is_written_in_sentence_case(section):
+    """Prose, headings in bold included, is in sentence case: no run of three words in
+    capitals (an abbreviation such as MCSE stands alone)."""
+    text, short, _, _ = section
+    assert "separat" in text  # the paragraph on separation is among them
+    for prose in (text, short):
+        assert re.search(r"\b[A-Z]{2,}\b(\W+\b[A-Z]{2,}\b){2,}", prose) is None
+
+
 def test_the_estimators_own_bias_is_quoted_where_the_expansion_applies(logistic_results):
     """The paragraph written here, not through the module's fixture, so that a tool that
     attributes the fixture to the first test alone still sees this test reach it."""
