@@ -214,8 +214,9 @@ def test_the_best_penalty_is_tuning_csv_and_the_grid_best_is_risk_csv(section):
         assert all(li.get_linewidth() < line.get_linewidth() for li in guides)
         limit = next(li for li in ax_a.get_lines() if li.get_gid() == f"alpha_limit:{k}")
         assert limit.get_ydata()[0] == g.alpha_limit.iloc[0]
-        # dashed, like its legend mark, apart from the solid α*
+        # drawn as its legend mark (dashed, as wide), apart from the solid α*
         assert limit.get_linestyle() == limit_mark.get_linestyle() != line.get_linestyle()
+        assert limit.get_linewidth() == limit_mark.get_linewidth()
     # the grid's best by Monte Carlo, recomputed: the λ > 0 cell of least risk under 'm'
     best = grid_best(risk)
     part = risk[(risk.scaling == "m") & (risk["lambda"] > 0)]

@@ -258,7 +258,8 @@ def test_check_solver_names_the_key_the_value_and_the_choices(solver):
 
 
 @pytest.mark.parametrize(
-    ("alphas", "shift"), [([0.0, 1.0], 0.0), ([0.25, 1.0, 4.0], 0.25), ([3.0], 3.0)]
+    ("alphas", "shift"),
+    [([0.0, 1.0], 0.0), ([0.25, 1.0, 4.0], 0.25), ([3.0], 3.0), ([1.0, 10.0], 1.0)],
 )
 def test_the_pencil_shift_is_zero_where_alpha_zero_is_asked_for_else_the_smallest(alphas, shift):
     got = pencil_shift(np.array(alphas))

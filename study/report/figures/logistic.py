@@ -210,7 +210,7 @@ def fig_logistic_tuned(tuning: pd.DataFrame, risk: pd.DataFrame, *, z: float = 1
             ax_a.plot(g.m[guide], g.alpha_opt[guide], color=colors[k], lw=1.0, ls=":")
             limit = float(g.alpha_limit.iloc[0])
             if np.isfinite(limit) and limit > 0:  # a log axis
-                ax_a.axhline(limit, color=colors[k], lw=0.8, ls=DASHED, gid=f"alpha_limit:{k}")
+                ax_a.axhline(limit, color=colors[k], lw=0.9, ls=DASHED, gid=f"alpha_limit:{k}")
             b = best[(best.degree == k) & ~best.at_edge].sort_values("m")
             if not b.empty:
                 lo, hi = b.alpha_best - b.alpha_lo, b.alpha_hi - b.alpha_best
