@@ -484,6 +484,10 @@ def test_the_slope_guide_needs_two_positive_points():
     ax = fig.subplots()
     _style.slope_guide(ax, [10, 100, 1000], [np.nan, -1.0, 5.0], -1.0, "g")
     assert ax.get_lines() == []
+    # a zero is no positive point either: one point left, no guide (on a log axis a guide
+    # through 0 could not be drawn)
+    _style.slope_guide(ax, [10, 100, 1000], [0.0, np.nan, 5.0], -1.0, "g")
+    assert ax.get_lines() == []
     _style.slope_guide(ax, [10, 100], [2.0, 1.0], -2.0, "g", factor=5.0)
     (line,) = ax.get_lines()
     np.testing.assert_allclose(line.get_xdata(), [10, np.sqrt(1000), 100])
@@ -1173,6 +1177,9 @@ def test_the_tuned_lambda_and_alpha_per_method(rc):
                 lam.get_linestyle(),
             )
     assert gids(fig, "lambda:other") == set()
+    # the suptitle as large as the panels' titles
+    (sup,) = [t for t in fig.findobj(Text) if t.get_text() == fig.get_suptitle()]
+    assert sup.get_text() and sup.get_fontsize() == ax_a.title.get_fontsize()
     assert gids(fig, "alpha:") == {"alpha:asymptotic:all", "alpha:conditional:all"}
     # the limit α*∞ of the table: on both panels (λ* → α*∞ under 'm')
     np.testing.assert_allclose(one_line(fig, "alpha_limit").get_ydata(), [6.0, 6.0])
@@ -1216,6 +1223,12 @@ def test_disagreeing_alphas_are_drawn_per_scaling_and_the_limit_may_be_given(rc)
         "exact risk over simulated designs (lines)",
     ]
     assert legend_columns(fig) == 3  # up to four entries: one row
+    plt.close(fig)
+    # a method without a name of its own is labelled by its key
+    fig = tuning.fig_tuned_lambda(
+        tun, degree=2, scalings=["none"], methods=["conditional", "other"]
+    )
+    assert legend_texts(fig)[-1] == "other (markers)"
     plt.close(fig)
     fig = tuning.fig_tuned_lambda(tun, 7.5, degree=2, scalings=["none", "m"])
     np.testing.assert_allclose(one_line(fig, "alpha_limit").get_ydata(), [7.5, 7.5])
