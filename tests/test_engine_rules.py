@@ -1681,3 +1681,17 @@ def test_the_store_records_its_noise_draw_and_missing_values_count_as_non_finite
     f = _summary_rows(bias=pd.Series([1.0, None], dtype=object))
     flag_impossible(f, "summary")
     assert list(f["status"]) == ["ok", "non-finite"]
+
+
+def test_a_tasks_seconds_are_the_time_it_took():
+    """The compute time a task reports (summed into the manifest's compute seconds) lies
+    between zero and the wall time of the call that ran it."""
+    import time
+
+    from study.engine.tasks import Task, run_task
+
+    design = design_from_dict(small_design(**{"replications": 40, "grid.m": [6]}))
+    started = time.perf_counter()
+    result = run_task(design, Task(6, 0, 1))
+    wall = time.perf_counter() - started
+    assert 0.0 < result.seconds <= wall
