@@ -448,7 +448,7 @@ def _report(statuses, tested, total, args, seconds) -> int:
 def _equivalents(path: Path = EQUIVALENTS) -> list[dict]:
     """The listed equivalent mutants: each names a function (mutmut's mangled name without
     the mutant's number), a text of the line the mutant removes, a text of the line it
-    adds, and why the change cannot be observed."""
+    adds (empty for a deletion of that text), and why the change cannot be observed."""
     if not path.exists():
         return []
     return tomllib.loads(path.read_text(encoding="utf-8")).get("equivalent", [])

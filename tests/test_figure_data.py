@@ -1417,7 +1417,7 @@ def test_the_degrees_figure_alpha_bands_and_benefit():
         ]
         v = band.get_paths()[0].vertices
         # translucent, so that the lines and the other degree's band show through
-        assert 0 < band.get_alpha() < 1
+        assert band.get_alpha() is not None and 0 < band.get_alpha() < 1
         f = np.exp(z * g.log_alpha_se.to_numpy())
         np.testing.assert_allclose(v[1:6, 1], g.alpha_opt / f)
         np.testing.assert_allclose(v[7:12, 1], (g.alpha_opt * f)[::-1])
@@ -1432,7 +1432,7 @@ def test_the_degrees_figure_alpha_bands_and_benefit():
             p for p in ax_b.collections if np.allclose(p.get_facecolor()[0][:3], colors[k][:3])
         ]
         v = bb.get_paths()[0].vertices
-        assert 0 < bb.get_alpha() < 1
+        assert bb.get_alpha() is not None and 0 < bb.get_alpha() < 1
         n = int(keep.sum())
         bse = np.nan_to_num(g.benefit_se[keep].to_numpy())
         bv = g.benefit[keep].to_numpy()

@@ -161,7 +161,7 @@ def test_the_section_is_written_in_sentence_case(section):
     """Prose, headings in bold included, is in sentence case: no run of three words in
     capitals (an abbreviation such as MCSE stands alone)."""
     text, short, _, _ = section
-    assert "separat" in text  # the paragraph on separation is among them
+    assert "[@albert1984]" in text  # the paragraph on separation is among them
     for prose in (text, short):
         assert re.search(r"\b[A-Z]{2,}\b(\W+\b[A-Z]{2,}\b){2,}", prose) is None
 
