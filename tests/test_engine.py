@@ -396,14 +396,20 @@ def test_task_result_round_trips_through_the_checkpoint_arrays(tmp_path):
     result = run_task(design, task)
     arrays = result.to_arrays()
     # the names, dtypes and shapes of the checkpoints (fit_counts since engine version 4,
-    # tails since 8)
-    fields = "coef_n coef_mean coef_M risk_n risk_mean risk_M n_failed draws fit_counts first"
+    # tails since 8; each co-moment matrix as its lower triangle, the engine's being
+    # symmetric)
+    fields = "coef_n coef_mean coef_Mtri risk_n risk_mean risk_Mtri n_failed draws fit_counts"
+    fields += " first"
     fields += " tails"
     fields = fields.split()
     assert sorted(arrays) == sorted([f"k{k}_{f}" for k in (1, 3) for f in fields] + ["seconds"])
     L, C = len(design.lam), len(design.scaling)
     for k in (1, 3):
-        assert arrays[f"k{k}_coef_M"].shape == (2, L, C, k + 1, 5, 5)  # per chunk
+        assert arrays[f"k{k}_coef_Mtri"].shape == (2, L, C, k + 1, 15)  # per chunk
+        M = result.degrees[k].coef.M
+        assert np.array_equal(M, np.swapaxes(M, -1, -2), equal_nan=True)
+        back_M = TaskResult.from_arrays(arrays).degrees[k].coef.M
+        np.testing.assert_array_equal(back_M, M, strict=True)
         assert arrays[f"k{k}_risk_mean"].shape == (2, L, C, 3)
         n = arrays[f"k{k}_coef_n"][:, 1, 0, 0]  # λ = 0.5: every fit succeeds
         assert n.tolist() == [256.0, 44.0]

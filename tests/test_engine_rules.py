@@ -898,7 +898,7 @@ def test_degree_result_layout_matches_its_declared_shapes():
     for name, a in arrays.items():
         assert (a.shape, a.dtype.str) == shapes[name], name
     assert shapes["coef_mean"] == ((chunks, L, C, k + 1, len(COEF_QUANTITIES)), "<f8")
-    assert shapes["risk_M"] == ((chunks, L, C, 3, 3), "<f8")
+    assert shapes["risk_Mtri"] == ((chunks, L, C, 6), "<f8")  # 3 × 3, symmetric
     assert shapes["tails"] == ((L, C, k + 1, len(TAIL_THRESHOLDS)), "<i8")
     assert shapes["fit_counts"] == ((L, C, len(FIT_COUNTS)), "<i8")
     assert np.isnan(r.draws).all() and np.isnan(r.first).all()
@@ -909,18 +909,47 @@ def test_degree_result_layout_matches_its_declared_shapes():
         np.testing.assert_array_equal(a, arrays[name])
 
 
+def test_a_symmetric_co_moment_matrix_is_kept_as_its_lower_triangle_and_rebuilt_exactly():
+    rng = np.random.default_rng(11)
+    r = _filled(2, 3, 2, 1, 2, rng)
+    A = r.coef.M
+    r.coef.M[0, 1, 2, 0, 1, 3] = r.coef.M[0, 1, 2, 0, 3, 1] = np.nan
+    r.risk.M[1, 0, 2, 0, 1] += 1e-16  # one unit in the last place off symmetry
+    arrays = r.to_arrays()
+    assert "coef_M" not in arrays and "risk_Mtri" not in arrays  # risk's M stays whole
+    tri = arrays["coef_Mtri"]
+    assert tri.shape == (*A.shape[:-2], 15)
+    # row by row: (0,0), (1,0), (1,1), (2,0), …
+    assert tri[1, 0, 2, 1, 1] == r.coef.M[1, 0, 2, 1, 1, 0]
+    assert tri[1, 0, 2, 1, 14] == r.coef.M[1, 0, 2, 1, 4, 4]
+    assert np.isnan(tri[0, 1, 2, 0, 7])  # (3, 1)
+    back = DegreeResult.from_arrays(arrays)
+    np.testing.assert_array_equal(back.coef.M, r.coef.M, strict=True)
+    np.testing.assert_array_equal(back.risk.M, r.risk.M, strict=True)
+    # a checkpoint of version 9 or earlier holds the whole matrix: still read as it is
+    old = {k: v for k, v in arrays.items() if k != "coef_Mtri"} | {"coef_M": r.coef.M}
+    np.testing.assert_array_equal(DegreeResult.from_arrays(old).coef.M, r.coef.M, strict=True)
+    with pytest.raises(ValueError, match="coef_Mtri: 14 values are no triangle"):
+        DegreeResult.from_arrays(arrays | {"coef_Mtri": tri[..., :14]})
+
+
+def _symmetric(A):
+    """A stack of symmetric matrices, as co-moment matrices are."""
+    return A + np.swapaxes(A, -1, -2)
+
+
 def _filled(L, C, k, keep, chunks, rng):
     """A DegreeResult of random numbers (the layout of a real one)."""
     r = DegreeResult.empty(L, C, k, keep, chunks)
     r.coef = CoMoments(
         rng.integers(1, 9, r.coef.n.shape).astype(float),
         rng.normal(size=r.coef.mean.shape),
-        rng.normal(size=r.coef.M.shape),
+        _symmetric(rng.normal(size=r.coef.M.shape)),
     )
     r.risk = CoMoments(
         rng.integers(1, 9, r.risk.n.shape).astype(float),
         rng.normal(size=r.risk.mean.shape),
-        rng.normal(size=r.risk.M.shape),
+        _symmetric(rng.normal(size=r.risk.M.shape)),
     )
     r.n_failed = rng.integers(0, 5, r.n_failed.shape)
     r.draws = rng.normal(size=r.draws.shape)

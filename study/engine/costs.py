@@ -153,15 +153,16 @@ def task_payload_bytes(
     ``seconds``).
 
     Per degree k with L λ values, C columns ((basis, scaling) pairs) and p = k + 1, per
-    cell: per chunk coef_n p, coef_mean 5p, coef_M 25p, first p, risk_n 1, risk_mean 3,
-    risk_M 9; per task n_failed 1, fit_counts 6, tails T·p (T thresholds) and draws keep·p
-    values; 8 bytes each.
+    cell: per chunk coef_n p, coef_mean 5p, coef_Mtri 15p (the lower triangle of the
+    symmetric 5 × 5 co-moment matrix), first p, risk_n 1, risk_mean 3, risk_Mtri 6; per
+    task n_failed 1, fit_counts 6, tails T·p (T thresholds) and draws keep·p values; 8
+    bytes each.
     """
     cells = (len(design.lam) if n_lambda is None else n_lambda) * len(design.columns)
     per_task = 1 + len(FIT_COUNTS)
     T = len(TAIL_THRESHOLDS)
     return 8 + sum(
-        8 * cells * (chunks * (32 * (k + 1) + 13) + (keep + T) * (k + 1) + per_task)
+        8 * cells * (chunks * (22 * (k + 1) + 10) + (keep + T) * (k + 1) + per_task)
         for k in design.degree
     )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -91,10 +92,18 @@ class DegreeResult:
     tails: np.ndarray
 
     def to_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays of a checkpoint. Each co-moment matrix M goes in as its lower triangle
+        (``{group}_Mtri``, row by row: a third fewer bytes to write, hash and read back)
+        where M is exactly symmetric, as the engine's are, and whole (``{group}_M``)
+        otherwise, so that the round trip is exact either way."""
         out = {}
         for group in _GROUPS:
             cm = getattr(self, group)
-            out.update({f"{group}_n": cm.n, f"{group}_mean": cm.mean, f"{group}_M": cm.M})
+            out.update({f"{group}_n": cm.n, f"{group}_mean": cm.mean})
+            if np.array_equal(cm.M, np.swapaxes(cm.M, -1, -2), equal_nan=True):
+                out[f"{group}_Mtri"] = cm.M[(..., *np.tril_indices(cm.M.shape[-1]))]
+            else:
+                out[f"{group}_M"] = cm.M
         return out | {
             "n_failed": self.n_failed,
             "draws": self.draws,
@@ -106,7 +115,7 @@ class DegreeResult:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> DegreeResult:
         groups = {
-            g: CoMoments(arrays[f"{g}_n"], arrays[f"{g}_mean"], arrays[f"{g}_M"]) for g in _GROUPS
+            g: CoMoments(arrays[f"{g}_n"], arrays[f"{g}_mean"], _matrix(arrays, g)) for g in _GROUPS
         }
         return cls(
             **groups,
@@ -139,7 +148,8 @@ class DegreeResult:
         out = {}
         for group, q in _GROUPS.items():
             b = base[group]
-            out |= {f"{group}_n": b, f"{group}_mean": (*b, q), f"{group}_M": (*b, q, q)}
+            out |= {f"{group}_n": b, f"{group}_mean": (*b, q)}
+            out[f"{group}_Mtri"] = (*b, q * (q + 1) // 2)  # symmetric M, as the engine's are
         out = {name: (shape, _F8) for name, shape in out.items()}
         return out | {
             "n_failed": ((L, C), _I8),
@@ -148,6 +158,21 @@ class DegreeResult:
             "first": ((chunks, L, C, degree + 1), _F8),
             "tails": ((L, C, degree + 1, len(TAIL_THRESHOLDS)), _I8),
         }
+
+
+def _matrix(arrays: dict[str, np.ndarray], group: str) -> np.ndarray:
+    """The co-moment matrix M of ``group``: whole, or rebuilt from its lower triangle."""
+    if f"{group}_M" in arrays:
+        return arrays[f"{group}_M"]
+    tri = arrays[f"{group}_Mtri"]
+    q = round((math.isqrt(8 * tri.shape[-1] + 1) - 1) / 2)
+    if q * (q + 1) // 2 != tri.shape[-1]:
+        raise ValueError(f"{group}_Mtri: {tri.shape[-1]} values are no triangle")
+    M = np.empty((*tri.shape[:-1], q, q))
+    lower = np.tril_indices(q)
+    M[(..., *lower)] = tri
+    M[..., lower[1], lower[0]] = tri
+    return M
 
 
 @dataclass
