@@ -332,6 +332,67 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path):
     assert _files(ref) == _files(out)
 
 
+def _interrupted_at_the_second_task(monkeypatch):
+    """Make the engine's second task raise KeyboardInterrupt (with one job the tasks run in
+    this process); the tasks started are listed in the list returned."""
+    from study.engine import worker
+
+    started = []
+    original = worker.task
+
+    def task(*args):
+        started.append(args[1])
+        if len(started) == 2:
+            raise KeyboardInterrupt
+        return original(*args)
+
+    monkeypatch.setattr(worker, "task", task)
+    return started
+
+
+def test_an_interrupt_waits_for_the_checkpoint_being_saved(tmp_path, monkeypatch):
+    """Checkpoints are saved in a thread beside the run; an interrupt in the next task
+    still leaves the finished task's checkpoint whole on disk when the run ends."""
+    import threading
+    import time
+
+    from study.engine.run import simulate as engine_simulate
+
+    design = design_from_dict(small_design(replications=300, **{"grid.m": [8, 20]}))
+    saved_in = []
+    original = CheckpointStore.save
+
+    def slow_save(self, task, result):
+        saved_in.append(threading.current_thread().name)
+        time.sleep(0.5)  # still saving when the next task is interrupted
+        original(self, task, result)
+
+    monkeypatch.setattr(CheckpointStore, "save", slow_save)
+    started = _interrupted_at_the_second_task(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        engine_simulate(design, tmp_path / "out", jobs=1, progress=False)
+    assert len(started) == 2 and saved_in == ["study-save_0"]
+    monkeypatch.undo()
+    assert CheckpointStore(tmp_path / "out", design).done() == started[:1]  # whole, verified
+
+
+def test_a_failed_checkpoint_save_ends_the_run_with_its_error(tmp_path, monkeypatch):
+    import errno
+
+    from study.engine.run import simulate as engine_simulate
+
+    design = design_from_dict(small_design(replications=300, **{"grid.m": [8, 20]}))
+
+    def full(self, task, result):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.path(task)))
+
+    monkeypatch.setattr(CheckpointStore, "save", full)
+    with pytest.raises(OSError) as info:
+        engine_simulate(design, tmp_path / "out", jobs=1, progress=False)
+    assert info.value.errno == errno.ENOSPC and info.value.filename.endswith(".ckpt")
+    assert not (tmp_path / "out" / "summary.csv").exists()
+
+
 def test_not_identifiable_cells_are_reported(smoke_results):
     summary = pd.read_csv(smoke_results / "summary.csv")
     bad = summary[(summary["lambda"] == 0) & (summary.m <= summary.degree)]
