@@ -376,6 +376,33 @@ def test_an_interrupt_waits_for_the_checkpoint_being_saved(tmp_path, monkeypatch
     assert CheckpointStore(tmp_path / "out", design).done() == started[:1]  # whole, verified
 
 
+def test_a_run_merges_its_checkpoints_beside_the_tasks(tmp_path, monkeypatch):
+    """The chunks are merged in the save thread as the results come back: the summaries at
+    the end load no checkpoint, and give the numbers of a run that merged every checkpoint
+    afterwards (the path of `study theory` and of [precision] rounds)."""
+    import threading
+
+    from study.engine import run as run_module
+    from study.engine.run import simulate as engine_simulate
+
+    raw = small_design(replications=900, block_size=256, **{"grid.m": [8, 20]})
+    design = design_from_dict(raw)
+    loaded_in = []
+    original = CheckpointStore.load
+
+    def load(self, task):
+        loaded_in.append(threading.current_thread().name)
+        return original(self, task)
+
+    monkeypatch.setattr(CheckpointStore, "load", load)
+    engine_simulate(design, tmp_path / "running", jobs=1, progress=False)
+    assert set(loaded_in) <= {"study-save_0"}
+    monkeypatch.setattr(run_module, "RunningMerge", lambda *args: None)
+    engine_simulate(design, tmp_path / "after", jobs=1, progress=False)
+    assert "MainThread" in loaded_in
+    assert _files(tmp_path / "running") == _files(tmp_path / "after")
+
+
 def test_a_failed_checkpoint_save_ends_the_run_with_its_error(tmp_path, monkeypatch):
     import errno
 

@@ -1178,7 +1178,7 @@ def test_gaussian_cells_without_identifiable_fits_stay_empty():
 
 # --- checkpoints: refused with the exact reason --------------------------------------------
 
-from study.engine.merge import summarise  # noqa: E402
+from study.engine.merge import RunningMerge, summarise  # noqa: E402
 from study.engine.store import (  # noqa: E402
     CheckpointError,
     CheckpointStore,
@@ -1724,3 +1724,50 @@ def test_a_tasks_seconds_are_the_time_it_took():
     result = run_task(design, Task(6, 0, 1))
     wall = time.perf_counter() - started
     assert 0.0 < result.seconds <= wall
+
+
+def test_the_running_merge_gives_the_numbers_of_merging_every_checkpoint_afterwards(
+    tmp_path, monkeypatch
+):
+    """Results arrive in any order while a run goes on (here one chunk per task, 4 chunks
+    of each m, chunk 0 of m = 8 resumed from disk); each is merged as soon as its m's
+    earlier chunks are, from memory, and summarise then loads nothing again."""
+    from study.engine.streams import n_chunks
+
+    design = design_from_dict(small_design(replications=900, **{"grid.m": [8, 20]}))
+    tasks = [Task(m, c, c + 1) for m in design.m for c in range(n_chunks(900, m))]
+    assert len(tasks) == 8
+    results = {t: run_task(design, t) for t in tasks}
+    store = CheckpointStore(tmp_path, design)
+    resumed = [Task(8, 0, 1)]
+    for t in resumed:
+        store.save(t, results[t])
+    merging = RunningMerge(design, store, tasks, resumed)
+    loaded = []
+    original = CheckpointStore.load
+    monkeypatch.setattr(
+        CheckpointStore, "load", lambda self, t: loaded.append(t) or original(self, t)
+    )
+    arrival = [Task(20, 3, 4), Task(8, 2, 3), Task(8, 1, 2), Task(20, 0, 1), Task(8, 3, 4)]
+    arrival += [Task(20, 2, 3), Task(20, 1, 2)]
+    merged_after = []
+    for t in arrival:
+        store.save(t, results[t])
+        merging.add(t, results[t])
+        merged_after.append({m: merging.mergers[m].chunks for m in design.m})
+    # m = 8: chunk 2's arrival merges the resumed chunk 0 (from disk); chunk 1's merges 1
+    # and then 2 (from disk). m = 20: chunks 3 and 2 wait for 0 and 1; 1 brings 2 and 3
+    assert [a[8] for a in merged_after] == [0, 1, 3, 3, 4, 4, 4]
+    assert [a[20] for a in merged_after] == [0, 0, 0, 1, 1, 1, 4]
+    assert loaded == [Task(8, 0, 1), Task(8, 2, 3), Task(20, 2, 3), Task(20, 3, 4)]
+    loaded.clear()
+    got = summarise(design, store, tasks, merging.mergers)
+    assert loaded == []
+    want = summarise(design, store, tasks)
+    assert len(loaded) == len(tasks)
+    for a, b in zip(got[:2], want[:2], strict=True):
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    pd.testing.assert_frame_equal(got[3], want[3], check_exact=True)
+    assert got[2].keys() == want[2].keys()
+    for key in want[2]:
+        np.testing.assert_array_equal(got[2][key], want[2][key], strict=True)

@@ -28,9 +28,38 @@ from study.results import (
 )
 
 
-def summarise(design: Design, store: CheckpointStore, tasks: list[Task]):
+class RunningMerge:
+    """The chunks of every m merged while a run goes on, in the order :func:`summarise`
+    merges them, so that little is left to merge when the last task comes back.
+
+    :meth:`add` takes each task's result once its checkpoint is saved, and merges every
+    task of its m that comes next and is on disk (resumed ones too): this result from
+    memory, the others from their checkpoints. The numbers are those of merging every
+    checkpoint afterwards, since a checkpoint holds a result's arrays exactly. Memory holds
+    the merged state of each m and the result being merged.
+    """
+
+    def __init__(self, design: Design, store: CheckpointStore, tasks: list[Task], done):
+        self._store = store
+        self._order = {m: sorted(t for t in tasks if t.m == m) for m in design.m}
+        self._next = dict.fromkeys(design.m, 0)  # how many of m's tasks are merged
+        self._on_disk = set(done)
+        self.mergers = {m: ChunkMerger(design.degree) for m in design.m}
+
+    def add(self, task: Task, result) -> None:
+        self._on_disk.add(task)
+        order, i = self._order[task.m], self._next[task.m]
+        while i < len(order) and order[i] in self._on_disk:
+            self.mergers[task.m].add(result if order[i] == task else self._store.load(order[i]))
+            i += 1
+        self._next[task.m] = i
+
+
+def summarise(design: Design, store: CheckpointStore, tasks: list[Task], mergers=None):
     """Build the result tables from the checkpoints of a complete run: ``tasks``, which
-    cover every chunk of every m once (one checkpoint in memory at a time).
+    cover every chunk of every m once (one checkpoint in memory at a time). ``mergers``
+    ({m: :class:`ChunkMerger`}, from a :class:`RunningMerge`) have merged the first chunks
+    of each m already; the tasks they cover are not loaded again.
 
     Returns
     -------
@@ -55,8 +84,10 @@ def summarise(design: Design, store: CheckpointStore, tasks: list[Task]):
     }
     most_chunks = min(AUDIT_CHUNKS, max(n_chunks(design.replications_of(m), m) for m in design.m))
     for m in design.m:
-        merger = ChunkMerger(design.degree)
+        merger = ChunkMerger(design.degree) if mergers is None else mergers[m]
         for task in sorted(t for t in tasks if t.m == m):
+            if task.stop <= merger.chunks:  # merged while the run went on
+                continue
             if task.first != merger.chunks:
                 raise ValueError(f"chunk {merger.chunks} of m = {m} has no checkpoint")
             merger.add(store.load(task))

@@ -31,7 +31,7 @@ from joblib import Parallel, delayed, parallel_config
 from study import folder as results_folder
 from study.design import Design, DesignError
 from study.engine import ENGINE_VERSION, precision, worker
-from study.engine.merge import summarise
+from study.engine.merge import RunningMerge, summarise
 from study.engine.plan import missing_chunks, plan_tasks, speed_factor
 from study.engine.store import CheckpointStore
 from study.engine.streams import n_chunks
@@ -220,6 +220,8 @@ def _compute(design, results_dir, *, after, require_complete, on_reject, noise_d
             _require_complete(current, done, results_dir)
         todo = plan_tasks(current, done, workers, speed) if not require_complete else []
         tasks = sorted(done + todo)
+        # with [precision] the rounds' summaries merge every checkpoint afterwards
+        merging = RunningMerge(current, store, tasks, done) if design.target_mcse is None else None
         seconds, result = _run_tasks(
             current,
             store,
@@ -228,6 +230,7 @@ def _compute(design, results_dir, *, after, require_complete, on_reject, noise_d
             len(done),
             pieces=pieces if rounds == 0 else (),
             noise_draw=noise_draw,
+            merging=merging,
             **options,
         )
         computed = result if rounds == 0 else computed
@@ -251,7 +254,13 @@ def _compute(design, results_dir, *, after, require_complete, on_reject, noise_d
             break
         current = following
     files, n_declined = _write_results(
-        current, results_dir, store, tasks, after=after, computed=computed if pieces else None
+        current,
+        results_dir,
+        store,
+        tasks,
+        after=after,
+        computed=computed if pieces else None,
+        mergers=None if merging is None else merging.mergers,
     )
     resumed = [t for t in tasks if t in before]
     return current, tasks, resumed, all_todo, compute_seconds, files, n_declined, report
@@ -325,12 +334,19 @@ def _manifest(
 
 
 def _write_results(
-    design: Design, results_dir: Path, store, tasks: list[Task], *, after=None, computed=None
+    design: Design,
+    results_dir: Path,
+    store,
+    tasks: list[Task],
+    *,
+    after=None,
+    computed=None,
+    mergers=None,
 ):
     """Summarise the checkpoints (and run the ``after`` step), write the result files of an
     uncommitted folder, and return the size and SHA-256 of each for the manifest, and the
     number of fits whose batch the compiled kernel declined."""
-    summary, risk, draws, fits = summarise(design, store, tasks)
+    summary, risk, draws, fits = summarise(design, store, tasks, mergers)
     texts: dict[str, str] = {}
     if after is not None:
         extra = {} if computed is None else {"computed": computed}
@@ -368,6 +384,7 @@ def _run_tasks(
     scheduler=None,
     noise_draw="sufficient",
     pieces=(),
+    merging=None,
 ):
     """Run ``todo`` in parallel and checkpoint each task as its result comes back (in this
     process: workers need not share its file system; in a thread beside the run,
@@ -389,7 +406,7 @@ def _run_tasks(
     pulled: list[Task] = []
     finished: set[Task] = set()
     own_process = backend == "dask"
-    saver = _Saver(store)
+    saver = _Saver(store, then=None if merging is None else merging.add)
 
     def calls():
         for i, (fn, args) in enumerate(pieces):
@@ -432,20 +449,27 @@ def _run_tasks(
 class _Saver:
     """Checkpoints saved in a thread beside the run, one at a time: packing, hashing and
     fsyncing a task's result (a third of a second for a fit-bound task's 18 MB) overlap
-    the next task, which with one job runs in this process. At most one save is pending,
+    the next task, which with one job runs in this process; so does ``then(task,
+    result)``, called after each save (the :class:`RunningMerge`). At most one save is pending,
     so at most two results are held in memory; :meth:`close` waits for it, and a failed
     save (a full disk) raises its OSError there or at the next save."""
 
-    def __init__(self, store: CheckpointStore):
+    def __init__(self, store: CheckpointStore, then=None):
         from concurrent.futures import ThreadPoolExecutor
 
         self._store = store
+        self._then = then
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="study-save")
         self._pending = None
 
     def save(self, task: Task, result) -> None:
         self._wait()
-        self._pending = self._pool.submit(self._store.save, task, result)
+        self._pending = self._pool.submit(self._save, task, result)
+
+    def _save(self, task: Task, result) -> None:
+        self._store.save(task, result)
+        if self._then is not None:  # e.g. RunningMerge.add, once the checkpoint is on disk
+            self._then(task, result)
 
     def _wait(self) -> None:
         pending, self._pending = self._pending, None

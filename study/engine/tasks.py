@@ -115,7 +115,8 @@ class DegreeResult:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> DegreeResult:
         groups = {
-            g: CoMoments(arrays[f"{g}_n"], arrays[f"{g}_mean"], _matrix(arrays, g)) for g in _GROUPS
+            g: CoMoments(arrays[f"{g}_n"], arrays[f"{g}_mean"], _matrix(arrays, g))
+            for g in _GROUPS
         }
         return cls(
             **groups,
