@@ -376,6 +376,62 @@ def test_an_interrupt_waits_for_the_checkpoint_being_saved(tmp_path, monkeypatch
     assert CheckpointStore(tmp_path / "out", design).done() == started[:1]  # whole, verified
 
 
+def test_a_failed_save_does_not_hide_the_interrupt_that_ends_the_run(tmp_path, monkeypatch):
+    """The run ends on the interrupt (exit 130 and its one line), the failed save noted on
+    it: the checkpoint is simply missing, and a resume computes its chunks again."""
+    import errno
+    import time
+
+    from study.engine.run import simulate as engine_simulate
+
+    design = design_from_dict(small_design(replications=300, **{"grid.m": [8, 20]}))
+
+    def slow_full(self, task, result):
+        time.sleep(0.3)
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.path(task)))
+
+    monkeypatch.setattr(CheckpointStore, "save", slow_full)
+    _interrupted_at_the_second_task(monkeypatch)
+    with pytest.raises(KeyboardInterrupt) as info:
+        engine_simulate(design, tmp_path / "out", jobs=1, progress=False)
+    assert any("No space left on device" in note for note in info.value.__notes__)
+
+
+def test_a_second_interrupt_still_waits_for_the_save_in_progress(tmp_path, monkeypatch):
+    """Ctrl-C pressed again while the run waits for its last save: the wait goes on, so
+    the folder's lock is not released while a checkpoint is half written."""
+    import time
+
+    from study.engine.run import _Saver
+
+    design = design_from_dict(small_design(replications=300, **{"grid.m": [8]}))
+    task = Task(8, 0, 1)
+    store = CheckpointStore(tmp_path, design)
+    original = CheckpointStore.save
+
+    def slow_save(self, task, result):
+        time.sleep(0.5)
+        original(self, task, result)
+
+    monkeypatch.setattr(CheckpointStore, "save", slow_save)
+    saver = _Saver(store)
+    saver.save(task, run_task(design, task))
+    real_shutdown = saver._pool.shutdown
+    interrupts = []
+
+    def shutdown(wait=True):
+        if not interrupts:
+            interrupts.append(1)
+            raise KeyboardInterrupt  # as if pressed during the wait
+        real_shutdown(wait=wait)
+
+    saver._pool.shutdown = shutdown
+    saver.close()
+    assert interrupts == [1]
+    monkeypatch.undo()
+    assert store.done() == [task]  # whole when close returned
+
+
 def test_a_run_merges_its_checkpoints_beside_the_tasks(tmp_path, monkeypatch):
     """The chunks are merged in the save thread as the results come back: the summaries at
     the end load no checkpoint, and give the numbers of a run that merged every checkpoint

@@ -914,7 +914,7 @@ def test_a_symmetric_co_moment_matrix_is_kept_as_its_lower_triangle_and_rebuilt_
     r = _filled(2, 3, 2, 1, 2, rng)
     A = r.coef.M
     r.coef.M[0, 1, 2, 0, 1, 3] = r.coef.M[0, 1, 2, 0, 3, 1] = np.nan
-    r.risk.M[1, 0, 2, 0, 1] += 1e-16  # one unit in the last place off symmetry
+    r.risk.M[1, 0, 2, 0, 1] = np.nextafter(r.risk.M[1, 0, 2, 0, 1], np.inf)  # 1 ulp off
     arrays = r.to_arrays()
     assert "coef_M" not in arrays and "risk_Mtri" not in arrays  # risk's M stays whole
     tri = arrays["coef_Mtri"]
@@ -931,6 +931,13 @@ def test_a_symmetric_co_moment_matrix_is_kept_as_its_lower_triangle_and_rebuilt_
     np.testing.assert_array_equal(DegreeResult.from_arrays(old).coef.M, r.coef.M, strict=True)
     with pytest.raises(ValueError, match="coef_Mtri: 14 values are no triangle"):
         DegreeResult.from_arrays(arrays | {"coef_Mtri": tri[..., :14]})
+    # symmetric in value but not in bits (+0 and −0): kept whole, so the sign survives
+    signed = _filled(1, 1, 1, 1, 1, rng)
+    signed.coef.M[0, 0, 0, 0, 1, 2], signed.coef.M[0, 0, 0, 0, 2, 1] = 0.0, -0.0
+    arrays = signed.to_arrays()
+    assert "coef_M" in arrays and "coef_Mtri" not in arrays
+    back = DegreeResult.from_arrays(arrays).coef.M
+    np.testing.assert_array_equal(np.signbit(back), np.signbit(signed.coef.M))
 
 
 def _symmetric(A):

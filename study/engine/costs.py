@@ -345,15 +345,16 @@ def _worker_bytes(d: Design, L: int, per: dict[int, int]) -> int:
 def _main_bytes(
     d: Design, L: int, per: dict[int, int], per_draw: int, rows: _Rows, draws_bytes: int
 ) -> int:
-    """The main process: one checkpoint at a time and the merged moments of one m, every
-    kept draw, the tables."""
+    """The main process: the result just received and the one being saved, packed (the
+    save thread then merges it, or loads a checkpoint to merge), the merged moments of
+    every m, every kept draw, the tables."""
     largest = max(
         task_payload_bytes(d, _task_keep(d, m, g), chunks=g, n_lambda=L) for m, g in per.items()
     )
     merged = task_payload_bytes(d, 0, chunks=2, n_lambda=L)
     return (
-        2 * largest
-        + merged
+        (1 + PACK_COPIES) * largest
+        + len(d.m) * merged
         + d.keep_draws * per_draw
         + DRAW_COPIES * draws_bytes
         + rows.summary * SUMMARY_ROW_MEMORY

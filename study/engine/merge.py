@@ -57,7 +57,7 @@ class RunningMerge:
 
 def summarise(design: Design, store: CheckpointStore, tasks: list[Task], mergers=None):
     """Build the result tables from the checkpoints of a complete run: ``tasks``, which
-    cover every chunk of every m once (one checkpoint in memory at a time). ``mergers``
+    cover every chunk of every m once (one checkpoint loaded at a time). ``mergers``
     ({m: :class:`ChunkMerger`}, from a :class:`RunningMerge`) have merged the first chunks
     of each m already; the tasks they cover are not loaded again.
 

@@ -1,10 +1,11 @@
 """Run a design: schedule the missing tasks with joblib (loky, threading, or a Dask
-cluster), checkpoint each one in this process as its result comes back, then write the
-result files.
+cluster), checkpoint each one in this process as its result comes back (in a thread beside
+the run, which also merges it), then write the result files.
 
 Results are bit-identical for any grouping of the chunks into tasks (``block_size``), any
 number of jobs, any backend and any completion order: each chunk has its own random
-stream, and the summaries merge the chunks one by one in chunk order from the checkpoints.
+stream, and the summaries merge the chunks one by one in chunk order (each from its task's
+result as it comes back, or from its checkpoint: the same arrays).
 The tasks are sized by cost and sent longest first (:mod:`study.engine.plan`). An
 interrupted run (Ctrl-C, SIGTERM, SIGHUP, ``kill -9``) keeps every finished task; the same
 command computes only the chunks that are missing, however the new run groups them. The results
@@ -415,6 +416,7 @@ def _run_tasks(
             pulled.append(task)
             yield delayed(worker.task)(design, task, solver, noise_draw, own_process)
 
+    ending = None  # the exception that ends the run, if one does
     try:
         if todo or pieces:
             # never more workers than tasks: each worker is a process with its own memory
@@ -436,13 +438,17 @@ def _run_tasks(
         running = [t for t in pulled if t not in finished]
         names = "; ".join(t.describe() for t in running[: max(jobs, 1)]) or "?"
         how = watch.exit_codes if getattr(watch, "exit_codes", None) else _exit_codes(exc)
-        raise WorkerDied(
+        ending = WorkerDied(
             f"a worker process died ({how}) while running one of {names}; the "
             "finished tasks are kept: run the same command to resume"
-        ) from None
+        )
+        raise ending from None
+    except BaseException as exc:
+        ending = exc
+        raise
     finally:
         bar.close()
-        saver.close()  # the finished tasks on disk, whatever ended the run
+        saver.close(during=ending)  # the finished tasks on disk, whatever ended the run
     return compute_seconds, computed
 
 
@@ -472,15 +478,32 @@ class _Saver:
             self._then(task, result)
 
     def _wait(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
+        pending = self._pending
+        if pending is None:
+            return
+        try:
             pending.result()
+        finally:
+            if pending.done():  # not when an interrupt broke the wait: it is still saving
+                self._pending = None
 
-    def close(self) -> None:
+    def close(self, during: BaseException | None = None) -> None:
+        """Wait for the save in progress, through further interrupts too: the folder's
+        lock is held until its checkpoint is whole on disk. A failed save raises its error
+        here, or, when the run is already ending on another exception (``during``), is
+        added to that one as a note (its chunks are simply computed again on resume)."""
+        while True:
+            try:
+                self._pool.shutdown(wait=True)
+                break
+            except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP again: still saving
+                continue
         try:
             self._wait()
-        finally:
-            self._pool.shutdown(wait=True)
+        except Exception as exc:
+            if during is None:
+                raise
+            during.add_note(f"study: a checkpoint was not saved: {exc}")
 
 
 class _DeadWorkerWatch:

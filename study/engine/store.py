@@ -4,7 +4,8 @@ that prove where they come from.
 Every file is written to a temporary file in the same folder, flushed to the disk
 (``fsync``), renamed into place, and the folder is flushed too: an interrupted run or a
 power cut leaves either the old file or the new one, never half of one. A finished task is
-saved at once as ``checkpoints/m<m>-c<first>-<stop>.ckpt`` (chunks first … stop − 1 of m;
+saved as it comes back (by a thread of the main process) as
+``checkpoints/m<m>-c<first>-<stop>.ckpt`` (chunks first … stop − 1 of m;
 see :func:`pack_checkpoint`): the arrays, the design hash, the engine version, the task and
 a SHA-256 of all of it. A checkpoint that is truncated, damaged, or from another design,
 engine version or task is refused on resume (:class:`CheckpointError`) and its chunks

@@ -94,13 +94,14 @@ class DegreeResult:
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The arrays of a checkpoint. Each co-moment matrix M goes in as its lower triangle
         (``{group}_Mtri``, row by row: a third fewer bytes to write, hash and read back)
-        where M is exactly symmetric, as the engine's are, and whole (``{group}_M``)
+        where M is symmetric bit for bit, as the engine's are, and whole (``{group}_M``)
         otherwise, so that the round trip is exact either way."""
         out = {}
         for group in _GROUPS:
             cm = getattr(self, group)
             out.update({f"{group}_n": cm.n, f"{group}_mean": cm.mean})
-            if np.array_equal(cm.M, np.swapaxes(cm.M, -1, -2), equal_nan=True):
+            bits = np.asarray(cm.M, dtype=np.float64).view(np.uint64)  # +0 ≠ −0, NaN by payload
+            if np.array_equal(bits, np.swapaxes(bits, -1, -2)):
                 out[f"{group}_Mtri"] = cm.M[(..., *np.tril_indices(cm.M.shape[-1]))]
             else:
                 out[f"{group}_M"] = cm.M
@@ -330,7 +331,8 @@ class ChunkMerger:
                 coef = _fold(coef, result.coef, i)
                 risk = _fold(risk, result.risk, i)
             if merged is None:
-                self._chunk0[k] = _fold(None, result.coef, 0)
+                first = _fold(None, result.coef, 0)  # a copy: not the whole task's arrays
+                self._chunk0[k] = CoMoments(first.n.copy(), first.mean.copy(), first.M.copy())
                 merged = DegreeResult(
                     coef,
                     risk,
