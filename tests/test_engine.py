@@ -350,24 +350,32 @@ def _interrupted_at_the_second_task(monkeypatch):
     return started
 
 
-def test_an_interrupt_waits_for_the_checkpoint_being_saved(tmp_path, monkeypatch):
-    """Checkpoints are saved in a thread beside the run; an interrupt in the next task
-    still leaves the finished task's checkpoint whole on disk when the run ends."""
+def _slow_saves(monkeypatch):
+    """Make every checkpoint save take half a second longer (still saving when the next
+    task is interrupted); the names of the threads that saved are listed in the list
+    returned."""
     import threading
     import time
 
-    from study.engine.run import simulate as engine_simulate
-
-    design = design_from_dict(small_design(replications=300, **{"grid.m": [8, 20]}))
     saved_in = []
     original = CheckpointStore.save
 
     def slow_save(self, task, result):
         saved_in.append(threading.current_thread().name)
-        time.sleep(0.5)  # still saving when the next task is interrupted
+        time.sleep(0.5)
         original(self, task, result)
 
     monkeypatch.setattr(CheckpointStore, "save", slow_save)
+    return saved_in
+
+
+def test_an_interrupt_waits_for_the_checkpoint_being_saved(tmp_path, monkeypatch):
+    """Checkpoints are saved in a thread beside the run; an interrupt in the next task
+    still leaves the finished task's checkpoint whole on disk when the run ends."""
+    from study.engine.run import simulate as engine_simulate
+
+    design = design_from_dict(small_design(replications=300, **{"grid.m": [8, 20]}))
+    saved_in = _slow_saves(monkeypatch)
     started = _interrupted_at_the_second_task(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         engine_simulate(design, tmp_path / "out", jobs=1, progress=False)
@@ -377,8 +385,9 @@ def test_an_interrupt_waits_for_the_checkpoint_being_saved(tmp_path, monkeypatch
 
 
 def test_a_failed_save_does_not_hide_the_interrupt_that_ends_the_run(tmp_path, monkeypatch):
-    """The run ends on the interrupt (exit 130 and its one line), the failed save noted on
-    it: the checkpoint is simply missing, and a resume computes its chunks again."""
+    """The run ends on the interrupt (on which the command exits 130 with its one line),
+    the failed save noted on it: the checkpoint is simply missing, and a resume computes
+    its chunks again."""
     import errno
     import time
 
@@ -400,20 +409,12 @@ def test_a_failed_save_does_not_hide_the_interrupt_that_ends_the_run(tmp_path, m
 def test_a_second_interrupt_still_waits_for_the_save_in_progress(tmp_path, monkeypatch):
     """Ctrl-C pressed again while the run waits for its last save: the wait goes on, so
     the folder's lock is not released while a checkpoint is half written."""
-    import time
-
     from study.engine.run import _Saver
 
     design = design_from_dict(small_design(replications=300, **{"grid.m": [8]}))
     task = Task(8, 0, 1)
     store = CheckpointStore(tmp_path, design)
-    original = CheckpointStore.save
-
-    def slow_save(self, task, result):
-        time.sleep(0.5)
-        original(self, task, result)
-
-    monkeypatch.setattr(CheckpointStore, "save", slow_save)
+    _slow_saves(monkeypatch)
     saver = _Saver(store)
     saver.save(task, run_task(design, task))
     real_shutdown = saver._pool.shutdown
