@@ -11,7 +11,9 @@ The engine (:mod:`study.engine.tasks`), the theory and the tuning
 (:mod:`study.theory.tuning`) all call this module; ``solver`` picks how:
 
 - ``"compiled"``: the numba kernel (:mod:`study.engine.kernel`), one factorisation of the
-  pencil per data set and the co-moments reduced in the same pass (batches only);
+  pencil per data set and the co-moments reduced in the same pass (batches), or the
+  expected risk given each design from the same factorisation (the tuning's objective,
+  :func:`conditional_risk_function`);
 - ``"pencil"``: the same factorisation in NumPy: with WᵀGW = I, WᵀPW = Λ and
   s = 1/(1 + αΛ), v̂ = W(s∘Wᵀb), E[v̂|X] = W(s∘WᵀGv*), Cov[v̂|X] = σ²·W diag(s²) Wᵀ;
 - ``"direct"``: a solve of A per α (accurate on every x range, and for singular G);
@@ -322,12 +324,14 @@ def pencil_shift(alphas: np.ndarray) -> float:
 # --- the expected risk given the design, for the tuning ------------------------------------
 
 
-def _pencil_risk(G_u, *, basis: StandardBasis):
+def _pencil_risk(G_u, *, basis: StandardBasis, compiled: bool = True):
     """The function (α, σ) ↦ :func:`conditional_risk` per design from one factorisation
     of the pencil (G, P) per design, as in the engine: with WᵀGW = I, WᵀPW = Λ and s = 1/(1 + αΛ),
     E[v̂|X] = W(s∘WᵀGv*) and tr(Σ Cov[v̂|X]) = σ²·Σ_i s_i²(WᵀΣW)_ii. Ten times faster than a
     solve per α; used only where the pencil is accurate (x range touching 0) and every G is
-    positive definite. Returns None otherwise."""
+    positive definite. Returns None otherwise. With ``compiled`` the risk of every α and
+    design is the kernel's :func:`study.engine.kernel.pencil_risk` (six times faster again
+    for the tuning's one α per call); else NumPy's (the reference the tests compare with)."""
     B = basis.B
     if basis.degree < 1 or abs(B[1, 0]) > 1.0:  # B[1, 0] = −center/scale
         return None
@@ -342,10 +346,13 @@ def _pencil_risk(G_u, *, basis: StandardBasis):
         return None  # a singular design (m ≤ k): the direct solves handle α = 0 there
     W, eig = factor.W, factor.eig
     R, p = G_u.shape[0], G_u.shape[-1]
+    z_star = np.einsum("rji,rj->ri", W, G_u @ basis.v_star)  # (R, p)
+    wsw = np.einsum("rli,lk,rki->ri", W, basis.sigma, W)
+    if compiled:
+        return _compiled_pencil_risk(W, z_star, wsw, eig, basis)
     # laid out (design, coefficient, α) so that every product is a batched matmul or a
     # reduction over a short middle axis: five times faster than einsum over (α, design, ·)
-    z_star = np.einsum("rji,rj->ri", W, G_u @ basis.v_star)[:, :, None]  # (R, p, 1)
-    wsw = np.einsum("rli,lk,rki->ri", W, basis.sigma, W)[:, :, None]
+    z_star, wsw = z_star[:, :, None], wsw[:, :, None]
     lam, v_star, sigma = eig[:, :, None], basis.v_star[:, None], basis.sigma
     chunk = max(1, 400_000 // (R * p))
 
@@ -358,6 +365,29 @@ def _pencil_risk(G_u, *, basis: StandardBasis):
             var = noise_sd**2 * (s * s * wsw).sum(axis=1)
             out[start : start + chunk] = (bias + var).T
         return out
+
+    return risk
+
+
+def _compiled_pencil_risk(W, z_star, wsw, eig, basis: StandardBasis):
+    """:func:`_pencil_risk`'s function through the compiled kernel, its arrays laid out
+    with the designs last (contiguous, as the kernel was compiled for)."""
+    from study.engine import kernel
+
+    compiled = kernel.loaded().pencil_risk
+    designs_last = [np.ascontiguousarray(np.moveaxis(a, 0, -1), dtype=float) for a in (W, z_star)]
+    W_t, z_t = designs_last
+    wsw_t = np.ascontiguousarray(wsw.T, dtype=float)
+    eig_t = np.ascontiguousarray(eig.T, dtype=float)
+    sigma = np.ascontiguousarray(basis.sigma, dtype=float)
+    v_star = np.ascontiguousarray(basis.v_star, dtype=float)
+    R = eig.shape[0]
+
+    def risk(alphas: np.ndarray, noise_sd: float) -> np.ndarray:
+        flat = np.ascontiguousarray(alphas, dtype=float).reshape(-1)
+        out = np.empty((flat.size, R))
+        compiled(W_t, z_t, wsw_t, eig_t, sigma, v_star, flat, float(noise_sd) ** 2, out)
+        return out.reshape(alphas.shape + (R,))
 
     return risk
 
@@ -410,11 +440,15 @@ def conditional_risk_function(
     that does not depend on α (a factorisation per design, the rank check) done once:
     the tuning evaluates it a few hundred times. With ``per_design`` it returns the risk
     given each design, of shape (n_alpha, R), instead of their mean (the tuning's standard
-    errors need it); an α whose system is singular for a design has risk inf there."""
+    errors need it); an α whose system is singular for a design has risk inf there.
+
+    ``solver``: "compiled" (the pencil through the compiled kernel), "pencil" (the same in
+    NumPy), "direct" (a solve per α), or "auto": compiled where the pencil serves, else
+    direct. "compiled" and "pencil" raise :class:`SolverDeclined` where it does not."""
     G_u = np.asarray(G_u, dtype=float)
     if G_u.ndim == 2:
         G_u = G_u[None]
-    check_solver(solver, ("auto", "pencil", "direct"))
+    check_solver(solver, ("auto", "compiled", "pencil", "direct"))
     risk = _risk_of_designs(G_u, basis, solver)
     noise_sd = float(noise_sd)
     if per_design:
@@ -442,8 +476,10 @@ def _risk_of_designs(G_u: np.ndarray, basis: StandardBasis, solver: str):
         if key in _RISK_CACHE:
             return _RISK_CACHE[key]
     G_u = G_u.copy()  # kept by the cached function: a caller's later change must not reach it
-    risk = None if solver == "direct" else _pencil_risk(G_u, basis=basis)
-    if risk is None and solver == "pencil":
+    risk = (
+        None if solver == "direct" else _pencil_risk(G_u, basis=basis, compiled=solver != "pencil")
+    )
+    if risk is None and solver in ("compiled", "pencil"):
         raise SolverDeclined("the pencil is not accurate or some design is singular")
     risk = risk or _direct_risk(G_u, basis=basis)
     with _RISK_LOCK:

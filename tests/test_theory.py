@@ -613,36 +613,45 @@ def test_large_m_theory_far_from_unit_interval_matches_high_precision(low, high,
     ("low", "high", "degree", "m"), [(-1, 1, 3, 20), (0, 10, 5, 50), (-1, 3, 2, 200)]
 )
 def test_conditional_risk_pencil_equals_direct_solves(low, high, degree, m):
-    """The fast path of conditional_risk (one factorisation per design) against the direct
-    solve per α that it replaces."""
+    """The fast paths of conditional_risk (one factorisation per design, in NumPy and
+    through the compiled kernel) against the direct solve per α that they replace; σ ≠ 1,
+    so that a variance scaled by σ rather than σ² shows."""
     x = XDistribution("uniform", low=float(low), high=float(high))
     basis = standard_basis(x, degree, intercept=1.0, slope=2.0)
     rng = np.random.default_rng(degree)
-    u = rng.uniform(-1, 1, (200, m))
+    u = rng.uniform(-1, 1, (203, m))
     V = u[..., None] ** np.arange(degree + 1)
     G = np.einsum("rmi,rmj->rij", V, V)
-    alphas = np.logspace(-4, 4, 30)
-    fast = conditional_risk_function(G, basis=basis, noise_sd=1.0, solver="pencil")
-    direct = conditional_risk_function(G, basis=basis, noise_sd=1.0, solver="direct")
+    alphas = np.r_[0.0, np.logspace(-4, 4, 30)]
+    kw = dict(basis=basis, noise_sd=1.7, per_design=True)
+    fast = conditional_risk_function(G, **kw, solver="pencil")
+    compiled = conditional_risk_function(G, **kw, solver="compiled")
+    direct = conditional_risk_function(G, **kw, solver="direct")
     np.testing.assert_allclose(fast(alphas), direct(alphas), rtol=1e-9)
-    # and conditional_risk takes the fast path
+    np.testing.assert_allclose(compiled(alphas), fast(alphas), rtol=1e-12)
+    # one α at a time (as the tuning asks) gives the same numbers as all of them at once
+    one = np.stack([compiled(np.array([a]))[0] for a in alphas])
+    np.testing.assert_array_equal(one, compiled(alphas))
+    # and conditional_risk takes the compiled path
     np.testing.assert_array_equal(
-        conditional_risk(G, alphas, basis=basis, noise_sd=1.0), fast(alphas)
+        conditional_risk(G, alphas, basis=basis, noise_sd=1.7), compiled(alphas).mean(axis=-1)
     )
 
 
 def test_conditional_risk_pencil_declines_where_it_is_inaccurate():
     far = standard_basis(XDistribution("uniform", low=4.0, high=5.0), 3, intercept=1.0, slope=2.0)
     G = np.tile(np.eye(4), (5, 1, 1))
-    with pytest.raises(SolverDeclined):
-        conditional_risk_function(G, basis=far, noise_sd=1.0, solver="pencil")
+    for solver in ("pencil", "compiled"):
+        with pytest.raises(SolverDeclined):
+            conditional_risk_function(G, basis=far, noise_sd=1.0, solver=solver)
     near = standard_basis(
         XDistribution("uniform", low=-1.0, high=1.0), 3, intercept=1.0, slope=2.0
     )
     singular = np.zeros((5, 4, 4))
     singular[:, 0, 0] = 2.0  # m ≤ k: G singular
-    with pytest.raises(SolverDeclined):
-        conditional_risk_function(singular, basis=near, noise_sd=1.0, solver="pencil")
+    for solver in ("pencil", "compiled"):
+        with pytest.raises(SolverDeclined):
+            conditional_risk_function(singular, basis=near, noise_sd=1.0, solver=solver)
     # "auto" then solves per α: infinite risk at α = 0 (not identifiable), finite above
     risk = conditional_risk_function(singular, basis=near, noise_sd=1.0)(np.array([0.0, 1.0]))
     assert risk[0] == math.inf and np.isfinite(risk[1])

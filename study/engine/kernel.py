@@ -4,6 +4,8 @@ Two of them: the gaussian family's :func:`pencil_moments`, here, and the logisti
 Newton solver (:func:`study.engine.newton.newton_path`, loaded as ``loaded().newton_path``),
 which this module registers with the same cache (:data:`_COMPILED`, :func:`ensure_cached`),
 so that both are compiled once, in a separate process, and every run and worker loads them.
+The theory's tuning minimises :func:`pencil_risk`, also here, the expected risk given each
+design from the same factorisation.
 
 For a batch of n data sets (given by their power sums) :func:`pencil_moments` computes what
 :func:`study.conditional._quantities_all_alphas` and :meth:`study.moments.CoMoments.from_samples`
@@ -82,6 +84,7 @@ __all__ = [
     "OK",
     "newton_path",
     "pencil_moments",
+    "pencil_risk",
     "power_sums",
 ]
 
@@ -335,6 +338,54 @@ def pencil_moments(
     return OK
 
 
+@njit(cache=True, nogil=True)
+def pencil_risk(W, z_star, wsw, eig, sigma, v_star, alphas, var_scale, out):
+    """The expected prediction risk given each design, for every α: what
+    :func:`study.conditional._pencil_risk` computes in NumPy, for the tuning (which asks for
+    one α at a time, a few hundred times per design stack).
+
+    Per design r (the last axis of every array), from its pencil factorisation (WᵀGW = I,
+    WᵀPW = Λ): s = 1/(1 + αΛ), d = W(s∘z*) − v* and out[a, r] = dᵀΣd + var_scale·Σ_i
+    s_i²·wsw_i, where z* = WᵀGv*, wsw_i = (WᵀΣW)_ii and var_scale = σ². Shapes: W (p, p, R),
+    z_star, wsw and eig (p, R), sigma (p, p), v_star (p,), alphas (A,), out (A, R). Without
+    reassociation: the sums run in one fixed order."""
+    p, R = eig.shape
+    s = np.empty((p, R))
+    dev = np.empty((p, R))
+    var = np.empty(R)
+    row = np.empty(R)
+    for a in range(alphas.size):
+        alpha = alphas[a]
+        bias = out[a]
+        for r in range(R):
+            var[r] = 0.0
+            bias[r] = 0.0
+        for i in range(p):
+            for r in range(R):
+                si = 1.0 / (1.0 + eig[i, r] * alpha)
+                s[i, r] = si * z_star[i, r]
+                var[r] += si * si * wsw[i, r]
+        for j in range(p):
+            for r in range(R):
+                dev[j, r] = 0.0
+            for i in range(p):
+                for r in range(R):
+                    dev[j, r] += W[j, i, r] * s[i, r]
+            for r in range(R):
+                dev[j, r] -= v_star[j]
+        for j in range(p):
+            for r in range(R):
+                row[r] = 0.0
+            for i in range(p):
+                sji = sigma[j, i]
+                for r in range(R):
+                    row[r] += sji * dev[i, r]
+            for r in range(R):
+                bias[r] += row[r] * dev[j, r]
+        for r in range(R):
+            bias[r] += var_scale * var[r]
+
+
 def compile_kernel() -> None:
     """Compile the kernel and the logistic Newton solver for the argument types the engine
     uses (or load them from the cache), by running them on a tiny batch."""
@@ -367,6 +418,17 @@ def compile_kernel() -> None:
         np.zeros((A, p, 2), dtype=np.int64),
     )
     power_sums(St, 2, np.empty((St.shape[0], 3)))
+    pencil_risk(
+        np.ones((p, p, n)),
+        St[:p],
+        St[:p],
+        St[:p],
+        eye,
+        np.zeros(p),
+        np.array([0.0, 1.0]),
+        1.0,
+        np.empty((A, n)),
+    )
     # the logistic solver, with the argument types study.models.logistic.newton_path passes
     labels = np.array([[0.0, 1.0, 0.0, 1.0], [1.0, 1.0, 0.0, 1.0]])
     newton_path(St[:2, :4].copy(), labels, F @ F.T, np.array([1.0, 0.0]), np.ones((A, 2), bool))
@@ -390,6 +452,7 @@ _COMPILED = (
     _coef_quantities,
     _risk_quantities,
     pencil_moments,
+    pencil_risk,
     _exp_minus,
     _log1p_unit,
     _sum,
