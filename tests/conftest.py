@@ -37,14 +37,16 @@ SMALL = {
 
 
 def small_design(**changes) -> dict:
-    """A copy of SMALL with dotted-key changes, e.g. small_design(**{"grid.m": [5]})."""
+    """A copy of SMALL with dotted-key changes, e.g. small_design(**{"grid.m": [5]}). The
+    values are copied too, so that a later dotted key (``"dgp.x.high"`` after ``"dgp.x"``)
+    never changes the caller's object."""
     d = copy.deepcopy(SMALL)
     for key, value in changes.items():
         *path, last = key.split(".")
         t = d
         for p in path:
             t = t[p]
-        t[last] = value
+        t[last] = copy.deepcopy(value)
     return d
 
 
