@@ -460,6 +460,56 @@ def test_a_run_merges_its_checkpoints_beside_the_tasks(tmp_path, monkeypatch):
     assert _files(tmp_path / "running") == _files(tmp_path / "after")
 
 
+def test_the_theory_pieces_follow_the_tasks_and_take_their_first_designs(monkeypatch, tmp_path):
+    """A run sends the pieces marked ``before_tasks`` (the minibatch experiment, longer than
+    any task) first, then the tasks, then the theory of each degree, which then finds the
+    tuning's designs of every simulated m among the power sums the tasks drew: it draws
+    only those of the other m it looks at (CURVE_MS)."""
+    from study.engine import streams, worker
+    from study.engine.run import simulate as engine_simulate
+    from study.theory import step, tuning
+
+    monkeypatch.setattr(streams, "_KEPT", streams.OrderedDict())
+    monkeypatch.setattr(tuning, "_SUMS_CACHE", {})
+    raw = small_design(replications=300, **{"grid.m": [8, 20], "grid.degree": [1, 3]})
+    design = design_from_dict(raw)
+    order, drawn_in_pieces = [], []
+    real_task, real_piece, real_pieces = worker.task, worker.piece, streams.chunk_pieces
+
+    def task(design, task, *args):
+        order.append(("task", task.m))
+        return real_task(design, task, *args)
+
+    def piece(i, fn, args):
+        order.append(("piece", fn.__name__))
+        return real_piece(i, fn, args)
+
+    def chunk_pieces(design, m, chunk, **kw):
+        if order and order[-1][0] == "piece":
+            drawn_in_pieces.append(m)
+        return real_pieces(design, m, chunk, **kw)
+
+    def long_piece(design):
+        return {}
+
+    long_piece.before_tasks = True
+
+    def after(design, summary, risk, computed):
+        return step.extend(design, summary, risk, computed=computed[1:])
+
+    after.pieces = lambda design: [(long_piece, (design,)), *step.pieces(design)]
+    monkeypatch.setattr(worker, "task", task)
+    monkeypatch.setattr(worker, "piece", piece)
+    monkeypatch.setattr(streams, "chunk_pieces", chunk_pieces)
+    engine_simulate(design, tmp_path / "out", jobs=1, progress=False, after=after)
+    kinds = [kind for kind, _ in order]
+    assert order[0] == ("piece", "long_piece")
+    assert kinds == ["piece"] + ["task"] * (len(order) - 3) + ["piece", "piece"]
+    assert [name for _, name in order[-2:]] == ["degree_piece", "degree_piece"]
+    assert drawn_in_pieces and set(drawn_in_pieces).isdisjoint(design.m)
+    assert (tmp_path / "out" / "tuning.csv").exists()
+
+
 def test_a_failed_checkpoint_save_ends_the_run_with_its_error(tmp_path, monkeypatch):
     import errno
 

@@ -600,6 +600,7 @@ def test_standard_basis_refuses_a_degree_below_one_or_not_whole(degree):
 
 # --- streams: the stream layout of docs/engine.md ------------------------------------------
 
+from study.engine import streams  # noqa: E402
 from study.engine.streams import (  # noqa: E402
     MAX_PIECE,
     chunk_length,
@@ -782,9 +783,65 @@ def test_chunk_power_sums_plain_are_the_sums_of_the_drawn_data():
     S5, T5 = chunk_power_sums(design, 8, 0, K, noise_draw="plain", first=5)
     np.testing.assert_array_equal(S5, S[:5])
     np.testing.assert_allclose(T5, T[:5], rtol=1e-14)
+    streams._KEPT.clear()  # the x stream drawn again, not the kept sums of the calls above
     Sx, Tx = chunk_power_sums(design, 8, 0, K, noise=False)
     assert Tx is None
     np.testing.assert_array_equal(Sx, S)
+
+
+class _Drew(Exception):
+    pass
+
+
+def test_the_first_designs_drawn_are_kept_and_serve_the_x_only_sums_bit_for_bit(monkeypatch):
+    """chunk_power_sums keeps the x power sums of each m's first KEPT_DATA_SETS data sets,
+    and the theory's x-only requests (noise=False) take them instead of drawing again: the
+    same numbers for the same or a smaller degree and as many or fewer data sets; anything
+    else (more data sets, a higher degree, another seed or x distribution) is drawn."""
+    from study.results import TUNING_DESIGNS
+
+    assert streams.KEPT_DATA_SETS == TUNING_DESIGNS  # the tuning's designs, all of them
+    monkeypatch.setattr(streams, "_KEPT", streams.OrderedDict())
+    m, K = 1000, 3
+    design = _design(**{"grid.m": [m], "replications": 700})  # chunks 0–2 of 256, 256, 188
+    fresh = {c: chunk_power_sums(design, m, c, K, noise=False)[0] for c in range(3)}
+    streams._KEPT.clear()
+    for c in range(3):
+        chunk_power_sums(design, m, c, K)  # as a task draws them, with the noise
+    # data sets 0–399: all of chunk 0, the first 144 of chunk 1; none of chunk 2
+    key = (design.seed, design.x, m)
+    assert {k: a.shape for k, a in streams._KEPT.items()} == {
+        (*key, 0): (256, 2 * K + 1),
+        (*key, 1): (400 - 256, 2 * K + 1),
+    }
+
+    def drew(*args, **kw):
+        raise _Drew
+
+    monkeypatch.setattr(streams, "chunk_pieces", drew)
+    served = chunk_power_sums(design, m, 0, K, noise=False)
+    np.testing.assert_array_equal(served[0], fresh[0])
+    assert served[1] is None
+    np.testing.assert_array_equal(
+        chunk_power_sums(design, m, 0, 2, noise=False, first=10)[0], fresh[0][:10, :5]
+    )
+    np.testing.assert_array_equal(
+        chunk_power_sums(design, m, 1, K, noise=False, first=144)[0], fresh[1][:144]
+    )
+    served[0][:] = np.nan  # a caller's change does not reach what is kept
+    np.testing.assert_array_equal(chunk_power_sums(design, m, 0, K, noise=False)[0], fresh[0])
+    other_seed = _design(**{"grid.m": [m], "replications": 700, "seed": design.seed + 1})
+    other_x = _design(**{"grid.m": [m], "replications": 700, "dgp.x": {**X_ASYM, "high": 3.5}})
+    for args, kw in [
+        ((design, m, 1, K), dict(first=145)),  # one data set more than kept
+        ((design, m, 2, K), {}),  # nothing kept
+        ((design, m, 0, K + 1), {}),  # a higher degree
+        ((design, m, 0, K), dict(noise=True)),  # the noise: a task draws both streams
+        ((other_seed, m, 0, K), {}),
+        ((other_x, m, 0, K), {}),
+    ]:
+        with pytest.raises(_Drew):
+            chunk_power_sums(*args, **({"noise": False} | kw))
 
 
 def test_sufficient_noise_draw_has_the_same_x_and_noise_with_covariance_sigma2_gram():

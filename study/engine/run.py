@@ -390,11 +390,11 @@ def _run_tasks(
     """Run ``todo`` in parallel and checkpoint each task as its result comes back (in this
     process: workers need not share its file system; in a thread beside the run,
     :class:`_Saver`, and every save is on disk before this returns or raises); the
-    ``pieces`` of the next step,
-    (function, arguments), go first (they take longest). Returns the summed compute time
-    of the tasks and the pieces' results in their order. A dead worker raises WorkerDied
-    naming the unfinished tasks (under Dask, the scheduler runs a dead worker's tasks again
-    elsewhere instead)."""
+    ``pieces`` of the next step, (function, arguments), go after the tasks, except those
+    whose function is marked ``before_tasks`` (longer than any task). Returns the summed
+    compute time of the tasks and the pieces' results in their order. A dead worker raises
+    WorkerDied naming the unfinished tasks (under Dask, the scheduler runs a dead worker's
+    tasks again elsewhere instead)."""
     from joblib.externals.loky.process_executor import BrokenProcessPool
     from tqdm.auto import tqdm
 
@@ -410,11 +410,22 @@ def _run_tasks(
     saver = _Saver(store, then=None if merging is None else merging.add)
 
     def calls():
-        for i, (fn, args) in enumerate(pieces):
-            yield delayed(worker.piece)(i, fn, args)
+        # The pieces that take longer than any task (``before_tasks``: the minibatch
+        # experiment) go first, the other pieces (the theory of one degree, about a task's
+        # time) after the tasks: a process that ran the first tasks of an m then finds that
+        # m's first designs drawn (study.engine.streams keeps their power sums) when the
+        # theory's tuning asks for them.
+        early = [getattr(fn, "before_tasks", False) for fn, _ in pieces]
+        yield from _piece_calls(lambda i: early[i])
         for task in todo:
             pulled.append(task)
             yield delayed(worker.task)(design, task, solver, noise_draw, own_process)
+        yield from _piece_calls(lambda i: not early[i])
+
+    def _piece_calls(chosen):
+        for i, (fn, args) in enumerate(pieces):
+            if chosen(i):
+                yield delayed(worker.piece)(i, fn, args)
 
     ending = None  # the exception that ends the run, if one does
     try:

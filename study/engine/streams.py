@@ -14,10 +14,14 @@ once to the power sums S_p = Σu^p (p ≤ 2K) and T_p = Σu^p·y (p ≤ K) of ea
 the standardised variable u = (x − center)/scale, uniform on [−1, 1] or standard normal.
 The noise is not drawn point by point: given the points, Φᵀε ~ N(0, G) exactly, so each
 data set takes K + 1 normals from the noise stream (:func:`chunk_power_sums`).
+The x power sums of each m's first KEPT_DATA_SETS data sets that a process drew are kept,
+for the theory's tuning, which averages over those designs.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -36,6 +40,12 @@ CHUNK_POINTS = 1 << 22
 PIECE_ELEMENTS = 1 << 16
 # Points drawn at once within one data set: bounds memory for any m (8 MiB per array).
 MAX_PIECE = 1 << 20
+# The x power sums of the first KEPT_DATA_SETS data sets of each m that this process drew
+# are kept (the theory's tuning averages over the simulation's own first designs,
+# study.results.TUNING_DESIGNS of them; a test checks that the two agree), at most
+# KEPT_BYTES of them, so that the tuning need not draw them again.
+KEPT_DATA_SETS = 400
+KEPT_BYTES = 32 << 20
 
 
 def chunk_length(m: int) -> int:
@@ -202,6 +212,10 @@ def chunk_power_sums(
             f"The 'noise_draw' parameter must be one of {NOISE_DRAWS}. Got {noise_draw!r}."
         )
     K = max_degree
+    if not noise:
+        kept = _kept_sums(design, m, chunk, n, K)
+        if kept is not None:
+            return kept, None
     plain = noise and noise_draw == "plain"
     sums = np.empty((n, 2 * K + 1))  # S: Σ u^p
     E = np.empty((n, K + 1)) if plain else None  # Σ u^p·ε
@@ -225,6 +239,7 @@ def chunk_power_sums(
         sums[piece.rows] += s_part
         if plain:
             E[piece.rows] += e_part
+    _keep_sums(design, m, chunk, sums)
     if not noise:
         return sums, None
     if not plain:  # the noise stream, from its start: K + 1 normals per data set, in order
@@ -234,6 +249,39 @@ def chunk_power_sums(
     v_star = design.true_coefficients_of(1, standardised=True)
     T = v_star[0] * sums[:, : K + 1] + v_star[1] * sums[:, 1 : K + 2] + design.noise_sd * E
     return sums, T
+
+
+# chunk_power_sums's kept x power sums: (seed, x, m, chunk) → S of the chunk's first rows
+_KEPT: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_KEPT_LOCK = threading.Lock()  # tasks and theory pieces may run in threads of one process
+
+
+def _keep_sums(design: Design, m: int, chunk: int, sums: np.ndarray) -> None:
+    """Keep the x power sums of the chunk's data sets among the first KEPT_DATA_SETS of
+    m (the most columns seen, the oldest dropped beyond KEPT_BYTES)."""
+    start = chunk_span(design.replications_of(m), m, chunk)[0]
+    rows = min(sums.shape[0], KEPT_DATA_SETS - start)
+    if rows <= 0:
+        return
+    key = (design.seed, design.x, m, chunk)
+    with _KEPT_LOCK:
+        have = _KEPT.get(key)
+        if have is not None and have.shape[0] >= rows and have.shape[1] >= sums.shape[1]:
+            return
+        _KEPT[key] = sums[:rows].copy()
+        while sum(a.nbytes for a in _KEPT.values()) > KEPT_BYTES:
+            _KEPT.popitem(last=False)
+
+
+def _kept_sums(design: Design, m: int, chunk: int, n: int, K: int) -> np.ndarray | None:
+    """The x power sums Σu^p (p ≤ 2K) of the chunk's first n data sets, if kept: the same
+    numbers as drawing them again (each row's sums depend on its data set alone, and a
+    power sum on no other power), else None."""
+    with _KEPT_LOCK:
+        have = _KEPT.get((design.seed, design.x, m, chunk))
+    if have is None or have.shape[0] < n or have.shape[1] < 2 * K + 1:
+        return None
+    return have[:n, : 2 * K + 1].copy()
 
 
 def sufficient_noise(G: np.ndarray, z: np.ndarray) -> np.ndarray:

@@ -87,7 +87,7 @@ def pieces(design: Design) -> list[tuple]:
     :func:`extend` puts them together."""
     piece = logistic_piece if design.family == "logistic" else degree_piece
     out = [(piece, (design, k)) for k in design.degree]
-    if design.minibatch is not None:  # first: it takes longest (the pool runs them in order)
+    if design.minibatch is not None:  # first: it takes longest (sent before the tasks)
         from study.theory.minibatch import check_data
 
         check_data(design)  # one line before anything runs if its fit cannot exist
@@ -128,6 +128,11 @@ def minibatch_piece(design: Design) -> dict[str, pd.DataFrame]:
 
     with one_blas_thread():
         return {"minibatch": minibatch_table(design)}
+
+
+# longer than any task of the simulation (20 s on the default design): a run sends it before
+# the tasks, and the degree pieces after them (study.engine.run)
+minibatch_piece.before_tasks = True
 
 
 def degree_piece(design: Design, degree: int) -> dict[str, pd.DataFrame]:
