@@ -384,7 +384,9 @@ def _compiled_pencil_risk(W, z_star, wsw, eig, basis: StandardBasis):
     R = eig.shape[0]
 
     def risk(alphas: np.ndarray, noise_sd: float) -> np.ndarray:
-        flat = np.ascontiguousarray(alphas, dtype=float).reshape(-1)
+        # a fresh writable copy: a read-only array is another type to numba, which would
+        # compile the kernel again in this process
+        flat = np.array(alphas, dtype=float).reshape(-1)
         out = np.empty((flat.size, R))
         compiled(W_t, z_t, wsw_t, eig_t, sigma, v_star, flat, float(noise_sd) ** 2, out)
         return out.reshape(alphas.shape + (R,))

@@ -14,6 +14,19 @@ matplotlib.use("Agg")
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
+@pytest.fixture(autouse=True)
+def fresh_kept_sums(monkeypatch):
+    """Every test starts without the x power sums that chunk_power_sums keeps per process
+    (study.engine.streams): none kept by a test before it, perhaps under a monkeypatched
+    stream, can answer its x-only draws."""
+    from collections import OrderedDict
+
+    from study.engine import streams
+
+    monkeypatch.setattr(streams, "_KEPT", OrderedDict())
+
+
 SMALL = {
     "name": "small",
     "seed": 12345,

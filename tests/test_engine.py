@@ -731,6 +731,8 @@ def test_designs_alone_are_the_simulations_designs(x, monkeypatch):
 
     design = design_from_dict(small_design(**{"dgp.x": x, "replications": 300}))
     monkeypatch.setattr("study.engine.streams.PIECE_ELEMENTS", 50)  # several pieces per chunk
+    # every x-only request drawn, not served from the sums the simulation's draws kept
+    monkeypatch.setattr("study.engine.streams._kept_sums", lambda *args: None)
     for m, first in ((8, 11), (40, 44), (40, 100)):
         all_sums, _ = chunk_power_sums(design, m, 1, 3)  # the second chunk: 44 data sets
         power_sums, T = chunk_power_sums(design, m, 1, 3, first=first, noise=False)

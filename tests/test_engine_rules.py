@@ -844,6 +844,20 @@ def test_the_first_designs_drawn_are_kept_and_serve_the_x_only_sums_bit_for_bit(
             chunk_power_sums(*args, **({"noise": False} | kw))
 
 
+def test_the_kept_sums_stay_within_their_bytes_the_least_recently_kept_dropped(monkeypatch):
+    """Beyond KEPT_BYTES the sums kept least recently go; a chunk kept again (with more
+    columns) counts as kept last."""
+    monkeypatch.setattr(streams, "KEPT_BYTES", 3 * 256 * 7 * 8)  # three chunks of degree 3
+    design = _design(**{"grid.m": [8], "replications": 300})
+    for m in (8, 9, 10):
+        chunk_power_sums(design, m, 0, 3)
+    chunk_power_sums(design, 8, 0, 4)  # m = 8 again, wider: now the most recent
+    assert [(k[2], a.shape[1]) for k, a in streams._KEPT.items()] == [(10, 7), (8, 9)]
+    chunk_power_sums(design, 11, 0, 3)  # room for it once m = 10 has gone too
+    assert [k[2] for k in streams._KEPT] == [8, 11]
+    assert sum(a.nbytes for a in streams._KEPT.values()) <= streams.KEPT_BYTES
+
+
 def test_sufficient_noise_draw_has_the_same_x_and_noise_with_covariance_sigma2_gram():
     design = _design(**{"dgp.noise_sd": 0.3})
     K = 2

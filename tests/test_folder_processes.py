@@ -155,6 +155,8 @@ def piece(i):
     time.sleep(1.5)
     return i
 
+piece.describe = lambda i: f"test piece {i}"  # what the message names
+
 try:
     run._run_tasks(types.SimpleNamespace(name="t"), None, [], 0, 0, jobs=2, backend="loky",
                    progress=False, solver=None, pieces=[(piece, (i,)) for i in range(4)])
@@ -182,6 +184,8 @@ def test_a_worker_that_dies_mid_send_ends_the_run_instead_of_hanging_it(tmp_path
         pytest.fail("the run hung after a worker died while sending its result")
     assert proc.returncode == 1, stderr
     assert "a worker process died (exit SIGKILL(-9))" in stdout and "resume" in stdout
+    # the pieces that were running are named, the one that died among them
+    assert "while running one of test piece " in stdout and "test piece 1" in stdout, stdout
     deadline = time.time() + 5
     while _session_processes(proc.pid) and time.time() < deadline:
         time.sleep(0.05)

@@ -17,6 +17,7 @@ from scipy import integrate, stats
 from study.basis import standard_basis
 from study.conditional import SolverDeclined, conditional_risk, conditional_risk_function
 from study.design import XDistribution
+from study.engine import kernel
 from study.fit import fit_polynomial_ridge
 from study.theory import largem as theory
 from study.theory import tuning
@@ -629,9 +630,14 @@ def test_conditional_risk_pencil_equals_direct_solves(low, high, degree, m):
     direct = conditional_risk_function(G, **kw, solver="direct")
     np.testing.assert_allclose(fast(alphas), direct(alphas), rtol=1e-9)
     np.testing.assert_allclose(compiled(alphas), fast(alphas), rtol=1e-12)
-    # one α at a time (as the tuning asks) gives the same numbers as all of them at once
+    # one α at a time (as the tuning asks) gives the same numbers as all of them at once,
+    # and a read-only array of α is no other type to numba: the kernel as loaded serves it
     one = np.stack([compiled(np.array([a]))[0] for a in alphas])
     np.testing.assert_array_equal(one, compiled(alphas))
+    frozen = alphas.copy()
+    frozen.flags.writeable = False
+    np.testing.assert_array_equal(compiled(frozen), compiled(alphas))
+    assert len(kernel.loaded().pencil_risk.signatures) == 1
     # and conditional_risk takes the compiled path
     np.testing.assert_array_equal(
         conditional_risk(G, alphas, basis=basis, noise_sd=1.7), compiled(alphas).mean(axis=-1)
@@ -744,6 +750,8 @@ def test_the_tuning_designs_are_drawn_once_for_every_degree_with_the_same_number
     design = design_from_dict(
         small_design(**{"seed": 41, "grid.m": [30], "grid.degree": [1, 5], "replications": 500})
     )
+    # each degree's designs drawn, not served from the sums kept by a draw before
+    monkeypatch.setattr("study.engine.streams._kept_sums", lambda *args: None)
     own = {k: tuning.design_grams(design, 30, k, n=300) for k in (1, 5)}
     tuning._SUMS_CACHE.clear()
     calls = []

@@ -30,7 +30,8 @@ SIGMA = 0.7
 @pytest.fixture(autouse=True)
 def fresh_caches(monkeypatch):
     """Every test tunes and draws afresh (not from a result a test before it kept), so
-    that each test reaches the code it checks."""
+    that each test reaches the code it checks (the power sums that the streams keep start
+    empty too: conftest.fresh_kept_sums)."""
     monkeypatch.setattr(tuning, "_TUNED_CACHE", {})
     monkeypatch.setattr(tuning, "_SUMS_CACHE", {})
 
@@ -607,9 +608,11 @@ def _risks(design, m, alphas, noise_sd=SIGMA):
     return gram_risks(G_x, alphas, 2, noise_sd=noise_sd, **LINE)
 
 
-def test_the_tuning_designs_are_the_first_designs_of_the_simulation(table_design):
+def test_the_tuning_designs_are_the_first_designs_of_the_simulation(table_design, monkeypatch):
     """design_grams: one Gram matrix per design (all 45 when there are fewer than 400),
-    of m points of u in [−1, 1], Hankel in the power sums; the first n are a prefix."""
+    of m points of u in [−1, 1], Hankel in the power sums; the first n are a prefix (drawn
+    again, not served from the sums the first draw kept)."""
+    monkeypatch.setattr("study.engine.streams._kept_sums", lambda *args: None)
     G = tuning.design_grams(table_design, 9, 2)
     assert G.shape == (45, 3, 3)
     np.testing.assert_array_equal(G[:, 0, 0], 9.0)

@@ -1,11 +1,12 @@
 """The compiled inner loops of the engine: a batch of data sets, one degree, every α.
 
-Two of them: the gaussian family's :func:`pencil_moments`, here, and the logistic family's
-Newton solver (:func:`study.engine.newton.newton_path`, loaded as ``loaded().newton_path``),
-which this module registers with the same cache (:data:`_COMPILED`, :func:`ensure_cached`),
-so that both are compiled once, in a separate process, and every run and worker loads them.
-The theory's tuning minimises :func:`pencil_risk`, also here, the expected risk given each
-design from the same factorisation.
+The gaussian family's :func:`pencil_moments` (and :func:`power_sums`, which reduces the drawn
+points) are here; the logistic family's Newton solver
+(:func:`study.engine.newton.newton_path`, loaded as ``loaded().newton_path``) is registered
+with the same cache (:data:`_COMPILED`, :func:`ensure_cached`), so that all are compiled
+once, in a separate process, and every run and worker loads them. So is
+:func:`pencil_risk`, the expected risk given each design from the same factorisation,
+which the theory's tuning minimises.
 
 For a batch of n data sets (given by their power sums) :func:`pencil_moments` computes what
 :func:`study.conditional._quantities_all_alphas` and :meth:`study.moments.CoMoments.from_samples`
@@ -347,8 +348,10 @@ def pencil_risk(W, z_star, wsw, eig, sigma, v_star, alphas, var_scale, out):
     Per design r (the last axis of every array), from its pencil factorisation (WᵀGW = I,
     WᵀPW = Λ): s = 1/(1 + αΛ), d = W(s∘z*) − v* and out[a, r] = dᵀΣd + var_scale·Σ_i
     s_i²·wsw_i, where z* = WᵀGv*, wsw_i = (WᵀΣW)_ii and var_scale = σ². Shapes: W (p, p, R),
-    z_star, wsw and eig (p, R), sigma (p, p), v_star (p,), alphas (A,), out (A, R). Without
-    reassociation: the sums run in one fixed order."""
+    z_star, wsw and eig (p, R), sigma (p, p), v_star (p,), alphas (A,), out (A, R), all
+    float64 and C-contiguous (the types it is compiled for); nothing checks them, so call it
+    through :func:`study.conditional.conditional_risk_function`. Without reassociation: the
+    sums run in one fixed order."""
     p, R = eig.shape
     s = np.empty((p, R))
     dev = np.empty((p, R))

@@ -402,19 +402,20 @@ def _run_tasks(
     display = dict(unit="task", desc=design.name, dynamic_ncols=True, file=sys.stderr)
     bar = tqdm(total=n_tasks + len(pieces), initial=n_done, disable=not progress, **display)
     computed: list = [None] * len(pieces)
-    # joblib pulls tasks from this generator as it dispatches them (at most `jobs` ahead):
-    # what was pulled and has not come back is what was running when a worker died
-    pulled: list[Task] = []
-    finished: set[Task] = set()
+    # joblib pulls tasks and pieces (by their index) from this generator as it dispatches
+    # them (at most `jobs` ahead): what was pulled and has not come back is what was
+    # running when a worker died
+    pulled: list[Task | int] = []
+    finished: set[Task | int] = set()
     own_process = backend == "dask"
     saver = _Saver(store, then=None if merging is None else merging.add)
 
     def calls():
         # The pieces that take longer than any task (``before_tasks``: the minibatch
-        # experiment) go first, the other pieces (the theory of one degree, about a task's
-        # time) after the tasks: a process that ran the first tasks of an m then finds that
-        # m's first designs drawn (study.engine.streams keeps their power sums) when the
-        # theory's tuning asks for them.
+        # experiment) go first, the other pieces (the theory of one degree) after the
+        # tasks: a process that ran the first tasks of an m then finds that m's first
+        # designs drawn (study.engine.streams keeps their power sums) when the theory's
+        # tuning asks for them.
         early = [getattr(fn, "before_tasks", False) for fn, _ in pieces]
         yield from _piece_calls(lambda i: early[i])
         for task in todo:
@@ -425,6 +426,7 @@ def _run_tasks(
     def _piece_calls(chosen):
         for i, (fn, args) in enumerate(pieces):
             if chosen(i):
+                pulled.append(i)
                 yield delayed(worker.piece)(i, fn, args)
 
     ending = None  # the exception that ends the run, if one does
@@ -440,6 +442,7 @@ def _run_tasks(
                 for key, result in parallel(calls()):
                     if isinstance(key, int):  # a piece of the next step
                         computed[key] = result
+                        finished.add(key)
                     else:
                         saver.save(key, result)
                         finished.add(key)
@@ -447,7 +450,10 @@ def _run_tasks(
                     bar.update(1)
     except BrokenProcessPool as exc:  # TerminatedWorkerError and its kin
         running = [t for t in pulled if t not in finished]
-        names = "; ".join(t.describe() for t in running[: max(jobs, 1)]) or "?"
+        names = "; ".join(
+            _describe_piece(*pieces[t]) if isinstance(t, int) else t.describe()
+            for t in running[: max(jobs, 1)]
+        )
         how = watch.exit_codes if getattr(watch, "exit_codes", None) else _exit_codes(exc)
         ending = WorkerDied(
             f"a worker process died ({how}) while running one of {names}; the "
@@ -461,6 +467,13 @@ def _run_tasks(
         bar.close()
         saver.close(during=ending)  # the finished tasks on disk, whatever ended the run
     return compute_seconds, computed
+
+
+def _describe_piece(fn, args) -> str:
+    """For messages: what a piece of the next step computes, e.g. "the theory of degree
+    3" (its function's ``describe(*args)``), else its function's name."""
+    describe = getattr(fn, "describe", None)
+    return describe(*args) if describe is not None else f"the piece {fn.__name__}"
 
 
 class _Saver:

@@ -194,7 +194,8 @@ def chunk_power_sums(
         chunk, since both streams are drawn in order.
     noise : bool, default True
         With False, only S, from the x stream: the designs without their responses (the
-        noise is not drawn) and T is None.
+        noise is not drawn) and T is None. Those of the first KEPT_DATA_SETS data sets
+        of m come from the sums this process kept when it drew them (the same numbers).
     noise_draw : {"sufficient", "plain"}
 
     Returns
@@ -258,7 +259,8 @@ _KEPT_LOCK = threading.Lock()  # tasks and theory pieces may run in threads of o
 
 def _keep_sums(design: Design, m: int, chunk: int, sums: np.ndarray) -> None:
     """Keep the x power sums of the chunk's data sets among the first KEPT_DATA_SETS of
-    m (the most columns seen, the oldest dropped beyond KEPT_BYTES)."""
+    m, unless as many rows and columns are kept already; the least recently kept go
+    beyond KEPT_BYTES."""
     start = chunk_span(design.replications_of(m), m, chunk)[0]
     rows = min(sums.shape[0], KEPT_DATA_SETS - start)
     if rows <= 0:
@@ -269,14 +271,16 @@ def _keep_sums(design: Design, m: int, chunk: int, sums: np.ndarray) -> None:
         if have is not None and have.shape[0] >= rows and have.shape[1] >= sums.shape[1]:
             return
         _KEPT[key] = sums[:rows].copy()
-        while sum(a.nbytes for a in _KEPT.values()) > KEPT_BYTES:
-            _KEPT.popitem(last=False)
+        _KEPT.move_to_end(key)
+        total = sum(a.nbytes for a in _KEPT.values())
+        while total > KEPT_BYTES:
+            total -= _KEPT.popitem(last=False)[1].nbytes
 
 
 def _kept_sums(design: Design, m: int, chunk: int, n: int, K: int) -> np.ndarray | None:
-    """The x power sums Σu^p (p ≤ 2K) of the chunk's first n data sets, if kept: the same
-    numbers as drawing them again (each row's sums depend on its data set alone, and a
-    power sum on no other power), else None."""
+    """The x power sums Σu^p (p ≤ 2K) of the chunk's first n data sets, if kept (a copy):
+    the same numbers as drawing them again (each row's sums depend on its data set alone,
+    and a power sum on no other power), else None."""
     with _KEPT_LOCK:
         have = _KEPT.get((design.seed, design.x, m, chunk))
     if have is None or have.shape[0] < n or have.shape[1] < 2 * K + 1:

@@ -130,11 +130,6 @@ def minibatch_piece(design: Design) -> dict[str, pd.DataFrame]:
         return {"minibatch": minibatch_table(design)}
 
 
-# longer than any task of the simulation (20 s on the default design): a run sends it before
-# the tasks, and the degree pieces after them (study.engine.run)
-minibatch_piece.before_tasks = True
-
-
 def degree_piece(design: Design, degree: int) -> dict[str, pd.DataFrame]:
     """Everything the theory says about one degree of the design: the large-m tables, the
     tuned penalty, its transfer, the risk curves, the matched comparison, the sensitivity
@@ -164,6 +159,14 @@ def degree_piece(design: Design, degree: int) -> dict[str, pd.DataFrame]:
             "bases": bases_table(one),
         }
 
+
+# longer than any task of the simulation (20 s on the default design): a run sends it before
+# the tasks, and the degree pieces after them (study.engine.run)
+minibatch_piece.before_tasks = True
+# what a run's message names if a worker dies while running the piece
+minibatch_piece.describe = lambda design: "the theory's minibatch experiment"
+degree_piece.describe = lambda design, degree: f"the theory of degree {degree}"
+logistic_piece.describe = lambda design, degree: f"the logistic theory of degree {degree}"
 
 extend.step = "theory"  # the name the manifest lists among the run's steps
 extend.pieces = pieces  # computed beside the simulation by study.engine.run

@@ -467,10 +467,11 @@ def _standard_errors(per_design, a_star: float) -> tuple[float, float]:
 
 def design_grams(design: Design, m: int, degree: int, n: int = DESIGNS_FOR_TUNING) -> np.ndarray:
     """Gram matrices G_u of the first n simulated designs of size m (chunk 0, then 1, …):
-    the simulation's own designs, drawn again from the x stream alone. The power sums are
-    drawn once per process for the largest degree asked for so far within
-    :func:`sums_of_degree` (the theory of every degree of a design shares them): a power
-    sum is the same number whatever the largest power summed with it."""
+    the simulation's own designs, from the x stream alone (taken from the power sums this
+    process kept when its tasks drew them, :func:`~study.engine.streams.chunk_power_sums`,
+    else drawn again). The power sums are taken once per process for the largest degree
+    asked for so far within :func:`sums_of_degree` (the theory of every degree of a design
+    shares them): a power sum is the same number whatever the largest power summed with it."""
     K = max(degree, _SUMS_DEGREE.get())
     sums = _design_power_sums(design.seed, design.x, design.replications, m, K, n, design)
     return sums[:, hankel_index(degree)]
