@@ -232,7 +232,8 @@ def test_the_cache_check_sees_the_kernel_make_venv_compiled():
 
 @pytest.mark.slow
 def test_a_run_that_compiles_the_kernel_equals_one_that_loads_it(tmp_path):
-    """A first run on a machine (empty numba cache) gives the same bytes as later runs."""
+    """A first run on a machine (empty numba cache) gives the same bytes as later runs, the
+    theory's files too (the tuning's risk is compiled as well)."""
     import os
     import subprocess
     import sys
@@ -249,5 +250,9 @@ def test_a_run_that_compiles_the_kernel_equals_one_that_loads_it(tmp_path):
         subprocess.run(
             [*cmd, "--out", str(outs[name]), "--quiet", "--jobs", "2"], env=env, check=True
         )
-    for f in ("summary.csv", "risk.csv", "draws.npz"):
+    from study.paths import THEORY_FILES
+
+    theory = [f for f in THEORY_FILES if (outs["warm"] / f).exists()]
+    assert "tuning.csv" in theory
+    for f in ("summary.csv", "risk.csv", "draws.npz", *theory):
         assert (outs["cold"] / f).read_bytes() == (outs["warm"] / f).read_bytes(), f
