@@ -38,13 +38,20 @@ def _raw(**changes):
     return small_design(**(base | changes))
 
 
-def test_a_local_cluster_gives_loky_results(tmp_path):
-    """Tasks sized by cost on loky, of one chunk each on the cluster: the same bytes."""
+def test_a_local_cluster_gives_loky_results(tmp_path, monkeypatch):
+    """Tasks sized by cost on loky, of one chunk each on the cluster: the same bytes. The
+    cluster's two workers are frozen before it closes (they exit faster)."""
+    from study.engine import run as run_module
+
     design = design_from_dict(_raw())
     one_chunk = design_from_dict(_raw(block_size=1))
+    frozen = []
+    real = run_module._freeze_workers
+    monkeypatch.setattr(run_module, "_freeze_workers", lambda c: frozen.append(real(c)))
     simulate(design, tmp_path / "loky", jobs=2, progress=False, theory=False)
     simulate(one_chunk, tmp_path / "dask", jobs=2, backend="dask", progress=False, theory=False)
     assert _bytes(tmp_path / "dask") == _bytes(tmp_path / "loky")
+    assert len(frozen) == 1 and len(frozen[0]) == 2  # both workers of the one cluster
     run = json.loads((tmp_path / "dask" / "manifest.json").read_text())["run"]
     assert run["backend"] == "dask" and run["scheduler"] == "local cluster"
 
@@ -124,6 +131,14 @@ def test_a_real_cluster_gives_loky_results_even_when_a_worker_is_killed(tmp_path
     assert _bytes(out) == _bytes(loky)
     run = json.loads((out / "manifest.json").read_text())["run"]
     assert run["scheduler"] == cluster.address and run["tasks_resumed"] == 0
+    # the cluster's workers live on: the run did not freeze them as it does its own
+    import gc
+
+    from distributed import Client
+
+    with Client(cluster.address, timeout=30) as client:
+        counts = client.run(gc.get_freeze_count)
+    assert counts and set(counts.values()) == {0}
 
 
 def test_an_unreachable_scheduler_is_one_line_and_writes_nothing(tmp_path, monkeypatch):

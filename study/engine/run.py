@@ -680,6 +680,21 @@ def _dask_client(n_workers: int, scheduler: str | None):
     )
     with cluster, Client(cluster) as client:
         yield client
+        _freeze_workers(client)
+
+
+def _freeze_workers(client) -> dict:
+    """Freeze the garbage collector's objects in the workers of a LocalCluster this run
+    started, as it closes: their interpreters then no longer walk every object numba made
+    on the way out (closing took 1.0 to 1.2 s on bench-data7 with 2 workers, 0.2 s
+    frozen). Never the workers of a cluster at an address: they live on. Best effort (a
+    failure costs only that time). Returns {worker: None} for the workers it reached."""
+    import gc
+
+    try:
+        return client.run(gc.freeze, on_error="ignore")
+    except (OSError, TimeoutError):  # a worker gone or the connection closing
+        return {}
 
 
 def _exit_codes(exc: BaseException) -> str:
