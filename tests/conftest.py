@@ -18,13 +18,17 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def fresh_kept_sums(monkeypatch):
     """Every test starts without the x power sums that chunk_power_sums keeps per process
-    (study.engine.streams): none kept by a test before it, perhaps under a monkeypatched
-    stream, can answer its x-only draws."""
+    (study.engine.streams) and without the tuning's designs (study.theory.tuning): none
+    kept by a test before it, perhaps under a monkeypatched stream, can answer its x-only
+    draws. (Module- and session-scoped fixtures run before it, and loky workers reused
+    from test to test keep their own.)"""
     from collections import OrderedDict
 
     from study.engine import streams
+    from study.theory import tuning
 
     monkeypatch.setattr(streams, "_KEPT", OrderedDict())
+    monkeypatch.setattr(tuning, "_SUMS_CACHE", {})
 
 
 SMALL = {

@@ -56,6 +56,42 @@ def test_a_local_cluster_gives_loky_results(tmp_path, monkeypatch):
     assert run["backend"] == "dask" and run["scheduler"] == "local cluster"
 
 
+def test_freezing_the_workers_is_bounded_and_never_fails_the_run(monkeypatch):
+    """A worker that does not answer cannot keep the results from being written, and a
+    failed freeze costs nothing but its time."""
+    import threading
+
+    from study.engine import run as run_module
+
+    class Client:
+        def __init__(self, answer):
+            self.answer = answer
+
+        def run(self, fn, on_error):
+            assert on_error == "ignore"
+            return self.answer()
+
+    release = threading.Event()
+
+    def hangs():
+        release.wait(30)
+        return {"w": None}
+
+    def fails():
+        raise OSError("connection closed")
+
+    monkeypatch.setattr(run_module, "FREEZE_SECONDS", 0.2)
+    try:
+        assert run_module._freeze_workers(Client(hangs)) == {}
+    finally:
+        release.set()
+    assert run_module._freeze_workers(Client(fails)) == {}
+    assert run_module._freeze_workers(Client(lambda: {"a": None, "b": None})) == {
+        "a": None,
+        "b": None,
+    }
+
+
 class Cluster:
     """A Dask scheduler and two single-threaded workers, each in its own session."""
 

@@ -254,5 +254,6 @@ def test_a_run_that_compiles_the_kernel_equals_one_that_loads_it(tmp_path):
 
     theory = [f for f in THEORY_FILES if (outs["warm"] / f).exists()]
     assert "tuning.csv" in theory
+    assert theory == [f for f in THEORY_FILES if (outs["cold"] / f).exists()]
     for f in ("summary.csv", "risk.csv", "draws.npz", *theory):
         assert (outs["cold"] / f).read_bytes() == (outs["warm"] / f).read_bytes(), f

@@ -393,8 +393,8 @@ def _run_tasks(
     ``pieces`` of the next step, (function, arguments), go after the tasks, except those
     whose function is marked ``before_tasks`` (longer than any task). Returns the summed
     compute time of the tasks and the pieces' results in their order. A dead worker raises
-    WorkerDied naming the unfinished tasks (under Dask, the scheduler runs a dead worker's
-    tasks again elsewhere instead)."""
+    WorkerDied naming the unfinished tasks or pieces (under Dask, the scheduler runs a dead
+    worker's tasks again elsewhere instead)."""
     from joblib.externals.loky.process_executor import BrokenProcessPool
     from tqdm.auto import tqdm
 
@@ -450,9 +450,12 @@ def _run_tasks(
                     bar.update(1)
     except BrokenProcessPool as exc:  # TerminatedWorkerError and its kin
         running = [t for t in pulled if t not in finished]
-        names = "; ".join(
-            _describe_piece(*pieces[t]) if isinstance(t, int) else t.describe()
-            for t in running[: max(jobs, 1)]
+        names = (
+            "; ".join(
+                _describe_piece(*pieces[t]) if isinstance(t, int) else t.describe()
+                for t in running[: max(jobs, 1)]
+            )
+            or "?"
         )
         how = watch.exit_codes if getattr(watch, "exit_codes", None) else _exit_codes(exc)
         ending = WorkerDied(
@@ -471,9 +474,14 @@ def _run_tasks(
 
 def _describe_piece(fn, args) -> str:
     """For messages: what a piece of the next step computes, e.g. "the theory of degree
-    3" (its function's ``describe(*args)``), else its function's name."""
+    3" (its function's ``describe(*args)``), else its function's name. Never raises: it
+    builds the message of a run that is ending."""
+    generic = f"the piece {getattr(fn, '__name__', type(fn).__name__)}"
     describe = getattr(fn, "describe", None)
-    return describe(*args) if describe is not None else f"the piece {fn.__name__}"
+    try:
+        return str(describe(*args)) if describe is not None else generic
+    except Exception:  # a describe that fails must not replace the error being reported
+        return generic
 
 
 class _Saver:
@@ -655,6 +663,9 @@ def _backend(backend: str, n_jobs: int, scheduler: str | None):
 
 @contextmanager
 def _dask_client(n_workers: int, scheduler: str | None):
+    """A client of the scheduler at ``scheduler`` (refused in one line if unreachable), or
+    of a LocalCluster of ``n_workers`` single-threaded worker processes started for the
+    run, whose workers are frozen before it closes (:func:`_freeze_workers`)."""
     import logging
 
     from distributed import Client, LocalCluster
@@ -683,18 +694,32 @@ def _dask_client(n_workers: int, scheduler: str | None):
         _freeze_workers(client)
 
 
+# how long a run waits for its LocalCluster's workers to freeze before closing it anyway
+FREEZE_SECONDS = 5.0
+
+
 def _freeze_workers(client) -> dict:
     """Freeze the garbage collector's objects in the workers of a LocalCluster this run
     started, as it closes: their interpreters then no longer walk every object numba made
     on the way out (closing took 1.0 to 1.2 s on bench-data7 with 2 workers, 0.2 s
-    frozen). Never the workers of a cluster at an address: they live on. Best effort (a
-    failure costs only that time). Returns {worker: None} for the workers it reached."""
+    frozen). Never the workers of a cluster at an address: they live on. Best effort and
+    bounded (FREEZE_SECONDS: an unresponsive worker must not keep the results from being
+    written). Returns {worker: None} for the workers it reached in time."""
     import gc
+    import threading
 
-    try:
-        return client.run(gc.freeze, on_error="ignore")
-    except (OSError, TimeoutError):  # a worker gone or the connection closing
-        return {}
+    reached: dict = {}
+
+    def freeze():
+        try:
+            reached.update(client.run(gc.freeze, on_error="ignore"))
+        except Exception:  # a worker gone, the client closing: it only costs that time
+            pass
+
+    thread = threading.Thread(target=freeze, name="study-freeze-workers", daemon=True)
+    thread.start()
+    thread.join(FREEZE_SECONDS)
+    return dict(reached) if not thread.is_alive() else {}
 
 
 def _exit_codes(exc: BaseException) -> str:
