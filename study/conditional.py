@@ -375,10 +375,8 @@ def _compiled_pencil_risk(W, z_star, wsw, eig, basis: StandardBasis):
     from study.engine import kernel
 
     compiled = kernel.loaded().pencil_risk
-    designs_last = [np.ascontiguousarray(np.moveaxis(a, 0, -1), dtype=float) for a in (W, z_star)]
-    W_t, z_t = designs_last
-    wsw_t = np.ascontiguousarray(wsw.T, dtype=float)
-    eig_t = np.ascontiguousarray(eig.T, dtype=float)
+    W_t = np.ascontiguousarray(np.moveaxis(W, 0, -1), dtype=float)  # (p, p, R)
+    z_t, wsw_t, eig_t = (np.ascontiguousarray(a.T, dtype=float) for a in (z_star, wsw, eig))
     sigma = np.ascontiguousarray(basis.sigma, dtype=float)
     v_star = np.ascontiguousarray(basis.v_star, dtype=float)
     R = eig.shape[0]

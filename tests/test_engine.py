@@ -467,10 +467,8 @@ def test_the_theory_pieces_follow_the_tasks_and_take_their_first_designs(monkeyp
     only those of the other m it looks at (CURVE_MS)."""
     from study.engine import streams, worker
     from study.engine.run import simulate as engine_simulate
-    from study.theory import step, tuning
+    from study.theory import step
 
-    monkeypatch.setattr(streams, "_KEPT", streams.OrderedDict())
-    monkeypatch.setattr(tuning, "_SUMS_CACHE", {})
     raw = small_design(replications=300, **{"grid.m": [8, 20], "grid.degree": [1, 3]})
     design = design_from_dict(raw)
     order, drawn_in_pieces = [], []

@@ -801,7 +801,6 @@ def test_the_first_designs_drawn_are_kept_and_serve_the_x_only_sums_bit_for_bit(
     from study.results import TUNING_DESIGNS
 
     assert streams.KEPT_DATA_SETS == TUNING_DESIGNS  # the tuning's designs, all of them
-    monkeypatch.setattr(streams, "_KEPT", streams.OrderedDict())
     m, K = 1000, 3
     design = _design(**{"grid.m": [m], "replications": 700})  # chunks 0–2 of 256, 256, 188
     fresh = {c: chunk_power_sums(design, m, c, K, noise=False)[0] for c in range(3)}

@@ -29,11 +29,10 @@ SIGMA = 0.7
 
 @pytest.fixture(autouse=True)
 def fresh_caches(monkeypatch):
-    """Every test tunes and draws afresh (not from a result a test before it kept), so
-    that each test reaches the code it checks (the power sums that the streams keep start
-    empty too: conftest.fresh_kept_sums)."""
+    """Every test tunes afresh (not from a result a test before it kept), so that each
+    test reaches the code it checks (its designs are drawn afresh too:
+    conftest.fresh_kept_sums)."""
     monkeypatch.setattr(tuning, "_TUNED_CACHE", {})
-    monkeypatch.setattr(tuning, "_SUMS_CACHE", {})
 
 
 # --- references -------------------------------------------------------------------------

@@ -417,17 +417,17 @@ def _run_tasks(
         # designs drawn (study.engine.streams keeps their power sums) when the theory's
         # tuning asks for them.
         early = [getattr(fn, "before_tasks", False) for fn, _ in pieces]
-        yield from _piece_calls(lambda i: early[i])
+        yield from _piece_calls(i for i in range(len(pieces)) if early[i])
         for task in todo:
             pulled.append(task)
             yield delayed(worker.task)(design, task, solver, noise_draw, own_process)
-        yield from _piece_calls(lambda i: not early[i])
+        yield from _piece_calls(i for i in range(len(pieces)) if not early[i])
 
-    def _piece_calls(chosen):
-        for i, (fn, args) in enumerate(pieces):
-            if chosen(i):
-                pulled.append(i)
-                yield delayed(worker.piece)(i, fn, args)
+    def _piece_calls(indices):
+        for i in indices:
+            fn, args = pieces[i]
+            pulled.append(i)
+            yield delayed(worker.piece)(i, fn, args)
 
     ending = None  # the exception that ends the run, if one does
     try:

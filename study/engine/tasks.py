@@ -167,7 +167,7 @@ def _matrix(arrays: dict[str, np.ndarray], group: str) -> np.ndarray:
     if f"{group}_M" in arrays:
         return arrays[f"{group}_M"]
     tri = arrays[f"{group}_Mtri"]
-    q = round((math.isqrt(8 * tri.shape[-1] + 1) - 1) / 2)
+    q = (math.isqrt(8 * tri.shape[-1] + 1) - 1) // 2
     if q * (q + 1) // 2 != tri.shape[-1]:
         raise ValueError(f"{group}_Mtri: {tri.shape[-1]} values are no triangle")
     M = np.empty((*tri.shape[:-1], q, q))
