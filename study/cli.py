@@ -43,14 +43,32 @@ def _raise_interrupted(signum, frame):
 
 @contextlib.contextmanager
 def _signals_as_interrupts():
-    """SIGTERM and SIGHUP raise Interrupted in the main thread for the duration."""
+    """SIGTERM and SIGHUP raise Interrupted in the main thread for the duration (not in a
+    child forked meanwhile, such as a local Dask cluster's worker: it gets the handlers
+    from before, and a SIGTERM from its nanny stops it)."""
     caught = (signal.SIGTERM, signal.SIGHUP)
     previous = {sig: signal.signal(sig, _raise_interrupted) for sig in caught}
+    _BEFORE.update(previous)
     try:
         yield
     finally:
+        _BEFORE.clear()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+# the handlers _signals_as_interrupts replaced, while it is active
+_BEFORE: dict = {}
+
+
+def _restore_signals_in_child() -> None:
+    # runs in the child right after a fork, as its only thread (its main thread)
+    for sig, handler in _BEFORE.items():
+        signal.signal(sig, handler)
+    _BEFORE.clear()
+
+
+os.register_at_fork(after_in_child=_restore_signals_in_child)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -12,7 +12,8 @@ data directory.
 - **One writer at a time.** ``study simulate`` holds an exclusive ``flock`` on the folder
   itself for the whole run (and notes its process id in ``.study-lock``); ``study check``
   and ``study report`` hold a shared one while they read. The kernel releases the lock
-  when the process dies, so a ``kill -9`` leaves no stale lock.
+  when the process dies, so a ``kill -9`` leaves no stale lock (a forked child, such as a
+  local Dask cluster's worker, closes its copy of the lock at once).
 - **A commit point.** ``manifest.json`` is removed before a run rewrites any result file
   and written last, with the size and SHA-256 of every result file: a folder without a
   manifest, whose manifest disagrees with its design hash or the marker, or whose files
@@ -28,6 +29,7 @@ import hashlib
 import json
 import os
 import re
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,7 +168,7 @@ def refuse_foreign(folder: Path) -> None:
 # --- the lock ------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity (the set of held locks)
 class Lock:
     """An flock on the results folder itself; released by close() or by the process's death.
 
@@ -178,6 +180,9 @@ class Lock:
     fd: int
     note: Path | None = None
 
+    def __post_init__(self) -> None:
+        _HELD.add(self)
+
     def close(self) -> None:
         if self.fd >= 0:
             if self.note is not None:
@@ -185,6 +190,24 @@ class Lock:
                     self.note.write_text("")
             os.close(self.fd)  # closing the descriptor releases the flock
             self.fd = -1
+        _HELD.discard(self)
+
+
+# The locks this process holds. A forked child (a LocalCluster's worker, study.engine.run)
+# shares each flock through its copy of the descriptor, and would hold the folder locked
+# after this process ends until the child ends too: the child closes its copies at once.
+_HELD: weakref.WeakSet[Lock] = weakref.WeakSet()
+
+
+def _release_in_child() -> None:
+    for lock in list(_HELD):
+        with contextlib.suppress(OSError):
+            os.close(lock.fd)
+        lock.fd, lock.note = -1, None  # the parent's lock: not the child's to clear
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_release_in_child)
 
 
 def _holder(folder: Path, exclusive: bool) -> str:

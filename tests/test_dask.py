@@ -4,6 +4,7 @@ loky byte for byte, also when a worker is killed mid-run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -54,6 +55,51 @@ def test_a_local_cluster_gives_loky_results(tmp_path, monkeypatch):
     assert len(frozen) == 1 and len(frozen[0]) == 2  # both workers of the one cluster
     run = json.loads((tmp_path / "dask" / "manifest.json").read_text())["run"]
     assert run["backend"] == "dask" and run["scheduler"] == "local cluster"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux only")
+def test_a_local_cluster_forks_its_workers_without_a_profiler():
+    """Its workers start with this process's modules (forked, not spawned), sample no
+    profile and ignore Ctrl-C (the run's process stops them), and the Dask configuration
+    and a child forked after the cluster are as before."""
+    import dask
+
+    key, profile = run_module.START_METHOD_KEY, "distributed.worker.profile.enabled"
+    before = dask.config.get(key), dask.config.get(profile)
+    assert before == ("spawn", True)  # Dask's defaults, which the run overrides
+
+    def state():
+        import dask
+
+        # spawned, a worker has not imported the engine before its first task
+        engine = "study.engine.worker" in sys.modules
+        ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        return engine, dask.config.get(profile), ignored, os.getppid()
+
+    with run_module._dask_client(2, None) as client:
+        states = client.run(state)
+    assert list(states.values()) == [(True, False, True, os.getpid())] * 2
+    assert (dask.config.get(key), dask.config.get(profile)) == before
+    pid = os.fork()
+    if pid == 0:  # only reads and exits
+        os._exit(0 if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else 3)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+def test_the_start_method_follows_a_configured_one(monkeypatch):
+    """Fork on Linux unless the user's Dask configuration names a method, even Dask's
+    default "spawn" (in its environment variable here)."""
+    import dask
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert run_module.local_start_method() == "fork"
+    with dask.config.set({run_module.START_METHOD_KEY: "forkserver"}):
+        assert run_module.local_start_method() == "forkserver"
+    monkeypatch.setenv("DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD", "spawn")
+    assert run_module.local_start_method() == "spawn"
+    monkeypatch.delenv("DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD")
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert run_module.local_start_method() == "spawn"
 
 
 def test_freezing_the_workers_is_bounded_and_never_fails_the_run(monkeypatch):
@@ -175,6 +221,100 @@ def test_a_real_cluster_gives_loky_results_even_when_a_worker_is_killed(tmp_path
     with Client(cluster.address, timeout=30) as client:
         counts = client.run(gc.get_freeze_count)
     assert counts and set(counts.values()) == {0}
+
+
+def _forked_workers(pid: int) -> list[int]:
+    """The workers of the run ``pid``: its children that Dask titled as workers."""
+    # the children of each of its threads (the nannies fork from the event loop's)
+    children = [c for t in Path(f"/proc/{pid}/task").iterdir() for c in _children(t)]
+    workers = []
+    for child in children:
+        try:
+            if Path(f"/proc/{child}/cmdline").read_bytes().startswith(b"dask worker"):
+                workers.append(child)
+        except OSError:  # ended meanwhile
+            pass
+    return workers
+
+
+def _children(thread: Path) -> list[int]:
+    try:
+        return [int(c) for c in (thread / "children").read_text().split()]
+    except OSError:  # the thread ended meanwhile
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux only")
+def test_a_local_cluster_survives_a_killed_worker_and_stops_cleanly(tmp_path):
+    """A forked worker killed mid-run is forked again by its nanny and the run ends with
+    loky's bytes; Ctrl-C ends a run with one line, not a traceback from each worker; a run
+    killed itself leaves the folder unlocked at once (its forked workers hold no copy of
+    the lock) and no worker behind."""
+    from study import folder as results_folder
+
+    raw = _raw(**{"grid.m": [400, 3000, 20000], "replications": 2000, "block_size": 256})
+    design_file = write_design(tmp_path / "d.toml", raw)
+    loky = tmp_path / "loky"
+    run_cli("simulate", design_file, "--out", loky, "-q", "-j", "2", "--no-theory", check=True)
+
+    def start(out):
+        cmd = [sys.executable, "-m", "study", "simulate", str(design_file), "--out", str(out)]
+        cmd += ["--backend", "dask", "-j", "2", "-q", "--no-theory"]
+        pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd, **pipes, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while len(list(out.glob("checkpoints/*.ckpt"))) < 3:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        workers = _forked_workers(proc.pid)
+        assert len(workers) == 2
+        return proc, workers
+
+    n_tasks = 24
+    out = tmp_path / "dask"
+    proc, workers = start(out)
+    try:
+        os.kill(workers[0], signal.SIGKILL)
+        assert len(list(out.glob("checkpoints/*.ckpt"))) < n_tasks  # killed mid-run
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, stderr
+    assert _bytes(out) == _bytes(loky)
+
+    out = tmp_path / "interrupted"  # Ctrl-C in a terminal: a SIGINT to the whole group
+    proc, workers = start(out)
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130
+    assert stderr.count("\n") == 1 and "interrupted (SIGINT)" in stderr  # no worker's traceback
+
+    out = tmp_path / "killed"
+    proc, workers = start(out)
+    try:
+        proc.kill()
+        proc.wait(timeout=30)
+        results_folder.acquire(out, exclusive=True).close()  # not locked by the workers
+        deadline = time.monotonic() + 30
+        while any(map(_alive, workers)):
+            assert time.monotonic() < deadline, "the workers outlived the run"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_an_unreachable_scheduler_is_one_line_and_writes_nothing(tmp_path, monkeypatch):

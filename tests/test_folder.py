@@ -346,6 +346,71 @@ def test_a_failed_write_names_the_result_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # no temporary file left behind
 
 
+# --- a forked child (a local Dask cluster's worker) -----------------------------------------
+
+
+def _forked(child) -> int:
+    """Fork from a thread, as a LocalCluster's nanny does, run ``child()`` in the child
+    (its exit status: 0 if it returns True) and return the child's exit code. The child
+    only reads and exits: it runs no test machinery."""
+    import threading
+
+    got = {}
+
+    def fork():
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if child() else 3)
+        got["status"] = os.waitpid(pid, 0)[1]
+
+    thread = threading.Thread(target=fork)
+    thread.start()
+    thread.join()
+    return os.waitstatus_to_exitcode(got["status"])
+
+
+def test_a_forked_child_gives_up_the_folder_lock(tmp_path):
+    """The child closes its copy of the lock's descriptor at once: with it, the folder would
+    stay locked after the run's process ends until the child ends too."""
+    from study import folder as results_folder
+
+    lock = results_folder.acquire(tmp_path, exclusive=True)
+    read, write = os.pipe()
+    ready_read, ready_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # past the fork's handlers: says so, and holds on until the parent is done
+        os.close(write)
+        os.write(ready_write, b"r")
+        os.read(read, 1)
+        os._exit(0)
+    os.close(read)
+    os.close(ready_write)
+    try:
+        assert os.read(ready_read, 1) == b"r"
+        os.close(ready_read)
+        with pytest.raises(results_folder.FolderError, match="locked"):
+            results_folder.acquire(tmp_path, exclusive=True)  # still the parent's
+        lock.close()
+        results_folder.acquire(tmp_path, exclusive=True).close()  # the child holds none
+    finally:
+        os.close(write)
+        os.waitpid(pid, 0)
+    assert (tmp_path / LOCK).read_text() == ""  # cleared by the parent, not the child
+
+
+def test_a_forked_child_gets_the_signal_handlers_from_before_the_run():
+    """A LocalCluster's worker is forked while the run turns SIGTERM and SIGHUP into
+    Interrupted: the child must not, so that a SIGTERM from its nanny stops it."""
+    import signal
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    with cli._signals_as_interrupts():
+        assert signal.getsignal(signal.SIGTERM) is cli._raise_interrupted
+        code = _forked(lambda: all(signal.getsignal(s) is h for s, h in before.items()))
+    assert code == 0
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
 # --- readers ---------------------------------------------------------------------------------
 
 
