@@ -20,8 +20,10 @@ per second, data points per second and peak memory:
 
 The contenders take turns within each repeat (engine, whole command, floor, loops, then
 again), so that the machine's speed drifting during the bench moves them alike. Peak
-memory is the largest resident set of the whole process tree (main process and workers) of
-a separate run, sampled from /proc every 20 ms.
+memory (of the engine and of the whole command) is the largest resident set of the whole
+process tree (main process and workers) of a separate run, sampled from /proc every 20 ms;
+the whole command's is also measured on the default design with 1× and 10× the
+replications and 2 jobs (``--no-memory`` skips that).
 
 The logistic section (``--only logistic`` runs it alone) times one fit of penalised
 polynomial logistic regression, per fit, on the engine's own data sets (the first chunks of
@@ -90,11 +92,16 @@ def run_engine(design, jobs: int) -> float:
         return time.perf_counter() - started
 
 
+def _command(design_path: str, out: str, jobs: int, backend: str) -> list[str]:
+    """``study simulate`` as a user runs it, quiet."""
+    cmd = [sys.executable, "-m", "study", "simulate", design_path, "--out", out]
+    return cmd + ["--jobs", str(jobs), "--backend", backend, "--quiet"]
+
+
 def run_command(design_path: str, jobs: int, backend: str = "loky") -> float:
     """Wall time of ``study simulate`` in a fresh process, theory included."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "study", "simulate", design_path, "--out", f"{tmp}/r"]
-        cmd += ["--jobs", str(jobs), "--backend", backend, "--quiet"]
+        cmd = _command(design_path, f"{tmp}/r", jobs, backend)
         started = time.perf_counter()
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
         return time.perf_counter() - started
@@ -187,10 +194,23 @@ def peak_memory_mib(design_path: str, jobs: int) -> float:
         "simulate(load_design(sys.argv[2]), Path(sys.argv[3]), jobs=int(sys.argv[4]),"
         " progress=False)"
     )
+    return peak_tree_mib(
+        lambda out: [sys.executable, "-c", code, str(ROOT), design_path, out, str(jobs)]
+    )
+
+
+def command_memory_mib(design_path: str, jobs: int, backend: str = "loky") -> float:
+    """Peak resident memory of a separate run of the whole command, summed over its
+    process tree (the run's process, its workers, and loky's or Dask's helpers)."""
+    return peak_tree_mib(lambda out: _command(design_path, out, jobs, backend))
+
+
+def peak_tree_mib(command) -> float:
+    """Peak resident memory of ``command(results_folder)`` run to its end, summed over its
+    process tree and sampled every 20 ms: pages that processes share (libraries; all a
+    forked worker has not written to) count in each, so this is an upper bound."""
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", code, str(ROOT), design_path, str(Path(tmp) / "r"), str(jobs)]
-        )
+        proc = subprocess.Popen(command(str(Path(tmp) / "r")), cwd=ROOT, stdout=subprocess.DEVNULL)
         peak = 0
         stop = threading.Event()
 
@@ -205,6 +225,8 @@ def peak_memory_mib(design_path: str, jobs: int) -> float:
         proc.wait()
         stop.set()
         thread.join()
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, proc.args)
     return peak / 2**20
 
 
@@ -548,9 +570,11 @@ def bench_design(key: str, repeats: int) -> dict:
         for name, timer in timers.items():
             times[name].append(timer())
     for name in timers:
-        memory = None
+        memory, jobs = None, 1 if "1 job" in name else 2
         if name.startswith("engine, "):
-            memory = peak_memory_mib(command, 1 if "1 job" in name else 2)
+            memory = peak_memory_mib(command, jobs)
+        elif name.startswith("study simulate, "):
+            memory = command_memory_mib(command, jobs, name.rsplit(", ", 1)[1])
         record(name, times[name], memory=memory, note=notes.get(name, ""))
 
     def median(name):
@@ -575,7 +599,7 @@ def bench_design(key: str, repeats: int) -> dict:
     return result
 
 
-def markdown(results: list[dict], logistic: list[dict]) -> str:
+def markdown(results: list[dict], logistic: list[dict], memory: dict | None = None) -> str:
     """The tables of a run as Markdown (bench/results/bench.md, linked from the README)."""
     from datetime import UTC, datetime
 
@@ -601,8 +625,28 @@ def markdown(results: list[dict], logistic: list[dict]) -> str:
                 f"{f'{mem:.0f}' if mem else '–'} |"
             )
         lines += ["", *(f"- {name}: {value:.2f}" for name, value in r["ratios"].items())]
+    if memory is not None:
+        lines += markdown_memory(memory)
     lines += markdown_logistic(logistic)
     return "\n".join(lines) + "\n"
+
+
+def markdown_memory(memory: dict) -> list[str]:
+    """The memory section: the whole command's peak with 1× and 10× the replications."""
+    lines = [
+        "",
+        f"## `simulations/default.toml`: peak memory of the whole command, {memory['jobs']} jobs",
+        "",
+        "The run's process tree (its process, the workers, loky's helpers), its resident sets "
+        "summed: an upper bound.",
+        "",
+        "| replications | peak MiB | wall s |",
+        "|---|---:|---:|",
+    ]
+    for name, run in memory["runs"].items():
+        reps = int(name.split()[0])
+        lines.append(f"| {reps:,} | {run['peak_memory_mib']:.0f} | {run['wall_seconds']:.1f} |")
+    return lines + ["", f"- growth with 10× the replications: {memory['growth']:.3f}"]
 
 
 def print_table(result: dict) -> None:
@@ -622,8 +666,9 @@ def print_table(result: dict) -> None:
 
 
 def bench_memory(factor: int, jobs: int = 2) -> dict:
-    """Peak memory of the default design, and of the same with `factor` times the
-    replications: merged moments mean memory should not grow with the replications."""
+    """Peak memory of the whole command on the default design, and on the same with
+    `factor` times the replications: merged moments mean memory should not grow with the
+    replications."""
     import re
 
     text = (ROOT / "simulations" / "default.toml").read_text()
@@ -636,7 +681,7 @@ def bench_memory(factor: int, jobs: int = 2) -> dict:
                 re.sub(r"^replications = \d+", f"replications = {reps * f}", text, flags=re.M)
             )
             started = time.perf_counter()
-            peak = peak_memory_mib(str(path), jobs)
+            peak = command_memory_mib(str(path), jobs)
             result["runs"][f"{reps * f} replications"] = {
                 "peak_memory_mib": peak,
                 "wall_seconds": time.perf_counter() - started,
@@ -653,9 +698,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument(
         "--memory",
-        action="store_true",
-        help="also measure the peak memory of the default design with 1× and 10× the "
-        "replications (about two minutes more)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the peak memory of the whole command on the default design with 1× "
+        "and 10× the replications, 2 jobs (about three minutes; --no-memory skips it)",
     )
     parser.add_argument(
         "--only",
@@ -668,9 +714,10 @@ def main(argv=None) -> int:
     if args.only == "logistic":
         _run_logistic(args)
         return 0
+    mem = None
     if args.memory:
         mem = bench_memory(10)
-        print("\nsimulations/default.toml, peak memory of the whole process tree, 2 jobs")
+        print("\nsimulations/default.toml, the whole command's peak memory, 2 jobs")
         for name, run in mem["runs"].items():
             print(f"  {name:>22}: {run['peak_memory_mib']:.0f} MiB ({run['wall_seconds']:.0f} s)")
         print(f"  growth with 10× the replications: {mem['growth']:.3f}×")
@@ -684,7 +731,7 @@ def main(argv=None) -> int:
         print(f"  → {path}")
         results.append(result)
     logistic = _run_logistic(args)
-    (args.out / "bench.md").write_text(markdown(results, logistic))
+    (args.out / "bench.md").write_text(markdown(results, logistic, mem))
     print(f"  → {args.out / 'bench.md'}")
     return 0
 
