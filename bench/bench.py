@@ -1,6 +1,6 @@
 """Benchmark: the engine against a scikit-learn loop, a NumPy loop and the floor.
 
-    python bench/bench.py [--designs fit data] [--repeats 3] [--out bench/results]
+    python bench/bench.py [--designs fit data] [--repeats 3] [--out bench/results] [--no-memory]
 
 For each bench design (simulations/bench-fit.toml: the cost is in the solves;
 simulations/bench-data.toml: the cost is in drawing the data) it prints one table and writes
@@ -20,9 +20,9 @@ per second, data points per second and peak memory:
 
 The contenders take turns within each repeat (engine, whole command, floor, loops, then
 again), so that the machine's speed drifting during the bench moves them alike. Peak
-memory (of the engine and of the whole command) is the largest resident set of the whole
-process tree (main process and workers) of a separate run, sampled from /proc every 20 ms;
-the whole command's is also measured on the default design with 1× and 10× the
+memory (of the engine and of the whole command) is the largest sum of the resident sets of
+the whole process tree (main process and workers) of a separate run, sampled from /proc
+every 20 ms; the whole command's is also measured on the default design with 1× and 10× the
 replications and 2 jobs (``--no-memory`` skips that).
 
 The logistic section (``--only logistic`` runs it alone) times one fit of penalised
@@ -207,8 +207,9 @@ def command_memory_mib(design_path: str, jobs: int, backend: str = "loky") -> fl
 
 def peak_tree_mib(command) -> float:
     """Peak resident memory of ``command(results_folder)`` run to its end, summed over its
-    process tree and sampled every 20 ms: pages that processes share (libraries; all a
-    forked worker has not written to) count in each, so this is an upper bound."""
+    process tree and sampled every 20 ms. Pages that processes share (libraries; what a
+    forked worker has not written to) count in each of them: the sum is more than the tree
+    holds, save for a peak shorter than the sampling."""
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.Popen(command(str(Path(tmp) / "r")), cwd=ROOT, stdout=subprocess.DEVNULL)
         peak = 0
@@ -220,11 +221,16 @@ def peak_tree_mib(command) -> float:
                 peak = max(peak, _tree_rss(proc.pid))
                 time.sleep(0.02)
 
-        thread = threading.Thread(target=sample)
+        thread = threading.Thread(target=sample, daemon=True)
         thread.start()
-        proc.wait()
-        stop.set()
-        thread.join()
+        try:
+            proc.wait()
+        finally:  # Ctrl-C too: no run and no sampler left behind
+            stop.set()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            thread.join()
     if proc.returncode != 0:
         raise subprocess.CalledProcessError(proc.returncode, proc.args)
     return peak / 2**20
@@ -638,7 +644,8 @@ def markdown_memory(memory: dict) -> list[str]:
         f"## `simulations/default.toml`: peak memory of the whole command, {memory['jobs']} jobs",
         "",
         "The run's process tree (its process, the workers, loky's helpers), its resident sets "
-        "summed: an upper bound.",
+        "summed: pages that processes share count in each, so the sum is more than the tree "
+        "holds.",
         "",
         "| replications | peak MiB | wall s |",
         "|---|---:|---:|",
@@ -701,7 +708,7 @@ def main(argv=None) -> int:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="measure the peak memory of the whole command on the default design with 1× "
-        "and 10× the replications, 2 jobs (about three minutes; --no-memory skips it)",
+        "and 10× the replications, 2 jobs (about a minute; --no-memory skips it)",
     )
     parser.add_argument(
         "--only",

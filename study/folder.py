@@ -203,7 +203,7 @@ def _release_in_child() -> None:
     for lock in list(_HELD):
         with contextlib.suppress(OSError):
             os.close(lock.fd)
-        lock.fd, lock.note = -1, None  # the parent's lock: not the child's to clear
+        lock.fd = -1  # the parent's: the child's close() clears not its note
     _HELD.clear()
 
 

@@ -57,47 +57,53 @@ def test_a_local_cluster_gives_loky_results(tmp_path, monkeypatch):
     assert run["backend"] == "dask" and run["scheduler"] == "local cluster"
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux only")
 def test_a_local_cluster_forks_its_workers_without_a_profiler():
     """Its workers start with this process's modules (forked, not spawned), sample no
-    profile and ignore Ctrl-C (the run's process stops them), and the Dask configuration
-    and a child forked after the cluster are as before."""
+    profile and ignore Ctrl-C (the run's process stops them); the Dask configuration, and
+    a child forked once the workers are up, are as before."""
     import dask
 
+    if run_module.local_start_method() != "fork":
+        pytest.skip("this machine or its Dask configuration does not fork workers")
     key, profile = run_module.START_METHOD_KEY, "distributed.worker.profile.enabled"
     before = dask.config.get(key), dask.config.get(profile)
-    assert before == ("spawn", True)  # Dask's defaults, which the run overrides
 
     def state():
         import dask
 
         # spawned, a worker has not imported the engine before its first task
         engine = "study.engine.worker" in sys.modules
-        ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-        return engine, dask.config.get(profile), ignored, os.getppid()
+        handler = getattr(signal.getsignal(signal.SIGINT), "__name__", None)
+        return engine, dask.config.get(profile), handler, os.getppid()
 
     with run_module._dask_client(2, None) as client:
         states = client.run(state)
-    assert list(states.values()) == [(True, False, True, os.getpid())] * 2
+        assert dask.config.get(key) == before[0]  # a worker started again is spawned
+    assert list(states.values()) == [(True, False, "_ctrl_c_ignored", os.getpid())] * 2
     assert (dask.config.get(key), dask.config.get(profile)) == before
     pid = os.fork()
     if pid == 0:  # only reads and exits
-        os._exit(0 if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else 3)
+        os._exit(0 if signal.getsignal(signal.SIGINT) is signal.default_int_handler else 3)
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 
 
 def test_the_start_method_follows_a_configured_one(monkeypatch):
-    """Fork on Linux unless the user's Dask configuration names a method, even Dask's
-    default "spawn" (in its environment variable here)."""
+    """Fork on Linux unless the user's Dask configuration names a method in its files or
+    environment (here its environment variable, even with Dask's default "spawn"), or sets
+    another one in this process."""
     import dask
 
+    variable = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
+    monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(dask.config, "paths", [])  # no configuration files of the user's
     monkeypatch.setattr(sys, "platform", "linux")
     assert run_module.local_start_method() == "fork"
     with dask.config.set({run_module.START_METHOD_KEY: "forkserver"}):
         assert run_module.local_start_method() == "forkserver"
-    monkeypatch.setenv("DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD", "spawn")
-    assert run_module.local_start_method() == "spawn"
-    monkeypatch.delenv("DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD")
+    for named in ("spawn", "forkserver"):
+        monkeypatch.setenv(variable, named)  # read when asked, not when dask was imported
+        assert run_module.local_start_method() == named
+    monkeypatch.delenv(variable)
     monkeypatch.setattr(sys, "platform", "darwin")
     assert run_module.local_start_method() == "spawn"
 
@@ -223,14 +229,15 @@ def test_a_real_cluster_gives_loky_results_even_when_a_worker_is_killed(tmp_path
     assert counts and set(counts.values()) == {0}
 
 
-def _forked_workers(pid: int) -> list[int]:
-    """The workers of the run ``pid``: its children that Dask titled as workers."""
-    # the children of each of its threads (the nannies fork from the event loop's)
+def _workers(pid: int) -> list[int]:
+    """The worker processes of the run ``pid``: its children (those of each of its threads:
+    the nannies start them from threads of their own) but multiprocessing's resource
+    tracker."""
     children = [c for t in Path(f"/proc/{pid}/task").iterdir() for c in _children(t)]
     workers = []
     for child in children:
         try:
-            if Path(f"/proc/{child}/cmdline").read_bytes().startswith(b"dask worker"):
+            if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes():
                 workers.append(child)
         except OSError:  # ended meanwhile
             pass
@@ -251,12 +258,18 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _killpg(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux only")
 def test_a_local_cluster_survives_a_killed_worker_and_stops_cleanly(tmp_path):
-    """A forked worker killed mid-run is forked again by its nanny and the run ends with
+    """A forked worker killed mid-run is started again by its nanny and the run ends with
     loky's bytes; Ctrl-C ends a run with one line, not a traceback from each worker; a run
-    killed itself leaves the folder unlocked at once (its forked workers hold no copy of
-    the lock) and no worker behind."""
+    killed itself leaves the folder unlocked though its workers live on (they hold no copy
+    of the lock), and no worker behind."""
     from study import folder as results_folder
 
     raw = _raw(**{"grid.m": [400, 3000, 20000], "replications": 2000, "block_size": 256})
@@ -264,57 +277,71 @@ def test_a_local_cluster_survives_a_killed_worker_and_stops_cleanly(tmp_path):
     loky = tmp_path / "loky"
     run_cli("simulate", design_file, "--out", loky, "-q", "-j", "2", "--no-theory", check=True)
 
-    def start(out):
+    def start(out, **pipes):
         cmd = [sys.executable, "-m", "study", "simulate", str(design_file), "--out", str(out)]
         cmd += ["--backend", "dask", "-j", "2", "-q", "--no-theory"]
-        pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        proc = subprocess.Popen(cmd, **pipes, start_new_session=True)
+        return subprocess.Popen(cmd, **pipes, start_new_session=True)
+
+    def running(proc, out) -> list[int]:
         deadline = time.monotonic() + 120
         while len(list(out.glob("checkpoints/*.ckpt"))) < 3:
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        workers = _forked_workers(proc.pid)
+        workers = _workers(proc.pid)
         assert len(workers) == 2
-        return proc, workers
+        return workers
 
     n_tasks = 24
     out = tmp_path / "dask"
-    proc, workers = start(out)
+    proc = start(out, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        workers = running(proc, out)
         os.kill(workers[0], signal.SIGKILL)
         assert len(list(out.glob("checkpoints/*.ckpt"))) < n_tasks  # killed mid-run
+        started_again = False
+        while proc.poll() is None and not started_again:
+            started_again = bool(set(_workers(proc.pid)) - set(workers))
+            time.sleep(0.01)
         stdout, stderr = proc.communicate(timeout=300)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        _killpg(proc)
+    assert started_again, "no worker was started in place of the killed one"
     assert proc.returncode == 0, stderr
     assert _bytes(out) == _bytes(loky)
 
     out = tmp_path / "interrupted"  # Ctrl-C in a terminal: a SIGINT to the whole group
-    proc, workers = start(out)
+    proc = start(out, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        running(proc, out)
         os.killpg(proc.pid, signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        _killpg(proc)
     assert proc.returncode == 130
     assert stderr.count("\n") == 1 and "interrupted (SIGINT)" in stderr  # no worker's traceback
 
     out = tmp_path / "killed"
-    proc, workers = start(out)
+    proc = start(out, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = []
     try:
+        workers = running(proc, out)
+        for pid in workers:  # they cannot end before the lock is checked
+            os.kill(pid, signal.SIGSTOP)
         proc.kill()
         proc.wait(timeout=30)
         results_folder.acquire(out, exclusive=True).close()  # not locked by the workers
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
         deadline = time.monotonic() + 30
         while any(map(_alive, workers)):
             assert time.monotonic() < deadline, "the workers outlived the run"
             time.sleep(0.05)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        _killpg(proc)  # and its workers, in its session and group
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
 
 def test_an_unreachable_scheduler_is_one_line_and_writes_nothing(tmp_path, monkeypatch):

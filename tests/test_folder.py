@@ -380,6 +380,7 @@ def test_a_forked_child_gives_up_the_folder_lock(tmp_path):
     pid = os.fork()
     if pid == 0:  # past the fork's handlers: says so, and holds on until the parent is done
         os.close(write)
+        lock.close()  # the parent's lock: closes nothing, clears not the parent's note
         os.write(ready_write, b"r")
         os.read(read, 1)
         os._exit(0)
@@ -388,6 +389,7 @@ def test_a_forked_child_gives_up_the_folder_lock(tmp_path):
     try:
         assert os.read(ready_read, 1) == b"r"
         os.close(ready_read)
+        assert (tmp_path / LOCK).read_text() == f"{os.getpid()}\n"
         with pytest.raises(results_folder.FolderError, match="locked"):
             results_folder.acquire(tmp_path, exclusive=True)  # still the parent's
         lock.close()
@@ -395,7 +397,7 @@ def test_a_forked_child_gives_up_the_folder_lock(tmp_path):
     finally:
         os.close(write)
         os.waitpid(pid, 0)
-    assert (tmp_path / LOCK).read_text() == ""  # cleared by the parent, not the child
+    assert (tmp_path / LOCK).read_text() == ""  # cleared by the parent's close
 
 
 def test_a_forked_child_gets_the_signal_handlers_from_before_the_run():

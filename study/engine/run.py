@@ -680,13 +680,17 @@ def _dask_client(n_workers: int, scheduler: str | None):
         with client:
             yield client
         return
-    # for the whole cluster's life: its nannies start a worker again with the same method.
     # No profiler in its workers (it samples their threads every 10 ms, for a dashboard
     # this cluster does not have): the whole command on bench-fit took 5.95 s against 6.44
-    # s with it, medians of 4 alternating runs.
+    # s with it, medians of 4 alternating runs. The key reaches a worker started again too
+    # (its nanny keeps the configuration it was made with).
     local = {START_METHOD_KEY: local_start_method(), "distributed.worker.profile.enabled": False}
-    global _local_cluster
-    _local_cluster = True
+    global _starting_local_workers
+    # The start method only while the cluster starts its workers, with this process's
+    # other threads idle (the save thread has not started; the main thread waits here). A
+    # worker that dies mid-run is started again Dask's way (spawned): forked then, it could
+    # copy a lock that one of this process's running threads holds, and hang on it.
+    _starting_local_workers += 1
     try:
         with dask.config.set(local):
             cluster = LocalCluster(
@@ -696,22 +700,27 @@ def _dask_client(n_workers: int, scheduler: str | None):
                 dashboard_address=None,
                 silence_logs=logging.ERROR,
             )
-            with cluster, Client(cluster) as client:
-                yield client
-                _freeze_workers(client)
     finally:
-        _local_cluster = False
+        _starting_local_workers -= 1
+    with cluster, Client(cluster) as client:
+        yield client
+        _freeze_workers(client)
 
 
-# True while a run's LocalCluster lives: a child forked meanwhile is one of its workers
-_local_cluster = False
+# Above 0 while a run's LocalCluster starts its workers: a child forked meanwhile is one
+_starting_local_workers = 0
+
+
+def _ctrl_c_ignored(signum, frame) -> None:
+    """A forked worker's SIGINT handler: nothing. Ctrl-C reaches every process of the
+    terminal's group, the run's process stops the cluster, and its workers need not each
+    print a KeyboardInterrupt traceback. A handler, not SIG_IGN: a process the worker
+    starts (numba's compilation on a cold cache) gets Ctrl-C back when it execs."""
 
 
 def _worker_ignores_ctrl_c() -> None:
-    # Ctrl-C reaches every process of the terminal's group: the run's process stops the
-    # cluster, and its workers need not each print a KeyboardInterrupt traceback
-    if _local_cluster:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if _starting_local_workers:
+        signal.signal(signal.SIGINT, _ctrl_c_ignored)
 
 
 os.register_at_fork(after_in_child=_worker_ignores_ctrl_c)
@@ -722,23 +731,27 @@ START_METHOD_KEY = "distributed.worker.multiprocessing-method"
 
 def local_start_method() -> str:
     """How a LocalCluster started for a run starts its worker processes: "fork" on Linux,
-    unless the Dask configuration names a method (in its files, its environment variable
-    ``DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD`` or ``dask.config.set``); Dask's
-    own default is "spawn".
+    unless the Dask configuration names a method in its files or environment (e.g.
+    ``DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD=spawn``) or sets another than its
+    default "spawn" with ``dask.config.set``.
 
-    A forked worker starts with this process's imports (``distributed``, NumPy, numba, the
-    engine) instead of importing them again: on bench-data7 with 2 workers the whole
-    command took 4.5 s forked against 7.0 s spawned, loky 4.5 s (docs/engine.md). The
+    A forked worker starts with this process's imports (``distributed``, NumPy, pandas,
+    the study's modules) instead of importing them again; numba and the compiled kernel it
+    still loads itself, as this process does not. On bench-data7 with 2 workers the whole
+    command took 4.52 s forked against 7.14 s spawned, loky 4.23 s (docs/engine.md). The
     run's process is ready for it: a forked child gives up the results folder's lock
-    (:mod:`study.folder`) and the run's SIGTERM and SIGHUP handlers (:mod:`study.cli`).
-    Elsewhere (macOS, Windows) fork is unsafe or missing, and workers are spawned."""
+    (:mod:`study.folder`) and the run's SIGTERM and SIGHUP handlers (:mod:`study.cli`), and
+    ignores Ctrl-C (:func:`_ctrl_c_ignored`). On macOS fork is unsafe, and workers are
+    spawned."""
     import dask
 
     configured = dask.config.get(START_METHOD_KEY)
-    named = dask.config.get(START_METHOD_KEY, None, config=dask.config.collect())
-    if configured != "spawn" or named is not None or sys.platform != "linux":
+    if configured != "spawn":  # set in this process
         return configured
-    return "fork"
+    named = dask.config.get(START_METHOD_KEY, None, config=dask.config.collect())
+    if named is not None:  # in the user's files or environment
+        return named
+    return "fork" if sys.platform == "linux" else configured
 
 
 # how long a run waits for its LocalCluster's workers to freeze before closing it anyway
@@ -748,8 +761,9 @@ FREEZE_SECONDS = 5.0
 def _freeze_workers(client) -> dict:
     """Freeze the garbage collector's objects in the workers of a LocalCluster this run
     started, as it closes: their interpreters then no longer walk every object numba made
-    on the way out (closing took 1.0 to 1.2 s on bench-data7 with 2 workers, 0.2 s
-    frozen). Never the workers of a cluster at an address: they live on. Best effort and
+    on the way out (closing took 1.0 to 1.2 s on bench-data7 with 2 spawned workers, 0.2 s
+    frozen; a forked worker ends with ``os._exit``, without that walk, but one started
+    again mid-run, or on macOS, is spawned). Never the workers of a cluster at an address: they live on. Best effort and
     bounded (FREEZE_SECONDS: an unresponsive worker must not keep the results from being
     written). Returns {worker: None} for the workers it reached in time."""
     import gc
