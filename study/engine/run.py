@@ -763,9 +763,10 @@ def _freeze_workers(client) -> dict:
     started, as it closes: their interpreters then no longer walk every object numba made
     on the way out (closing took 1.0 to 1.2 s on bench-data7 with 2 spawned workers, 0.2 s
     frozen; a forked worker ends with ``os._exit``, without that walk, but one started
-    again mid-run, or on macOS, is spawned). Never the workers of a cluster at an address: they live on. Best effort and
-    bounded (FREEZE_SECONDS: an unresponsive worker must not keep the results from being
-    written). Returns {worker: None} for the workers it reached in time."""
+    again mid-run, or on macOS, is spawned). Never the workers of a cluster at an address:
+    they live on. Best effort and bounded (FREEZE_SECONDS: an unresponsive worker must not
+    keep the results from being written). Returns {worker: None} for the workers it
+    reached in time."""
     import gc
     import threading
 
