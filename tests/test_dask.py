@@ -87,6 +87,49 @@ def test_a_local_cluster_forks_its_workers_without_a_profiler():
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 
 
+def test_a_run_ending_on_an_error_closes_its_cluster_quietly(monkeypatch):
+    """What Dask's machinery logs while a failing run (Ctrl-C here) closes its client and
+    cluster, as a result it could not gather, is not shown: the run's one line says what
+    happened. A run that ends well closes as before, and afterwards the loggers are as
+    they were."""
+    import logging
+
+    import distributed
+
+    noisy = ("distributed.scheduler", "distributed.client", "tornado.application", "asyncio")
+    seen: list[str] = []
+
+    class Seen(logging.Handler):
+        def emit(self, record):
+            seen.append(record.name)
+
+    def logs_first(close):
+        def closing(self, *args, **kwargs):
+            if self.status != "closed":  # not an earlier test's client, collected now
+                for name in noisy:  # as a gather cut short by the closing cluster does
+                    logging.getLogger(name).error("Couldn't gather keys")
+            return close(self, *args, **kwargs)
+
+        return closing
+
+    monkeypatch.setattr(distributed.Client, "close", logs_first(distributed.Client.close))
+    handler = Seen(logging.ERROR)
+    logging.getLogger().addHandler(handler)
+    try:
+        levels = {name: logging.getLogger(name).getEffectiveLevel() for name in noisy}
+        with pytest.raises(KeyboardInterrupt):
+            with run_module._dask_client(1, None):
+                raise KeyboardInterrupt
+        assert seen == []
+        assert {n: logging.getLogger(n).getEffectiveLevel() for n in noisy} == levels
+        assert not any(logging.getLogger(name).disabled for name in noisy)
+        with run_module._dask_client(1, None):
+            pass
+        assert seen == list(noisy)
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
 def test_the_start_method_follows_a_configured_one(monkeypatch):
     """Fork on Linux unless the user's Dask configuration names a method in its files or
     environment (here its environment variable, even with Dask's default "spawn"), or sets

@@ -677,7 +677,8 @@ def _dask_client(n_workers: int, scheduler: str | None):
                 f"{DASK_CONNECT_SECONDS} s ({exc.__class__.__name__}); expected the address "
                 "of a running Dask scheduler, e.g. tcp://host:8786"
             ) from None
-        with client:
+        quiet = _QuietOnError()
+        with quiet.restoring(), client, quiet.silencing():
             yield client
         return
     # No profiler in its workers (it samples their threads every 10 ms, for a dashboard
@@ -702,9 +703,61 @@ def _dask_client(n_workers: int, scheduler: str | None):
             )
     finally:
         _starting_local_workers -= 1
-    with cluster, Client(cluster) as client:
+    quiet = _QuietOnError()
+    with quiet.restoring(), cluster, Client(cluster) as client, quiet.silencing():
         yield client
         _freeze_workers(client)
+
+
+class _QuietOnError:
+    """The loggers of Dask's machinery (``distributed``, ``tornado``, ``asyncio`` and their
+    children) silenced while a run that is ending on an exception closes its client and
+    cluster, and as they were afterwards. Closed under a run that Ctrl-C stops, a cluster
+    can fail to gather a result that was on its way, and logs it: "Couldn't gather keys"
+    and a tornado traceback of some forty lines (seen in about one interrupted run in
+    fifty), before the run's one line that says what happened. Enter :meth:`restoring`
+    before the client and cluster and :meth:`silencing` after them, so that the silence
+    starts before they close and ends after."""
+
+    FAMILIES = ("distributed", "tornado", "asyncio")
+
+    def __init__(self):
+        import logging
+
+        self._logging = logging
+        self._saved: list[tuple] = []
+
+    @contextmanager
+    def silencing(self):
+        try:
+            yield
+        except BaseException:
+            self._silence()
+            raise
+
+    @contextmanager
+    def restoring(self):
+        try:
+            yield
+        finally:
+            for logger, level, disabled in reversed(self._saved):
+                logger.setLevel(level)
+                logger.disabled = disabled
+            self._saved.clear()
+
+    def _silence(self) -> None:
+        logging = self._logging
+        names = [
+            name
+            for name in list(logging.root.manager.loggerDict)
+            if name.split(".")[0] in self.FAMILIES
+        ]
+        for name in sorted({*self.FAMILIES, *names}):
+            logger = logging.getLogger(name)
+            self._saved.append((logger, logger.level, logger.disabled))
+            # disabled: this logger handles nothing; the level: nor do children made later
+            logger.disabled = True
+            logger.setLevel(logging.CRITICAL + 1)
 
 
 # Above 0 while a run's LocalCluster starts its workers: a child forked meanwhile is one
