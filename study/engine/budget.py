@@ -33,7 +33,7 @@ from study.engine.costs import (
     task_checkpoint_bytes,
     task_payload_bytes,
 )
-from study.engine.plan import MAX_TASK_FILES, MAX_TASK_PAYLOAD_BYTES, n_tasks
+from study.engine.plan import MAX_TASK_FILES, largest_task_chunks, n_tasks
 from study.engine.streams import chunk_length
 
 __all__ = [
@@ -249,7 +249,7 @@ def _task_count_refusal(design: Design, count: int, workers: int) -> str | None:
             f"{count:,} task files {limit}; {advice}"
         )
     # tasks as large as a checkpoint (and block_size) allow, spread over the values of m
-    largest = max(1, MAX_TASK_PAYLOAD_BYTES // chunk_payload_bytes(design))
+    largest = largest_task_chunks(design)
 
     def per_task(m: int) -> int:
         return largest if bs is None else min(largest, max(1, bs // chunk_length(m)))

@@ -25,7 +25,12 @@ import time
 import numpy as np
 
 from study.design import Design
-from study.engine.costs import PROXY_SECONDS_PER_POINT, chunk_costs, chunk_payload_bytes
+from study.engine.costs import (
+    PROXY_SECONDS_PER_POINT,
+    chunk_costs,
+    chunk_payload_bytes,
+    task_payload_bytes,
+)
 from study.engine.streams import chunk_length, n_chunks
 from study.engine.tasks import Task
 
@@ -34,8 +39,12 @@ from study.engine.tasks import Task
 TARGET_TASK_SECONDS = 1.0
 # At least this many tasks per worker where the design has the chunks.
 TASKS_PER_WORKER = 4
-# The arrays of one task (its checkpoint) stay below this.
-MAX_TASK_PAYLOAD_BYTES = 64 << 20
+# The arrays of one task (its checkpoint) stay below this. The run's process holds a few
+# task results at once (one arriving, one being saved, one being merged), so this bounds
+# its memory whatever the replications: on bench-fit (9 MiB tasks at 20,000 replications,
+# 17.5 MiB at 200,000) the whole command's peak was 662 and 803 MiB with a 64 MiB cap,
+# 674 and 689 MiB with this one, at the same wall time (2 jobs, one run each).
+MAX_TASK_PAYLOAD_BYTES = 8 << 20
 # At most this many task files in a results folder (study.engine.budget refuses beyond).
 MAX_TASK_FILES = 10_000
 
@@ -53,7 +62,7 @@ def chunks_per_task(
     cost = {m: speed * costs[m] for m in design.m}
     total = sum(chunks[m] * cost[m] for m in design.m)
     target = min(TARGET_TASK_SECONDS, total / (TASKS_PER_WORKER * max(1, workers)))
-    cap_payload = max(1, MAX_TASK_PAYLOAD_BYTES // chunk_payload_bytes(design))
+    cap_payload = largest_task_chunks(design)
 
     def cap(m: int) -> int:
         limit = min(cap_payload, chunks[m])
@@ -69,6 +78,14 @@ def chunks_per_task(
             break
         per = grown
     return per
+
+
+def largest_task_chunks(design: Design) -> int:
+    """The most chunks a task may hold for its arrays to stay within MAX_TASK_PAYLOAD_BYTES,
+    counting what a task holds besides its chunks (the draws it keeps, at most the design's
+    ``keep_draws``); at least one."""
+    fixed = task_payload_bytes(design, design.keep_draws, chunks=0)
+    return max(1, (MAX_TASK_PAYLOAD_BYTES - fixed) // chunk_payload_bytes(design))
 
 
 def _fit(target: float, cost: float) -> int:
