@@ -348,6 +348,7 @@ def _write_results(
     """Summarise the checkpoints (and run the ``after`` step), write the result files of an
     uncommitted folder, and return the size and SHA-256 of each for the manifest, and the
     number of fits whose batch the compiled kernel declined."""
+    return_freed_memory()  # before the results' tables: the end of a run is its peak
     summary, risk, draws, fits = summarise(design, store, tasks, mergers)
     texts: dict[str, str] = {}
     if after is not None:
@@ -623,6 +624,23 @@ def _signal_name(exitcode: int) -> str:
         except ValueError:
             pass
     return str(exitcode)
+
+
+def return_freed_memory() -> bool:
+    """Give the memory this process has freed back to the system (glibc's malloc_trim).
+    The task results that came back during the run were freed, but glibc keeps the pages
+    they leave between live blocks, and the results' tables are then built on top: the
+    run's process held 330 MiB while writing the default design's results at 100,000
+    replications, 250 MiB with this (one run each). False where the C library has no
+    malloc_trim (macOS, musl): nothing is done there."""
+    import ctypes
+
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(0)
+    return True
 
 
 def release_workers() -> None:
