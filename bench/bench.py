@@ -22,8 +22,8 @@ The contenders take turns within each repeat (engine, whole command, floor, loop
 again), so that the machine's speed drifting during the bench moves them alike. Peak
 memory (of the engine and of the whole command) is the largest sum of the resident sets of
 the whole process tree (main process and workers) of a separate run, sampled from /proc
-every 20 ms; the whole command's is also measured on the default design with 1× and 10× the
-replications and 2 jobs (``--no-memory`` skips that).
+every 20 ms; the whole command's is also measured on the default design and on bench-fit
+with 1× and 10× the replications and 2 jobs (``--no-memory`` skips that).
 
 The logistic section (``--only logistic`` runs it alone) times one fit of penalised
 polynomial logistic regression, per fit, on the engine's own data sets (the first chunks of
@@ -641,19 +641,25 @@ def markdown_memory(memory: dict) -> list[str]:
     """The memory section: the whole command's peak with 1× and 10× the replications."""
     lines = [
         "",
-        f"## `simulations/default.toml`: peak memory of the whole command, {memory['jobs']} jobs",
+        f"## Peak memory of the whole command, {memory['jobs']} jobs",
         "",
         "The run's process tree (its process, the workers, loky's helpers), its resident sets "
         "summed: pages that processes share count in each, so the sum is more than the tree "
         "holds.",
         "",
-        "| replications | peak MiB | wall s |",
-        "|---|---:|---:|",
+        "| design | replications | peak MiB | wall s |",
+        "|---|---:|---:|---:|",
     ]
-    for name, run in memory["runs"].items():
-        reps = int(name.split()[0])
-        lines.append(f"| {reps:,} | {run['peak_memory_mib']:.0f} | {run['wall_seconds']:.1f} |")
-    return lines + ["", f"- growth with 10× the replications: {memory['growth']:.3f}"]
+    growth = []
+    for design, runs in memory["designs"].items():
+        for name, run in runs["runs"].items():
+            reps = int(name.split()[0])
+            lines.append(
+                f"| `{design}` | {reps:,} | {run['peak_memory_mib']:.0f} | "
+                f"{run['wall_seconds']:.1f} |"
+            )
+        growth.append(f"- `{design}`: growth with 10× the replications: {runs['growth']:.3f}")
+    return lines + ["", *growth]
 
 
 def print_table(result: dict) -> None:
@@ -672,29 +678,37 @@ def print_table(result: dict) -> None:
         print(f"  {name}: {value:.2f}")
 
 
-def bench_memory(factor: int, jobs: int = 2) -> dict:
-    """Peak memory of the whole command on the default design, and on the same with
-    `factor` times the replications: merged moments mean memory should not grow with the
-    replications."""
+MEMORY_DESIGNS = ("default", "bench-fit")
+
+
+def bench_memory(factor: int, jobs: int = 2, designs=MEMORY_DESIGNS) -> dict:
+    """Peak memory of the whole command on each of ``designs`` (simulations/NAME.toml), and
+    on the same with ``factor`` times the replications: merged moments and tasks of at most
+    a few MiB of arrays mean memory should not grow with the replications."""
     import re
 
-    text = (ROOT / "simulations" / "default.toml").read_text()
-    reps = int(re.search(r"^replications = (\d+)", text, re.M).group(1))
-    result = {"jobs": jobs, "runs": {}}
-    with tempfile.TemporaryDirectory() as tmp:
-        for f in (1, factor):
-            path = Path(tmp) / f"default-x{f}.toml"
-            path.write_text(
-                re.sub(r"^replications = \d+", f"replications = {reps * f}", text, flags=re.M)
-            )
-            started = time.perf_counter()
-            peak = command_memory_mib(str(path), jobs)
-            result["runs"][f"{reps * f} replications"] = {
-                "peak_memory_mib": peak,
-                "wall_seconds": time.perf_counter() - started,
-            }
-    peaks = [r["peak_memory_mib"] for r in result["runs"].values()]
-    result["growth"] = peaks[1] / peaks[0]
+    result = {"jobs": jobs, "designs": {}}
+    for design in designs:
+        text = (ROOT / "simulations" / f"{design}.toml").read_text()
+        reps = int(re.search(r"^replications = (\d+)", text, re.M).group(1))
+        runs = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for f in (1, factor):
+                path = Path(tmp) / f"{design}-x{f}.toml"
+                path.write_text(
+                    re.sub(r"^replications = \d+", f"replications = {reps * f}", text, flags=re.M)
+                )
+                started = time.perf_counter()
+                peak = command_memory_mib(str(path), jobs)
+                runs[f"{reps * f} replications"] = {
+                    "peak_memory_mib": peak,
+                    "wall_seconds": time.perf_counter() - started,
+                }
+        peaks = [r["peak_memory_mib"] for r in runs.values()]
+        result["designs"][f"simulations/{design}.toml"] = {
+            "runs": runs,
+            "growth": peaks[1] / peaks[0],
+        }
     return result
 
 
@@ -707,8 +721,9 @@ def main(argv=None) -> int:
         "--memory",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="measure the peak memory of the whole command on the default design with 1× "
-        "and 10× the replications, 2 jobs (about a minute; --no-memory skips it)",
+        help="measure the peak memory of the whole command on the default design and on "
+        "bench-fit with 1× and 10× the replications, 2 jobs (about two minutes; --no-memory "
+        "skips it)",
     )
     parser.add_argument(
         "--only",
@@ -724,10 +739,12 @@ def main(argv=None) -> int:
     mem = None
     if args.memory:
         mem = bench_memory(10)
-        print("\nsimulations/default.toml, the whole command's peak memory, 2 jobs")
-        for name, run in mem["runs"].items():
-            print(f"  {name:>22}: {run['peak_memory_mib']:.0f} MiB ({run['wall_seconds']:.0f} s)")
-        print(f"  growth with 10× the replications: {mem['growth']:.3f}×")
+        for design, runs in mem["designs"].items():
+            print(f"\n{design}, the whole command's peak memory, 2 jobs")
+            for name, run in runs["runs"].items():
+                peak, wall = run["peak_memory_mib"], run["wall_seconds"]
+                print(f"  {name:>22}: {peak:.0f} MiB ({wall:.0f} s)")
+            print(f"  growth with 10× the replications: {runs['growth']:.3f}×")
         (args.out / "bench-memory.json").write_text(json.dumps(mem, indent=2) + "\n")
     results = []
     for key in args.designs:
