@@ -6,7 +6,7 @@ import pytest
 
 from study.design import design_from_dict, load_design
 from study.engine import plan
-from study.engine.costs import chunk_costs, task_payload_bytes
+from study.engine.costs import chunk_costs, chunk_payload_bytes
 from study.engine.plan import chunks_per_task, missing_chunks, plan_tasks, speed_factor
 from study.engine.streams import chunk_length, chunk_span, n_chunks
 from study.engine.tasks import Task
@@ -83,21 +83,24 @@ def test_the_speed_factor_is_a_bounded_measurement():
     assert any(slow[m] < fast[m] for m in design.m)
 
 
-def test_a_tasks_arrays_stay_under_the_cap_whatever_the_replications(monkeypatch):
-    """Tasks grow with the replications towards a second of work until their arrays reach
-    MAX_TASK_PAYLOAD_BYTES (the run's process holds a few of them at once), and never go
-    beyond: bench-fit's tasks hold 315 KiB of co-moments per chunk."""
+def test_a_tasks_chunks_stay_under_the_cap_whatever_the_replications(monkeypatch):
+    """Tasks grow with the replications towards a second of work until their chunks' arrays
+    reach MAX_TASK_PAYLOAD_BYTES (the run's process holds a few results at once), and never
+    go beyond: bench-fit's chunks hold 315 KiB of co-moments each. The draws a design keeps
+    (only the first tasks of each m hold them) do not shrink the other tasks."""
     raw = tomllib.loads((ROOT / "simulations" / "bench-fit.toml").read_text())
 
-    def largest(replications):
-        design = design_from_dict({**raw, "replications": replications})
+    def largest(replications, keep=0):
+        raw_now = {**raw, "replications": replications, "output": {"keep_draws": keep}}
+        design = design_from_dict(raw_now)
         tasks = plan_tasks(design, [], workers=2, speed=1.0)
         _covers_once(design, tasks)
-        return max(task_payload_bytes(design, 0, chunks=t.n_chunks) for t in tasks)
+        return max(t.n_chunks for t in tasks) * chunk_payload_bytes(design)
 
     cap = plan.MAX_TASK_PAYLOAD_BYTES
     assert largest(2_000) < cap / 4  # too little work for tasks of a second
     assert cap * 0.9 < largest(200_000) <= cap
     assert largest(2_000_000) <= cap
+    assert largest(200_000, keep=2_000) == largest(200_000)
     monkeypatch.setattr(plan, "MAX_TASK_PAYLOAD_BYTES", 64 << 20)
     assert largest(200_000) > cap  # it is the cap that stops them

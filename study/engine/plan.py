@@ -25,12 +25,7 @@ import time
 import numpy as np
 
 from study.design import Design
-from study.engine.costs import (
-    PROXY_SECONDS_PER_POINT,
-    chunk_costs,
-    chunk_payload_bytes,
-    task_payload_bytes,
-)
+from study.engine.costs import PROXY_SECONDS_PER_POINT, chunk_costs, chunk_payload_bytes
 from study.engine.streams import chunk_length, n_chunks
 from study.engine.tasks import Task
 
@@ -39,7 +34,7 @@ from study.engine.tasks import Task
 TARGET_TASK_SECONDS = 1.0
 # At least this many tasks per worker where the design has the chunks.
 TASKS_PER_WORKER = 4
-# The arrays of one task (its checkpoint) stay below this. The run's process holds a few
+# The arrays of one task's chunks stay below this. The run's process holds a few
 # task results at once (one arriving, one being saved, one being merged), so this bounds
 # its memory whatever the replications: on bench-fit (9 MiB tasks at 20,000 replications,
 # 17.5 MiB at 200,000) the whole command's peak was 662 and 803 MiB with a 64 MiB cap,
@@ -81,11 +76,11 @@ def chunks_per_task(
 
 
 def largest_task_chunks(design: Design) -> int:
-    """The most chunks a task may hold for its arrays to stay within MAX_TASK_PAYLOAD_BYTES,
-    counting what a task holds besides its chunks (the draws it keeps, at most the design's
-    ``keep_draws``); at least one."""
-    fixed = task_payload_bytes(design, design.keep_draws, chunks=0)
-    return max(1, (MAX_TASK_PAYLOAD_BYTES - fixed) // chunk_payload_bytes(design))
+    """The most chunks a task may hold for their arrays to stay within
+    MAX_TASK_PAYLOAD_BYTES; at least one. The draws a task keeps are not counted: only the
+    first tasks of each m keep any (at most ``keep_draws`` per cell), and counting them in
+    every task would shrink all the others."""
+    return max(1, MAX_TASK_PAYLOAD_BYTES // chunk_payload_bytes(design))
 
 
 def _fit(target: float, cost: float) -> int:

@@ -635,8 +635,8 @@ def return_freed_memory() -> bool:
     malloc_trim (macOS, musl): nothing is done there."""
     import ctypes
 
-    try:
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    try:  # the C library this process has loaded
+        trim = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
         return False
     trim(0)
@@ -728,14 +728,15 @@ def _dask_client(n_workers: int, scheduler: str | None):
 
 
 class _QuietOnError:
-    """The loggers of Dask's machinery (``distributed``, ``tornado``, ``asyncio`` and their
-    children) silenced while a run that is ending on an exception closes its client and
-    cluster, and as they were afterwards. Closed under a run that Ctrl-C stops, a cluster
-    can fail to gather a result that was on its way, and logs it: "Couldn't gather keys"
-    and a tornado traceback of some forty lines (seen in about one interrupted run in
-    fifty), before the run's one line that says what happened. Enter :meth:`restoring`
-    before the client and cluster and :meth:`silencing` after them, so that the silence
-    starts before they close and ends after."""
+    """The loggers of Dask's machinery in this process (``distributed``, ``tornado``,
+    ``asyncio`` and their children) quiet below CRITICAL while a run that is ending on an
+    exception closes its client and cluster, and as they were afterwards. Closed under a
+    run that Ctrl-C stops, a cluster can fail to gather a result that was on its way, and
+    logs it: "Couldn't gather keys" and a tornado traceback of some forty lines (seen in
+    about one interrupted run in fifty), before the run's one line that says what
+    happened. The workers' own logs are not filtered. Enter :meth:`restoring` before the
+    client and cluster and :meth:`silencing` after them, so that the quiet starts before
+    they close and ends after."""
 
     FAMILIES = ("distributed", "tornado", "asyncio")
 
@@ -758,9 +759,8 @@ class _QuietOnError:
         try:
             yield
         finally:
-            for logger, level, disabled in reversed(self._saved):
+            for logger, level in reversed(self._saved):
                 logger.setLevel(level)
-                logger.disabled = disabled
             self._saved.clear()
 
     def _silence(self) -> None:
@@ -770,12 +770,12 @@ class _QuietOnError:
             for name in list(logging.root.manager.loggerDict)
             if name.split(".")[0] in self.FAMILIES
         ]
+        # each logger, as some have levels of their own (distributed.client, tornado's);
+        # children made later take their family's
         for name in sorted({*self.FAMILIES, *names}):
             logger = logging.getLogger(name)
-            self._saved.append((logger, logger.level, logger.disabled))
-            # disabled: this logger handles nothing; the level: nor do children made later
-            logger.disabled = True
-            logger.setLevel(logging.CRITICAL + 1)
+            self._saved.append((logger, logger.level))
+            logger.setLevel(logging.CRITICAL)
 
 
 # Above 0 while a run's LocalCluster starts its workers: a child forked meanwhile is one
