@@ -79,12 +79,61 @@ def test_a_local_cluster_forks_its_workers_without_a_profiler():
     with run_module._dask_client(2, None) as client:
         states = client.run(state)
         assert dask.config.get(key) == before[0]  # a worker started again is spawned
-    assert list(states.values()) == [(True, False, "_ctrl_c_ignored", os.getpid())] * 2
+    assert list(states.values()) == [(True, False, "ctrl_c_ignored", os.getpid())] * 2
     assert (dask.config.get(key), dask.config.get(profile)) == before
     pid = os.fork()
     if pid == 0:  # only reads and exits
         os._exit(0 if signal.getsignal(signal.SIGINT) is signal.default_int_handler else 3)
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+def test_a_local_cluster_keeps_off_dasks_default_port():
+    """With Dask's default HTTP port 8787 taken (by another run's cluster, or any Dask
+    scheduler), a run's LocalCluster starts without a warning on the run's stderr: it has
+    no dashboard, and serves the scheduler's HTTP routes on a free port."""
+    import socket
+    import warnings
+
+    taken = socket.socket()
+    try:
+        taken.bind(("", 8787))
+        taken.listen()
+    except OSError:  # taken already, which is the case tested
+        pass
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with run_module._dask_client(1, None) as client:
+                assert client.run(lambda: 1)
+    finally:
+        taken.close()
+    assert not [str(w.message) for w in caught if "already in use" in str(w.message)]
+
+
+def test_a_worker_started_again_after_a_crash_also_leaves_ctrl_c_to_the_run():
+    """A worker that its nanny starts again (spawned, so without what a forked worker
+    inherits) gets the run's no-op SIGINT handler too, and prints no traceback on the next
+    Ctrl-C."""
+
+    def handler():
+        return getattr(signal.getsignal(signal.SIGINT), "__name__", None)
+
+    with run_module._dask_client(2, None) as client:
+        before = client.run(os.getpid)
+        os.kill(next(iter(before.values())), signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while True:
+            assert time.monotonic() < deadline, "no worker was started again"
+            try:
+                after = client.run(os.getpid)
+            except Exception:  # the killed worker is still listed
+                after = {}
+            if len(after) == 2 and set(after.values()) != set(before.values()):
+                break
+            time.sleep(0.1)
+        states = client.run(handler)
+    assert len(set(after.values()) - set(before.values())) == 1
+    assert list(states.values()) == ["ctrl_c_ignored"] * 2
 
 
 def test_a_run_ending_on_an_error_closes_its_cluster_quietly(monkeypatch):

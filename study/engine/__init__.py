@@ -11,7 +11,9 @@
 - :mod:`study.engine.merge`: checkpoints merged chunk by chunk into ``summary.csv``,
   ``risk.csv`` and ``draws.npz``;
 - :mod:`study.engine.costs`, :mod:`study.engine.budget`: the estimate before a run;
-- :mod:`study.engine.run`: scheduling (joblib), progress, the commit of a results folder.
+- :mod:`study.engine.run`: scheduling (joblib), progress, the commit of a results folder;
+  :mod:`study.engine.worker` what a worker runs, and :mod:`study.engine.dask_workers` what
+  a run's local Dask cluster installs in its workers.
 
 Nothing here imports the theory or the report.
 """

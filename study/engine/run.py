@@ -717,12 +717,20 @@ def _dask_client(n_workers: int, scheduler: str | None):
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
+                # no dashboard, but the scheduler serves its HTTP routes anyway: on a free
+                # port, not Dask's 8787, where a second run (or any other Dask scheduler)
+                # made it warn "Port 8787 is already in use" on the run's stderr
+                scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"},
                 silence_logs=logging.ERROR,
             )
     finally:
         _starting_local_workers -= 1
     quiet = _QuietOnError()
     with quiet.restoring(), cluster, Client(cluster) as client, quiet.silencing():
+        from study.engine.dask_workers import IgnoreCtrlC
+
+        # in every worker, also one its nanny starts again (spawned) after a crash
+        client.register_plugin(IgnoreCtrlC())
         yield client
         _freeze_workers(client)
 
@@ -782,16 +790,10 @@ class _QuietOnError:
 _starting_local_workers = 0
 
 
-def _ctrl_c_ignored(signum, frame) -> None:
-    """A forked worker's SIGINT handler: nothing. Ctrl-C reaches every process of the
-    terminal's group, the run's process stops the cluster, and its workers need not each
-    print a KeyboardInterrupt traceback. A handler, not SIG_IGN: a process the worker
-    starts (numba's compilation on a cold cache) gets Ctrl-C back when it execs."""
-
-
 def _worker_ignores_ctrl_c() -> None:
+    # from its first instruction; a worker started again later gets it from IgnoreCtrlC
     if _starting_local_workers:
-        signal.signal(signal.SIGINT, _ctrl_c_ignored)
+        signal.signal(signal.SIGINT, worker.ctrl_c_ignored)
 
 
 os.register_at_fork(after_in_child=_worker_ignores_ctrl_c)
@@ -812,8 +814,8 @@ def local_start_method() -> str:
     command took 4.52 s forked against 7.14 s spawned, loky 4.23 s (docs/engine.md). The
     run's process is ready for it: a forked child gives up the results folder's lock
     (:mod:`study.folder`) and the run's SIGTERM and SIGHUP handlers (:mod:`study.cli`), and
-    ignores Ctrl-C (:func:`_ctrl_c_ignored`). On macOS fork is unsafe, and workers are
-    spawned."""
+    ignores Ctrl-C (:func:`study.engine.worker.ctrl_c_ignored`). On macOS fork is unsafe,
+    and workers are spawned."""
     import dask
 
     configured = dask.config.get(START_METHOD_KEY)

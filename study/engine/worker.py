@@ -7,6 +7,8 @@ Kept apart from :mod:`study.engine.run` so that a worker imports only what a tas
 
 from __future__ import annotations
 
+import signal
+
 from study.design import Design
 from study.engine.tasks import Task, run_task
 
@@ -20,3 +22,15 @@ def task(design: Design, which: Task, solver: str, noise_draw: str, own_process:
 def piece(i: int, fn, args):
     """One piece of the next step, run in the pool; its index travels back with it."""
     return i, fn(*args)
+
+
+def ctrl_c_ignored(signum, frame) -> None:
+    """The SIGINT handler of a LocalCluster's worker: nothing. Ctrl-C reaches every process
+    of the terminal's group, the run's process stops the cluster, and its workers need not
+    each print a KeyboardInterrupt traceback. A handler, not SIG_IGN: a process the worker
+    starts (numba's compilation on a cold cache) gets Ctrl-C back when it execs."""
+
+
+def ignore_ctrl_c() -> None:
+    """Install :func:`ctrl_c_ignored` (from the process's main thread only)."""
+    signal.signal(signal.SIGINT, ctrl_c_ignored)

@@ -1,0 +1,28 @@
+"""What a LocalCluster started for a run installs in each of its workers.
+
+Kept apart from :mod:`study.engine.run` and :mod:`study.engine.worker` so that neither
+imports ``distributed``: only a run on Dask loads this module.
+"""
+
+from __future__ import annotations
+
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from study.engine import worker as engine_worker
+
+
+class IgnoreCtrlC(WorkerPlugin):
+    """Each worker of the run's LocalCluster leaves Ctrl-C to the run's process
+    (:func:`study.engine.worker.ctrl_c_ignored`). A forked worker has the handler from its
+    start already; this gives it to a worker that its nanny starts again after a crash,
+    which is spawned, and which otherwise printed a KeyboardInterrupt traceback on the next
+    Ctrl-C. Never registered on a cluster at an address: its workers are not the run's."""
+
+    name = "study-ignore-ctrl-c"
+    idempotent = True
+
+    def setup(self, worker) -> None:
+        try:
+            engine_worker.ignore_ctrl_c()
+        except ValueError:  # not the process's main thread: Dask's own handling stays
+            pass
