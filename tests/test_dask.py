@@ -71,8 +71,9 @@ def test_a_local_cluster_forks_its_workers_without_a_profiler():
     def state():
         import dask
 
-        # spawned, a worker has not imported the engine before its first task
-        engine = "study.engine.worker" in sys.modules
+        # spawned, a worker never imports the run's module (the plugin that gives it the
+        # Ctrl-C handler brings study.engine.worker, not this)
+        engine = "study.engine.run" in sys.modules
         handler = getattr(signal.getsignal(signal.SIGINT), "__name__", None)
         return engine, dask.config.get(profile), handler, os.getppid()
 
@@ -90,47 +91,52 @@ def test_a_local_cluster_forks_its_workers_without_a_profiler():
 def test_a_local_cluster_keeps_off_dasks_default_port():
     """With Dask's default HTTP port 8787 taken (by another run's cluster, or any Dask
     scheduler), a run's LocalCluster starts without a warning on the run's stderr: it has
-    no dashboard, and serves the scheduler's HTTP routes on a free port."""
+    no dashboard, and serves the scheduler's HTTP routes on a free port of the loopback
+    interface only."""
     import socket
     import warnings
 
     taken = socket.socket()
+    taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         taken.bind(("", 8787))
         taken.listen()
-    except OSError:  # taken already, which is the case tested
+    except OSError:  # held by another process already, which is the case tested
         pass
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with run_module._dask_client(1, None) as client:
-                assert client.run(lambda: 1)
+                http = client.run_on_scheduler(
+                    lambda dask_scheduler: (
+                        dask_scheduler.http_server.address,
+                        dask_scheduler.http_server.port,
+                    )
+                )
     finally:
         taken.close()
     assert not [str(w.message) for w in caught if "already in use" in str(w.message)]
+    assert http[0] == "127.0.0.1" and http[1] not in (0, 8787)
 
 
 def test_a_worker_started_again_after_a_crash_also_leaves_ctrl_c_to_the_run():
     """A worker that its nanny starts again (spawned, so without what a forked worker
-    inherits) gets the run's no-op SIGINT handler too, and prints no traceback on the next
-    Ctrl-C."""
+    inherits) gets the run's no-op SIGINT handler too once it has joined, and prints no
+    traceback on the next Ctrl-C."""
 
     def handler():
         return getattr(signal.getsignal(signal.SIGINT), "__name__", None)
 
     with run_module._dask_client(2, None) as client:
         before = client.run(os.getpid)
-        os.kill(next(iter(before.values())), signal.SIGKILL)
+        killed = next(iter(before))
+        os.kill(before[killed], signal.SIGKILL)
         deadline = time.monotonic() + 60
-        while True:
+        # asked of the scheduler alone: a worker asked while dead would be waited for
+        while killed in (workers := set(client.nthreads())) or len(workers) < 2:
             assert time.monotonic() < deadline, "no worker was started again"
-            try:
-                after = client.run(os.getpid)
-            except Exception:  # the killed worker is still listed
-                after = {}
-            if len(after) == 2 and set(after.values()) != set(before.values()):
-                break
             time.sleep(0.1)
+        after = client.run(os.getpid)
         states = client.run(handler)
     assert len(set(after.values()) - set(before.values())) == 1
     assert list(states.values()) == ["ctrl_c_ignored"] * 2

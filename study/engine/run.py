@@ -718,9 +718,9 @@ def _dask_client(n_workers: int, scheduler: str | None):
                 processes=True,
                 dashboard_address=None,
                 # no dashboard, but the scheduler serves its HTTP routes anyway: on a free
-                # port, not Dask's 8787, where a second run (or any other Dask scheduler)
-                # made it warn "Port 8787 is already in use" on the run's stderr
-                scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"},
+                # port of the loopback interface, not Dask's 8787, where a second run (or
+                # any other Dask scheduler) made it warn "Port 8787 is already in use"
+                scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
                 silence_logs=logging.ERROR,
             )
     finally:
