@@ -37,8 +37,9 @@ TASKS_PER_WORKER = 4
 # The arrays of one task's chunks stay below this. The run's process holds a few
 # task results at once (one arriving, one being saved, one being merged), so this bounds
 # its memory whatever the replications: on bench-fit (9 MiB tasks at 20,000 replications,
-# 17.5 MiB at 200,000) the whole command's peak was 662 and 803 MiB with a 64 MiB cap,
-# 674 and 689 MiB with this one, at the same wall time (2 jobs, one run each).
+# 17.5 MiB at 200,000) the whole command's peak was 662 MiB and 714 to 824 MiB with a 64
+# MiB cap, 674 MiB and 689 to 714 MiB with this one, at the same wall time (2 jobs; one
+# run at 20,000, three at 200,000).
 MAX_TASK_PAYLOAD_BYTES = 8 << 20
 # At most this many task files in a results folder (study.engine.budget refuses beyond).
 MAX_TASK_FILES = 10_000
