@@ -13,10 +13,11 @@ from study.engine import worker as engine_worker
 
 class IgnoreCtrlC(WorkerPlugin):
     """Each worker of the run's LocalCluster leaves Ctrl-C to the run's process
-    (:func:`study.engine.worker.ctrl_c_ignored`). A forked worker has the handler from its
-    start already; this gives it to a worker that its nanny starts again after a crash,
-    which is spawned, and which otherwise printed a KeyboardInterrupt traceback on the next
-    Ctrl-C. Never registered on a cluster at an address: its workers are not the run's."""
+    (:func:`study.engine.worker.ctrl_c_ignored`) once it has joined: those forked at the
+    start, which printed a KeyboardInterrupt traceback each, and one that its nanny starts
+    again after a crash (spawned; it had asyncio's SIGINT handler, which stops the worker,
+    and printed a traceback too). Never registered on a cluster at an address: its workers
+    are not the run's."""
 
     name = "study-ignore-ctrl-c"
     idempotent = True

@@ -350,9 +350,8 @@ def pencil_risk(W, z_star, wsw, eig, sigma, v_star, alphas, var_scale, out):
     s_i²·wsw_i, where z* = WᵀGv*, wsw_i = (WᵀΣW)_ii and var_scale = σ². Shapes: W (p, p, R),
     z_star, wsw and eig (p, R), sigma (p, p), v_star (p,), alphas (A,), out (A, R), all
     float64, C-contiguous and writable (the types it is compiled for); nothing checks them,
-    so call it
-    through :func:`study.conditional.conditional_risk_function`. Without reassociation: the
-    sums run in one fixed order."""
+    so call it through :func:`study.conditional.conditional_risk_function`. Without
+    reassociation: the sums run in one fixed order."""
     p, R = eig.shape
     s = np.empty((p, R))
     dev = np.empty((p, R))

@@ -704,32 +704,27 @@ def _dask_client(n_workers: int, scheduler: str | None):
     # s with it, medians of 4 alternating runs. The key reaches a worker started again too
     # (its nanny keeps the configuration it was made with).
     local = {START_METHOD_KEY: local_start_method(), "distributed.worker.profile.enabled": False}
-    global _starting_local_workers
     # The start method only while the cluster starts its workers, with this process's
     # other threads idle (the save thread has not started; the main thread waits here). A
     # worker that dies mid-run is started again Dask's way (spawned): forked then, it could
     # copy a lock that one of this process's running threads holds, and hang on it.
-    _starting_local_workers += 1
-    try:
-        with dask.config.set(local):
-            cluster = LocalCluster(
-                n_workers=n_workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                # no dashboard, but the scheduler serves its HTTP routes anyway: on a free
-                # port of the loopback interface, not Dask's 8787, where a second run (or
-                # any other Dask scheduler) made it warn "Port 8787 is already in use"
-                scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
-                silence_logs=logging.ERROR,
-            )
-    finally:
-        _starting_local_workers -= 1
+    with dask.config.set(local):
+        cluster = LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            # no dashboard, but the scheduler serves its HTTP routes anyway: on a free
+            # port of the loopback interface, not Dask's 8787, where a second run (or any
+            # other Dask scheduler) made it warn "Port 8787 is already in use"
+            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+            silence_logs=logging.ERROR,
+        )
     quiet = _QuietOnError()
     with quiet.restoring(), cluster, Client(cluster) as client, quiet.silencing():
         from study.engine.dask_workers import IgnoreCtrlC
 
-        # in every worker, also one its nanny starts again (spawned) after a crash
+        # in every worker, forked at the start or spawned again after a crash
         client.register_plugin(IgnoreCtrlC())
         yield client
         _freeze_workers(client)
@@ -786,19 +781,6 @@ class _QuietOnError:
             logger.setLevel(logging.CRITICAL)
 
 
-# Above 0 while a run's LocalCluster starts its workers: a child forked meanwhile is one
-_starting_local_workers = 0
-
-
-def _worker_ignores_ctrl_c() -> None:
-    # from its first instruction; a worker started again later gets it from IgnoreCtrlC
-    if _starting_local_workers:
-        signal.signal(signal.SIGINT, worker.ctrl_c_ignored)
-
-
-os.register_at_fork(after_in_child=_worker_ignores_ctrl_c)
-
-
 START_METHOD_KEY = "distributed.worker.multiprocessing-method"
 
 
@@ -813,9 +795,8 @@ def local_start_method() -> str:
     still loads itself, as this process does not. On bench-data7 with 2 workers the whole
     command took 4.52 s forked against 7.14 s spawned, loky 4.23 s (docs/engine.md). The
     run's process is ready for it: a forked child gives up the results folder's lock
-    (:mod:`study.folder`) and the run's SIGTERM and SIGHUP handlers (:mod:`study.cli`), and
-    ignores Ctrl-C (:func:`study.engine.worker.ctrl_c_ignored`). On macOS fork is unsafe,
-    and workers are spawned."""
+    (:mod:`study.folder`) and the run's SIGTERM and SIGHUP handlers (:mod:`study.cli`).
+    On macOS fork is unsafe, and workers are spawned."""
     import dask
 
     configured = dask.config.get(START_METHOD_KEY)
