@@ -10,9 +10,12 @@ and imports nothing from the engine, the basis, the fit or the conditional momen
 - the chunks of m: 256 data sets, halved while a chunk holds more than 2²² points; chunk c
   of m draws from ``SeedSequence(seed, spawn_key=(m, c))``, whose first child draws
   u = (x − center)/scale data set after data set (uniform on [−1, 1] or standard
-  normal) and whose second draws K + 1 standard normals z per data set, K the design's
-  largest degree; the noise enters as Φᵤᵀε = V·diag(√λ)·z from the eigendecomposition
-  of the Gram matrix Φᵤᵀ Φᵤ = V·diag(λ)·Vᵀ in u (eigenvalues below (K + 1)·ε·λ_max as 0);
+  normal) and whose second draws the noise: with K the design's largest degree, a data
+  set of more than K + 1 points takes K + 1 standard normals z and its noise enters as
+  Φᵤᵀε = L·z, L the Cholesky factor of the Gram matrix Φᵤᵀ Φᵤ = LLᵀ in u (where rounding
+  makes it singular, V·diag(√λ) from its eigendecomposition, eigenvalues below
+  (K + 1)·ε·λ_max as 0); a data set of at most K + 1 points takes its m values ε and
+  Φᵤᵀε is summed from them;
 - the features are the monomials of the original x, or, for the cells of the orthonormal
   basis, ψ(u) from NumPy's Legendre (uniform x) or probabilists' Hermite (normal x)
   Vandermonde matrices, normalised so that E[ψψᵀ] = I, whose noise scores are L·Φᵤᵀε
@@ -104,14 +107,22 @@ def _u_to_x_powers(center: float, scale: float, K: int) -> np.ndarray:
 
 
 def _noise_scores(u: np.ndarray, z: np.ndarray, K: int) -> np.ndarray:
-    """Φᵤᵀε of one data set from its K + 1 normals z (the documented sufficient draw)."""
+    """Φᵤᵀε of one data set from its normals z (the documented sufficient draw): Φᵤᵀz for
+    m ≤ K + 1 (z holds the m noise values), else L·z for the Cholesky factor of Φᵤᵀ Φᵤ
+    (z holds K + 1 normals; where rounding makes Φᵤᵀ Φᵤ singular, V·diag(√λ)·z from its
+    eigendecomposition, eigenvalues below (K + 1)·ε·λ_max as 0)."""
+    if u.size <= K + 1:
+        return _powers(u, K).T @ z
     gram = np.zeros((K + 1, K + 1))
     for start in range(0, u.size, _PIECE_POINTS):  # Φᵤᵀ Φᵤ piece by piece: bounded memory
         phi = _powers(u[start : start + _PIECE_POINTS], K)
         gram += phi.T @ phi
-    lam, V = np.linalg.eigh(gram)
-    floor = (K + 1) * np.finfo(float).eps * lam[-1]
-    return V @ (np.sqrt(np.where(lam > floor, lam, 0.0)) * z)
+    try:
+        return np.linalg.cholesky(gram) @ z
+    except np.linalg.LinAlgError:
+        lam, V = np.linalg.eigh(gram)
+        floor = (K + 1) * np.finfo(float).eps * lam[-1]
+        return V @ (np.sqrt(np.where(lam > floor, lam, 0.0)) * z)
 
 
 def _penalty(p: int, penalize_intercept: bool) -> np.ndarray:
@@ -336,7 +347,7 @@ def _score_map(design: Design, basis: str, T: np.ndarray, K: int) -> np.ndarray:
 def _first(design, draws, i_m, m, c, K, T) -> list[dict]:
     rng_x, rng_noise = _streams(design.seed, m, c)
     u = _draw_u(rng_x, design, m)  # the first data set: the first m numbers
-    z = rng_noise.standard_normal(K + 1)  # its K + 1 normals
+    z = rng_noise.standard_normal(min(m, K + 1))  # its m values, or K + 1 normals
     scores_u = _noise_scores(u, z, K)
     factors = _factors(design, u, K)
     out = []

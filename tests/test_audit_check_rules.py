@@ -11,6 +11,7 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.linalg
 from numpy.polynomial import HermiteE, Legendre, Polynomial
 
 import study.audit as A
@@ -138,7 +139,8 @@ def _penalty(raw, p):
 def reference_draws(raw) -> dict[str, np.ndarray]:
     """The records a correct engine writes for the audit (docs/results.md, draws.npz),
     computed by normal equations: ŵ = (ΦᵀΦ + αD)⁻¹(Φᵀ(β0 + β1·x) + σ·Φᵀε), with Φᵀε from
-    the K + 1 normals of the data set (Φᵤᵀε = V·diag(√λ)·z, ΦᵤᵀΦᵤ = V·diag(λ)·Vᵀ)."""
+    the K + 1 normals of the data set (Φᵤᵀε = L·z, ΦᵤᵀΦᵤ = LLᵀ, scipy's Cholesky), or
+    from its m noise values where m ≤ K + 1 (Φᵤᵀε summed)."""
     ms, lams, cols = raw["grid"]["m"], raw["grid"]["lambda"], _columns(raw)
     K, sigma, R = max(raw["grid"]["degree"]), raw["dgp"]["noise_sd"], raw["replications"]
     n_chunks = [-(-R // _chunk_len(m)) for m in ms]
@@ -153,11 +155,12 @@ def reference_draws(raw) -> dict[str, np.ndarray]:
             for c in range(n_chunks[i_m]):
                 rng_x, rng_z = _streams(raw, m, c)
                 u = _draw(raw, rng_x, m)
-                z = rng_z.standard_normal(K + 1)
                 phi_u = np.vander(u, K + 1, increasing=True)
-                ev, V = np.linalg.eigh(phi_u.T @ phi_u)
-                ev = np.where(ev > (K + 1) * np.finfo(float).eps * ev[-1], ev, 0.0)
-                scores_u = V @ (np.sqrt(ev) * z)
+                if m <= K + 1:  # the data set's own m noise values
+                    scores_u = phi_u.T @ rng_z.standard_normal(m)
+                else:
+                    L = scipy.linalg.cholesky(phi_u.T @ phi_u, lower=True)
+                    scores_u = L @ rng_z.standard_normal(K + 1)
                 for i_l, lam in enumerate(lams):
                     if lam == 0 and m <= k:
                         continue
@@ -375,47 +378,67 @@ def test_the_change_to_powers_of_x_is_the_binomial_expansion():
     assert A._to_x(design_from_dict(NORMAL)) == (1.5, 0.5)
 
 
-@pytest.mark.parametrize("m, K", [(40, 3), (2, 3), (5, 4)])
+@pytest.mark.parametrize("m, K", [(40, 3), (2, 3), (4, 3), (5, 4), (7, 4)])
 def test_the_noise_scores_have_the_gram_matrix_as_covariance(m, K):
-    """Φᵤᵀε = V·diag(√λ)·z: over the unit vectors z the scores' outer products add up to
-    ΦᵤᵀΦᵤ (so Cov = ΦᵤᵀΦᵤ, as Φᵤᵀε has), including a singular Gram (m ≤ K)."""
+    """Φᵤᵀε = L·z (m > K + 1: K + 1 normals) or Φᵤᵀε (m ≤ K + 1: the m noise values): over
+    the unit vectors z the scores' outer products add up to ΦᵤᵀΦᵤ (so Cov = ΦᵤᵀΦᵤ, as
+    Φᵤᵀε has), including a singular Gram (m ≤ K)."""
     u = np.random.default_rng(m).uniform(-0.3, 1.0, m)
-    S = np.stack([A._noise_scores(u, e, K) for e in np.eye(K + 1)], axis=1)
+    S = np.stack([A._noise_scores(u, e, K) for e in np.eye(min(m, K + 1))], axis=1)
     gram = np.vander(u, K + 1, increasing=True).T @ np.vander(u, K + 1, increasing=True)
     assert np.isfinite(S).all()
     np.testing.assert_allclose(S @ S.T, gram, rtol=1e-9, atol=1e-9 * np.abs(gram).max())
+    if m > K + 1:  # the Cholesky factor itself: lower triangular
+        np.testing.assert_array_equal(np.triu(S, 1), 0.0)
 
 
 def test_both_sufficient_noise_draws_raise_no_warning():
     """The engine's draw of Φᵀε and the audit's plain reimplementation of it run with every
     warning an error: nothing deprecated (NumPy deprecates, then removes) and nothing
-    invalid, also on a singular Gram matrix (m ≤ K)."""
+    invalid, also on a singular Gram matrix (m ≤ K, which the engine's factor meets only if
+    called on it directly, and a G of more points that its eigenvalues must factor)."""
     import warnings
 
     from study.engine.streams import sufficient_noise
 
     rng = np.random.default_rng(7)
-    for m, K in ((40, 3), (2, 3)):
+    for m, K in ((40, 3), (2, 3), (6, 3)):
         u = rng.uniform(-0.3, 1.0, m)
+        if m == 6:
+            u = np.repeat(u[:2], 3)  # two distinct points: a rank-2 Gram of 6 points
         phi = np.vander(u, K + 1, increasing=True)
         z = rng.standard_normal(K + 1)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             engine = sufficient_noise((phi.T @ phi)[None], z[None])[0]
-            audit = A._noise_scores(u, z, K)
+            audit = A._noise_scores(u, z[: min(m, K + 1)], K)
         assert np.isfinite(engine).all() and np.isfinite(audit).all()
 
 
 @pytest.mark.parametrize("m, K, seed", [(2, 4, 0), (1, 3, 1), (3, 5, 2), (2, 3, 3)])
 def test_the_noise_scores_of_a_singular_gram_lie_in_its_range(m, K, seed):
-    """Φᵤᵀε lies in the row space of Φᵤ: the eigenvalues of ΦᵤᵀΦᵤ below (K + 1)·ε·λ_max are
-    its null space, taken as 0, not rounding noise blown up by a square root."""
+    """Φᵤᵀε lies in the row space of Φᵤ: summed from the m noise values, not a factor of
+    the singular ΦᵤᵀΦᵤ with rounding noise blown up by a square root."""
     u = np.random.default_rng(seed).uniform(-1, 1, m)
     phi = np.vander(u, K + 1, increasing=True)
     null = np.linalg.svd(phi)[2][m:]  # the directions Φᵤ maps to 0
-    z = np.random.default_rng(seed + 10).standard_normal((K + 1, 20))
+    z = np.random.default_rng(seed + 10).standard_normal((m, 20))
     scores = np.stack([A._noise_scores(u, zz, K) for zz in z.T], axis=1)
     assert np.abs(null @ scores).max() <= 1e-12 * np.abs(scores).max()
+
+
+def test_a_gram_of_coinciding_points_falls_back_to_its_eigenvalues():
+    """More points than coefficients, but only two distinct (dyadic, so ΦᵤᵀΦᵤ is exact and
+    of rank 2): no Cholesky factor; the scores come from the eigendecomposition, inside
+    the range of Φᵤᵀ and with ΦᵤᵀΦᵤ as covariance."""
+    u = np.array([-0.5, 0.25, -0.5, 0.25, -0.5, 0.25])
+    K = 3
+    phi = np.vander(u, K + 1, increasing=True)
+    gram = phi.T @ phi
+    S = np.stack([A._noise_scores(u, e, K) for e in np.eye(K + 1)], axis=1)
+    np.testing.assert_allclose(S @ S.T, gram, atol=1e-12 * np.abs(gram).max())
+    null = np.linalg.svd(phi)[2][2:]
+    assert np.abs(null @ S).max() <= 1e-12 * np.abs(S).max()
 
 
 def test_the_penalty_leaves_the_intercept_free_unless_asked():

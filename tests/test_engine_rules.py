@@ -15,6 +15,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.linalg
 from numpy.polynomial import hermite_e, legendre
 from sklearn.linear_model import Ridge
 
@@ -613,7 +614,6 @@ from study.engine.streams import (  # noqa: E402
     draw_u,
     n_chunks,
     piece_rows,
-    sufficient_noise,
 )
 
 X_ASYM = {"distribution": "uniform", "low": 0.5, "high": 3.0}  # center 1.75, scale 1.25
@@ -863,38 +863,31 @@ def test_sufficient_noise_draw_has_the_same_x_and_noise_with_covariance_sigma2_g
     S, T = chunk_power_sums(design, 8, 1, K)  # default: the sufficient draw
     Sp, _ = chunk_power_sums(design, 8, 1, K, noise_draw="plain")
     np.testing.assert_array_equal(S, Sp)  # the same x stream
-    # Σu^p·y = v*₀S_p + v*₁S_{p+1} + σ(Φᵀε)_p, with Φᵀε = R z for RRᵀ = G and z the first
-    # K + 1 normals of the noise stream per data set, in order
+    # Σu^p·y = v*₀S_p + v*₁S_{p+1} + σ(Φᵀε)_p, with Φᵀε = L z for the Cholesky factor
+    # G = LLᵀ and z the first K + 1 normals of the noise stream per data set, in order
     v0, v1 = 1.0 + 2.0 * 1.75, 2.0 * 1.25
     noise = (T - v0 * S[:, : K + 1] - v1 * S[:, 1 : K + 2]) / 0.3
     G = S[:, hankel_index(K)]
     z = chunk_streams(design.seed, 8, 1)[1].standard_normal((44, K + 1))
-    # columns of the factor: sufficient_noise(G, e_j)
-    cols = np.stack(
-        [sufficient_noise(G, np.tile(np.eye(K + 1)[j], (44, 1))) for j in range(K + 1)], axis=2
-    )
-    np.testing.assert_allclose(cols @ np.swapaxes(cols, 1, 2), G, rtol=1e-10)
-    np.testing.assert_allclose(noise, np.einsum("nij,nj->ni", cols, z), rtol=1e-8, atol=1e-9)
+    L = np.stack([scipy.linalg.cholesky(g, lower=True) for g in G])
+    np.testing.assert_allclose(L @ np.swapaxes(L, 1, 2), G, rtol=1e-10)
+    np.testing.assert_allclose(noise, np.einsum("nij,nj->ni", L, z), rtol=1e-8, atol=1e-9)
     S2, T2 = chunk_power_sums(design, 8, 1, K, first=3)
     np.testing.assert_array_equal(S2, S[:3])
     np.testing.assert_allclose(T2, T[:3], rtol=1e-13)
 
 
-def test_sufficient_noise_of_a_singular_gram_stays_in_its_range():
-    u = np.array([[-0.5, 0.25]])  # two points, degree 2: G of rank 2
-    S, _ = power_sums(u, None, 2)
+def test_the_noise_of_a_singular_gram_stays_in_its_range():
+    """Two points, degree 2: G has rank 2, and a data set of at most K + 1 points draws
+    its own noise values, so Φᵀε = Σφ(u_i)ε_i cannot reach the direction G cannot."""
+    design = _design(**{"dgp.noise_sd": 0.3})
+    S, T = chunk_power_sums(design, 2, 0, 2)
+    v0, v1 = 1.0 + 2.0 * 1.75, 2.0 * 1.25
+    noise = (T - v0 * S[:, :3] - v1 * S[:, 1:4]) / 0.3
     G = S[:, hankel_index(2)]
-    # the direction G (and Φᵀε) cannot reach: the coefficients of the parabola through both
-    # points, (u + 0.5)(u − 0.25) = u² + 0.25u − 0.125 (dyadic, so Gc = 0 exactly)
-    null = np.array([-0.125, 0.25, 1.0])
-    np.testing.assert_array_equal(G[0] @ null, 0.0)
-    null /= np.linalg.norm(null)
-    out = sufficient_noise(G, np.array([[0.3, -1.2, 2.0]]))
-    # rounding in the eigenvectors leaves some 1e-16·√λmax·|z|; a noise leaked into the
-    # null direction through √(rounding-level eigenvalue) would be some 1e-8
-    assert abs(out[0] @ null) < 1e-12
-    cols = np.stack([sufficient_noise(G, np.eye(3)[j][None]) for j in range(3)], axis=2)
-    np.testing.assert_allclose(cols[0] @ cols[0].T, G[0], atol=1e-13)
+    for g, e in zip(G[:20], noise[:20], strict=True):
+        null = np.linalg.eigh(g)[1][:, 0]  # the direction of its zero eigenvalue
+        assert abs(null @ e) < 1e-10 * np.abs(e).max()
 
 
 def test_an_unknown_noise_draw_is_refused():

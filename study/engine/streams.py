@@ -12,8 +12,9 @@ chunk for memory (:class:`Piece`) never changes a number either.
 The data are never materialised as a whole: a chunk is drawn piece by piece and reduced at
 once to the power sums S_p = Σu^p (p ≤ 2K) and T_p = Σu^p·y (p ≤ K) of each data set, in
 the standardised variable u = (x − center)/scale, uniform on [−1, 1] or standard normal.
-The noise is not drawn point by point: given the points, Φᵀε ~ N(0, G) exactly, so each
-data set takes K + 1 normals from the noise stream (:func:`chunk_power_sums`).
+The noise is not drawn point by point once a data set has more points than coefficients:
+given the points, Φᵀε ~ N(0, G) exactly, so such a data set takes K + 1 normals from the
+noise stream; one of at most K + 1 points takes its m values (:func:`chunk_power_sums`).
 The x power sums of each m's first KEPT_DATA_SETS data sets that a process drew are kept,
 for the theory's tuning, which averages over those designs.
 """
@@ -174,11 +175,13 @@ def chunk_power_sums(
     """Draw the data sets of one chunk and reduce each to its power sums.
 
     The responses enter only through Φᵀy = Φᵀ(Φw*) + σΦᵀε, and given the design points
-    Φᵀε is exactly N(0, G) with G = ΦᵀΦ the Gram matrix of degree K. So the default
-    ``noise_draw="sufficient"`` draws K + 1 standard normals z per data set and sets
-    Φᵀε = V·diag(√λ)·z from the eigendecomposition G = V·diag(λ)·Vᵀ (rounding-level λ as 0):
-    exact in distribution, also where G is singular (m ≤ K), and the x stream, hence every
-    conditional moment, is the same as with ``"plain"``, which draws the m noise values.
+    Φᵀε is exactly N(0, G) with G = ΦᵀΦ the Gram matrix of degree K. So with the default
+    ``noise_draw="sufficient"`` a data set of more than K + 1 points draws K + 1 standard
+    normals z and sets Φᵀε = L·z, L the Cholesky factor of G (:func:`sufficient_noise`):
+    exact in distribution, with fewer normals than points. A data set of at most K + 1
+    points draws its m noise values, as ``"plain"`` does (as few normals, and no
+    factorisation of a G that is singular for m ≤ K). The x stream, hence every
+    conditional moment, is the same with either draw.
 
     Parameters
     ----------
@@ -217,7 +220,8 @@ def chunk_power_sums(
         kept = _kept_sums(design, m, chunk, n, K)
         if kept is not None:
             return kept, None
-    plain = noise and noise_draw == "plain"
+    # at most K + 1 points: their own m values are no more normals than K + 1
+    plain = noise and (noise_draw == "plain" or m <= K + 1)
     sums = np.empty((n, 2 * K + 1))  # S: Σ u^p
     E = np.empty((n, K + 1)) if plain else None  # Σ u^p·ε
     from study.engine import kernel
@@ -289,16 +293,33 @@ def _kept_sums(design: Design, m: int, chunk: int, n: int, K: int) -> np.ndarray
 
 
 def sufficient_noise(G: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Φᵀε for a stack of Gram matrices G (n, p, p) from standard normals z (n, p): the
-    factor R = V·diag(√λ) of G = V·diag(λ)·Vᵀ = RRᵀ applied to z, so that Φᵀε ~ N(0, G)
-    exactly.
+    """Φᵀε for a stack of positive definite Gram matrices G (n, p, p) from standard normals
+    z (n, p): L·z with G = LLᵀ the Cholesky factorisation, so that Φᵀε ~ N(0, G) exactly
+    (up to rounding: LLᵀ is G within a few units of rounding of its largest entries).
 
-    Eigenvalues at rounding level (below p·ε·λ_max, where eigh cannot tell them from 0)
-    count as 0: a singular G (m < p) then puts no noise outside its range, as Φᵀε cannot
-    (else √(rounding) would leak some 1e-8 of the noise there)."""
+    A G whose factorisation fails (not numerically positive definite: points so close
+    together, or so few, that G is singular at rounding level) takes the factor
+    V·diag(√λ) of its eigendecomposition instead, eigenvalues below p·ε·λ_max as 0, so no
+    noise goes outside the range of G. The engine draws a data set of at most p points
+    plainly, so only a G of more than p points that rounding makes singular comes here.
+    Each G's factor depends on that G alone."""
+    try:
+        L = np.linalg.cholesky(G)
+    except np.linalg.LinAlgError:  # rare: factor one matrix at a time
+        L = np.empty_like(G)
+        for i, g in enumerate(G):
+            try:
+                L[i] = np.linalg.cholesky(g)
+            except np.linalg.LinAlgError:
+                L[i] = _eigen_factor(g)
+    return np.einsum("nij,nj->ni", L, z)
+
+
+def _eigen_factor(G: np.ndarray) -> np.ndarray:
+    """R = V·diag(√λ) with G = V·diag(λ)·Vᵀ = RRᵀ, rounding-level λ (below p·ε·λ_max) as 0."""
     lam, V = np.linalg.eigh(G)
-    floor = G.shape[-1] * np.finfo(float).eps * lam[:, -1:]
-    return np.einsum("nij,nj->ni", V, np.sqrt(np.where(lam > floor, lam, 0.0)) * z)
+    floor = G.shape[-1] * np.finfo(float).eps * lam[-1]
+    return V * np.sqrt(np.where(lam > floor, lam, 0.0))
 
 
 def draw_chunk_data(design: Design, m: int, chunk: int) -> tuple[np.ndarray, np.ndarray]:
