@@ -19,7 +19,9 @@ per second, data points per second and peak memory:
   set, from the same streams and chunks) in the same process, with 1 and with 2 jobs.
 
 The contenders take turns within each repeat (engine, whole command, floor, loops, then
-again), so that the machine's speed drifting during the bench moves them alike. Peak
+again), so that the machine's speed drifting during the bench moves them alike; each ratio
+is given of the medians and, since the repeats can differ more than the contenders within
+one, also within each repeat (median, min and max over the repeats). Peak
 memory (of the engine and of the whole command) is the largest sum of the resident sets of
 the whole process tree (main process and workers) of a separate run, sampled from /proc
 every 20 ms; the whole command's is also measured on the default design and on bench-fit
@@ -516,7 +518,9 @@ def print_logistic(result: dict) -> None:
     for name, per_fit, rate, diff, _ in _logistic_rows(result):
         print(f"{name:<30} {per_fit:>24} {rate:>10} {diff:>10}")
     for name, value in result["ratios"].items():
-        print(f"  {name}: {value:.2f}")
+        each = result["ratios_by_repeat"][name]
+        within = f"within each repeat {each['median']:.2f} ({each['min']:.2f}–{each['max']:.2f})"
+        print(f"  {name}: {value:.2f}; {within}")
 
 
 # --- the run -----------------------------------------------------------------------------
@@ -544,6 +548,7 @@ def bench_design(key: str, repeats: int) -> dict:
         st = _stats(times)
         contenders[name] = {
             "wall_seconds": st,
+            "wall_seconds_each": list(times),  # in the order of the repeats
             "fits_per_second": fits / st["median"],
             "points_per_second": points / st["median"],
             "peak_memory_mib": memory,
@@ -586,23 +591,34 @@ def bench_design(key: str, repeats: int) -> dict:
     def median(name):
         return contenders[name]["wall_seconds"]["median"]
 
-    e1, e2 = median("engine, 1 job"), median("engine, 2 jobs")
-    c1, c2 = median("study simulate, 1 job, loky"), median("study simulate, 2 jobs, loky")
-    f1 = median("floor (draws only), 1 job")
-    result["ratios"] = {
-        "scikit-learn / engine (per fit, 1 job)": median("scikit-learn loop") / e1,
-        "NumPy loop / engine (per fit, 1 job)": median("NumPy loop") / e1,
-        "NumPy loop / whole command (per fit, 1 job)": median("NumPy loop") / c1,
+    result["ratios"] = _ratios(median)
+    # the same ratios within each repeat, whose contenders ran one after the other: a
+    # change of the machine's speed between repeats cancels out of these
+    by_repeat = [_ratios(lambda name, i=i: times[name][i]) for i in range(repeats)]
+    result["ratios_by_repeat"] = {
+        name: _stats([r[name] for r in by_repeat]) for name in result["ratios"]
+    }
+    return result
+
+
+def _ratios(wall) -> dict[str, float]:
+    """The ratios the targets are stated in, from ``wall(contender)`` in seconds."""
+    e1, e2 = wall("engine, 1 job"), wall("engine, 2 jobs")
+    c1, c2 = wall("study simulate, 1 job, loky"), wall("study simulate, 2 jobs, loky")
+    f1 = wall("floor (draws only), 1 job")
+    return {
+        "scikit-learn / engine (per fit, 1 job)": wall("scikit-learn loop") / e1,
+        "NumPy loop / engine (per fit, 1 job)": wall("NumPy loop") / e1,
+        "NumPy loop / whole command (per fit, 1 job)": wall("NumPy loop") / c1,
         "engine / floor, 1 job": e1 / f1,
-        "engine / floor, 2 jobs": e2 / median("floor (draws only), 2 jobs"),
+        "engine / floor, 2 jobs": e2 / wall("floor (draws only), 2 jobs"),
         "whole command / floor, 1 job": c1 / f1,
         "speed-up, 2 jobs over 1 (engine)": e1 / e2,
         "speed-up, 2 jobs over 1 (whole command)": c1 / c2,
         "Dask local cluster / loky (whole command, 2 jobs)": (
-            median("study simulate, 2 jobs, dask") / c2
+            wall("study simulate, 2 jobs, dask") / c2
         ),
     }
-    return result
 
 
 def markdown(results: list[dict], logistic: list[dict], memory: dict | None = None) -> str:
@@ -630,7 +646,18 @@ def markdown(results: list[dict], logistic: list[dict], memory: dict | None = No
                 f"{c['fits_per_second']:.3g} | {c['points_per_second']:.3g} | "
                 f"{f'{mem:.0f}' if mem else '–'} |"
             )
-        lines += ["", *(f"- {name}: {value:.2f}" for name, value in r["ratios"].items())]
+        lines += [
+            "",
+            "Ratios of the medians, then (in brackets) the median, min and max of the ratio "
+            "within each repeat:",
+            "",
+        ]
+        for name, value in r["ratios"].items():
+            each = r.get("ratios_by_repeat", {}).get(name)
+            within = ""
+            if each:
+                within = f" ({each['median']:.2f}; {each['min']:.2f}–{each['max']:.2f})"
+            lines.append(f"- {name}: {value:.2f}{within}")
     if memory is not None:
         lines += markdown_memory(memory)
     lines += markdown_logistic(logistic)
@@ -675,7 +702,9 @@ def print_table(result: dict) -> None:
         rates = f"{c['fits_per_second']:>12.3g} {c['points_per_second']:>12.3g}"
         print(f"{name:<34} {wall:>22} {rates} {mem:>9}")
     for name, value in result["ratios"].items():
-        print(f"  {name}: {value:.2f}")
+        each = result["ratios_by_repeat"][name]
+        within = f"within each repeat {each['median']:.2f} ({each['min']:.2f}–{each['max']:.2f})"
+        print(f"  {name}: {value:.2f}; {within}")
 
 
 MEMORY_DESIGNS = ("default", "bench-fit")
