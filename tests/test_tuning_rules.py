@@ -1001,6 +1001,36 @@ def test_the_matched_table_of_a_design_with_one_scaling():
     assert at30.risk_ratio.iloc[0] == pytest.approx(r[0].mean() / r[1].mean(), rel=1e-8)
 
 
+def test_a_best_penalty_at_the_upper_boundary_is_compared_where_it_was_found():
+    """Three points, degree 5, x on [0, 10]: the risk averaged over the designs still falls
+    at the top of the search range (ρ = α/m = 1e6), so α* = ∞ ("upper"), as the risk in 60
+    digits says (tests/test_theory.py). The matched comparison and the sensitivity set the
+    risks at m against the one the tuning reports there, the risk at the top of the range:
+    finite ratios and standard errors, no warning (the risk at α = ∞ itself was inf, and
+    its ratio 0 with an undefined standard error). Before the direct risk was computed
+    from a factor of G, rounding at α = 1e-8 gave this tuning an interior α* = 1.1e-8."""
+    raw = small_design(
+        **{
+            "dgp.x": {"distribution": "uniform", "low": 0.0, "high": 10.0},
+            "grid.degree": [5],
+            "grid.m": [3, 40],
+            "dgp.noise_sd": 0.7,
+        }
+    )
+    design = design_from_dict(raw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = tuning.tuning_table(design)
+        matched = tuning.matched_table(design, table)
+        sensitivity = tuning.sensitivity_table(design)
+    at3 = table[(table.method == "conditional") & (table.m == 3)].iloc[0]
+    assert at3.boundary == "upper" and math.isinf(at3.alpha_opt)
+    rows = matched[(matched.m == 3) & (matched.coef == 0)]
+    assert np.isfinite(rows[["risk_ratio", "risk_ratio_se"]].to_numpy()).all()
+    np.testing.assert_allclose(rows.risk_ratio, rows.risk / at3.risk_opt, rtol=1e-12)
+    assert np.isfinite(sensitivity[["extra_m", "extra_m_se"]].to_numpy()).all()
+
+
 def test_the_sensitivity_rows_are_the_tuning_at_each_noise_level(table_design):
     """sensitivity.csv at σ = factor × the design's: α* at m0 and the largest m (a minimum
     of the exact risk at that σ), α_m_se = α*·SE(log α*), α*∞ ∝ σ², noise_to_slope = σ/|β₁|,

@@ -389,6 +389,99 @@ def pencil_risk(W, z_star, wsw, eig, sigma, v_star, alphas, var_scale, out):
             bias[r] += var_scale * var[r]
 
 
+@njit(cache=True, nogil=True)
+def direct_risk(G, C, P, sigma, v_star, g_star, singular, alphas, var_scale, out):
+    """The expected prediction risk given each design, for every α, by a Cholesky
+    factorisation of A = G + αP per design and α: what
+    :func:`study.conditional._direct_risk` computes in NumPy with a batched LU solve per
+    α, for the designs the pencil does not serve (a singular G, m ≤ k, or an x range far
+    from the origin).
+
+    With A = LLᵀ and M = L⁻¹: d = MᵀM·g* − v* (g* = CᵀCv*, E[v̂|X] − v*) and
+    out[a, r] = dᵀΣd + var_scale·tr(YᵀΣY) with Y = A⁻¹Cᵀ = MᵀMCᵀ, C the factor of G with
+    CᵀC = G and no rounding-level part in its null space
+    (:func:`study.conditional._gram_factor`). Where α = 0 on a singular design (not
+    identifiable), where A has no Cholesky factor (a pivot not positive, as LAPACK's potrf
+    refuses it) and where the risk is not finite, out is inf. Shapes: G and C (R, p, p), P
+    and sigma (p, p), v_star (p,), g_star (R, p), singular (R,) bool, alphas (A,), out
+    (A, R), float64 and C-contiguous (the types it is compiled for); nothing checks them,
+    so call it through :func:`study.conditional.conditional_risk_function`."""
+    R, p = G.shape[0], G.shape[1]
+    L = np.empty((p, p))
+    M = np.empty((p, p))
+    Z = np.empty((p, p))
+    y = np.empty(p)
+    d = np.empty(p)
+    for a in range(alphas.size):
+        alpha = alphas[a]
+        for r in range(R):
+            if alpha == 0.0 and singular[r]:
+                out[a, r] = np.inf
+                continue
+            ok = True
+            for j in range(p):  # A = LLᵀ, column by column
+                pivot = G[r, j, j] + alpha * P[j, j]
+                for k in range(j):
+                    pivot -= L[j, k] * L[j, k]
+                if not pivot > 0.0:  # also NaN
+                    ok = False
+                    break
+                L[j, j] = np.sqrt(pivot)
+                for i in range(j + 1, p):
+                    t = G[r, i, j] + alpha * P[i, j]
+                    for k in range(j):
+                        t -= L[i, k] * L[j, k]
+                    L[i, j] = t / L[j, j]
+            if not ok:
+                out[a, r] = np.inf
+                continue
+            for i in range(p):  # M = L⁻¹, lower triangular, row by row
+                for j in range(p):
+                    M[i, j] = 0.0
+                M[i, i] = 1.0 / L[i, i]
+                for j in range(i):
+                    t = 0.0
+                    for k in range(j, i):
+                        t -= L[i, k] * M[k, j]
+                    M[i, j] = t * M[i, i]
+            for i in range(p):  # y = M·g*
+                t = 0.0
+                for k in range(i + 1):
+                    t += M[i, k] * g_star[r, k]
+                y[i] = t
+            for i in range(p):  # d = Mᵀy − v*
+                t = 0.0
+                for k in range(i, p):
+                    t += M[k, i] * y[k]
+                d[i] = t - v_star[i]
+            total = 0.0
+            for i in range(p):
+                t = 0.0
+                for j in range(p):
+                    t += sigma[i, j] * d[j]
+                total += d[i] * t
+            for i in range(p):  # Z = MCᵀ
+                for c in range(p):
+                    t = 0.0
+                    for k in range(i + 1):
+                        t += M[i, k] * C[r, c, k]
+                    Z[i, c] = t
+            var = 0.0
+            for c in range(p):  # column c of Y = MᵀZ, and its quadratic form in Σ
+                for i in range(p):
+                    t = 0.0
+                    for k in range(i, p):
+                        t += M[k, i] * Z[k, c]
+                    y[i] = t
+                for i in range(p):
+                    t = 0.0
+                    for j in range(p):
+                        t += sigma[i, j] * y[j]
+                    var += y[i] * t
+            total += var_scale * var
+            out[a, r] = total if np.isfinite(total) else np.inf
+
+
 def compile_kernel() -> None:
     """Compile the kernel and the logistic Newton solver for the argument types the engine
     uses (or load them from the cache), by running them on a tiny batch."""
@@ -432,6 +525,19 @@ def compile_kernel() -> None:
         1.0,
         np.empty((A, n)),
     )
+    G = np.ascontiguousarray(np.stack([F @ F.T + eye, eye]))
+    direct_risk(
+        G,
+        G.copy(),
+        F @ F.T,
+        eye,
+        np.ones(p),
+        G @ np.ones(p),
+        np.array([False, True]),
+        np.array([0.0, 1.0]),
+        1.0,
+        np.empty((A, 2)),
+    )
     # the logistic solver, with the argument types study.models.logistic.newton_path passes
     labels = np.array([[0.0, 1.0, 0.0, 1.0], [1.0, 1.0, 0.0, 1.0]])
     newton_path(St[:2, :4].copy(), labels, F @ F.T, np.array([1.0, 0.0]), np.ones((A, 2), bool))
@@ -456,6 +562,7 @@ _COMPILED = (
     _risk_quantities,
     pencil_moments,
     pencil_risk,
+    direct_risk,
     _exp_minus,
     _log1p_unit,
     _sum,

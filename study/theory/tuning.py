@@ -294,6 +294,14 @@ def _log_alpha_range(m: float) -> tuple[float, float]:
     return math.log(1e-8), math.log(min(1e12, 1e6 * max(m, 1.0)))
 
 
+def _where_best(alpha: float, m: float) -> float:
+    """The α at which a tuned penalty's minimal risk was found: α* itself, or for an upper
+    boundary (α* = ∞, the risk still falling at the top of the search range) the top of
+    that range, where the tuning measured the risk it reports; the risk at α = ∞ itself is
+    no number the solves give."""
+    return math.exp(_log_alpha_range(m)[1]) if math.isinf(alpha) else alpha
+
+
 def optimal_lambda_asymptotic(
     m: int,
     degree: int,
@@ -590,7 +598,7 @@ def transfer_table(design: Design, tuning: pd.DataFrame) -> pd.DataFrame:
             lams = [float(best[(m0, k, s)][0]) for m0, s in pairs]
             tuned = zip(lams, (s for _, s in pairs), strict=True)
             alphas = np.array([scaling_alpha(lam, m=m, degree=k, scaling=s) for lam, s in tuned])
-            a_best = float(best[(m, k, design.scaling[0])][1])  # α* at m: one per (m, degree)
+            a_best = _where_best(float(best[(m, k, design.scaling[0])][1]), m)  # one per (m, k)
             per_design = conditional_risk_function(
                 design_grams(design, m, k), basis=basis, noise_sd=design.noise_sd, per_design=True
             )
@@ -643,7 +651,7 @@ def matched_table(design: Design, tuning: pd.DataFrame) -> pd.DataFrame:
                 grams, basis=basis, noise_sd=design.noise_sd, per_design=True
             )
             best = cond[(cond.m == m) & (cond.degree == k)].alpha_opt.iloc[0]
-            r_best = risk_of(np.array([best]))[0]
+            r_best = risk_of(np.array([_where_best(best, m)]))[0]
             se_m0 = 0.0 if m == m0 else tuned.log_alpha_se
             for s, a in alphas.items():
                 i = int(np.searchsorted(grid, a))
@@ -703,7 +711,7 @@ def sensitivity_table(design: Design) -> pd.DataFrame:
             row |= {"m0": m0, "m": m_max, "alpha_m0": at_m0.alpha, "alpha_m": at_m.alpha}
             row["alpha_m_se"] = at_m.alpha * at_m.log_alpha_se
             row["alpha_limit"] = optimal_alpha_limit(k, **kw)
-            r_best = per_design(np.array([at_m.alpha]))[0]
+            r_best = per_design(np.array([_where_best(at_m.alpha, m_max)]))[0]
             se_m0 = 0.0 if m0 == m_max else at_m0.log_alpha_se
             for scaling in ("m", "none"):
                 lam = lam_from_alpha(at_m0.alpha, m=m0, degree=k, scaling=scaling)
