@@ -518,9 +518,7 @@ def print_logistic(result: dict) -> None:
     for name, per_fit, rate, diff, _ in _logistic_rows(result):
         print(f"{name:<30} {per_fit:>24} {rate:>10} {diff:>10}")
     for name, value in result["ratios"].items():
-        each = result["ratios_by_repeat"][name]
-        within = f"within each repeat {each['median']:.2f} ({each['min']:.2f}–{each['max']:.2f})"
-        print(f"  {name}: {value:.2f}; {within}")
+        print(f"  {name}: {value:.2f}")
 
 
 # --- the run -----------------------------------------------------------------------------

@@ -12,10 +12,10 @@ and imports nothing from the engine, the basis, the fit or the conditional momen
   u = (x − center)/scale data set after data set (uniform on [−1, 1] or standard
   normal) and whose second draws the noise: with K the design's largest degree, a data
   set of more than K + 1 points takes K + 1 standard normals z and its noise enters as
-  Φᵤᵀε = L·z, L the Cholesky factor of the Gram matrix Φᵤᵀ Φᵤ = LLᵀ in u (where rounding
-  makes it singular, V·diag(√λ) from its eigendecomposition, eigenvalues below
-  (K + 1)·ε·λ_max as 0); a data set of at most K + 1 points takes its m values ε and
-  Φᵤᵀε is summed from them;
+  Φᵤᵀε = L·z, L the Cholesky factor of the Gram matrix Φᵤᵀ Φᵤ = LLᵀ in u (where it has
+  none, or a pivot L_jj² below 1e-10 of its largest diagonal entry, V·diag(√λ) from its
+  eigendecomposition, eigenvalues below (K + 1)·ε·λ_max as 0); a data set of at most
+  K + 1 points takes its m values ε and Φᵤᵀε is summed from them;
 - the features are the monomials of the original x, or, for the cells of the orthonormal
   basis, ψ(u) from NumPy's Legendre (uniform x) or probabilists' Hermite (normal x)
   Vandermonde matrices, normalised so that E[ψψᵀ] = I, whose noise scores are L·Φᵤᵀε
@@ -109,8 +109,9 @@ def _u_to_x_powers(center: float, scale: float, K: int) -> np.ndarray:
 def _noise_scores(u: np.ndarray, z: np.ndarray, K: int) -> np.ndarray:
     """Φᵤᵀε of one data set from its normals z (the documented sufficient draw): Φᵤᵀz for
     m ≤ K + 1 (z holds the m noise values), else L·z for the Cholesky factor of Φᵤᵀ Φᵤ
-    (z holds K + 1 normals; where rounding makes Φᵤᵀ Φᵤ singular, V·diag(√λ)·z from its
-    eigendecomposition, eigenvalues below (K + 1)·ε·λ_max as 0)."""
+    (z holds K + 1 normals; where it has no Cholesky factor or a pivot below 1e-10 of its
+    largest diagonal entry, V·diag(√λ)·z from its eigendecomposition, eigenvalues below
+    (K + 1)·ε·λ_max as 0)."""
     if u.size <= K + 1:
         return _powers(u, K).T @ z
     gram = np.zeros((K + 1, K + 1))
@@ -118,11 +119,19 @@ def _noise_scores(u: np.ndarray, z: np.ndarray, K: int) -> np.ndarray:
         phi = _powers(u[start : start + _PIECE_POINTS], K)
         gram += phi.T @ phi
     try:
-        return np.linalg.cholesky(gram) @ z
+        L = np.linalg.cholesky(gram)
+        if np.diag(L).min() ** 2 >= _PIVOT_FLOOR * np.diag(gram).max():
+            return L @ z
     except np.linalg.LinAlgError:
-        lam, V = np.linalg.eigh(gram)
-        floor = (K + 1) * np.finfo(float).eps * lam[-1]
-        return V @ (np.sqrt(np.where(lam > floor, lam, 0.0)) * z)
+        pass
+    lam, V = np.linalg.eigh(gram)
+    floor = (K + 1) * np.finfo(float).eps * lam[-1]
+    return V @ (np.sqrt(np.where(lam > floor, lam, 0.0)) * z)
+
+
+# the documented draw: a Cholesky pivot below this fraction of the Gram matrix's largest
+# diagonal entry sends it to the eigendecomposition (docs/engine.md)
+_PIVOT_FLOOR = 1e-10
 
 
 def _penalty(p: int, penalize_intercept: bool) -> np.ndarray:

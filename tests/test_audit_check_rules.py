@@ -139,8 +139,9 @@ def _penalty(raw, p):
 def reference_draws(raw) -> dict[str, np.ndarray]:
     """The records a correct engine writes for the audit (docs/results.md, draws.npz),
     computed by normal equations: ŵ = (ΦᵀΦ + αD)⁻¹(Φᵀ(β0 + β1·x) + σ·Φᵀε), with Φᵀε from
-    the K + 1 normals of the data set (Φᵤᵀε = L·z, ΦᵤᵀΦᵤ = LLᵀ, scipy's Cholesky), or
-    from its m noise values where m ≤ K + 1 (Φᵤᵀε summed)."""
+    the K + 1 normals of the data set (Φᵤᵀε = L·z, ΦᵤᵀΦᵤ = LLᵀ, scipy's Cholesky, or the
+    eigendecomposition's factor where a pivot is below 1e-10 of the largest diagonal
+    entry), or from its m noise values where m ≤ K + 1 (Φᵤᵀε summed)."""
     ms, lams, cols = raw["grid"]["m"], raw["grid"]["lambda"], _columns(raw)
     K, sigma, R = max(raw["grid"]["degree"]), raw["dgp"]["noise_sd"], raw["replications"]
     n_chunks = [-(-R // _chunk_len(m)) for m in ms]
@@ -158,8 +159,13 @@ def reference_draws(raw) -> dict[str, np.ndarray]:
                 phi_u = np.vander(u, K + 1, increasing=True)
                 if m <= K + 1:  # the data set's own m noise values
                     scores_u = phi_u.T @ rng_z.standard_normal(m)
-                else:
-                    L = scipy.linalg.cholesky(phi_u.T @ phi_u, lower=True)
+                else:  # Cholesky, or the eigendecomposition below a pivot of 1e-10
+                    gram = phi_u.T @ phi_u
+                    L = scipy.linalg.cholesky(gram, lower=True)
+                    if np.diag(L).min() ** 2 < 1e-10 * np.diag(gram).max():
+                        ev, V = np.linalg.eigh(gram)
+                        ev = np.where(ev > (K + 1) * np.finfo(float).eps * ev[-1], ev, 0.0)
+                        L = V * np.sqrt(ev)
                     scores_u = L @ rng_z.standard_normal(K + 1)
                 for i_l, lam in enumerate(lams):
                     if lam == 0 and m <= k:

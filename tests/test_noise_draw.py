@@ -34,12 +34,12 @@ def block_power_sums(design, m, K, **options):
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-@pytest.mark.parametrize(("m", "K"), [(7, 5), (9, 7), (40, 3)])
+@pytest.mark.parametrize(("m", "K"), [(14, 5), (20, 7), (40, 3)])
 def test_the_factor_is_the_cholesky_factor_of_the_gram_matrix(m, K):
     """Φᵀε = L·z with G = LLᵀ (L lower triangular, positive diagonal): exact in
     distribution. Against scipy's Cholesky, another LAPACK build."""
     rng = np.random.default_rng(m)
-    u = rng.uniform(-0.4, 1.0, (50, m))
+    u = rng.uniform(-1.0, 1.0, (50, m))  # well-conditioned G: every pivot far above the floor
     phi = u[..., None] ** np.arange(K + 1)
     G = np.swapaxes(phi, 1, 2) @ phi
     R = np.stack([sufficient_noise(G, np.tile(e, (50, 1))) for e in np.eye(K + 1)], axis=-1)
@@ -70,6 +70,38 @@ def test_a_gram_matrix_that_rounding_made_singular_falls_back_to_its_eigenvalues
     np.testing.assert_allclose(R @ R.T, bad, atol=1e-12)
     assert abs(Q[:, 3] @ out[1]) < 1e-12  # nothing along the dropped direction
     assert abs(Q[:, 3] @ R).max() < 1e-12
+
+
+def test_a_nearly_singular_gram_takes_its_eigenvalues_and_the_audit_agrees():
+    """Nine points of degree 7 in seven clusters (two pairs 1e-5 apart): G has a Cholesky
+    factor, but a pivot below CHOLESKY_PIVOT_FLOOR of its largest diagonal entry (1.6e-12),
+    so its factor is the eigendecomposition's (within rounding of singular, the engine's G
+    and the audit's could fall on either side of Cholesky's own failure); a G of nine
+    spread points keeps Cholesky's. The audit's own reimplementation gives the same noise
+    scores."""
+    from study import audit
+    from study.engine.streams import CHOLESKY_PIVOT_FLOOR, _eigen_factor
+
+    u = np.array(
+        [
+            [-0.9, -0.6, -0.3, 0.0, 0.3, 0.6, 0.6 + 1e-5, 0.9, 0.9 + 1e-5],
+            [-0.9, -0.6, -0.3, 0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+        ]
+    )
+    phi = u[..., None] ** np.arange(8)
+    G = np.swapaxes(phi, 1, 2) @ phi
+    L = np.linalg.cholesky(G)
+    pivots = np.diagonal(L, axis1=1, axis2=2).min(axis=1) ** 2
+    largest = np.diagonal(G, axis1=1, axis2=2).max(axis=1)
+    assert pivots[0] < CHOLESKY_PIVOT_FLOOR * largest[0] < pivots[1] / 100
+    z = np.random.default_rng(2).standard_normal((2, 8))
+    out = sufficient_noise(G, z)
+    np.testing.assert_allclose(out[0], _eigen_factor(G[0]) @ z[0], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(out[1], L[1] @ z[1], rtol=1e-12, atol=1e-14)
+    assert np.abs(out[0] - L[0] @ z[0]).max() > 1e-3  # not Cholesky's factor there
+    for row in range(2):
+        mine = audit._noise_scores(u[row], z[row], 7)
+        np.testing.assert_allclose(mine, out[row], rtol=1e-6, atol=1e-9 * np.abs(out[row]).max())
 
 
 @pytest.mark.parametrize("m", [1, 3, 4])

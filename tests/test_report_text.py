@@ -543,7 +543,10 @@ def test_the_provenance_table_states_the_manifest():
         "replications per cell": "12,000 in 1,500 chunks, 3,000 tasks",
         "cells": "3 m × 2 degrees × 4 λ × 2 scalings × 2 bases",
         "fits": "1,234,567 on 98,765,432 data points",
-        "noise": "Φᵀε drawn as N(0, σ²G) given the points (K + 1 normals per data set)",
+        "noise": (
+            "Φᵀε drawn as N(0, σ²G) given the points (K + 1 normals per data set of more "
+            "than K + 1 points, its m values otherwise)"
+        ),
         "steps": "engine, theory",
         "run": "12.3 s wall, 3 jobs (loky), 8 cores, Linux",
         "versions": "numpy 2.0, pandas 2.2, study 1.1",

@@ -1003,12 +1003,13 @@ def test_the_matched_table_of_a_design_with_one_scaling():
 
 def test_a_best_penalty_at_the_upper_boundary_is_compared_where_it_was_found():
     """Three points, degree 5, x on [0, 10]: the risk averaged over the designs still falls
-    at the top of the search range (ρ = α/m = 1e6), so α* = ∞ ("upper"), as the risk in 60
-    digits says (tests/test_theory.py). The matched comparison and the sensitivity set the
-    risks at m against the one the tuning reports there, the risk at the top of the range:
-    finite ratios and standard errors, no warning (the risk at α = ∞ itself was inf, and
-    its ratio 0 with an undefined standard error). Before the direct risk was computed
-    from a factor of G, rounding at α = 1e-8 gave this tuning an interior α* = 1.1e-8."""
+    at the top of the search range (ρ = α/m = 1e6), so α* = ∞ ("upper"), by the direct
+    route that tests/test_theory.py holds to 60 digits on such designs. The matched
+    comparison and the sensitivity set the risks at m against the one the tuning reports
+    there, the risk at the top of the range: finite ratios and standard errors, no warning
+    (the risk at α = ∞ itself was inf, and its ratio 0 with an undefined standard error).
+    Before the direct risk was computed from a factor of G, rounding at α = 1e-8 gave this
+    tuning an interior α* = 1.1e-8."""
     raw = small_design(
         **{
             "dgp.x": {"distribution": "uniform", "low": 0.0, "high": 10.0},

@@ -6,7 +6,8 @@ points) are here; the logistic family's Newton solver
 with the same cache (:data:`_COMPILED`, :func:`ensure_cached`), so that all are compiled
 once, in a separate process, and every run and worker loads them. So is
 :func:`pencil_risk`, the expected risk given each design from the same factorisation,
-which the theory's tuning minimises.
+which the theory's tuning minimises, and :func:`direct_risk`, the same risk by a Cholesky
+factorisation per design and α where that factorisation does not serve.
 
 For a batch of n data sets (given by their power sums) :func:`pencil_moments` computes what
 :func:`study.conditional._quantities_all_alphas` and :meth:`study.moments.CoMoments.from_samples`

@@ -445,7 +445,10 @@ def table_sensitivity(sensitivity: pd.DataFrame, *, degrees: list[int]) -> str:
 
 
 _NOISE_DRAWS = {
-    "sufficient": "Φᵀε drawn as N(0, σ²G) given the points (K + 1 normals per data set)",
+    "sufficient": (
+        "Φᵀε drawn as N(0, σ²G) given the points (K + 1 normals per data set of more than "
+        "K + 1 points, its m values otherwise)"
+    ),
     "plain": "m normal values per data set",
 }
 
