@@ -20,7 +20,7 @@ How the constants were measured
   ``engine.tasks.run_task`` followed by ``store.pack_checkpoint`` (tests/test_budget.py checks the
   model against the latter on small designs).
 - Time: the best of 3 timings of ``engine.streams.chunk_power_sums`` (m = 10 to 10⁵, K = 1 to 12,
-  uniform and normal x; engine version 7)
+  uniform and normal x; engine version 7, the cost per data set again with version 10)
   and of ``models.gaussian._fit_in_batches`` on 2,048 data sets per degree with 1 and 41 values of
   α (the difference gives the cost per α, the rest the factorisation), in one process with
   one BLAS thread; the tail from timing ``engine.merge.summarise``, ``theory.step.add_theory``,
@@ -94,10 +94,11 @@ RESULT_FILE_COUNT = 8
 # --- time (seconds) ----------------------------------------------------------------------
 # Drawing and reducing data: per point a + b·K for the largest degree K, by the
 # distribution of x (measured on m = 10⁵, K = 1 to 12: uniform 3.7 to 5.9 ns, normal 11.7 to
-# 14.3 ns), per data set a + b·K (the K + 1 noise normals and their factor; measured on
-# m = 10: 1.6 µs at K = 1, 6.6 µs at K = 7, 13.6 µs at K = 12).
+# 14.3 ns), per data set a + b·K (the K + 1 noise normals and their Cholesky factor;
+# measured on m = 10 with engine version 10: 1.7 µs at K = 1, 4.0 µs at K = 7, and 2.3 µs at
+# K = 12, where m ≤ K + 1 draws the m noise values instead: over-estimated there).
 SECONDS_PER_POINT = {"uniform": (3.5e-9, 0.2e-9), "normal": (11.5e-9, 0.25e-9)}
-SECONDS_PER_DATA_SET = (0.6e-6, 1.0e-6)
+SECONDS_PER_DATA_SET = (1.3e-6, 0.4e-6)
 # What plan.speed_factor times, per point: drawing 16 × 4,096 uniform values and their
 # power sums up to u⁶ in NumPy (6.2 to 7.8 ns measured alongside the constants above).
 PROXY_SECONDS_PER_POINT = 7e-9
