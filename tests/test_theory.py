@@ -630,14 +630,7 @@ def test_conditional_risk_pencil_equals_direct_solves(low, high, degree, m):
     direct = conditional_risk_function(G, **kw, solver="direct")
     np.testing.assert_allclose(fast(alphas), direct(alphas), rtol=1e-9)
     np.testing.assert_allclose(compiled(alphas), fast(alphas), rtol=1e-12)
-    # one α at a time (as the tuning asks) gives the same numbers as all of them at once,
-    # and a read-only array of α is no other type to numba: the kernel as loaded serves it
-    one = np.stack([compiled(np.array([a]))[0] for a in alphas])
-    np.testing.assert_array_equal(one, compiled(alphas))
-    frozen = alphas.copy()
-    frozen.flags.writeable = False
-    np.testing.assert_array_equal(compiled(frozen), compiled(alphas))
-    assert len(kernel.loaded().pencil_risk.signatures) == 1
+    _one_alpha_at_a_time_and_read_only(compiled, alphas, kernel.loaded().pencil_risk)
     # and conditional_risk takes the compiled path
     np.testing.assert_array_equal(
         conditional_risk(G, alphas, basis=basis, noise_sd=1.7), compiled(alphas).mean(axis=-1)
@@ -727,12 +720,18 @@ def test_the_compiled_direct_risk_is_the_numpy_one_and_serves_auto():
     np.testing.assert_allclose(auto(alphas)[1:], direct[1:], rtol=1e-7)
     assert np.all(np.isinf(auto(alphas)[0, :40])) and np.all(np.isfinite(auto(alphas)[0, 40:]))
     np.testing.assert_allclose(auto(alphas)[0, 40:], direct[0, 40:], rtol=1e-9)
-    one = np.stack([auto(np.array([a]))[0] for a in alphas])
-    np.testing.assert_array_equal(one, auto(alphas))
+    _one_alpha_at_a_time_and_read_only(auto, alphas, kernel.loaded().direct_risk)
+
+
+def _one_alpha_at_a_time_and_read_only(risk, alphas, compiled):
+    """One α at a time (as the tuning asks) gives the numbers of all of them at once, and a
+    read-only array of α is no other type to numba: the kernel as loaded serves it."""
+    one = np.stack([risk(np.array([a]))[0] for a in alphas])
+    np.testing.assert_array_equal(one, risk(alphas))
     frozen = alphas.copy()
     frozen.flags.writeable = False
-    np.testing.assert_array_equal(auto(frozen), auto(alphas))
-    assert len(kernel.loaded().direct_risk.signatures) == 1
+    np.testing.assert_array_equal(risk(frozen), risk(alphas))
+    assert len(compiled.signatures) == 1
 
 
 @pytest.mark.parametrize(

@@ -455,12 +455,7 @@ def direct_risk(G, C, P, sigma, v_star, g_star, singular, alphas, var_scale, out
                 for k in range(i, p):
                     t += M[k, i] * y[k]
                 d[i] = t - v_star[i]
-            total = 0.0
-            for i in range(p):
-                t = 0.0
-                for j in range(p):
-                    t += sigma[i, j] * d[j]
-                total += d[i] * t
+            total = _quadratic(sigma, d)
             for i in range(p):  # Z = MCᵀ
                 for c in range(p):
                     t = 0.0
@@ -474,11 +469,7 @@ def direct_risk(G, C, P, sigma, v_star, g_star, singular, alphas, var_scale, out
                     for k in range(i, p):
                         t += M[k, i] * Z[k, c]
                     y[i] = t
-                for i in range(p):
-                    t = 0.0
-                    for j in range(p):
-                        t += sigma[i, j] * y[j]
-                    var += y[i] * t
+                var += _quadratic(sigma, y)
             total += var_scale * var
             out[a, r] = total if np.isfinite(total) else np.inf
 
