@@ -1032,6 +1032,50 @@ def test_a_best_penalty_at_the_upper_boundary_is_compared_where_it_was_found():
     assert np.isfinite(sensitivity[["extra_m", "extra_m_se"]].to_numpy()).all()
 
 
+def test_a_constant_truth_carries_an_infinite_penalty_at_the_intercept_only_risk():
+    """Slope 0 (Dw* = 0, the intercept unpenalised): the risk falls all the way to α = ∞,
+    so every λ* is the upper boundary, and a λ carried from one m to another is infinite
+    too. Every table then compares the fit that the penalty leaves, the mean ȳ, with the
+    best, itself: risk σ²/m for every design (closed form), ratio 1 with a finite standard
+    error, ŵ0 unbiased with variance σ²/m, and no warning (the risk at α = ∞ itself was
+    NaN, and so were the transfer, matched and sensitivity rows)."""
+    raw = small_design(
+        **{
+            "dgp.x": {"distribution": "uniform", "low": -0.5, "high": 2.0},
+            "dgp.slope": 0.0,
+            "dgp.noise_sd": SIGMA,
+            "grid.degree": [2],
+            "grid.m": [7, 30],
+            "replications": 45,
+        }
+    )
+    raw["tuning"] = {"reference_m": 7}
+    design = design_from_dict(raw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = tuning.tuning_table(design)
+        transfer = tuning.transfer_table(design, table)
+        matched = tuning.matched_table(design, table)
+        sensitivity = tuning.sensitivity_table(design)
+    cond = table[table.method == "conditional"]
+    assert (cond.boundary == "upper").all() and np.isinf(cond.alpha_opt).all()
+    # the risk at the top of the search range (ρ = 1e6) is σ²/m to about 1e-6
+    np.testing.assert_allclose(cond.risk_opt, SIGMA**2 / cond.m, rtol=1e-5)
+    assert len(transfer) == 2 * 2 * 4  # m0 × m × scaling
+    np.testing.assert_allclose(transfer.risk, SIGMA**2 / transfer.m, rtol=1e-5)
+    np.testing.assert_allclose(transfer.risk_ratio, 1.0, rtol=1e-5)
+    assert np.isfinite(transfer.risk_ratio_se).all() and (transfer.risk_ratio_se < 1e-5).all()
+    np.testing.assert_allclose(matched.risk, SIGMA**2 / matched.m, rtol=1e-5)
+    np.testing.assert_allclose(matched.risk_ratio, 1.0, rtol=1e-5)
+    assert np.isfinite(matched.risk_ratio_se).all()
+    intercept = matched[matched.coef == 0]
+    np.testing.assert_allclose(intercept.variance, SIGMA**2 / intercept.m, rtol=1e-5)
+    assert np.abs(matched.bias).max() < 1e-5
+    extra = sensitivity[["extra_m", "extra_none"]].to_numpy()
+    assert np.abs(extra).max() < 1e-5
+    assert np.isfinite(sensitivity[["extra_m_se", "extra_none_se"]].to_numpy()).all()
+
+
 def test_the_sensitivity_rows_are_the_tuning_at_each_noise_level(table_design):
     """sensitivity.csv at σ = factor × the design's: α* at m0 and the largest m (a minimum
     of the exact risk at that σ), α_m_se = α*·SE(log α*), α*∞ ∝ σ², noise_to_slope = σ/|β₁|,

@@ -302,6 +302,13 @@ def _where_best(alpha: float, m: float) -> float:
     return math.exp(_log_alpha_range(m)[1]) if math.isinf(alpha) else alpha
 
 
+def _carried_se(log_alpha_se: float, boundary: str) -> float:
+    """SE(log α*(m0)) of a λ carried from m0, for :func:`_kept_ratio`. A λ* tuned at the
+    upper boundary (∞, SE undefined) is evaluated at the top of each m's search range
+    (:func:`_where_best`), where the risk has stopped moving with α: its slope term is 0."""
+    return 0.0 if boundary == "upper" else log_alpha_se
+
+
 def optimal_lambda_asymptotic(
     m: int,
     degree: int,
@@ -586,7 +593,8 @@ def transfer_table(design: Design, tuning: pd.DataFrame) -> pd.DataFrame:
     rows = []
     cond = tuning[tuning.method == "conditional"]
     keys = list(zip(cond.m, cond.degree, cond.scaling, strict=True))
-    values = zip(cond.lambda_opt, cond.alpha_opt, cond.log_alpha_se, strict=True)
+    se = [_carried_se(v, b) for v, b in zip(cond.log_alpha_se, cond.boundary, strict=True)]
+    values = zip(cond.lambda_opt, cond.alpha_opt, se, strict=True)
     best = dict(zip(keys, values, strict=True))
     h = SE_STEP
     for k in design.degree:
@@ -598,13 +606,15 @@ def transfer_table(design: Design, tuning: pd.DataFrame) -> pd.DataFrame:
             lams = [float(best[(m0, k, s)][0]) for m0, s in pairs]
             tuned = zip(lams, (s for _, s in pairs), strict=True)
             alphas = np.array([scaling_alpha(lam, m=m, degree=k, scaling=s) for lam, s in tuned])
+            # a λ* = ∞ (upper boundary at m0) is evaluated where m's tuning found its best
+            at = np.array([_where_best(a, m) for a in alphas])
             a_best = _where_best(float(best[(m, k, design.scaling[0])][1]), m)  # one per (m, k)
             per_design = conditional_risk_function(
                 design_grams(design, m, k), basis=basis, noise_sd=design.noise_sd, per_design=True
             )
             # every (m0, scaling) at this m in one batched evaluation, with the neighbours
             # in log α that give the slope, and the best α
-            shifted = np.concatenate([alphas, alphas * math.exp(-h), alphas * math.exp(h)])
+            shifted = np.concatenate([at, at * math.exp(-h), at * math.exp(h)])
             r = per_design(np.concatenate([shifted, [a_best]]))
             r_at, r_lo, r_hi, r_best = r[: len(alphas)], *np.split(r[len(alphas) : -1], 2), r[-1]
             risk_opt = float(r_best.mean())
@@ -645,18 +655,20 @@ def matched_table(design: Design, tuning: pd.DataFrame) -> pd.DataFrame:
             grams = design_grams(design, m, k)
             n, p = grams.shape[0], grams.shape[-1]
             alphas = {s: scaling_alpha(lams[s], m=m, degree=k, scaling=s) for s in design.scaling}
-            grid = np.unique(list(alphas.values()))
+            at = {s: _where_best(a, m) for s, a in alphas.items()}  # λ* = ∞: the range's top
+            grid = np.unique(list(at.values()))
             coef, _, _ = quantities(grams, np.zeros((n, p)), basis, grid, design.noise_sd)
             risk_of = conditional_risk_function(
                 grams, basis=basis, noise_sd=design.noise_sd, per_design=True
             )
             best = cond[(cond.m == m) & (cond.degree == k)].alpha_opt.iloc[0]
             r_best = risk_of(np.array([_where_best(best, m)]))[0]
-            se_m0 = 0.0 if m == m0 else tuned.log_alpha_se
+            se_m0 = 0.0 if m == m0 else _carried_se(tuned.log_alpha_se, tuned.boundary)
             for s, a in alphas.items():
-                i = int(np.searchsorted(grid, a))
+                i = int(np.searchsorted(grid, at[s]))
                 e, v = coef[:, i, :, 2], coef[:, i, :, 4]  # (n, p): E[ŵ|X] − w*, Var[ŵ|X]
-                r_at, r_lo, r_hi = risk_of(np.array([a, a * math.exp(-h), a * math.exp(h)]))
+                b = at[s]
+                r_at, r_lo, r_hi = risk_of(np.array([b, b * math.exp(-h), b * math.exp(h)]))
                 ratio, ratio_se = _kept_ratio(r_at, r_lo, r_hi, r_best, se_m0)
                 total = v + (e - e.mean(axis=0)) ** 2  # per design: mean is the variance
                 cell = {"m0": m0, "m": m, "degree": k, "scaling": s, "lambda": lams[s]}
@@ -712,10 +724,10 @@ def sensitivity_table(design: Design) -> pd.DataFrame:
             row["alpha_m_se"] = at_m.alpha * at_m.log_alpha_se
             row["alpha_limit"] = optimal_alpha_limit(k, **kw)
             r_best = per_design(np.array([_where_best(at_m.alpha, m_max)]))[0]
-            se_m0 = 0.0 if m0 == m_max else at_m0.log_alpha_se
+            se_m0 = 0.0 if m0 == m_max else _carried_se(at_m0.log_alpha_se, at_m0.boundary)
             for scaling in ("m", "none"):
                 lam = lam_from_alpha(at_m0.alpha, m=m0, degree=k, scaling=scaling)
-                a = scaling_alpha(lam, m=m_max, degree=k, scaling=scaling)
+                a = _where_best(scaling_alpha(lam, m=m_max, degree=k, scaling=scaling), m_max)
                 r_at, r_lo, r_hi = per_design(np.array([a, a * math.exp(-h), a * math.exp(h)]))
                 ratio, ratio_se = _kept_ratio(r_at, r_lo, r_hi, r_best, se_m0)
                 row[f"extra_{scaling}"] = ratio - 1
