@@ -464,7 +464,7 @@ REFUSED = {
         "minibatch.steps",
         "833334",
         "at most 833,333 with 3 seeds and 2 batch sizes (the experiment's SGD steps, "
-        "seeds × steps × batch sizes × 2, at most 10,000,000: a few minutes)",
+        "seeds × steps × batch sizes × 2, at most 10,000,000)",
     ),
 }
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from study import fit_polynomial_logistic
+from study.engine.sgd import compiled_steps
 from study.minibatch import minibatch_logistic
 
 M, DEGREE, LAM = 200, 2, 2.0
@@ -64,6 +65,37 @@ def test_the_run_is_deterministic_given_its_seed(data):
     a = minibatch_logistic(x, y, seed=5, **kwargs)
     assert np.array_equal(a, minibatch_logistic(x, y, seed=5, **kwargs))
     assert not np.array_equal(a, minibatch_logistic(x, y, seed=6, **kwargs))
+
+
+@pytest.mark.parametrize(
+    ("B", "divisor", "degree"), [(1, "m", 2), (7, "batch", 3), (30, "m", 1), (M, "batch", 2)]
+)
+def test_the_compiled_steps_are_the_numpy_loops(data, B, divisor, degree):
+    """The compiled loop takes the NumPy loop's batches (the same permutations of the same
+    generator) and steps: equal to rounding after thousands of steps, where other batches
+    move the average by far more (another seed). B = 7 and 30 leave points over each
+    epoch; B = m is one batch, the whole data set whatever the seed."""
+    x, y = data
+    kw = dict(degree=degree, lam=LAM, batch_size=B, divisor=divisor, steps=3000, step=_step(B))
+    compiled = minibatch_logistic(x, y, seed=11, run_steps=compiled_steps, **kw)
+    numpy_loop = minibatch_logistic(x, y, seed=11, **kw)
+    np.testing.assert_allclose(compiled, numpy_loop, rtol=1e-12, atol=1e-13)
+    if B < M:
+        other = minibatch_logistic(x, y, seed=12, **kw)
+        assert np.abs(other - numpy_loop).max() > 1e-6
+
+
+def test_the_compiled_steps_draw_their_permutations_in_blocks(data, monkeypatch):
+    """The permutations come a block of epochs at a time: blocks of 3 epochs (and a last
+    block of fewer) give the numbers of one block for the whole run."""
+    from study.engine import sgd
+
+    x, y = data
+    kw = dict(degree=2, lam=LAM, batch_size=40, steps=101, seed=3)  # 21 epochs of 5 steps
+    whole = minibatch_logistic(x, y, run_steps=compiled_steps, **kw)
+    monkeypatch.setattr(sgd, "ORDER_BLOCK", 3 * M)
+    assert np.array_equal(minibatch_logistic(x, y, run_steps=compiled_steps, **kw), whole)
+    np.testing.assert_allclose(whole, minibatch_logistic(x, y, **kw), rtol=1e-12)
 
 
 @pytest.mark.parametrize(

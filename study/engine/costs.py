@@ -136,6 +136,11 @@ TAIL_SECONDS_PER_M_DEGREE = 0.09
 TUNING_LIMIT_SECONDS = {9: 0.8, 10: 0.9, 11: 1.3, 12: 1.8}
 TAIL_SECONDS_PER_ROW = 60e-6
 TUNING_POINTS = 400  # tuning.DESIGNS_FOR_TUNING
+# The minibatch experiment ([minibatch]), compiled: per point of a batch (its gradient and
+# its share of the epoch's permutation) and per step (58 to 65 ns and 150 to 190 ns,
+# measured at m = 200 and 2,000, B = 1 to m, degrees 2 and 5).
+MINIBATCH_SECONDS_PER_POINT = 60e-9
+MINIBATCH_SECONDS_PER_STEP = 0.17e-6
 NPZ_SECONDS_PER_BYTE = 1 / 24e6
 
 # Above this many (m, degree, λ, scaling) cells the distinct α of each (m, degree) are not
@@ -463,7 +468,8 @@ def run_seconds(design: Design, fp: Footprint, workers: int) -> float:
             min(TUNING_POINTS, design.replications) * sum(design.m) * K * point_seconds(design, 1)
         )
     tail = (
-        fp.checkpoint_bytes * READ_SECONDS_PER_BYTE
+        minibatch_seconds(design)
+        + fp.checkpoint_bytes * READ_SECONDS_PER_BYTE
         + fp.n_tasks * READ_SECONDS_PER_FILE
         + M * K * TAIL_SECONDS_PER_M_DEGREE
         + tuning
@@ -471,3 +477,19 @@ def run_seconds(design: Design, fp: Footprint, workers: int) -> float:
         + fp.draws_bytes * NPZ_SECONDS_PER_BYTE
     )
     return STARTUP_SECONDS + parallel + tail
+
+
+def minibatch_seconds(design: Design) -> float:
+    """The minibatch experiment's runs (study.theory.minibatch: each divisor and batch
+    size, B = m once, ``seeds`` runs each), at the measured cost per point and per step."""
+    spec = getattr(design, "minibatch", None)
+    if spec is None:
+        return 0.0
+    total = 0.0
+    for B in set(spec.batch_sizes):
+        per_epoch = spec.m // B
+        epochs = max(2, -(-spec.steps // per_epoch))
+        runs = (1 if B == spec.m else 2) * spec.seeds
+        per_step = B * MINIBATCH_SECONDS_PER_POINT + MINIBATCH_SECONDS_PER_STEP
+        total += runs * epochs * per_epoch * per_step
+    return total

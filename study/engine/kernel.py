@@ -6,8 +6,9 @@ points) are here; the logistic family's Newton solver
 with the same cache (:data:`_COMPILED`, :func:`ensure_cached`), so that all are compiled
 once, in a separate process, and every run and worker loads them. So is
 :func:`pencil_risk`, the expected risk given each design from the same factorisation,
-which the theory's tuning minimises, and :func:`direct_risk`, the same risk by a Cholesky
-factorisation per design and α where that factorisation does not serve.
+which the theory's tuning minimises, :func:`direct_risk`, the same risk by a Cholesky
+factorisation per design and α where that factorisation does not serve, and the minibatch
+experiment's SGD loop (:func:`study.engine.sgd.sgd_epochs`).
 
 For a batch of n data sets (given by their power sums) :func:`pencil_moments` computes what
 :func:`study.conditional._quantities_all_alphas` and :meth:`study.moments.CoMoments.from_samples`
@@ -71,6 +72,7 @@ from study.engine.pencil import (
     _variance_weights,
     _whitened_penalty,
 )
+from study.engine.sgd import sgd_epochs
 
 # Reassociation lets the sums over data sets (and only those) use SIMD lanes. Everything
 # else is strict IEEE arithmetic, so a data set's numbers do not depend on its position in
@@ -533,6 +535,12 @@ def compile_kernel() -> None:
     # the logistic solver, with the argument types study.models.logistic.newton_path passes
     labels = np.array([[0.0, 1.0, 0.0, 1.0], [1.0, 1.0, 0.0, 1.0]])
     newton_path(St[:2, :4].copy(), labels, F @ F.T, np.array([1.0, 0.0]), np.ones((A, 2), bool))
+    # the minibatch experiment's SGD, with the argument types study.minibatch passes
+    orders = np.array([[1, 0, 3, 2], [2, 3, 0, 1]], dtype=np.int64)
+    state = np.zeros(2, dtype=np.int64)
+    phi = np.ascontiguousarray(St[:p].T)
+    sgd_args = (0.1, 0.5, 1000.0, orders, 0, 1, 2, np.zeros(p), np.zeros(p), state)
+    sgd_epochs(phi, labels[0], eye, *sgd_args)
 
 
 # every compiled function (all are compiled together; each has its own cache entry)
@@ -565,6 +573,7 @@ _COMPILED = (
     _cholesky_solve,
     _newton,
     newton_path,
+    sgd_epochs,
 )
 
 

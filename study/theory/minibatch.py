@@ -1,6 +1,7 @@
 """The minibatch experiment of the theory step (a design's [minibatch] table,
 minibatch.csv): on one data set of the design's line read as log-odds, minibatch SGD
-(:func:`study.minibatch.minibatch_logistic`) with each batch size and the penalty divided
+(:func:`study.minibatch.minibatch_logistic`, its steps compiled:
+:func:`study.engine.sgd.compiled_steps`) with each batch size and the penalty divided
 by m and by the batch size, beside the exact full-batch fits
 (:func:`study.logistic.fit_polynomial_logistic`)."""
 
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from study.design import DesignError
+from study.engine.sgd import compiled_steps
 from study.engine.streams import draw_u
 from study.logistic import NoEstimate, fit_polynomial_logistic, sigmoid
 from study.minibatch import DIVISORS, minibatch_logistic
@@ -101,6 +103,7 @@ def minibatch_table(design):
                         steps=spec.steps,
                         step=step_size(B),
                         seed=int(seed),
+                        run_steps=compiled_steps,
                     )
                 for j in range(k + 1):
                     rows.append(
