@@ -39,7 +39,7 @@ $(STAMP): pyproject.toml
 
 # numba compiles the engine's kernel once (some tens of seconds) into its cache, so that runs
 # and their workers only load it; again whenever the kernel's source changes
-$(KERNEL): study/engine/kernel.py study/engine/pencil.py study/engine/newton.py $(STAMP)
+$(KERNEL): study/engine/kernel.py study/engine/pencil.py study/engine/newton.py study/engine/sgd.py $(STAMP)
 	$(PY) -m study.engine.kernel
 	@touch $(KERNEL)
 

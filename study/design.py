@@ -105,7 +105,8 @@ MAX_MINIBATCH_STEPS = 1_000_000
 MAX_MINIBATCH_SEEDS = 100
 # the SGD steps of the whole experiment (seeds × steps × batch sizes × 2 divisors) at most;
 # a compiled step costs about 0.2 µs and 60 ns per point of its batch (study.engine.costs,
-# which the run's estimate counts): 2 s for the defaults, a minute at B = 1,000
+# which the run's estimate counts): 2 s for the defaults, but this bounds steps, not points
+# (10⁷ steps at B = 1,000 would take some ten minutes): --dry-run shows the estimate
 MAX_MINIBATCH_WORK = 10_000_000
 
 

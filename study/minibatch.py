@@ -74,7 +74,8 @@ def minibatch_logistic(
         rng)`` → the Polyak average in u; by default :func:`numpy_steps`, this module's
         NumPy loop. The theory step passes the compiled one,
         :func:`study.engine.sgd.compiled_steps`: the same batches and the same numbers to
-        rounding, some fifty times faster.
+        rounding, 100 times faster at B = 1 and 3 times at B = 200 (the default
+        experiment: 2 s against 22 s).
 
     Returns
     -------

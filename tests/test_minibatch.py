@@ -87,15 +87,29 @@ def test_the_compiled_steps_are_the_numpy_loops(data, B, divisor, degree):
 
 def test_the_compiled_steps_draw_their_permutations_in_blocks(data, monkeypatch):
     """The permutations come a block of epochs at a time: blocks of 3 epochs (and a last
-    block of fewer) give the numbers of one block for the whole run."""
+    block of one) give the numbers of one block for the whole run."""
     from study.engine import sgd
 
     x, y = data
-    kw = dict(degree=2, lam=LAM, batch_size=40, steps=101, seed=3)  # 21 epochs of 5 steps
+    kw = dict(degree=2, lam=LAM, batch_size=40, steps=106, seed=3)  # 22 epochs of 5 steps
     whole = minibatch_logistic(x, y, run_steps=compiled_steps, **kw)
     monkeypatch.setattr(sgd, "ORDER_BLOCK", 3 * M)
     assert np.array_equal(minibatch_logistic(x, y, run_steps=compiled_steps, **kw), whole)
     np.testing.assert_allclose(whole, minibatch_logistic(x, y, **kw), rtol=1e-12)
+
+
+def test_the_compiled_steps_are_the_kernels_and_load_from_its_cache(data):
+    """sgd_epochs is compiled with the kernel (else a stale cache would go unnoticed and a
+    run would compile it in its own process), and a run calls it with the argument types
+    of the kernel's warm-up: one signature, the one in numba's cache."""
+    from study.engine import kernel, sgd
+
+    assert sgd.sgd_epochs in kernel._COMPILED
+    assert kernel.loaded().sgd_epochs is sgd.sgd_epochs
+    x, y = data
+    minibatch_logistic(x, y, degree=3, lam=LAM, batch_size=30, steps=200, run_steps=compiled_steps)
+    assert len(sgd.sgd_epochs.signatures) == 1
+    assert sgd.sgd_epochs.stats.cache_hits and not sgd.sgd_epochs.stats.cache_misses
 
 
 @pytest.mark.parametrize(

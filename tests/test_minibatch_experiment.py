@@ -47,6 +47,33 @@ def _sklearn(x, y, degree, alpha):
     return np.concatenate([model.intercept_, model.coef_[0]])
 
 
+def test_the_estimate_counts_the_runs_the_experiment_makes(monkeypatch):
+    """minibatch_seconds (the run's estimate) prices the steps and batch points of the runs
+    minibatch_table actually makes, counted from its calls: B = m runs once for both
+    divisors, a B that does not divide m leaves points over, short runs take 2 epochs."""
+    from study.engine import costs, sgd
+
+    counted = {"steps": 0, "points": 0}
+    compiled_steps = sgd.compiled_steps
+
+    def counting(phi, y, P, c, eta0, tau, epochs, B, rng):
+        per_epoch = phi.shape[0] // B
+        counted["steps"] += epochs * per_epoch
+        counted["points"] += epochs * per_epoch * B
+        return compiled_steps(phi, y, P, c, eta0, tau, epochs, B, rng)
+
+    monkeypatch.setattr("study.theory.minibatch.compiled_steps", counting)
+    design = _design(steps=300)  # B = 150: one step an epoch, 300 epochs
+    minibatch_table(design)
+    expected = (
+        counted["steps"] * costs.MINIBATCH_SECONDS_PER_STEP
+        + counted["points"] * costs.MINIBATCH_SECONDS_PER_POINT
+    )
+    assert counted["steps"] > 0
+    assert costs.minibatch_seconds(design) == pytest.approx(expected, rel=1e-12)
+    assert costs.minibatch_seconds(design_from_dict(small_design())) == 0.0  # none
+
+
 def test_the_data_are_the_documented_stream_and_the_design_line_as_log_odds():
     design = _design()
     x, y = experiment_data(design)

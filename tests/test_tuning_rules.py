@@ -1061,7 +1061,20 @@ def test_a_constant_truth_carries_an_infinite_penalty_at_the_intercept_only_risk
     assert (cond.boundary == "upper").all() and np.isinf(cond.alpha_opt).all()
     # the risk at the top of the search range (ρ = 1e6) is σ²/m to about 1e-6
     np.testing.assert_allclose(cond.risk_opt, SIGMA**2 / cond.m, rtol=1e-5)
+    # from the raw Gram matrices of the same designs: least squares' risk over that at the
+    # top of the range (the benefit had been R(0)/R(∞), NaN), and the risk of every λ kept
+    # at m there, not at the top of m0's range, 1e6·m0 (6e-11 away, relatively, at m = 30;
+    # the two computations agree to 1e-15)
+    top, ols = {}, {}
+    for m in (7, 30):
+        G_x = raw_grams(tuning.design_grams(design, m, 2))
+        r = gram_risks(G_x, [0.0, 1e6 * m], 2, noise_sd=SIGMA, intercept=1.0, slope=0.0)
+        ols[m], top[m] = r.mean(axis=1)
+    for row in cond.itertuples():
+        assert row.benefit == pytest.approx(ols[row.m] / top[row.m], rel=1e-9)
+        assert np.isfinite(row.benefit_se)
     assert len(transfer) == 2 * 2 * 4  # m0 × m × scaling
+    np.testing.assert_allclose(transfer.risk, [top[m] for m in transfer.m], rtol=1e-12)
     np.testing.assert_allclose(transfer.risk, SIGMA**2 / transfer.m, rtol=1e-5)
     np.testing.assert_allclose(transfer.risk_ratio, 1.0, rtol=1e-5)
     assert np.isfinite(transfer.risk_ratio_se).all() and (transfer.risk_ratio_se < 1e-5).all()

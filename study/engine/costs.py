@@ -30,7 +30,10 @@ How the constants were measured
   of six designs (tiny; m = 10⁵; degree 12 with 20 λ; 2,000 tasks; degrees 2-6 with 1,000
   kept draws; the default): estimated/measured wall time 0.85 to 1.16 on a quiet machine,
   down to 0.5 while other processes took the cores. The default design ran in 17.5 to
-  18 s from the shell with 2 jobs (14.5 s inside ``simulate``; 22 s on a busy machine).
+  18 s from the shell with 2 jobs (14.5 s inside ``simulate``; 22 s on a busy machine)
+  before its minibatch experiment counted in the estimate, whose NumPy loop then took
+  22 s more than it assumed; with the steps compiled (2026-12-02) it ran in 14.7 s with
+  1 job and 11.6 s with 2, estimated 19 and 17 s.
 """
 
 from __future__ import annotations

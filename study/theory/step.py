@@ -160,8 +160,9 @@ def degree_piece(design: Design, degree: int) -> dict[str, pd.DataFrame]:
         }
 
 
-# longer than any task of the simulation (20 s on the default design): a run sends it before
-# the tasks, and the degree pieces after them (study.engine.run)
+# longer than a task of the simulation (about 2 s on the default design, whose tasks aim at
+# 1 s; 20 s before its steps were compiled): a run sends it before the tasks, and the
+# degree pieces after them (study.engine.run)
 minibatch_piece.before_tasks = True
 # what a run's message names if a worker dies while running the piece
 minibatch_piece.describe = lambda design: "the theory's minibatch experiment"

@@ -302,11 +302,13 @@ def _where_best(alpha: float, m: float) -> float:
     return math.exp(_log_alpha_range(m)[1]) if math.isinf(alpha) else alpha
 
 
-def _carried_se(log_alpha_se: float, boundary: str) -> float:
-    """SE(log α*(m0)) of a λ carried from m0, for :func:`_kept_ratio`. A λ* tuned at the
-    upper boundary (∞, SE undefined) is evaluated at the top of each m's search range
-    (:func:`_where_best`), where the risk has stopped moving with α: its slope term is 0."""
-    return 0.0 if boundary == "upper" else log_alpha_se
+def _carried_se(log_alpha_se: float, boundary: str | None) -> float:
+    """SE(log α*(m0)) of a λ carried from m0, for :func:`_kept_ratio`. A λ* tuned at a
+    boundary has none (its SE is undefined) and is evaluated where the ratio's slope in
+    log α is nil: at α = 0 (lower), or at the top of each m's search range (upper,
+    :func:`_where_best`), where ρ = α/m = 1e6 has frozen the penalised directions. Its
+    slope term is then 0; that α*(m0) might not lie at the boundary is not counted."""
+    return 0.0 if boundary in ("upper", "lower") else log_alpha_se
 
 
 def optimal_lambda_asymptotic(
@@ -431,7 +433,7 @@ def _tune_conditional(G, m, degree, x, intercept, slope, noise_sd, penalize_inte
     a_star, r_star, boundary = _minimise_log_alpha(risk, float(r0), *_log_alpha_range(float(m)))
     lam = lam_from_alpha(a_star, m=int(m), degree=degree, scaling="m")
     se = _standard_errors(per_design, a_star) if boundary is None else (math.nan, math.nan)
-    benefit = _benefit(per_design, a_star)
+    benefit = _benefit(per_design, _where_best(a_star, m))
     return TunedPenalty(
         lam=float(lam),
         alpha=float(a_star),
