@@ -33,7 +33,8 @@ How the constants were measured
   18 s from the shell with 2 jobs (14.5 s inside ``simulate``; 22 s on a busy machine)
   before its minibatch experiment counted in the estimate, whose NumPy loop then took
   22 s more than it assumed; with the steps compiled (2026-12-02) it ran in 14.7 s with
-  1 job and 11.6 s with 2, estimated 19 and 17 s.
+  1 job and 11.6 s with 2, estimated 19 and 17 s, and 18 and 16 s once the fixed cost was
+  fitted again (below).
 """
 
 from __future__ import annotations
@@ -126,9 +127,14 @@ LOGISTIC_TUNING_SECONDS_PER_M_DEGREE = 0.25
 TASK_SECONDS = 5e-3
 BOOKKEEPING_SECONDS_PER_ALPHA = 15e-6
 BOOKKEEPING_SECONDS_PER_CELL = 3e-9
-# Fixed: the main process's imports (1.4 s), each worker's start, imports and first task
-# (kernel load, BLAS pools: 2.3 s), the manifest; a run of four tiny tasks took 4.9 s.
-STARTUP_SECONDS = 4.5
+# Fixed: the interpreter, the main process's imports, the compiled kernel's load, the
+# manifest and the files' commit; with 2 or more workers, their start beside it. Fitted on
+# whole runs from the shell of seven designs (2026-12-02, simulations/*.toml but the
+# logistic one), 1 and 2 jobs: 4.5 s and no worker term had overestimated every run, 1.25
+# to 1.9 times; these give 0.95 to 1.32 (most 1.1). They were 4.5 s when the imports took
+# 1.4 s and each worker 2.3 s.
+STARTUP_SECONDS = 2.7
+WORKER_START_SECONDS = 0.6
 # The serial tail: reading checkpoints (per byte and per file), per (m, degree) the merge
 # and the tuned λ (about 0.08 s, which draws 400 designs), per degree ≥ 9 the large-m
 # limit (0.8 to 1.8 s), per summary row the frames, theory and CSV (about 60 µs), and the
@@ -479,7 +485,8 @@ def run_seconds(design: Design, fp: Footprint, workers: int) -> float:
         + (fp.summary_rows + fp.risk_rows) * TAIL_SECONDS_PER_ROW
         + fp.draws_bytes * NPZ_SECONDS_PER_BYTE
     )
-    return STARTUP_SECONDS + parallel + tail
+    start = STARTUP_SECONDS + (WORKER_START_SECONDS if workers > 1 else 0.0)
+    return start + parallel + tail
 
 
 def minibatch_seconds(design: Design) -> float:
