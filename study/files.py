@@ -74,9 +74,12 @@ def atomic_write_text(path: Path, text: str) -> None:
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     """An .npz archive (readable by ``np.load``) whose bytes depend only on the arrays.
 
-    ``np.savez`` stamps each member with the current time; this writer does not.
+    ``np.savez`` stamps each member with the current time; this writer does not. Members
+    are stored, not deflated: the arrays are mostly random floats, which deflate shrank by a
+    fifth (the default design's draws.npz: 33.8 against 27.6 MB) in fifteen times the time
+    (1.4 against 0.09 s, on the run's serial tail).
     """
-    method = zipfile.ZIP_DEFLATED
+    method = zipfile.ZIP_STORED
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=method) as zf:
         for name in sorted(arrays):
