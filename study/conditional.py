@@ -75,6 +75,7 @@ class _PencilData:
     z_star: np.ndarray  # WᵀGv*
     Wr2: np.ndarray  # (BᵀW)², squared entrywise: Var[ŵ_j|X] = σ² Σ_i Wr2[j, i]·s_i²
     WSW: np.ndarray  # diag(WᵀΣW): tr(Σ Cov[v̂|X]) = σ² Σ_i WSW_i·s_i²
+    m: np.ndarray  # points per data set, G[0, 0] = Σu⁰
 
     @classmethod
     def build(cls, factor: PencilFactor, G, b, basis: StandardBasis) -> _PencilData:
@@ -86,7 +87,20 @@ class _PencilData:
             z_star=np.einsum("nji,nj->ni", W, G @ basis.v_star),
             Wr2=np.einsum("lj,nli->nji", basis.B, W) ** 2,
             WSW=np.einsum("nli,lk,nki->ni", W, basis.sigma, W),
+            m=np.rint(G[:, 0, 0]).astype(np.int64),
         )
+
+    def null_directions(self) -> np.ndarray | None:
+        """(n, p) True in the p − m directions where G of m < p points has no energy (the
+        p − m largest Λ), where 1 − α₀Λ, z and z* are exactly 0 and computed are rounding
+        that the fits multiply by about 1/α (the kernel's ``_rank_deficient``); None when
+        no data set has fewer points than coefficients."""
+        p = self.eig.shape[1]
+        null = np.clip(p - self.m, 0, p)
+        if not null.any():
+            return None
+        rank = np.argsort(np.argsort(-self.eig, axis=1, kind="stable"), axis=1)
+        return rank < null[:, None]
 
 
 def _quantities_all_alphas(
@@ -96,19 +110,24 @@ def _quantities_all_alphas(
 
     With Ĝ = G + α₀P = W⁻ᵀW⁻¹ and WᵀPW = Λ, A = G + αP = W⁻ᵀ(I + (α − α₀)Λ)W⁻¹, and
     WᵀGW = I − α₀Λ, so with s = 1/(1 + (α − α₀)Λ): v̂ = W(s∘Wᵀb), E[v̂|X] = W(s∘WᵀGv*) and
-    Cov[v̂|X] = σ²·W diag(s²(1 − α₀Λ)) Wᵀ. The shift α₀ > 0 lets one factorisation serve
-    designs whose G is singular (m ≤ k), where only α ≥ α₀ > 0 is asked for.
+    Cov[v̂|X] = σ²·W diag(s²(1 − α₀Λ)) Wᵀ (:meth:`_PencilData.null_directions`). The shift
+    α₀ > 0 lets one factorisation serve designs whose G is singular (m ≤ k), where only
+    α ≥ α₀ > 0 is asked for.
 
     Returns arrays over (n data sets, A values of α): coefficient quantities (n, A, p, 5),
     risk quantities (n, A, 3) and ŵ (n, A, p).
     """
     n, p = pencil.z.shape
+    z, z_star, g = pencil.z, pencil.z_star, 1.0 - alpha0 * pencil.eig
+    null = pencil.null_directions()
+    if null is not None:
+        z, z_star, g = (np.where(null, 0.0, a) for a in (z, z_star, g))
     s = 1.0 / (1.0 + (alphas[None, :, None] - alpha0) * pencil.eig[:, None, :])  # (n, A, p)
     WT = np.swapaxes(pencil.W, -1, -2)
-    v_hat = (pencil.z[:, None, :] * s) @ WT
-    v_mean = (pencil.z_star[:, None, :] * s) @ WT
+    v_hat = (z[:, None, :] * s) @ WT
+    v_mean = (z_star[:, None, :] * s) @ WT
     s *= s
-    s *= (1.0 - alpha0 * pencil.eig)[:, None, :]  # now s²(1 − α₀Λ)
+    s *= g[:, None, :]  # now s²(1 − α₀Λ)
     coef = np.empty((n, alphas.size, p, 5))
     B, sigma_u = basis.B, basis.sigma
     # ŵ = Bᵀv̂ (B = I on [−1, 1]: skip the product)
@@ -129,17 +148,30 @@ def _quantities_all_alphas(
     return coef, risk, coef[..., 0] + basis.w_star
 
 
-def _quantities_direct(G, b, basis: StandardBasis, alpha: float, noise_sd: float):
-    """The same quantities by inverting A = G + αP: for G singular (m ≤ k)."""
+def _rank_factor(G: np.ndarray) -> np.ndarray:
+    """C with CᵀC = G per data set (rows √λ_i·v_iᵀ of G's eigendecomposition), the p − m
+    smallest eigenvalues set to 0 where a data set has m < p points (m = G[0, 0] = Σu⁰)
+    and rounding's negative ones to 0: Cov[v̂|X] = σ²A⁻¹GA⁻¹ = σ²YYᵀ with Y = A⁻¹Cᵀ from a
+    solve. Through the explicit A⁻¹ and G itself, G's rounding in its null space came back
+    multiplied by 1/α² (off by a factor of 10⁵ at α = 1e-8, m = 5, degree 7)."""
+    p = G.shape[-1]
+    lam, V = np.linalg.eigh(G)  # ascending
+    null = np.clip(p - np.rint(G[:, 0, 0]).astype(np.int64), 0, p)
+    lam[np.arange(p)[None, :] < null[:, None]] = 0.0
+    return np.swapaxes(V * np.sqrt(np.clip(lam, 0.0, None))[:, None, :], -1, -2)
+
+
+def _quantities_direct(G, b, basis: StandardBasis, alpha: float, noise_sd: float, C=None):
+    """The same quantities by solves with A = G + αP: for G singular (m ≤ k), or where the
+    pencil is not stable. ``C``: :func:`_rank_factor` of G (computed here if not given)."""
+    C = _rank_factor(G) if C is None else C
     A = G + alpha * basis.penalty
-    n, p = b.shape
-    rhs = np.concatenate(
-        [b[..., None], (G @ basis.v_star)[..., None], np.broadcast_to(np.eye(p), (n, p, p))],
-        axis=-1,
-    )  # [b | Gv* | I]
+    Ct = np.swapaxes(C, -1, -2)
+    rhs = np.concatenate([b[..., None], Ct @ (C @ basis.v_star)[..., None], Ct], axis=-1)
+    # [b | CᵀCv* | Cᵀ]: E[v̂|X] = A⁻¹Gv* without G's rounding in its null space either
     X = solve_or_nan(A, rhs)  # a singular system (rare) leaves its data set NaN
-    v_hat, v_mean, Ainv = X[..., 0], X[..., 1], X[..., 2:]
-    cov_v = noise_sd**2 * Ainv @ G @ Ainv
+    v_hat, v_mean, Y = X[..., 0], X[..., 1], X[..., 2:]
+    cov_v = noise_sd**2 * Y @ np.swapaxes(Y, -1, -2)
     var_w = np.einsum("li,nlk,ki->ni", basis.B, cov_v, basis.B)
     trace = np.einsum("nij,ji->n", cov_v, basis.sigma)
     return _assemble(v_hat, v_mean, var_w, trace, basis)
@@ -195,7 +227,8 @@ def _quantities(G, b, basis: StandardBasis, alphas, noise_sd: float, solver: str
         if factor is not None:
             pencil = _PencilData.build(factor, G, b, basis)
             return (*_quantities_all_alphas(pencil, basis, alphas, alpha0, noise_sd), "pencil")
-    parts = [_quantities_direct(G, b, basis, a, noise_sd) for a in alphas]
+    C = _rank_factor(G)
+    parts = [_quantities_direct(G, b, basis, a, noise_sd, C) for a in alphas]
     return (*(np.stack([p[i] for p in parts], axis=1) for i in range(3)), "direct")
 
 

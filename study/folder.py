@@ -428,9 +428,10 @@ def reading(results: Path | str, needed: tuple[str, ...]) -> Iterator[dict]:
 # hash and draws.npz differ (version 6: block_size left out of the hash, the audit's
 # records added) or whose summary.csv lacks what the check and the report read (bias_asym1
 # from version 7, the tail shares p_gt_* from version 8) or whose draws the audit of
-# `study check` no longer recomputes (version 10: Cholesky, and m noise values for m ≤ K + 1);
-# tests/test_folder.py holds it to the engine's version.
-OLDEST_ENGINE_VERSION_READ = 10
+# `study check` no longer recomputes (version 10: Cholesky, and m noise values for m ≤ K + 1),
+# or whose Rao–Blackwell columns carried rounding where m < p (version 11: one rule for
+# every folder, as at 10); tests/test_folder.py holds it to the engine's version.
+OLDEST_ENGINE_VERSION_READ = 11
 
 _MANIFEST_KEYS = {
     "design": dict,

@@ -65,9 +65,11 @@ CASES = [
     # the conditioning: the kernel is at 1e-13 or better on the first two and the last
     # two, 7e-11 on [−3, 1] and 4e-8 to 1.7e-7 at degree 10 on [0, 10] (cond(G) ~ 1e13
     # there: the last bits of the power sums, which engine version 7 sums in another order,
-    # move it by that much)
+    # move it by that much). At m = 4 < p = 8 the kernel sets to 0 what is 0 in G's null
+    # space (engine version 11); the direct solves keep its rounding there, about 4e-12
+    # of the risk's scale at α₀ = 1.7e-3 (tests/test_theory.py holds both to 60 digits)
     ({"distribution": "uniform", "low": -1.0, "high": 1.0}, 40, 3, False, 1e-12),
-    ({"distribution": "uniform", "low": -1.0, "high": 1.0}, 4, 7, False, 1e-12),  # shifted
+    ({"distribution": "uniform", "low": -1.0, "high": 1.0}, 4, 7, False, 2e-11),  # shifted
     ({"distribution": "uniform", "low": 0.0, "high": 10.0}, 25, 10, False, 5e-7),  # B ≠ I
     ({"distribution": "uniform", "low": -3.0, "high": 1.0}, 12, 5, True, 1e-9),
     ({"distribution": "normal", "mean": 0.5, "sd": 2.0}, 30, 4, False, 1e-12),

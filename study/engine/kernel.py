@@ -18,7 +18,8 @@ compute in NumPy, fused so that no per-fit array ever leaves the cache:
 2. the pencil (Ĝ, P): H = L⁻¹F, the eigendecomposition HHᵀ = UΛUᵀ by cyclic Jacobi
    rotations, W = L⁻ᵀU (so WᵀĜW = I and WᵀPW = Λ);
 3. for every α: s = 1/(1 + (α − α₀)Λ), v̂ = W(s∘Wᵀb), E[v̂|X] = W(s∘WᵀGv*) and
-   Cov[v̂|X] = σ²W diag(s²(1 − α₀Λ))Wᵀ, hence the per-replication quantities
+   Cov[v̂|X] = σ²W diag(s²(1 − α₀Λ))Wᵀ (1 − α₀Λ set to 0 in the p − m directions G
+   lacks when m < p: :func:`_rank_deficient`), hence the per-replication quantities
    (d, d², e, e², v) of every coefficient and (R, R², E[R|X]);
 4. their means and co-moment sums over the batch, two-pass as in :mod:`study.moments`.
 
@@ -161,6 +162,30 @@ def _shrinkage(beta, eig, g, z, z_star, s2g, tz, tzs):
             s2g[i, r] = x * x * gi[r]
             tz[i, r] = x * z[i, r]
             tzs[i, r] = x * z_star[i, r]
+
+
+@njit(cache=True, nogil=True)
+def _rank_deficient(St, eig, g, z, z_star):
+    """In the p − m directions w_i where G = ΦᵀΦ of m < p distinct points has no energy
+    (Φw_i = 0: exactly the p − m largest Λ, since g = 1 − α₀Λ = diag(WᵀGW) ≥ 0), g,
+    z = Wᵀb = (ΦW)ᵀy and z* = WᵀGv* are exactly 0; computed, they are rounding, which the
+    fits multiply by about 1/α (Var[ŵ|X] off by a factor of 10⁵ at α₀ = 1e-8 and by 3e-3
+    at 1e-4, m = 5, degree 7, orthonormal basis). Those entries are set to 0; m is the
+    power sum Σu⁰ of the data set."""
+    p, n = eig.shape
+    taken = np.empty(p, dtype=np.bool_)
+    for r in range(n):
+        null = p - int(St[0, r] + 0.5)
+        taken[:] = False  # (not g == 0: 1 − α₀Λ can come out exactly 0 in rounding)
+        for _ in range(min(null, p)):
+            best = -1
+            for i in range(p):
+                if not taken[i] and (best < 0 or eig[i, r] > eig[best, r]):
+                    best = i
+            taken[best] = True
+            g[best, r] = 0.0
+            z[best, r] = 0.0
+            z_star[best, r] = 0.0
 
 
 @njit(cache=True, nogil=True)
@@ -307,6 +332,7 @@ def pencil_moments(
     if status != OK:
         return status
     g = 1.0 - alpha0 * eig  # 1 − α₀Λ
+    _rank_deficient(St, eig, g, z, z_star)
     sigma2 = noise_sd * noise_sd
     s2g, tz, tzs = np.empty((p, n)), np.empty((p, n)), np.empty((p, n))
     vh, vm, wh, wm = np.empty((p, n)), np.empty((p, n)), np.empty((p, n)), np.empty((p, n))
@@ -556,6 +582,7 @@ _COMPILED = (
     _factorise,
     power_sums,
     _comoments,
+    _rank_deficient,
     _shrinkage,
     _fits,
     _coef_quantities,
