@@ -148,30 +148,49 @@ def _quantities_all_alphas(
     return coef, risk, coef[..., 0] + basis.w_star
 
 
+def _null_counts(G: np.ndarray) -> np.ndarray:
+    """p − m per data set where it has m < p points (m = G[0, 0] = Σu⁰), else 0."""
+    p = G.shape[-1]
+    return np.clip(p - np.rint(G[:, 0, 0]).astype(np.int64), 0, p)
+
+
 def _rank_factor(G: np.ndarray) -> np.ndarray:
-    """C with CᵀC = G per data set (rows √λ_i·v_iᵀ of G's eigendecomposition), the p − m
-    smallest eigenvalues set to 0 where a data set has m < p points (m = G[0, 0] = Σu⁰)
-    and rounding's negative ones to 0: Cov[v̂|X] = σ²A⁻¹GA⁻¹ = σ²YYᵀ with Y = A⁻¹Cᵀ from a
-    solve. Through the explicit A⁻¹ and G itself, G's rounding in its null space came back
-    multiplied by 1/α² (off by a factor of 10⁵ at α = 1e-8, m = 5, degree 7)."""
+    """C with CᵀC = G per data set of m < p points (rows √λ_i·v_iᵀ of G's
+    eigendecomposition, the p − m smallest eigenvalues and rounding's negative ones set to
+    0): Cov[v̂|X] = σ²A⁻¹GA⁻¹ = σ²YYᵀ with Y = A⁻¹Cᵀ from a solve. Through the explicit A⁻¹
+    and G itself, G's rounding in its null space came back multiplied by 1/α² (off by a
+    factor of 10⁵ at α = 1e-8, m = 5, degree 7, orthonormal basis)."""
     p = G.shape[-1]
     lam, V = np.linalg.eigh(G)  # ascending
-    null = np.clip(p - np.rint(G[:, 0, 0]).astype(np.int64), 0, p)
-    lam[np.arange(p)[None, :] < null[:, None]] = 0.0
+    lam[np.arange(p)[None, :] < _null_counts(G)[:, None]] = 0.0
     return np.swapaxes(V * np.sqrt(np.clip(lam, 0.0, None))[:, None, :], -1, -2)
 
 
 def _quantities_direct(G, b, basis: StandardBasis, alpha: float, noise_sd: float, C=None):
     """The same quantities by solves with A = G + αP: for G singular (m ≤ k), or where the
-    pencil is not stable. ``C``: :func:`_rank_factor` of G (computed here if not given)."""
-    C = _rank_factor(G) if C is None else C
+    pencil is not stable. A data set of m ≥ p points takes A⁻¹ and σ²A⁻¹GA⁻¹ (LU keeps
+    the accuracy of a graded G, which an eigendecomposition would lose); one of m < p
+    points solves with :func:`_rank_factor` of G instead (``C``: those factors, of the data
+    sets of m < p in order; computed here if not given)."""
+    singular = _null_counts(G) > 0
     A = G + alpha * basis.penalty
-    Ct = np.swapaxes(C, -1, -2)
-    rhs = np.concatenate([b[..., None], Ct @ (C @ basis.v_star)[..., None], Ct], axis=-1)
-    # [b | CᵀCv* | Cᵀ]: E[v̂|X] = A⁻¹Gv* without G's rounding in its null space either
+    n, p = b.shape
+    rhs = np.concatenate(
+        [b[..., None], (G @ basis.v_star)[..., None], np.broadcast_to(np.eye(p), (n, p, p))],
+        axis=-1,
+    )  # [b | Gv* | I]
+    if singular.any():
+        C = _rank_factor(G[singular]) if C is None else C
+        Ct = np.swapaxes(C, -1, -2)
+        rhs[singular, :, 1] = (Ct @ (C @ basis.v_star)[..., None])[..., 0]  # CᵀCv*
+        rhs[singular, :, 2:] = Ct
     X = solve_or_nan(A, rhs)  # a singular system (rare) leaves its data set NaN
     v_hat, v_mean, Y = X[..., 0], X[..., 1], X[..., 2:]
-    cov_v = noise_sd**2 * Y @ np.swapaxes(Y, -1, -2)
+    cov_v = np.empty((n, p, p))
+    regular = ~singular
+    cov_v[regular] = Y[regular] @ G[regular] @ Y[regular]  # Y = A⁻¹ there
+    cov_v[singular] = Y[singular] @ np.swapaxes(Y[singular], -1, -2)  # Y = A⁻¹Cᵀ
+    cov_v *= noise_sd**2
     var_w = np.einsum("li,nlk,ki->ni", basis.B, cov_v, basis.B)
     trace = np.einsum("nij,ji->n", cov_v, basis.sigma)
     return _assemble(v_hat, v_mean, var_w, trace, basis)
@@ -227,7 +246,8 @@ def _quantities(G, b, basis: StandardBasis, alphas, noise_sd: float, solver: str
         if factor is not None:
             pencil = _PencilData.build(factor, G, b, basis)
             return (*_quantities_all_alphas(pencil, basis, alphas, alpha0, noise_sd), "pencil")
-    C = _rank_factor(G)
+    singular = _null_counts(G) > 0
+    C = _rank_factor(G[singular]) if singular.any() else None
     parts = [_quantities_direct(G, b, basis, a, noise_sd, C) for a in alphas]
     return (*(np.stack([p[i] for p in parts], axis=1) for i in range(3)), "direct")
 

@@ -33,8 +33,8 @@ How the constants were measured
   18 s from the shell with 2 jobs (14.5 s inside ``simulate``; 22 s on a busy machine)
   before its minibatch experiment counted in the estimate, whose NumPy loop then took
   22 s more than it assumed; with the steps compiled (2026-12-02) it ran in 14.7 s with
-  1 job and 11.6 s with 2, estimated 19 and 17 s, and 18 and 16 s once the fixed cost was
-  fitted again (below).
+  1 job and 11.6 s with 2, estimated 19 and 17 s; with the fixed cost fitted again
+  (below) and draws.npz stored, not deflated, 14.1 and 11.1 s, estimated 16 and 14 s.
 """
 
 from __future__ import annotations
@@ -278,7 +278,7 @@ def footprint(
     per_draw = 8 * L * len(d.columns) * sum(k + 1 for k in d.degree)
     rows = _result_rows(d, L)
     # kept draws, and the audit's arrays (engine.merge: the first estimates of up to
-    # AUDIT_CHUNKS chunks, chunk 0's count and five means); raw float64, deflate only helps
+    # AUDIT_CHUNKS chunks, chunk 0's count and five means); raw float64, stored as it is
     audit_rows = min(AUDIT_CHUNKS, max(n_chunks(R, m) for m in d.m)) + 6
     draws_bytes = len(d.m) * (keep_total + audit_rows) * per_draw
     return Footprint(
