@@ -187,10 +187,9 @@ def _quantities_direct(G, b, basis: StandardBasis, alpha: float, noise_sd: float
     X = solve_or_nan(A, rhs)  # a singular system (rare) leaves its data set NaN
     v_hat, v_mean, Y = X[..., 0], X[..., 1], X[..., 2:]
     cov_v = np.empty((n, p, p))
-    regular = ~singular
-    cov_v[regular] = Y[regular] @ G[regular] @ Y[regular]  # Y = A⁻¹ there
-    cov_v[singular] = Y[singular] @ np.swapaxes(Y[singular], -1, -2)  # Y = A⁻¹Cᵀ
-    cov_v *= noise_sd**2
+    regular = ~singular  # Y = A⁻¹ there, and the arithmetic of engine version 10
+    cov_v[regular] = noise_sd**2 * Y[regular] @ G[regular] @ Y[regular]
+    cov_v[singular] = noise_sd**2 * Y[singular] @ np.swapaxes(Y[singular], -1, -2)  # A⁻¹Cᵀ
     var_w = np.einsum("li,nlk,ki->ni", basis.B, cov_v, basis.B)
     trace = np.einsum("nij,ji->n", cov_v, basis.sigma)
     return _assemble(v_hat, v_mean, var_w, trace, basis)
