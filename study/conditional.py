@@ -75,7 +75,7 @@ class _PencilData:
     z_star: np.ndarray  # WᵀGv*
     Wr2: np.ndarray  # (BᵀW)², squared entrywise: Var[ŵ_j|X] = σ² Σ_i Wr2[j, i]·s_i²
     WSW: np.ndarray  # diag(WᵀΣW): tr(Σ Cov[v̂|X]) = σ² Σ_i WSW_i·s_i²
-    m: np.ndarray  # points per data set, G[0, 0] = Σu⁰
+    null: np.ndarray  # p − m for a data set of m < p points, else 0 (_null_counts)
 
     @classmethod
     def build(cls, factor: PencilFactor, G, b, basis: StandardBasis) -> _PencilData:
@@ -87,7 +87,7 @@ class _PencilData:
             z_star=np.einsum("nji,nj->ni", W, G @ basis.v_star),
             Wr2=np.einsum("lj,nli->nji", basis.B, W) ** 2,
             WSW=np.einsum("nli,lk,nki->ni", W, basis.sigma, W),
-            m=np.rint(G[:, 0, 0]).astype(np.int64),
+            null=_null_counts(G),
         )
 
     def null_directions(self) -> np.ndarray | None:
@@ -95,12 +95,10 @@ class _PencilData:
         p − m largest Λ), where 1 − α₀Λ, z and z* are exactly 0 and computed are rounding
         that the fits multiply by about 1/α (the kernel's ``_rank_deficient``); None when
         no data set has fewer points than coefficients."""
-        p = self.eig.shape[1]
-        null = np.clip(p - self.m, 0, p)
-        if not null.any():
+        if not self.null.any():
             return None
         rank = np.argsort(np.argsort(-self.eig, axis=1, kind="stable"), axis=1)
-        return rank < null[:, None]
+        return rank < self.null[:, None]
 
 
 def _quantities_all_alphas(

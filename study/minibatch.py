@@ -100,12 +100,17 @@ def minibatch_logistic(
     c = lam / (m if divisor == "m" else B)
     curvature = 0.25 * np.max(np.sum(phi**2, axis=1)) + c * np.linalg.norm(P, 2)
     eta0 = step / curvature
-    per_epoch = m // B  # full batches only (below)
-    epochs = max(2, -(-int(steps) // per_epoch))
+    epochs = epochs_of(m, B, steps)
     tau = DECAY_STEPS  # fixed: however long the run, its steps go to 0
     rng = np.random.default_rng(seed)
     run_steps = numpy_steps if run_steps is None else run_steps
     return basis.T @ run_steps(phi, y, P, c, eta0, tau, epochs, B, rng)
+
+
+def epochs_of(m: int, B: int, steps: int) -> int:
+    """Epochs of a run: at least ``steps`` steps of ⌊m/B⌋ full batches each, and 2 at least
+    (the Polyak average takes the second half)."""
+    return max(2, -(-int(steps) // (m // B)))
 
 
 def numpy_steps(phi, y, P, c, eta0, tau, epochs, B, rng) -> np.ndarray:

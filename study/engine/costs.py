@@ -492,13 +492,15 @@ def run_seconds(design: Design, fp: Footprint, workers: int) -> float:
 def minibatch_seconds(design: Design) -> float:
     """The minibatch experiment's runs (study.theory.minibatch: each divisor and batch
     size, B = m once, ``seeds`` runs each), at the measured cost per point and per step."""
+    from study.minibatch import epochs_of
+
     spec = getattr(design, "minibatch", None)
     if spec is None:
         return 0.0
     total = 0.0
     for B in set(spec.batch_sizes):
         per_epoch = spec.m // B
-        epochs = max(2, -(-spec.steps // per_epoch))
+        epochs = epochs_of(spec.m, B, spec.steps)
         runs = (1 if B == spec.m else 2) * spec.seeds
         per_step = B * MINIBATCH_SECONDS_PER_POINT + MINIBATCH_SECONDS_PER_STEP
         total += runs * epochs * per_epoch * per_step
