@@ -37,9 +37,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,6 +144,28 @@ def _stop_on_termination() -> None:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, _terminated)
+
+
+@contextmanager
+def _signals_held():
+    """SIGINT, SIGTERM and SIGHUP recorded, not acted on, inside the block; yields the list
+    they are recorded in, for the caller to raise again where it can clean up. Without it a
+    signal between mutmut's start and the `try` that stops it would end this script and
+    leave mutmut running in its own session. Ignored signals stay ignored; outside the main
+    thread, where handlers cannot be set, nothing is held."""
+    held: list[int] = []
+    saved = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            handler = signal.getsignal(sig)
+            if handler is not signal.SIG_IGN and handler is not None:
+                saved[sig] = handler
+                signal.signal(sig, lambda signum, frame: held.append(signum))
+    try:
+        yield held
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def _copy_checkout(work: Path) -> None:
@@ -283,8 +307,11 @@ def _mutmut(
     goes to a file, not a pipe, so that a process it started in a session of its own (a
     test's `study simulate`) cannot hold this script up."""
     skip = {"MUTATE_SKIP_CLEAN": str(int(skip_clean))}
-    process = _start(arguments, WORK, RESULTS / "mutmut.out", skip)
+    with _signals_held() as held:
+        process = _start(arguments, WORK, RESULTS / "mutmut.out", skip)
     try:
+        for sig in held:  # a signal that came while mutmut started: now, where it is stopped
+            signal.raise_signal(sig)
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         _stop(process)

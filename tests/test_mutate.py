@@ -224,7 +224,7 @@ def test_every_listed_equivalent_is_still_in_its_function():
 # A script that runs _mutmut with mutmut replaced by a sleeping process in a session of its
 # own (as mutmut's is), and prints that process's id
 _SLEEPER = """
-import subprocess, sys
+import os, signal, subprocess, sys
 sys.path.insert(0, {mutation!r})
 import mutate
 from pathlib import Path
@@ -239,6 +239,8 @@ def start(arguments, work, out, env):
         start_new_session=True,
     )
     print(child.pid, flush=True)
+    if {early}:  # the signal before mutmut's process is returned to the code that stops it
+        os.kill(os.getpid(), signal.SIGTERM)
     return child
 
 mutate._start = start
@@ -256,15 +258,20 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.parametrize("handled", [True, False])
-def test_sigterm_stops_mutmut_too(tmp_path, handled):
+@pytest.mark.parametrize(
+    "handled, early", [(True, False), (False, False), (True, True)], ids=["", "unhandled", "early"]
+)
+def test_sigterm_stops_mutmut_too(tmp_path, handled, early):
     """SIGTERM to the script stops the mutmut process it started (here a stand-in, in a
     session of its own like mutmut's); without the handler the stand-in would outlive it,
-    which the second case shows."""
+    which the second case shows. In the third the signal comes while the process is being
+    started, before the code that stops it has it (a window once open: a SIGTERM right
+    after the start left mutmut running)."""
     script = _SLEEPER.format(
         mutation=str(Path(mutate.__file__).parent),
         results=str(tmp_path / "results"),
         handled=handled,
+        early=early,
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", script],
@@ -275,7 +282,8 @@ def test_sigterm_stops_mutmut_too(tmp_path, handled):
     )
     child = int(proc.stdout.readline())
     try:
-        proc.send_signal(signal.SIGTERM)
+        if not early:
+            proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)
         deadline = time.time() + 10
         while handled and _alive(child) and time.time() < deadline:
