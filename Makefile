@@ -17,6 +17,8 @@ JOBS ?= 2
 TEST_JOBS ?= 2
 name_of = $(shell sed -n 's/^name *= *"\(.*\)".*/\1/p' $(1))
 RESULTS ?= simulations/results/$(call name_of,$(DESIGN))
+# a results folder's stamp, beside it: the run that wrote it is up to date (below)
+done_stamp = $(dir $(1)).$(notdir $(1)).done
 # The default studies are two designs: least squares (DESIGN) and logistic regression
 # (LOGISTIC), whose results the report's section on logistic regression reads. With another
 # DESIGN only that one runs, unless LOGISTIC is given too (LOGISTIC= runs none).
@@ -45,32 +47,34 @@ $(KERNEL): study/engine/kernel.py study/engine/pencil.py study/engine/newton.py 
 
 venv: $(SETUP) ## Create or update the virtual environment (.venv) from pyproject.toml
 
-simulate: $(RESULTS)/manifest.json $(if $(LRESULTS),$(LRESULTS)/manifest.json) ## Run the default studies (or DESIGN=…; JOBS=2); resumes if interrupted
+simulate: $(call done_stamp,$(RESULTS)) $(if $(LRESULTS),$(call done_stamp,$(LRESULTS))) ## Run the default studies (or DESIGN=…; JOBS=2); resumes if interrupted
 
-# The steps of a run, each a file target whose prerequisites are the code behind it, as
-# study/sources.py reads it from the imports (no list kept by hand):
-#   design → engine (Monte Carlo) → theory → report assets → rendered documents
-# A step reruns only when its inputs changed: new theory code reruns `study theory` on the
-# checkpoints, without simulating. The engine's stamp lives beside the results folder
-# (inside it, it would be a file study does not own); the folder's marker, which study
-# writes first, is a prerequisite, so that a deleted results folder is simulated again.
+# The run of one design is a file target, a stamp beside its results folder (inside it, it
+# would be a file study does not own), whose prerequisites are the design and the code
+# behind the run, as study/sources.py reads it from the imports (no list kept by hand):
+#   design → engine (Monte Carlo) and theory, in one pool → report assets → documents
+# It reruns only when one of them changed. `study simulate` computes the Monte Carlo tasks
+# and the theory in one pool of JOBS workers; when only the theory's code changed (make's
+# $? holds nothing else), `study theory` recomputes the theory from the checkpoints,
+# without simulating. The folder's marker, which study writes first, and its manifest are
+# prerequisites too, so that a deleted folder is simulated again and a folder another
+# command wrote (`study simulate --no-theory`, say) is brought up to date.
 # design_steps (design file, results folder) writes these rules for one design.
 sources = $(shell $(PYTHON) study/sources.py $(1))
-engine_done = $(dir $(1)).$(notdir $(1)).engine-done
+ENGINE_SOURCES := $(call sources,study/engine/run.py)
+THEORY_SOURCES := $(call sources,study/theory/step.py)
 define design_steps
-$(call engine_done,$(2)): $(1) $(call sources,study/engine/run.py) $(2)/.study-results | $(SETUP)
-	$(PY) -m study simulate $(1) --jobs $(JOBS) --out $(2) --no-theory
+$(call done_stamp,$(2)): $(1) $(ENGINE_SOURCES) $(THEORY_SOURCES) $(2)/manifest.json $(2)/.study-results \
+		| $(SETUP)
+	$$(if $$(filter $(1) $(ENGINE_SOURCES) $(2)/manifest.json $(2)/.study-results,$$?),$(PY) -m study simulate $(1) --jobs $(JOBS) --out $(2),$(PY) -m study theory $(2))
 	@touch $$@
 
-$(2)/.study-results:
-
-$(2)/manifest.json: $(call engine_done,$(2)) $(call sources,study/theory/step.py) | $(SETUP)
-	$(PY) -m study theory $(2)
+$(2)/.study-results $(2)/manifest.json:
 endef
 $(eval $(call design_steps,$(DESIGN),$(RESULTS)))
 $(if $(LRESULTS),$(eval $(call design_steps,$(LOGISTIC),$(LRESULTS))))
 
-$(ASSETS): $(RESULTS)/manifest.json $(if $(LRESULTS),$(LRESULTS)/manifest.json) \
+$(ASSETS): $(call done_stamp,$(RESULTS)) $(if $(LRESULTS),$(call done_stamp,$(LRESULTS))) \
 		$(call sources,study/report/assets.py) | $(SETUP)
 	$(PY) -m study report $(RESULTS) $(if $(LRESULTS),--logistic $(LRESULTS)) --no-render --project report
 	@touch $@

@@ -1,7 +1,9 @@
 """study/sources.py: the Makefile's prerequisites, read from the imports."""
 
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from study.sources import sources
@@ -152,3 +154,40 @@ def test_make_simulate_runs_the_two_default_studies_and_another_design_alone():
     alone = _make_dry_run("simulate", "DESIGN=simulations/smoke.toml", "RESULTS=/nonexistent/s")
     assert "study simulate simulations/smoke.toml" in alone
     assert "logistic" not in alone
+
+
+def test_make_reruns_the_theory_alone_when_only_its_code_changed(tmp_path):
+    """The stamp of a run beside its folder: when it is up to date nothing runs; when only
+    the theory's code is newer, `study theory` (no simulating); when the engine's code, the
+    design or the folder's manifest (another command wrote it, `--no-theory` say) is newer,
+    or the folder's marker is gone, `study simulate`, theory included, in one pool. make's
+    -W pretends a file is new without touching it; -n runs nothing."""
+    results = tmp_path / "smoke"
+    results.mkdir()
+    for name in ("manifest.json", ".study-results"):
+        (results / name).write_text("")
+    stamp = tmp_path / ".smoke.done"
+    stamp.write_text("")
+    later = time.time() + 60  # newer than every file of the repository
+    os.utime(stamp, (later, later))
+    engine = {path.relative_to(ROOT).as_posix() for path in sources("study/engine/run.py")}
+    assert "study/theory/tuning.py" not in engine and "study/design.py" in engine
+
+    def steps(*new: str) -> list[str]:
+        out = _make_dry_run(
+            "simulate",
+            "DESIGN=simulations/smoke.toml",
+            f"RESULTS={results}",
+            *map("-W{}".format, new),
+        )
+        return [line.split(" -m ", 1)[1] for line in out.splitlines() if " -m study " in line]
+
+    simulate = [f"study simulate simulations/smoke.toml --jobs 2 --out {results}"]
+    assert steps() == []
+    assert steps("study/theory/tuning.py") == [f"study theory {results}"]
+    assert steps("study/engine/merge.py") == simulate
+    assert steps("study/design.py") == simulate  # the theory's code too, and the engine's
+    assert steps("simulations/smoke.toml") == simulate
+    assert steps(str(results / "manifest.json")) == simulate
+    (results / ".study-results").unlink()
+    assert steps() == simulate
