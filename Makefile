@@ -60,9 +60,12 @@ simulate: $(call done_stamp,$(RESULTS)) $(if $(LRESULTS),$(call done_stamp,$(LRE
 # prerequisites too, so that a deleted folder is simulated again and a folder another
 # command wrote (`study simulate --no-theory`, say) is brought up to date.
 # design_steps (design file, results folder) writes these rules for one design.
-sources = $(shell $(PYTHON) study/sources.py $(1))
-ENGINE_SOURCES := $(call sources,study/engine/run.py)
-THEORY_SOURCES := $(call sources,study/theory/step.py)
+# Every list of sources the rules need, from one run of study/sources.py (words name:file)
+SOURCES := $(shell $(PYTHON) study/sources.py engine=study/engine/run.py \
+	theory=study/theory/step.py assets=study/report/assets.py render=study/report/render.py)
+sources = $(patsubst $(1):%,%,$(filter $(1):%,$(SOURCES)))
+ENGINE_SOURCES := $(call sources,engine)
+THEORY_SOURCES := $(call sources,theory)
 define design_steps
 $(call done_stamp,$(2)): $(1) $(ENGINE_SOURCES) $(THEORY_SOURCES) $(2)/manifest.json $(2)/.study-results \
 		| $(SETUP)
@@ -75,11 +78,11 @@ $(eval $(call design_steps,$(DESIGN),$(RESULTS)))
 $(if $(LRESULTS),$(eval $(call design_steps,$(LOGISTIC),$(LRESULTS))))
 
 $(ASSETS): $(call done_stamp,$(RESULTS)) $(if $(LRESULTS),$(call done_stamp,$(LRESULTS))) \
-		$(call sources,study/report/assets.py) | $(SETUP)
+		$(call sources,assets) | $(SETUP)
 	$(PY) -m study report $(RESULTS) $(if $(LRESULTS),--logistic $(LRESULTS)) --no-render --project report
 	@touch $@
 
-$(OUTPUTS) &: $(ASSETS) report/report.qmd report/_quarto.yml report/references.bib $(call sources,study/report/render.py) \
+$(OUTPUTS) &: $(ASSETS) report/report.qmd report/_quarto.yml report/references.bib $(call sources,render) \
 		$(wildcard study/report/templates/*)
 	$(PY) -m study render report
 

@@ -1,6 +1,8 @@
 """The source files a module of the package depends on, for the Makefile's prerequisites.
 
     python3 study/sources.py study/steps.py   # prints the files, one line, sorted
+    python3 study/sources.py engine=study/engine/run.py theory=study/theory/step.py
+        # several lists from one run, each file as name:file (the Makefile's form)
 
 Reads the imports of each file with :mod:`ast` (nothing is imported or run, so the system
 Python suffices before the virtual environment exists) and follows those inside the
@@ -10,7 +12,9 @@ package, however deep, so that no list of files is kept by hand.
 from __future__ import annotations
 
 import ast
+import functools
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
@@ -25,12 +29,14 @@ def _module_file(parts: list[str]) -> Path | None:
     return None
 
 
-def _imports(path: Path) -> set[Path]:
+@functools.cache
+def _imports(path: Path) -> frozenset[Path]:
     """Package files that ``path`` imports (relatively or as ``study.…``)."""
     here = list(path.relative_to(PACKAGE).parent.parts)
     modules: list[list[str]] = []
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    for node in ast.walk(tree):
+    text = path.read_text(encoding="utf-8")
+    tree = ast.parse(text)
+    for node in _statements(tree.body):
         if isinstance(node, ast.ImportFrom):
             named = (node.module or "").split(".") if node.module else []
             if node.level:
@@ -53,9 +59,20 @@ def _imports(path: Path) -> set[Path]:
     found = {f for f in map(_module_file, modules) if f is not None}
     # a module that imports by name (study.models: one module per model family) may load
     # any module of its package
-    if any(_is_import_by_name(node) for node in ast.walk(tree)):
+    if "import_module" in text and any(_is_import_by_name(node) for node in ast.walk(tree)):
         found |= set(path.parent.glob("*.py"))
-    return found
+    return frozenset(found)
+
+
+def _statements(body: list) -> Iterator[ast.AST]:
+    """The statements of ``body`` and of every block inside them, however deep (an import
+    is a statement; walking every expression as well took most of the time)."""
+    for node in body:
+        yield node
+        for block in ("body", "orelse", "finalbody", "handlers", "cases"):
+            inner = getattr(node, block, None)
+            if isinstance(inner, list):
+                yield from _statements(inner)
 
 
 def _is_import_by_name(node: ast.AST) -> bool:
@@ -82,7 +99,19 @@ def sources(*roots: Path) -> list[Path]:
     return sorted(seen)
 
 
-if __name__ == "__main__":
+def _main(arguments: list[str]) -> str:
+    """One line: the files of the roots given, or with ``name=root`` arguments each list's
+    files as ``name:file`` (a file in several lists once for each)."""
     root = Path.cwd()
-    files = sources(*sys.argv[1:])
-    print(" ".join(str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in files))
+
+    def shown(files: list[Path]) -> list[str]:
+        return [str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in files]
+
+    if not any("=" in a for a in arguments):
+        return " ".join(shown(sources(*arguments)))
+    named = [a.split("=", 1) for a in arguments]
+    return " ".join(f"{name}:{f}" for name, start in named for f in shown(sources(start)))
+
+
+if __name__ == "__main__":
+    print(_main(sys.argv[1:]))

@@ -57,6 +57,18 @@ def test_the_makefile_calls_it_with_the_system_python():
     assert "study/engine/tasks.py" in proc.stdout.split()
 
 
+def test_named_lists_from_one_run_are_each_roots_own():
+    """The Makefile's form, several lists from one run as name:file words (a file shared
+    by two lists in each), equals each root's list alone."""
+    roots = {"engine": "study/engine/run.py", "theory": "study/theory/step.py"}
+    cmd = ["python3", "study/sources.py", *(f"{n}={r}" for n, r in roots.items())]
+    words = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    for name, root in roots.items():
+        named = sorted(w.split(":", 1)[1] for w in words.split() if w.startswith(f"{name}:"))
+        alone = sorted(p.relative_to(ROOT).as_posix() for p in sources(root))
+        assert named == alone and "study/design.py" in alone, name
+
+
 # --- the import graph: data flows one way -----------------------------------------------
 # The steps of a run in order; a module may import its own step and earlier ones only.
 LAYERS = [
