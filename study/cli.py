@@ -428,7 +428,8 @@ def _simulate_run(args, design, out: Path) -> int:
     sized = design
     if design.target_mcse is not None:
         sized = dataclasses.replace(design, replications=design.max_replications)
-    estimate = budget.estimate(sized, jobs=args.jobs)
+    done = {} if args.fresh else _checkpointed(out, design)
+    estimate = budget.estimate(sized, jobs=args.jobs, done=done)
     refusal = budget.refusal(
         sized, estimate, jobs=args.jobs, available_memory=available_memory, free_disk=free_disk
     )
@@ -436,7 +437,7 @@ def _simulate_run(args, design, out: Path) -> int:
         raise DesignError(f"{args.design}: {refusal}")
     jobs = min(args.jobs, budget.max_jobs_for_memory(estimate, available_memory))
     if jobs < args.jobs:
-        estimate = budget.estimate(sized, jobs=jobs)
+        estimate = budget.estimate(sized, jobs=jobs, done=done)
     if args.dry_run or not args.quiet:
         capped = f" (--jobs {args.jobs} capped to {jobs} by memory)" if jobs < args.jobs else ""
         if sized is not design:
@@ -483,6 +484,23 @@ def _simulate_run(args, design, out: Path) -> int:
         f"in {report.wall_seconds:.1f} s"
     )
     return 0
+
+
+def _checkpointed(out: Path, design) -> dict[int, int]:
+    """The chunks of each m that the folder's checkpoints would resume, read from their
+    names (nothing is read or moved before the run takes the folder); none unless the
+    folder's marker says it holds this design's results of this engine version."""
+    from study.engine import ENGINE_VERSION
+    from study.engine.store import CheckpointStore
+    from study.folder import read_marker
+
+    marker = read_marker(out) if out.is_dir() else None
+    if marker is None or (marker.get("design_hash"), marker.get("engine_version")) != (
+        design.hash,
+        ENGINE_VERSION,
+    ):
+        return {}
+    return CheckpointStore(out, design).covered_chunks()
 
 
 def _rejected(path, moved_to, reason):

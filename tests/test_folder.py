@@ -675,6 +675,54 @@ def test_dry_run_prints_the_estimate_and_writes_nothing(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_a_resumed_run_is_estimated_for_what_is_left(tmp_path, capsys, reference, design_file):
+    """The estimate of a run on a folder with checkpoints counts their chunks as done, read
+    from the names alone before the run takes the folder (nothing is read, moved or
+    written): a stray name, chunks beyond the design's and another design's folder count
+    for nothing, and --fresh starts over."""
+    from study.design import load_design
+    from study.engine import budget
+    from study.engine.streams import n_chunks
+
+    design = load_design(design_file)
+    chunks = {m: n_chunks(design.replications, m) for m in design.m}
+    assert chunks == {5: 2, 2000: 2}  # 300 data sets: chunks of 256 and 44
+    out = copy_of(reference, tmp_path)
+    store = CheckpointStore(out, design)
+    assert store.covered_chunks() == chunks
+    (out / "checkpoints" / "m2000-c1-2.ckpt").unlink()
+    for stray in ("m05-c0-1.ckpt", "m5-c2-3.ckpt", "m2000-c0-1.ckpt.tmp"):
+        (out / "checkpoints" / stray).write_bytes(b"not a checkpoint")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    assert store.covered_chunks() == {5: 2, 2000: 1}
+    _, stdout, _ = _cli(capsys, "simulate", design_file, "--out", out, "--dry-run")
+    assert "(75 % of the chunks already checkpointed)" in one_line(stdout)
+    _, stdout, _ = _cli(capsys, "simulate", design_file, "--out", out, "--dry-run", "--fresh")
+    assert "checkpointed" not in one_line(stdout)
+    other = write_design(tmp_path / "other.toml", small_design(**DESIGN, seed=99))
+    _, stdout, _ = _cli(capsys, "simulate", other, "--out", out, "--dry-run")
+    assert "checkpointed" not in one_line(stdout)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert CheckpointStore(tmp_path / "none", design).covered_chunks() == {}
+    (tmp_path / "file").mkdir()
+    (tmp_path / "file" / "checkpoints").write_text("")
+    assert CheckpointStore(tmp_path / "file", design).covered_chunks() == {}
+
+    # the time: each m's chunks take their own share off, additively (one worker: no
+    # task waits for another), and with every chunk done the startup and the files remain
+    def seconds(**done) -> float:
+        return budget.estimate(
+            design, jobs=1, done={int(m[1:]): n for m, n in done.items()}
+        ).seconds
+
+    none, every = seconds(), seconds(m5=2, m2000=2)
+    share = {m: seconds(**{f"m{m}": 2}) for m in design.m}
+    assert none > share[5] > every and none > share[2000] > every > 0
+    assert none - every == pytest.approx((none - share[5]) + (none - share[2000]), rel=1e-12)
+    assert seconds(m5=9, m2000=9) == every  # more than the design's: all of them
+    assert budget.estimate(design, jobs=1, done={5: 1, 2000: 2}).resumed_fraction == 0.75
+
+
 def test_results_of_an_older_engine_are_refused_by_the_readers_naming_the_version(
     tmp_path, reference
 ):

@@ -34,7 +34,7 @@ from study.engine.costs import (
     task_payload_bytes,
 )
 from study.engine.plan import MAX_TASK_FILES, largest_task_chunks, n_tasks
-from study.engine.streams import chunk_length
+from study.engine.streams import chunk_length, n_chunks
 
 __all__ = [
     "MAIN_BASELINE_BYTES",
@@ -69,6 +69,7 @@ class Estimate:
     seconds: float
     jobs: int = 1
     workers: int = 1  # worker processes that will run: at most jobs, at most the tasks
+    resumed_fraction: float = 0.0  # of the chunks, checkpointed by an earlier run
 
     @property
     def disk_bytes(self) -> int:
@@ -85,8 +86,13 @@ class Estimate:
         checkpoints + 25 MB of results, 735 MB peak memory (2 workers × 248 MB + main
         239 MB)``."""
         workers = f"{self.workers} worker{'s' if self.workers != 1 else ''}"
+        resumed = ""
+        if self.resumed_fraction > 0:
+            share = 100 * self.resumed_fraction
+            shown = "100" if share >= 100 else ">99" if share > 99 else "<1" if share < 1 else ""
+            resumed = f" ({shown or f'{share:.0f}'} % of the chunks already checkpointed)"
         return (
-            f"estimate: {self.n_tasks:,} task{'s' if self.n_tasks != 1 else ''}, "
+            f"estimate: {self.n_tasks:,} task{'s' if self.n_tasks != 1 else ''}{resumed}, "
             f"~{format_seconds(self.seconds)} with {self.jobs} job"
             f"{'s' if self.jobs != 1 else ''}, {format_bytes(self.checkpoint_bytes)} of "
             f"checkpoints + {format_bytes(self.result_bytes)} of results, "
@@ -123,8 +129,10 @@ def format_seconds(s: float) -> str:
 # --- the estimate ------------------------------------------------------------------------
 
 
-def estimate(design: Design, *, jobs: int) -> Estimate:
-    """What running ``design`` with ``jobs`` worker processes will cost.
+def estimate(design: Design, *, jobs: int, done: dict[int, int] | None = None) -> Estimate:
+    """What running ``design`` with ``jobs`` worker processes will cost; ``done``: the
+    chunks of each m already checkpointed (:meth:`CheckpointStore.covered_chunks`), which
+    a resumed run does not compute again. The files and bytes are those of the whole run.
 
     O(m × degree × λ × scaling) at most (the distinct α per (m, degree) are counted for the
     time), whatever the number of replications: tasks are never enumerated.
@@ -132,8 +140,10 @@ def estimate(design: Design, *, jobs: int) -> Estimate:
     jobs = max(1, int(jobs))
     fp = footprint(design, workers=jobs)
     workers = max(1, min(jobs, fp.n_tasks))
+    chunks = {m: n_chunks(design.replications, m) for m in design.m}
+    resumed = sum(min(chunks[m], n) for m, n in (done or {}).items() if m in chunks)
     try:
-        seconds = run_seconds(design, fp, workers)
+        seconds = run_seconds(design, fp, workers, done)
     except OverflowError:  # counts beyond a float (10³⁰⁸): it will not finish
         seconds = math.inf
     return Estimate(
@@ -146,6 +156,7 @@ def estimate(design: Design, *, jobs: int) -> Estimate:
         seconds=seconds,
         jobs=jobs,
         workers=workers,
+        resumed_fraction=resumed / max(1, sum(chunks.values())),
     )
 
 

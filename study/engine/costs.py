@@ -455,18 +455,24 @@ def chunk_costs(design: Design) -> dict[int, float]:
     return {m: chunk_seconds(design, m) for m in design.m}
 
 
-def run_seconds(design: Design, fp: Footprint, workers: int) -> float:
-    """Wall time of a run with ``workers`` processes: startup, the tasks, the serial tail."""
+def run_seconds(
+    design: Design, fp: Footprint, workers: int, done: dict[int, int] | None = None
+) -> float:
+    """Wall time of a run with ``workers`` processes: startup, the tasks, the serial tail.
+    ``done``: the chunks of each m already checkpointed (a resumed run computes the rest;
+    it still reads every checkpoint and writes every file)."""
     from study.engine.plan import chunks_per_task
 
     costs = chunk_costs(design)
     per = chunks_per_task(design, workers, costs=costs)
-    total = fp.n_tasks * TASK_SECONDS
-    longest = 0.0
+    done = done or {}
+    total = longest = 0.0
     for m, g in per.items():
         one = costs[m]
-        total += n_chunks(design.replications, m) * one
-        longest = max(longest, TASK_SECONDS + g * one)
+        left = max(0, n_chunks(design.replications, m) - done.get(m, 0))
+        if left:
+            total += -(-left // g) * TASK_SECONDS + left * one
+            longest = max(longest, TASK_SECONDS + min(g, left) * one)
     parallel = max(total / max(1, min(workers, _usable_cores())), longest)
     M, K = len(design.m), len(design.degree)
     if design.family == "logistic":

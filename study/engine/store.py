@@ -162,32 +162,12 @@ class CheckpointStore:
         reaching beyond the design's chunks, and one whose chunks an earlier checkpoint
         (by first chunk, then the longer) already covers.
         """
-        from study.engine.precision import valid_chunks
-
-        found: list[tuple[Task, Path]] = []
-        try:
-            names = sorted(p.name for p in self.dir.iterdir())
-        except FileNotFoundError:
-            return []
-        for name in names:
-            hit = _NAME.fullmatch(name)
-            if hit is None:
-                continue
-            task = Task(*(int(g) for g in hit.groups()))
-            if task.m in self.design.m:
-                found.append((task, self.dir / name))  # a non-canonical name is set aside
-        found.sort(key=lambda item: (item[0].m, item[0].first, -item[0].stop))
         done: list[Task] = []
         covered: dict[int, int] = {}  # m → chunks covered so far (in order of first chunk)
-        for task, path in found:
-            reason = None
-            if path.name != f"{task.name}.ckpt":  # e.g. m08-c0-1.ckpt: not a name it writes
-                reason = f"not named as study names it ({task.name}.ckpt)"
-            elif not 0 <= task.first < task.stop <= valid_chunks(self.design, task.m):
-                reason = f"chunks {task.first}–{task.stop - 1} outside the design's chunks"
-            elif task.first < covered.get(task.m, 0):
+        for task, path, reason in self._named():
+            if reason is None and task.first < covered.get(task.m, 0):
                 reason = "its chunks overlap those of another checkpoint"
-            else:
+            elif reason is None:
                 try:
                     data = path.read_bytes()
                     unpack_checkpoint(data, task=task, **self._identity)
@@ -203,6 +183,50 @@ class CheckpointStore:
             done.append(task)
             covered[task.m] = task.stop
         return done
+
+    def covered_chunks(self) -> dict[int, int]:
+        """The chunks of each m that a resumed run will not compute again, from the
+        checkpoints' names alone, by the rules of :meth:`done` (nothing is read, moved or
+        verified: a checkpoint whose contents fail is computed again after all). For the
+        estimate a run prints before it takes the folder."""
+        chunks: dict[int, int] = {}
+        covered: dict[int, int] = {}
+        try:
+            named = self._named()
+        except OSError:  # not a folder, not readable: the run says what is wrong
+            return {}
+        for task, _, reason in named:
+            if reason is None and task.first >= covered.get(task.m, 0):
+                chunks[task.m] = chunks.get(task.m, 0) + task.stop - task.first
+                covered[task.m] = task.stop
+        return chunks
+
+    def _named(self) -> list[tuple[Task, Path, str | None]]:
+        """The checkpoints named as tasks of the design's m, in order of (m, first chunk,
+        the longer first), each with what rules it out by its name (None if nothing): a
+        name other than the one study writes, or chunks outside the design's."""
+        from study.engine.precision import valid_chunks
+
+        found: list[tuple[Task, Path, str | None]] = []
+        try:
+            names = sorted(p.name for p in self.dir.iterdir())
+        except FileNotFoundError:
+            return []
+        for name in names:
+            hit = _NAME.fullmatch(name)
+            if hit is None:
+                continue
+            task = Task(*(int(g) for g in hit.groups()))
+            if task.m not in self.design.m:
+                continue
+            reason = None
+            if name != f"{task.name}.ckpt":  # e.g. m08-c0-1.ckpt: not a name it writes
+                reason = f"not named as study names it ({task.name}.ckpt)"
+            elif not 0 <= task.first < task.stop <= valid_chunks(self.design, task.m):
+                reason = f"chunks {task.first}–{task.stop - 1} outside the design's chunks"
+            found.append((task, self.dir / name, reason))
+        found.sort(key=lambda item: (item[0].m, item[0].first, -item[0].stop))
+        return found
 
     def _reject(self, path: Path) -> Path:
         folder = self.dir / "rejected"
