@@ -66,10 +66,14 @@ SOURCES := $(shell $(PYTHON) study/sources.py engine=study/engine/run.py \
 sources = $(patsubst $(1):%,%,$(filter $(1):%,$(SOURCES)))
 ENGINE_SOURCES := $(call sources,engine)
 THEORY_SOURCES := $(call sources,theory)
+# the files only the theory step reads: `study theory` alone when they are all that changed
+# (a test against this list, not against the design's path, which make may spell without
+# a leading ./ in $?)
+THEORY_ONLY := $(filter-out $(ENGINE_SOURCES),$(THEORY_SOURCES))
 define design_steps
 $(call done_stamp,$(2)): $(1) $(ENGINE_SOURCES) $(THEORY_SOURCES) $(2)/manifest.json $(2)/.study-results \
 		| $(SETUP)
-	$$(if $$(filter $(1) $(ENGINE_SOURCES) $(2)/manifest.json $(2)/.study-results,$$?),$(PY) -m study simulate $(1) --jobs $(JOBS) --out $(2),$(PY) -m study theory $(2))
+	$$(if $$(filter-out $(THEORY_ONLY),$$?),$(PY) -m study simulate $(1) --jobs $(JOBS) --out $(2),$(PY) -m study theory $(2))
 	@touch $$@
 
 $(2)/.study-results $(2)/manifest.json:

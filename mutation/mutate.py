@@ -149,10 +149,13 @@ def _stop_on_termination() -> None:
 @contextmanager
 def _signals_held():
     """SIGINT, SIGTERM and SIGHUP recorded, not acted on, inside the block; yields the list
-    they are recorded in, for the caller to raise again where it can clean up. Without it a
-    signal between mutmut's start and the `try` that stops it would end this script and
-    leave mutmut running in its own session. Ignored signals stay ignored; outside the main
-    thread, where handlers cannot be set, nothing is held."""
+    they are recorded in, for the caller to raise again once it can clean up. Without it a
+    signal between mutmut's start and the assignment that lets the clean-up find it would
+    end this script and leave mutmut running in its own session. Raised again, a signal
+    meets the handler it had: a Python one (Ctrl-C's, :func:`_stop_on_termination`'s)
+    raises where the caller cleans up; SIG_DFL ends the script at once, as it would have.
+    Ignored signals stay ignored; outside the main thread, where handlers cannot be set,
+    nothing is held. If the block raises, what it held is dropped with it."""
     held: list[int] = []
     saved = {}
     if threading.current_thread() is threading.main_thread():
@@ -307,9 +310,10 @@ def _mutmut(
     goes to a file, not a pipe, so that a process it started in a session of its own (a
     test's `study simulate`) cannot hold this script up."""
     skip = {"MUTATE_SKIP_CLEAN": str(int(skip_clean))}
-    with _signals_held() as held:
-        process = _start(arguments, WORK, RESULTS / "mutmut.out", skip)
+    process = None
     try:
+        with _signals_held() as held:  # until `process` names it (or the start failed)
+            process = _start(arguments, WORK, RESULTS / "mutmut.out", skip)
         for sig in held:  # a signal that came while mutmut started: now, where it is stopped
             signal.raise_signal(sig)
         process.wait(timeout=timeout)
@@ -317,7 +321,8 @@ def _mutmut(
         _stop(process)
         return None
     except BaseException:  # Ctrl-C, SIGTERM: take mutmut and its workers along
-        _stop(process)
+        if process is not None:
+            _stop(process)
         raise
     output = (RESULTS / "mutmut.out").read_text(encoding="utf-8", errors="replace")
     if arguments[0] == "run":  # not the listings of `results` and `show`

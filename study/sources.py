@@ -109,6 +109,8 @@ def _main(arguments: list[str]) -> str:
 
     if not any("=" in a for a in arguments):
         return " ".join(shown(sources(*arguments)))
+    if not all("=" in a for a in arguments):
+        raise SystemExit("sources.py: give roots either all as name=root or all without names")
     named = [a.split("=", 1) for a in arguments]
     return " ".join(f"{name}:{f}" for name, start in named for f in shown(sources(start)))
 

@@ -703,6 +703,8 @@ def test_a_resumed_run_is_estimated_for_what_is_left(tmp_path, capsys, reference
     _, stdout, _ = _cli(capsys, "simulate", other, "--out", out, "--dry-run")
     assert "checkpointed" not in one_line(stdout)
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    (out / "checkpoints" / "m5-c0-2.ckpt").write_bytes(b"")  # covers what two others do
+    assert store.covered_chunks() == {5: 2, 2000: 1}  # by the longer, each chunk once
     assert CheckpointStore(tmp_path / "none", design).covered_chunks() == {}
     (tmp_path / "file").mkdir()
     (tmp_path / "file" / "checkpoints").write_text("")

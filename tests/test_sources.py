@@ -185,16 +185,16 @@ def test_make_reruns_the_theory_alone_when_only_its_code_changed(tmp_path):
     engine = {path.relative_to(ROOT).as_posix() for path in sources("study/engine/run.py")}
     assert "study/theory/tuning.py" not in engine and "study/design.py" in engine
 
-    def steps(*new: str) -> list[str]:
+    def steps(*new: str, design: str = "simulations/smoke.toml") -> list[str]:
         out = _make_dry_run(
-            "simulate",
-            "DESIGN=simulations/smoke.toml",
-            f"RESULTS={results}",
-            *map("-W{}".format, new),
+            "simulate", f"DESIGN={design}", f"RESULTS={results}", *map("-W{}".format, new)
         )
         return [line.split(" -m ", 1)[1] for line in out.splitlines() if " -m study " in line]
 
     simulate = [f"study simulate simulations/smoke.toml --jobs 2 --out {results}"]
+    # make names the design in $? without the ./ it was given with
+    dotted = steps("simulations/smoke.toml", design="./simulations/smoke.toml")
+    assert dotted == [simulate[0].replace("simulate simulations", "simulate ./simulations")]
     assert steps() == []
     assert steps("study/theory/tuning.py") == [f"study theory {results}"]
     assert steps("study/engine/merge.py") == simulate

@@ -84,7 +84,8 @@ class Estimate:
     def line(self) -> str:
         """One human line, e.g. ``estimate: 120 tasks, ~17 s with 2 jobs, 37 MB of
         checkpoints + 25 MB of results, 735 MB peak memory (2 workers × 248 MB + main
-        239 MB)``."""
+        239 MB)``; resuming, ``estimate: 120 tasks (40 % of the chunks already
+        checkpointed), ~11 s with 2 jobs, …``."""
         workers = f"{self.workers} worker{'s' if self.workers != 1 else ''}"
         resumed = ""
         if self.resumed_fraction > 0:

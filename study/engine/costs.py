@@ -119,9 +119,11 @@ ALPHA_SECONDS = tuple(
 # the previous α, a + m·(b + c·k) (measured per fit on chunks of 256 data sets of
 # simulations/logistic.toml: 4.6 and 7.2 µs at m = 20, 8.9 and 13 µs at m = 100, 50 and
 # 45 µs at m = 1,000, 160 and 240 µs at m = 5,000, degrees 1 and 3), and per (m, degree)
-# the theory step's α*(m) (about 0.25 s, the expansion at some 50 values of α).
+# the theory step's large-m tables and α*(m), the expansion at some 50 values of α (0.06 to
+# 0.07 s: the three degree pieces of simulations/logistic.toml took 0.59 to 0.71 s on
+# 2026-12-02; 0.25 s when first measured, which made a resumed run's estimate 3 times its time).
 LOGISTIC_FIT_SECONDS = (6e-6, 24e-9, 8e-9)
-LOGISTIC_TUNING_SECONDS_PER_M_DEGREE = 0.25
+LOGISTIC_TUNING_SECONDS_PER_M_DEGREE = 0.07
 # Per task: dispatch, setup, packing and the durable write of the checkpoint; per distinct
 # α and degree, the Python loop spreading a fit to its cells (and per cell of that loop).
 TASK_SECONDS = 5e-3
