@@ -18,7 +18,7 @@ TEST_JOBS ?= 2
 name_of = $(shell sed -n 's/^name *= *"\(.*\)".*/\1/p' $(1))
 RESULTS ?= simulations/results/$(call name_of,$(DESIGN))
 # a results folder's stamp, beside it: the run that wrote it is up to date (below)
-done_stamp = $(dir $(1)).$(notdir $(1)).done
+done_stamp = $(dir $(patsubst %/,%,$(1))).$(notdir $(patsubst %/,%,$(1))).done
 # The default studies are two designs: least squares (DESIGN) and logistic regression
 # (LOGISTIC), whose results the report's section on logistic regression reads. With another
 # DESIGN only that one runs, unless LOGISTIC is given too (LOGISTIC= runs none).

@@ -203,3 +203,6 @@ def test_make_reruns_the_theory_alone_when_only_its_code_changed(tmp_path):
     assert steps(str(results / "manifest.json")) == simulate
     (results / ".study-results").unlink()
     assert steps() == simulate
+    # the stamp stays beside the folder when the folder is given with a trailing slash
+    out = _make_dry_run("simulate", "DESIGN=simulations/smoke.toml", f"RESULTS={results}/")
+    assert f"touch {stamp}" in out.splitlines()
